@@ -1,0 +1,52 @@
+# Two entry points: `make demo` (the main job) and `make test` (everything CI checks).
+# Each one sets itself up: a bootstrap uv if none is on PATH, then `uv sync --frozen` from uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+SYNC_STAMP := $(VENV)/.synced
+
+.PHONY: demo test check lint typecheck unit bench long fmt clean setup
+
+setup: $(SYNC_STAMP)
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $(SYNC_STAMP)
+
+demo: $(SYNC_STAMP)
+	$(RUN) pricing-lab demo
+
+test: check unit
+
+check: lint typecheck
+
+lint: $(SYNC_STAMP)
+	$(RUN) ruff check pricing_lab connectors tests benchmarks
+	$(RUN) ruff format --check pricing_lab connectors tests benchmarks
+
+typecheck: $(SYNC_STAMP)
+	$(RUN) mypy
+
+unit: $(SYNC_STAMP)
+	$(RUN) pytest -q
+
+fmt: $(SYNC_STAMP)
+	$(RUN) ruff format pricing_lab connectors tests benchmarks
+	$(RUN) ruff check --fix pricing_lab connectors tests benchmarks
+
+# Long property runs (20,000 ledger scenarios and more formula examples).
+long: $(SYNC_STAMP)
+	PRICING_LAB_LONG=1 $(RUN) pytest -q -m slow
+
+bench: $(SYNC_STAMP)
+	$(RUN) python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Warehouse connectors for pricing_lab. Each connector is one sub-package; drivers load lazily."""

@@ -1,0 +1,1 @@
+"""Snowflake connector: key-pair authentication and idempotent export (SPEC §7)."""

@@ -1,0 +1,92 @@
+"""The `pricing-lab` command line: one sub-command module per area, plus connector plug-ins.
+
+Every command module exposes `register(subparsers)`; it adds its parser(s) and sets `handler` to a
+function taking the parsed arguments and returning an exit status. Errors derived from
+`PricingLabError` become one line on stderr and their exit status (2 for bad input); nothing else
+prints a traceback unless `PRICING_LAB_DEBUG=1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from pricing_lab.errors import PricingLabError
+
+# Modules inside pricing_lab.cli, each with `register(subparsers)`. Missing ones are skipped so the
+# command line works while areas are still being built.
+COMMAND_MODULES = (
+    "pricing_lab.cli.catalog_cmd",
+    "pricing_lab.cli.formula_cmd",
+    "pricing_lab.cli.usage_cmd",
+    "pricing_lab.cli.simulate_cmd",
+    "pricing_lab.cli.compare_cmd",
+    "pricing_lab.cli.demo_cmd",
+)
+PLUGIN_GROUP = "pricing_lab.cli"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and a single readable line on bad arguments."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"pricing-lab: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pricing-lab",
+        description="Credit pricing lab: catalog, formulas, ledger replay, scenarios, export.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(subparsers)
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            register = entry.load()
+        except ModuleNotFoundError:
+            continue  # the connector package is not installed
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns (and, as a script, exits with) the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.handler(args)
+    except PricingLabError as exc:
+        if os.environ.get("PRICING_LAB_DEBUG") == "1":
+            raise
+        sys.stderr.write(f"pricing-lab: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("pricing-lab: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug: still one message, the traceback only on request
+        if os.environ.get("PRICING_LAB_DEBUG") == "1":
+            raise
+        sys.stderr.write(
+            f"pricing-lab: internal error: {type(exc).__name__}: {exc} "
+            "(set PRICING_LAB_DEBUG=1 for the traceback)\n"
+        )
+        return 1
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""Error types shared by every part of pricing_lab: problems with where they came from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One thing wrong with an input, and where it is (a path such as `plans[2].entitlements[0]`)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class PricingLabError(Exception):
+    """Base of every error pricing_lab raises on purpose. The CLI prints it as one message."""
+
+    exit_code = 1
+
+
+class InputError(PricingLabError):
+    """Bad input from the user (a file, a formula, an argument). The CLI exits with status 2."""
+
+    exit_code = 2
+
+
+class ValidationError(InputError):
+    """Input with one or more problems, all listed at once, each with its path."""
+
+    def __init__(self, problems: Iterable[Problem], *, source: str = "") -> None:
+        self.problems: Sequence[Problem] = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"{head}{count} {noun}:"] + [f"  {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class InvariantViolation(PricingLabError):
+    """A ledger broke one of the SPEC §5 invariants. Always a bug in pricing_lab, never user error."""

@@ -1,0 +1,25 @@
+"""The command line's contract: help for every command, bad input is exit 2 with one message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pricing_lab", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_help_lists_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "COMMAND" in result.stdout
+
+
+def test_unknown_command_is_exit_2_without_traceback() -> None:
+    result = run_cli("no-such-command")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "invalid choice" in result.stderr
