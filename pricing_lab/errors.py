@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
-    """One thing wrong with an input, and where it is (a path such as `plans[2].entitlements[0]`)."""
+    """One thing wrong with an input and where it is, e.g. path `plans[2].entitlements[0]`."""
 
     path: str
     message: str
@@ -43,4 +43,4 @@ class ValidationError(InputError):
 
 
 class InvariantViolation(PricingLabError):
-    """A ledger broke one of the SPEC §5 invariants. Always a bug in pricing_lab, never user error."""
+    """A ledger broke a SPEC §5 invariant: always a bug in pricing_lab, never user error."""
