@@ -1,0 +1,44 @@
+"""Exact money and credit arithmetic: rounding modes of SPEC §2 and integer minor units."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from typing import Literal
+
+Rounding = Literal["half_up", "up", "down"]
+
+# "up" and "down" are toward +infinity / -infinity: a cost is never negative when it is kept, so for
+# kept costs they equal away-from-zero / toward-zero. Documented in docs/rules.md.
+_DECIMAL_ROUNDING: dict[str, str] = {
+    "half_up": ROUND_HALF_UP,
+    "up": ROUND_CEILING,
+    "down": ROUND_FLOOR,
+}
+
+# Enough digits for NUMBER(38, s) amounts and for intermediate formula results.
+PRECISION_DIGITS = 60
+
+
+def quantum(precision: int) -> Decimal:
+    """The smallest step at `precision` decimal places: 2 → Decimal('0.01')."""
+    return Decimal(1).scaleb(-precision)
+
+
+def quantize(amount: Decimal, precision: int, rounding: Rounding = "half_up") -> Decimal:
+    """Round `amount` to `precision` decimal places with one of the currency rounding modes."""
+    with localcontext() as ctx:
+        ctx.prec = PRECISION_DIGITS
+        return amount.quantize(quantum(precision), rounding=_DECIMAL_ROUNDING[rounding])
+
+
+def to_minor_units(amount: Decimal, precision: int) -> int:
+    """An amount already at `precision` places as an integer count of minor units (exact)."""
+    scaled = amount.scaleb(precision)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} has more than {precision} decimal places")
+    return int(scaled)
+
+
+def from_minor_units(units: int, precision: int) -> Decimal:
+    """Integer minor units back to a Decimal with exactly `precision` places."""
+    return Decimal(units).scaleb(-precision).quantize(quantum(precision))

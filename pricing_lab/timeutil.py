@@ -1,0 +1,44 @@
+"""UTC timestamps (microsecond precision) and calendar steps with month-end clamping (SPEC §5)."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+Cadence = Literal["monthly", "yearly"]
+MICROSECOND = timedelta(microseconds=1)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timezone-aware UTC datetime; naive values are taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def add_months(anchor: datetime, months: int) -> datetime:
+    """`anchor` moved by whole months, the day clamped to the month's last day.
+
+    Always computed from the original anchor, so a Jan 31 anchor gives Feb 28/29, Mar 31, Apr 30.
+    """
+    month_index = anchor.month - 1 + months
+    year = anchor.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    return anchor.replace(year=year, month=month, day=day)
+
+
+def add_years(anchor: datetime, years: int) -> datetime:
+    """`anchor` moved by whole years; Feb 29 becomes Feb 28 in a year without it."""
+    return add_months(anchor, 12 * years)
+
+
+def period_start(anchor: datetime, cadence: Cadence, index: int) -> datetime:
+    """Start of period `index` (0-based) of a recurrence anchored at `anchor`."""
+    return add_months(anchor, index) if cadence == "monthly" else add_years(anchor, index)
+
+
+def month_start(value: datetime) -> datetime:
+    """The start of the UTC calendar month containing `value`."""
+    return as_utc(value).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
