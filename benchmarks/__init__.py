@@ -1,0 +1,1 @@
+"""Performance measurements. Run all with `make bench`, one with `python -m benchmarks NAME`."""
