@@ -343,29 +343,27 @@ def _resolve_key(
     toml_place: str,
     problems: list[Problem],
 ) -> ResolvedSetting:
+    env_file, env_inline = ENV_VARS["private_key_file"], ENV_VARS["private_key"]
     levels = [
         (
-            "explicit argument 'private_key_file'",
-            args.get("private_key_file"),
-            "explicit argument 'private_key'",
-            args.get("private_key"),
+            "explicit argument 'private_key_file' or 'private_key'",
+            ("explicit argument 'private_key_file'", args.get("private_key_file")),
+            ("explicit argument 'private_key'", args.get("private_key")),
         ),
         (
-            f"environment variable {ENV_VARS['private_key_file']}",
-            env.get(ENV_VARS["private_key_file"]),
-            f"environment variable {ENV_VARS['private_key']}",
-            env.get(ENV_VARS["private_key"]),
+            f"environment variable {env_file} or {env_inline}",
+            (f"environment variable {env_file}", env.get(env_file)),
+            (f"environment variable {env_inline}", env.get(env_inline)),
         ),
         (
-            f"{toml_place} key 'private_key_file'",
-            table.get("private_key_file"),
-            f"{toml_place} key 'private_key'",
-            table.get("private_key"),
+            f"{toml_place} key 'private_key_file' or 'private_key'",
+            (f"{toml_place} key 'private_key_file'", table.get("private_key_file")),
+            (f"{toml_place} key 'private_key'", table.get("private_key")),
         ),
     ]
     looked_in: list[str] = []
-    for file_place, file_value, inline_place, inline_value in levels:
-        looked_in += [file_place, inline_place]
+    for level_place, (file_place, file_value), (inline_place, inline_value) in levels:
+        looked_in.append(level_place)
         path_text, inline_text = _text(file_value), _text(inline_value)
         if path_text is not None and inline_text is not None:
             problems.append(
