@@ -108,6 +108,11 @@ class Feature:
     display_unit: DisplayUnit | None = None
     meter: Meter | None = None
 
+    def _repr_html_(self) -> str:
+        from pricing_lab.catalog.html import feature_html
+
+        return feature_html(self)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeatureGroup:
@@ -118,6 +123,11 @@ class FeatureGroup:
     features: tuple[FeatureId, ...]
     description: str = ""
     status: Status = "active"
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.catalog.html import group_html
+
+        return group_html(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,6 +216,11 @@ class Plan:
     credit_rates: tuple[CreditRate, ...] = ()
     status: Status = "active"
 
+    def _repr_html_(self) -> str:
+        from pricing_lab.catalog.html import offer_html
+
+        return offer_html(self)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AddOn:
@@ -219,6 +234,11 @@ class AddOn:
     credit_rates: tuple[CreditRate, ...] = ()
     status: Status = "active"
 
+    def _repr_html_(self) -> str:
+        from pricing_lab.catalog.html import offer_html
+
+        return offer_html(self)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreditCurrency:
@@ -230,6 +250,11 @@ class CreditCurrency:
     price_currency: str = "USD"
     precision: int = 2
     rounding: Rounding = "half_up"
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.catalog.html import currency_html
+
+        return currency_html(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,6 +285,11 @@ class Catalog:
 
     def currency(self, currency_id: CurrencyId) -> CreditCurrency:
         return _by_id(self.currencies, currency_id, "credit currency")
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.catalog.html import catalog_html
+
+        return catalog_html(self)
 
 
 _Record = TypeVar("_Record", Feature, FeatureGroup, Plan, AddOn, CreditCurrency)
