@@ -1,0 +1,203 @@
+"""Balances from a ledger: queries at any instant, the per-customer table and the summary (SPEC §6).
+
+Everything here reads the ledger (and the replay's inputs for cost bases), so both engines share
+it. Credits are Decimal columns at the ledger's scale; money columns are exact Decimals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import polars as pl
+
+from pricing_lab.ledger.inputs import PreparedReplay
+from pricing_lab.timeutil import as_utc
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrantBalance:
+    """One grant as seen at an instant: what is left of it."""
+
+    grant_id: str
+    grant_type: str
+    grant_source: str
+    effective_at: datetime | None  # None: took effect before the ledger's first entry
+    remaining: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditBalance:
+    """A customer's credits in one currency at one instant (like `getCreditEntitlement`)."""
+
+    customer_id: str
+    currency_id: str
+    at: datetime
+    balance: Decimal
+    granted: Decimal
+    consumed: Decimal
+    grants: tuple[GrantBalance, ...]  # grants with a non-zero remaining amount, by grant id
+
+
+def balance_at(
+    ledger: pl.DataFrame, customer_id: str, currency_id: str, at: datetime
+) -> CreditBalance:
+    """The balance after every ledger entry at or before `at` for one customer and currency.
+
+    `granted` and `consumed` are totals since the replay's start (consumed is positive); `grants`
+    lists every grant with credits left (the OVERDRAFT grant too when it is in debt).
+    """
+    at = as_utc(at)
+    rows = ledger.filter(
+        (pl.col("customer_id") == customer_id)
+        & (pl.col("currency_id") == currency_id)
+        & (pl.col("timestamp") <= at)
+    )
+    amounts = rows["amount"].to_list()
+    types = rows["entry_type"].to_list()
+    per_grant = (
+        rows.group_by("grant_id", "grant_type", "grant_source")
+        .agg(
+            pl.col("amount").sum().alias("remaining"),
+            pl.col("timestamp").filter(pl.col("entry_type") == "GRANTED").first().alias("at"),
+        )
+        .filter(pl.col("remaining") != 0)
+        .sort("grant_id")
+    )
+    return CreditBalance(
+        customer_id=customer_id,
+        currency_id=currency_id,
+        at=at,
+        balance=sum(amounts, ZERO),
+        granted=sum((a for a, t in zip(amounts, types, strict=True) if t == "GRANTED"), ZERO),
+        consumed=-sum((a for a, t in zip(amounts, types, strict=True) if t == "CONSUMED"), ZERO),
+        grants=tuple(
+            GrantBalance(grant_id=g, grant_type=t, grant_source=s, effective_at=e, remaining=r)
+            for g, t, s, r, e in per_grant.iter_rows()
+        ),
+    )
+
+
+def _by_type(entry_type: str) -> pl.Expr:
+    return pl.col("amount").filter(pl.col("entry_type") == entry_type).sum()
+
+
+def balances_table(
+    ledger: pl.DataFrame, denied_events: pl.DataFrame, prepared: PreparedReplay
+) -> pl.DataFrame:
+    """Per customer and currency (SPEC §6): granted, consumed, expired, voided (all positive),
+    final balance, overdraft debt, first time the balance was at or below 0 after an entry,
+    recharges issued, recharge spend (money), events denied."""
+    scale = prepared.scale
+    credits = pl.Decimal(38, scale)
+    unit_prices = {c.id: c.unit_price for c in prepared.currencies}
+    price_scale = max((_places(p) for p in unit_prices.values()), default=0)
+    recharge = (pl.col("entry_type") == "GRANTED") & (pl.col("grant_source") == "auto_recharge")
+    per_customer = ledger.group_by("customer_id", "currency_id").agg(
+        _by_type("GRANTED").alias("granted"),
+        (-_by_type("CONSUMED")).alias("consumed"),
+        (-_by_type("EXPIRED")).alias("expired"),
+        (-_by_type("VOIDED")).alias("voided"),
+        pl.col("balance_after").sort_by("entry_id").last().alias("final_balance"),
+        (-pl.col("amount").filter(pl.col("grant_type") == "OVERDRAFT").sum()).alias(
+            "overdraft_debt"
+        ),
+        pl.col("timestamp")
+        .filter(pl.col("balance_after") <= 0)
+        .sort_by(pl.col("entry_id").filter(pl.col("balance_after") <= 0))
+        .first()
+        .alias("first_zero_at"),
+        recharge.sum().cast(pl.Int64).alias("recharges_issued"),
+        pl.col("amount").filter(recharge).sum().alias("recharged"),
+    )
+    denied = denied_events.group_by("customer_id", "currency_id").agg(
+        pl.len().cast(pl.Int64).alias("events_denied")
+    )
+    table = per_customer.join(denied, on=["customer_id", "currency_id"], how="full", coalesce=True)
+    price = pl.col("currency_id").replace_strict(
+        {k: v for k, v in unit_prices.items()}, return_dtype=pl.Decimal(38, price_scale)
+    )
+    return table.select(
+        "customer_id",
+        "currency_id",
+        *(
+            pl.col(name).fill_null(0).cast(credits)
+            for name in ("granted", "consumed", "expired", "voided", "final_balance")
+        ),
+        pl.col("overdraft_debt").fill_null(0).cast(credits),
+        pl.col("first_zero_at"),
+        pl.col("recharges_issued").fill_null(0),
+        (pl.col("recharged").fill_null(0).cast(credits) * price)
+        .cast(pl.Decimal(38, scale + price_scale))
+        .alias("recharge_spend"),
+        pl.col("events_denied").fill_null(0),
+    ).sort("customer_id", "currency_id")
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(-exponent, 0) if isinstance(exponent, int) else 0
+
+
+def summary_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
+    """Totals per currency (SPEC §6): credits granted/consumed/expired/voided, final balance,
+    overdraft debt, customers, breakage (expired credits × their grant's cost basis) and credit
+    revenue (credits of PAID grants × cost basis), both in money."""
+    cost_basis = {g.grant_id: g.cost_basis for g in prepared.grants}
+    unit_prices = {c.id: c.unit_price for c in prepared.currencies}
+    per_grant = (
+        ledger.filter(pl.col("entry_type").is_in(["GRANTED", "EXPIRED"]))
+        .group_by("currency_id", "grant_id", "grant_type", "grant_source", "entry_type")
+        .agg(pl.col("amount").sum())
+        .sort("currency_id", "grant_id", "entry_type")
+    )
+    breakage: dict[str, Decimal] = {}
+    revenue: dict[str, Decimal] = {}
+    for currency, grant_id, grant_type, source, entry_type, amount in per_grant.iter_rows():
+        basis = (
+            unit_prices[currency] if source == "auto_recharge" else cost_basis.get(grant_id, ZERO)
+        )
+        if entry_type == "EXPIRED":
+            breakage[currency] = breakage.get(currency, ZERO) - amount * basis
+        elif grant_type == "PAID":
+            revenue[currency] = revenue.get(currency, ZERO) + amount * basis
+    totals = (
+        ledger.group_by("currency_id")
+        .agg(
+            _by_type("GRANTED").alias("granted"),
+            (-_by_type("CONSUMED")).alias("consumed"),
+            (-_by_type("EXPIRED")).alias("expired"),
+            (-_by_type("VOIDED")).alias("voided"),
+            pl.col("amount").sum().alias("final_balance"),
+            (-pl.col("amount").filter(pl.col("grant_type") == "OVERDRAFT").sum()).alias(
+                "overdraft_debt"
+            ),
+            pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+        )
+        .sort("currency_id")
+    )
+    currencies = totals["currency_id"].to_list()
+    bases = [*cost_basis.values(), *unit_prices.values()]
+    money_scale = prepared.scale + max((_places(v) for v in bases), default=0)
+    money = pl.Decimal(38, money_scale)
+    return totals.with_columns(
+        pl.Series("breakage", [breakage.get(c, ZERO) for c in currencies], dtype=money),
+        pl.Series("credit_revenue", [revenue.get(c, ZERO) for c in currencies], dtype=money),
+    )
+
+
+def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
+    """Credits consumed per currency and feature, with the number of events that consumed them."""
+    return (
+        ledger.filter(pl.col("entry_type") == "CONSUMED")
+        .group_by("currency_id", "feature_id")
+        .agg(
+            (-pl.col("amount").sum()).alias("consumed"),
+            pl.col("event_id").n_unique().cast(pl.Int64).alias("events"),
+            pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+        )
+        .sort("currency_id", "feature_id")
+    )

@@ -1,0 +1,398 @@
+"""Checks and normalises a `ReplayInput` for both engines: every problem listed, horizon resolved.
+
+The engines share this step so that they see exactly the same inputs: validated grants (explicit
+and recurring), the horizon `[start, until)`, and the consumptions as one long table in integer
+minor units (`CONSUMPTION_SCHEMA`). The ledger rules themselves live in the engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import polars as pl
+
+from pricing_lab.catalog.model import CreditCurrency
+from pricing_lab.errors import Problem, ValidationError
+from pricing_lab.ledger.model import (
+    ENFORCEMENTS,
+    GRANT_EXPIRIES,
+    GRANT_SOURCES,
+    GRANT_TYPES,
+    Consumption,
+    FeatureCost,
+    Grant,
+    ReplayInput,
+)
+from pricing_lab.ledger.recurring import recurring_grants
+from pricing_lab.money import from_minor_units
+from pricing_lab.timeutil import MICROSECOND, as_utc
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PRECISION = 9  # keeps every amount in int64 minor units with room to spare
+MAX_LISTED = 20  # problems listed per kind of consumption problem
+
+# The consumptions as both engines read them: one row per event and matched feature; an event with
+# no cost has one row with null feature_id / currency_id / cost_units. cost_units is the cost in
+# minor units of its currency (cost × 10^precision, exact).
+_CONSUMPTION_COLUMNS: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "customer_id": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "feature_id": pl.String(),
+    "currency_id": pl.String(),
+    "cost_units": pl.Int64(),
+}
+CONSUMPTION_SCHEMA = pl.Schema(_CONSUMPTION_COLUMNS)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch of a (UTC) datetime."""
+    return (as_utc(value) - EPOCH) // MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """The UTC datetime `value` microseconds after the Unix epoch."""
+    return EPOCH + value * MICROSECOND
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedReplay:
+    """A validated replay input: what both engines start from."""
+
+    source: ReplayInput
+    currencies: tuple[CreditCurrency, ...]  # sorted by id
+    scale: int  # decimal places of the output amount columns: the largest currency precision
+    start: datetime
+    until: datetime
+    grants: tuple[Grant, ...]  # explicit and recurring, every one of them (engines apply horizon)
+    consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, input order
+
+    def precision(self, currency_id: str) -> int:
+        return next(c.precision for c in self.currencies if c.id == currency_id)
+
+
+def prepare(replay_input: ReplayInput) -> PreparedReplay:
+    """Validate `replay_input` and resolve its defaults; raises `ValidationError` listing every
+    problem."""
+    problems: list[Problem] = []
+    currencies = tuple(sorted(replay_input.currencies, key=lambda c: c.id))
+    precisions: dict[str, int] = {}
+    for index, currency in enumerate(replay_input.currencies):
+        path = f"currencies[{index}]"
+        if currency.id in precisions:
+            problems.append(Problem(path=path, message=f"duplicate currency id {currency.id!r}"))
+        if not 0 <= currency.precision <= MAX_PRECISION:
+            problems.append(Problem(path=path, message=f"precision must be 0 to {MAX_PRECISION}"))
+        if currency.unit_price < 0:
+            problems.append(Problem(path=path, message="unit_price must not be negative"))
+        precisions[currency.id] = currency.precision
+    if replay_input.enforcement not in ENFORCEMENTS:
+        problems.append(
+            Problem(
+                path="enforcement",
+                message=f"must be one of {', '.join(ENFORCEMENTS)}, not "
+                f"{replay_input.enforcement!r}",
+            )
+        )
+    frame = _consumption_frame(replay_input.consumptions, precisions, problems)
+    problems.extend(_recurring_problems(replay_input, precisions))
+    problems.extend(_recharge_problems(replay_input, precisions))
+    start, until = _horizon(replay_input, frame)
+    if until < start:
+        problems.append(Problem(path="until", message="the horizon ends before it starts"))
+    recurring = recurring_grants(replay_input.recurring, until) if not problems else ()
+    problems.extend(_grant_problems(replay_input.grants, recurring, precisions))
+    if problems:
+        raise ValidationError(problems, source=f"replay {replay_input.scenario!r}")
+    return PreparedReplay(
+        source=replay_input,
+        currencies=currencies,
+        scale=max((c.precision for c in currencies), default=0),
+        start=start,
+        until=until,
+        grants=tuple(replay_input.grants) + recurring,
+        consumptions=frame,
+    )
+
+
+def consumption_records(prepared: PreparedReplay) -> list[Consumption]:
+    """The consumptions as records (what the reference engine reads), in the table's row order."""
+    source = prepared.source.consumptions
+    if not isinstance(source, pl.DataFrame):
+        return list(source)
+    precisions = {c.id: c.precision for c in prepared.currencies}
+    by_event: dict[str, tuple[str, datetime, list[FeatureCost]]] = {}
+    for (
+        event_id,
+        customer_id,
+        timestamp,
+        feature_id,
+        currency_id,
+        units,
+    ) in prepared.consumptions.iter_rows():
+        entry = by_event.setdefault(event_id, (customer_id, timestamp, []))
+        if feature_id is not None:
+            entry[2].append(
+                FeatureCost(
+                    feature_id=feature_id,
+                    currency_id=currency_id,
+                    cost=from_minor_units(units, precisions[currency_id]),
+                )
+            )
+    return [
+        Consumption(
+            event_id=event_id, customer_id=customer, timestamp=timestamp, costs=tuple(costs)
+        )
+        for event_id, (customer, timestamp, costs) in by_event.items()
+    ]
+
+
+def records_frame(consumptions: Iterable[Consumption]) -> pl.DataFrame:
+    """Consumption records as the long input table (`event_id, customer_id, timestamp,
+    feature_id, currency_id, cost`), one row per event and feature."""
+    columns: dict[str, list[object]] = {
+        name: [] for name in ("event_id", "customer_id", "timestamp", "feature_id", "currency_id")
+    }
+    costs: list[Decimal | None] = []
+    for consumption in consumptions:
+        rows: Sequence[FeatureCost | None] = consumption.costs or (None,)
+        for cost in rows:
+            columns["event_id"].append(consumption.event_id)
+            columns["customer_id"].append(consumption.customer_id)
+            columns["timestamp"].append(as_utc(consumption.timestamp))
+            columns["feature_id"].append(None if cost is None else cost.feature_id)
+            columns["currency_id"].append(None if cost is None else cost.currency_id)
+            costs.append(None if cost is None else cost.cost)
+    scale = max((-c.as_tuple().exponent for c in costs if c is not None), default=0)  # type: ignore[operator]
+    return pl.DataFrame(
+        {
+            **{
+                name: pl.Series(name, values, dtype=pl.String)
+                for name, values in columns.items()
+                if name != "timestamp"
+            },
+            "timestamp": pl.Series(
+                "timestamp", columns["timestamp"], dtype=pl.Datetime("us", "UTC")
+            ),
+            "cost": pl.Series("cost", costs, dtype=pl.Decimal(38, max(scale, 0))),
+        }
+    ).select("event_id", "customer_id", "timestamp", "feature_id", "currency_id", "cost")
+
+
+def _consumption_frame(
+    consumptions: object, precisions: dict[str, int], problems: list[Problem]
+) -> pl.DataFrame:
+    """The consumptions as `CONSUMPTION_SCHEMA`, appending every problem found to `problems`."""
+    if isinstance(consumptions, pl.DataFrame):
+        frame = consumptions
+    else:
+        assert isinstance(consumptions, Iterable)
+        frame = records_frame(consumptions)
+    required = ("event_id", "customer_id", "timestamp", "feature_id", "currency_id", "cost")
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        problems.append(
+            Problem(path="consumptions", message=f"missing columns: {', '.join(missing)}")
+        )
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
+    cost_type = frame.schema["cost"]
+    if cost_type.is_float():
+        problems.append(
+            Problem(path="consumptions.cost", message="costs must be decimals, never floats")
+        )
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
+    timestamp = pl.col("timestamp")
+    ts_type = frame.schema["timestamp"]
+    if isinstance(ts_type, pl.Datetime) and ts_type.time_zone is None:
+        timestamp = timestamp.dt.replace_time_zone("UTC")
+    scale = max(precisions.values(), default=0)
+    known = pl.Series(list(precisions), dtype=pl.String)
+    factor = pl.col("currency_id").replace_strict(
+        {k: 10 ** (scale - p) for k, p in precisions.items()}, default=None, return_dtype=pl.Int64
+    )
+    data = frame.select(
+        pl.col("event_id").cast(pl.String),
+        pl.col("customer_id").cast(pl.String),
+        timestamp.cast(pl.Datetime("us", "UTC")).alias("timestamp"),
+        pl.col("feature_id").cast(pl.String),
+        pl.col("currency_id").cast(pl.String),
+        pl.col("cost").cast(pl.Decimal(38, scale)).alias("scaled"),
+        pl.col("cost").cast(pl.Decimal(38, 18)).alias("exact"),
+    ).with_columns(
+        unscaled=pl.col("scaled").to_physical(),
+        factor=factor,
+    )
+    checks = {
+        "event_id, customer_id and timestamp must not be null": pl.col("event_id").is_null()
+        | pl.col("customer_id").is_null()
+        | pl.col("timestamp").is_null(),
+        "feature_id, currency_id and cost must be all set or all null": (
+            pl.col("feature_id").is_null().cast(pl.Int8)
+            + pl.col("currency_id").is_null().cast(pl.Int8)
+            + pl.col("scaled").is_null().cast(pl.Int8)
+        ).is_in([1, 2]),
+        "unknown currency": pl.col("currency_id").is_not_null()
+        & ~pl.col("currency_id").is_in(known),
+        "cost must not be negative": pl.col("scaled") < 0,
+        "cost has more decimal places than its currency's precision": (
+            pl.col("scaled") != pl.col("exact")
+        )
+        | ((pl.col("unscaled") % pl.col("factor")) != 0),
+    }
+    for message, condition in checks.items():
+        bad = data.filter(condition.fill_null(False))
+        for event_id in bad["event_id"].head(MAX_LISTED).to_list():
+            problems.append(Problem(path=f"consumptions[event_id={event_id}]", message=message))
+        if bad.height > MAX_LISTED:
+            problems.append(
+                Problem(
+                    path="consumptions", message=f"… and {bad.height - MAX_LISTED} more: {message}"
+                )
+            )
+    duplicates = data.filter(pl.struct("event_id", "feature_id").is_duplicated())
+    for event_id in duplicates["event_id"].unique(maintain_order=True).head(MAX_LISTED).to_list():
+        problems.append(
+            Problem(
+                path=f"consumptions[event_id={event_id}]",
+                message="the same feature appears twice in one event",
+            )
+        )
+    inconsistent = (
+        data.group_by("event_id")
+        .agg(pl.col("customer_id").n_unique().alias("c"), pl.col("timestamp").n_unique().alias("t"))
+        .filter((pl.col("c") > 1) | (pl.col("t") > 1))
+        .sort("event_id")
+    )
+    for event_id in inconsistent["event_id"].head(MAX_LISTED).to_list():
+        problems.append(
+            Problem(
+                path=f"consumptions[event_id={event_id}]",
+                message="one event id with several customers or timestamps",
+            )
+        )
+    if problems:
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
+    return data.select(
+        "event_id",
+        "customer_id",
+        "timestamp",
+        "feature_id",
+        "currency_id",
+        (pl.col("unscaled") // pl.col("factor")).cast(pl.Int64).alias("cost_units"),
+    )
+
+
+def _horizon(replay_input: ReplayInput, frame: pl.DataFrame) -> tuple[datetime, datetime]:
+    """SPEC §5 defaults: start = earliest event, grant or subscription start; until = one
+    microsecond after the last event (with no event: after the last grant or subscription start)."""
+    starts = [as_utc(g.effective_at) for g in replay_input.grants]
+    starts += [as_utc(r.start) for r in replay_input.recurring]
+    first_event = frame["timestamp"].min() if frame.height else None
+    last_event = frame["timestamp"].max() if frame.height else None
+    if replay_input.start is not None:
+        start = as_utc(replay_input.start)
+    else:
+        candidates = [*starts, *([first_event] if isinstance(first_event, datetime) else [])]
+        start = min(candidates, default=EPOCH)
+    if replay_input.until is not None:
+        until = as_utc(replay_input.until)
+    elif isinstance(last_event, datetime):
+        until = last_event + MICROSECOND
+    else:
+        until = max(starts, default=start - MICROSECOND) + MICROSECOND
+    return start, until
+
+
+def _amount_problems(path: str, amount: Decimal, precision: int | None) -> list[Problem]:
+    if not amount.is_finite() or amount <= 0:
+        return [Problem(path=path, message="amount must be greater than 0")]
+    if precision is not None and amount != amount.quantize(Decimal(1).scaleb(-precision)):
+        return [Problem(path=path, message=f"amount has more than {precision} decimal places")]
+    return []
+
+
+def _grant_problems(
+    grants: Sequence[Grant], recurring: Sequence[Grant], precisions: dict[str, int]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = {g.grant_id for g in recurring}
+    for index, grant in enumerate(grants):
+        path = f"grants[{index}]"
+        if grant.grant_id in seen:
+            problems.append(Problem(path=path, message=f"duplicate grant id {grant.grant_id!r}"))
+        seen.add(grant.grant_id)
+        for reserved in ("auto_recharge", "overdraft"):
+            if grant.grant_id.startswith(f"{grant.customer_id}:{reserved}:"):
+                problems.append(
+                    Problem(
+                        path=path,
+                        message=f"grant ids starting with '{grant.customer_id}:{reserved}:' are "
+                        "reserved for the grants the replay creates",
+                    )
+                )
+        if grant.currency_id not in precisions:
+            problems.append(Problem(path=path, message=f"unknown currency {grant.currency_id!r}"))
+        problems.extend(_amount_problems(path, grant.amount, precisions.get(grant.currency_id)))
+        if grant.type not in GRANT_TYPES or grant.type == "OVERDRAFT":
+            problems.append(
+                Problem(path=path, message="type must be PAID, PROMOTIONAL or RECURRING")
+            )
+        if grant.source not in GRANT_SOURCES or grant.source in ("auto_recharge", "overdraft"):
+            problems.append(
+                Problem(path=path, message="source must be manual, plan, addon or top_up")
+            )
+        if grant.cost_basis < 0:
+            problems.append(Problem(path=path, message="cost_basis must not be negative"))
+        if grant.expires_at is not None and as_utc(grant.expires_at) <= as_utc(grant.effective_at):
+            problems.append(Problem(path=path, message="expires_at must be after effective_at"))
+    recurring_ids = [g.grant_id for g in recurring]
+    if len(set(recurring_ids)) != len(recurring_ids):
+        problems.append(Problem(path="recurring", message="recurring grant ids collide"))
+    return problems
+
+
+def _recurring_problems(replay_input: ReplayInput, precisions: dict[str, int]) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, entitlement in enumerate(replay_input.recurring):
+        path = f"recurring[{index}]"
+        if entitlement.currency_id not in precisions:
+            problems.append(
+                Problem(path=path, message=f"unknown currency {entitlement.currency_id!r}")
+            )
+        problems.extend(
+            _amount_problems(path, entitlement.amount, precisions.get(entitlement.currency_id))
+        )
+        if entitlement.cadence not in ("monthly", "yearly"):
+            problems.append(Problem(path=path, message="cadence must be monthly or yearly"))
+        if entitlement.end is not None and as_utc(entitlement.end) <= as_utc(entitlement.start):
+            problems.append(Problem(path=path, message="end must be after start"))
+    return problems
+
+
+def _recharge_problems(replay_input: ReplayInput, precisions: dict[str, int]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for index, setting in enumerate(replay_input.auto_recharges):
+        path = f"auto_recharges[{index}]"
+        key = (setting.customer_id, setting.currency_id)
+        if key in seen:
+            problems.append(
+                Problem(path=path, message="one auto-recharge per customer and currency")
+            )
+        seen.add(key)
+        if setting.currency_id not in precisions:
+            problems.append(Problem(path=path, message=f"unknown currency {setting.currency_id!r}"))
+        if setting.grant_expiry not in GRANT_EXPIRIES:
+            problems.append(
+                Problem(
+                    path=path, message=f"grant_expiry must be one of {', '.join(GRANT_EXPIRIES)}"
+                )
+            )
+        if setting.monthly_spend_limit is not None and setting.monthly_spend_limit < 0:
+            problems.append(Problem(path=path, message="monthly_spend_limit must not be negative"))
+        if setting.target < 0 or setting.threshold < 0:
+            problems.append(Problem(path=path, message="threshold and target must not be negative"))
+    return problems
