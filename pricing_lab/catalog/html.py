@@ -29,6 +29,7 @@ from pricing_lab.catalog.model import (
 if TYPE_CHECKING:
     from pricing_lab.catalog.store import CatalogDiff
 
+_PERIOD = {"monthly": "month", "yearly": "year"}
 _STYLE = "border-collapse:collapse;margin:4px 0"
 _CELL = "border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top"
 
@@ -112,7 +113,7 @@ def entitlement_text(entitlement: Entitlement) -> tuple[str, str, str]:
         limit = (
             "unlimited"
             if entitlement.usage_limit is None
-            else f"limit {_text(entitlement.usage_limit)} per {entitlement.period} period"
+            else f"limit {_text(entitlement.usage_limit)} per {_PERIOD[entitlement.period]}"
         )
         return ("metered", entitlement.feature, limit)
     if isinstance(entitlement, GroupEntitlement):
