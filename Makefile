@@ -8,7 +8,7 @@ VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 SYNC_STAMP := $(VENV)/.synced
 
-.PHONY: demo test check lint typecheck unit bench long fmt clean setup
+.PHONY: demo test check lint typecheck unit bench long fmt clean setup browser
 
 setup: $(SYNC_STAMP)
 
@@ -23,7 +23,14 @@ $(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
 demo: $(SYNC_STAMP)
 	$(RUN) pricing-lab demo
 
-test: check unit
+test: check browser unit
+
+# Headless Chromium (Debian's package) for the HTML report tests; installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 check: lint typecheck
 
