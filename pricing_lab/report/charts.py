@@ -8,6 +8,7 @@ floats only here, for drawing; the numbers themselves stay exact decimals everyw
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
 import altair as alt
@@ -30,8 +31,9 @@ def _auto_grain(timestamps: pl.Series, series_count: int) -> Grain:
     """The finest grain that keeps `series_count` lines under MAX_POINTS points in total."""
     if timestamps.is_empty():
         return "1d"
-    span = timestamps.max() - timestamps.min()  # type: ignore[operator]
-    span_hours = max(span.total_seconds() / 3600, 1.0)
+    first, last = timestamps.min(), timestamps.max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    span_hours = max((last - first).total_seconds() / 3600, 1.0)
     for grain, hours in (("1h", 1), ("1d", 24), ("1w", 24 * 7)):
         if span_hours / hours * max(series_count, 1) <= MAX_POINTS:
             return grain  # type: ignore[return-value]

@@ -42,7 +42,7 @@ class Report:
 def _javascript_bundle() -> str:
     import vl_convert
 
-    bundle: str = vl_convert.javascript_bundle(None)
+    bundle: str = vl_convert.javascript_bundle()  # type: ignore[call-arg]
     return bundle.replace("</script", "<\\/script")
 
 
