@@ -1,0 +1,924 @@
+"""The fast engine (the default): one compiled kernel over sorted columns in integer minor units.
+
+It gives exactly the reference engine's ledger. Python only prepares columns (vectorised, Polars
+and NumPy) and builds the output columns; the rules run in `_replay_kernel`, a numba function that
+walks customers in customer id order and, per customer, the instants of its grant happenings and
+events in the order of `order.happening_key`. Grants of one customer live in small arrays; the
+grants an event can draw from are kept per currency in draw-down order.
+
+Draw-down ties on `grant_id` need the order of ids the kernel creates
+(`{customer}:auto_recharge:{currency}:{n}`) among the input's ids: input ids never start with that
+prefix (a validation rule), so each input id sorts wholly before or after every recharge id of the
+customer and currency. Static grants get rank 2 × (position of their id in sorted order); recharge
+grants get 2 × (number of input ids below the prefix) − 1, and compare among themselves on the
+decimal text of n.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from pricing_lab.ledger import frames
+from pricing_lab.ledger.inputs import PreparedReplay, to_micros
+from pricing_lab.ledger.order import TYPE_RANK, Phase
+from pricing_lab.money import quantize, to_minor_units
+
+NEVER = np.iinfo(np.int64).max
+DAY_US = 86_400_000_000
+EXPIRY_CODES = {"none": 0, "1_month": 1, "1_year": 2}
+
+# Kernel output columns (one int64 row per ledger entry).
+O_TIME, O_CUSTOMER, O_CURRENCY, O_TYPE, O_KIND, O_REF, O_AMOUNT, O_BALANCE, O_EVENT = range(9)
+N_OUT = 9
+# Grant kinds in the kernel's output.
+KIND_STATIC, KIND_RECHARGE, KIND_OVERDRAFT = 0, 1, 2
+# Entry type codes = positions in model.ENTRY_TYPES.
+GRANTED, CONSUMED, EXPIRED, VOIDED, TRANSFER_SOURCE, TRANSFER_TARGET = range(6)
+CHUNKS = 32  # customer chunks per replay, for progress reports
+
+
+def replay_fast(
+    prepared: PreparedReplay, progress: Callable[[int, int], None] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The ledger and denied events of a prepared replay, from the compiled kernel."""
+    columns = _Columns(prepared)
+    outs: list[np.ndarray] = []
+    denials: list[np.ndarray] = []
+    n_customers = len(columns.customers)
+    bounds = np.linspace(0, n_customers, min(CHUNKS, max(n_customers, 1)) + 1).astype(np.int64)
+    for lo, hi in itertools.pairwise(bounds):
+        out, n_out, denied, n_denied = _replay_kernel(int(lo), int(hi), *columns.kernel_args())
+        outs.append(out[:n_out])
+        denials.append(denied[:n_denied])
+        if progress is not None:
+            progress(int(hi), n_customers)
+    entries = np.concatenate(outs) if outs else np.empty((0, N_OUT), dtype=np.int64)
+    denied_rows = np.concatenate(denials) if denials else np.empty((0, 4), dtype=np.int64)
+    return columns.ledger(entries), columns.denied(denied_rows)
+
+
+class _Columns:
+    """A prepared replay as the kernel's sorted columns, and the way back to output tables."""
+
+    def __init__(self, prepared: PreparedReplay) -> None:
+        self.prepared = prepared
+        start_us, until_us = to_micros(prepared.start), to_micros(prepared.until)
+        self.until_us = until_us
+        self.currency_ids = [c.id for c in prepared.currencies]
+        currency_code = {c: i for i, c in enumerate(self.currency_ids)}
+        self.precisions = np.array([c.precision for c in prepared.currencies], dtype=np.int64)
+        self.block = prepared.source.enforcement == "block"
+
+        # Grants that take part: take effect inside the horizon and are not voided before that.
+        grants = []
+        for g in prepared.grants:
+            effective = to_micros(g.effective_at)
+            voided = to_micros(g.voided_at) if g.voided_at is not None else NEVER
+            if start_us <= effective < until_us and voided > effective:
+                grants.append((g, effective, voided))
+        all_ids = sorted(g.grant_id for g in prepared.grants)
+        id_rank = {grant_id: i for i, grant_id in enumerate(all_ids)}
+
+        events = (
+            prepared.consumptions.filter(
+                (pl.col("timestamp") >= prepared.start)
+                & (pl.col("timestamp") < prepared.until)
+                & (pl.col("cost_units") > 0)
+            )
+            .sort("customer_id", "timestamp", "event_id", "feature_id")
+            .with_columns(
+                (pl.col("event_id") != pl.col("event_id").shift(1))
+                .fill_null(True)
+                .alias("new_event")
+            )
+        )
+        self.customers = sorted(
+            set(events["customer_id"].unique().to_list()) | {g.customer_id for g, _, _ in grants}
+        )
+        customer_code = {c: i for i, c in enumerate(self.customers)}
+        n_customers, n_currencies = len(self.customers), len(self.currency_ids)
+
+        grants.sort(key=lambda item: customer_code[item[0].customer_id])
+        self.grant_ids = pl.Series("grant_id", [g.grant_id for g, _, _ in grants], dtype=pl.String)
+        self.grant_types = pl.Series("t", [g.type for g, _, _ in grants], dtype=pl.String)
+        self.grant_sources = pl.Series("s", [g.source for g, _, _ in grants], dtype=pl.String)
+        g_customer = np.array([customer_code[g.customer_id] for g, _, _ in grants], dtype=np.int64)
+        self.g_currency = np.array([currency_code[g.currency_id] for g, _, _ in grants], np.int64)
+        self.g_amount = np.array(
+            [to_minor_units(g.amount, prepared.precision(g.currency_id)) for g, _, _ in grants],
+            dtype=np.int64,
+        )
+        self.g_priority = np.array([g.priority for g, _, _ in grants], dtype=np.int64)
+        self.g_expires = np.array(
+            [NEVER if g.expires_at is None else to_micros(g.expires_at) for g, _, _ in grants],
+            dtype=np.int64,
+        )
+        self.g_tclass = np.array([TYPE_RANK[g.type] for g, _, _ in grants], dtype=np.int64)
+        self.g_effective = np.array([e for _, e, _ in grants], dtype=np.int64)
+        g_voided = np.array([v for _, _, v in grants], dtype=np.int64)
+        self.g_rank = np.array([2 * id_rank[g.grant_id] for g, _, _ in grants], dtype=np.int64)
+        self.g_start = np.searchsorted(g_customer, np.arange(n_customers + 1)).astype(np.int64)
+
+        # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS.
+        index = np.arange(len(grants), dtype=np.int64)
+        expiring = index[self.g_expires < until_us]
+        voiding = index[g_voided < until_us]
+        h_grant = np.concatenate([expiring, voiding, index])
+        h_time = np.concatenate(
+            [self.g_expires[expiring], g_voided[voiding], self.g_effective[index]]
+        )
+        h_phase = np.concatenate(
+            [
+                np.full(len(expiring), int(Phase.EXPIRY), dtype=np.int64),
+                np.full(len(voiding), int(Phase.VOID), dtype=np.int64),
+                np.full(len(index), int(Phase.TAKES_EFFECT), dtype=np.int64),
+            ]
+        )
+        h_customer = g_customer[h_grant]
+        order = np.lexsort(
+            (
+                self.g_rank[h_grant],
+                self.g_effective[h_grant],
+                self.g_tclass[h_grant],
+                self.g_expires[h_grant],  # NEVER sorts last, as never_expires would
+                self.g_priority[h_grant],
+                self.g_currency[h_grant],
+                h_phase,
+                h_time,
+                h_customer,
+            )
+        )
+        self.h_grant = h_grant[order]
+        self.h_time = h_time[order]
+        self.h_phase = h_phase[order]
+        self.h_start = np.searchsorted(h_customer[order], np.arange(n_customers + 1)).astype(
+            np.int64
+        )
+
+        # Event rows, sorted on order.EVENT_SORT_COLUMNS.
+        self.events = events
+        customer_index = pl.Series(self.customers, dtype=pl.String)
+        e_customer = (
+            events["customer_id"]
+            .replace_strict(
+                customer_index, pl.Series(np.arange(n_customers)), return_dtype=pl.Int64
+            )
+            .to_numpy()
+            if events.height
+            else np.empty(0, dtype=np.int64)
+        )
+        self.e_time = events["timestamp"].dt.epoch("us").to_numpy().astype(np.int64)
+        self.e_new = events["new_event"].to_numpy().astype(np.bool_)
+        self.e_currency = (
+            events["currency_id"]
+            .replace_strict(currency_code, return_dtype=pl.Int64)
+            .to_numpy()
+            .astype(np.int64)
+            if events.height
+            else np.empty(0, dtype=np.int64)
+        )
+        self.e_cost = events["cost_units"].to_numpy().astype(np.int64)
+        self.e_start = np.searchsorted(e_customer, np.arange(n_customers + 1)).astype(np.int64)
+
+        # Auto-recharge settings per customer and currency.
+        shape = (max(n_customers, 1), max(n_currencies, 1))
+        self.ar_on = np.zeros(shape, dtype=np.bool_)
+        self.ar_threshold = np.zeros(shape, dtype=np.int64)
+        self.ar_target = np.zeros(shape, dtype=np.int64)
+        self.ar_unit = np.zeros(shape, dtype=np.int64)
+        self.ar_limit = np.full(shape, -1, dtype=np.int64)
+        self.ar_expiry = np.zeros(shape, dtype=np.int64)
+        self.ar_rank = np.zeros(shape, dtype=np.int64)
+        prices = {c.id: c.unit_price for c in prepared.currencies}
+        for setting in prepared.source.auto_recharges:
+            if setting.customer_id not in customer_code:
+                continue
+            c, k = customer_code[setting.customer_id], currency_code[setting.currency_id]
+            precision = int(self.precisions[k])
+            self.ar_on[c, k] = True
+            self.ar_threshold[c, k] = to_minor_units(
+                quantize(setting.threshold, precision, "up"), precision
+            )
+            self.ar_target[c, k] = to_minor_units(
+                quantize(setting.target, precision, "up"), precision
+            )
+            # Spend in integer money units at a scale where one minor unit's price is whole.
+            price = prices[setting.currency_id]
+            price_places = max(-int(price.normalize().as_tuple().exponent), 0)
+            limit = setting.monthly_spend_limit
+            limit_places = (
+                0 if limit is None else max(-int(limit.normalize().as_tuple().exponent), 0)
+            )
+            money_scale = max(precision + price_places, limit_places)
+            self.ar_unit[c, k] = int(price.scaleb(money_scale - precision))
+            if limit is not None:
+                scaled_limit = int(limit.scaleb(money_scale))
+                if scaled_limit >= 2**62:
+                    raise OverflowError("monthly_spend_limit too large for the fast engine")
+                self.ar_limit[c, k] = scaled_limit
+            self.ar_expiry[c, k] = EXPIRY_CODES[setting.grant_expiry]
+            prefix = f"{setting.customer_id}:auto_recharge:{setting.currency_id}:"
+            self.ar_rank[c, k] = 2 * bisect.bisect_left(all_ids, prefix) - 1
+
+        sizes = (
+            np.diff(self.g_start) + np.diff(self.e_start) + n_currencies
+            if n_customers
+            else np.zeros(1, dtype=np.int64)
+        )
+        self.capacity = int(sizes.max(initial=1)) + 1
+
+    def kernel_args(self) -> tuple[Any, ...]:
+        return (
+            len(self.currency_ids),
+            self.block,
+            self.until_us,
+            self.capacity,
+            self.g_start,
+            self.g_currency,
+            self.g_amount,
+            self.g_priority,
+            self.g_expires,
+            self.g_tclass,
+            self.g_effective,
+            self.g_rank,
+            self.h_start,
+            self.h_time,
+            self.h_phase,
+            self.h_grant,
+            self.e_start,
+            self.e_time,
+            self.e_new,
+            self.e_currency,
+            self.e_cost,
+            self.ar_on,
+            self.ar_threshold,
+            self.ar_target,
+            self.ar_unit,
+            self.ar_limit,
+            self.ar_expiry,
+            self.ar_rank,
+        )
+
+    def _labels(self, customer: np.ndarray, currency: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "customer_id": pl.Series(self.customers, dtype=pl.String).gather(customer),
+                "currency_id": pl.Series(self.currency_ids, dtype=pl.String).gather(currency),
+            }
+        )
+
+    def _scaled(self, units: np.ndarray, currency: np.ndarray) -> np.ndarray:
+        return frames.rescale(units, self.precisions[currency], self.prepared.scale)
+
+    def ledger(self, rows: np.ndarray) -> pl.DataFrame:
+        scale = self.prepared.scale
+        if len(rows) == 0:
+            return frames.empty_ledger(scale)
+        customer, currency = rows[:, O_CUSTOMER], rows[:, O_CURRENCY]
+        labels = self._labels(customer, currency)
+        kind = rows[:, O_KIND]
+        ref = rows[:, O_REF]
+        static_ref = pl.Series(np.where(kind == KIND_STATIC, ref, 0))
+        pad = pl.Series([""], dtype=pl.String)
+        ids = pl.concat([self.grant_ids, pad]).gather(static_ref)
+        types = pl.concat([self.grant_types, pad]).gather(static_ref)
+        sources = pl.concat([self.grant_sources, pad]).gather(static_ref)
+        event_row = rows[:, O_EVENT]
+        has_event = event_row >= 0
+        safe_row = pl.Series(np.where(has_event, event_row, 0))
+        events = self.events.select("event_id", "feature_id")
+        if events.height == 0:
+            events = pl.DataFrame({"event_id": [""], "feature_id": [""]})
+        picked = events[safe_row]
+        k = pl.col("kind")
+        frame = pl.DataFrame(
+            {
+                "kind": kind,
+                "n": ref,
+                "has_event": has_event,
+                "static_id": ids,
+                "static_type": types,
+                "static_source": sources,
+                "customer_id": labels["customer_id"],
+                "currency_id": labels["currency_id"],
+                "ev": picked["event_id"],
+                "fe": picked["feature_id"],
+            }
+        )
+        built = frame.select(
+            pl.when(k == KIND_STATIC)
+            .then(pl.col("static_id"))
+            .when(k == KIND_RECHARGE)
+            .then(
+                pl.concat_str(
+                    pl.col("customer_id"),
+                    pl.lit(":auto_recharge:"),
+                    pl.col("currency_id"),
+                    pl.lit(":"),
+                    pl.col("n").cast(pl.String),
+                )
+            )
+            .otherwise(
+                pl.concat_str(pl.col("customer_id"), pl.lit(":overdraft:"), pl.col("currency_id"))
+            )
+            .alias("grant_id"),
+            pl.when(k == KIND_STATIC)
+            .then(pl.col("static_type"))
+            .when(k == KIND_RECHARGE)
+            .then(pl.lit("PAID"))
+            .otherwise(pl.lit("OVERDRAFT"))
+            .alias("grant_type"),
+            pl.when(k == KIND_STATIC)
+            .then(pl.col("static_source"))
+            .when(k == KIND_RECHARGE)
+            .then(pl.lit("auto_recharge"))
+            .otherwise(pl.lit("overdraft"))
+            .alias("grant_source"),
+            pl.when(pl.col("has_event")).then(pl.col("ev")).alias("event_id"),
+            pl.when(pl.col("has_event")).then(pl.col("fe")).alias("feature_id"),
+        )
+        return pl.DataFrame(
+            [
+                pl.Series("entry_id", np.arange(1, len(rows) + 1, dtype=np.int64)),
+                frames.timestamps("timestamp", rows[:, O_TIME]),
+                labels["customer_id"],
+                labels["currency_id"],
+                frames.entry_type_series(rows[:, O_TYPE]),
+                built["grant_id"],
+                built["grant_type"],
+                built["grant_source"],
+                frames.decimal_series("amount", self._scaled(rows[:, O_AMOUNT], currency), scale),
+                frames.decimal_series(
+                    "balance_after", self._scaled(rows[:, O_BALANCE], currency), scale
+                ),
+                built["event_id"],
+                built["feature_id"],
+                pl.Series("scenario", [self.prepared.source.scenario], dtype=pl.String).gather(
+                    np.zeros(len(rows), dtype=np.int64)
+                ),
+            ]
+        )
+
+    def denied(self, rows: np.ndarray) -> pl.DataFrame:
+        scale = self.prepared.scale
+        if len(rows) == 0:
+            return pl.DataFrame(schema=frames.denied_schema(scale))
+        picked = self.events[pl.Series(rows[:, 0])]
+        currency = rows[:, 1]
+        return pl.DataFrame(
+            [
+                picked["event_id"],
+                picked["customer_id"],
+                picked["timestamp"],
+                pl.Series("reason", ["insufficient_credits"], dtype=pl.String).gather(
+                    np.zeros(len(rows), dtype=np.int64)
+                ),
+                pl.Series(self.currency_ids, dtype=pl.String).gather(currency).alias("currency_id"),
+                frames.decimal_series("cost", self._scaled(rows[:, 2], currency), scale),
+                frames.decimal_series("balance", self._scaled(rows[:, 3], currency), scale),
+                pl.Series("scenario", [self.prepared.source.scenario], dtype=pl.String).gather(
+                    np.zeros(len(rows), dtype=np.int64)
+                ),
+            ]
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The kernel and its helpers (compiled; cache=True keeps compile time to the first run).
+
+
+@njit(cache=True)
+def _civil_from_days(days: int) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """(year, month, day) of a day count since 1970-01-01 (proleptic Gregorian, H. Hinnant)."""
+    z = days + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return (y + 1 if m <= 2 else y), m, d
+
+
+@njit(cache=True)
+def _days_from_civil(y: int, m: int, d: int) -> int:  # pragma: no cover - compiled
+    y = y - 1 if m <= 2 else y
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True)
+def _add_months(micros: int, months: int) -> int:  # pragma: no cover - compiled
+    """`timeutil.add_months` on microseconds since the epoch (day clamped to the month's end)."""
+    days = micros // DAY_US
+    rest = micros - days * DAY_US
+    y, m, d = _civil_from_days(days)
+    index = m - 1 + months
+    y2 = y + index // 12
+    m2 = index % 12 + 1
+    last = _days_from_civil(y2 + (1 if m2 == 12 else 0), 1 if m2 == 12 else m2 + 1, 1)
+    last -= _days_from_civil(y2, m2, 1)
+    return _days_from_civil(y2, m2, min(d, last)) * DAY_US + rest
+
+
+@njit(cache=True)
+def _month_key(micros: int) -> int:  # pragma: no cover - compiled
+    y, m, _ = _civil_from_days(micros // DAY_US)
+    return y * 12 + m - 1
+
+
+@njit(cache=True)
+def _digits_before(a: int, b: int) -> bool:  # pragma: no cover - compiled
+    """str(a) < str(b) for non-negative integers (the order of ids ending in a number)."""
+    da = np.zeros(20, dtype=np.int64)
+    db = np.zeros(20, dtype=np.int64)
+    na = 0
+    x = a
+    while True:
+        da[na] = x % 10
+        na += 1
+        x //= 10
+        if x == 0:
+            break
+    nb = 0
+    x = b
+    while True:
+        db[nb] = x % 10
+        nb += 1
+        x //= 10
+        if x == 0:
+            break
+    for i in range(min(na, nb)):
+        ca, cb = da[na - 1 - i], db[nb - 1 - i]
+        if ca != cb:
+            return ca < cb
+    return na < nb
+
+
+@njit(cache=True)
+def _before(
+    a: int,
+    b: int,
+    currency: np.ndarray,
+    priority: np.ndarray,
+    expires: np.ndarray,
+    tclass: np.ndarray,
+    effective: np.ndarray,
+    rank: np.ndarray,
+    number: np.ndarray,
+) -> bool:  # pragma: no cover - compiled
+    """Grant a before grant b: by currency, then `order.drawdown_key`."""
+    if currency[a] != currency[b]:
+        return currency[a] < currency[b]
+    if priority[a] != priority[b]:
+        return priority[a] < priority[b]
+    if expires[a] != expires[b]:
+        return expires[a] < expires[b]
+    if tclass[a] != tclass[b]:
+        return tclass[a] < tclass[b]
+    if effective[a] != effective[b]:
+        return effective[a] < effective[b]
+    if rank[a] != rank[b]:
+        return rank[a] < rank[b]
+    return _digits_before(number[a], number[b])
+
+
+@njit(cache=True)
+def _push(
+    out: np.ndarray,
+    n: int,
+    t: int,
+    customer: int,
+    cur: int,
+    etype: int,
+    kind: int,
+    ref: int,
+    amount: int,
+    balance: int,
+    event_row: int,
+) -> np.ndarray:  # pragma: no cover - compiled
+    if n == out.shape[0]:
+        bigger = np.empty((out.shape[0] * 2 + 16, out.shape[1]), dtype=np.int64)
+        bigger[:n] = out[:n]
+        out = bigger
+    out[n, 0] = t
+    out[n, 1] = customer
+    out[n, 2] = cur
+    out[n, 3] = etype
+    out[n, 4] = kind
+    out[n, 5] = ref
+    out[n, 6] = amount
+    out[n, 7] = balance
+    out[n, 8] = event_row
+    return out
+
+
+@njit(cache=True)
+def _replay_kernel(
+    c_from: int,
+    c_to: int,
+    n_cur: int,
+    block: bool,
+    until: int,
+    cap: int,
+    g_start: np.ndarray,
+    g_currency: np.ndarray,
+    g_amount: np.ndarray,
+    g_priority: np.ndarray,
+    g_expires: np.ndarray,
+    g_tclass: np.ndarray,
+    g_effective: np.ndarray,
+    g_rank: np.ndarray,
+    h_start: np.ndarray,
+    h_time: np.ndarray,
+    h_phase: np.ndarray,
+    h_grant: np.ndarray,
+    e_start: np.ndarray,
+    e_time: np.ndarray,
+    e_new: np.ndarray,
+    e_currency: np.ndarray,
+    e_cost: np.ndarray,
+    ar_on: np.ndarray,
+    ar_threshold: np.ndarray,
+    ar_target: np.ndarray,
+    ar_unit: np.ndarray,
+    ar_limit: np.ndarray,
+    ar_expiry: np.ndarray,
+    ar_rank: np.ndarray,
+) -> tuple[np.ndarray, int, np.ndarray, int]:  # pragma: no cover - compiled
+    """Replay customers [c_from, c_to): ledger rows (columns O_*) and denied rows
+    (event row, currency, cost, balance)."""
+    n_rows = e_start[c_to] - e_start[c_from]
+    out = np.empty((n_rows + 2 * (g_start[c_to] - g_start[c_from]) + 16, N_OUT), dtype=np.int64)
+    n_out = 0
+    denied = np.empty((16, 4), dtype=np.int64)
+    n_denied = 0
+    ncur = max(n_cur, 1)
+    # One customer's grants (local index): input grants first, then the ones the kernel makes.
+    remaining = np.zeros(cap, dtype=np.int64)
+    state = np.zeros(cap, dtype=np.int64)  # 0 pending, 1 active, 2 closed
+    currency = np.zeros(cap, dtype=np.int64)
+    priority = np.zeros(cap, dtype=np.int64)
+    expires = np.zeros(cap, dtype=np.int64)
+    tclass = np.zeros(cap, dtype=np.int64)
+    effective = np.zeros(cap, dtype=np.int64)
+    rank = np.zeros(cap, dtype=np.int64)
+    number = np.zeros(cap, dtype=np.int64)
+    kind = np.zeros(cap, dtype=np.int64)
+    ref = np.zeros(cap, dtype=np.int64)
+    amount0 = np.zeros(cap, dtype=np.int64)
+    # Per currency: usable grants in draw-down order, balance, overdraft grant, recharges.
+    active = np.zeros((ncur, cap), dtype=np.int64)
+    n_active = np.zeros(ncur, dtype=np.int64)
+    balance = np.zeros(ncur, dtype=np.int64)
+    overdraft = np.zeros(ncur, dtype=np.int64)
+    recharges = np.zeros(ncur, dtype=np.int64)
+    month = np.zeros(ncur, dtype=np.int64)
+    spent = np.zeros(ncur, dtype=np.int64)
+    queue = np.zeros((ncur, cap), dtype=np.int64)  # recharge grants by expiry, per currency
+    q_head = np.zeros(ncur, dtype=np.int64)
+    q_tail = np.zeros(ncur, dtype=np.int64)
+    batch = np.zeros(cap, dtype=np.int64)
+    totals = np.zeros(ncur, dtype=np.int64)
+    touched = np.zeros(ncur, dtype=np.bool_)
+
+    for c in range(c_from, c_to):
+        gs = g_start[c]
+        n_local = g_start[c + 1] - gs
+        for i in range(n_local):
+            gi = gs + i
+            remaining[i] = 0
+            state[i] = 0
+            currency[i] = g_currency[gi]
+            priority[i] = g_priority[gi]
+            expires[i] = g_expires[gi]
+            tclass[i] = g_tclass[gi]
+            effective[i] = g_effective[gi]
+            rank[i] = g_rank[gi]
+            number[i] = 0
+            kind[i] = 0
+            ref[i] = gi
+            amount0[i] = g_amount[gi]
+        for k in range(ncur):
+            n_active[k] = 0
+            balance[k] = 0
+            overdraft[k] = -1
+            recharges[k] = 0
+            month[k] = -1
+            spent[k] = 0
+            q_head[k] = 0
+            q_tail[k] = 0
+        hi, h_end = h_start[c], h_start[c + 1]
+        ei, e_end = e_start[c], e_start[c + 1]
+        while True:
+            # The next instant: the earliest of the next grant happening, event, recharge expiry.
+            t = NEVER
+            if hi < h_end:
+                t = h_time[hi]
+            if ei < e_end and e_time[ei] < t:
+                t = e_time[ei]
+            for k in range(ncur):
+                if q_head[k] < q_tail[k]:
+                    qt = expires[queue[k, q_head[k]]]
+                    if qt < t:
+                        t = qt
+            if t == NEVER or t >= until:
+                break
+            # 1. Expiries: input grants (sorted) merged with recharge grants, same order.
+            n_batch = 0
+            while hi < h_end and h_time[hi] == t and h_phase[hi] == 0:
+                batch[n_batch] = h_grant[hi] - gs
+                n_batch += 1
+                hi += 1
+            for k in range(ncur):
+                while q_head[k] < q_tail[k] and expires[queue[k, q_head[k]]] == t:
+                    g = queue[k, q_head[k]]
+                    q_head[k] += 1
+                    j = n_batch
+                    while j > 0 and _before(
+                        g,
+                        batch[j - 1],
+                        currency,
+                        priority,
+                        expires,
+                        tclass,
+                        effective,
+                        rank,
+                        number,
+                    ):
+                        batch[j] = batch[j - 1]
+                        j -= 1
+                    batch[j] = g
+                    n_batch += 1
+            # 2. Voids (input grants only), after the expiries of the instant.
+            for phase in range(2):
+                if phase == 1:
+                    n_batch = 0
+                    while hi < h_end and h_time[hi] == t and h_phase[hi] == 1:
+                        batch[n_batch] = h_grant[hi] - gs
+                        n_batch += 1
+                        hi += 1
+                for b in range(n_batch):
+                    g = batch[b]
+                    if state[g] != 1:
+                        continue
+                    state[g] = 2
+                    if remaining[g] > 0:
+                        k = currency[g]
+                        left = remaining[g]
+                        remaining[g] = 0
+                        balance[k] -= left
+                        out = _push(
+                            out,
+                            n_out,
+                            t,
+                            c,
+                            k,
+                            EXPIRED if phase == 0 else VOIDED,
+                            kind[g],
+                            ref[g] if kind[g] == 0 else number[g],
+                            -left,
+                            balance[k],
+                            -1,
+                        )
+                        n_out += 1
+                        for j in range(n_active[k]):
+                            if active[k, j] == g:
+                                for m in range(j, n_active[k] - 1):
+                                    active[k, m] = active[k, m + 1]
+                                n_active[k] -= 1
+                                break
+            # 3. Grants taking effect, in draw-down order; each settles overdraft debt.
+            while hi < h_end and h_time[hi] == t and h_phase[hi] == 2:
+                g = h_grant[hi] - gs
+                hi += 1
+                n_out, out = _take_effect(
+                    g,
+                    t,
+                    c,
+                    out,
+                    n_out,
+                    remaining,
+                    state,
+                    currency,
+                    priority,
+                    expires,
+                    tclass,
+                    effective,
+                    rank,
+                    number,
+                    kind,
+                    ref,
+                    amount0,
+                    active,
+                    n_active,
+                    balance,
+                    overdraft,
+                )
+            # 4. Events in (timestamp, event_id) order, each followed by its auto-recharge.
+            while ei < e_end and e_time[ei] == t:
+                ej = ei + 1
+                while ej < e_end and not e_new[ej]:
+                    ej += 1
+                for k in range(ncur):
+                    totals[k] = 0
+                    touched[k] = False
+                for r in range(ei, ej):
+                    totals[e_currency[r]] += e_cost[r]
+                    touched[e_currency[r]] = True
+                allowed = True
+                if block:
+                    for k in range(ncur):
+                        if touched[k] and totals[k] > balance[k]:
+                            if n_denied == denied.shape[0]:
+                                bigger = np.empty((denied.shape[0] * 2, 4), dtype=np.int64)
+                                bigger[:n_denied] = denied[:n_denied]
+                                denied = bigger
+                            denied[n_denied, 0] = ei
+                            denied[n_denied, 1] = k
+                            denied[n_denied, 2] = totals[k]
+                            denied[n_denied, 3] = balance[k]
+                            n_denied += 1
+                            allowed = False
+                            break
+                if allowed:
+                    for r in range(ei, ej):
+                        k = e_currency[r]
+                        left = e_cost[r]
+                        while left > 0 and n_active[k] > 0:
+                            g = active[k, 0]
+                            taken = min(left, remaining[g])
+                            remaining[g] -= taken
+                            balance[k] -= taken
+                            left -= taken
+                            out = _push(
+                                out,
+                                n_out,
+                                t,
+                                c,
+                                k,
+                                CONSUMED,
+                                kind[g],
+                                ref[g] if kind[g] == 0 else number[g],
+                                -taken,
+                                balance[k],
+                                r,
+                            )
+                            n_out += 1
+                            if remaining[g] == 0:
+                                for m in range(n_active[k] - 1):
+                                    active[k, m] = active[k, m + 1]
+                                n_active[k] -= 1
+                        if left > 0:
+                            if overdraft[k] < 0:
+                                g = n_local
+                                n_local += 1
+                                remaining[g] = 0
+                                state[g] = 1
+                                currency[g] = k
+                                kind[g] = 2
+                                ref[g] = 0
+                                number[g] = 0
+                                overdraft[k] = g
+                            g = overdraft[k]
+                            remaining[g] -= left
+                            balance[k] -= left
+                            out = _push(out, n_out, t, c, k, CONSUMED, 2, 0, -left, balance[k], r)
+                            n_out += 1
+                    for k in range(ncur):
+                        if not touched[k] or not ar_on[c, k] or balance[k] >= ar_threshold[c, k]:
+                            continue
+                        amount = ar_target[c, k] - balance[k]
+                        limit = ar_limit[c, k]
+                        if limit >= 0:
+                            key = _month_key(t)
+                            if key != month[k]:
+                                month[k] = key
+                                spent[k] = 0
+                            unit = ar_unit[c, k]
+                            if unit > 0:
+                                allowed_units = (limit - spent[k]) // unit
+                                if amount > allowed_units:
+                                    amount = allowed_units
+                        if amount <= 0:
+                            continue
+                        if limit >= 0:
+                            spent[k] += amount * ar_unit[c, k]
+                        g = n_local
+                        n_local += 1
+                        remaining[g] = 0
+                        state[g] = 0
+                        currency[g] = k
+                        priority[g] = 0
+                        code = ar_expiry[c, k]
+                        if code == 0:
+                            expires[g] = NEVER
+                        else:
+                            expires[g] = _add_months(t, 1 if code == 1 else 12)
+                        tclass[g] = 1
+                        effective[g] = t
+                        rank[g] = ar_rank[c, k]
+                        number[g] = recharges[k]
+                        recharges[k] += 1
+                        kind[g] = 1
+                        ref[g] = 0
+                        amount0[g] = amount
+                        n_out, out = _take_effect(
+                            g,
+                            t,
+                            c,
+                            out,
+                            n_out,
+                            remaining,
+                            state,
+                            currency,
+                            priority,
+                            expires,
+                            tclass,
+                            effective,
+                            rank,
+                            number,
+                            kind,
+                            ref,
+                            amount0,
+                            active,
+                            n_active,
+                            balance,
+                            overdraft,
+                        )
+                        if expires[g] < until:
+                            queue[k, q_tail[k]] = g
+                            q_tail[k] += 1
+                ei = ej
+    return out, n_out, denied, n_denied
+
+
+@njit(cache=True)
+def _take_effect(
+    g: int,
+    t: int,
+    c: int,
+    out: np.ndarray,
+    n_out: int,
+    remaining: np.ndarray,
+    state: np.ndarray,
+    currency: np.ndarray,
+    priority: np.ndarray,
+    expires: np.ndarray,
+    tclass: np.ndarray,
+    effective: np.ndarray,
+    rank: np.ndarray,
+    number: np.ndarray,
+    kind: np.ndarray,
+    ref: np.ndarray,
+    amount0: np.ndarray,
+    active: np.ndarray,
+    n_active: np.ndarray,
+    balance: np.ndarray,
+    overdraft: np.ndarray,
+) -> tuple[int, np.ndarray]:  # pragma: no cover - compiled
+    """GRANTED, into the draw-down list, then settle overdraft debt from the new grant."""
+    k = currency[g]
+    state[g] = 1
+    remaining[g] = amount0[g]
+    balance[k] += amount0[g]
+    gref = ref[g] if kind[g] == 0 else number[g]
+    out = _push(out, n_out, t, c, k, GRANTED, kind[g], gref, amount0[g], balance[k], -1)
+    n_out += 1
+    j = n_active[k]
+    while j > 0 and _before(
+        g, active[k, j - 1], currency, priority, expires, tclass, effective, rank, number
+    ):
+        active[k, j] = active[k, j - 1]
+        j -= 1
+    active[k, j] = g
+    n_active[k] += 1
+    od = overdraft[k]
+    if od >= 0 and remaining[od] < 0:
+        settled = min(remaining[g], -remaining[od])
+        remaining[g] -= settled
+        balance[k] -= settled
+        out = _push(out, n_out, t, c, k, TRANSFER_SOURCE, kind[g], gref, -settled, balance[k], -1)
+        n_out += 1
+        remaining[od] += settled
+        balance[k] += settled
+        out = _push(out, n_out, t, c, k, TRANSFER_TARGET, 2, 0, settled, balance[k], -1)
+        n_out += 1
+        if remaining[g] == 0:
+            for m in range(j, n_active[k] - 1):
+                active[k, m] = active[k, m + 1]
+            n_active[k] -= 1
+    return n_out, out
