@@ -1,0 +1,1 @@
+"""Simulation: customer inputs, costing events with the catalog, replay outputs, scenarios."""
