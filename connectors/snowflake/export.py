@@ -1,0 +1,837 @@
+"""The Snowflake load job: Parquet → PUT to a named stage → COPY INTO staging → MERGE → record.
+
+`export_tables(connect, tables)` loads any `ExportTable`s (see `connectors.snowflake.tables`) into
+the connection's current database and schema. Design (docs/snowflake-export.md):
+
+- **Run id from content.** Each table's rows are sorted by key and written to Parquet; the table's
+  content hash covers its definition and those bytes (for an incremental table: only the rows
+  above the last successful export's watermark). A table whose hash equals the one recorded by
+  the last successful export that included it does not move. The run id hashes the previous
+  successful run id and the moving tables' hashes, so an interrupted run, started again on the
+  same data, gets the same id and resumes: same stage paths (`PUT … OVERWRITE`), staging tables
+  re-created, MERGE (idempotent), and the per-table counts recorded before the first MERGE.
+- **Recorded last.** EXPORT_RUN_TABLES rows (counts planned before MERGE, content hash,
+  watermark) only count once the run's EXPORT_RUNS row exists, written after every MERGE.
+- **Lock.** One row in EXPORT_LOCK, taken with a compare-and-set UPDATE holding a lease that is
+  renewed after each table; a second export is refused (`ExportLockedError`) or waits.
+- **Retries.** Each step is a retryable unit; transient driver errors are retried with
+  exponential backoff on a fresh connection, terminal ones stop with what to fix.
+- **Fault injection.** `ExportOptions.fail_after(step, table)` (or the environment variable
+  `PRICING_LAB_EXPORT_FAIL_AFTER=step[:table]`) runs after every step, so tests can stop an
+  export anywhere and check that running it again ends in the same tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectors.snowflake import export_sql as sql
+from connectors.snowflake.export_errors import (
+    ExportError,
+    ExportLockedError,
+    ExportTerminalError,
+    InjectedFault,
+    LockLostError,
+    RetriesExhaustedError,
+    SchemaConflictError,
+    classify,
+    terminal_message,
+)
+from connectors.snowflake.tables import (
+    EXPORT_LOCK,
+    EXPORT_RUN_TABLES,
+    EXPORT_RUNS,
+    Column,
+    ExportTable,
+    content_digest,
+    to_arrow,
+)
+from pricing_lab.errors import PricingLabError, Problem
+
+FAIL_AFTER_ENV = "PRICING_LAB_EXPORT_FAIL_AFTER"
+STEPS = ("lock", "schema", "put", "copy", "plan", "merge", "before_record", "record")
+Step = Literal["lock", "schema", "put", "copy", "plan", "merge", "before_record", "record"]
+FaultHook = Callable[[str, str], None]
+Connect = Callable[[], Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff for transient errors: `attempts` tries in all per step."""
+
+    attempts: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+
+    def delay(self, failed_attempts: int) -> float:
+        """Seconds to wait after the n-th failed attempt (1-based)."""
+        return min(self.max_delay, self.initial_delay * self.multiplier ** (failed_attempts - 1))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportOptions:
+    """How an export runs. The defaults suit a scheduled job."""
+
+    dry_run: bool = False
+    lock_ttl: timedelta = timedelta(minutes=30)
+    lock_wait: float = 0.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    fail_after: FaultHook | None = None
+    progress: Callable[[str], None] | None = None
+    max_rows_per_file: int = 1_000_000
+    sleep: Callable[[float], None] = time.sleep
+    work_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableReport:
+    """What one table's export did. `status`: exported, resumed, unchanged or planned (dry run)."""
+
+    name: str
+    status: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    bytes: int = 0
+    files: int = 0
+    columns_added: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "bytes": self.bytes,
+            "files": self.files,
+            "columns_added": list(self.columns_added),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportReport:
+    """The outcome of one export run. `status`: succeeded, unchanged or dry_run."""
+
+    status: str
+    run_id: str | None
+    tables: tuple[TableReport, ...]
+    started_at: datetime
+    finished_at: datetime
+    resumed: bool = False
+    database: str | None = None
+    schema: str | None = None
+    statements: tuple[str, ...] = ()
+
+    @property
+    def rows_inserted(self) -> int:
+        return sum(t.inserted for t in self.tables)
+
+    @property
+    def rows_updated(self) -> int:
+        return sum(t.updated for t in self.tables)
+
+    @property
+    def rows_exported(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.tables)
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data (what `--json` prints)."""
+        payload: dict[str, Any] = {
+            "status": self.status,
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "database": self.database,
+            "schema": self.schema,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "rows_exported": self.rows_exported,
+            "rows_inserted": self.rows_inserted,
+            "rows_updated": self.rows_updated,
+            "bytes": self.bytes,
+            "tables": [t.to_json() for t in self.tables],
+        }
+        if self.statements:
+            payload["statements"] = list(self.statements)
+        return payload
+
+    def lines(self) -> list[str]:
+        """The report as text lines for people."""
+        where = f"{self.database}.{self.schema}" if self.database else "Snowflake"
+        head = {
+            "succeeded": f"export to {where} succeeded (run {self.run_id}"
+            + (", resumed)" if self.resumed else ")"),
+            "unchanged": f"export to {where}: nothing new since the last successful export",
+            "dry_run": f"dry run against {where} (run {self.run_id}): nothing was written",
+        }.get(self.status, self.status)
+        out = [head]
+        width = max([len(t.name) for t in self.tables] + [5])
+        out.append(
+            f"  {'table':<{width}}  {'status':<9} {'rows':>10} {'inserted':>10} "
+            f"{'updated':>10} {'bytes':>12}"
+        )
+        for t in self.tables:
+            added = f"  (+columns {', '.join(t.columns_added)})" if t.columns_added else ""
+            out.append(
+                f"  {t.name:<{width}}  {t.status:<9} {t.rows:>10,} {t.inserted:>10,} "
+                f"{t.updated:>10,} {t.bytes:>12,}{added}"
+            )
+        out.append(
+            f"  total: {self.rows_exported:,} rows exported, {self.rows_inserted:,} inserted, "
+            f"{self.rows_updated:,} updated, {self.bytes:,} bytes in {self.duration_seconds:.2f} s"
+        )
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+# -- connection with retries ----------------------------------------------------------------------
+
+
+class _Session:
+    """One connection to Snowflake, re-opened after transient errors; statements retried."""
+
+    def __init__(self, connect: Connect, options: ExportOptions) -> None:
+        self._connect = connect
+        self._options = options
+        self._connection: Any = None
+
+    def _cursor(self) -> Any:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection.cursor()
+
+    def run(self, statement: str, params: dict[str, Any] | None = None) -> Any:
+        """Execute one statement (no retry here: callers wrap a whole step in `retrying`)."""
+        cursor = self._cursor()
+        cursor.execute(statement, params)
+        return cursor
+
+    def rows(self, statement: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return list(self.run(statement, params).fetchall())
+
+    def retrying(self, during: str, action: Callable[[], T]) -> T:
+        """Run `action`, retrying transient errors with backoff; terminal ones stop the export."""
+        policy = self._options.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return action()
+            except PricingLabError as exc:
+                if classify(exc) == "terminal":
+                    raise
+                last: BaseException = exc
+            except Exception as exc:
+                if classify(exc) == "terminal":
+                    raise ExportTerminalError(terminal_message(exc, during=during)) from exc
+                last = exc
+            if attempt == policy.attempts:
+                break
+            delay = policy.delay(attempt)
+            self._report(
+                f"transient error while {during} ({_short(last)}); retry {attempt} in {delay:.1f} s"
+            )
+            self.close()
+            self._options.sleep(delay)
+        raise RetriesExhaustedError(
+            f"Snowflake export failed while {during} after {policy.attempts} attempts: "
+            f"{_short(last)}. The error looks transient (network, server or lock contention): "
+            "run the export again later; it resumes where it stopped."
+        ) from last
+
+    def execute(self, during: str, statement: str, params: dict[str, Any] | None = None) -> Any:
+        return self.retrying(during, lambda: self.run(statement, params))
+
+    def query(
+        self, during: str, statement: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        return self.retrying(during, lambda: self.rows(statement, params))
+
+    def _report(self, message: str) -> None:
+        if self._options.progress is not None:
+            self._options.progress(message)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                self._connection.close()
+            self._connection = None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "msg", "") or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+# -- the lock -------------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class _Lock:
+    """The export lock: a lease in EXPORT_LOCK taken by compare-and-set, renewed per table."""
+
+    def __init__(self, session: _Session, options: ExportOptions, where: str) -> None:
+        self._session = session
+        self._options = options
+        self._where = where
+        self.holder = uuid.uuid4().hex
+        self.info = f"{socket.gethostname()} pid {os.getpid()} at {_utcnow().isoformat()}Z"
+        self.held = False
+
+    def _params(self, **extra: Any) -> dict[str, Any]:
+        return {"name": sql.LOCK_NAME, "holder": self.holder, **extra}
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self._options.lock_wait
+        while True:
+            now = _utcnow()
+            params = self._params(info=self.info, now=now, expires=now + self._options.lock_ttl)
+            self._session.execute("taking the export lock", sql.ACQUIRE_LOCK, params)
+            rows = self._session.query("reading the export lock", sql.READ_LOCK, self._params())
+            if rows and all(row[0] == self.holder for row in rows):
+                self.held = True
+                return
+            others = [row for row in rows if row[0] != self.holder]
+            info, expires = (others[0][1], others[0][2]) if others else ("?", "?")
+            if time.monotonic() >= deadline:
+                raise ExportLockedError(
+                    f"another export to {self._where} is running (lock held by {info}, lease "
+                    f"until {expires} UTC). It was refused so rows are never loaded twice: run "
+                    "again when that export has finished, pass --wait SECONDS to wait for it, "
+                    "or wait for the lease to expire if that export died.",
+                    holder=str(info),
+                    expires_at=str(expires),
+                )
+            self._options.sleep(min(1.0, max(0.0, deadline - time.monotonic())) or 0.05)
+
+    def renew(self) -> None:
+        params = self._params(expires=_utcnow() + self._options.lock_ttl)
+        cursor = self._session.execute("renewing the export lock", sql.RENEW_LOCK, params)
+        if cursor.rowcount == 0:
+            raise LockLostError(
+                f"the export lock on {self._where} expired and was taken by another export; "
+                "this export stopped. Run it again (it resumes) and raise the lock lease "
+                "(--lock-ttl) if tables take longer than the lease to load."
+            )
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        with contextlib.suppress(PricingLabError):  # else the lease expires on its own
+            self._session.execute("releasing the export lock", sql.RELEASE_LOCK, self._params())
+        self.held = False
+
+
+# -- preparing tables -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prepared:
+    table: ExportTable
+    rows: int
+    files: tuple[Path, ...]
+    bytes: int
+    content_hash: str
+    watermark: str | None
+    moves: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _State:
+    previous_run: str | None
+    table_hash: dict[str, str]
+    table_watermark: dict[str, str | None]
+    columns: dict[str, dict[str, tuple[str, int | None]]]
+
+
+def _watermark_filter(
+    arrow: pa.Table, table: ExportTable, previous: str | None
+) -> tuple[pa.Table, str | None]:
+    """Rows above the previous watermark (per partition) and the watermark after this export."""
+    assert table.incremental is not None
+    column = table.column(table.incremental)
+    parts = [table.column(p).sql_name for p in table.partition]
+    entries: list[list[str]] = json.loads(previous) if previous else []
+    if entries:
+        marks = {
+            **{
+                name: pa.array([e[i] for e in entries], pa.string()) for i, name in enumerate(parts)
+            },
+            "__WATERMARK": pa.array([e[-1] for e in entries], pa.string()).cast(column.type.arrow),
+        }
+        known = pa.table(marks)
+        if parts:
+            joined = arrow.join(known, keys=parts, join_type="left outer")
+        else:
+            joined = arrow.append_column(
+                "__WATERMARK", pa.repeat(known.column("__WATERMARK")[0], arrow.num_rows)
+            )
+        keep = pc.or_kleene(
+            pc.is_null(joined.column("__WATERMARK")),
+            pc.greater(joined.column(column.sql_name), joined.column("__WATERMARK")),
+        )
+        arrow = joined.filter(keep).drop_columns(["__WATERMARK"]).select(arrow.column_names)
+        key_names = [table.column(k).sql_name for k in table.key]
+        arrow = (
+            arrow.sort_by([(name, "ascending") for name in key_names]) if arrow.num_rows else arrow
+        )
+    merged = {tuple(e[:-1]): e[-1] for e in entries}
+    if arrow.num_rows:
+        grouped = arrow.group_by(parts).aggregate([(column.sql_name, "max")]) if parts else None
+        if grouped is None:
+            maximum = pc.max(arrow.column(column.sql_name)).as_py()
+            merged[()] = _watermark_text(maximum)
+        else:
+            for row in grouped.to_pylist():
+                merged[tuple(str(row[p]) for p in parts)] = _watermark_text(
+                    row[f"{column.sql_name}_max"]
+                )
+    if not merged:
+        return arrow, None
+    encoded = json.dumps([[*key, value] for key, value in sorted(merged.items())])
+    return arrow, encoded
+
+
+def _watermark_text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _write_parquet(
+    arrow: pa.Table, folder: Path, max_rows: int
+) -> tuple[tuple[Path, ...], list[bytes]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    contents: list[bytes] = []
+    count = max(1, -(-arrow.num_rows // max_rows))
+    for index in range(count):
+        chunk = arrow.slice(index * max_rows, max_rows)
+        path = folder / f"part-{index:05d}.parquet"
+        pq.write_table(chunk, path, compression="snappy")
+        files.append(path)
+        contents.append(path.read_bytes())
+    return tuple(files), contents
+
+
+def _prepare(table: ExportTable, state: _State, folder: Path, options: ExportOptions) -> _Prepared:
+    arrow = to_arrow(table)
+    watermark: str | None = None
+    if table.incremental is not None:
+        arrow, watermark = _watermark_filter(arrow, table, state.table_watermark.get(table.name))
+    files, contents = _write_parquet(arrow, folder / table.name, options.max_rows_per_file)
+    digest = content_digest(table, contents)
+    if table.incremental is not None:
+        digest = hashlib.sha256(
+            f"{digest}|{state.table_watermark.get(table.name)}".encode()
+        ).hexdigest()
+    exists = table.sql_name in state.columns
+    if table.incremental is not None:
+        moves = arrow.num_rows > 0 or not exists
+    else:
+        moves = state.table_hash.get(table.name) != digest or not exists
+    return _Prepared(
+        table=table,
+        rows=arrow.num_rows,
+        files=files,
+        bytes=sum(len(c) for c in contents),
+        content_hash=digest,
+        watermark=watermark,
+        moves=moves,
+    )
+
+
+def _read_state(session: _Session, schema: str) -> _State:
+    columns: dict[str, dict[str, tuple[str, int | None]]] = {}
+    for table_name, column_name, data_type, scale in session.query(
+        "reading the target schema", sql.describe_columns(schema)
+    ):
+        columns.setdefault(str(table_name).upper(), {})[str(column_name).upper()] = (
+            str(data_type),
+            None if scale is None else int(scale),
+        )
+    previous: str | None = None
+    table_hash: dict[str, str] = {}
+    table_watermark: dict[str, str | None] = {}
+    if EXPORT_RUNS in columns and EXPORT_RUN_TABLES in columns:
+        last = session.query("reading the last export run", sql.LAST_RUN)
+        previous = str(last[0][0]) if last else None
+        latest: dict[str, int] = {}
+        for name, content_hash, watermark, seq in session.query(
+            "reading the export history", sql.TABLE_HISTORY
+        ):
+            if int(seq) >= latest.get(name, -1):
+                latest[name] = int(seq)
+                table_hash[name] = str(content_hash)
+                table_watermark[name] = None if watermark is None else str(watermark)
+    return _State(
+        previous_run=previous,
+        table_hash=table_hash,
+        table_watermark=table_watermark,
+        columns=columns,
+    )
+
+
+def _schema_changes(prepared: Sequence[_Prepared], state: _State) -> dict[str, tuple[Column, ...]]:
+    """Columns to add per table; raises `SchemaConflictError` listing every type change."""
+    problems: list[Problem] = []
+    additions: dict[str, tuple[Column, ...]] = {}
+    for item in prepared:
+        table = item.table
+        existing = state.columns.get(table.sql_name)
+        if existing is None:
+            continue
+        added: list[Column] = []
+        for column in table.columns:
+            found = existing.get(column.sql_name)
+            if found is None:
+                added.append(column)
+            elif not column.type.same_as(found[0], found[1]):
+                described = (
+                    found[0]
+                    if found[0].upper() not in {"NUMBER", "DECIMAL", "NUMERIC"}
+                    else (f"NUMBER(38, {found[1]})")
+                )
+                problems.append(
+                    Problem(
+                        path=f"{table.sql_name}.{column.sql_name}",
+                        message=f"is {described} in Snowflake but the export writes "
+                        f"{column.type.sql}",
+                    )
+                )
+        additions[table.name] = tuple(added)
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise SchemaConflictError(
+            f"the export refuses to change column types in place:\n{lines}\n"
+            "  fix: rename or drop the Snowflake column (or the table) after saving what you need; "
+            "new columns are added automatically, changed types never are. Nothing was loaded."
+        )
+    return additions
+
+
+# -- the export -----------------------------------------------------------------------------------
+
+
+def _env_fault_hook() -> FaultHook | None:
+    spec = os.environ.get(FAIL_AFTER_ENV)
+    if not spec:
+        return None
+    step, _, only_table = spec.partition(":")
+    return fail_after(step, only_table or None)
+
+
+def fail_after(step: str, table: str | None = None) -> FaultHook:
+    """A fault hook that stops the export with `InjectedFault` right after `step` (of `table`)."""
+    if step not in STEPS:
+        raise ValueError(f"unknown export step {step!r}; steps: {', '.join(STEPS)}")
+
+    def hook(done: str, table_name: str) -> None:
+        if done == step and (table is None or table == table_name):
+            raise InjectedFault(f"export stopped on purpose after step {step!r} of {table_name!r}")
+
+    return hook
+
+
+def export_tables(
+    connect: Connect, tables: Iterable[ExportTable], options: ExportOptions | None = None
+) -> ExportReport:
+    """Export `tables` to the connection's current database and schema; returns the report.
+
+    `connect()` opens a DB-API connection (e.g. `connectors.snowflake.auth.connect`); it is
+    called again after a transient error. Raises `ExportLockedError` when another export holds
+    the lock, `SchemaConflictError` for a column type change, `ExportTerminalError` for what
+    needs fixing (grants, objects), `RetriesExhaustedError` when transient errors persist, and
+    `ValidationError` for rows that cannot be exported exactly. Running it again after any
+    failure resumes and ends with the tables one uninterrupted run leaves.
+    """
+    options = options or ExportOptions()
+    if options.fail_after is None and (hook := _env_fault_hook()) is not None:
+        options = replace(options, fail_after=hook)
+    table_list = list(tables)
+    names = [t.name for t in table_list]
+    if len(set(names)) != len(names):
+        raise ExportTerminalError(f"a table is listed twice in the export: {names}")
+    started = datetime.now(UTC)
+    session = _Session(connect, options)
+    with tempfile.TemporaryDirectory(prefix="pricing-lab-export-", dir=options.work_dir) as tmp:
+        try:
+            return _Export(session, table_list, options, Path(tmp), started).run()
+        finally:
+            session.close()
+
+
+class _Export:
+    def __init__(
+        self,
+        session: _Session,
+        tables: list[ExportTable],
+        options: ExportOptions,
+        folder: Path,
+        started: datetime,
+    ) -> None:
+        self.session = session
+        self.tables = tables
+        self.options = options
+        self.folder = folder
+        self.started = started
+        self.statements: list[str] = []
+
+    def progress(self, message: str) -> None:
+        if self.options.progress is not None:
+            self.options.progress(message)
+
+    def step_done(self, step: str, table: str) -> None:
+        if self.options.fail_after is not None:
+            self.options.fail_after(step, table)
+
+    def write(self, during: str, statement: str, params: dict[str, Any] | None = None) -> Any:
+        """A statement that changes Snowflake: recorded, and only executed when not a dry run."""
+        self.statements.append(statement)
+        if self.options.dry_run:
+            return None
+        return self.session.execute(during, statement, params)
+
+    def run(self) -> ExportReport:
+        session = self.session
+        location = session.query("reading the current database and schema", sql.CURRENT_SCHEMA)
+        database, schema = location[0] if location else (None, None)
+        if not schema:
+            raise ExportTerminalError(
+                "the Snowflake connection has no current schema: set `database` and `schema` in "
+                "the connection (connections.toml or SNOWFLAKE_DATABASE / SNOWFLAKE_SCHEMA)"
+            )
+        self.database, self.schema = str(database), str(schema)
+        where = f"{database}.{schema}"
+        if not self.options.dry_run:
+            session.execute("creating the export stage", sql.create_stage())
+            for name in (EXPORT_RUNS, EXPORT_RUN_TABLES, EXPORT_LOCK):
+                session.execute(f"creating {name}", sql.create_bookkeeping(name))
+            session.execute("creating the export lock", sql.SEED_LOCK, {"name": sql.LOCK_NAME})
+        lock = _Lock(session, self.options, where)
+        try:
+            if not self.options.dry_run:
+                lock.acquire()
+                self.step_done("lock", "")
+            return self._run_locked(lock)
+        finally:
+            lock.release()
+
+    def _run_locked(self, lock: _Lock) -> ExportReport:
+        state = _read_state(self.session, self.schema)
+        prepared: list[_Prepared] = []
+        for table in self.tables:
+            item = _prepare(table, state, self.folder, self.options)
+            prepared.append(item)
+            self.progress(
+                f"{table.name}: {item.rows:,} rows, {len(item.files)} file(s), "
+                f"{item.bytes:,} bytes" + ("" if item.moves else " (unchanged, skipped)")
+            )
+        additions = _schema_changes(prepared, state)
+        moving = [p for p in prepared if p.moves]
+        unchanged = [
+            TableReport(name=p.table.name, status="unchanged") for p in prepared if not p.moves
+        ]
+        if not moving:
+            return self._report("unchanged", None, unchanged, resumed=False)
+        run_id = hashlib.sha256(
+            "|".join(
+                [f"previous:{state.previous_run}"]
+                + [f"{p.table.name}:{p.content_hash}" for p in moving]
+            ).encode()
+        ).hexdigest()[:20]
+        plans: dict[str, tuple[int, int, str]] = {}
+        if not self.options.dry_run:
+            for name, inserted, updated, added in self.session.query(
+                "reading the run's recorded plan", sql.RUN_PLAN, {"run_id": run_id}
+            ):
+                plans[str(name)] = (int(inserted), int(updated), str(added or ""))
+        resumed = bool(plans)
+        if resumed:
+            self.progress(
+                f"resuming unfinished run {run_id} ({len(plans)} table(s) already planned)"
+            )
+        reports: list[TableReport] = []
+        for index, item in enumerate(moving, start=1):
+            self.progress(f"[{index}/{len(moving)}] {item.table.name}: loading {item.rows:,} rows")
+            reports.append(
+                self._export_table(item, run_id, state, additions.get(item.table.name, ()), plans)
+            )
+            if not self.options.dry_run:
+                lock.renew()
+        if self.options.dry_run:
+            self._record_statements(run_id)
+            return self._report("dry_run", run_id, reports + unchanged, resumed=False)
+        self.step_done("before_record", "")
+        finished = datetime.now(UTC)
+        self.write(
+            "recording the export run",
+            sql.RECORD_RUN,
+            {
+                "run_id": run_id,
+                "previous": state.previous_run,
+                "started": self.started.replace(tzinfo=None),
+                "finished": finished.replace(tzinfo=None),
+                "tables": ",".join(r.name for r in reports),
+                "rows": sum(r.rows for r in reports),
+                "inserted": sum(r.inserted for r in reports),
+                "updated": sum(r.updated for r in reports),
+                "bytes": sum(r.bytes for r in reports),
+                "host": socket.gethostname(),
+            },
+        )
+        self.step_done("record", "")
+        for item in moving:
+            with contextlib.suppress(PricingLabError):  # the next run re-creates it anyway
+                self.session.execute("dropping a staging table", sql.drop_staging(item.table))
+        return self._report("succeeded", run_id, reports + unchanged, resumed=resumed)
+
+    def _record_statements(self, run_id: str) -> None:
+        self.statements.append(sql.RECORD_RUN.replace("%(run_id)s", sql.literal(run_id)))
+
+    def _export_table(
+        self,
+        item: _Prepared,
+        run_id: str,
+        state: _State,
+        added: tuple[Column, ...],
+        plans: dict[str, tuple[int, int, str]],
+    ) -> TableReport:
+        table = item.table
+        name = table.name
+        if table.sql_name not in state.columns:
+            self.write(f"creating table {table.sql_name}", sql.create_table(table))
+        for column in added:
+            self.write(
+                f"adding column {column.sql_name} to {table.sql_name}",
+                sql.add_column(table, column),
+            )
+        self.step_done("schema", name)
+        for path in item.files:
+            statement = sql.put(str(path.resolve()), run_id, table)
+            self.write(f"uploading {path.name} of {table.sql_name} (PUT)", statement)
+        self.step_done("put", name)
+        copy_statements = (sql.create_staging(table), sql.copy_into_staging(run_id, table))
+        self.statements.extend(copy_statements)
+        if not self.options.dry_run:
+            self.session.retrying(
+                f"loading {table.sql_name} into its staging table (COPY INTO)",
+                lambda: self._copy(table, copy_statements, item.rows),
+            )
+        self.step_done("copy", name)
+        added_names = ",".join(c.sql_name for c in added)
+        if self.options.dry_run:
+            self.statements.extend([sql.count_changes(table), sql.merge(table)])
+            return TableReport(
+                name=name,
+                status="planned",
+                rows=item.rows,
+                bytes=item.bytes,
+                files=len(item.files),
+                columns_added=tuple(c.sql_name for c in added),
+            )
+        if name in plans:
+            inserted, updated, added_names = plans[name]
+        else:
+            counts = self.session.query(
+                f"counting changes to {table.sql_name}", sql.count_changes(table)
+            )
+            inserted, updated = int(counts[0][0] or 0), int(counts[0][1] or 0)
+            self.write(
+                f"recording the plan for {table.sql_name}",
+                sql.RECORD_TABLE,
+                {
+                    "run_id": run_id,
+                    "table": name,
+                    "hash": item.content_hash,
+                    "rows": item.rows,
+                    "inserted": inserted,
+                    "updated": updated,
+                    "bytes": item.bytes,
+                    "files": len(item.files),
+                    "columns_added": added_names,
+                    "watermark": item.watermark,
+                },
+            )
+        self.step_done("plan", name)
+        self.write(f"merging into {table.sql_name}", sql.merge(table))
+        self.step_done("merge", name)
+        return TableReport(
+            name=name,
+            status="resumed" if name in plans else "exported",
+            rows=item.rows,
+            inserted=inserted,
+            updated=updated,
+            bytes=item.bytes,
+            files=len(item.files),
+            columns_added=tuple(n for n in added_names.split(",") if n),
+        )
+
+    def _copy(self, table: ExportTable, statements: Sequence[str], expected: int) -> None:
+        create, copy = statements
+        self.session.run(create)
+        self.session.run(copy)
+        loaded = self.session.rows(f"SELECT COUNT(*) FROM {sql.ident(table.staging_name)}")
+        count = int(loaded[0][0]) if loaded else -1
+        if count != expected:
+            raise ExportError(
+                f"COPY INTO {table.staging_name} loaded {count} rows, expected {expected}: "
+                f"the stage path {sql.stage_path('<run>', table)} holds unexpected files. "
+                "Run the export again."
+            )
+
+    def _report(
+        self, status: str, run_id: str | None, tables: list[TableReport], *, resumed: bool
+    ) -> ExportReport:
+        order = {t.name: i for i, t in enumerate(self.tables)}
+        return ExportReport(
+            status=status,
+            run_id=run_id,
+            tables=tuple(sorted(tables, key=lambda t: order[t.name])),
+            started_at=self.started,
+            finished_at=datetime.now(UTC),
+            resumed=resumed,
+            database=self.database,
+            schema=self.schema,
+            statements=tuple(self.statements) if self.options.dry_run else (),
+        )
+
+
+__all__ = [
+    "FAIL_AFTER_ENV",
+    "STEPS",
+    "ExportOptions",
+    "ExportReport",
+    "RetryPolicy",
+    "TableReport",
+    "export_tables",
+    "fail_after",
+]
