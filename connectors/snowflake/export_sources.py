@@ -1,0 +1,227 @@
+"""Where exported rows come from: the catalog store, replay results in Python or on disk.
+
+Each function turns one source into `ExportTable`s of `connectors.snowflake.tables`; the load job
+never sees a catalog or a ledger. Sources are duck-typed: a catalog store is anything with
+`tables() -> dict[str, DataFrame]` (`pricing_lab.catalog.store.CatalogStore`), a replay result
+anything with `scenario`, `ledger` and `summary` frames (`pricing_lab.ledger.api.ReplayResult`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from connectors.snowflake.tables import (
+    ADDONS,
+    CREDIT_CURRENCIES,
+    CREDIT_RATES,
+    ENTITLEMENTS,
+    FEATURE_GROUP_MEMBERS,
+    FEATURE_GROUPS,
+    FEATURES,
+    GRANTS,
+    LEDGER_ENTRIES,
+    PLANS,
+    REPLAY_SUMMARIES,
+    SCENARIO_COMPARISONS,
+    ExportTable,
+    TableSpec,
+    to_arrow,
+)
+from pricing_lab.errors import InputError
+
+# Catalog table → (spec, entity kind whose current status is joined on, id column).
+_CATALOG: tuple[tuple[TableSpec, str | None, str | None], ...] = (
+    (FEATURES, "feature", "feature_id"),
+    (FEATURE_GROUPS, "feature_group", "group_id"),
+    (FEATURE_GROUP_MEMBERS, None, None),
+    (PLANS, "plan", "plan_id"),
+    (ADDONS, "addon", "addon_id"),
+    (ENTITLEMENTS, None, None),
+    (CREDIT_CURRENCIES, None, None),
+    (CREDIT_RATES, None, None),
+)
+# Files read from a results folder (`--results DIR`), by table.
+RESULT_FILES: Mapping[str, tuple[str, ...]] = {
+    "ledger_entries": ("ledger.parquet",),
+    "grants": ("grants.parquet",),
+    "replay_summaries": ("summary.parquet",),
+    "scenario_comparisons": ("comparison.parquet", "comparisons.parquet"),
+}
+
+
+def catalog_tables(store: Any) -> list[ExportTable]:
+    """The catalog tables (every version) of a catalog store, with each entity's current status."""
+    frames: dict[str, pl.DataFrame] = store.tables()
+    entities = frames.get("entities")
+    result: list[ExportTable] = []
+    for spec, kind, id_column in _CATALOG:
+        frame = frames.get(spec.name)
+        if frame is None:
+            raise InputError(f"the catalog store has no {spec.name!r} table")
+        if kind is not None and id_column is not None and entities is not None:
+            status = entities.filter(pl.col("kind") == kind).select(
+                pl.col("entity_id").alias(id_column), pl.col("status")
+            )
+            frame = frame.drop("status", strict=False).join(status, on=id_column, how="left")
+        result.append(spec.bind(frame))
+    return result
+
+
+def ledger_table(ledger: pl.DataFrame | pa.Table, *, replay_id: str) -> ExportTable:
+    """A ledger (SPEC §5 columns) as `ledger_entries` rows of replay `replay_id`."""
+    frame = _polars(ledger)
+    if "replay_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(replay_id).alias("replay_id"))
+    return LEDGER_ENTRIES.bind(frame)
+
+
+def grants_table(grants: pl.DataFrame | pa.Table, *, replay_id: str, scenario: str) -> ExportTable:
+    """Grants (SPEC §5 fields) of one replay and scenario."""
+    frame = _polars(grants)
+    if "replay_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(replay_id).alias("replay_id"))
+    if "scenario" not in frame.columns:
+        frame = frame.with_columns(pl.lit(scenario).alias("scenario"))
+    return GRANTS.bind(frame)
+
+
+def summary_rows(
+    summary: pl.DataFrame | pa.Table,
+    *,
+    replay_id: str,
+    scenario: str,
+    level: str = "total",
+    id_column: str | None = None,
+) -> pl.DataFrame:
+    """A wide summary (one row per currency, or per currency and `id_column`) in long form:
+    one row per numeric metric, as `replay_summaries` wants it."""
+    frame = _polars(summary)
+    if "scenario" in frame.columns:
+        frame = frame.drop("scenario")
+    keys = [c for c in ("currency_id", id_column) if c is not None and c in frame.columns]
+    # Decimal and integer metrics only: a float column would not be exact, so it is left out.
+    metrics = [
+        c
+        for c in frame.columns
+        if c not in keys and frame[c].dtype.is_numeric() and not frame[c].dtype.is_float()
+    ]
+    if not metrics:
+        return pl.DataFrame(schema={c.name: pl.String for c in REPLAY_SUMMARIES.columns})
+    long = frame.select(*keys, *[pl.col(m).cast(pl.String) for m in metrics]).unpivot(
+        index=keys, on=metrics, variable_name="metric", value_name="value"
+    )
+    return long.select(
+        pl.lit(replay_id).alias("replay_id"),
+        pl.lit(scenario).alias("scenario"),
+        pl.lit(level).alias("level"),
+        (pl.col(id_column) if id_column in keys else pl.lit("")).cast(pl.String).alias("level_id"),
+        (pl.col("currency_id") if "currency_id" in keys else pl.lit("")).alias("currency_id"),
+        pl.col("metric"),
+        pl.col("value"),
+    )
+
+
+def replay_tables(result: Any, *, replay_id: str) -> list[ExportTable]:
+    """The ledger and summary of a replay result (`pricing_lab.ledger.api.ReplayResult`)."""
+    scenario = str(result.scenario)
+    return [
+        ledger_table(result.ledger, replay_id=replay_id),
+        REPLAY_SUMMARIES.bind(summary_rows(result.summary, replay_id=replay_id, scenario=scenario)),
+    ]
+
+
+def results_folder_tables(folder: str | Path) -> list[ExportTable]:
+    """The tables found in a results folder (`ledger.parquet`, `grants.parquet`,
+    `summary.parquet`, `comparison.parquet`); the folder's name is the replay id."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"{path}: no such results folder")
+    replay_id = path.resolve().name
+    found: list[ExportTable] = []
+    for table, names in RESULT_FILES.items():
+        files = [path / n for n in names if (path / n).is_file()]
+        if not files:
+            continue
+        frame = pl.read_parquet(files[0])
+        scenario = _single(frame, "scenario") or "base"
+        if table == "ledger_entries":
+            found.append(ledger_table(frame, replay_id=replay_id))
+        elif table == "grants":
+            found.append(grants_table(frame, replay_id=replay_id, scenario=scenario))
+        elif table == "replay_summaries":
+            if "metric" in frame.columns:
+                if "replay_id" not in frame.columns:
+                    frame = frame.with_columns(pl.lit(replay_id).alias("replay_id"))
+                found.append(REPLAY_SUMMARIES.bind(frame))
+            else:
+                rows = summary_rows(frame, replay_id=replay_id, scenario=scenario)
+                found.append(REPLAY_SUMMARIES.bind(rows))
+        else:
+            if "comparison_id" not in frame.columns:
+                frame = frame.with_columns(pl.lit(replay_id).alias("comparison_id"))
+            found.append(SCENARIO_COMPARISONS.bind(frame))
+    if not found:
+        expected = ", ".join(n for names in RESULT_FILES.values() for n in names)
+        raise InputError(f"{path}: no result files found (looked for {expected})")
+    return found
+
+
+def combine(tables: Iterable[ExportTable]) -> list[ExportTable]:
+    """One `ExportTable` per name: the rows of same-named tables (e.g. several results folders)
+    put together, in first-seen order. Types are normalised to the table's before concatenating."""
+    groups: dict[str, list[ExportTable]] = {}
+    for table in tables:
+        groups.setdefault(table.name, []).append(table)
+    combined: list[ExportTable] = []
+    for group in groups.values():
+        if len(group) == 1:
+            combined.append(group[0])
+            continue
+        first = group[0]
+        frame = pa.concat_tables([to_arrow(t) for t in group])
+        combined.append(
+            ExportTable(
+                name=first.name,
+                columns=first.columns,
+                key=first.key,
+                frame=frame,
+                incremental=first.incremental,
+                partition=first.partition,
+                description=first.description,
+            )
+        )
+    return combined
+
+
+def select_tables(tables: Sequence[ExportTable], names: Sequence[str] | None) -> list[ExportTable]:
+    """Only the tables named (all for None); a name with no source is an `InputError`."""
+    if names is None:
+        return list(tables)
+    by_name = {t.name: t for t in tables}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise InputError(
+            f"no source for table(s) {', '.join(missing)}: catalog tables come from --db STORE, "
+            "ledger_entries / grants / replay_summaries / scenario_comparisons from --results DIR"
+        )
+    return [by_name[n] for n in names]
+
+
+def _polars(frame: pl.DataFrame | pa.Table) -> pl.DataFrame:
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    result = pl.from_arrow(frame)
+    assert isinstance(result, pl.DataFrame)
+    return result
+
+
+def _single(frame: pl.DataFrame, column: str) -> str | None:
+    if column not in frame.columns or frame.height == 0:
+        return None
+    values = frame[column].unique().to_list()
+    return str(values[0]) if len(values) == 1 else None
