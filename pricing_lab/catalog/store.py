@@ -729,7 +729,7 @@ class CatalogStore:
                     f.name,
                     f.description,
                     f.type,
-                    json.dumps(dict(f.metadata), sort_keys=True),
+                    json.dumps(dict(f.metadata)),
                     f.units.singular if f.units else None,
                     f.units.plural if f.units else None,
                     f.display_unit.singular if f.display_unit else None,

@@ -223,7 +223,13 @@ class _Checker:
         )
 
     def number_value(
-        self, path: str, value: object, *, positive: bool = False, non_negative: bool = False
+        self,
+        path: str,
+        value: object,
+        *,
+        positive: bool = False,
+        non_negative: bool = False,
+        stored_as_amount: bool = True,
     ) -> Decimal | None:
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             self.add(path, f"expected a number, got {type_name(value)}")
@@ -234,12 +240,14 @@ class _Checker:
             return None
         exponent = number.as_tuple().exponent
         assert isinstance(exponent, int)
-        if -exponent > MAX_DECIMAL_PLACES and number != number.quantize(
-            Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
+        if (
+            stored_as_amount
+            and -exponent > MAX_DECIMAL_PLACES
+            and number != number.quantize(Decimal(1).scaleb(-MAX_DECIMAL_PLACES))
         ):
             self.add(path, f"at most {MAX_DECIMAL_PLACES} decimal places")
             return None
-        if abs(number) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+        if stored_as_amount and abs(number) >= Decimal(10) ** MAX_INTEGER_DIGITS:
             self.add(path, f"must be less than 10^{MAX_INTEGER_DIGITS}")
             return None
         if positive and number <= 0:
@@ -450,7 +458,7 @@ class _Checker:
             for index, entry in enumerate(operand):
                 self.scalar_operand(f"{value_path}[{index}]", entry)
         elif operator in _NUMERIC_OPERATORS:
-            self.number_value(value_path, operand)
+            self.number_value(value_path, operand, stored_as_amount=False)
         elif operator in _STRING_OPERATORS:
             if not isinstance(operand, str):
                 self.add(value_path, f"operator {operator!r} needs a string")
@@ -463,7 +471,7 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             self.add(path, f"expected a string or a number, got {type_name(value)}")
             return
-        self.number_value(path, value)
+        self.number_value(path, value, stored_as_amount=False)
 
     def add_existing_definitions(self) -> None:
         if self.existing is None:
@@ -622,20 +630,18 @@ class _Checker:
                 group_entries.append((group_path, group_id))
             elif kind == "credit":
                 currency_id = self.string(entry_path, item, "currency")
-                self.number(entry_path, item, "amount", positive=True)
-                self.choice(entry_path, item, "cadence", CADENCES)
-                if currency_id is None:
-                    continue
                 currency_path = _join(entry_path, "currency")
-                if currency_id not in self.currencies:
+                if currency_id is not None and currency_id not in self.currencies:
                     self.add(currency_path, f"unknown currency {currency_id!r}")
-                elif currency_id in credits:
+                elif currency_id is not None and currency_id in credits:
                     self.add(
                         currency_path,
                         f"currency {currency_id!r} already granted by {credits[currency_id]}",
                     )
-                else:
+                elif currency_id is not None:
                     credits[currency_id] = short
+                self.number(entry_path, item, "amount", positive=True)
+                self.choice(entry_path, item, "cadence", CADENCES)
         for group_path, group_id in group_entries:
             group = self.groups[group_id]
             if group.status == "archived" and status == "active":
