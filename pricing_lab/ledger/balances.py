@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import polars as pl
 
+from pricing_lab.ledger import frames
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.timeutil import as_utc
 
@@ -117,24 +118,34 @@ def balances_table(
         pl.len().cast(pl.Int64).alias("events_denied")
     )
     table = per_customer.join(denied, on=["customer_id", "currency_id"], how="full", coalesce=True)
-    price = pl.col("currency_id").replace_strict(
-        {k: v for k, v in unit_prices.items()}, return_dtype=pl.Decimal(38, price_scale)
+    price_units = pl.col("currency_id").replace_strict(
+        {k: int(v.scaleb(price_scale)) for k, v in unit_prices.items()}, return_dtype=pl.Int64
     )
-    return table.select(
-        "customer_id",
-        "currency_id",
-        *(
-            pl.col(name).fill_null(0).cast(credits)
-            for name in ("granted", "consumed", "expired", "voided", "final_balance")
-        ),
-        pl.col("overdraft_debt").fill_null(0).cast(credits),
-        pl.col("first_zero_at"),
-        pl.col("recharges_issued").fill_null(0),
-        (pl.col("recharged").fill_null(0).cast(credits) * price)
-        .cast(pl.Decimal(38, scale + price_scale))
-        .alias("recharge_spend"),
-        pl.col("events_denied").fill_null(0),
-    ).sort("customer_id", "currency_id")
+    table = table.with_columns(
+        (pl.col("recharged").fill_null(0).cast(credits).to_physical().cast(pl.Int64) * price_units)
+        .fill_null(0)
+        .alias("_spend")
+    )
+    spend = frames.decimal_series(
+        "recharge_spend", table["_spend"].to_numpy().astype("int64"), scale + price_scale
+    )
+    return (
+        table.with_columns(spend)
+        .select(
+            "customer_id",
+            "currency_id",
+            *(
+                pl.col(name).fill_null(0).cast(credits)
+                for name in ("granted", "consumed", "expired", "voided", "final_balance")
+            ),
+            pl.col("overdraft_debt").fill_null(0).cast(credits),
+            pl.col("first_zero_at"),
+            pl.col("recharges_issued").fill_null(0),
+            "recharge_spend",
+            pl.col("events_denied").fill_null(0),
+        )
+        .sort("customer_id", "currency_id")
+    )
 
 
 def _places(value: Decimal) -> int:

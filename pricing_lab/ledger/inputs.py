@@ -235,7 +235,7 @@ def _consumption_frame(
             + pl.col("scaled").is_null().cast(pl.Int8)
         ).is_in([1, 2]),
         "unknown currency": pl.col("currency_id").is_not_null()
-        & ~pl.col("currency_id").is_in(known),
+        & ~pl.col("currency_id").is_in(known.implode()),
         "cost must not be negative": pl.col("scaled") < 0,
         "cost has more decimal places than its currency's precision": (
             pl.col("scaled") != pl.col("exact")

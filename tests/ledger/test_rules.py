@@ -1,0 +1,439 @@
+"""Hand-written cases for every SPEC §5 rule, each small enough to check by eye.
+
+Every case runs both engines (they must agree) and compares the ledger with rows written by hand:
+(when, entry type, grant, amount, balance after[, event, feature]).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from pricing_lab.errors import ValidationError
+from tests.ledger.helpers import CR, TK, at, entitlement, entries, event, grant, recharge, run
+
+
+def test_a_grant_takes_effect_and_an_event_consumes_it() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1))],
+        consumptions=[event("e1", at(2), ("chat", "4"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "g1", "10.00", "10.00"),
+        ("01-02 00:00", "CONSUMED", "g1", "-4.00", "6.00", "e1", "chat"),
+    ]
+    assert result.ledger["entry_id"].to_list() == [1, 2]
+    assert result.ledger["scenario"].to_list() == ["base", "base"]
+
+
+def test_a_cost_spanning_grants_writes_one_entry_per_grant_in_priority_order() -> None:
+    result = run(
+        grants=[grant("late", "5", at(1), priority=1), grant("first", "3", at(1), priority=0)],
+        consumptions=[event("e1", at(2), ("chat", "6"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "first", "3.00", "3.00"),
+        ("01-01 00:00", "GRANTED", "late", "5.00", "8.00"),
+        ("01-02 00:00", "CONSUMED", "first", "-3.00", "5.00", "e1", "chat"),
+        ("01-02 00:00", "CONSUMED", "late", "-3.00", "2.00", "e1", "chat"),
+    ]
+
+
+def test_drawdown_order_expiring_first_never_expiring_last() -> None:
+    result = run(
+        grants=[
+            grant("never", "1", at(1)),
+            grant("later", "1", at(1), expires=at(20)),
+            grant("sooner", "1", at(1), expires=at(10)),
+        ],
+        consumptions=[event("e1", at(2), ("chat", "3"))],
+    )
+    used = [row[2] for row in entries(result) if row[1] == "CONSUMED"]
+    assert used == ["sooner", "later", "never"]
+
+
+def test_drawdown_order_promotional_and_recurring_before_paid_then_oldest_then_id() -> None:
+    result = run(
+        grants=[
+            grant("paid", "1", at(1), type="PAID", cost_basis="0.01"),
+            grant("promo-b", "1", at(1)),
+            grant("promo-a", "1", at(1)),
+            grant("recurring-old", "1", at(1, 0, month=1), type="RECURRING"),
+            grant("older-promo", "1", at(1, hour=0), type="PROMOTIONAL", priority=0),
+        ],
+        consumptions=[event("e1", at(2), ("chat", "5"))],
+    )
+    used = [row[2] for row in entries(result) if row[1] == "CONSUMED"]
+    # same priority, expiry, effective time: promotional/recurring by id, then paid
+    assert used == ["older-promo", "promo-a", "promo-b", "recurring-old", "paid"]
+
+
+def test_drawdown_order_oldest_grant_first() -> None:
+    result = run(
+        grants=[grant("a-new", "1", at(2)), grant("z-old", "1", at(1))],
+        consumptions=[event("e1", at(3), ("chat", "2"))],
+    )
+    assert [row[2] for row in entries(result) if row[1] == "CONSUMED"] == ["z-old", "a-new"]
+
+
+def test_features_are_consumed_in_feature_id_order_and_zero_costs_write_nothing() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1))],
+        consumptions=[
+            event("e1", at(2), ("search", "2"), ("chat", "1.25"), ("embed", "0")),
+            event("e2", at(3), ("chat", "0")),
+        ],
+    )
+    assert entries(result)[1:] == [
+        ("01-02 00:00", "CONSUMED", "g1", "-1.25", "8.75", "e1", "chat"),
+        ("01-02 00:00", "CONSUMED", "g1", "-2.00", "6.75", "e1", "search"),
+    ]
+
+
+def test_overdraft_grant_is_created_on_first_need_without_granted_entry() -> None:
+    result = run(
+        grants=[grant("g1", "2", at(1))],
+        consumptions=[event("e1", at(2), ("chat", "5")), event("e2", at(3), ("chat", "1"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "g1", "2.00", "2.00"),
+        ("01-02 00:00", "CONSUMED", "g1", "-2.00", "0.00", "e1", "chat"),
+        ("01-02 00:00", "CONSUMED", "acme:overdraft:CR", "-3.00", "-3.00", "e1", "chat"),
+        ("01-03 00:00", "CONSUMED", "acme:overdraft:CR", "-1.00", "-4.00", "e2", "chat"),
+    ]
+    assert result.ledger["grant_type"].to_list()[-1] == "OVERDRAFT"
+    assert result.balances["overdraft_debt"].to_list() == [Decimal("4.00")]
+
+
+def test_consumption_without_any_grant_or_subscription_goes_to_overdraft() -> None:
+    result = run(consumptions=[event("e1", at(2), ("chat", "1.5"))])
+    assert entries(result) == [
+        ("01-02 00:00", "CONSUMED", "acme:overdraft:CR", "-1.50", "-1.50", "e1", "chat"),
+    ]
+
+
+def test_a_later_grant_settles_overdraft_debt_partly_then_fully() -> None:
+    result = run(
+        grants=[
+            grant("small", "1", at(3), type="PAID", cost_basis="0.01"),
+            grant("big", "10", at(4), type="PAID", cost_basis="0.01"),
+        ],
+        consumptions=[event("e1", at(2), ("chat", "3"))],
+        until=at(5),
+    )
+    assert entries(result) == [
+        ("01-02 00:00", "CONSUMED", "acme:overdraft:CR", "-3.00", "-3.00", "e1", "chat"),
+        ("01-03 00:00", "GRANTED", "small", "1.00", "-2.00"),
+        ("01-03 00:00", "CONSUMPTION_TRANSFER_SOURCE", "small", "-1.00", "-3.00"),
+        ("01-03 00:00", "CONSUMPTION_TRANSFER_TARGET", "acme:overdraft:CR", "1.00", "-2.00"),
+        ("01-04 00:00", "GRANTED", "big", "10.00", "8.00"),
+        ("01-04 00:00", "CONSUMPTION_TRANSFER_SOURCE", "big", "-2.00", "6.00"),
+        ("01-04 00:00", "CONSUMPTION_TRANSFER_TARGET", "acme:overdraft:CR", "2.00", "8.00"),
+    ]
+
+
+def test_block_mode_denies_the_whole_event_and_lists_it() -> None:
+    result = run(
+        enforcement="block",
+        grants=[grant("g1", "5", at(1))],
+        consumptions=[
+            event("e1", at(2), ("chat", "3"), ("search", "3")),  # 6 > 5: denied as a whole
+            event("e2", at(3), ("chat", "5")),  # exactly the balance: allowed
+            event("e3", at(4), ("chat", "0")),  # costs nothing: never denied
+        ],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "g1", "5.00", "5.00"),
+        ("01-03 00:00", "CONSUMED", "g1", "-5.00", "0.00", "e2", "chat"),
+    ]
+    denied = result.denied_events.row(0, named=True)
+    assert result.denied_events.height == 1
+    assert (denied["event_id"], denied["reason"], denied["currency_id"]) == (
+        "e1",
+        "insufficient_credits",
+        "CR",
+    )
+    assert (denied["cost"], denied["balance"]) == (Decimal("6.00"), Decimal("5.00"))
+    assert result.balances["events_denied"].to_list() == [1]
+
+
+def test_block_mode_an_event_short_in_one_currency_is_denied_in_all() -> None:
+    result = run(
+        currencies=(CR, TK),
+        enforcement="block",
+        grants=[grant("cr", "5", at(1)), grant("tk", "1", at(1), currency="TK")],
+        consumptions=[event("e1", at(2), ("chat", "1"), ("image", "2", "TK"))],
+    )
+    assert [row[1] for row in entries(result)] == ["GRANTED", "GRANTED"]
+    assert result.denied_events["currency_id"].to_list() == ["TK"]
+
+
+def test_expiry_removes_the_remaining_amount_and_the_grant_is_unusable_at_expires_at() -> None:
+    result = run(
+        grants=[grant("promo", "10", at(1), expires=at(5)), grant("paid", "3", at(1), type="PAID")],
+        consumptions=[event("e1", at(2), ("chat", "4")), event("e2", at(5), ("chat", "1"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "promo", "10.00", "10.00"),
+        ("01-01 00:00", "GRANTED", "paid", "3.00", "13.00"),
+        ("01-02 00:00", "CONSUMED", "promo", "-4.00", "9.00", "e1", "chat"),
+        ("01-05 00:00", "EXPIRED", "promo", "-6.00", "3.00"),
+        ("01-05 00:00", "CONSUMED", "paid", "-1.00", "2.00", "e2", "chat"),
+    ]
+    assert result.summary["breakage"].to_list() == [Decimal(0)]
+
+
+def test_an_empty_grant_writes_nothing_when_it_expires_or_is_voided() -> None:
+    result = run(
+        grants=[grant("g1", "2", at(1), expires=at(5)), grant("g2", "1", at(1), voided=at(6))],
+        consumptions=[event("e1", at(2), ("chat", "3"))],
+        until=at(10),
+    )
+    assert [row[1] for row in entries(result)] == ["GRANTED", "GRANTED", "CONSUMED", "CONSUMED"]
+
+
+def test_void_removes_the_remaining_amount() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1), voided=at(3))],
+        consumptions=[event("e1", at(2), ("chat", "4")), event("e2", at(3), ("chat", "1"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "g1", "10.00", "10.00"),
+        ("01-02 00:00", "CONSUMED", "g1", "-4.00", "6.00", "e1", "chat"),
+        ("01-03 00:00", "VOIDED", "g1", "-6.00", "0.00"),
+        ("01-03 00:00", "CONSUMED", "acme:overdraft:CR", "-1.00", "-1.00", "e2", "chat"),
+    ]
+
+
+def test_a_grant_voided_at_or_before_it_takes_effect_writes_nothing() -> None:
+    result = run(
+        grants=[
+            grant("at", "10", at(2), voided=at(2)),
+            grant("before", "10", at(3), voided=at(1)),
+            grant("kept", "1", at(1)),
+        ],
+        until=at(4),
+    )
+    assert entries(result) == [("01-01 00:00", "GRANTED", "kept", "1.00", "1.00")]
+
+
+def test_order_at_one_instant_expiry_void_grant_then_event() -> None:
+    noon = at(5, 12)
+    result = run(
+        grants=[
+            grant("old", "5", at(1), expires=noon),
+            grant("voided", "5", at(1), voided=noon, type="PAID"),
+            grant("new", "5", noon),
+        ],
+        consumptions=[event("e1", noon, ("chat", "1"))],
+    )
+    assert [row[1:3] for row in entries(result) if row[0] == "01-05 12:00"] == [
+        ("EXPIRED", "old"),
+        ("VOIDED", "voided"),
+        ("GRANTED", "new"),
+        ("CONSUMED", "new"),
+    ]
+
+
+def test_events_at_one_instant_run_in_event_id_order() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1))],
+        consumptions=[event("e2", at(2), ("chat", "1")), event("e10", at(2), ("chat", "2"))],
+    )
+    assert [row[5] for row in entries(result)[1:]] == ["e10", "e2"]  # "e10" < "e2" as text
+
+
+def test_recurring_grants_anchor_on_month_end_and_end_with_the_subscription() -> None:
+    result = run(
+        recurring=[entitlement("pro", "100", at(31), end=at(15, month=4))],
+        until=at(1, month=6),
+    )
+    assert entries(result) == [
+        ("01-31 00:00", "GRANTED", "acme:pro:CR:0", "100.00", "100.00"),
+        ("02-29 00:00", "EXPIRED", "acme:pro:CR:0", "-100.00", "0.00"),
+        ("02-29 00:00", "GRANTED", "acme:pro:CR:1", "100.00", "100.00"),
+        ("03-31 00:00", "EXPIRED", "acme:pro:CR:1", "-100.00", "0.00"),
+        ("03-31 00:00", "GRANTED", "acme:pro:CR:2", "100.00", "100.00"),
+        ("04-15 00:00", "EXPIRED", "acme:pro:CR:2", "-100.00", "0.00"),
+    ]
+    assert result.ledger["grant_type"].unique().to_list() == ["RECURRING"]
+    assert result.ledger["grant_source"].unique().to_list() == ["plan"]
+
+
+def test_recurring_periods_only_start_before_until_and_nothing_is_written_at_until() -> None:
+    result = run(recurring=[entitlement("pro", "100", at(1))], until=at(1, month=3))
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "acme:pro:CR:0", "100.00", "100.00"),
+        ("02-01 00:00", "EXPIRED", "acme:pro:CR:0", "-100.00", "0.00"),
+        ("02-01 00:00", "GRANTED", "acme:pro:CR:1", "100.00", "100.00"),
+        # the expiry at 03-01 is at `until`: not written; period 2 starts at `until`: not generated
+    ]
+
+
+def test_yearly_recurring_from_feb_29_gives_feb_28() -> None:
+    result = run(
+        recurring=[entitlement("pro", "5", at(29, month=2), cadence="yearly", kind="addon")],
+        until=at(1, month=3, year=2025),
+    )
+    assert [row[:3] for row in entries(result)] == [
+        ("02-29 00:00", "GRANTED", "acme:pro:CR:0"),
+        ("02-28 00:00", "EXPIRED", "acme:pro:CR:0"),
+        ("02-28 00:00", "GRANTED", "acme:pro:CR:1"),
+    ]
+    assert result.ledger["grant_source"].unique().to_list() == ["addon"]
+
+
+def test_plan_change_ends_one_plan_and_starts_another() -> None:
+    change = at(15, month=2)
+    result = run(
+        recurring=[
+            entitlement("basic", "10", at(1), end=change),
+            entitlement("pro", "50", change),
+        ],
+        until=at(1, month=3),
+    )
+    assert [row[:4] for row in entries(result)] == [
+        ("01-01 00:00", "GRANTED", "acme:basic:CR:0", "10.00"),
+        ("02-01 00:00", "EXPIRED", "acme:basic:CR:0", "-10.00"),
+        ("02-01 00:00", "GRANTED", "acme:basic:CR:1", "10.00"),
+        ("02-15 00:00", "EXPIRED", "acme:basic:CR:1", "-10.00"),
+        ("02-15 00:00", "GRANTED", "acme:pro:CR:0", "50.00"),
+    ]
+
+
+def test_auto_recharge_tops_up_to_target_right_after_the_event() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1))],
+        auto_recharges=[recharge("5", "20.004")],
+        consumptions=[event("e1", at(2), ("chat", "6")), event("e2", at(2), ("chat", "1"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "g1", "10.00", "10.00"),
+        ("01-02 00:00", "CONSUMED", "g1", "-6.00", "4.00", "e1", "chat"),
+        # 20.004 - 4 = 16.004, rounded up to 16.01
+        ("01-02 00:00", "GRANTED", "acme:auto_recharge:CR:0", "16.01", "20.01"),
+        ("01-02 00:00", "CONSUMED", "g1", "-1.00", "19.01", "e2", "chat"),
+    ]
+    row = result.ledger.row(2, named=True)
+    assert (row["grant_type"], row["grant_source"]) == ("PAID", "auto_recharge")
+    assert result.balances["recharges_issued"].to_list() == [1]
+    assert result.balances["recharge_spend"].to_list() == [Decimal("0.1601")]
+    assert result.summary["credit_revenue"].to_list() == [Decimal("0.1601")]
+
+
+def test_auto_recharge_is_cut_to_the_monthly_spend_limit_and_resets_next_month() -> None:
+    # unit price 0.01: a limit of 0.15 buys 15 credits a month
+    result = run(
+        auto_recharges=[recharge("5", "10", limit="0.15")],
+        consumptions=[
+            event("e1", at(2), ("chat", "10")),  # balance -10 → 20 wanted, 15 allowed
+            event("e2", at(3), ("chat", "1")),  # balance 4 → 6 wanted, 0 allowed: nothing
+            event("e3", at(1, month=2), ("chat", "1")),  # new month: 10 - 3 = 7
+        ],
+    )
+    assert entries(result) == [
+        ("01-02 00:00", "CONSUMED", "acme:overdraft:CR", "-10.00", "-10.00", "e1", "chat"),
+        ("01-02 00:00", "GRANTED", "acme:auto_recharge:CR:0", "15.00", "5.00"),
+        (
+            "01-02 00:00",
+            "CONSUMPTION_TRANSFER_SOURCE",
+            "acme:auto_recharge:CR:0",
+            "-10.00",
+            "-5.00",
+        ),
+        ("01-02 00:00", "CONSUMPTION_TRANSFER_TARGET", "acme:overdraft:CR", "10.00", "5.00"),
+        ("01-03 00:00", "CONSUMED", "acme:auto_recharge:CR:0", "-1.00", "4.00", "e2", "chat"),
+        ("02-01 00:00", "CONSUMED", "acme:auto_recharge:CR:0", "-1.00", "3.00", "e3", "chat"),
+        ("02-01 00:00", "GRANTED", "acme:auto_recharge:CR:1", "7.00", "10.00"),
+    ]
+
+
+def test_auto_recharge_cut_is_rounded_down_to_the_precision() -> None:
+    result = run(
+        currencies=(TK,),  # unit price 0.5, precision 0
+        auto_recharges=[recharge("1", "10", limit="2.9", currency="TK")],
+        consumptions=[event("e1", at(2), ("image", "5", "TK"))],
+    )
+    # 15 tokens wanted (7.5 money), 2.9 money allows 5.8 tokens → 5
+    assert entries(result)[1][:4] == ("01-02 00:00", "GRANTED", "acme:auto_recharge:TK:0", "5")
+
+
+def test_auto_recharge_grant_expires_one_month_later_with_month_end_clamping() -> None:
+    result = run(
+        auto_recharges=[recharge("1", "5", expiry="1_month")],
+        consumptions=[event("e1", at(31, 9), ("chat", "1"))],
+        until=at(1, month=3),
+    )
+    assert entries(result)[-2:] == [
+        ("01-31 09:00", "CONSUMPTION_TRANSFER_TARGET", "acme:overdraft:CR", "1.00", "5.00"),
+        ("02-29 09:00", "EXPIRED", "acme:auto_recharge:CR:0", "-5.00", "0.00"),
+    ]
+
+
+def test_default_horizon_ends_one_microsecond_after_the_last_event() -> None:
+    result = run(
+        grants=[grant("g1", "5", at(1), expires=at(3)), grant("later", "5", at(4))],
+        consumptions=[event("e1", at(2), ("chat", "1"))],
+    )
+    # the expiry at 01-03 and the grant at 01-04 are after the last event: not written
+    assert [row[1] for row in entries(result)] == ["GRANTED", "CONSUMED"]
+    assert result.until == at(2).replace(microsecond=1)
+
+
+def test_an_explicit_start_leaves_out_what_happens_before_it() -> None:
+    result = run(
+        grants=[grant("old", "5", at(1)), grant("new", "5", at(3))],
+        consumptions=[event("early", at(2), ("chat", "1")), event("e1", at(4), ("chat", "1"))],
+        start=at(3),
+    )
+    assert [row[1:3] for row in entries(result)] == [("GRANTED", "new"), ("CONSUMED", "new")]
+
+
+def test_ledger_is_grouped_by_customer_in_id_order() -> None:
+    result = run(
+        grants=[grant("gb", "5", at(1), customer="b"), grant("ga", "5", at(2), customer="a")],
+        consumptions=[event("e1", at(3), ("chat", "1"), customer="b")],
+    )
+    assert [row[0] for row in entries(result, customer=True)] == ["a", "b", "b"]
+
+
+def test_balances_per_currency_are_separate() -> None:
+    result = run(
+        currencies=(CR, TK),
+        grants=[grant("cr", "5", at(1)), grant("tk", "7", at(1), currency="TK")],
+        consumptions=[event("e1", at(2), ("chat", "1"), ("image", "2", "TK"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "cr", "5.00", "5.00"),
+        ("01-01 00:00", "GRANTED", "tk", "7.00", "7.00"),
+        ("01-02 00:00", "CONSUMED", "cr", "-1.00", "4.00", "e1", "chat"),
+        ("01-02 00:00", "CONSUMED", "tk", "-2.00", "5.00", "e1", "image"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"grants": [grant("g", "1.001", at(1))]}, "more than 2 decimal places"),
+        ({"grants": [grant("g", "0", at(1))]}, "greater than 0"),
+        ({"grants": [grant("g", "1", at(1)), grant("g", "1", at(2))]}, "duplicate grant id"),
+        ({"grants": [grant("acme:overdraft:CR", "1", at(1))]}, "reserved"),
+        ({"grants": [grant("g", "1", at(2), expires=at(1))]}, "expires_at must be after"),
+        ({"grants": [grant("g", "1", at(1), currency="XX")]}, "unknown currency"),
+        ({"consumptions": [event("e", at(1), ("chat", "0.001"))]}, "more decimal places"),
+        ({"consumptions": [event("e", at(1), ("chat", "-1"))]}, "must not be negative"),
+        ({"consumptions": [event("e", at(1), ("c", "1"), ("c", "2"))]}, "twice in one event"),
+        ({"auto_recharges": [recharge("1", "2"), recharge("1", "3")]}, "one auto-recharge"),
+    ],
+)
+def test_bad_inputs_are_refused_with_every_problem(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        run(**fields)
+    assert message in str(caught.value)
+
+
+def test_validation_lists_every_problem_at_once() -> None:
+    with pytest.raises(ValidationError) as caught:
+        run(grants=[grant("a", "0", at(1)), grant("b", "1", at(1), currency="XX")])
+    assert len(caught.value.problems) == 2
