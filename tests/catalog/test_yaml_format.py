@@ -87,3 +87,11 @@ def test_dump_writes_plain_numbers() -> None:
     assert "unit_price: 0.001\n" in text
     assert "factor: 1000000000\n" in text
     assert "E+" not in text and "e+" not in text
+
+
+def test_the_documented_example_is_a_valid_catalog() -> None:
+    text = (EXAMPLES.parent / "docs" / "catalog.md").read_text(encoding="utf-8")
+    block = text.split("### A complete example\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    catalog = load_catalog(block, source="docs/catalog.md")
+    assert [p.id for p in catalog.plans] == ["pro"]
+    assert catalog.currency("credits").unit_price == Decimal("0.001")
