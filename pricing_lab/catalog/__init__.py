@@ -24,7 +24,16 @@ _EXPORTS = {
     "load_catalog": "pricing_lab.catalog.yaml_format",
     "load_catalog_file": "pricing_lab.catalog.yaml_format",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Catalog",
+    "CatalogDiff",
+    "CatalogStore",
+    "dump_catalog",
+    "load_catalog",
+    "load_catalog_file",
+    "open_store",
+    "validate_catalog",
+]
 
 
 def __getattr__(name: str) -> Any:
