@@ -1,0 +1,619 @@
+"""What-if scenarios (SPEC §6): named changes on a base, compared over the same events.
+
+A `Scenario` changes formulas or per-unit rates, scales rates, sets plan credit amounts, scales
+grants, overrides auto-recharge settings or the enforcement policy. `compare` matches the events
+once, costs them once per distinct set of rates, replays every scenario, and returns per customer
+and per feature what changes against the base: credits consumed, the date credits run out, denied
+events, recharge revenue and breakage. `sweep` varies one parameter over a grid; `goal_seek` finds
+the value of one coefficient that meets a target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
+from pricing_lab.errors import InputError, Problem, ValidationError
+from pricing_lab.formula import Formula, check_formula
+from pricing_lab.ledger.model import Enforcement
+from pricing_lab.simulation.costing import Costing, cost_events
+from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.simulation.simulate import SimulationResult, match_usage, simulate
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateChange:
+    """A new rate for one feature, in one plan (or add-on) or, with `plan=None`, everywhere."""
+
+    feature: str
+    formula: str | None = None
+    per_unit: Decimal | None = None
+    plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoRechargeChange:
+    """New values for the customers' auto-recharge settings (None keeps the current value)."""
+
+    threshold: Decimal | None = None
+    target: Decimal | None = None
+    monthly_spend_limit: Decimal | None = None
+    grant_expiry: str | None = None
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """Named changes on top of the base inputs. A scenario with no changes is the base itself."""
+
+    name: str
+    description: str = ""
+    rates: tuple[RateChange, ...] = ()
+    rate_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
+    plan_credits: Mapping[str, Decimal] = field(default_factory=dict)
+    grant_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
+    auto_recharge: AutoRechargeChange | None = None
+    enforcement: Enforcement | None = None
+
+    def apply(self, catalog: Catalog, customers: CustomerInputs) -> tuple[Catalog, CustomerInputs]:
+        """The catalog and customer inputs with this scenario's changes."""
+        return _apply_customers(self, _apply_catalog(self, catalog), customers)
+
+
+def _rate_for(change: RateChange, old: CreditRate) -> CreditRate:
+    if change.formula is not None:
+        return replace(old, mode="formula", formula=change.formula, per_unit=None)
+    return replace(old, mode="per_unit", per_unit=change.per_unit, formula=None)
+
+
+def _scaled_rate(rate: CreditRate, factor: Decimal) -> CreditRate:
+    if rate.mode == "per_unit" and rate.per_unit is not None:
+        return replace(rate, per_unit=rate.per_unit * factor)
+    return replace(rate, formula=f"{format(factor, 'f')} * ({rate.formula})")
+
+
+def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
+    def rates(owner: str | None, current: tuple[CreditRate, ...]) -> tuple[CreditRate, ...]:
+        result = []
+        for rate in current:
+            for change in scenario.rates:
+                if change.feature == rate.feature and change.plan in (None, owner):
+                    rate = _rate_for(change, rate)
+            factor = scenario.rate_multipliers.get(rate.feature)
+            result.append(_scaled_rate(rate, factor) if factor is not None else rate)
+        return tuple(result)
+
+    def credits(owner: str, entitlements: tuple[Any, ...]) -> tuple[Any, ...]:
+        amount = scenario.plan_credits.get(owner)
+        if amount is None:
+            return entitlements
+        return tuple(
+            replace(e, amount=amount) if isinstance(e, CreditEntitlement) else e
+            for e in entitlements
+        )
+
+    return replace(
+        catalog,
+        default_credit_rates=rates(None, catalog.default_credit_rates),
+        plans=tuple(
+            replace(
+                p,
+                credit_rates=rates(p.id, p.credit_rates),
+                entitlements=credits(p.id, p.entitlements),
+            )
+            for p in catalog.plans
+        ),
+        addons=tuple(
+            replace(
+                a,
+                credit_rates=rates(a.id, a.credit_rates),
+                entitlements=credits(a.id, a.entitlements),
+            )
+            for a in catalog.addons
+        ),
+    )
+
+
+def _apply_customers(
+    scenario: Scenario, catalog: Catalog, customers: CustomerInputs
+) -> tuple[Catalog, CustomerInputs]:
+    grants = tuple(
+        replace(g, amount=g.amount * scenario.grant_multipliers[g.type])
+        if g.type in scenario.grant_multipliers
+        else g
+        for g in customers.grants
+    )
+    recharges = customers.auto_recharges
+    change = scenario.auto_recharge
+    if change is not None:
+        if change.disabled:
+            recharges = ()
+        else:
+            recharges = tuple(
+                replace(
+                    r,
+                    threshold=change.threshold if change.threshold is not None else r.threshold,
+                    target=change.target if change.target is not None else r.target,
+                    monthly_spend_limit=change.monthly_spend_limit
+                    if change.monthly_spend_limit is not None
+                    else r.monthly_spend_limit,
+                    grant_expiry=change.grant_expiry or r.grant_expiry,  # type: ignore[arg-type]
+                )
+                for r in recharges
+            )
+    return catalog, replace(customers, grants=grants, auto_recharges=recharges)
+
+
+def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[Problem]:
+    """Every problem of a scenario list against the catalog it changes, with its path."""
+    problems: list[Problem] = []
+    metered = {f.id for f in catalog.features if f.type == "metered"}
+    owners = {p.id for p in catalog.plans} | {a.id for a in catalog.addons}
+    names: set[str] = set()
+    for index, scenario in enumerate(scenarios):
+        here = f"scenarios[{index}]"
+        if scenario.name in names:
+            problems.append(Problem(path=f"{here}.name", message=f"duplicate {scenario.name!r}"))
+        names.add(scenario.name)
+        for r_index, change in enumerate(scenario.rates):
+            path = f"{here}.rates[{r_index}]"
+            if change.feature not in metered:
+                problems.append(Problem(path=f"{path}.feature", message="unknown metered feature"))
+            if change.plan is not None and change.plan not in owners:
+                problems.append(Problem(path=f"{path}.plan", message="unknown plan or add-on"))
+            if (change.formula is None) == (change.per_unit is None):
+                problems.append(Problem(path=path, message="give exactly one of formula, per_unit"))
+            if change.formula is not None and (message := check_formula(change.formula)):
+                problems.append(Problem(path=f"{path}.formula", message=message))
+        for feature in scenario.rate_multipliers:
+            if feature not in metered:
+                problems.append(
+                    Problem(path=f"{here}.rate_multipliers.{feature}", message="unknown feature")
+                )
+        for owner in scenario.plan_credits:
+            if owner not in owners:
+                problems.append(
+                    Problem(path=f"{here}.plan_credits.{owner}", message="unknown plan or add-on")
+                )
+        for grant_type in scenario.grant_multipliers:
+            if grant_type not in ("PAID", "PROMOTIONAL", "RECURRING"):
+                problems.append(
+                    Problem(path=f"{here}.grant_multipliers.{grant_type}", message="unknown type")
+                )
+    return problems
+
+
+# -- reading scenario files ----------------------------------------------------------------------
+
+
+def load_scenarios(path: str | Path) -> tuple[str, tuple[Scenario, ...]]:
+    """Read a scenario YAML file: `(base name, scenarios)`. See docs/scenarios.md."""
+    from pricing_lab.catalog.yaml_format import parse_yaml
+
+    file = Path(path)
+    try:
+        document = parse_yaml(file.read_text(encoding="utf-8"), source=str(file))
+    except FileNotFoundError:
+        raise InputError(f"{file}: no such scenario file") from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("scenarios"), list):
+        raise InputError(f"{file}: expected a mapping with a `scenarios:` list")
+    return scenarios_from_mapping(document, source=str(file))
+
+
+def scenarios_from_mapping(
+    document: Mapping[str, Any], *, source: str = ""
+) -> tuple[str, tuple[Scenario, ...]]:
+    """Scenarios from a parsed YAML-like mapping; every problem is listed with its path."""
+    problems: list[Problem] = []
+    scenarios = []
+    known = {"name", "description", "rates", "rate_multipliers", "plan_credits"} | {
+        "grant_multipliers",
+        "auto_recharge",
+        "enforcement",
+    }
+    for index, item in enumerate(document.get("scenarios") or []):
+        here = f"scenarios[{index}]"
+        if not isinstance(item, Mapping) or not item.get("name"):
+            problems.append(Problem(path=here, message="expected a mapping with a name"))
+            continue
+        for key in sorted(set(item) - known):
+            problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
+        enforcement = item.get("enforcement")
+        if enforcement not in (None, "overdraft", "block"):
+            problems.append(
+                Problem(path=f"{here}.enforcement", message="must be overdraft or block")
+            )
+        rates = []
+        for r_index, raw in enumerate(item.get("rates") or []):
+            if not isinstance(raw, Mapping) or "feature" not in raw:
+                problems.append(Problem(path=f"{here}.rates[{r_index}]", message="needs feature"))
+                continue
+            rates.append(
+                RateChange(
+                    feature=str(raw["feature"]),
+                    formula=None if raw.get("formula") is None else str(raw["formula"]),
+                    per_unit=_decimal(raw.get("per_unit"), f"{here}.rates[{r_index}]", problems),
+                    plan=None if raw.get("plan") is None else str(raw["plan"]),
+                )
+            )
+        recharge = item.get("auto_recharge")
+        scenarios.append(
+            Scenario(
+                name=str(item["name"]),
+                description=str(item.get("description") or ""),
+                rates=tuple(rates),
+                rate_multipliers=_decimals(item, "rate_multipliers", here, problems),
+                plan_credits=_decimals(item, "plan_credits", here, problems),
+                grant_multipliers=_decimals(item, "grant_multipliers", here, problems),
+                auto_recharge=None
+                if not isinstance(recharge, Mapping)
+                else AutoRechargeChange(
+                    threshold=_decimal(recharge.get("threshold"), here, problems),
+                    target=_decimal(recharge.get("target"), here, problems),
+                    monthly_spend_limit=_decimal(
+                        recharge.get("monthly_spend_limit"), here, problems
+                    ),
+                    grant_expiry=recharge.get("grant_expiry"),
+                    disabled=bool(recharge.get("disabled", False)),
+                ),
+                enforcement=enforcement,
+            )
+        )
+    if problems:
+        raise ValidationError(problems, source=source)
+    return str(document.get("base") or "base"), tuple(scenarios)
+
+
+def _decimal(value: Any, path: str, problems: list[Problem]) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        problems.append(Problem(path=path, message=f"expected a number, got {value!r}"))
+        return None
+
+
+def _decimals(
+    item: Mapping[str, Any], key: str, here: str, problems: list[Problem]
+) -> dict[str, Decimal]:
+    raw = item.get(key) or {}
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(path=f"{here}.{key}", message="expected a mapping"))
+        return {}
+    values = {}
+    for name, value in raw.items():
+        number = _decimal(value, f"{here}.{key}.{name}", problems)
+        if number is not None:
+            values[str(name)] = number
+    return values
+
+
+# -- comparing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    """Replays of several scenarios over the same events, side by side.
+
+    `customers`: one row per scenario, customer and currency with consumed, run-out time, denied
+    events, recharge revenue, breakage and their change against the base. `features`: consumed per
+    scenario and feature with the change. `totals`: one row per scenario.
+    """
+
+    base: str
+    results: Mapping[str, SimulationResult]
+    customers: pl.DataFrame
+    features: pl.DataFrame
+    totals: pl.DataFrame
+
+    def result(self, scenario: str) -> SimulationResult:
+        return self.results[scenario]
+
+
+def compare(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    customers: CustomerInputs,
+    scenarios: Sequence[Scenario],
+    *,
+    base: str = "base",
+    events: str = "events",
+    enforcement: Enforcement = "overdraft",
+    engine: str = "fast",
+    progress: Progress | None = None,
+) -> Comparison:
+    """Replay the base and every scenario over the events of table `events` and compare them.
+
+    The base is the scenario named `base` in `scenarios` if there is one, otherwise the inputs
+    unchanged. Events are matched once; costs are computed once per distinct set of rates.
+    """
+    problems = validate_scenarios(scenarios, catalog)
+    if problems:
+        raise ValidationError(problems, source="scenarios")
+    runs = list(scenarios)
+    if base not in {s.name for s in runs}:
+        runs.insert(0, Scenario(name=base))
+    matched_view = match_usage(con, catalog, events)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __matched_once AS {matched_view}")
+    costings: dict[tuple[Any, ...], Costing] = {}
+    results: dict[str, SimulationResult] = {}
+    for index, scenario in enumerate(runs):
+        if progress is not None:
+            progress(scenario.name, index, len(runs))
+        changed_catalog, changed_customers = scenario.apply(catalog, customers)
+        key = _costing_key(changed_catalog, changed_customers)
+        if key not in costings:
+            costings[key] = cost_events(
+                con,
+                "SELECT * FROM __matched_once",
+                changed_catalog,
+                changed_customers.subscriptions,
+                events=events,
+            )
+        results[scenario.name] = simulate(
+            con,
+            changed_catalog,
+            changed_customers,
+            events=events,
+            enforcement=scenario.enforcement or enforcement,
+            scenario=scenario.name,
+            engine=engine,
+            costing=costings[key],
+        )
+    if progress is not None:
+        progress("done", len(runs), len(runs))
+    con.execute("DROP TABLE IF EXISTS __matched_once")
+    return _comparison(base, results, catalog, customers)
+
+
+def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
+    rates = (
+        catalog.default_credit_rates,
+        tuple((p.id, p.credit_rates) for p in catalog.plans),
+        tuple((a.id, a.credit_rates) for a in catalog.addons),
+    )
+    return (rates, customers.subscriptions)
+
+
+def _comparison(
+    base: str,
+    results: Mapping[str, SimulationResult],
+    catalog: Catalog,
+    customers: CustomerInputs,
+) -> Comparison:
+    basis = {g.grant_id: g.cost_basis for g in customers.grants}
+    unit_prices = {c.id: c.unit_price for c in catalog.currencies}
+    per_customer = []
+    per_feature = []
+    totals = []
+    for name, result in results.items():
+        balances = result.balances.select(
+            "customer_id",
+            "currency_id",
+            "consumed",
+            pl.col("first_zero_at").alias("runout_at"),
+            "events_denied",
+            pl.col("recharge_spend").alias("recharge_revenue"),
+        )
+        breakage = _breakage(result.ledger, basis, unit_prices)
+        table = balances.join(breakage, on=["customer_id", "currency_id"], how="left").with_columns(
+            pl.col("breakage").fill_null(Decimal(0)), pl.lit(name).alias("scenario")
+        )
+        per_customer.append(table)
+        per_feature.append(
+            result.ledger.filter(pl.col("entry_type") == "CONSUMED")
+            .group_by("currency_id", "feature_id")
+            .agg((-pl.col("amount")).sum().alias("consumed"))
+            .with_columns(pl.lit(name).alias("scenario"))
+        )
+        totals.append(
+            table.group_by("scenario").agg(
+                pl.col("consumed").sum(),
+                pl.col("events_denied").sum(),
+                pl.col("recharge_revenue").sum(),
+                pl.col("breakage").sum(),
+                pl.col("runout_at").is_not_null().sum().alias("customers_run_out"),
+                pl.len().alias("customers"),
+            )
+        )
+    keys = ["customer_id", "currency_id"]
+    customers_frame = pl.concat(per_customer, how="vertical_relaxed")
+    base_rows = customers_frame.filter(pl.col("scenario") == base).select(
+        *keys,
+        pl.col("consumed").alias("base_consumed"),
+        pl.col("runout_at").alias("base_runout_at"),
+        pl.col("events_denied").alias("base_events_denied"),
+        pl.col("recharge_revenue").alias("base_recharge_revenue"),
+        pl.col("breakage").alias("base_breakage"),
+    )
+    customers_frame = (
+        customers_frame.join(base_rows, on=keys, how="left")
+        .with_columns(
+            (pl.col("consumed") - pl.col("base_consumed").fill_null(0)).alias("consumed_change"),
+            pl.when(pl.col("base_consumed") > 0)
+            .then(
+                (
+                    pl.col("consumed").cast(pl.Float64) / pl.col("base_consumed").cast(pl.Float64)
+                    - 1.0
+                )
+                * 100.0
+            )
+            .alias("consumed_change_pct"),
+            ((pl.col("runout_at") - pl.col("base_runout_at")).dt.total_seconds() / 86400.0).alias(
+                "runout_shift_days"
+            ),
+            (pl.col("events_denied") - pl.col("base_events_denied").fill_null(0)).alias(
+                "events_denied_change"
+            ),
+            (pl.col("recharge_revenue") - pl.col("base_recharge_revenue").fill_null(0)).alias(
+                "recharge_revenue_change"
+            ),
+            (pl.col("breakage") - pl.col("base_breakage").fill_null(0)).alias("breakage_change"),
+        )
+        .select(
+            "scenario",
+            *keys,
+            "consumed",
+            "consumed_change",
+            "consumed_change_pct",
+            "runout_at",
+            "runout_shift_days",
+            "events_denied",
+            "events_denied_change",
+            "recharge_revenue",
+            "recharge_revenue_change",
+            "breakage",
+            "breakage_change",
+        )
+        .sort("scenario", *keys)
+    )
+    features_frame = pl.concat(per_feature, how="vertical_relaxed")
+    base_features = features_frame.filter(pl.col("scenario") == base).select(
+        "currency_id", "feature_id", pl.col("consumed").alias("base_consumed")
+    )
+    features_frame = (
+        features_frame.join(base_features, on=["currency_id", "feature_id"], how="left")
+        .with_columns(
+            (pl.col("consumed") - pl.col("base_consumed").fill_null(0)).alias("consumed_change")
+        )
+        .select("scenario", "currency_id", "feature_id", "consumed", "consumed_change")
+        .sort("scenario", "currency_id", "feature_id")
+    )
+    return Comparison(
+        base=base,
+        results=dict(results),
+        customers=customers_frame,
+        features=features_frame,
+        totals=pl.concat(totals, how="vertical_relaxed"),
+    )
+
+
+def _breakage(
+    ledger: pl.DataFrame, basis: Mapping[str, Decimal], unit_prices: Mapping[str, Decimal]
+) -> pl.DataFrame:
+    """Per customer and currency: expired credits × their grant's cost basis (money)."""
+    expired = ledger.filter(pl.col("entry_type") == "EXPIRED")
+    sums: dict[tuple[str, str], Decimal] = {}
+    for customer, currency, grant_id, source, amount in expired.select(
+        "customer_id", "currency_id", "grant_id", "grant_source", "amount"
+    ).iter_rows():
+        price = unit_prices[currency] if source == "auto_recharge" else basis.get(grant_id)
+        key = (customer, currency)
+        sums[key] = sums.get(key, Decimal(0)) - amount * (price or Decimal(0))
+    return pl.DataFrame(
+        [(c, cur, value) for (c, cur), value in sorted(sums.items())],
+        schema={"customer_id": pl.String, "currency_id": pl.String, "breakage": pl.Decimal(38, 12)},
+        orient="row",
+    )
+
+
+# -- sweeps and goal seeking ----------------------------------------------------------------------
+
+
+def sweep(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    customers: CustomerInputs,
+    make_scenario: Callable[[Decimal], Scenario],
+    values: Sequence[Decimal],
+    **options: Any,
+) -> Comparison:
+    """Compare one scenario per value of a parameter (e.g. a rate multiplier over a grid).
+
+    `make_scenario(value)` builds the scenario for one value; scenario names must differ.
+    """
+    return compare(con, catalog, customers, [make_scenario(v) for v in values], **options)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoalSeek:
+    """The value found, the measure it gives, and every step tried."""
+
+    value: Decimal
+    measure: float
+    steps: tuple[tuple[Decimal, float], ...]
+
+
+def share_within_included(result: SimulationResult) -> float:
+    """Share of customers whose consumption never needed credits beyond their grants.
+
+    A customer is within its included credits when its balance never reached 0 and it has no
+    overdraft debt, no recharges and no denied events.
+    """
+    balances = result.balances
+    if balances.is_empty():
+        return 1.0
+    within = balances.filter(
+        pl.col("first_zero_at").is_null()
+        & (pl.col("overdraft_debt") == 0)
+        & (pl.col("recharges_issued") == 0)
+        & (pl.col("events_denied") == 0)
+    )
+    return within.height / balances.height
+
+
+def goal_seek(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    customers: CustomerInputs,
+    make_scenario: Callable[[Decimal], Scenario],
+    *,
+    low: Decimal,
+    high: Decimal,
+    target: float,
+    measure: Callable[[SimulationResult], float] = share_within_included,
+    decreasing: bool = True,
+    tolerance: Decimal = Decimal("0.001"),
+    max_steps: int = 30,
+    events: str = "events",
+) -> GoalSeek:
+    """Bisection on one coefficient until `measure` meets `target` (e.g. 90% of customers stay
+    within their included credits). `decreasing`: the measure falls as the value grows (true
+    for a rate multiplier). Returns the largest value (or smallest, if increasing) meeting it.
+    """
+    steps: list[tuple[Decimal, float]] = []
+
+    def evaluate(value: Decimal) -> float:
+        comparison = compare(con, catalog, customers, [make_scenario(value)], events=events)
+        scenario_name = make_scenario(value).name
+        result = measure(comparison.result(scenario_name))
+        steps.append((value, result))
+        return result
+
+    def meets(score: float) -> bool:
+        return score >= target
+
+    lo, hi = low, high
+    if not meets(evaluate(lo if decreasing else hi)):
+        raise InputError(f"the target {target} is not met even at {lo if decreasing else hi}")
+    for _ in range(max_steps):
+        if hi - lo <= tolerance:
+            break
+        mid = (lo + hi) / 2
+        if meets(evaluate(mid)) == decreasing:
+            lo = mid
+        else:
+            hi = mid
+    best = lo if decreasing else hi
+    score = next((s for v, s in reversed(steps) if v == best), evaluate(best))
+    return GoalSeek(value=best, measure=score, steps=tuple(steps))
+
+
+def formula_dimensions(scenarios: Sequence[Scenario]) -> set[str]:
+    """Dimensions used by the formulas the scenarios introduce (for coverage checks)."""
+    names: set[str] = set()
+    for scenario in scenarios:
+        for change in scenario.rates:
+            if change.formula is not None:
+                names.update(Formula.parse(change.formula).dimensions)
+    return names
