@@ -1,0 +1,61 @@
+"""`pricing-lab compare`: replay several what-if scenarios over the same events and report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare what-if scenarios: Parquet results and a self-contained HTML report",
+        description=(
+            "Replay the base and every scenario of --scenarios over the same events; write "
+            "comparison_customers/features/totals.parquet, each scenario's outputs under "
+            "scenarios/NAME/, and report.html (charts embedded, works offline)."
+        ),
+    )
+    add_replay_arguments(parser)
+    parser.add_argument("--scenarios", required=True, type=Path, help="scenario YAML file")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--json", action="store_true", help="print totals as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pricing_lab.report.build import write_comparison
+    from pricing_lab.simulation.scenarios import compare, load_scenarios
+
+    base, scenarios = load_scenarios(args.scenarios)
+    con, catalog, customers, report = load_inputs(args)
+
+    def progress(name: str, done: int, total: int) -> None:
+        if not args.quiet:
+            label = "done" if done == total else f"replaying {name}"
+            print(f"\rcompare: {done}/{total} scenarios, {label}   ", end="", file=sys.stderr)
+            if done == total:
+                print(file=sys.stderr)
+
+    comparison = compare(
+        con,
+        catalog,
+        customers,
+        scenarios,
+        base=base,
+        enforcement=args.enforcement,
+        progress=progress,
+    )
+    paths = write_comparison(comparison, args.out)
+    totals = comparison.totals.sort("scenario")
+    if args.json:
+        rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]
+        print(json.dumps({"base": base, "totals": rows, "events": report.to_dict()}, indent=2))
+    else:
+        print(totals)
+        print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
+    return 0
