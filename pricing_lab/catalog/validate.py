@@ -183,7 +183,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.add(_join(path, key), f"expected a string, got {type_name(value)}")
+            self.add(_join(path, key), f"expected a string, got {type_name(value)}{_hint(value)}")
             return None
         return value
 
@@ -469,7 +469,7 @@ class _Checker:
         if isinstance(value, str):
             return
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
-            self.add(path, f"expected a string or a number, got {type_name(value)}")
+            self.add(path, f"expected a string or a number, got {type_name(value)}{_hint(value)}")
             return
         self.number_value(path, value, stored_as_amount=False)
 
@@ -771,6 +771,11 @@ class _Checker:
                         _join(info.path, "status"),
                         f"cannot archive feature {feature_id!r}: {label}",
                     )
+
+
+def _hint(value: object) -> str:
+    """YAML reads yes/no/on/off/true/false as booleans: suggest quoting."""
+    return " (quote it to make it a string)" if isinstance(value, bool) else ""
 
 
 def _is_precision(value: object) -> bool:
