@@ -13,7 +13,7 @@ from typing import Any
 
 from pricing_lab.catalog.store import open_store
 from pricing_lab.catalog.yaml_format import load_catalog
-from pricing_lab.cli.catalog_cmd import show_lines
+from pricing_lab.cli.catalog_cmd import formula_checker, show_lines
 
 DEFAULT_DEMO_DB = "demo_out/pricing_lab.duckdb"
 SAMPLE_CATALOG = "ai_product.yaml"
@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    catalog = load_catalog(sample_catalog_text(), source=SAMPLE_CATALOG)
+    catalog = load_catalog(
+        sample_catalog_text(), source=SAMPLE_CATALOG, check_formula=formula_checker()
+    )
     db = Path(args.db)
     db.parent.mkdir(parents=True, exist_ok=True)
     with open_store(db) as store:

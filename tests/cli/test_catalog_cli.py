@@ -125,3 +125,19 @@ def test_demo_applies_the_sample_catalog(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "applied: 17 created" in result.stdout
     assert "  enterprise v1: Enterprise, 500 USD monthly" in result.stdout
+
+
+def test_formula_errors_are_reported_at_the_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad_formula.yaml"
+    bad.write_text(
+        Path(SAMPLE).read_text(encoding="utf-8")  # the add-on is the last entry
+        + "    credit_rates:\n"
+        + "      - {feature: summary_emails, mode: formula, formula: '2 * (pages'}\n",
+        encoding="utf-8",
+    )
+    assert main(["catalog", "diff", str(bad), "--db", str(tmp_path / "cat.duckdb")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"pricing-lab: {bad}: 1 problem:"
+    assert lines[1].startswith("  addons[0].credit_rates[0].formula: ")
