@@ -1,0 +1,460 @@
+"""Event meters (SPEC §2): match events to metered features, aggregate usage, display units.
+
+`match_events` turns the events table (and reported usage) into `matched_usage` rows, one per
+(event, matching feature), with the meter's per-event value as `quantity`:
+1 for `count` and `count_unique`, the dimension's value for `sum`, `max`, `min` and `avg`.
+`aggregate_usage` aggregates them per customer, feature and period with the meter's aggregation,
+and converts to the display unit (billing quantities round **up** to a whole display unit).
+
+All generated SQL quotes identifiers and renders values as escaped literals (strings with quotes
+doubled, numbers validated as plain decimals), so catalog text can never inject SQL. Arithmetic is
+exact: quantities are DECIMAL(38, 12); averages and display conversions use integer arithmetic
+on 10⁻¹² units, never floating point.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import ROUND_CEILING, Decimal, localcontext
+from typing import Literal
+
+import duckdb
+
+from pricing_lab.catalog.model import Catalog, DisplayUnit, Feature, MeterFilter
+from pricing_lab.errors import InputError
+from pricing_lab.events.ingest import QUANTITY_TYPE, quote_ident, quote_literal
+
+CalendarPeriod = Literal["day", "week", "month", "total"]
+MATCHED_COLUMNS = (
+    "event_id",
+    "customer_id",
+    "timestamp",
+    "feature_id",
+    "quantity",
+    "unique_value",
+)
+SCALE = 12
+_UNIT = 10**SCALE
+_NUMERIC_TYPE = re.compile(
+    r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+    r"FLOAT|DOUBLE|DECIMAL.*)\Z"
+)
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")
+_EMPTY_MATCHED = (
+    "SELECT CAST(NULL AS VARCHAR) AS event_id, CAST(NULL AS VARCHAR) AS customer_id, "
+    f"CAST(NULL AS TIMESTAMP) AS timestamp, CAST(NULL AS VARCHAR) AS feature_id, "
+    f"CAST(NULL AS {QUANTITY_TYPE}) AS quantity, CAST(NULL AS VARCHAR) AS unique_value "
+    "WHERE FALSE"
+)
+
+
+def metered_features(catalog: Catalog) -> tuple[Feature, ...]:
+    """The catalog's features that have a meter, in feature id order (archived ones included)."""
+    return tuple(sorted((f for f in catalog.features if f.meter is not None), key=lambda f: f.id))
+
+
+def billable_quantity(usage: Decimal, unit: DisplayUnit | None) -> Decimal:
+    """Usage in the display unit for billing: `ceil(usage / factor)` (0.02 GB → 1 GB)."""
+    if unit is None:
+        return usage
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return (usage / unit.factor).to_integral_value(rounding=ROUND_CEILING)
+
+
+# --------------------------------------------------------------------------------------------
+# Matching
+# --------------------------------------------------------------------------------------------
+
+
+def match_events(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    *,
+    events: str = "events",
+    reported: str | None = "reported_usage",
+    table: str | None = None,
+) -> duckdb.DuckDBPyRelation:
+    """Rows `(event_id, customer_id, timestamp, feature_id, quantity, unique_value)`.
+
+    One row per event and metered feature whose event name and filters it satisfies (an event can
+    match several features). `quantity` (DECIMAL(38, 12)) is 1 for count / count_unique meters and
+    the dimension's value otherwise (NULL when the event lacks it); `unique_value` is the
+    dimension's value as text for count_unique. Reported meters read `reported` rows (their
+    `event_id` is `reported:<row>`); a missing `reported` table means no reported usage.
+    `table`: also store the rows in this table (replaced). Raises `InputError` when a meter
+    aggregates a dimension that is not numeric.
+    """
+    sql = matched_usage_sql(con, catalog, events=events, reported=reported)
+    if table is not None:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS {sql}")
+        return con.table(table)
+    return con.sql(sql)
+
+
+def matched_usage_sql(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    *,
+    events: str = "events",
+    reported: str | None = "reported_usage",
+) -> str:
+    """The SQL query behind `match_events` (for embedding in larger queries)."""
+    features = metered_features(catalog)
+    parts: list[str] = []
+    event_features = [f for f in features if f.meter and f.meter.source == "events"]
+    reported_features = [f for f in features if f.meter and f.meter.source == "reported"]
+    if event_features:
+        columns = _columns(con, events)
+        if columns is None:
+            raise InputError(f"no events table {events!r}: ingest events first")
+        for feature in event_features:
+            parts.append(_event_feature_sql(feature, events, columns))
+    if reported_features and reported is not None:
+        columns = _columns(con, reported)
+        if columns is not None:
+            for feature in reported_features:
+                parts.append(_reported_feature_sql(feature, reported))
+    if not parts:
+        return _EMPTY_MATCHED
+    return " UNION ALL ".join(parts)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[str, str]] | None:
+    """Lower-case column name → (name, type), or None when the table does not exist."""
+    try:
+        rows = con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()
+    except duckdb.CatalogException:
+        return None
+    return {str(r[0]).lower(): (str(r[0]), str(r[1])) for r in rows}
+
+
+def _event_feature_sql(
+    feature: Feature, events: str, columns: Mapping[str, tuple[str, str]]
+) -> str:
+    meter = feature.meter
+    assert meter is not None
+    conditions = [f"event_name = {quote_literal(meter.event_name or '')}"]
+    conditions += [filter_sql(f, columns) for f in meter.filters]
+    quantity, unique = _per_event_value(feature, columns)
+    return (
+        "SELECT CAST(event_id AS VARCHAR) AS event_id, CAST(customer_id AS VARCHAR) AS "
+        f"customer_id, CAST(timestamp AS TIMESTAMP) AS timestamp, "
+        f"{quote_literal(feature.id)} AS feature_id, {quantity} AS quantity, "
+        f"{unique} AS unique_value FROM {quote_ident(events)} WHERE {' AND '.join(conditions)}"
+    )
+
+
+def _per_event_value(feature: Feature, columns: Mapping[str, tuple[str, str]]) -> tuple[str, str]:
+    meter = feature.meter
+    assert meter is not None
+    one = f"CAST(1 AS {QUANTITY_TYPE})"
+    if meter.aggregation == "count":
+        return one, "CAST(NULL AS VARCHAR)"
+    dimension = meter.dimension or ""
+    found = columns.get(dimension.lower())
+    if meter.aggregation == "count_unique":
+        if found is None:
+            return one, "CAST(NULL AS VARCHAR)"
+        return one, f"CAST({quote_ident(found[0])} AS VARCHAR)"
+    if found is None:
+        return f"CAST(NULL AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
+    name, typ = found
+    if not _NUMERIC_TYPE.match(typ):
+        raise InputError(
+            f"feature {feature.id}: {meter.aggregation} needs a numeric dimension, but "
+            f"{name} is {typ}"
+        )
+    return f"CAST({quote_ident(name)} AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
+
+
+def _reported_feature_sql(feature: Feature, reported: str) -> str:
+    meter = feature.meter
+    assert meter is not None
+    if meter.aggregation in ("count", "count_unique"):
+        quantity = f"CAST(1 AS {QUANTITY_TYPE})"
+    else:
+        quantity = f"CAST(quantity AS {QUANTITY_TYPE})"
+    unique = (
+        "CAST(quantity AS VARCHAR)"
+        if meter.aggregation == "count_unique"
+        else "CAST(NULL AS VARCHAR)"
+    )
+    return (
+        "SELECT 'reported:' || CAST(rowid + 1 AS VARCHAR) AS event_id, "
+        "CAST(customer_id AS VARCHAR) AS customer_id, CAST(timestamp AS TIMESTAMP) AS timestamp, "
+        f"{quote_literal(feature.id)} AS feature_id, {quantity} AS quantity, "
+        f"{unique} AS unique_value FROM {quote_ident(reported)} "
+        f"WHERE feature_id = {quote_literal(feature.id)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------------------------
+
+
+def filter_sql(flt: MeterFilter, columns: Mapping[str, tuple[str, str]]) -> str:
+    """A SQL condition (never NULL) for one meter filter over the events table's columns.
+
+    Rules: a dimension the table lacks is null for every event. `not_equals` holds for a null
+    dimension (null is not the value); every other operator but `is_null` fails on null. A
+    numeric dimension compares numerically (a value that is not a number never equals it); a
+    text dimension compares as text, except `gt/gte/lt/lte` with a number, which compare the
+    dimension's numeric value (non-numeric text fails). `contains/starts_with/ends_with` look at
+    the dimension as text, case-sensitively.
+    """
+    op = flt.operator
+    found = columns.get(flt.dimension.lower())
+    if found is None:
+        return "TRUE" if op in ("is_null", "not_equals") else "FALSE"
+    name, typ = found
+    col = quote_ident(name)
+    if op == "is_null":
+        return f"({col} IS NULL)"
+    if op == "is_not_null":
+        return f"({col} IS NOT NULL)"
+    numeric = bool(_NUMERIC_TYPE.match(typ))
+    boolean = typ == "BOOLEAN"
+    text = f"CAST({col} AS VARCHAR)"
+    if op in ("contains", "starts_with", "ends_with"):
+        func = {"contains": "contains", "starts_with": "starts_with", "ends_with": "suffix"}[op]
+        return f"coalesce({func}({text}, {quote_literal(_as_text(flt.value))}), FALSE)"
+    if op in ("equals", "not_equals", "in"):
+        values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
+        if numeric:
+            literals = [n for n in (_as_number(v) for v in values) if n is not None]
+            target = col
+        elif boolean:
+            literals = [b for b in (_as_boolean(v) for v in values) if b is not None]
+            target = col
+        else:
+            literals = [quote_literal(_as_text(v)) for v in values if v is not None]
+            target = text
+        if op == "not_equals":
+            if not literals:
+                return "TRUE"
+            return f"({target} IS DISTINCT FROM {literals[0]})"
+        if not literals:
+            return "FALSE"
+        if op == "equals":
+            return f"coalesce({target} = {literals[0]}, FALSE)"
+        return f"coalesce({target} IN ({', '.join(literals)}), FALSE)"
+    symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    number = _as_number(flt.value)
+    if numeric:
+        if number is None:
+            return "FALSE"
+        return f"coalesce({col} {symbol} {number}, FALSE)"
+    if isinstance(flt.value, Decimal | int | float) and number is not None:
+        return f"coalesce(try_cast({text} AS DECIMAL(38, {SCALE})) {symbol} {number}, FALSE)"
+    return f"coalesce({text} {symbol} {quote_literal(_as_text(flt.value))}, FALSE)"
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _as_number(value: object) -> str | None:
+    """A validated plain decimal literal, or None when `value` is not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal | int | float):
+        text = format(Decimal(str(value)), "f")
+    else:
+        text = str(value).strip()
+    if not _PLAIN_NUMBER.match(text):
+        return None
+    return f"CAST({quote_literal(text)} AS DECIMAL(38, {min(SCALE, _scale(text))}))"
+
+
+def _scale(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _as_boolean(value: object) -> str | None:
+    text = _as_text(value).strip().lower()
+    return {"true": "TRUE", "false": "FALSE"}.get(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation
+# --------------------------------------------------------------------------------------------
+
+
+def features_sql(catalog: Catalog) -> str:
+    """A VALUES query of (feature_id, aggregation, display_unit, factor_num, factor_scale).
+
+    The display factor is factor_num / factor_scale, both integers (factor_scale a power of 10).
+    """
+    rows = []
+    for f in metered_features(catalog):
+        assert f.meter is not None
+        unit = f.display_unit
+        if unit is not None:
+            num, scale = _integer_ratio(unit.factor)
+            rows.append(
+                f"({quote_literal(f.id)}, {quote_literal(f.meter.aggregation)}, "
+                f"{quote_literal(unit.plural)}, CAST({num} AS HUGEINT), "
+                f"CAST({10**scale} AS HUGEINT))"
+            )
+        else:
+            rows.append(
+                f"({quote_literal(f.id)}, {quote_literal(f.meter.aggregation)}, "
+                "CAST(NULL AS VARCHAR), CAST(NULL AS HUGEINT), CAST(NULL AS HUGEINT))"
+            )
+    if not rows:
+        return (
+            "SELECT CAST(NULL AS VARCHAR) AS feature_id, CAST(NULL AS VARCHAR) AS aggregation, "
+            "CAST(NULL AS VARCHAR) AS display_unit, CAST(NULL AS HUGEINT) AS factor_num, "
+            "CAST(NULL AS HUGEINT) AS factor_scale WHERE FALSE"
+        )
+    return (
+        "SELECT * FROM (VALUES " + ", ".join(rows) + ") AS f(feature_id, aggregation, "
+        "display_unit, factor_num, factor_scale)"
+    )
+
+
+def _integer_ratio(factor: Decimal) -> tuple[int, int]:
+    """`factor` = num / 10**scale with integers (factor > 0)."""
+    if factor <= 0:
+        raise InputError(f"display unit factor must be > 0, not {factor}")
+    _sign, digits, exponent = factor.normalize().as_tuple()
+    num = int("".join(map(str, digits)))
+    assert isinstance(exponent, int)
+    if exponent >= 0:
+        return num * 10**exponent, 0
+    return num, -exponent
+
+
+def units_sql(decimal_expr: str) -> str:
+    """DECIMAL(38, 12) → exact HUGEINT count of 10⁻¹² units."""
+    return (
+        f"(CAST(floor({decimal_expr}) AS HUGEINT) * {_UNIT} + "
+        f"CAST(({decimal_expr} - floor({decimal_expr})) * {_UNIT} AS HUGEINT))"
+    )
+
+
+def from_units_sql(units_expr: str) -> str:
+    """HUGEINT count of 10⁻¹² units → exact DECIMAL(38, 12) (via its decimal text)."""
+    return (
+        f"CAST((CASE WHEN {units_expr} < 0 THEN '-' ELSE '' END) || "
+        f"CAST(abs({units_expr}) // {_UNIT} AS VARCHAR) || '.' || "
+        f"lpad(CAST(abs({units_expr}) % {_UNIT} AS VARCHAR), {SCALE}, '0') AS {QUANTITY_TYPE})"
+    )
+
+
+def _div_half_up(num: str, den: str) -> str:
+    """Integer num / den (den > 0) rounded half away from zero."""
+    return f"(sign({num}) * ((2 * abs({num}) + {den}) // (2 * {den})))"
+
+
+def _div_ceil(num: str, den: str) -> str:
+    """Integer ceil(num / den) for den > 0."""
+    return f"(CASE WHEN {num} >= 0 THEN ({num} + {den} - 1) // {den} ELSE -((-{num}) // {den}) END)"
+
+
+def aggregate_sql(matched_sql: str, features: str, keys: Sequence[str]) -> str:
+    """Aggregate matched rows (with extra grouping columns `keys`) per the meter's aggregation.
+
+    Output: keys…, customer_id, feature_id, events, usage, display_unit, display_usage,
+    billable_usage. `usage` is in the meter's unit; `display_usage` = usage / factor (exact, 12
+    places, half up); `billable_usage` = ceil(usage / factor), a whole display unit (equal to
+    `usage` rounded up to a whole unit when the feature has no display unit).
+    """
+    key_list = "".join(f"m.{quote_ident(k)}, " for k in keys)
+    key_out = "".join(f"{quote_ident(k)}, " for k in keys)
+    total = units_sql("sum(m.quantity)")
+    n = "count(m.quantity)"
+    avg = f"CASE WHEN {n} = 0 THEN NULL ELSE {from_units_sql(_div_half_up(total, n))} END"
+    usage = (
+        "CASE f.aggregation "
+        f"WHEN 'count' THEN CAST(count(*) AS {QUANTITY_TYPE}) "
+        f"WHEN 'count_unique' THEN CAST(count(DISTINCT m.unique_value) AS {QUANTITY_TYPE}) "
+        "WHEN 'sum' THEN sum(m.quantity) WHEN 'max' THEN max(m.quantity) "
+        f"WHEN 'min' THEN min(m.quantity) WHEN 'avg' THEN {avg} END"
+    )
+    u = units_sql("usage")
+    scaled = f"({u} * factor_scale)"
+    den = f"(factor_num * {_UNIT})"
+    display = (
+        f"CASE WHEN factor_num IS NULL THEN usage ELSE "
+        f"{from_units_sql(_div_half_up(scaled, 'factor_num'))} END"
+    )
+    billable = (
+        f"CAST(CASE WHEN factor_num IS NULL THEN ceil(usage) ELSE {_div_ceil(scaled, den)} END "
+        "AS DECIMAL(38, 0))"
+    )
+    return (
+        f"SELECT {key_out}customer_id, feature_id, events, usage, display_unit, "
+        f"CASE WHEN usage IS NULL THEN NULL ELSE {display} END AS display_usage, "
+        f"CASE WHEN usage IS NULL THEN NULL ELSE {billable} END AS billable_usage FROM ("
+        f"SELECT {key_list}m.customer_id, m.feature_id, count(*) AS events, "
+        f"CAST({usage} AS {QUANTITY_TYPE}) AS usage, f.display_unit, f.factor_num, "
+        f"f.factor_scale FROM ({matched_sql}) AS m JOIN ({features}) AS f USING (feature_id) "
+        f"GROUP BY {key_list}m.customer_id, m.feature_id, f.aggregation, f.display_unit, "
+        "f.factor_num, f.factor_scale)"
+    )
+
+
+def aggregate_usage(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    *,
+    matched: duckdb.DuckDBPyRelation | str | None = None,
+    period: CalendarPeriod = "month",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    events: str = "events",
+    reported: str | None = "reported_usage",
+) -> duckdb.DuckDBPyRelation:
+    """Usage per customer, feature and UTC calendar period (`day`, ISO `week` from Monday,
+    `month`, or `total`), aggregated with each meter's aggregation.
+
+    `matched`: a `match_events` relation or table name (default: match `events` now). Only
+    usage in `[start, end)` counts when given. Columns: period_start, period_end, customer_id,
+    feature_id, events, usage, display_unit, display_usage, billable_usage (see `aggregate_sql`).
+    """
+    if matched is None:
+        source = matched_usage_sql(con, catalog, events=events, reported=reported)
+    elif isinstance(matched, str):
+        source = f"SELECT * FROM {quote_ident(matched)}"
+    else:
+        view = "__pricing_lab_matched_view"
+        matched.create_view(view, replace=True)
+        source = f"SELECT * FROM {quote_ident(view)}"
+    where = []
+    if start is not None:
+        where.append(f"timestamp >= {_timestamp_literal(start)}")
+    if end is not None:
+        where.append(f"timestamp < {_timestamp_literal(end)}")
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    if period == "total":
+        first = _timestamp_literal(start) if start is not None else "CAST(NULL AS TIMESTAMP)"
+        last = _timestamp_literal(end) if end is not None else "CAST(NULL AS TIMESTAMP)"
+        bounds = f"{first} AS period_start, {last} AS period_end"
+    else:
+        step = {"day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY", "month": "INTERVAL 1 MONTH"}
+        if period not in step:
+            raise InputError(f"unknown period {period!r}: use day, week, month or total")
+        trunc = f"date_trunc('{period}', timestamp)"
+        bounds = (
+            f"CAST({trunc} AS TIMESTAMP) AS period_start, "
+            f"CAST({trunc} + {step[period]} AS TIMESTAMP) AS period_end"
+        )
+    periods = f"SELECT *, {bounds} FROM ({source}){condition}"
+    sql = aggregate_sql(periods, features_sql(catalog), ["period_start", "period_end"])
+    return con.sql(f"{sql} ORDER BY customer_id, feature_id, period_start")
+
+
+def _timestamp_literal(value: datetime) -> str:
+    from pricing_lab.timeutil import as_utc
+
+    naive = as_utc(value).replace(tzinfo=None)
+    return f"CAST({quote_literal(naive.isoformat(sep=' '))} AS TIMESTAMP)"
