@@ -103,11 +103,20 @@ class Formula:
             raise FormulaError(f"DuckDB could not compile the formula: {exc}") from exc
 
     def evaluate_polars(self, frame: pl.DataFrame) -> pl.Series:
-        """The formula over every row of a Polars frame, as a Decimal(38, 12) series `value`."""
+        """The formula over every row of a Polars frame, as a Decimal(38, 12) series `value`.
+
+        Raises FormulaOverflowError when a value leaves the DECIMAL(38, s) range.
+        """
+        import polars as pl
+
         expr = self.to_polars(frame.schema)
-        # with_columns (not select) so that a formula without dimensions still gives one value
-        # per row.
-        return frame.with_columns(expr.alias(_TEMP)).get_column(_TEMP).alias(RESULT_COLUMN)
+        try:
+            # with_columns (not select): a formula without dimensions still gives one value a row.
+            result = frame.with_columns(expr.alias(_TEMP)).get_column(_TEMP)
+        except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise FormulaOverflowError(f"value out of range in Polars: {first_line}") from exc
+        return result.alias(RESULT_COLUMN)
 
 
 _TEMP = "__pricing_lab_formula_value__"

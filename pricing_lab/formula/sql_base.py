@@ -136,6 +136,16 @@ class SqlEmitter:
             return self.call(node)
         raise AssertionError(f"a string literal outside a comparison: {node!r}")
 
+    def aligned(self, emitted: list[tuple[str, int]]) -> tuple[list[str], int]:
+        """Operands brought to one scale where it differs: engines that unify DECIMAL types by
+        precision first (DuckDB: DECIMAL(38,0) with DECIMAL(2,1) gives DECIMAL(38,0)) would
+        otherwise drop decimal places."""
+        places = scale.common_scale(s for _, s in emitted)
+        if all(s == places for _, s in emitted):
+            return [sql for sql, _ in emitted], places
+        target = self.decimal(38, places)
+        return [sql if s == places else f"CAST({sql} AS {target})" for sql, s in emitted], places
+
     def arithmetic(self, node: Arithmetic) -> tuple[str, int]:
         left, left_scale = self.emit(node.left)
         right, right_scale = self.emit(node.right)
@@ -152,8 +162,7 @@ class SqlEmitter:
             left = self.text_operand(node.left)
             right = self.text_operand(node.right)
         else:
-            left, _ = self.emit(node.left)
-            right, _ = self.emit(node.right)
+            (left, right), _ = self.aligned([self.emit(node.left), self.emit(node.right)])
         return f"({left} {op} {right})"
 
     def text_operand(self, node: Node) -> str:
@@ -166,14 +175,10 @@ class SqlEmitter:
         name = node.name
         if name == "if":
             condition, _ = self.emit(node.args[0])
-            then, then_scale = self.emit(node.args[1])
-            otherwise, otherwise_scale = self.emit(node.args[2])
-            sql = self.if_then_else(condition, then, otherwise)
-            return sql, scale.common_scale((then_scale, otherwise_scale))
+            (then, otherwise), places = self.aligned([self.emit(a) for a in node.args[1:]])
+            return self.if_then_else(condition, then, otherwise), places
         if name in ("coalesce", "min", "max"):
-            emitted = [self.emit(arg) for arg in node.args]
-            args = [sql for sql, _ in emitted]
-            places = scale.common_scale(s for _, s in emitted)
+            args, places = self.aligned([self.emit(arg) for arg in node.args])
             if name == "coalesce":
                 return f"coalesce({', '.join(args)})", places
             simple = all(_is_simple(arg) for arg in node.args)
