@@ -2,9 +2,9 @@
 
 Every example is one random formula over a batch of random rows (nulls, zeros, large and tiny
 decimals, doubles, text), run as one DuckDB query and one Polars expression and compared with the
-Decimal evaluator. Values are compared exactly — stronger than the SPEC's "equal after rounding to
-the currency precision", which the same assertion covers. A row whose value leaves the DECIMAL(38, s)
-range is an error in every backend, never a wrong value; such rows are compared as errors.
+Decimal evaluator. Values are compared exactly — stronger than the SPEC's "equal after rounding
+to the currency precision", which the same assertion covers. A row whose value leaves the
+DECIMAL(38, s) range is an error in every backend, never a wrong value.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def test_overflow_is_an_error_not_a_wrong_value() -> None:
     with pytest.raises(FormulaOverflowError):
         formula.evaluate({"big": 10**20})
     data = frame([{"big": 10**18}], {"big": pl.Int64})
-    with pytest.raises(Exception, match="(?i)overflow|out of range"):
+    with pytest.raises(Exception, match=r"(?i)overflow|out of range"):
         on_duckdb(formula, data)
     with pytest.raises(FormulaOverflowError):
         on_polars(formula, data)
