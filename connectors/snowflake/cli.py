@@ -109,6 +109,7 @@ def _print_json(payload: object) -> None:
 def _register_generate(commands: Any) -> None:
     parser = commands.add_parser(
         "generate",
+        allow_abbrev=False,  # `--passphrase` must never pass for `--passphrase-env`
         help="create an encrypted PKCS#8 key pair and print the ALTER USER statement",
         description=f"Write DIR/{PRIVATE_KEY_NAME} (encrypted PKCS#8 PEM, mode 0600) and "
         f"DIR/{PUBLIC_KEY_NAME}; print the fingerprint and the ALTER USER statement.",
@@ -203,6 +204,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def _register_fingerprint(commands: Any) -> None:
     parser = commands.add_parser(
         "fingerprint",
+        allow_abbrev=False,  # `--passphrase` must never pass for `--passphrase-env`
         help="print the SHA256 fingerprint of a private or public key",
         description="Print SHA256:base64(sha256(DER SubjectPublicKeyInfo)) of a private or "
         "public key file ('-' reads stdin): what DESC USER shows as RSA_PUBLIC_KEY_FP.",
@@ -253,6 +255,7 @@ def run_fingerprint(args: argparse.Namespace) -> int:
 def _register_rotate(commands: Any) -> None:
     parser = commands.add_parser(
         "rotate",
+        allow_abbrev=False,  # `--passphrase` must never pass for `--passphrase-env`
         help="print the ordered steps (with SQL) to rotate a user's key without downtime",
         description="Print the steps to rotate a key: register the new public key in the free "
         "slot, switch the clients, then unset the old key.",
@@ -347,6 +350,7 @@ def run_rotate(args: argparse.Namespace) -> int:
 def _register_doctor(commands: Any) -> None:
     parser = commands.add_parser(
         "doctor",
+        allow_abbrev=False,  # `--passphrase` must never pass for `--passphrase-env`
         help="diagnose the key-pair configuration offline",
         description="Resolve the Snowflake settings (arguments > environment > "
         "connections.toml), say where each came from, load the key and report every problem, "

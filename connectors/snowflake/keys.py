@@ -158,7 +158,8 @@ def _looks_like_der(data: bytes) -> bool:
 
 def _unwrap(raw: bytes, *, source: str, formats: tuple[str, ...]) -> _Container:
     """Find what the bytes are: a PEM block, DER, an OpenSSH public key, or base64 of those."""
-    data = raw.strip()
+    # Binary DER may begin or end with whitespace bytes: check it before stripping text.
+    data = raw if _looks_like_der(raw) else raw.strip()
     if not data:
         raise KeyLoadError("is empty", source=source, formats_tried=formats)
     for via_base64 in (False, True):

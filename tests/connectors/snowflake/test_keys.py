@@ -71,6 +71,21 @@ def test_base64_of_each_format_loads(rsa_keys: dict[str, KeyFiles], file_name: s
     assert loaded.fingerprint == openssl_fingerprint(key.public_pem.encode())
 
 
+def test_der_ending_in_a_whitespace_byte_loads() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for _ in range(2000):  # encryption is salted: about 1 in 40 ends in a whitespace byte
+        der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+        )
+        if der[-1:].isspace():
+            break
+    assert der[-1:].isspace()
+    loaded = load_private_key(der, passphrase=PASSPHRASE, source="key file k.der")
+    assert loaded.key_format == "encrypted PKCS#8 DER"
+
+
 def test_passphrase_for_an_unencrypted_key_is_ignored_and_reported(
     rsa_keys: dict[str, KeyFiles],
 ) -> None:
