@@ -9,7 +9,7 @@ the currency's precision with its rounding mode (SPEC §2), feature by feature.
 
 An event with a null or negative cost for any matched feature is rejected as a whole
 (`formula_null` / `formula_negative`, SPEC §3/§4); the others become the long consumption table the
-ledger engines read (`pricing_lab.ledger.inputs.CONSUMPTION_SCHEMA`).
+ledger engines read (event_id, customer_id, timestamp, feature_id, currency_id, cost).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pricing_lab.catalog.model import Catalog, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import quote_ident, quote_literal
 from pricing_lab.formula import Formula
-from pricing_lab.ledger.inputs import CONSUMPTION_SCHEMA
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding
 from pricing_lab.timeutil import as_utc
@@ -61,7 +60,7 @@ class ResolvedRate:
 class Costing:
     """The result of costing: consumptions for the engines and the events rejected by formulas."""
 
-    consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, ordered by customer, timestamp, event id
+    consumptions: pl.DataFrame  # one row per event and feature; ordered by customer, time, event
     rejected: pl.DataFrame  # REJECTED_COLUMNS
 
 
@@ -204,9 +203,13 @@ def cost_events(
     con.register("__rates", _rates_frame(rates).to_arrow())
 
     raw_cost = _case("w.__rate_index", [r.formula.to_duckdb_sql(column_types) for r in rates])
-    cost_units = _case(
+    scale = max((c.precision for c in currencies.values()), default=0)
+    rounded_cost = _case(
         "c.__currency_id",
-        [_minor_units_sql("c.__raw_cost", c.precision, c.rounding) for c in currencies.values()],
+        [
+            _rounded_cost_sql("c.__raw_cost", c.precision, c.rounding, scale)
+            for c in currencies.values()
+        ],
         keys=[quote_literal(c) for c in currencies],
     )
     e = quote_ident(events)
@@ -261,7 +264,7 @@ def cost_events(
             f"""
             SELECT ev.event_id, ev.customer_id, ev.timestamp,
                    c.__feature_id AS feature_id, c.__currency_id AS currency_id,
-                   CAST({cost_units} AS BIGINT) AS cost_units
+                   {rounded_cost} AS cost
             FROM {e} ev
             LEFT JOIN __costed c ON c.__event_id = ev.event_id
             ANTI JOIN __bad b ON b.event_id = ev.event_id
@@ -276,7 +279,7 @@ def cost_events(
         con.execute("DROP TABLE IF EXISTS __costed; DROP TABLE IF EXISTS __bad")
     consumptions = consumptions.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
     return Costing(
-        consumptions=consumptions.cast(dict(CONSUMPTION_SCHEMA)),
+        consumptions=consumptions,
         rejected=rejected.cast(REJECTED_COLUMNS),
     )
 
@@ -328,13 +331,20 @@ def _case(subject: str, branches: Sequence[str], keys: Sequence[str] | None = No
     return f"CASE {subject} {whens} END"
 
 
-def _minor_units_sql(column: str, precision: int, rounding: Rounding) -> str:
+def _rounded_cost_sql(column: str, precision: int, rounding: Rounding, scale: int) -> str:
+    """`column` rounded to `precision` places (SPEC §2 rounding), as DECIMAL(38, scale), exactly."""
     scaled = f"({column} * CAST('1{'0' * precision}' AS DECIMAL({precision + 1}, 0)))"
     if rounding == "half_up":
-        return f"round({scaled}, 0)"  # costs kept are >= 0: half away from zero is half up
-    if rounding == "up":
-        return f"ceil({scaled})"
-    return f"floor({scaled})"
+        units = f"round({scaled}, 0)"  # costs kept are >= 0: half away from zero is half up
+    elif rounding == "up":
+        units = f"ceil({scaled})"
+    else:
+        units = f"floor({scaled})"
+    step = "1" if precision == 0 else f"0.{'0' * (precision - 1)}1"
+    return (
+        f"CAST(CAST({units} AS DECIMAL(38, 0)) * CAST('{step}' AS DECIMAL({precision + 1}, "
+        f"{precision})) AS DECIMAL(38, {scale}))"
+    )
 
 
 def with_rates(catalog: Catalog, changes: Mapping[str, CreditRate]) -> Catalog:

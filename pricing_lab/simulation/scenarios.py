@@ -401,10 +401,9 @@ def _comparison(
             "customer_id",
             "currency_id",
             "consumed",
-            pl.col("first_zero_at").alias("runout_at"),
             "events_denied",
             pl.col("recharge_spend").alias("recharge_revenue"),
-        )
+        ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
         breakage = _breakage(result.ledger, basis, unit_prices)
         table = balances.join(breakage, on=["customer_id", "currency_id"], how="left").with_columns(
             pl.col("breakage").fill_null(Decimal(0)), pl.lit(name).alias("scenario")
@@ -495,6 +494,16 @@ def _comparison(
         customers=customers_frame,
         features=features_frame,
         totals=pl.concat(totals, how="vertical_relaxed"),
+    )
+
+
+def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
+    """Per customer and currency, when credits ran out: the first consumption after which the
+    balance was at or below zero (an expiry emptying the balance is not running out)."""
+    return (
+        ledger.filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
+        .group_by("customer_id", "currency_id")
+        .agg(pl.col("timestamp").min().alias("runout_at"))
     )
 
 

@@ -124,14 +124,9 @@ def _json_value(value: object) -> object:
 
 def match_usage(con: duckdb.DuckDBPyConnection, catalog: Catalog, events: str = "events") -> str:
     """SQL text of the matched usage (event_id, customer_id, timestamp, feature_id, quantity)."""
-    from pricing_lab.events.meters import match_events
+    from pricing_lab.events.meters import matched_usage_sql
 
-    matched = match_events(con, catalog, events=events)
-    if isinstance(matched, str):
-        return matched
-    view = f"__matched_{events}"
-    matched.create_view(view, replace=True)
-    return f'SELECT * FROM "{view}"'
+    return matched_usage_sql(con, catalog, events=events, reported=None)
 
 
 def cost(
