@@ -56,7 +56,9 @@ class SnowflakeEmitter(SqlEmitter):
 
     def quotient(self, left: str, left_scale: int, right: str, right_scale: int) -> str:
         working = self.decimal(38, WORKING_SCALE)
-        return f"CAST((CAST({left} AS {working}) / NULLIF({right}, 0)) AS {working})"
+        # A dividend at 12 places makes Snowflake keep 12 places in the quotient.
+        dividend = left if left_scale == WORKING_SCALE else f"CAST({left} AS {working})"
+        return f"CAST(({dividend} / NULLIF({right}, 0)) AS {working})"
 
     def least_greatest(self, name: str, args: list[str], simple: bool) -> str:
         return f"{name.upper()}({', '.join(args)})"
