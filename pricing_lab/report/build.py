@@ -42,7 +42,9 @@ def comparison_report(
             tables=[
                 (
                     "Largest changes in credits consumed",
-                    others.sort("consumed_change", descending=True, nulls_last=True).head(20),
+                    others.sort("consumed_change", descending=True, nulls_last=True)
+                    .head(20)
+                    .with_columns(pl.col("consumed_change_pct").round(2)),
                 )
             ],
         ),

@@ -16,8 +16,9 @@ import polars as pl
 
 Grain = Literal["1h", "1d", "1w", "1mo"]
 
-# A chart never carries more than this many marks' worth of rows.
+# A chart never carries more than this many rows, nor a line more than POINTS_PER_SERIES points.
 MAX_POINTS = 5_000
+POINTS_PER_SERIES = 400
 DEFAULT_CUSTOMERS = 8
 
 CONSUMPTION_TYPES = ("CONSUMED",)
@@ -35,7 +36,8 @@ def _auto_grain(timestamps: pl.Series, series_count: int) -> Grain:
     assert isinstance(first, datetime) and isinstance(last, datetime)
     span_hours = max((last - first).total_seconds() / 3600, 1.0)
     for grain, hours in (("1h", 1), ("1d", 24), ("1w", 24 * 7)):
-        if span_hours / hours * max(series_count, 1) <= MAX_POINTS:
+        points = span_hours / hours
+        if points <= POINTS_PER_SERIES and points * max(series_count, 1) <= MAX_POINTS:
             return grain  # type: ignore[return-value]
     return "1mo"
 
