@@ -1,0 +1,169 @@
+"""`pricing-lab formula check "EXPR" [--events FILE] [--json]`: validity, dimensions, coverage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pricing_lab.errors import InputError
+from pricing_lab.formula import Formula, FormulaError
+
+_READERS = {
+    ".parquet": "read_parquet",
+    ".pq": "read_parquet",
+    ".csv": "read_csv_auto",
+    ".tsv": "read_csv_auto",
+    ".json": "read_json_auto",
+    ".ndjson": "read_json_auto",
+    ".jsonl": "read_json_auto",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add the `formula` command."""
+    parser = subparsers.add_parser(
+        "formula",
+        help="check a consumption formula",
+        description="Consumption formulas (SPEC §3, docs/formulas.md).",
+    )
+    actions = parser.add_subparsers(dest="formula_action", metavar="ACTION")
+    actions.required = True
+    check = actions.add_parser(
+        "check",
+        help="validate a formula; with --events, report dimension coverage and rejections",
+        description="Validate EXPR (a parse error shows the position with a caret, exit 2), "
+        "list the dimensions it reads and its canonical text. With --events FILE (Parquet, CSV "
+        "or NDJSON), report for each dimension the share of events where it is null or missing, "
+        "and how many events the formula would reject (null or negative cost).",
+    )
+    check.add_argument("expr", metavar="EXPR", help="the formula text")
+    check.add_argument("--events", metavar="FILE", help="event file: .parquet, .csv, .ndjson/.json")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Handler of `formula check`."""
+    try:
+        formula = Formula.parse(args.expr)
+    except FormulaError as exc:
+        if args.json:
+            print(json.dumps({"valid": False, "error": str(exc)}, indent=2))
+            return 2
+        raise
+    report: dict[str, Any] = {
+        "valid": True,
+        "formula": formula.text,
+        "dimensions": list(formula.dimensions),
+    }
+    if args.events:
+        report["events"] = coverage(formula, Path(args.events))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_text(report))
+    return 0
+
+
+def coverage(formula: Formula, path: Path) -> dict[str, Any]:
+    """Null share per dimension and rejected-event counts of `formula` over an event file."""
+    import duckdb
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such event file")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        known = ", ".join(sorted(_READERS))
+        raise InputError(f"{path}: unknown event file type {path.suffix!r} (known: {known})")
+    con = duckdb.connect()
+    literal = "'" + str(path).replace("'", "''") + "'"
+    try:
+        source = con.sql(f"SELECT * FROM {reader}({literal})")
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read events: {exc}") from exc
+    columns = set(source.columns)
+    # Dimensions found only inside a `properties` JSON column are read from it as text.
+    from_properties = [
+        d for d in formula.dimensions if d not in columns and "properties" in columns
+    ]
+    if from_properties:
+        extracts = ", ".join(
+            f'json_extract_string(CAST("properties" AS JSON), {_json_path(name)}) AS '
+            f"{_identifier(name)}"
+            for name in from_properties
+        )
+        source = source.select(f"*, {extracts}")
+        columns |= set(from_properties)
+    present = [d for d in formula.dimensions if d in columns]
+    value = formula.evaluate_duckdb(con, source).select("value").set_alias("v")
+    nulls = ", ".join(
+        f"count(*) FILTER (WHERE {_identifier(d)} IS NULL) AS {_identifier('n:' + d)}"
+        for d in present
+    )
+    source_counts = source.aggregate(f"count(*) AS rows{', ' + nulls if nulls else ''}")
+    try:
+        counted = source_counts.fetchall()[0]
+        rejected_null, rejected_negative = value.aggregate(
+            "count(*) FILTER (WHERE value IS NULL), count(*) FILTER (WHERE value < 0)"
+        ).fetchall()[0]
+    except duckdb.Error as exc:
+        raise FormulaError(f"evaluating the formula over {path} failed: {exc}") from exc
+    rows = int(counted[0])
+    null_counts = dict(zip(present, (int(c) for c in counted[1:]), strict=True))
+    dimensions: dict[str, Any] = {}
+    for name in formula.dimensions:
+        missing = name not in columns
+        count = rows if missing else null_counts[name]
+        dimensions[name] = {
+            "column": "missing"
+            if missing
+            else ("properties" if name in from_properties else "column"),
+            "null_events": count,
+            "null_share": round(count / rows, 6) if rows else 0.0,
+        }
+    return {
+        "file": str(path),
+        "rows": rows,
+        "dimensions": dimensions,
+        "rejected": {
+            "formula_null": int(rejected_null),
+            "formula_negative": int(rejected_negative),
+            "total": int(rejected_null) + int(rejected_negative),
+        },
+    }
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _json_path(name: str) -> str:
+    path = '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "'" + path.replace("'", "''") + "'"
+
+
+def _text(report: dict[str, Any]) -> str:
+    lines = [
+        f"valid formula: {report['formula']}",
+        "dimensions: " + (", ".join(report["dimensions"]) or "(none)"),
+    ]
+    events = report.get("events")
+    if events:
+        rows = events["rows"]
+        lines.append(f"events: {rows} in {events['file']}")
+        for name, info in events["dimensions"].items():
+            where = " (missing from the file)" if info["column"] == "missing" else ""
+            if info["column"] == "properties":
+                where = " (from properties)"
+            lines.append(
+                f"  {name}: null in {info['null_events']} of {rows} events "
+                f"({info['null_share']:.2%}){where}"
+            )
+        rejected = events["rejected"]
+        lines.append(
+            f"rejected: {rejected['total']} of {rows} events "
+            f"({rejected['formula_null']} null cost, {rejected['formula_negative']} negative cost)"
+        )
+    return "\n".join(lines)
