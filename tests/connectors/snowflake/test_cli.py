@@ -290,3 +290,23 @@ def test_doctor_unknown_connection_is_an_error(
     text = capsys.readouterr().out
     assert "ERROR    connection 'nightly' is not in" in text
     assert "Result: PROBLEMS FOUND" in text
+
+
+@pytest.mark.parametrize("command", ["generate", "fingerprint", "rotate", "doctor"])
+def test_every_keys_command_has_help(command: str, capsys: CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["keys", command, "--help"])
+    assert caught.value.code == 0
+    assert f"pricing-lab keys {command}" in capsys.readouterr().out
+
+
+def test_keys_tools_and_config_import_without_the_snowflake_driver() -> None:
+    code = (
+        "import sys, connectors.snowflake.cli, connectors.snowflake.auth, "
+        "connectors.snowflake.doctor; "
+        "assert 'snowflake.connector' not in sys.modules, 'driver imported eagerly'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
