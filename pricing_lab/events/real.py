@@ -193,9 +193,7 @@ def load_real_events(
 ) -> IngestReport:
     """Build events from the traces (see `trace_events`) and ingest them into `table`."""
     parts = [
-        trace_events(
-            con, t, source_dir=source_dir, customers=customers, start=start, span=span
-        )
+        trace_events(con, t, source_dir=source_dir, customers=customers, start=start, span=span)
         for t in traces
     ]
     if not parts:
