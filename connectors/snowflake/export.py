@@ -318,7 +318,10 @@ class _Lock:
             params = self._params(info=self.info, now=now, expires=now + self._options.lock_ttl)
             self._session.execute("taking the export lock", sql.ACQUIRE_LOCK, params)
             rows = self._session.query("reading the export lock", sql.READ_LOCK, self._params())
-            if rows and all(row[0] == self.holder for row in rows):
+            if not rows:  # a new (or emptied) lock table: add its row, then try again
+                self._session.execute("creating the export lock", sql.SEED_LOCK, self._params())
+                continue
+            if all(row[0] == self.holder for row in rows):
                 self.held = True
                 return
             others = [row for row in rows if row[0] != self.holder]
@@ -469,7 +472,8 @@ def _prepare(table: ExportTable, state: _State, folder: Path, options: ExportOpt
     )
 
 
-def _read_state(session: _Session, schema: str) -> _State:
+def _read_columns(session: _Session, schema: str) -> dict[str, dict[str, tuple[str, int | None]]]:
+    """Table → column → (data type, numeric scale) of the target schema."""
     columns: dict[str, dict[str, tuple[str, int | None]]] = {}
     for table_name, column_name, data_type, scale in session.query(
         "reading the target schema", sql.describe_columns(schema)
@@ -478,6 +482,11 @@ def _read_state(session: _Session, schema: str) -> _State:
             str(data_type),
             None if scale is None else int(scale),
         )
+    return columns
+
+
+def _read_state(session: _Session, schema: str) -> _State:
+    columns = _read_columns(session, schema)
     previous: str | None = None
     table_hash: dict[str, str] = {}
     table_watermark: dict[str, str | None] = {}
@@ -613,12 +622,22 @@ class _Export:
         if self.options.fail_after is not None:
             self.options.fail_after(step, table)
 
-    def write(self, during: str, statement: str, params: dict[str, Any] | None = None) -> Any:
-        """A statement that changes Snowflake: recorded, and only executed when not a dry run."""
-        self.statements.append(statement)
+    def sql(self, statement: str, params: dict[str, Any] | None = None) -> Any:
+        """A statement that changes Snowflake: only recorded in a dry run, else executed."""
         if self.options.dry_run:
+            self.statements.append(statement)
             return None
-        return self.session.execute(during, statement, params)
+        return self.session.run(statement, params)
+
+    def unit(self, step: str, table: str, during: str, action: Callable[[], T]) -> T:
+        """One step as a retryable unit; the fault hook runs inside it, after the step."""
+
+        def attempt() -> T:
+            result = action()
+            self.step_done(step, table)
+            return result
+
+        return self.session.retrying(during, attempt)
 
     def run(self) -> ExportReport:
         session = self.session
@@ -632,10 +651,11 @@ class _Export:
         self.database, self.schema = str(database), str(schema)
         where = f"{database}.{schema}"
         if not self.options.dry_run:
+            existing = _read_columns(session, self.schema)
             session.execute("creating the export stage", sql.create_stage())
             for name in (EXPORT_RUNS, EXPORT_RUN_TABLES, EXPORT_LOCK):
-                session.execute(f"creating {name}", sql.create_bookkeeping(name))
-            session.execute("creating the export lock", sql.SEED_LOCK, {"name": sql.LOCK_NAME})
+                if name not in existing:
+                    session.execute(f"creating {name}", sql.create_bookkeeping(name))
         lock = _Lock(session, self.options, where)
         try:
             if not self.options.dry_run:
@@ -690,25 +710,23 @@ class _Export:
         if self.options.dry_run:
             self._record_statements(run_id)
             return self._report("dry_run", run_id, reports + unchanged, resumed=False)
-        self.step_done("before_record", "")
+        self.unit("before_record", "", "finishing the export", lambda: None)
         finished = datetime.now(UTC)
-        self.write(
-            "recording the export run",
-            sql.RECORD_RUN,
-            {
-                "run_id": run_id,
-                "previous": state.previous_run,
-                "started": self.started.replace(tzinfo=None),
-                "finished": finished.replace(tzinfo=None),
-                "tables": ",".join(r.name for r in reports),
-                "rows": sum(r.rows for r in reports),
-                "inserted": sum(r.inserted for r in reports),
-                "updated": sum(r.updated for r in reports),
-                "bytes": sum(r.bytes for r in reports),
-                "host": socket.gethostname(),
-            },
+        params = {
+            "run_id": run_id,
+            "previous": state.previous_run,
+            "started": self.started.replace(tzinfo=None),
+            "finished": finished.replace(tzinfo=None),
+            "tables": ",".join(r.name for r in reports),
+            "rows": sum(r.rows for r in reports),
+            "inserted": sum(r.inserted for r in reports),
+            "updated": sum(r.updated for r in reports),
+            "bytes": sum(r.bytes for r in reports),
+            "host": socket.gethostname(),
+        }
+        self.unit(
+            "record", "", "recording the export run", lambda: self.sql(sql.RECORD_RUN, params)
         )
-        self.step_done("record", "")
         for item in moving:
             with contextlib.suppress(PricingLabError):  # the next run re-creates it anyway
                 self.session.execute("dropping a staging table", sql.drop_staging(item.table))
@@ -727,26 +745,27 @@ class _Export:
     ) -> TableReport:
         table = item.table
         name = table.name
-        if table.sql_name not in state.columns:
-            self.write(f"creating table {table.sql_name}", sql.create_table(table))
-        for column in added:
-            self.write(
-                f"adding column {column.sql_name} to {table.sql_name}",
-                sql.add_column(table, column),
-            )
-        self.step_done("schema", name)
-        for path in item.files:
-            statement = sql.put(str(path.resolve()), run_id, table)
-            self.write(f"uploading {path.name} of {table.sql_name} (PUT)", statement)
-        self.step_done("put", name)
-        copy_statements = (sql.create_staging(table), sql.copy_into_staging(run_id, table))
-        self.statements.extend(copy_statements)
-        if not self.options.dry_run:
-            self.session.retrying(
-                f"loading {table.sql_name} into its staging table (COPY INTO)",
-                lambda: self._copy(table, copy_statements, item.rows),
-            )
-        self.step_done("copy", name)
+        target = table.sql_name
+
+        def schema() -> None:
+            if target not in state.columns:
+                self.sql(sql.create_table(table))
+            for column in added:
+                self.sql(sql.add_column(table, column))
+
+        def put_files() -> None:
+            for path in item.files:
+                self.sql(sql.put(str(path.resolve()), run_id, table))
+
+        def copy() -> None:
+            self.sql(sql.create_staging(table))
+            cursor = self.sql(sql.copy_into_staging(run_id, table))
+            if cursor is not None:
+                self._check_staged(table, cursor.fetchall(), item.rows)
+
+        self.unit("schema", name, f"creating or extending {target}", schema)
+        self.unit("put", name, f"uploading the files of {target} (PUT)", put_files)
+        self.unit("copy", name, f"loading {target} into its staging table (COPY INTO)", copy)
         added_names = ",".join(c.sql_name for c in added)
         if self.options.dry_run:
             self.statements.extend([sql.count_changes(table), sql.merge(table)])
@@ -758,32 +777,31 @@ class _Export:
                 files=len(item.files),
                 columns_added=tuple(c.sql_name for c in added),
             )
-        if name in plans:
-            inserted, updated, added_names = plans[name]
-        else:
-            counts = self.session.query(
-                f"counting changes to {table.sql_name}", sql.count_changes(table)
-            )
+
+        def plan() -> tuple[int, int, str]:
+            if name in plans:
+                return plans[name]
+            counts = self.session.rows(sql.count_changes(table))
             inserted, updated = int(counts[0][0] or 0), int(counts[0][1] or 0)
-            self.write(
-                f"recording the plan for {table.sql_name}",
-                sql.RECORD_TABLE,
-                {
-                    "run_id": run_id,
-                    "table": name,
-                    "hash": item.content_hash,
-                    "rows": item.rows,
-                    "inserted": inserted,
-                    "updated": updated,
-                    "bytes": item.bytes,
-                    "files": len(item.files),
-                    "columns_added": added_names,
-                    "watermark": item.watermark,
-                },
-            )
-        self.step_done("plan", name)
-        self.write(f"merging into {table.sql_name}", sql.merge(table))
-        self.step_done("merge", name)
+            params = {
+                "run_id": run_id,
+                "table": name,
+                "hash": item.content_hash,
+                "rows": item.rows,
+                "inserted": inserted,
+                "updated": updated,
+                "bytes": item.bytes,
+                "files": len(item.files),
+                "columns_added": added_names,
+                "watermark": item.watermark,
+            }
+            self.sql(sql.RECORD_TABLE, params)
+            return inserted, updated, added_names
+
+        inserted, updated, added_names = self.unit(
+            "plan", name, f"counting and recording the changes to {target}", plan
+        )
+        self.unit("merge", name, f"merging into {target}", lambda: self.sql(sql.merge(table)))
         return TableReport(
             name=name,
             status="resumed" if name in plans else "exported",
@@ -795,12 +813,9 @@ class _Export:
             columns_added=tuple(n for n in added_names.split(",") if n),
         )
 
-    def _copy(self, table: ExportTable, statements: Sequence[str], expected: int) -> None:
-        create, copy = statements
-        self.session.run(create)
-        self.session.run(copy)
-        loaded = self.session.rows(f"SELECT COUNT(*) FROM {sql.ident(table.staging_name)}")
-        count = int(loaded[0][0]) if loaded else -1
+    def _check_staged(self, table: ExportTable, result: list[Any], expected: int) -> None:
+        # COPY answers one row per file: file, status, rows_parsed, rows_loaded, ...
+        count = sum(int(row[3] or 0) for row in result if len(row) > 3)
         if count != expected:
             raise ExportError(
                 f"COPY INTO {table.staging_name} loaded {count} rows, expected {expected}: "
