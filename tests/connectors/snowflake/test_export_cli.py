@@ -1,0 +1,189 @@
+"""`pricing-lab export snowflake` end to end: a catalog store file and a results folder, loaded
+into fakesnow through the JWT gateway with credentials from SNOWFLAKE_* environment variables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from connectors.snowflake.config import SnowflakeCredentials
+from connectors.snowflake.export import FAIL_AFTER_ENV
+from pricing_lab.catalog.store import open_store
+from pricing_lab.catalog.yaml_format import load_catalog_file
+from pricing_lab.cli import main
+from tests.conftest import EXAMPLES
+from tests.connectors.snowflake.conftest import PASSPHRASE
+from tests.connectors.snowflake.export_support import (
+    LEDGER_V2,
+    SchemaTarget,
+    fetch,
+    ledger_frame,
+    schema_connect,
+)
+
+CATALOG_TABLES = {
+    "features": "catalog_features",
+    "feature_groups": "catalog_feature_groups",
+    "feature_group_members": "catalog_feature_group_members",
+    "plans": "catalog_plans",
+    "addons": "catalog_addons",
+    "entitlements": "catalog_entitlements",
+    "credit_currencies": "catalog_credit_currencies",
+    "credit_rates": "catalog_credit_rates",
+}
+
+
+@pytest.fixture()
+def sources(tmp_path: Path) -> tuple[Path, Path]:
+    store_file = tmp_path / "catalog.duckdb"
+    with open_store(store_file) as store:
+        store.apply(load_catalog_file(EXAMPLES / "ai_product.yaml"))
+    results = tmp_path / "replay_2024_03"
+    results.mkdir()
+    ledger_frame(LEDGER_V2, replay_id="ignored").drop("replay_id").write_parquet(
+        results / "ledger.parquet"
+    )
+    return store_file, results
+
+
+@pytest.fixture()
+def target(
+    registered_snowflake_credentials: SnowflakeCredentials, monkeypatch: pytest.MonkeyPatch
+) -> SchemaTarget:
+    creds = registered_snowflake_credentials
+    schema_target = schema_connect(creds)
+    assert creds.private_key_file is not None
+    environment = {
+        "SNOWFLAKE_ACCOUNT": creds.account,
+        "SNOWFLAKE_USER": creds.user,
+        "SNOWFLAKE_PRIVATE_KEY_FILE": str(creds.private_key_file),
+        "SNOWFLAKE_PRIVATE_KEY_FILE_PWD": PASSPHRASE,
+        "SNOWFLAKE_DATABASE": str(creds.database),
+        "SNOWFLAKE_SCHEMA": schema_target.schema,
+        "SNOWFLAKE_HOST": str(creds.host),
+        "SNOWFLAKE_PORT": str(creds.port),
+        "SNOWFLAKE_PROTOCOL": "http",
+        "SNOWFLAKE_HOME": str(Path(str(creds.private_key_file)).parent / "no-snowflake-home"),
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(FAIL_AFTER_ENV, raising=False)
+    return schema_target
+
+
+def _export(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(["export", "snowflake", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_export_then_rerun_with_json_reports_and_exit_status_0(
+    sources: tuple[Path, Path], target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_file, results = sources
+    args = ("--db", str(store_file), "--results", str(results), "--json")
+
+    status, out, err = _export(capsys, *args)
+
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["status"] == "succeeded" and report["exit_status"] == 0
+    with duckdb.connect(str(store_file), read_only=True) as store:
+        expected = {
+            name: store.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+            for name, table in CATALOG_TABLES.items()
+        }
+    expected["ledger_entries"] = len(LEDGER_V2)
+    assert {t["name"]: t["inserted"] for t in report["tables"]} == expected
+    for name, count in expected.items():
+        assert fetch(target, f'SELECT COUNT(*) FROM "{name.upper()}"') == [(count,)]
+    assert fetch(target, 'SELECT DISTINCT "REPLAY_ID" FROM "LEDGER_ENTRIES"') == [
+        ("replay_2024_03",)
+    ]
+    assert report["bytes"] > 0 and report["duration_seconds"] >= 0
+    assert "export: [1/" in err  # progress on stderr
+
+    status, out, _ = _export(capsys, *args)
+
+    again = json.loads(out)
+    assert (status, again["status"], again["rows_inserted"], again["rows_updated"]) == (
+        0,
+        "unchanged",
+        0,
+        0,
+    )
+
+
+def test_dry_run_prints_statements_and_writes_nothing(
+    sources: tuple[Path, Path], target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, results = sources
+
+    status, out, err = _export(capsys, "--results", str(results), "--dry-run", "--quiet")
+
+    assert status == 0, err
+    assert 'MERGE INTO "LEDGER_ENTRIES"' in out and "PUT 'file://" in out
+    assert "ledger_entries  planned" in out and "nothing was written" in out
+    assert err == ""
+    assert fetch(
+        target,
+        "SELECT COUNT(*) FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA()",
+    ) == [(0,)]
+
+
+def test_bad_input_exits_2_with_one_message(
+    sources: tuple[Path, Path],
+    target: SchemaTarget,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    status, out, err = _export(capsys, "--results", str(tmp_path / "missing"), "--json")
+    assert status == 2
+    assert json.loads(out)["status"] == "failed"
+    assert "no such results folder" in err and "Traceback" not in err
+
+    status, _, err = _export(capsys, "--results", str(sources[1]), "--tables", "nope")
+    assert status == 2 and "unknown table 'nope'" in err
+
+    status, _, err = _export(capsys)
+    assert status == 2 and "nothing to export" in err
+
+
+def test_failed_export_exits_1_and_the_next_run_resumes(
+    sources: tuple[Path, Path],
+    target: SchemaTarget,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, results = sources
+    monkeypatch.setenv(FAIL_AFTER_ENV, "plan:ledger_entries")
+    status, _, err = _export(capsys, "--results", str(results), "--quiet")
+    assert status == 1 and "stopped on purpose after step 'plan'" in err
+
+    monkeypatch.delenv(FAIL_AFTER_ENV)
+    status, out, err = _export(capsys, "--results", str(results), "--json", "--quiet")
+
+    report = json.loads(out)
+    assert (status, report["status"], report["resumed"]) == (0, "succeeded", True)
+    assert report["rows_inserted"] == len(LEDGER_V2)
+    assert fetch(target, 'SELECT COUNT(*) FROM "LEDGER_ENTRIES"') == [(len(LEDGER_V2),)]
+
+
+def test_another_export_running_exits_3(
+    sources: tuple[Path, Path], target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, results = sources
+    assert _export(capsys, "--results", str(results), "--quiet")[0] == 0
+    target.cursor().execute(
+        'UPDATE "EXPORT_LOCK" SET "HOLDER" = \'other\', "HOLDER_INFO" = \'nightly job on etl-1\', '
+        "\"EXPIRES_AT\" = '2999-01-01 00:00:00'"
+    )
+
+    status, out, err = _export(capsys, "--results", str(results), "--json", "--quiet")
+
+    assert status == 3
+    assert json.loads(out)["exit_status"] == 3
+    assert "nightly job on etl-1" in err and "--wait" in err
