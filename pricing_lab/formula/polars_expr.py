@@ -50,6 +50,11 @@ def _column(name: str) -> pl.Expr:
     return cs.by_name(name).as_expr()
 
 
+def _rescale(expr: pl.Expr, current: int, places: int) -> pl.Expr:
+    """`expr` (Decimal(38, current)) as Decimal(38, places); no cast when already there."""
+    return expr if current == places else expr.cast(_decimal(places))
+
+
 def _round_to(expr: pl.Expr, places: int) -> pl.Expr:
     return expr.round(places, mode=_HALF_AWAY).cast(_decimal(places))
 
@@ -117,8 +122,8 @@ class PolarsEmitter:
         self.schema = schema
 
     def compile(self, node: Node) -> pl.Expr:
-        expr, _ = self.emit(node)
-        return expr.cast(_decimal(WORKING_SCALE))
+        expr, places = self.emit(node)
+        return _rescale(expr, places, WORKING_SCALE)
 
     def dimension(self, name: str) -> tuple[pl.Expr, int]:
         if self.schema is None:
@@ -180,12 +185,12 @@ class PolarsEmitter:
         right, right_scale = self.emit(node.right)
         if node.op in ("+", "-"):
             places = scale.sum_scale(left_scale, right_scale)
-            left, right = left.cast(_decimal(places)), right.cast(_decimal(places))
+            left = _rescale(left, left_scale, places)
+            right = _rescale(right, right_scale, places)
             return (left + right if node.op == "+" else left - right), places
         if node.op == "*":
-            exact = left.cast(_decimal(left_scale + right_scale)) * right.cast(
-                _decimal(right_scale)
-            )
+            # Polars gives a product the larger operand scale: widen one operand to both scales.
+            exact = _rescale(left, left_scale, left_scale + right_scale) * right
             if scale.product_needs_rounding(left_scale, right_scale):
                 return _round_to(exact, WORKING_SCALE), WORKING_SCALE
             return exact, left_scale + right_scale
@@ -197,7 +202,8 @@ class PolarsEmitter:
         else:
             (left, left_scale), (right, right_scale) = self.emit(node.left), self.emit(node.right)
             places = scale.common_scale((left_scale, right_scale))
-            left, right = left.cast(_decimal(places)), right.cast(_decimal(places))
+            left = _rescale(left, left_scale, places)
+            right = _rescale(right, right_scale, places)
         op = node.op
         if op == "<":
             return left < right
@@ -220,12 +226,12 @@ class PolarsEmitter:
                 self.emit(node.args[2]),
             )
             places = scale.common_scale((then_scale, other_scale))
-            chosen = pl.when(condition).then(then.cast(_decimal(places)))
-            return chosen.otherwise(other.cast(_decimal(places))), places
+            chosen = pl.when(condition).then(_rescale(then, then_scale, places))
+            return chosen.otherwise(_rescale(other, other_scale, places)), places
         if name in ("coalesce", "min", "max"):
             emitted = [self.emit(arg) for arg in node.args]
             places = scale.common_scale(s for _, s in emitted)
-            args = [expr.cast(_decimal(places)) for expr, _ in emitted]
+            args = [_rescale(expr, s, places) for expr, s in emitted]
             if name == "coalesce":
                 return pl.coalesce(args), places
             if all(_is_simple(arg) for arg in node.args):
