@@ -239,7 +239,7 @@ class _Column:
 
     @property
     def missing_ref(self) -> str:
-        return self.missing_sql or f"nullif(trim({quote_ident(self.name)}), '') IS NULL"
+        return self.missing_sql or _blank_sql(quote_ident(self.name))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -704,7 +704,7 @@ def _timestamp_field(src: _Source, name: str, column: str | None) -> _Column:
             name=name,
             sql=_parse_timestamp_sql(ref),
             raw_sql=raw,
-            missing_sql=f"nullif(trim(__raw_{name}), '') IS NULL",
+            missing_sql=_blank_sql(f"__raw_{name}"),
         )
     assert column is not None
     typ = src.types[column]
@@ -714,7 +714,7 @@ def _timestamp_field(src: _Source, name: str, column: str | None) -> _Column:
             name=name,
             sql=_parse_timestamp_sql(ref),
             raw_sql=ref,
-            missing_sql=f"nullif(trim(__raw_{name}), '') IS NULL",
+            missing_sql=_blank_sql(f"__raw_{name}"),
         )
     if typ in ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"):
         sql = f"CAST({ref} AS TIMESTAMP)" if typ != "TIMESTAMP" else ref
@@ -750,7 +750,7 @@ def _parse_timestamp_sql(text: str) -> str:
 
 
 def _quantity_field(src: _Source, column: str | None) -> _Column:
-    missing = "nullif(trim(__raw_quantity), '') IS NULL"
+    missing = _blank_sql("__raw_quantity")
     if src.json_object is not None:
         raw = f"json_extract_string({src.json_object}, '/quantity')"
         kinds = "('UBIGINT', 'BIGINT', 'DOUBLE', 'VARCHAR')"
@@ -924,6 +924,11 @@ def _json_columns(
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _blank_sql(ref: str) -> str:
+    """SQL: `ref` is null, empty or only spaces (trimming only strings that start with one)."""
+    return f"({ref} IS NULL OR {ref} = '' OR (prefix({ref}, ' ') AND trim({ref}) = ''))"
 
 
 def _pointer(key: str) -> str:
