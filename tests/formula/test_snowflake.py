@@ -39,7 +39,7 @@ SPEC_EXAMPLE = "(1.1 * model1_tokens) + (1.5 * model2_tokens) + (5 * model3_toke
         (
             "if(model == 'gpt-4o', 2, 1) * out",
             {"model": "VARCHAR", "out": "NUMBER(38,0)"},
-            "CAST((IFF((\"model\" = 'gpt-4o'), 2, 1) * \"out\") AS NUMBER(38, 12))",
+            'CAST((IFF(("model" = \'gpt-4o\'), 2, 1) * "out") AS NUMBER(38, 12))',
         ),
         (
             "min(a, b * 0.5) + ceil(c, 2)",
@@ -49,7 +49,7 @@ SPEC_EXAMPLE = "(1.1 * model1_tokens) + (1.5 * model2_tokens) + (5 * model3_toke
         ),
         (
             '`weird "name"` + coalesce(x, 0)',
-            {"weird \"name\"": "FLOAT", "x": "TEXT"},
+            {'weird "name"': "FLOAT", "x": "TEXT"},
             'CAST((CAST("weird ""name""" AS NUMBER(38, 12)) + coalesce(TRY_TO_NUMBER("x", 38, 12),'
             " CAST(0 AS NUMBER(38, 12)))) AS NUMBER(38, 12))",
         ),
