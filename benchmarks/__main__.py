@@ -22,11 +22,14 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")]
-    options = [a for a in argv if a.startswith("-")]
-    unknown = sorted(set(names) - set(available()))
+    known = set(available())
+    # Benchmark names come first; everything from the first option on is passed to each benchmark
+    # (`--rows 1000000` and `--rows=1000000` both work).
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, options = argv[:split], argv[split:]
+    unknown = sorted(set(names) - known)
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available())}")
+        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(sorted(known))}")
         return 2
     status = 0
     for name in names or available():
