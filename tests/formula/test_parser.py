@@ -12,6 +12,9 @@ from pricing_lab.formula.parser import parse
 from pricing_lab.formula.render import render
 from tests.formula.strategies import formulas
 
+# The recursive formula strategy has a very long repr; Hypothesis warns about building it.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+
 
 def error_of(text: str) -> FormulaError:
     with pytest.raises(FormulaError) as info:
