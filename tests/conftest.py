@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,16 @@ SHARED_REAL = REPO.parent / "shared" / "data" / "real"
 @pytest.fixture()
 def repo_root() -> Path:
     return REPO
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long property runs (`@pytest.mark.slow`) run only with PRICING_LAB_LONG=1 (`make long`).
+
+    They are deselected, not skipped, so the default run reports only tests that ran.
+    """
+    if os.environ.get("PRICING_LAB_LONG") == "1":
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
