@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pricing_lab.catalog.model import CreditEntitlement
 from pricing_lab.catalog.yaml_format import load_catalog_file
-from pricing_lab.cli.demo_cmd import sample_catalog_text
+from pricing_lab.simulation.demo import SAMPLE_CATALOG, package_text
 from tests.conftest import EXAMPLES, REPO
 
 
@@ -13,7 +13,7 @@ def test_packaged_copy_is_identical_to_the_example() -> None:
     assert (REPO / "pricing_lab" / "data" / "ai_product.yaml").read_text(
         encoding="utf-8"
     ) == example
-    assert sample_catalog_text() == example
+    assert package_text(SAMPLE_CATALOG) == example
 
 
 def test_sample_has_what_the_issue_asks_for() -> None:

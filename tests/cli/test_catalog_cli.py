@@ -1,4 +1,4 @@
-"""`pricing-lab catalog apply|show|diff` and the interim `demo`: output, exit codes."""
+"""`pricing-lab catalog apply|show|diff`: output, exit codes."""
 
 from __future__ import annotations
 
@@ -118,13 +118,6 @@ def test_missing_file_and_syntax_error_are_exit_2(
 def test_show_without_a_store_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["catalog", "show", "--db", str(tmp_path / "none.duckdb")]) == 2
     assert "no catalog store" in capsys.readouterr().err
-
-
-def test_demo_applies_the_sample_catalog(tmp_path: Path) -> None:
-    result = run("demo", "--db", str(tmp_path / "demo.duckdb"))
-    assert result.returncode == 0, result.stderr
-    assert "applied: 17 created" in result.stdout
-    assert "  enterprise v1: Enterprise, 500 USD monthly" in result.stdout
 
 
 def test_formula_errors_are_reported_at_the_rate(
