@@ -195,6 +195,12 @@ def customers_from_mapping(document: Mapping[str, Any], *, source: str = "") -> 
             recharges.append(_auto_recharge(reader, path, {"customer_id": customer_id, **raw}))
     _check_unique(reader, "customers", ids, "customer id")
     _check_unique(reader, "grants", [g.grant_id for g in grants], "grant id")
+    _check_unique(
+        reader,
+        "auto_recharge",
+        [f"{r.customer_id}/{r.currency_id}" for r in recharges],
+        "auto-recharge for customer/currency",
+    )
     if reader.problems:
         raise ValidationError(reader.problems, source=source)
     return CustomerInputs(
@@ -258,9 +264,14 @@ def _grant(reader: _Reader, path: str, row: Mapping[str, Any]) -> Grant:
         | {"effective_at", "expires_at", "cost_basis", "voided_at", "source"},
     )
     grant_type = reader.choice(f"{path}.type", row.get("type"), GRANT_TYPES, "PROMOTIONAL")
-    cost_basis = reader.decimal(f"{path}.cost_basis", row.get("cost_basis"), required=False)
+    source = reader.choice(f"{path}.source", row.get("source"), GRANT_SOURCES, "manual")
+    cost_basis = reader.decimal(
+        f"{path}.cost_basis", row.get("cost_basis"), required=source == "top_up"
+    )
     if cost_basis is not None and cost_basis < 0:
         reader.problem(f"{path}.cost_basis", "must be >= 0")
+    if cost_basis and grant_type == "PROMOTIONAL":
+        reader.problem(f"{path}.cost_basis", "a PROMOTIONAL grant has cost basis 0")
     effective_at = reader.timestamp(f"{path}.effective_at", row.get("effective_at"))
     expires_at = reader.timestamp(f"{path}.expires_at", row.get("expires_at"), required=False)
     if effective_at and expires_at and expires_at <= effective_at:
@@ -277,9 +288,7 @@ def _grant(reader: _Reader, path: str, row: Mapping[str, Any]) -> Grant:
         expires_at=expires_at,
         cost_basis=cost_basis if cost_basis is not None else Decimal(0),
         voided_at=reader.timestamp(f"{path}.voided_at", row.get("voided_at"), required=False),
-        source=reader.choice(  # type: ignore[arg-type]
-            f"{path}.source", row.get("source"), GRANT_SOURCES, "manual"
-        ),
+        source=source,  # type: ignore[arg-type]
     )
 
 
@@ -342,11 +351,17 @@ def _table_rows(
 def _from_tables(folder: Path) -> CustomerInputs:
     con = duckdb.connect()
     found = False
+    labels: dict[str, str] = {}
     for name in TABLE_NAMES:
         for suffix, reader_sql in ((".csv", "read_csv"), (".parquet", "read_parquet")):
             file = folder / f"{name}{suffix}"
             if file.exists():
+                if name in labels:
+                    raise InputError(
+                        f"{folder}: both {labels[name]} and {file.name}; keep only one"
+                    )
                 found = True
+                labels[name] = file.name
                 options = ", all_varchar = true, header = true" if suffix == ".csv" else ""
                 literal = str(file).replace("'", "''")
                 query = f"SELECT * FROM {reader_sql}('{literal}'{options})"
@@ -359,15 +374,20 @@ def _from_tables(folder: Path) -> CustomerInputs:
             f"{folder}: no customer tables found (expected subscriptions, grants or auto_recharge"
             " as .csv or .parquet)"
         )
-    return customers_from_duckdb(con, source=str(folder))
+    return customers_from_duckdb(con, source=str(folder), labels=labels)
 
 
-def customers_from_duckdb(con: duckdb.DuckDBPyConnection, *, source: str = "") -> CustomerInputs:
+def customers_from_duckdb(
+    con: duckdb.DuckDBPyConnection, *, source: str = "", labels: Mapping[str, str] | None = None
+) -> CustomerInputs:
     """Customer inputs from tables `subscriptions`, `grants`, `auto_recharge` in a DuckDB database.
 
     Missing tables are empty. Columns are named like the YAML keys (`customer_id`, `plan_id`,
     `start`, `end`, `addons` separated by `;`; the grant fields of SPEC §5; auto-recharge fields).
+    Problems are reported as `<table> row <n>.<column>` (n counts data rows from 1); `labels`
+    names a table differently there (a file name, e.g. `grants.csv`).
     """
+    names = {name: (labels or {}).get(name, name) for name in TABLE_NAMES}
     present = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     reader = _Reader()
 
@@ -376,11 +396,18 @@ def customers_from_duckdb(con: duckdb.DuckDBPyConnection, *, source: str = "") -
 
     subscription_rows = rows("subscriptions")
     for index, row in enumerate(subscription_rows):
-        row.setdefault("subscription_id", f"{row.get('customer_id')}:{index}")
-    subscriptions = _table_rows(reader, "subscriptions", subscription_rows, _subscription)
-    grants = _table_rows(reader, "grants", rows("grants"), _grant)
-    recharges = _table_rows(reader, "auto_recharge", rows("auto_recharge"), _auto_recharge)
-    _check_unique(reader, "grants", [g.grant_id for g in grants], "grant id")
+        if row.get("subscription_id") in (None, ""):
+            row["subscription_id"] = f"{row.get('customer_id')}:{index}"
+    subscriptions = _table_rows(reader, names["subscriptions"], subscription_rows, _subscription)
+    grants = _table_rows(reader, names["grants"], rows("grants"), _grant)
+    recharges = _table_rows(reader, names["auto_recharge"], rows("auto_recharge"), _auto_recharge)
+    _check_unique(reader, names["grants"], [g.grant_id for g in grants], "grant id")
+    _check_unique(
+        reader,
+        names["auto_recharge"],
+        [f"{r.customer_id}/{r.currency_id}" for r in recharges],
+        "auto-recharge for customer/currency",
+    )
     if reader.problems:
         raise ValidationError(reader.problems, source=source)
     return CustomerInputs(

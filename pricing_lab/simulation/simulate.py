@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from pricing_lab.catalog.model import Catalog
+from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
 from pricing_lab.ledger.model import Enforcement
@@ -164,6 +165,9 @@ def simulate(
     table) and those whose formulas gave a null or negative cost.
     """
     customers = customers if customers is not None else CustomerInputs()
+    problems = customer_problems(customers, catalog)
+    if problems:
+        raise ValidationError(problems, source="customers")
     costed = costing if costing is not None else cost(con, catalog, customers, events=events)
     replay_input = ReplayInput(
         currencies=catalog.currencies,
@@ -184,6 +188,43 @@ def simulate(
             [_rejected_frame(ingest_rejected), rejected], how="vertical_relaxed"
         ).sort(["reason", "source_row", "event_id"], nulls_last=True)
     return SimulationResult(replay=result, rejected_events=rejected, ingest=ingest)
+
+
+def customer_problems(customers: CustomerInputs, catalog: Catalog) -> list[Problem]:
+    """What the customer inputs name that the catalog does not have: plans, add-ons, currencies.
+
+    Each problem names the record by its id, e.g. `subscriptions[acme:0].plan_id`.
+    """
+    plans = {p.id for p in catalog.plans}
+    addons = {a.id for a in catalog.addons}
+    currencies = {c.id for c in catalog.currencies}
+    problems: list[Problem] = []
+    for subscription in customers.subscriptions:
+        here = f"subscriptions[{subscription.subscription_id}]"
+        if subscription.plan_id not in plans:
+            problems.append(
+                Problem(path=f"{here}.plan_id", message=f"unknown plan {subscription.plan_id!r}")
+            )
+        for addon in subscription.addons:
+            if addon not in addons:
+                problems.append(Problem(path=f"{here}.addons", message=f"unknown add-on {addon!r}"))
+    for grant in customers.grants:
+        if grant.currency_id not in currencies:
+            problems.append(
+                Problem(
+                    path=f"grants[{grant.grant_id}].currency_id",
+                    message=f"unknown currency {grant.currency_id!r}",
+                )
+            )
+    for recharge in customers.auto_recharges:
+        if recharge.currency_id not in currencies:
+            problems.append(
+                Problem(
+                    path=f"auto_recharge[{recharge.customer_id}].currency_id",
+                    message=f"unknown currency {recharge.currency_id!r}",
+                )
+            )
+    return problems
 
 
 def _rejected_frame(frame: pl.DataFrame) -> pl.DataFrame:
