@@ -263,11 +263,11 @@ def _drawdown_kernel(
                 if live[other] and other < g:
                     bad[i] = True
                     break
-            if is_overdraft[g]:
+            if is_overdraft[i]:
                 for k in range(n_touched):
                     if live[touched[k]]:
                         bad[i] = True
                         break
         remaining[g] += amount[i]
-        live[g] = remaining[g] > 0 and not is_overdraft[g]
+        live[g] = remaining[g] > 0 and not is_overdraft[i]
     return bad
