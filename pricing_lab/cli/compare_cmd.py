@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         base=base,
         enforcement=args.enforcement,
         progress=progress,
+        start=args.start,
+        until=args.until,
+        ingest=report,
     )
     paths = write_comparison(comparison, args.out)
     totals = comparison.totals.sort("scenario")

@@ -8,7 +8,6 @@ floats only here, for drawing; the numbers themselves stay exact decimals everyw
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Literal
 
 import altair as alt
@@ -29,16 +28,20 @@ def _as_float(column: str) -> pl.Expr:
 
 
 def _auto_grain(timestamps: pl.Series, series_count: int) -> Grain:
-    """The finest grain that keeps `series_count` lines under MAX_POINTS points in total."""
-    if timestamps.is_empty():
+    """The finest grain that keeps each of `series_count` lines under POINTS_PER_SERIES points and
+    all of them under MAX_POINTS.
+
+    The points of a line are at most the distinct time buckets of all the timestamps (buckets
+    aligned like `group_by_dynamic`'s windows), so the count is exact, not estimated from the span.
+    """
+    values = timestamps.drop_nulls()
+    if values.is_empty():
         return "1d"
-    first, last = timestamps.min(), timestamps.max()
-    assert isinstance(first, datetime) and isinstance(last, datetime)
-    span_hours = max((last - first).total_seconds() / 3600, 1.0)
-    for grain, hours in (("1h", 1), ("1d", 24), ("1w", 24 * 7)):
-        points = span_hours / hours
+    grains: tuple[Grain, ...] = ("1h", "1d", "1w")
+    for grain in grains:
+        points = values.dt.truncate(grain).n_unique()
         if points <= POINTS_PER_SERIES and points * max(series_count, 1) <= MAX_POINTS:
-            return grain  # type: ignore[return-value]
+            return grain
     return "1mo"
 
 

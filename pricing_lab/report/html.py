@@ -40,10 +40,42 @@ class Report:
 
 
 def _javascript_bundle() -> str:
+    """Vega, Vega-Lite and Vega-Embed as one script, safe to inline.
+
+    `vl_convert` builds the bundle in a few seconds; the result is kept in memory and in the user's
+    cache folder (`$XDG_CACHE_HOME/pricing_lab`, one file per vl-convert version), so later runs
+    reuse it. A cache that cannot be read or written is skipped.
+    """
+    global _BUNDLE
+    if _BUNDLE is None:
+        _BUNDLE = _cached_bundle().replace("</script", "<\\/script")
+    return _BUNDLE
+
+
+_BUNDLE: str | None = None
+
+
+def _cached_bundle() -> str:
+    import os
+    from importlib.metadata import version
+
     import vl_convert
 
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = Path(root) / "pricing_lab" / f"vl-convert-{version('vl-convert-python')}-bundle.js"
+    try:
+        return cache.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
     bundle: str = vl_convert.javascript_bundle()  # type: ignore[call-arg]
-    return bundle.replace("</script", "<\\/script")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        partial.write_text(bundle, encoding="utf-8")
+        partial.replace(cache)  # atomic: a concurrent reader never sees half a file
+    except OSError:
+        pass
+    return bundle
 
 
 def _table_html(title: str, frame: pl.DataFrame) -> str:

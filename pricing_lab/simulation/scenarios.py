@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ import polars as pl
 
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
+from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import Formula, check_formula
-from pricing_lab.ledger.model import Enforcement
+from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
+from pricing_lab.money import quantize
 from pricing_lab.simulation.costing import Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.simulate import SimulationResult, match_usage, simulate
@@ -126,12 +129,19 @@ def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
 def _apply_customers(
     scenario: Scenario, catalog: Catalog, customers: CustomerInputs
 ) -> tuple[Catalog, CustomerInputs]:
-    grants = tuple(
-        replace(g, amount=g.amount * scenario.grant_multipliers[g.type])
-        if g.type in scenario.grant_multipliers
-        else g
-        for g in customers.grants
-    )
+    currencies = {c.id: c for c in catalog.currencies}
+    grants = []
+    for grant in customers.grants:
+        factor = scenario.grant_multipliers.get(grant.type)
+        if factor is not None:
+            currency = currencies.get(grant.currency_id)
+            amount = grant.amount * factor
+            if currency is not None:  # an unknown currency is reported by the replay
+                amount = quantize(amount, currency.precision, currency.rounding)
+            if amount <= 0:
+                continue  # a multiplier of 0 removes the grant
+            grant = replace(grant, amount=amount)
+        grants.append(grant)
     recharges = customers.auto_recharges
     change = scenario.auto_recharge
     if change is not None:
@@ -150,7 +160,7 @@ def _apply_customers(
                 )
                 for r in recharges
             )
-    return catalog, replace(customers, grants=grants, auto_recharges=recharges)
+    return catalog, replace(customers, grants=tuple(grants), auto_recharges=recharges)
 
 
 def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[Problem]:
@@ -184,11 +194,28 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
                 problems.append(
                     Problem(path=f"{here}.plan_credits.{owner}", message="unknown plan or add-on")
                 )
-        for grant_type in scenario.grant_multipliers:
+        for grant_type, factor in scenario.grant_multipliers.items():
+            path = f"{here}.grant_multipliers.{grant_type}"
             if grant_type not in ("PAID", "PROMOTIONAL", "RECURRING"):
+                problems.append(Problem(path=path, message="unknown type"))
+            if factor < 0:
+                problems.append(Problem(path=path, message="must be >= 0"))
+        for feature, factor in scenario.rate_multipliers.items():
+            if factor < 0:
                 problems.append(
-                    Problem(path=f"{here}.grant_multipliers.{grant_type}", message="unknown type")
+                    Problem(path=f"{here}.rate_multipliers.{feature}", message="must be >= 0")
                 )
+        for owner, amount in scenario.plan_credits.items():
+            if amount <= 0:
+                problems.append(Problem(path=f"{here}.plan_credits.{owner}", message="must be > 0"))
+        recharge = scenario.auto_recharge
+        if recharge is not None and recharge.grant_expiry not in (None, *GRANT_EXPIRIES):
+            problems.append(
+                Problem(
+                    path=f"{here}.auto_recharge.grant_expiry",
+                    message=f"must be one of {', '.join(GRANT_EXPIRIES)}",
+                )
+            )
     return problems
 
 
@@ -214,6 +241,8 @@ def scenarios_from_mapping(
 ) -> tuple[str, tuple[Scenario, ...]]:
     """Scenarios from a parsed YAML-like mapping; every problem is listed with its path."""
     problems: list[Problem] = []
+    for key in sorted(set(document) - {"base", "scenarios"}, key=str):
+        problems.append(Problem(path=str(key), message="unknown key"))
     scenarios = []
     known = {"name", "description", "rates", "rate_multipliers", "plan_credits"} | {
         "grant_multipliers",
@@ -233,19 +262,37 @@ def scenarios_from_mapping(
                 Problem(path=f"{here}.enforcement", message="must be overdraft or block")
             )
         rates = []
-        for r_index, raw in enumerate(item.get("rates") or []):
+        raw_rates = item.get("rates") or []
+        if not isinstance(raw_rates, list):
+            problems.append(Problem(path=f"{here}.rates", message="expected a list"))
+            raw_rates = []
+        for r_index, raw in enumerate(raw_rates):
+            path = f"{here}.rates[{r_index}]"
             if not isinstance(raw, Mapping) or "feature" not in raw:
-                problems.append(Problem(path=f"{here}.rates[{r_index}]", message="needs feature"))
+                problems.append(Problem(path=path, message="needs feature"))
                 continue
+            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}):
+                problems.append(Problem(path=f"{path}.{key}", message="unknown key"))
             rates.append(
                 RateChange(
                     feature=str(raw["feature"]),
                     formula=None if raw.get("formula") is None else str(raw["formula"]),
-                    per_unit=_decimal(raw.get("per_unit"), f"{here}.rates[{r_index}]", problems),
+                    per_unit=_decimal(raw.get("per_unit"), f"{path}.per_unit", problems),
                     plan=None if raw.get("plan") is None else str(raw["plan"]),
                 )
             )
         recharge = item.get("auto_recharge")
+        recharge_path = f"{here}.auto_recharge"
+        if recharge is not None and not isinstance(recharge, Mapping):
+            problems.append(Problem(path=recharge_path, message="expected a mapping"))
+        elif recharge is not None:
+            known_recharge = {"threshold", "target", "monthly_spend_limit", "grant_expiry"}
+            for key in sorted(set(recharge) - known_recharge - {"disabled"}):
+                problems.append(Problem(path=f"{recharge_path}.{key}", message="unknown key"))
+            if not isinstance(recharge.get("disabled", False), bool):
+                problems.append(
+                    Problem(path=f"{recharge_path}.disabled", message="expected true or false")
+                )
         scenarios.append(
             Scenario(
                 name=str(item["name"]),
@@ -257,13 +304,19 @@ def scenarios_from_mapping(
                 auto_recharge=None
                 if not isinstance(recharge, Mapping)
                 else AutoRechargeChange(
-                    threshold=_decimal(recharge.get("threshold"), here, problems),
-                    target=_decimal(recharge.get("target"), here, problems),
-                    monthly_spend_limit=_decimal(
-                        recharge.get("monthly_spend_limit"), here, problems
+                    threshold=_decimal(
+                        recharge.get("threshold"), f"{recharge_path}.threshold", problems
                     ),
-                    grant_expiry=recharge.get("grant_expiry"),
-                    disabled=bool(recharge.get("disabled", False)),
+                    target=_decimal(recharge.get("target"), f"{recharge_path}.target", problems),
+                    monthly_spend_limit=_decimal(
+                        recharge.get("monthly_spend_limit"),
+                        f"{recharge_path}.monthly_spend_limit",
+                        problems,
+                    ),
+                    grant_expiry=None
+                    if recharge.get("grant_expiry") is None
+                    else str(recharge.get("grant_expiry")),
+                    disabled=recharge.get("disabled") is True,
                 ),
                 enforcement=enforcement,
             )
@@ -277,7 +330,12 @@ def _decimal(value: Any, path: str, problems: list[Problem]) -> Decimal | None:
     if value is None:
         return None
     try:
-        return Decimal(str(value))
+        if isinstance(value, bool):
+            raise ArithmeticError
+        number = Decimal(str(value))
+        if not number.is_finite():
+            raise ArithmeticError
+        return number
     except ArithmeticError:
         problems.append(Problem(path=path, message=f"expected a number, got {value!r}"))
         return None
@@ -331,11 +389,16 @@ def compare(
     enforcement: Enforcement = "overdraft",
     engine: str = "fast",
     progress: Progress | None = None,
+    start: datetime | None = None,
+    until: datetime | None = None,
+    ingest: IngestReport | None = None,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
 
     The base is the scenario named `base` in `scenarios` if there is one, otherwise the inputs
     unchanged. Events are matched once; costs are computed once per distinct set of rates.
+    `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
+    filled `events`) adds the rows rejected on reading to each scenario's rejected events.
     """
     problems = validate_scenarios(scenarios, catalog)
     if problems:
@@ -369,6 +432,9 @@ def compare(
             scenario=scenario.name,
             engine=engine,
             costing=costings[key],
+            start=start,
+            until=until,
+            ingest=ingest,
         )
     if progress is not None:
         progress("done", len(runs), len(runs))
@@ -426,7 +492,12 @@ def _comparison(
             )
         )
     keys = ["customer_id", "currency_id"]
-    customers_frame = pl.concat(per_customer, how="vertical_relaxed")
+    customers_frame = _every_scenario(
+        pl.concat(per_customer, how="vertical_relaxed"),
+        list(results),
+        keys,
+        zero=["consumed", "events_denied", "recharge_revenue", "breakage"],
+    )
     base_rows = customers_frame.filter(pl.col("scenario") == base).select(
         *keys,
         pl.col("consumed").alias("base_consumed"),
@@ -476,7 +547,12 @@ def _comparison(
         )
         .sort("scenario", *keys)
     )
-    features_frame = pl.concat(per_feature, how="vertical_relaxed")
+    features_frame = _every_scenario(
+        pl.concat(per_feature, how="vertical_relaxed"),
+        list(results),
+        ["currency_id", "feature_id"],
+        zero=["consumed"],
+    )
     base_features = features_frame.filter(pl.col("scenario") == base).select(
         "currency_id", "feature_id", pl.col("consumed").alias("base_consumed")
     )
@@ -495,6 +571,19 @@ def _comparison(
         features=features_frame,
         totals=pl.concat(totals, how="vertical_relaxed"),
     )
+
+
+def _every_scenario(
+    frame: pl.DataFrame, scenarios: Sequence[str], keys: Sequence[str], *, zero: Sequence[str]
+) -> pl.DataFrame:
+    """`frame` with a row for every scenario and every key seen in any scenario: a customer (or
+    feature) with nothing in one scenario's ledger shows there with zeros, so its change against
+    the base is visible."""
+    seen = frame.select(*keys).unique()
+    names = pl.DataFrame({"scenario": list(scenarios)}, schema={"scenario": pl.String})
+    grid = names.join(seen, how="cross")
+    filled = grid.join(frame, on=["scenario", *keys], how="left")
+    return filled.with_columns(*(pl.col(name).fill_null(0) for name in zero)).select(frame.columns)
 
 
 def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
@@ -556,14 +645,17 @@ class GoalSeek:
 def share_within_included(result: SimulationResult) -> float:
     """Share of customers whose consumption never needed credits beyond their grants.
 
-    A customer is within its included credits when its balance never reached 0 and it has no
-    overdraft debt, no recharges and no denied events.
+    A customer (per currency) is within its included credits when no consumption left its balance
+    at or below 0 (its run-out time is empty), and it has no overdraft debt, no recharges and no
+    denied events. A grant expiring unused does not count against it.
     """
-    balances = result.balances
+    balances = result.balances.join(
+        runout_times(result.ledger), on=["customer_id", "currency_id"], how="left"
+    )
     if balances.is_empty():
         return 1.0
     within = balances.filter(
-        pl.col("first_zero_at").is_null()
+        pl.col("runout_at").is_null()
         & (pl.col("overdraft_debt") == 0)
         & (pl.col("recharges_issued") == 0)
         & (pl.col("events_denied") == 0)
@@ -585,37 +677,72 @@ def goal_seek(
     tolerance: Decimal = Decimal("0.001"),
     max_steps: int = 30,
     events: str = "events",
+    enforcement: Enforcement = "overdraft",
+    engine: str = "fast",
 ) -> GoalSeek:
     """Bisection on one coefficient until `measure` meets `target` (e.g. 90% of customers stay
-    within their included credits). `decreasing`: the measure falls as the value grows (true
-    for a rate multiplier). Returns the largest value (or smallest, if increasing) meeting it.
+    within their included credits): a value meets it when `measure(result) >= target`.
+
+    `decreasing`: the measure falls as the value grows (true for a rate multiplier); the result
+    is then the largest value in `[low, high]` meeting the target, within `tolerance` (the
+    smallest one when increasing). Raises `InputError` when even the best end of the range
+    misses the target. Events are matched once; each step costs and replays one scenario.
     """
+    if low > high:
+        raise InputError(f"goal seek: low {low} is above high {high}")
+    matched = match_usage(con, catalog, events)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __goal_seek_matched AS {matched}")
     steps: list[tuple[Decimal, float]] = []
 
     def evaluate(value: Decimal) -> float:
-        comparison = compare(con, catalog, customers, [make_scenario(value)], events=events)
-        scenario_name = make_scenario(value).name
-        result = measure(comparison.result(scenario_name))
-        steps.append((value, result))
-        return result
+        scenario = make_scenario(value)
+        problems = validate_scenarios([scenario], catalog)
+        if problems:
+            raise ValidationError(problems, source="goal seek scenario")
+        changed_catalog, changed_customers = scenario.apply(catalog, customers)
+        costing = cost_events(
+            con,
+            "SELECT * FROM __goal_seek_matched",
+            changed_catalog,
+            changed_customers.subscriptions,
+            events=events,
+        )
+        result = simulate(
+            con,
+            changed_catalog,
+            changed_customers,
+            events=events,
+            enforcement=scenario.enforcement or enforcement,
+            scenario=scenario.name,
+            engine=engine,
+            costing=costing,
+        )
+        score = measure(result)
+        steps.append((value, score))
+        return score
 
-    def meets(score: float) -> bool:
-        return score >= target
-
-    lo, hi = low, high
-    if not meets(evaluate(lo if decreasing else hi)):
-        raise InputError(f"the target {target} is not met even at {lo if decreasing else hi}")
-    for _ in range(max_steps):
-        if hi - lo <= tolerance:
-            break
-        mid = (lo + hi) / 2
-        if meets(evaluate(mid)) == decreasing:
-            lo = mid
-        else:
-            hi = mid
-    best = lo if decreasing else hi
-    score = next((s for v, s in reversed(steps) if v == best), evaluate(best))
-    return GoalSeek(value=best, measure=score, steps=tuple(steps))
+    try:
+        safe, bold = (low, high) if decreasing else (high, low)
+        safe_score = evaluate(safe)
+        if safe_score < target:
+            raise InputError(f"the target {target} is not met even at {safe} ({safe_score})")
+        bold_score = evaluate(bold)
+        if bold_score >= target:
+            return GoalSeek(value=bold, measure=bold_score, steps=tuple(steps))
+        # invariant: `safe` meets the target, `bold` does not
+        best, best_score = safe, safe_score
+        for _ in range(max_steps):
+            if abs(bold - safe) <= tolerance:
+                break
+            middle = (safe + bold) / 2
+            score = evaluate(middle)
+            if score >= target:
+                safe, best, best_score = middle, middle, score
+            else:
+                bold = middle
+        return GoalSeek(value=best, measure=best_score, steps=tuple(steps))
+    finally:
+        con.execute("DROP TABLE IF EXISTS __goal_seek_matched")
 
 
 def formula_dimensions(scenarios: Sequence[Scenario]) -> set[str]:
