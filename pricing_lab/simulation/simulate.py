@@ -10,7 +10,7 @@ byte for byte for the same inputs in any row order.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -24,11 +24,15 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
-from pricing_lab.ledger.model import Enforcement
+from pricing_lab.ledger.balances import feature_summary
+from pricing_lab.ledger.frames import TIMESTAMP
+from pricing_lab.ledger.model import Enforcement, Subscription
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.timeutil import as_utc
 
 Progress = Callable[[int, int], None]
+NO_PLAN_NAME = "(none)"  # plan of ledger entries of a customer without a subscription then
 OUTPUT_FILES = (
     "ledger.parquet",
     "denied_events.parquet",
@@ -86,11 +90,16 @@ class SimulationResult:
                 "denied": self.denied_events.height,
             },
             "ledger_entries": self.ledger.height,
-            "currencies": [
-                {key: _json_value(value) for key, value in row.items()}
-                for row in self.summary.iter_rows(named=True)
-            ],
+            "currencies": _json_rows(self.summary),
+            "features": _json_rows(feature_summary(self.ledger)),
+            "plans": _json_rows(self.plan_summary),
         }
+
+    @property
+    def plan_summary(self) -> pl.DataFrame:
+        """Credits per currency and plan (see `plan_summary`); empty when not computed."""
+        frame = self.extra.get("plan_summary")
+        return frame if isinstance(frame, pl.DataFrame) else pl.DataFrame()
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write the SPEC §6 output files into `out_dir` (created if missing); returns the paths."""
@@ -113,6 +122,74 @@ class SimulationResult:
         )
         paths.append(summary_path)
         return paths
+
+
+def _json_rows(frame: pl.DataFrame) -> list[dict[str, object]]:
+    return [
+        {key: _json_value(value) for key, value in row.items()}
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+def plan_summary(ledger: pl.DataFrame, subscriptions: Sequence[Subscription]) -> pl.DataFrame:
+    """Credits per currency and plan (SPEC §6 "the same per plan").
+
+    Each ledger entry counts for the plan the customer was subscribed to at the entry's time
+    (`(none)` without a subscription): granted, consumed, expired and voided credits, and the
+    number of customers with entries under that plan.
+    """
+    schema: dict[str, pl.DataType] = {
+        "customer_id": pl.String(),
+        "plan_id": pl.String(),
+        "start": TIMESTAMP,
+        "end": TIMESTAMP,
+    }
+    spans = pl.DataFrame(
+        [
+            {
+                "customer_id": s.customer_id,
+                "plan_id": s.plan_id,
+                "start": as_utc(s.start),
+                "end": None if s.end is None else as_utc(s.end),
+            }
+            for s in subscriptions
+        ],
+        schema=schema,
+    ).sort("start")
+    entries = ledger.select(
+        "customer_id", "currency_id", "timestamp", "entry_type", "amount", "entry_id"
+    ).sort("timestamp")
+    placed = entries.join_asof(
+        spans,
+        left_on="timestamp",
+        right_on="start",
+        by="customer_id",
+        strategy="backward",
+        check_sortedness=False,  # both sides are sorted on the time column just above
+    ).with_columns(
+        pl.when(pl.col("end").is_null() | (pl.col("timestamp") < pl.col("end")))
+        .then(pl.col("plan_id"))
+        .otherwise(None)
+        .fill_null(NO_PLAN_NAME)
+        .alias("plan_id")
+    )
+
+    def total(entry_type: str, sign: int) -> pl.Expr:
+        return (sign * pl.col("amount").filter(pl.col("entry_type") == entry_type).sum()).alias(
+            entry_type.lower()
+        )
+
+    return (
+        placed.group_by("currency_id", "plan_id")
+        .agg(
+            pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+            total("GRANTED", 1),
+            total("CONSUMED", -1),
+            total("EXPIRED", -1),
+            total("VOIDED", -1),
+        )
+        .sort("currency_id", "plan_id")
+    )
 
 
 def _json_value(value: object) -> object:
@@ -181,13 +258,16 @@ def simulate(
         scenario=scenario,
     )
     result = replay(replay_input, engine=engine, progress=progress)  # type: ignore[arg-type]
+    plans = plan_summary(result.ledger, customers.subscriptions)
     rejected = costed.rejected
     if ingest is not None:
         ingest_rejected = con.table(ingest.rejected_table).pl()
         rejected = pl.concat(
             [_rejected_frame(ingest_rejected), rejected], how="vertical_relaxed"
         ).sort(["reason", "source_row", "event_id"], nulls_last=True)
-    return SimulationResult(replay=result, rejected_events=rejected, ingest=ingest)
+    return SimulationResult(
+        replay=result, rejected_events=rejected, ingest=ingest, extra={"plan_summary": plans}
+    )
 
 
 def customer_problems(customers: CustomerInputs, catalog: Catalog) -> list[Problem]:

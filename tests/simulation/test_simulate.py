@@ -413,3 +413,41 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_summary_per_feature_and_per_plan() -> None:
+    con, report = load_events(EVENTS)
+    customers = customers_from_mapping(CUSTOMERS)
+    # acme moves from basic to pro on Feb 1: its Feb entries count for pro
+    moved = customers_from_mapping(
+        {
+            "customers": [
+                {
+                    **CUSTOMERS["customers"][0],  # type: ignore[dict-item]
+                    "subscriptions": [
+                        {"plan": "basic", "start": "2024-01-01", "end": "2024-02-01"},
+                        {"plan": "pro", "start": "2024-02-01"},
+                    ],
+                },
+                CUSTOMERS["customers"][1],
+            ]
+        }
+    )
+    assert customers != moved
+    result = simulate(con, catalog(), moved, ingest=report)
+    summary = result.summary_dict()
+    assert summary["features"] == [
+        # acme: 5 + 120 + 0.05 × 10 = 125.50 over 3 events; bob: 2
+        {"currency_id": "CR", "feature_id": "chat", "consumed": "127.50", "events": 4,
+         "customers": 2},
+        # bob 1 + acme's last event on pro 0.25
+        {"currency_id": "CR", "feature_id": "chat_requests", "consumed": "1.25", "events": 2,
+         "customers": 2},
+    ]  # fmt: skip
+    plans = {row["plan_id"]: row for row in summary["plans"]}
+    assert set(plans) == {"(none)", "basic", "pro"}
+    assert (plans["basic"]["granted"], plans["basic"]["consumed"]) == ("120.00", "125.00")
+    assert (plans["basic"]["expired"], plans["basic"]["customers"]) == ("15.00", 1)
+    # pro: 1,000 granted on Feb 1, 0.75 consumed (0.50 + 0.25); the settlement moves no credits
+    assert (plans["pro"]["granted"], plans["pro"]["consumed"]) == ("1000.00", "0.75")
+    assert (plans["(none)"]["granted"], plans["(none)"]["consumed"]) == ("10.00", "3.00")
