@@ -19,6 +19,8 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -26,9 +28,10 @@ import polars as pl
 from numba import njit
 
 from pricing_lab.ledger import frames
-from pricing_lab.ledger.inputs import PreparedReplay, to_micros
+from pricing_lab.ledger.inputs import EPOCH, PreparedReplay, to_micros
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
+from pricing_lab.timeutil import MICROSECOND
 
 NEVER = np.iinfo(np.int64).max
 DAY_US = 86_400_000_000
@@ -77,14 +80,31 @@ class _Columns:
         self.block = prepared.source.enforcement == "block"
 
         # Grants that take part: take effect inside the horizon and are not voided before that.
-        grants = []
-        for g in prepared.grants:
-            effective = to_micros(g.effective_at)
-            voided = to_micros(g.voided_at) if g.voided_at is not None else NEVER
-            if start_us <= effective < until_us and voided > effective:
-                grants.append((g, effective, voided))
+        # One pass over the records; amounts repeat a lot, so their minor units are memoised.
+        units: dict[tuple[Decimal, str], int] = {}
+        precision_of = {c.id: c.precision for c in prepared.currencies}
+
+        def us(value: datetime) -> int:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return (value - EPOCH) // MICROSECOND
+
+        def minor(amount: Decimal, currency_id: str) -> int:
+            found = units.get((amount, currency_id))
+            if found is None:
+                found = units[(amount, currency_id)] = to_minor_units(
+                    amount, precision_of[currency_id]
+                )
+            return found
+
         all_ids = sorted(g.grant_id for g in prepared.grants)
         id_rank = {grant_id: i for i, grant_id in enumerate(all_ids)}
+        grants = []
+        for g in prepared.grants:
+            effective = us(g.effective_at)
+            voided = us(g.voided_at) if g.voided_at is not None else NEVER
+            if start_us <= effective < until_us and voided > effective:
+                grants.append((g, effective, voided))
 
         events = (
             prepared.consumptions.filter(
@@ -105,19 +125,18 @@ class _Columns:
         customer_code = {c: i for i, c in enumerate(self.customers)}
         n_customers, n_currencies = len(self.customers), len(self.currency_ids)
 
-        grants.sort(key=lambda item: customer_code[item[0].customer_id])
+        codes = np.array([customer_code[g.customer_id] for g, _, _ in grants], dtype=np.int64)
+        by_customer = np.argsort(codes, kind="stable")
+        grants = [grants[i] for i in by_customer]
+        g_customer = codes[by_customer]
         self.grant_ids = pl.Series("grant_id", [g.grant_id for g, _, _ in grants], dtype=pl.String)
         self.grant_types = pl.Series("t", [g.type for g, _, _ in grants], dtype=pl.String)
         self.grant_sources = pl.Series("s", [g.source for g, _, _ in grants], dtype=pl.String)
-        g_customer = np.array([customer_code[g.customer_id] for g, _, _ in grants], dtype=np.int64)
         self.g_currency = np.array([currency_code[g.currency_id] for g, _, _ in grants], np.int64)
-        self.g_amount = np.array(
-            [to_minor_units(g.amount, prepared.precision(g.currency_id)) for g, _, _ in grants],
-            dtype=np.int64,
-        )
+        self.g_amount = np.array([minor(g.amount, g.currency_id) for g, _, _ in grants], np.int64)
         self.g_priority = np.array([g.priority for g, _, _ in grants], dtype=np.int64)
         self.g_expires = np.array(
-            [NEVER if g.expires_at is None else to_micros(g.expires_at) for g, _, _ in grants],
+            [NEVER if g.expires_at is None else us(g.expires_at) for g, _, _ in grants],
             dtype=np.int64,
         )
         self.g_tclass = np.array([TYPE_RANK[g.type] for g, _, _ in grants], dtype=np.int64)

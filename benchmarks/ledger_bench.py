@@ -1,0 +1,153 @@
+"""Ledger engine benchmark: the fast engine against the reference replay on the same consumptions.
+
+Engine only (costs are given): N costed consumptions for 10k customers over 2024, monthly
+recurring grants, expiring promotional grants, auto-recharge on 20% of customers. Measures the
+reference and the fast engine on the same `--rows` consumptions (default 1M) and the fast engine
+alone on `--big` consumptions (default 10M; `--big=0` skips it). Run:
+`uv run --frozen --no-sync python -m benchmarks ledger --rows=100000 --big=0` for a quick run.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pricing_lab.catalog.model import CreditCurrency
+from pricing_lab.ledger import AutoRecharge, Grant, RecurringEntitlement, ReplayInput
+from pricing_lab.ledger.api import run_engine
+from pricing_lab.ledger.inputs import prepare
+from pricing_lab.ledger.invariants import check_invariants
+
+DATA = Path(__file__).parent / "data"
+CUSTOMERS = 10_000
+CURRENCY = CreditCurrency(id="CR", name="Credits", unit_price=Decimal("0.01"), precision=2)
+YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)
+YEAR_US = 366 * 86_400 * 1_000_000
+
+
+def _option(argv: list[str], name: str, default: int) -> int:
+    for index, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            return int(arg.split("=", 1)[1].replace("_", ""))
+        if arg == f"--{name}" and index + 1 < len(argv):
+            return int(argv[index + 1].replace("_", ""))
+    return default
+
+
+def consumptions(rows: int, seed: int = 5) -> pl.DataFrame:
+    """`rows` costed consumptions (one feature each), cached as Parquet under benchmarks/data."""
+    path = DATA / f"ledger_consumptions_{rows}.parquet"
+    if path.exists():
+        return pl.read_parquet(path)
+    rng = np.random.default_rng(seed)
+    customer = rng.integers(0, CUSTOMERS, rows)
+    micros = np.sort(rng.integers(0, YEAR_US, rows))
+    frame = pl.DataFrame(
+        {
+            "event_id": pl.Series(np.arange(rows)).cast(pl.String).str.zfill(10),
+            "customer_id": pl.Series(customer).cast(pl.String).str.zfill(5).str.replace("^", "c"),
+            "timestamp": pl.Series(micros + int(YEAR_START.timestamp() * 1_000_000)).cast(
+                pl.Datetime("us", "UTC")
+            ),
+            "feature_id": pl.Series(["chat", "embed", "image"]).gather(rng.integers(0, 3, rows)),
+            "currency_id": pl.Series(["CR"]).gather(np.zeros(rows, dtype=np.int64)),
+            "cost": pl.Series(rng.integers(0, 500, rows)).cast(pl.Decimal(38, 0))
+            / pl.Series([100]).cast(pl.Decimal(38, 0)).gather(np.zeros(rows, dtype=np.int64)),
+        }
+    ).with_columns(pl.col("cost").cast(pl.Decimal(38, 2)))
+    DATA.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path)
+    return frame
+
+
+def replay_input(frame: pl.DataFrame) -> ReplayInput:
+    """Monthly plan grants for every customer, a 30-day promotion, auto-recharge on 20%."""
+    customers = [f"c{i:05d}" for i in range(CUSTOMERS)]
+    recurring = tuple(
+        RecurringEntitlement(
+            customer_id=c,
+            source_id="pro",
+            source_kind="plan",
+            currency_id="CR",
+            amount=Decimal(300),
+            cadence="monthly",
+            start=datetime(2024, 1, 1 + i % 28, tzinfo=UTC),
+        )
+        for i, c in enumerate(customers)
+    )
+    grants = tuple(
+        Grant(
+            grant_id=f"{c}:welcome",
+            customer_id=c,
+            currency_id="CR",
+            amount=Decimal(100),
+            type="PROMOTIONAL",
+            effective_at=datetime(2024, 1, 1, tzinfo=UTC),
+            expires_at=datetime(2024, 1, 31, tzinfo=UTC),
+        )
+        for c in customers
+    )
+    recharges = tuple(
+        AutoRecharge(
+            customer_id=c,
+            currency_id="CR",
+            threshold=Decimal(50),
+            target=Decimal(500),
+            monthly_spend_limit=Decimal(20),
+            grant_expiry="1_year",
+        )
+        for c in customers[::5]
+    )
+    return ReplayInput(
+        currencies=(CURRENCY,),
+        grants=grants,
+        recurring=recurring,
+        auto_recharges=recharges,
+        consumptions=frame,
+        scenario="bench",
+    )
+
+
+def _timed(label: str, action):  # type: ignore[no-untyped-def]
+    began = time.perf_counter()
+    value = action()
+    elapsed = time.perf_counter() - began
+    print(f"  {label:<44} {elapsed:9.2f} s", flush=True)
+    return value, elapsed
+
+
+def main(argv: list[str]) -> int:
+    rows = _option(argv, "rows", 1_000_000)
+    big = _option(argv, "big", 10_000_000)
+    frame = consumptions(rows)
+    print(f"ledger engine, {rows:,} consumptions, {CUSTOMERS:,} customers", flush=True)
+    prepared, _ = _timed("prepare + validate (shared)", lambda: prepare(replay_input(frame)))
+    run_engine(prepare(replay_input(frame.head(1000))), "fast")  # compile / load the cache
+    (fast_ledger, fast_denied), fast = _timed("fast engine", lambda: run_engine(prepared, "fast"))
+    problems, checked = _timed(
+        "invariant check", lambda: check_invariants(fast_ledger, fast_denied, prepared)
+    )
+    assert problems == [], problems
+    (ref_ledger, _), reference = _timed(
+        "reference engine", lambda: run_engine(prepared, "reference")
+    )
+    same = ref_ledger.equals(fast_ledger)
+    print(f"  ledger entries: {fast_ledger.height:,}; identical ledgers: {same}")
+    print(f"  fast engine vs reference: {reference / fast:,.0f}× faster")
+    print(f"  fast engine + invariant check vs reference: {reference / (fast + checked):,.0f}×")
+    if big:
+        big_frame = consumptions(big)
+        print(f"ledger engine, {big:,} consumptions (fast engine only)", flush=True)
+        big_prepared, prep = _timed("prepare + validate", lambda: prepare(replay_input(big_frame)))
+        (ledger, denied), engine = _timed("fast engine", lambda: run_engine(big_prepared, "fast"))
+        problems, checked = _timed(
+            "invariant check", lambda: check_invariants(ledger, denied, big_prepared)
+        )
+        assert problems == [], problems
+        print(f"  ledger entries: {ledger.height:,}; total {prep + engine + checked:.2f} s")
+    return 0 if same else 1
