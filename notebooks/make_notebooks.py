@@ -572,8 +572,8 @@ changes.sort("consumed_change", descending=True).select(
     "runout_at", pl.col("runout_shift_days").round(1), pl.col("recharge_revenue_change").round(2),
 ).head(8)'''),
     md("""\
-Customers who ran out in both scenarios run out earlier (a negative shift, in days) with the new
-formula; `runout_at` is the first consumption that emptied the balance."""),
+Customers who run out in both scenarios run out at the same time or earlier with the new formula
+(a negative shift, in days); `runout_at` is the first consumption that emptied the balance."""),
     code('''\
 shifted = changes.filter(pl.col("runout_shift_days").is_not_null())
 print(f"{shifted.height} customers run out in both; median shift {shifted['runout_shift_days'].median():.2f} days, "
@@ -659,9 +659,9 @@ print(f"goal seek: a free allowance of {sought.value} credits a month keeps {sou
       f"customers within their included credits ({len(sought.steps)} replays)")
 pl.DataFrame([(int(v), s) for v, s in sought.steps], schema=["free_credits", "within_included"], orient="row")'''),
     md("""\
-At 0.001 USD a credit that is a few USD of credits a month per free customer — to weigh against
-the recharge revenue those customers bring today (the `free_1000` scenario above shows the
-trade-off at 1,000 credits).
+At 0.001 USD a credit, each 1,000 credits of allowance is 1 USD a month per free customer — to
+weigh against the recharge revenue those customers bring today (the `free_1000` scenario above
+shows the trade-off at 1,000 credits).
 
 ## The HTML report
 
