@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks export")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--baseline-rows", type=int, default=5_000)
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # the runner passes every benchmark the same options
 
     import fakesnow
     import snowflake.connector
