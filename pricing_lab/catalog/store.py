@@ -282,6 +282,13 @@ class _Entity:
     published: dict[int, datetime] = field(default_factory=dict)
 
 
+def _first_row(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a query's result, reading the result to its end: DuckDB 2.0 keeps a
+    connection busy while a result started by `execute` is unfinished."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
 def open_store(
     path: str | Path | duckdb.DuckDBPyConnection | None = None, *, read_only: bool = False
 ) -> CatalogStore:
@@ -337,15 +344,17 @@ class CatalogStore:
         return _current_catalog(self._load())
 
     def is_empty(self) -> bool:
-        row = self.connection.execute("SELECT count(*) FROM catalog_entities").fetchone()
+        row = _first_row(self.connection.execute("SELECT count(*) FROM catalog_entities"))
         return row is None or row[0] == 0
 
     def version_count(self, kind: EntityKind, entity_id: str) -> int:
         """The latest version number of an entity (0 when it does not exist)."""
-        row = self.connection.execute(
-            "SELECT latest_version FROM catalog_entities WHERE kind = ? AND entity_id = ?",
-            [kind, entity_id],
-        ).fetchone()
+        row = _first_row(
+            self.connection.execute(
+                "SELECT latest_version FROM catalog_entities WHERE kind = ? AND entity_id = ?",
+                [kind, entity_id],
+            )
+        )
         return int(row[0]) if row else 0
 
     def feature_version(self, feature_id: str, version: int | None = None) -> Feature:
@@ -386,9 +395,9 @@ class CatalogStore:
                 f"WHERE {_id_column(kind)} = ?"
             )
             params = [entity_id]
-        row = self.connection.execute(
-            f"{sql} AND published_at <= ?", [*params, _naive_utc(at)]
-        ).fetchone()
+        row = _first_row(
+            self.connection.execute(f"{sql} AND published_at <= ?", [*params, _naive_utc(at)])
+        )
         return int(row[0]) if row and row[0] is not None else None
 
     def expanded_entitlements(
@@ -626,11 +635,13 @@ class CatalogStore:
     ) -> bool:
         published = self._publication_time(at)
         with self._transaction():
-            row = self.connection.execute(
-                "SELECT status, latest_version FROM catalog_entities "
-                "WHERE kind = ? AND entity_id = ?",
-                [kind, entity_id],
-            ).fetchone()
+            row = _first_row(
+                self.connection.execute(
+                    "SELECT status, latest_version FROM catalog_entities "
+                    "WHERE kind = ? AND entity_id = ?",
+                    [kind, entity_id],
+                )
+            )
             assert row is not None
             if row[0] == status:
                 return False
@@ -645,7 +656,7 @@ class CatalogStore:
 
     def _publication_time(self, at: datetime | None) -> datetime:
         published = _naive_utc(at if at is not None else datetime.now(UTC))
-        row = self.connection.execute("SELECT max(occurred_at) FROM catalog_history").fetchone()
+        row = _first_row(self.connection.execute("SELECT max(occurred_at) FROM catalog_history"))
         last = row[0] if row else None
         if last is not None and published < last:
             raise InputError(
@@ -682,9 +693,9 @@ class CatalogStore:
     def _event(
         self, at: datetime, kind: EntityKind, entity_id: str, event: str, version: int
     ) -> None:
-        row = self.connection.execute(
-            "SELECT coalesce(max(seq), 0) FROM catalog_history"
-        ).fetchone()
+        row = _first_row(
+            self.connection.execute("SELECT coalesce(max(seq), 0) FROM catalog_history")
+        )
         seq = (row[0] if row else 0) + 1
         self.connection.execute(
             "INSERT INTO catalog_history VALUES (?, ?, ?, ?, ?, ?)",

@@ -334,3 +334,14 @@ def test_unknown_version_is_a_key_error(store: CatalogStore) -> None:
     with pytest.raises(KeyError, match="has no version 7"):
         store.plan_version("pro", 7)
     assert store.plan_version("team").entitlements == (BooleanEntitlement(feature="sso"),)
+
+
+def test_single_row_lookups_leave_the_shared_connection_usable(store: CatalogStore) -> None:
+    # DuckDB 2.0 keeps a connection busy while a result started by `execute` is unfinished: every
+    # lookup must read its result to the end, or the caller's next query on it fails.
+    store.apply(small(), at=T1)
+    assert store.version_at("plan", "pro", T2) == 1
+    assert store.version_count("plan", "pro") == 1
+    assert not store.is_empty()
+    assert store.history().height > 0
+    assert store.connection.sql("SELECT 42").fetchall() == [(42,)]
