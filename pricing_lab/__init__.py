@@ -4,7 +4,7 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 
 * catalog — `open_store`, `load_catalog_file`, `Catalog`
 * formulas — `Formula`
-* usage — `ingest_events`, `load_sample_events`, `generate_events`, `usage_report`
+* usage — `ingest_events`, `load_sample_events`, `attribution`, `generate_events`, `usage_report`
 * customers — `load_customers`, `CustomerInputs`, `Subscription`, `Grant`, `AutoRecharge`
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
 * scenarios — `Scenario`, `RateChange`, `load_scenarios`, `compare`, `sweep`, `goal_seek`
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pricing_lab.catalog.store import open_store
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
-    from pricing_lab.events.real import load_sample_events
+    from pricing_lab.events.real import attribution, load_sample_events
     from pricing_lab.events.report import usage_report
     from pricing_lab.events.synthetic import generate_events
     from pricing_lab.formula import Formula
@@ -50,6 +50,7 @@ _EXPORTS = {
     "Formula": "pricing_lab.formula",
     "ingest_events": "pricing_lab.events.ingest",
     "load_sample_events": "pricing_lab.events.real",
+    "attribution": "pricing_lab.events.real",
     "usage_report": "pricing_lab.events.report",
     "generate_events": "pricing_lab.events.synthetic",
     "CustomerInputs": "pricing_lab.simulation.customers",
@@ -86,6 +87,7 @@ __all__ = [
     "SimulationResult",
     "Subscription",
     "ValidationError",
+    "attribution",
     "balance_at",
     "charts",
     "check_invariants",
