@@ -137,7 +137,8 @@ def replay_tables(result: Any, *, replay_id: str) -> list[ExportTable]:
 
 def results_folder_tables(folder: str | Path) -> list[ExportTable]:
     """The tables found in a results folder (`ledger.parquet`, `grants.parquet`,
-    `summary.parquet`, `comparison.parquet`); the folder's name is the replay id."""
+    `summary.parquet`, `comparison.parquet`, and `scenarios/*/ledger.parquet` as written by
+    `pricing-lab compare`); the folder's name is the replay id."""
     path = Path(folder)
     if not path.is_dir():
         raise InputError(f"{path}: no such results folder")
@@ -165,6 +166,10 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
             if "comparison_id" not in frame.columns:
                 frame = frame.with_columns(pl.lit(replay_id).alias("comparison_id"))
             found.append(SCENARIO_COMPARISONS.bind(frame))
+    # `pricing-lab compare --out DIR` writes each scenario's outputs under DIR/scenarios/<name>/;
+    # each ledger carries its scenario column, so they share the folder's replay id.
+    for ledger_file in sorted(path.glob("scenarios/*/ledger.parquet")):
+        found.append(ledger_table(pl.read_parquet(ledger_file), replay_id=replay_id))
     if not found:
         expected = ", ".join(n for names in RESULT_FILES.values() for n in names)
         raise InputError(f"{path}: no result files found (looked for {expected})")

@@ -380,3 +380,21 @@ def test_amounts_are_never_floats_nor_rounded() -> None:
     duplicated = pl.DataFrame({"id": [1, 1], "amount": [D("1"), D("2")]})
     with pytest.raises(ValidationError, match="more than once"):
         to_arrow(custom_table(duplicated))
+
+
+def test_results_folder_of_a_comparison_exports_every_scenario_ledger(tmp_path: Any) -> None:
+    from connectors.snowflake.export_sources import combine, results_folder_tables
+
+    folder = tmp_path / "compare_2024_03"
+    for scenario, rows in (("base", LEDGER_V2), ("chat_x1.2", LEDGER_V1)):
+        (folder / "scenarios" / scenario).mkdir(parents=True)
+        ledger_frame(rows, scenario=scenario).drop("replay_id").write_parquet(
+            folder / "scenarios" / scenario / "ledger.parquet"
+        )
+
+    (table,) = combine(results_folder_tables(folder))
+    rows = to_arrow(table)
+
+    assert table.name == "ledger_entries"
+    assert rows.num_rows == len(LEDGER_V2) + len(LEDGER_V1)
+    assert set(rows.column("REPLAY_ID").to_pylist()) == {"compare_2024_03"}
