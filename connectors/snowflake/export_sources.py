@@ -8,7 +8,9 @@ anything with `scenario`, `ledger` and `summary` frames (`pricing_lab.ledger.api
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +172,135 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
     # each ledger carries its scenario column, so they share the folder's replay id.
     for ledger_file in sorted(path.glob("scenarios/*/ledger.parquet")):
         found.append(ledger_table(pl.read_parquet(ledger_file), replay_id=replay_id))
+    # `pricing-lab simulate` writes summary.json (per currency, feature and plan); `compare` one
+    # per scenario and its comparison tables beside comparison.json.
+    for summary_file in [path / "summary.json", *sorted(path.glob("scenarios/*/summary.json"))]:
+        if summary_file.is_file():
+            found.append(
+                REPLAY_SUMMARIES.bind(summary_json_rows(summary_file, replay_id=replay_id))
+            )
+    about = path / "comparison.json"
+    customers_file = path / "comparison_customers.parquet"
+    if about.is_file() and customers_file.is_file():
+        base = str(json.loads(about.read_text(encoding="utf-8"))["base"])
+        features_file = path / "comparison_features.parquet"
+        features = pl.read_parquet(features_file) if features_file.is_file() else None
+        rows = comparison_rows(
+            pl.read_parquet(customers_file), features, base=base, comparison_id=replay_id
+        )
+        found.append(SCENARIO_COMPARISONS.bind(rows))
+    found = combine(found)
     if not found:
         expected = ", ".join(n for names in RESULT_FILES.values() for n in names)
         raise InputError(f"{path}: no result files found (looked for {expected})")
     return found
+
+
+_SUMMARY_LEVELS = (("currencies", "total", None), ("features", "feature", "feature_id"))
+
+
+def summary_json_rows(path: Path, *, replay_id: str) -> pl.DataFrame:
+    """`summary.json` of `pricing-lab simulate` as `replay_summaries` rows: the totals per
+    currency, per feature and per plan (decimals are strings there, read exactly)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable summary.json: {exc}") from None
+    scenario = str(document.get("scenario") or "base")
+    parts = []
+    levels = (*_SUMMARY_LEVELS, ("plans", "plan", "plan_id"))
+    for section, level, id_column in levels:
+        rows = document.get(section) or []
+        if not rows:
+            continue
+        frame = pl.DataFrame([{k: _exact(v) for k, v in row.items()} for row in rows])
+        parts.append(
+            summary_rows(
+                frame, replay_id=replay_id, scenario=scenario, level=level, id_column=id_column
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema={c.name: pl.String for c in REPLAY_SUMMARIES.columns})
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _exact(value: Any) -> Any:
+    """Numbers written as text in summary.json become Decimals; everything else stays."""
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return value
+
+
+_COMPARED = ("consumed", "events_denied", "recharge_revenue", "breakage")
+
+
+def comparison_rows(
+    customers: pl.DataFrame,
+    features: pl.DataFrame | None,
+    *,
+    base: str,
+    comparison_id: str,
+) -> pl.DataFrame:
+    """The comparison tables of `pricing-lab compare` as `scenario_comparisons` rows: per
+    customer (consumed, events denied, recharge revenue, breakage, run-out time) and per feature
+    (consumed), each with the base value, the scenario value and the change."""
+    amount = pl.Decimal(38, 12)
+    parts = [
+        customers.select(
+            pl.col("scenario"),
+            pl.col("customer_id"),
+            pl.lit("").alias("feature_id"),
+            pl.col("currency_id"),
+            pl.lit(metric).alias("metric"),
+            (pl.col(metric) - pl.col(f"{metric}_change")).cast(amount).alias("base_value"),
+            pl.col(metric).cast(amount).alias("scenario_value"),
+            pl.col(f"{metric}_change").cast(amount).alias("delta"),
+            pl.lit(None, pl.Datetime("us")).alias("base_time"),
+            pl.lit(None, pl.Datetime("us")).alias("scenario_time"),
+        )
+        for metric in _COMPARED
+    ]
+    if "base_runout_at" in customers.columns:
+        parts.append(
+            customers.select(
+                pl.col("scenario"),
+                pl.col("customer_id"),
+                pl.lit("").alias("feature_id"),
+                pl.col("currency_id"),
+                pl.lit("runout_at").alias("metric"),
+                pl.lit(None, amount).alias("base_value"),
+                pl.lit(None, amount).alias("scenario_value"),
+                pl.lit(None, amount).alias("delta"),
+                pl.col("base_runout_at").dt.replace_time_zone(None).alias("base_time"),
+                pl.col("runout_at").dt.replace_time_zone(None).alias("scenario_time"),
+            )
+        )
+    if features is not None:
+        parts.append(
+            features.select(
+                pl.col("scenario"),
+                pl.lit("").alias("customer_id"),
+                pl.col("feature_id"),
+                pl.col("currency_id"),
+                pl.lit("consumed").alias("metric"),
+                (pl.col("consumed") - pl.col("consumed_change")).cast(amount).alias("base_value"),
+                pl.col("consumed").cast(amount).alias("scenario_value"),
+                pl.col("consumed_change").cast(amount).alias("delta"),
+                pl.lit(None, pl.Datetime("us")).alias("base_time"),
+                pl.lit(None, pl.Datetime("us")).alias("scenario_time"),
+            )
+        )
+    rows = pl.concat(parts, how="vertical_relaxed")
+    return rows.select(
+        pl.lit(comparison_id).alias("comparison_id"),
+        pl.lit(base).alias("base_scenario"),
+        *rows.columns,
+    )
 
 
 def combine(tables: Iterable[ExportTable]) -> list[ExportTable]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -66,8 +67,9 @@ def comparison_report(
 def write_comparison(
     comparison: Comparison, out_dir: str | Path, *, footer: str = ""
 ) -> list[Path]:
-    """Write a comparison: customers/features/totals Parquet, each scenario's ledger and summary,
-    and `report.html`. Returns the paths written."""
+    """Write a comparison: customers/features/totals Parquet, each scenario's outputs under
+    `scenarios/NAME/`, `comparison.json` (base and scenario names) and `report.html`. Returns the
+    paths written."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -80,6 +82,13 @@ def write_comparison(
         paths.append(folder / name)
     for name, result in comparison.results.items():
         paths.extend(result.write(folder / "scenarios" / _safe(name)))
+    about = folder / "comparison.json"
+    about.write_text(
+        json.dumps({"base": comparison.base, "scenarios": list(comparison.results)}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    paths.append(about)
     paths.append(write_report(comparison_report(comparison, footer=footer), folder / "report.html"))
     return paths
 

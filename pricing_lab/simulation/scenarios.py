@@ -537,6 +537,7 @@ def _comparison(
             "consumed_change",
             "consumed_change_pct",
             "runout_at",
+            "base_runout_at",
             "runout_shift_days",
             "events_denied",
             "events_denied_change",

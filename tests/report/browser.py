@@ -59,7 +59,7 @@ def chromium_path() -> str:
 def render(html_file: Path, screenshot: Path, *, budget_ms: int = 15000) -> RenderedPage:
     """Open `html_file` in headless Chromium: its DOM after scripts ran, console errors, a PNG."""
     html_file = html_file.resolve()
-    probed = html_file.with_name(html_file.stem + ".probed.html")
+    probed = Path(tempfile.mkdtemp(prefix="probed-")) / html_file.name
     text = html_file.read_text(encoding="utf-8")
     probed.write_text(text.replace("<head>", "<head>" + _ERROR_PROBE, 1), encoding="utf-8")
     with tempfile.TemporaryDirectory() as profile:

@@ -187,3 +187,62 @@ def test_another_export_running_exits_3(
     assert status == 3
     assert json.loads(out)["exit_status"] == 3
     assert "nightly job on etl-1" in err and "--wait" in err
+
+
+def test_a_compare_results_folder_exports_ledgers_summaries_and_comparisons(
+    tmp_path: Path, target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "event_id,customer_id,event_name,timestamp,model,input_tokens,output_tokens\n"
+        "e1,acme,llm.request,2024-01-05T10:00:00Z,gpt-4o,1000,500\n"
+        "e2,acme,llm.request,2024-01-06T10:00:00Z,gpt-4o,2000,100\n"
+        "e3,bolt,llm.request,2024-01-06T11:00:00Z,gpt-4o-mini,1000,1000\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "whatif"
+    assert (
+        main(
+            [
+                "compare",
+                "--quiet",
+                "--catalog",
+                str(EXAMPLES / "ai_product.yaml"),
+                "--events",
+                str(events),
+                "--scenarios",
+                str(EXAMPLES / "scenarios.yaml"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+
+    status, report_text, err = _export(capsys, "--results", str(out), "--json")
+
+    assert status == 0, err
+    moved = {t["name"]: t["inserted"] for t in json.loads(report_text)["tables"]}
+    # Two scenarios x 3 consumption entries (no subscriptions: every event overdraws).
+    assert moved["ledger_entries"] == 6
+    assert fetch(target, 'SELECT DISTINCT "SCENARIO" FROM "LEDGER_ENTRIES" ORDER BY 1') == [
+        ("base",),
+        ("chat_output_1.2x",),
+    ]
+    # e1 costs (2.5 * 1000 + 12 * 500) / 1000 = 8.50 in the scenario, 7.50 in the base;
+    # e2 (2.5 * 2000 + 12 * 100) / 1000 = 6.20 against 6.00: acme's change is 1.20.
+    rows = fetch(
+        target,
+        'SELECT "BASE_SCENARIO", "BASE_VALUE", "SCENARIO_VALUE", "DELTA" FROM '
+        '"SCENARIO_COMPARISONS" WHERE "SCENARIO" = \'chat_output_1.2x\' AND '
+        "\"CUSTOMER_ID\" = 'acme' AND \"METRIC\" = 'consumed'",
+    )
+    assert [(b, float(x), float(y), float(d)) for b, x, y, d in rows] == [("base", 13.5, 14.7, 1.2)]
+    consumed = fetch(
+        target,
+        'SELECT "VALUE" FROM "REPLAY_SUMMARIES" WHERE "SCENARIO" = \'base\' AND '
+        "\"LEVEL\" = 'total' AND \"METRIC\" = 'consumed'",
+    )
+    # base: 7.50 + 6.00 + (0.15 * 1000 + 0.6 * 1000) / 1000 = 0.75 → 14.25
+    assert [float(v) for (v,) in consumed] == [14.25]
