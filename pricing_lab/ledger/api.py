@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from pricing_lab.ledger.balances import balances_table, summary_table
@@ -93,9 +94,28 @@ def run_engine(
     if engine == "reference":
         from pricing_lab.ledger.reference import replay_reference
 
-        return replay_reference(prepared, progress)
-    if engine == "fast":
+        ledger, denied = replay_reference(prepared, progress)
+    elif engine == "fast":
         from pricing_lab.ledger.fast import replay_fast
 
-        return replay_fast(prepared, progress)
-    raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
+        ledger, denied = replay_fast(prepared, progress)
+    else:
+        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
+    return chronological(ledger), denied
+
+
+def chronological(ledger: pl.DataFrame) -> pl.DataFrame:
+    """The engines' per-customer ledger in ledger order: by time, then customer id, then the
+    customer's own order of things; `entry_id` renumbered 1, 2, ….
+
+    Why chronological: replaying the same history with later events added leaves every entry
+    before the earlier horizon unchanged *and at the same entry_id* (nothing before `until`
+    depends on what comes after it), so exports can move only what is new (`entry_id` above the
+    last exported one).
+    """
+    if ledger.is_empty():
+        return ledger
+    ordered = ledger.sort(["timestamp", "customer_id", "entry_id"])
+    return ordered.with_columns(
+        pl.Series("entry_id", np.arange(1, ordered.height + 1, dtype=np.int64))
+    )

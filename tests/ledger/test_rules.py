@@ -390,12 +390,28 @@ def test_an_explicit_start_leaves_out_what_happens_before_it() -> None:
     assert [row[1:3] for row in entries(result)] == [("GRANTED", "new"), ("CONSUMED", "new")]
 
 
-def test_ledger_is_grouped_by_customer_in_id_order() -> None:
+def test_ledger_order_is_chronological_then_customer_id() -> None:
     result = run(
-        grants=[grant("gb", "5", at(1), customer="b"), grant("ga", "5", at(2), customer="a")],
+        grants=[
+            grant("gb", "5", at(1), customer="b"),
+            grant("ga", "5", at(2), customer="a"),
+            grant("gc", "5", at(2), customer="c"),
+        ],
         consumptions=[event("e1", at(3), ("chat", "1"), customer="b")],
     )
-    assert [row[0] for row in entries(result, customer=True)] == ["a", "b", "b"]
+    # at(1) b's grant; at(2) a's then c's grant (same instant: customer id order); at(3) b's event.
+    assert [row[0] for row in entries(result, customer=True)] == ["b", "a", "c", "b"]
+    assert result.ledger["entry_id"].to_list() == [1, 2, 3, 4]
+
+
+def test_adding_later_events_keeps_every_earlier_entry_and_its_id() -> None:
+    grants = [grant("ga", "5", at(1), customer="a"), grant("gb", "5", at(1), customer="b")]
+    early = [event("e1", at(2), ("chat", "1"), customer="b")]
+    later = [*early, event("e2", at(5), ("chat", "2"), customer="a")]
+    before = run(grants=grants, consumptions=early, until=at(3)).ledger
+    after = run(grants=grants, consumptions=later, until=at(6)).ledger
+    assert after.head(before.height).equals(before)
+    assert after.height == before.height + 1
 
 
 def test_balances_per_currency_are_separate() -> None:
