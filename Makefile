@@ -7,6 +7,8 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 SYNC_STAMP := $(VENV)/.synced
+# Trust the platform's certificate store (corporate proxies add their own authority there).
+export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: demo test check lint typecheck unit bench long fmt clean setup browser
 
