@@ -91,7 +91,7 @@ def balances_table(
 ) -> pl.DataFrame:
     """Per customer and currency (SPEC §6): granted, consumed, expired, voided (all positive),
     final balance, overdraft debt, first time the balance was at or below 0 after an entry,
-    recharges issued, recharge spend (money), events denied."""
+    recharges issued, recharge spend and breakage (money), events denied."""
     scale = prepared.scale
     credits = pl.Decimal(38, scale)
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
@@ -117,7 +117,9 @@ def balances_table(
     denied = denied_events.group_by("customer_id", "currency_id").agg(
         pl.len().cast(pl.Int64).alias("events_denied")
     )
-    table = per_customer.join(denied, on=["customer_id", "currency_id"], how="full", coalesce=True)
+    table = per_customer.join(
+        denied, on=["customer_id", "currency_id"], how="full", coalesce=True
+    ).join(breakage_table(ledger, prepared), on=["customer_id", "currency_id"], how="left")
     price_units = pl.col("currency_id").replace_strict(
         {k: int(v.scaleb(price_scale)) for k, v in unit_prices.items()}, return_dtype=pl.Int64
     )
@@ -142,6 +144,7 @@ def balances_table(
             pl.col("first_zero_at"),
             pl.col("recharges_issued").fill_null(0),
             "recharge_spend",
+            pl.col("breakage").fill_null(ZERO).cast(pl.Decimal(38, money_scale(prepared))),
             pl.col("events_denied").fill_null(0),
         )
         .sort("customer_id", "currency_id")
@@ -153,28 +156,52 @@ def _places(value: Decimal) -> int:
     return max(-exponent, 0) if isinstance(exponent, int) else 0
 
 
+def money_scale(prepared: PreparedReplay) -> int:
+    """Decimal places of money columns: credits × cost basis or unit price, exactly."""
+    bases = [*(g.cost_basis for g in prepared.grants), *(c.unit_price for c in prepared.currencies)]
+    return prepared.scale + max((_places(v) for v in bases), default=0)
+
+
+def _valued(entries: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
+    """`entries` with `money` = amount × the grant's cost basis (auto-recharge grants: the
+    currency's unit price), exact at `money_scale`."""
+    scale = money_scale(prepared)
+    basis_type = pl.Decimal(38, scale)
+    by_grant = {g.grant_id: g.cost_basis for g in prepared.grants}
+    unit_prices = {c.id: c.unit_price for c in prepared.currencies}
+    basis = (
+        pl.when(pl.col("grant_source") == "auto_recharge")
+        .then(
+            pl.col("currency_id").replace_strict(unit_prices, default=ZERO, return_dtype=basis_type)
+        )
+        .otherwise(
+            pl.col("grant_id").replace_strict(by_grant, default=ZERO, return_dtype=basis_type)
+        )
+    )
+    return entries.with_columns((pl.col("amount") * basis).cast(basis_type).alias("money"))
+
+
+def breakage_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
+    """Per customer and currency: breakage = expired credits × their grant's cost basis (money)."""
+    expired = _valued(ledger.filter(pl.col("entry_type") == "EXPIRED"), prepared)
+    return expired.group_by("customer_id", "currency_id").agg(
+        (-pl.col("money").sum()).cast(pl.Decimal(38, money_scale(prepared))).alias("breakage")
+    )
+
+
 def summary_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
     """Totals per currency (SPEC §6): credits granted/consumed/expired/voided, final balance,
     overdraft debt, customers, breakage (expired credits × their grant's cost basis) and credit
     revenue (credits of PAID grants × cost basis), both in money."""
-    cost_basis = {g.grant_id: g.cost_basis for g in prepared.grants}
-    unit_prices = {c.id: c.unit_price for c in prepared.currencies}
-    per_grant = (
-        ledger.filter(pl.col("entry_type").is_in(["GRANTED", "EXPIRED"]))
-        .group_by("currency_id", "grant_id", "grant_type", "grant_source", "entry_type")
-        .agg(pl.col("amount").sum())
-        .sort("currency_id", "grant_id", "entry_type")
+    money = pl.Decimal(38, money_scale(prepared))
+    valued = _valued(ledger.filter(pl.col("entry_type").is_in(["GRANTED", "EXPIRED"])), prepared)
+    money_totals = valued.group_by("currency_id").agg(
+        (-pl.col("money").filter(pl.col("entry_type") == "EXPIRED").sum()).alias("breakage"),
+        pl.col("money")
+        .filter((pl.col("entry_type") == "GRANTED") & (pl.col("grant_type") == "PAID"))
+        .sum()
+        .alias("credit_revenue"),
     )
-    breakage: dict[str, Decimal] = {}
-    revenue: dict[str, Decimal] = {}
-    for currency, grant_id, grant_type, source, entry_type, amount in per_grant.iter_rows():
-        basis = (
-            unit_prices[currency] if source == "auto_recharge" else cost_basis.get(grant_id, ZERO)
-        )
-        if entry_type == "EXPIRED":
-            breakage[currency] = breakage.get(currency, ZERO) - amount * basis
-        elif grant_type == "PAID":
-            revenue[currency] = revenue.get(currency, ZERO) + amount * basis
     totals = (
         ledger.group_by("currency_id")
         .agg(
@@ -190,13 +217,9 @@ def summary_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFram
         )
         .sort("currency_id")
     )
-    currencies = totals["currency_id"].to_list()
-    bases = [*cost_basis.values(), *unit_prices.values()]
-    money_scale = prepared.scale + max((_places(v) for v in bases), default=0)
-    money = pl.Decimal(38, money_scale)
-    return totals.with_columns(
-        pl.Series("breakage", [breakage.get(c, ZERO) for c in currencies], dtype=money),
-        pl.Series("credit_revenue", [revenue.get(c, ZERO) for c in currencies], dtype=money),
+    return totals.join(money_totals, on="currency_id", how="left").with_columns(
+        pl.col("breakage").fill_null(ZERO).cast(money),
+        pl.col("credit_revenue").fill_null(ZERO).cast(money),
     )
 
 

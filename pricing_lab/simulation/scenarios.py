@@ -439,7 +439,7 @@ def compare(
     if progress is not None:
         progress("done", len(runs), len(runs))
     con.execute("DROP TABLE IF EXISTS __matched_once")
-    return _comparison(base, results, catalog, customers)
+    return _comparison(base, results)
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
@@ -451,14 +451,7 @@ def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]
     return (rates, customers.subscriptions)
 
 
-def _comparison(
-    base: str,
-    results: Mapping[str, SimulationResult],
-    catalog: Catalog,
-    customers: CustomerInputs,
-) -> Comparison:
-    basis = {g.grant_id: g.cost_basis for g in customers.grants}
-    unit_prices = {c.id: c.unit_price for c in catalog.currencies}
+def _comparison(base: str, results: Mapping[str, SimulationResult]) -> Comparison:
     per_customer = []
     per_feature = []
     totals = []
@@ -469,11 +462,9 @@ def _comparison(
             "consumed",
             "events_denied",
             pl.col("recharge_spend").alias("recharge_revenue"),
+            "breakage",
         ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
-        breakage = _breakage(result.ledger, basis, unit_prices)
-        table = balances.join(breakage, on=["customer_id", "currency_id"], how="left").with_columns(
-            pl.col("breakage").fill_null(Decimal(0)), pl.lit(name).alias("scenario")
-        )
+        table = balances.with_columns(pl.lit(name).alias("scenario"))
         per_customer.append(table)
         per_feature.append(
             result.ledger.filter(pl.col("entry_type") == "CONSUMED")
@@ -594,25 +585,6 @@ def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
         ledger.filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
         .group_by("customer_id", "currency_id")
         .agg(pl.col("timestamp").min().alias("runout_at"))
-    )
-
-
-def _breakage(
-    ledger: pl.DataFrame, basis: Mapping[str, Decimal], unit_prices: Mapping[str, Decimal]
-) -> pl.DataFrame:
-    """Per customer and currency: expired credits × their grant's cost basis (money)."""
-    expired = ledger.filter(pl.col("entry_type") == "EXPIRED")
-    sums: dict[tuple[str, str], Decimal] = {}
-    for customer, currency, grant_id, source, amount in expired.select(
-        "customer_id", "currency_id", "grant_id", "grant_source", "amount"
-    ).iter_rows():
-        price = unit_prices[currency] if source == "auto_recharge" else basis.get(grant_id)
-        key = (customer, currency)
-        sums[key] = sums.get(key, Decimal(0)) - amount * (price or Decimal(0))
-    return pl.DataFrame(
-        [(c, cur, value) for (c, cur), value in sorted(sums.items())],
-        schema={"customer_id": pl.String, "currency_id": pl.String, "breakage": pl.Decimal(38, 12)},
-        orient="row",
     )
 
 

@@ -125,6 +125,8 @@ def test_overdraft_replay_by_hand() -> None:
     assert (acme["final_balance"], acme["overdraft_debt"]) == (Decimal("79"), Decimal(0))
     assert acme["first_zero_at"] == at(20)
     assert (acme["recharges_issued"], acme["events_denied"]) == (0, 0)
+    # acme's 15 expired credits were promotional (cost basis 0); bob's 7 cost 0.01 each.
+    assert (acme["breakage"], balances["bob"]["breakage"]) == (Decimal(0), Decimal("0.07"))
     summary = result.summary_dict()
     (currency,) = summary["currencies"]
     # breakage: bob's 7 expired credits × 0.01 (the promotion's cost basis is 0); revenue: 10 × 0.01
@@ -297,11 +299,11 @@ def test_cli_writes_the_five_files_with_spec_columns_and_decimal_amounts(
     assert list(balances) == [
         "customer_id", "currency_id", "granted", "consumed", "expired", "voided",
         "final_balance", "overdraft_debt", "first_zero_at", "recharges_issued",
-        "recharge_spend", "events_denied",
+        "recharge_spend", "breakage", "events_denied",
     ]  # fmt: skip
     assert all(
         balances[c].startswith("DECIMAL(38,")
-        for c in ("granted", "consumed", "final_balance", "recharge_spend")
+        for c in ("granted", "consumed", "final_balance", "recharge_spend", "breakage")
     )
     # the amounts read back exactly, by an independent reader
     total = con.execute(
