@@ -17,6 +17,12 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def naive_utc(value: datetime) -> datetime:
+    """The same instant as a naive UTC datetime (naive input is taken as UTC already): how
+    DuckDB TIMESTAMP columns hold it, so comparisons never involve the session time zone."""
+    return as_utc(value).replace(tzinfo=None)
+
+
 def add_months(anchor: datetime, months: int) -> datetime:
     """`anchor` moved by whole months, the day clamped to the month's last day.
 

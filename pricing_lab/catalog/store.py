@@ -45,6 +45,7 @@ from pricing_lab.catalog.model import (
 )
 from pricing_lab.catalog.validate import FormulaCheck, validate_catalog
 from pricing_lab.errors import InputError, ValidationError
+from pricing_lab.timeutil import naive_utc
 
 EntityKind = Literal[
     "currency", "feature", "feature_group", "plan", "addon", "default_credit_rates"
@@ -396,7 +397,7 @@ class CatalogStore:
             )
             params = [entity_id]
         row = _first_row(
-            self.connection.execute(f"{sql} AND published_at <= ?", [*params, _naive_utc(at)])
+            self.connection.execute(f"{sql} AND published_at <= ?", [*params, naive_utc(at)])
         )
         return int(row[0]) if row and row[0] is not None else None
 
@@ -655,7 +656,7 @@ class CatalogStore:
         return True
 
     def _publication_time(self, at: datetime | None) -> datetime:
-        published = _naive_utc(at if at is not None else datetime.now(UTC))
+        published = naive_utc(at if at is not None else datetime.now(UTC))
         row = _first_row(self.connection.execute("SELECT max(occurred_at) FROM catalog_history"))
         last = row[0] if row else None
         if last is not None and published < last:
@@ -991,12 +992,6 @@ def _number(value: Decimal) -> Decimal:
     if value == value.to_integral_value():
         return value.quantize(Decimal(1))
     return value.normalize()
-
-
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
 
 
 def _id_column(kind: EntityKind) -> str:

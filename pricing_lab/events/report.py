@@ -31,7 +31,7 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import quote_ident, quote_literal
 from pricing_lab.events.meters import aggregate_sql, features_sql, matched_usage_sql
-from pricing_lab.timeutil import MICROSECOND, add_months, as_utc
+from pricing_lab.timeutil import MICROSECOND, add_months, naive_utc
 
 ReportPeriod = Literal["day", "week", "month", "billing"]
 REPORT_PERIODS: tuple[str, ...] = ("day", "week", "month", "billing")
@@ -280,4 +280,4 @@ def _register_segments(
 def _naive_utc(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise InputError(f"not a timestamp: {value!r}")
-    return as_utc(value).replace(tzinfo=None)
+    return naive_utc(value)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from decimal import Decimal
 
 import duckdb
@@ -29,7 +28,7 @@ from pricing_lab.events.ingest import quote_ident, quote_literal
 from pricing_lab.formula import Formula
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding
-from pricing_lab.timeutil import as_utc
+from pricing_lab.timeutil import naive_utc
 
 NO_PLAN = ""  # plan key of the default rates (customers without a subscription)
 QUANTITY = "__quantity"  # the matched meter value, visible to per-unit rates only
@@ -133,8 +132,8 @@ def subscriptions_frame(subscriptions: Iterable[Subscription]) -> pl.DataFrame:
             "customer_id": s.customer_id,
             "plan_id": s.plan_id,
             "addons": list(s.addons),
-            "start": _naive_utc(s.start),
-            "end": None if s.end is None else _naive_utc(s.end),
+            "start": naive_utc(s.start),
+            "end": None if s.end is None else naive_utc(s.end),
         }
         for index, s in enumerate(subscriptions)
     ]
@@ -149,11 +148,6 @@ def subscriptions_frame(subscriptions: Iterable[Subscription]) -> pl.DataFrame:
             "end": pl.Datetime("us"),
         },
     )
-
-
-def _naive_utc(value: datetime) -> datetime:
-    """Naive UTC: DuckDB compares TIMESTAMPs exactly; TIMESTAMPTZ would involve the session zone."""
-    return as_utc(value).replace(tzinfo=None)
 
 
 def overlapping_subscriptions(subscriptions: Sequence[Subscription]) -> list[Problem]:

@@ -49,7 +49,7 @@ class SimulationResult:
     replay: ReplayResult
     rejected_events: pl.DataFrame
     ingest: IngestReport | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    plan_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def scenario(self) -> str:
@@ -94,12 +94,6 @@ class SimulationResult:
             "features": _json_rows(feature_summary(self.ledger)),
             "plans": _json_rows(self.plan_summary),
         }
-
-    @property
-    def plan_summary(self) -> pl.DataFrame:
-        """Credits per currency and plan (see `plan_summary`); empty when not computed."""
-        frame = self.extra.get("plan_summary")
-        return frame if isinstance(frame, pl.DataFrame) else pl.DataFrame()
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write the SPEC §6 output files into `out_dir` (created if missing); returns the paths."""
@@ -266,7 +260,7 @@ def simulate(
             [_rejected_frame(ingest_rejected), rejected], how="vertical_relaxed"
         ).sort(["reason", "source_row", "event_id"], nulls_last=True)
     return SimulationResult(
-        replay=result, rejected_events=rejected, ingest=ingest, extra={"plan_summary": plans}
+        replay=result, rejected_events=rejected, ingest=ingest, plan_summary=plans
     )
 
 

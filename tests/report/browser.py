@@ -59,10 +59,12 @@ def chromium_path() -> str:
 def render(html_file: Path, screenshot: Path, *, budget_ms: int = 15000) -> RenderedPage:
     """Open `html_file` in headless Chromium: its DOM after scripts ran, console errors, a PNG."""
     html_file = html_file.resolve()
-    probed = Path(tempfile.mkdtemp(prefix="probed-")) / html_file.name
     text = html_file.read_text(encoding="utf-8")
-    probed.write_text(text.replace("<head>", "<head>" + _ERROR_PROBE, 1), encoding="utf-8")
     with tempfile.TemporaryDirectory() as profile:
+        # The probed copy lives in the throw-away profile folder, never beside the report.
+        probed = Path(profile) / "probed" / html_file.name
+        probed.parent.mkdir()
+        probed.write_text(text.replace("<head>", "<head>" + _ERROR_PROBE, 1), encoding="utf-8")
         common = [
             chromium_path(),
             *CHROMIUM_FLAGS,
