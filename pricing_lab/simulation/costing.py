@@ -15,8 +15,8 @@ ledger engines read (event_id, customer_id, timestamp, feature_id, currency_id, 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 import duckdb
@@ -338,18 +338,4 @@ def _rounded_cost_sql(column: str, precision: int, rounding: Rounding, scale: in
     return (
         f"CAST(CAST({units} AS DECIMAL(38, 0)) * CAST('{step}' AS DECIMAL({precision + 1}, "
         f"{precision})) AS DECIMAL(38, {scale}))"
-    )
-
-
-def with_rates(catalog: Catalog, changes: Mapping[str, CreditRate]) -> Catalog:
-    """A catalog whose rates for the given features are replaced in every plan and the defaults."""
-
-    def swap(rates: tuple[CreditRate, ...]) -> tuple[CreditRate, ...]:
-        return tuple(changes.get(rate.feature, rate) for rate in rates)
-
-    return replace(
-        catalog,
-        default_credit_rates=swap(catalog.default_credit_rates),
-        plans=tuple(replace(p, credit_rates=swap(p.credit_rates)) for p in catalog.plans),
-        addons=tuple(replace(a, credit_rates=swap(a.credit_rates)) for a in catalog.addons),
     )

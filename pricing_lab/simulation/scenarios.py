@@ -23,7 +23,7 @@ import polars as pl
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
-from pricing_lab.formula import Formula, check_formula
+from pricing_lab.formula import check_formula
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
 from pricing_lab.simulation.costing import Costing, cost_events
@@ -716,13 +716,3 @@ def goal_seek(
         return GoalSeek(value=best, measure=best_score, steps=tuple(steps))
     finally:
         con.execute("DROP TABLE IF EXISTS __goal_seek_matched")
-
-
-def formula_dimensions(scenarios: Sequence[Scenario]) -> set[str]:
-    """Dimensions used by the formulas the scenarios introduce (for coverage checks)."""
-    names: set[str] = set()
-    for scenario in scenarios:
-        for change in scenario.rates:
-            if change.formula is not None:
-                names.update(Formula.parse(change.formula).dimensions)
-    return names
