@@ -95,13 +95,12 @@ def run_engine(
         from pricing_lab.ledger.reference import replay_reference
 
         ledger, denied = replay_reference(prepared, progress)
-    elif engine == "fast":
+        return chronological(ledger), denied
+    if engine == "fast":
         from pricing_lab.ledger.fast import replay_fast
 
-        ledger, denied = replay_fast(prepared, progress)
-    else:
-        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
-    return chronological(ledger), denied
+        return replay_fast(prepared, progress)  # already in ledger order
+    raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
 
 
 def chronological(ledger: pl.DataFrame) -> pl.DataFrame:

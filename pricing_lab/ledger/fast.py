@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from numba import njit
 
 from pricing_lab.ledger import frames
@@ -106,22 +107,8 @@ class _Columns:
             if start_us <= effective < until_us and voided > effective:
                 grants.append((g, effective, voided))
 
-        events = (
-            prepared.consumptions.filter(
-                (pl.col("timestamp") >= prepared.start)
-                & (pl.col("timestamp") < prepared.until)
-                & (pl.col("cost_units") > 0)
-            )
-            .sort("customer_id", "timestamp", "event_id", "feature_id")
-            .with_columns(
-                (pl.col("event_id") != pl.col("event_id").shift(1))
-                .fill_null(True)
-                .alias("new_event")
-            )
-        )
-        self.customers = sorted(
-            set(events["customer_id"].unique().to_list()) | {g.customer_id for g, _, _ in grants}
-        )
+        events = _EventColumns(prepared.consumptions, start_us, until_us)
+        self.customers = sorted(set(events.run_customers) | {g.customer_id for g, _, _ in grants})
         customer_code = {c: i for i, c in enumerate(self.customers)}
         n_customers, n_currencies = len(self.customers), len(self.currency_ids)
 
@@ -181,29 +168,13 @@ class _Columns:
             np.int64
         )
 
-        # Event rows, sorted on order.EVENT_SORT_COLUMNS.
+        # Event rows (already in order.EVENT_SORT_COLUMNS order: see inputs.prepare).
         self.events = events
-        customer_index = pl.Series(self.customers, dtype=pl.String)
-        e_customer = (
-            events["customer_id"]
-            .replace_strict(
-                customer_index, pl.Series(np.arange(n_customers)), return_dtype=pl.Int64
-            )
-            .to_numpy()
-            if events.height
-            else np.empty(0, dtype=np.int64)
-        )
-        self.e_time = events["timestamp"].dt.epoch("us").to_numpy().astype(np.int64)
-        self.e_new = events["new_event"].to_numpy().astype(np.bool_)
-        self.e_currency = (
-            events["currency_id"]
-            .replace_strict(currency_code, return_dtype=pl.Int64)
-            .to_numpy()
-            .astype(np.int64)
-            if events.height
-            else np.empty(0, dtype=np.int64)
-        )
-        self.e_cost = events["cost_units"].to_numpy().astype(np.int64)
+        e_customer = events.customer_codes(self.customers)
+        self.e_time = events.time
+        self.e_new = events.new_event
+        self.e_currency = events.currency_codes(currency_code)
+        self.e_cost = events.cost
         self.e_start = np.searchsorted(e_customer, np.arange(n_customers + 1)).astype(np.int64)
 
         # Auto-recharge settings per customer and currency.
@@ -285,103 +256,95 @@ class _Columns:
             self.ar_rank,
         )
 
-    def _labels(self, customer: np.ndarray, currency: np.ndarray) -> pl.DataFrame:
-        return pl.DataFrame(
-            {
-                "customer_id": pl.Series(self.customers, dtype=pl.String).gather(customer),
-                "currency_id": pl.Series(self.currency_ids, dtype=pl.String).gather(currency),
-            }
-        )
-
     def _scaled(self, units: np.ndarray, currency: np.ndarray) -> np.ndarray:
         return frames.rescale(units, self.precisions[currency], self.prepared.scale)
 
+    def _constant(self, name: str, value: str, n: int) -> pl.Series:
+        return pl.Series(name, [value], dtype=pl.String).gather(np.zeros(n, dtype=np.int64))
+
     def ledger(self, rows: np.ndarray) -> pl.DataFrame:
+        """The ledger from the kernel's rows, in ledger order (`api.chronological`).
+
+        The kernel writes customer by customer; a stable sort on (time, customer code) puts the
+        rows in ledger order (customer codes follow customer ids, and a customer's own order at
+        one instant is its row order). Strings are only gathered once, in the final order.
+        """
         scale = self.prepared.scale
         if len(rows) == 0:
             return frames.empty_ledger(scale)
+        rows = rows[_chronological_order(rows[:, O_TIME], rows[:, O_CUSTOMER])]
         customer, currency = rows[:, O_CUSTOMER], rows[:, O_CURRENCY]
-        labels = self._labels(customer, currency)
-        kind = rows[:, O_KIND]
-        ref = rows[:, O_REF]
-        static_ref = pl.Series(np.where(kind == KIND_STATIC, ref, 0))
-        pad = pl.Series([""], dtype=pl.String)
-        ids = pl.concat([self.grant_ids, pad]).gather(static_ref)
-        types = pl.concat([self.grant_types, pad]).gather(static_ref)
-        sources = pl.concat([self.grant_sources, pad]).gather(static_ref)
+        grants = self._grant_table(rows)
         event_row = rows[:, O_EVENT]
-        has_event = event_row >= 0
-        safe_row = pl.Series(np.where(has_event, event_row, 0))
-        events = self.events.select("event_id", "feature_id")
-        if events.height == 0:
-            events = pl.DataFrame({"event_id": [""], "feature_id": [""]})
-        picked = events[safe_row]
-        k = pl.col("kind")
-        frame = pl.DataFrame(
-            {
-                "kind": kind,
-                "n": ref,
-                "has_event": has_event,
-                "static_id": ids,
-                "static_type": types,
-                "static_source": sources,
-                "customer_id": labels["customer_id"],
-                "currency_id": labels["currency_id"],
-                "ev": picked["event_id"],
-                "fe": picked["feature_id"],
-            }
-        )
-        built = frame.select(
-            pl.when(k == KIND_STATIC)
-            .then(pl.col("static_id"))
-            .when(k == KIND_RECHARGE)
-            .then(
-                pl.concat_str(
-                    pl.col("customer_id"),
-                    pl.lit(":auto_recharge:"),
-                    pl.col("currency_id"),
-                    pl.lit(":"),
-                    pl.col("n").cast(pl.String),
-                )
-            )
-            .otherwise(
-                pl.concat_str(pl.col("customer_id"), pl.lit(":overdraft:"), pl.col("currency_id"))
-            )
-            .alias("grant_id"),
-            pl.when(k == KIND_STATIC)
-            .then(pl.col("static_type"))
-            .when(k == KIND_RECHARGE)
-            .then(pl.lit("PAID"))
-            .otherwise(pl.lit("OVERDRAFT"))
-            .alias("grant_type"),
-            pl.when(k == KIND_STATIC)
-            .then(pl.col("static_source"))
-            .when(k == KIND_RECHARGE)
-            .then(pl.lit("auto_recharge"))
-            .otherwise(pl.lit("overdraft"))
-            .alias("grant_source"),
-            pl.when(pl.col("has_event")).then(pl.col("ev")).alias("event_id"),
-            pl.when(pl.col("has_event")).then(pl.col("fe")).alias("feature_id"),
-        )
+        n = len(rows)
         return pl.DataFrame(
             [
-                pl.Series("entry_id", np.arange(1, len(rows) + 1, dtype=np.int64)),
+                pl.Series("entry_id", np.arange(1, n + 1, dtype=np.int64)),
                 frames.timestamps("timestamp", rows[:, O_TIME]),
-                labels["customer_id"],
-                labels["currency_id"],
+                pl.Series("customer_id", self.customers, dtype=pl.String).gather(customer),
+                pl.Series("currency_id", self.currency_ids, dtype=pl.String).gather(currency),
                 frames.entry_type_series(rows[:, O_TYPE]),
-                built["grant_id"],
-                built["grant_type"],
-                built["grant_source"],
+                grants["grant_id"],
+                grants["grant_type"],
+                grants["grant_source"],
                 frames.decimal_series("amount", self._scaled(rows[:, O_AMOUNT], currency), scale),
                 frames.decimal_series(
                     "balance_after", self._scaled(rows[:, O_BALANCE], currency), scale
                 ),
-                built["event_id"],
-                built["feature_id"],
-                pl.Series("scenario", [self.prepared.source.scenario], dtype=pl.String).gather(
-                    np.zeros(len(rows), dtype=np.int64)
-                ),
+                self.events.column("event_id", event_row),
+                self.events.column("feature_id", event_row),
+                self._constant("scenario", self.prepared.source.scenario, n),
+            ]
+        )
+
+    def _grant_table(self, rows: np.ndarray) -> pl.DataFrame:
+        """grant_id, grant_type and grant_source of every row.
+
+        Each row's grant gets a code into one table of grants: the input grants (codes 0 … G−1),
+        then the auto-recharge grants met in the rows, then the overdraft grants; the three string
+        columns are gathered from that table.
+        """
+        kind, ref = rows[:, O_KIND], rows[:, O_REF]
+        customer, currency = rows[:, O_CUSTOMER], rows[:, O_CURRENCY]
+        n_currencies = max(len(self.currency_ids), 1)
+        code = np.where(kind == KIND_STATIC, ref, 0)
+        ids, types, sources = [self.grant_ids], [self.grant_types], [self.grant_sources]
+        offset = len(self.grant_ids)
+        for grant_kind, type_name, source_name in (
+            (KIND_RECHARGE, "PAID", "auto_recharge"),
+            (KIND_OVERDRAFT, "OVERDRAFT", "overdraft"),
+        ):
+            mine = np.flatnonzero(kind == grant_kind)
+            if len(mine) == 0:
+                continue
+            # One key per grant: (customer, currency) and, for recharges, the number n.
+            pair = customer[mine] * n_currencies + currency[mine]
+            key = pair * (1 << 31) + ref[mine] if grant_kind == KIND_RECHARGE else pair
+            unique, inverse = np.unique(key, return_inverse=True)
+            code[mine] = offset + inverse
+            offset += len(unique)
+            pairs = unique // (1 << 31) if grant_kind == KIND_RECHARGE else unique
+            names = pl.DataFrame(
+                {
+                    "c": pl.Series(self.customers, dtype=pl.String).gather(pairs // n_currencies),
+                    "k": pl.Series(self.currency_ids, dtype=pl.String).gather(pairs % n_currencies),
+                    "n": unique % (1 << 31),
+                }
+            )
+            suffix = (
+                [pl.lit(":auto_recharge:"), pl.col("k"), pl.lit(":"), pl.col("n").cast(pl.String)]
+                if grant_kind == KIND_RECHARGE
+                else [pl.lit(":overdraft:"), pl.col("k")]
+            )
+            ids.append(names.select(pl.concat_str(pl.col("c"), *suffix)).to_series())
+            types.append(self._constant("t", type_name, len(unique)))
+            sources.append(self._constant("s", source_name, len(unique)))
+        codes = pl.Series(code)
+        return pl.DataFrame(
+            [
+                pl.concat(ids).gather(codes).alias("grant_id"),
+                pl.concat(types).gather(codes).alias("grant_type"),
+                pl.concat(sources).gather(codes).alias("grant_source"),
             ]
         )
 
@@ -389,24 +352,84 @@ class _Columns:
         scale = self.prepared.scale
         if len(rows) == 0:
             return pl.DataFrame(schema=frames.denied_schema(scale))
-        picked = self.events[pl.Series(rows[:, 0])]
+        event_row = rows[:, 0]
         currency = rows[:, 1]
+        n = len(rows)
         return pl.DataFrame(
             [
-                picked["event_id"],
-                picked["customer_id"],
-                picked["timestamp"],
-                pl.Series("reason", ["insufficient_credits"], dtype=pl.String).gather(
-                    np.zeros(len(rows), dtype=np.int64)
-                ),
-                pl.Series(self.currency_ids, dtype=pl.String).gather(currency).alias("currency_id"),
+                self.events.column("event_id", event_row),
+                self.events.column("customer_id", event_row),
+                self.events.column("timestamp", event_row),
+                self._constant("reason", "insufficient_credits", n),
+                pl.Series("currency_id", self.currency_ids, dtype=pl.String).gather(currency),
                 frames.decimal_series("cost", self._scaled(rows[:, 2], currency), scale),
                 frames.decimal_series("balance", self._scaled(rows[:, 3], currency), scale),
-                pl.Series("scenario", [self.prepared.source.scenario], dtype=pl.String).gather(
-                    np.zeros(len(rows), dtype=np.int64)
-                ),
+                self._constant("scenario", self.prepared.source.scenario, n),
             ]
         )
+
+
+def _chronological_order(time: np.ndarray, customer: np.ndarray) -> np.ndarray:
+    """The stable order of rows by (time, customer code): one int64 key when it fits."""
+    if len(time) == 0:
+        return np.empty(0, dtype=np.int64)
+    span = int(time.max()) - int(time.min())
+    bits = max(int(customer.max()), 1).bit_length()
+    if span.bit_length() + bits <= 62:
+        key = ((time - time.min()) << bits) | customer
+        frame = pl.DataFrame({"k": key})
+        return frame.select(pl.arg_sort_by("k", maintain_order=True)).to_series().to_numpy()
+    frame = pl.DataFrame({"t": time, "c": customer})
+    return frame.select(pl.arg_sort_by("t", "c", maintain_order=True)).to_series().to_numpy()
+
+
+class _EventColumns:
+    """The consumption rows the kernel replays, as integer columns in engine order.
+
+    `inputs.prepare` hands over the consumptions in `order.EVENT_SORT_COLUMNS` order. Rows outside
+    the horizon or costing nothing are left out; `row` keeps each kept row's position in the table
+    so output columns (event_id, feature_id, …) are gathered from it once, at the end.
+    """
+
+    def __init__(self, table: pl.DataFrame, start_us: int, until_us: int) -> None:
+        self.table = table
+        time = table["timestamp"].dt.epoch("us").to_numpy().astype(np.int64, copy=False)
+        cost = table["cost_units"].fill_null(0).to_numpy().astype(np.int64, copy=False)
+        self.row = np.flatnonzero((time >= start_us) & (time < until_us) & (cost > 0))
+        self.time = time[self.row]
+        self.cost = cost[self.row]
+        customers = table["customer_id"]
+        new_customer = customers.ne_missing(customers.shift(1))
+        self.run_customers: list[str] = customers.filter(new_customer).to_list()
+        self._run = (np.cumsum(new_customer.to_numpy()) - 1)[self.row]
+        events = table["event_id"]
+        event_run = np.cumsum(events.ne_missing(events.shift(1)).to_numpy())[self.row]
+        self.new_event = np.ones(len(self.row), dtype=np.bool_)
+        self.new_event[1:] = event_run[1:] != event_run[:-1]
+
+    def customer_codes(self, customers: list[str]) -> np.ndarray:
+        """Each kept row's position of its customer in `customers` (sorted ids)."""
+        position = {c: i for i, c in enumerate(customers)}
+        of_run = np.array([position[c] for c in self.run_customers], dtype=np.int64)
+        return of_run[self._run] if len(of_run) else np.empty(0, dtype=np.int64)
+
+    def currency_codes(self, currency_code: dict[str, int]) -> np.ndarray:
+        if len(self.row) == 0:
+            return np.empty(0, dtype=np.int64)
+        if len(currency_code) == 1:
+            return np.zeros(len(self.row), dtype=np.int64)
+        codes = self.table["currency_id"].replace_strict(
+            currency_code, default=-1, return_dtype=pl.Int64
+        )
+        return codes.to_numpy()[self.row]
+
+    def column(self, name: str, kept_row: np.ndarray) -> pl.Series:
+        """Column `name` of the table at kept rows `kept_row` (null where it is −1)."""
+        column = self.table[name]
+        if len(self.row) == 0:
+            return pl.Series(name, [None] * len(kept_row), dtype=column.dtype)
+        positions = pa.array(self.row[np.maximum(kept_row, 0)], mask=kept_row < 0)
+        return column.gather(pl.Series(positions))
 
 
 # --------------------------------------------------------------------------------------------

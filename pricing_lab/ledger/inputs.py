@@ -22,10 +22,12 @@ from pricing_lab.ledger.model import (
     GRANT_SOURCES,
     GRANT_TYPES,
     Consumption,
+    CostedConsumptions,
     FeatureCost,
     Grant,
     ReplayInput,
 )
+from pricing_lab.ledger.order import EVENT_SORT_COLUMNS
 from pricing_lab.ledger.recurring import recurring_grants
 from pricing_lab.money import from_minor_units
 from pricing_lab.timeutil import MICROSECOND, as_utc
@@ -68,7 +70,7 @@ class PreparedReplay:
     start: datetime
     until: datetime
     grants: tuple[Grant, ...]  # explicit and recurring, every one of them (engines apply horizon)
-    consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, input order
+    consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, in order.EVENT_SORT_COLUMNS order
 
     def precision(self, currency_id: str) -> int:
         return next(c.precision for c in self.currencies if c.id == currency_id)
@@ -121,7 +123,7 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
 def consumption_records(prepared: PreparedReplay) -> list[Consumption]:
     """The consumptions as records (what the reference engine reads), in the table's row order."""
     source = prepared.source.consumptions
-    if not isinstance(source, pl.DataFrame):
+    if not isinstance(source, pl.DataFrame | CostedConsumptions):
         return list(source)
     precisions = {c.id: c.precision for c in prepared.currencies}
     by_event: dict[str, tuple[str, datetime, list[FeatureCost]]] = {}
@@ -186,7 +188,10 @@ def _consumption_frame(
     consumptions: object, precisions: dict[str, int], problems: list[Problem]
 ) -> pl.DataFrame:
     """The consumptions as `CONSUMPTION_SCHEMA`, appending every problem found to `problems`."""
-    if isinstance(consumptions, pl.DataFrame):
+    trusted = isinstance(consumptions, CostedConsumptions)
+    if isinstance(consumptions, CostedConsumptions):
+        frame = consumptions.frame
+    elif isinstance(consumptions, pl.DataFrame):
         frame = consumptions
     else:
         assert isinstance(consumptions, Iterable)
@@ -210,8 +215,10 @@ def _consumption_frame(
         timestamp = timestamp.dt.replace_time_zone("UTC")
     scale = max(precisions.values(), default=0)
     known = pl.Series(list(precisions), dtype=pl.String)
-    factor = pl.col("currency_id").replace_strict(
-        {k: 10 ** (scale - p) for k, p in precisions.items()}, default=None, return_dtype=pl.Int64
+    factors = {k: 10 ** (scale - p) for k, p in precisions.items()}
+    # Casting to `scale` places loses digits only when the input has more places than that.
+    fits_scale = cost_type.is_integer() or (
+        isinstance(cost_type, pl.Decimal) and (cost_type.scale or 0) <= scale
     )
     data = frame.select(
         pl.col("event_id").cast(pl.String),
@@ -220,11 +227,14 @@ def _consumption_frame(
         pl.col("feature_id").cast(pl.String),
         pl.col("currency_id").cast(pl.String),
         pl.col("cost").cast(pl.Decimal(38, scale)).alias("scaled"),
-        pl.col("cost").cast(pl.Decimal(38, 18)).alias("exact"),
+        *([] if fits_scale else [pl.col("cost").cast(pl.Decimal(38, 18)).alias("exact")]),
     ).with_columns(
         unscaled=pl.col("scaled").to_physical(),
-        factor=factor,
+        factor=pl.col("currency_id").replace_strict(factors, default=None, return_dtype=pl.Int64),
     )
+    too_precise = (pl.col("unscaled") % pl.col("factor")) != 0
+    if not fits_scale:
+        too_precise = too_precise | (pl.col("scaled") != pl.col("exact"))
     checks = {
         "event_id, customer_id and timestamp must not be null": pl.col("event_id").is_null()
         | pl.col("customer_id").is_null()
@@ -237,12 +247,15 @@ def _consumption_frame(
         "unknown currency": pl.col("currency_id").is_not_null()
         & ~pl.col("currency_id").is_in(known.implode()),
         "cost must not be negative": pl.col("scaled") < 0,
-        "cost has more decimal places than its currency's precision": (
-            pl.col("scaled") != pl.col("exact")
-        )
-        | ((pl.col("unscaled") % pl.col("factor")) != 0),
+        "cost has more decimal places than its currency's precision": too_precise,
     }
-    for message, condition in checks.items():
+    # One pass to learn which checks fail; rows are listed only for those.
+    failing = data.select(
+        cond.fill_null(False).any().alias(str(i)) for i, cond in enumerate(checks.values())
+    ).row(0)
+    for (message, condition), fails in zip(checks.items(), failing, strict=True):
+        if not fails:
+            continue
         bad = data.filter(condition.fill_null(False))
         for event_id in bad["event_id"].head(MAX_LISTED).to_list():
             problems.append(Problem(path=f"consumptions[event_id={event_id}]", message=message))
@@ -252,6 +265,25 @@ def _consumption_frame(
                     path="consumptions", message=f"… and {bad.height - MAX_LISTED} more: {message}"
                 )
             )
+    if not trusted:
+        problems.extend(_event_problems(data))
+    if problems:
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
+    return in_engine_order(
+        data.select(
+            "event_id",
+            "customer_id",
+            "timestamp",
+            "feature_id",
+            "currency_id",
+            (pl.col("unscaled") // pl.col("factor")).cast(pl.Int64).alias("cost_units"),
+        )
+    )
+
+
+def _event_problems(data: pl.DataFrame) -> list[Problem]:
+    """Events whose rows disagree: a feature twice, or several customers or timestamps."""
+    problems: list[Problem] = []
     duplicates = data.filter(pl.struct("event_id", "feature_id").is_duplicated())
     for event_id in duplicates["event_id"].unique(maintain_order=True).head(MAX_LISTED).to_list():
         problems.append(
@@ -273,16 +305,27 @@ def _consumption_frame(
                 message="one event id with several customers or timestamps",
             )
         )
-    if problems:
-        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
-    return data.select(
-        "event_id",
-        "customer_id",
-        "timestamp",
-        "feature_id",
-        "currency_id",
-        (pl.col("unscaled") // pl.col("factor")).cast(pl.Int64).alias("cost_units"),
-    )
+    return problems
+
+
+def in_engine_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` ordered on `order.EVENT_SORT_COLUMNS` (null feature first); a frame already in that
+    order (as costing delivers it) is returned as it is, after one cheap check."""
+    if frame.height < 2:
+        return frame
+    c, t, e, f = (pl.col(name) for name in EVENT_SORT_COLUMNS)
+
+    def later(column: pl.Expr) -> pl.Expr:
+        return column > column.shift(1)
+
+    def same(column: pl.Expr) -> pl.Expr:
+        return column == column.shift(1)
+
+    feature_later = later(f).fill_null(f.shift(1).is_null() & f.is_not_null())
+    ordered = later(c) | (same(c) & (later(t) | (same(t) & (later(e) | (same(e) & feature_later)))))
+    if frame.select(ordered.slice(1).all()).item():
+        return frame
+    return frame.sort(list(EVENT_SORT_COLUMNS), nulls_last=False)
 
 
 def _horizon(replay_input: ReplayInput, frame: pl.DataFrame) -> tuple[datetime, datetime]:

@@ -170,9 +170,23 @@ class DeniedEvent:
     balance: Decimal
 
 
-# A replay's consumptions: records, or the long table of `frames.CONSUMPTION_SCHEMA`
-# (one row per event and matched feature), which is what the replay pipeline hands over.
-Consumptions: TypeAlias = "Sequence[Consumption] | pl.DataFrame"
+@dataclass(frozen=True, slots=True)
+class CostedConsumptions:
+    """The consumption table as costing delivers it (`simulation.costing.cost_events`).
+
+    Costing guarantees what is expensive to re-check on tens of millions of rows: each event id
+    has one customer and one timestamp, each feature appears once per event, costs are rounded
+    to their currency's precision. `inputs.prepare` trusts that and still checks the rest
+    (columns, types, nulls, known currencies, signs, order).
+    """
+
+    frame: pl.DataFrame
+
+
+# A replay's consumptions: records, or the long table `event_id, customer_id, timestamp,
+# feature_id, currency_id, cost` (one row per event and matched feature), or that table from
+# costing (which is what the replay pipeline hands over).
+Consumptions: TypeAlias = "Sequence[Consumption] | pl.DataFrame | CostedConsumptions"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,7 +26,7 @@ from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
 from pricing_lab.ledger.balances import feature_summary
 from pricing_lab.ledger.frames import TIMESTAMP
-from pricing_lab.ledger.model import Enforcement, Subscription
+from pricing_lab.ledger.model import CostedConsumptions, Enforcement, Subscription
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.timeutil import as_utc
@@ -245,7 +245,7 @@ def simulate(
         grants=customers.grants,
         recurring=recurring_entitlements(customers.subscriptions, catalog),
         auto_recharges=customers.auto_recharges,
-        consumptions=costed.consumptions,
+        consumptions=CostedConsumptions(costed.consumptions),
         enforcement=enforcement,
         start=start,
         until=until,
