@@ -97,20 +97,18 @@ def balances_table(
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
     price_scale = max((_places(p) for p in unit_prices.values()), default=0)
     recharge = (pl.col("entry_type") == "GRANTED") & (pl.col("grant_source") == "auto_recharge")
+    if not ledger["entry_id"].is_sorted():
+        ledger = ledger.sort("entry_id")  # groups keep the rows' order: first / last below
     per_customer = ledger.group_by("customer_id", "currency_id").agg(
         _by_type("GRANTED").alias("granted"),
         (-_by_type("CONSUMED")).alias("consumed"),
         (-_by_type("EXPIRED")).alias("expired"),
         (-_by_type("VOIDED")).alias("voided"),
-        pl.col("balance_after").sort_by("entry_id").last().alias("final_balance"),
+        pl.col("balance_after").last().alias("final_balance"),
         (-pl.col("amount").filter(pl.col("grant_type") == "OVERDRAFT").sum()).alias(
             "overdraft_debt"
         ),
-        pl.col("timestamp")
-        .filter(pl.col("balance_after") <= 0)
-        .sort_by(pl.col("entry_id").filter(pl.col("balance_after") <= 0))
-        .first()
-        .alias("first_zero_at"),
+        pl.col("timestamp").filter(pl.col("balance_after") <= 0).first().alias("first_zero_at"),
         recharge.sum().cast(pl.Int64).alias("recharges_issued"),
         pl.col("amount").filter(recharge).sum().alias("recharged"),
     )

@@ -153,7 +153,11 @@ def plan_summary(ledger: pl.DataFrame, subscriptions: Sequence[Subscription]) ->
     ).sort("start")
     entries = ledger.select(
         "customer_id", "currency_id", "timestamp", "entry_type", "amount", "entry_id"
-    ).sort("timestamp")
+    )
+    if entries["timestamp"].is_sorted():  # the ledger order is chronological: no sort needed
+        entries = entries.with_columns(pl.col("timestamp").set_sorted())
+    else:
+        entries = entries.sort("timestamp")
     placed = entries.join_asof(
         spans,
         left_on="timestamp",
