@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Literal
@@ -131,19 +132,63 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[str,
     return {str(r[0]).lower(): (str(r[0]), str(r[1])) for r in rows}
 
 
-def _event_feature_sql(
-    feature: Feature, events: str, columns: Mapping[str, tuple[str, str]]
-) -> str:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventMeter:
+    """The SQL of one events-sourced meter over the events table's own columns.
+
+    `condition` holds for the events the meter matches; it is NULL (no match, as in a WHERE) for
+    an event without an event name. `quantity` is the meter's per-event value, DECIMAL(38, 12)
+    (the `quantity` column of `match_events`).
+    """
+
+    feature_id: str
+    condition: str
+    quantity: str
+
+
+def event_meters(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, *, events: str = "events"
+) -> tuple[EventMeter, ...]:
+    """The catalog's events-sourced meters as SQL over table `events`, in feature id order.
+
+    The same conditions and quantities `match_events` uses, for queries that read the events
+    table directly. Raises `InputError` when the table is missing (and there are such meters) or
+    a meter aggregates a dimension that is not numeric.
+    """
+    features = [f for f in metered_features(catalog) if f.meter and f.meter.source == "events"]
+    if not features:
+        return ()
+    columns = _columns(con, events)
+    if columns is None:
+        raise InputError(f"no events table {events!r}: ingest events first")
+    return tuple(
+        EventMeter(
+            feature_id=feature.id,
+            condition=_event_condition_sql(feature, columns),
+            quantity=_per_event_value(feature, columns)[0],
+        )
+        for feature in features
+    )
+
+
+def _event_condition_sql(feature: Feature, columns: Mapping[str, tuple[str, str]]) -> str:
     meter = feature.meter
     assert meter is not None
     conditions = [f"event_name = {quote_literal(meter.event_name or '')}"]
     conditions += [filter_sql(f, columns) for f in meter.filters]
+    return " AND ".join(conditions)
+
+
+def _event_feature_sql(
+    feature: Feature, events: str, columns: Mapping[str, tuple[str, str]]
+) -> str:
     quantity, unique = _per_event_value(feature, columns)
     return (
         "SELECT CAST(event_id AS VARCHAR) AS event_id, CAST(customer_id AS VARCHAR) AS "
         f"customer_id, CAST(timestamp AS TIMESTAMP) AS timestamp, "
         f"{quote_literal(feature.id)} AS feature_id, {quantity} AS quantity, "
-        f"{unique} AS unique_value FROM {quote_ident(events)} WHERE {' AND '.join(conditions)}"
+        f"{unique} AS unique_value FROM {quote_ident(events)} "
+        f"WHERE {_event_condition_sql(feature, columns)}"
     )
 
 
