@@ -2,11 +2,20 @@
 
 `check_invariants` returns every problem found; `assert_invariants` raises `InvariantViolation`.
 Both engines run the check at the end of every replay: a violation is a bug in pricing_lab. The
-checks read only the outputs and the inputs (never engine state), with vectorised Polars queries
-and one small compiled loop for the draw-down order.
+checks read only the outputs and the inputs (never engine state).
+
+The check runs after every replay, so it is built to be cheap at 10M entries: the string keys are
+encoded once as integer codes (customer and currency, grant), then small compiled loops walk the
+ledger in entry order keeping running state per group in arrays — no sort, no group-by on strings.
+Invariant 3 matches CONSUMED entries to costs (on (event_id, feature_id)) and costs to denied
+events (on event_id) through a 64-bit hash of the keys, checks the strings of every match, and
+falls back to comparing the strings themselves whenever the hashes could mislead (two table rows
+with one hash, or a match whose strings differ): the result is exact either way.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -33,15 +42,15 @@ def check_invariants(
        (the OVERDRAFT grant only when no other grant had any).
     """
     prepared = replay_input if isinstance(replay_input, PreparedReplay) else prepare(replay_input)
-    ledger = ledger.sort("entry_id").with_columns(
-        pl.col("amount").to_physical().cast(pl.Int64).alias("_amount"),
-        pl.col("balance_after").to_physical().cast(pl.Int64).alias("_balance"),
-    )
+    if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
+        ledger = ledger.sort("entry_id", maintain_order=True)
+    columns = _Columns.of(ledger)
     problems: list[Problem] = []
-    problems += _running_sums(ledger)
-    problems += _remaining_never_negative(ledger)
-    problems += _costs_consumed(ledger, denied_events, prepared)
-    problems += _drawdown_order(ledger, prepared)
+    problems += _entry_ids(ledger)
+    problems += _running_sums(ledger, columns)
+    problems += _remaining_never_negative(ledger, columns)
+    problems += _costs_consumed(ledger, columns, denied_events, prepared)
+    problems += _drawdown_order(ledger, columns, prepared)
     return problems
 
 
@@ -58,78 +67,170 @@ def assert_invariants(
         )
 
 
-def _listed(frame: pl.DataFrame, message: str) -> list[Problem]:
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The ledger's columns as NumPy arrays, in entry order, for the compiled loops."""
+
+    amount: np.ndarray  # int64 unscaled amounts
+    balance: np.ndarray  # int64 unscaled balance_after
+    group: np.ndarray  # code of (customer_id, currency_id), 0 ≤ code < n_groups
+    n_groups: int
+    grant: np.ndarray  # code of grant_id, 0 ≤ code < len(grant_ids)
+    grant_ids: pl.Series  # grant_id of each code (None for the code of a null grant_id)
+    consumed: np.ndarray  # bool: a CONSUMED entry
+    granted: np.ndarray  # bool: a GRANTED entry
+    overdraft: np.ndarray  # bool: an entry of the OVERDRAFT grant
+
+    @staticmethod
+    def of(ledger: pl.DataFrame) -> _Columns:
+        # The key columns one after the other: encoding them in one parallel select was slower.
+        customer, n_customers, _ = _codes(ledger["customer_id"])
+        currency, n_currencies, _ = _codes(ledger["currency_id"])
+        grant, _, grant_ids = _codes(ledger["grant_id"])
+        flags = ledger.select(
+            _unscaled("amount"),
+            _unscaled("balance_after"),
+            (pl.col("entry_type") == "CONSUMED").fill_null(False).alias("consumed"),
+            (pl.col("entry_type") == "GRANTED").fill_null(False).alias("granted"),
+            (pl.col("grant_type") == "OVERDRAFT").fill_null(False).alias("overdraft"),
+        )
+        return _Columns(
+            amount=flags["amount"].to_numpy(),
+            balance=flags["balance_after"].to_numpy(),
+            group=customer * n_currencies + currency,
+            n_groups=n_customers * n_currencies,
+            grant=grant,
+            grant_ids=grant_ids,
+            consumed=flags["consumed"].to_numpy(),
+            granted=flags["granted"].to_numpy(),
+            overdraft=flags["overdraft"].to_numpy(),
+        )
+
+
+def _unscaled(name: str) -> pl.Expr:
+    """A Decimal column's unscaled values as int64 (a null counts as 0: the engines write none)."""
+    return pl.col(name).to_physical().cast(pl.Int64).fill_null(0)
+
+
+def _codes(column: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
+    """Integer codes for a string column: 0 … k-1 for its k distinct values and k for null.
+    Returns the codes (int64), k + 1, and the value of each code (None for the last)."""
+    column = column.cast(pl.String)
+    if column.null_count() == 0 and len(column) > 0 and (column == column[0]).all():
+        # A single value (the currency, most often): nothing to encode.
+        return np.zeros(len(column), dtype=np.int64), 2, pl.Series([column[0], None])
+    # A fresh category mapping: its codes are dense from 0, and it is freed with the column (the
+    # global one would keep every string it ever saw).
+    categorical = column.cast(pl.Categorical(pl.Categories.random()))
+    dtype = categorical.dtype
+    assert isinstance(dtype, pl.Categorical)
+    values = dtype.categories.to_series()
+    codes = categorical.to_physical().cast(pl.Int64).fill_null(len(values)).to_numpy()
+    return codes, len(values) + 1, values.extend(pl.Series([None], dtype=pl.String))
+
+
+def _listed(ledger: pl.DataFrame, bad: np.ndarray, message: str) -> list[Problem]:
+    """The first MAX_LISTED entries flagged in `bad`, by entry_id, then how many more there are."""
+    rows = np.flatnonzero(bad)
     problems = [
         Problem(path=f"ledger[entry_id={entry_id}]", message=message)
-        for entry_id in frame["entry_id"].head(MAX_LISTED).to_list()
+        for entry_id in ledger["entry_id"].gather(rows[:MAX_LISTED]).to_list()
     ]
-    if frame.height > MAX_LISTED:
-        problems.append(Problem(path="ledger", message=f"… {frame.height - MAX_LISTED} more"))
+    if len(rows) > MAX_LISTED:
+        problems.append(Problem(path="ledger", message=f"… {len(rows) - MAX_LISTED} more"))
     return problems
 
 
-def _running_sums(ledger: pl.DataFrame) -> list[Problem]:
-    problems: list[Problem] = []
-    if ledger["entry_id"].to_list() != list(range(1, ledger.height + 1)):
-        problems.append(Problem(path="ledger.entry_id", message="entry ids are not 1, 2, … n"))
-    bad = ledger.filter(
-        pl.col("_amount").cum_sum().over("customer_id", "currency_id") != pl.col("_balance")
-    )
-    return problems + _listed(
-        bad, "invariant 1: balance_after is not the running sum of amounts for its currency"
+def _entry_ids(ledger: pl.DataFrame) -> list[Problem]:
+    ids = ledger["entry_id"]
+    if ids.null_count() == 0 and np.array_equal(ids.to_numpy(), np.arange(1, ledger.height + 1)):
+        return []
+    return [Problem(path="ledger.entry_id", message="entry ids are not 1, 2, … n")]
+
+
+# --- invariant 1 -----------------------------------------------------------------------------
+
+
+def _running_sums(ledger: pl.DataFrame, columns: _Columns) -> list[Problem]:
+    bad = _running_sum_breaks(columns.group, columns.amount, columns.balance, columns.n_groups)
+    return _listed(
+        ledger, bad, "invariant 1: balance_after is not the running sum of amounts for its currency"
     )
 
 
-def _remaining_never_negative(ledger: pl.DataFrame) -> list[Problem]:
-    bad = ledger.filter(
-        (pl.col("_amount").cum_sum().over("grant_id") < 0) & (pl.col("grant_type") != "OVERDRAFT")
+@njit(cache=True)
+def _running_sum_breaks(
+    group: np.ndarray, amount: np.ndarray, balance: np.ndarray, n_groups: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Entries whose balance is not the running sum of their group's amounts."""
+    total = np.zeros(n_groups, dtype=np.int64)
+    bad = np.zeros(len(group), dtype=np.bool_)
+    for i in range(len(group)):
+        total[group[i]] += amount[i]
+        bad[i] = total[group[i]] != balance[i]
+    return bad
+
+
+# --- invariant 2 -----------------------------------------------------------------------------
+
+
+def _remaining_never_negative(ledger: pl.DataFrame, columns: _Columns) -> list[Problem]:
+    bad = _negative_remaining(
+        columns.grant, columns.amount, columns.overdraft, len(columns.grant_ids)
     )
-    return _listed(bad, "invariant 2: the grant's remaining amount goes below 0")
+    return _listed(ledger, bad, "invariant 2: the grant's remaining amount goes below 0")
+
+
+@njit(cache=True)
+def _negative_remaining(
+    grant: np.ndarray, amount: np.ndarray, overdraft: np.ndarray, n_grants: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Entries after which their grant's remaining amount is below 0 (OVERDRAFT entries exempt)."""
+    remaining = np.zeros(n_grants, dtype=np.int64)
+    bad = np.zeros(len(grant), dtype=np.bool_)
+    for i in range(len(grant)):
+        remaining[grant[i]] += amount[i]
+        bad[i] = remaining[grant[i]] < 0 and not overdraft[i]
+    return bad
+
+
+# --- invariant 3 -----------------------------------------------------------------------------
 
 
 def _costs_consumed(
-    ledger: pl.DataFrame, denied: pl.DataFrame, prepared: PreparedReplay
+    ledger: pl.DataFrame,
+    columns: _Columns,
+    denied: pl.DataFrame,
+    prepared: PreparedReplay,
 ) -> list[Problem]:
-    scale = prepared.scale
-    factors = {c.id: 10 ** (scale - c.precision) for c in prepared.currencies}
-    costs = prepared.consumptions.filter(
-        (pl.col("timestamp") >= prepared.start)
-        & (pl.col("timestamp") < prepared.until)
-        & (pl.col("cost_units") > 0)
-    ).select(
-        "event_id",
-        "feature_id",
-        (
-            pl.col("cost_units")
-            * pl.col("currency_id").replace_strict(factors, return_dtype=pl.Int64)
-        ).alias("cost"),
-    )
-    consumed = (
-        ledger.filter(pl.col("entry_type") == "CONSUMED")
-        .group_by("event_id", "feature_id")
-        .agg((-pl.col("_amount").sum()).alias("consumed"))
-    )
-    joined = costs.join(consumed, on=["event_id", "feature_id"], how="full", coalesce=True)
-    problems: list[Problem] = []
-    if prepared.source.enforcement == "block":
-        denied_ids = denied["event_id"]
-        if denied_ids.is_duplicated().any():
-            problems.append(Problem(path="denied_events", message="an event is denied twice"))
-        costed_ids = costs["event_id"].unique()
-        unknown = denied_ids.filter(~denied_ids.is_in(costed_ids.implode()))
-        for event_id in unknown.head(MAX_LISTED).to_list():
-            problems.append(
-                Problem(
-                    path=f"denied_events[event_id={event_id}]",
-                    message="invariant 3: a denied event that costs nothing or is not replayed",
-                )
-            )
-        is_denied = pl.col("event_id").is_in(denied_ids.implode())
-        expected = pl.when(is_denied).then(None).otherwise(pl.col("cost"))
+    """Invariant 3: compare each (event, feature)'s CONSUMED total with its cost, and check the
+    denied events (block mode)."""
+    consumptions = prepared.consumptions
+    replayed, cost = _costs(prepared)
+    keys = ["event_id", "feature_id"]
+    match = _lookup(consumptions.select(keys), replayed, ledger.select(keys), columns.consumed)
+    if match is None:
+        entries, cost_rows = _match_exactly(ledger, columns.consumed, consumptions, replayed)
     else:
-        expected = pl.col("cost")
-    bad = joined.filter(~(pl.col("consumed").eq_missing(expected)))
-    for event_id, feature_id in bad.select("event_id", "feature_id").head(MAX_LISTED).iter_rows():
+        entries = np.flatnonzero(match >= 0)
+        cost_rows = match[entries]
+    consumed, has_consumed = _consumed_per_cost(entries, cost_rows, columns.amount, len(cost))
+
+    problems: list[Problem] = []
+    is_denied = np.zeros(len(cost), dtype=np.bool_)
+    if prepared.source.enforcement == "block":
+        denied_problems, is_denied = _denied_events(denied, consumptions, replayed)
+        problems += denied_problems
+    # A denied event must have no CONSUMED entry; any other costed pair must consume its cost.
+    bad_costs = replayed & np.where(is_denied, has_consumed, ~has_consumed | (consumed != cost))
+    bad = consumptions.select(keys).filter(pl.Series(bad_costs))
+    # CONSUMED entries of a pair that has no cost are always wrong (listed once per pair).
+    uncosted = columns.consumed.copy()
+    uncosted[entries] = False
+    if uncosted.any():
+        extra = ledger.select(keys).filter(pl.Series(uncosted))
+        bad = pl.concat([bad, extra.unique(maintain_order=True)])
+    for event_id, feature_id in bad.head(MAX_LISTED).iter_rows():
         problems.append(
             Problem(
                 path=f"ledger[event_id={event_id}, feature_id={feature_id}]",
@@ -139,9 +240,224 @@ def _costs_consumed(
     return problems
 
 
-def _drawdown_order(ledger: pl.DataFrame, prepared: PreparedReplay) -> list[Problem]:
+def _costs(prepared: PreparedReplay) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `prepared.consumptions`: whether it is a costed pair that is replayed (inside
+    the horizon, cost above 0), and its cost unscaled at the ledger's scale."""
+    scale = prepared.scale
+    factors = {c.id: 10 ** (scale - c.precision) for c in prepared.currencies}
+    if len(set(factors.values())) == 1:  # one currency, or all at one precision: no lookup
+        factor = pl.lit(next(iter(factors.values())), dtype=pl.Int64)
+    else:
+        factor = pl.col("currency_id").replace_strict(factors, return_dtype=pl.Int64)
+    costs = prepared.consumptions.select(
+        (
+            (pl.col("timestamp") >= prepared.start)
+            & (pl.col("timestamp") < prepared.until)
+            & (pl.col("cost_units") > 0)
+        )
+        .fill_null(False)  # an event that matched no feature has a row with a null cost
+        .alias("replayed"),
+        (pl.col("cost_units") * factor).fill_null(0).alias("cost"),
+    )
+    return costs["replayed"].to_numpy(), costs["cost"].to_numpy()
+
+
+def _match_exactly(
+    ledger: pl.DataFrame, consumed: np.ndarray, consumptions: pl.DataFrame, replayed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(entry rows, cost rows): each CONSUMED entry with the replayed consumption row of its
+    (event, feature), by a join on the strings (the slow, exact fallback of `_lookup`)."""
+    keys = ["event_id", "feature_id"]
+    costs = consumptions.select(keys).with_row_index("cost").filter(pl.Series(replayed))
+    pairs = (
+        ledger.select(keys)
+        .with_row_index("entry")
+        .filter(pl.Series(consumed))
+        .join(costs, on=keys, how="inner")
+    )
+    return pairs["entry"].cast(pl.Int64).to_numpy(), pairs["cost"].cast(pl.Int64).to_numpy()
+
+
+@njit(cache=True)
+def _consumed_per_cost(
+    entries: np.ndarray, cost_rows: np.ndarray, amount: np.ndarray, n_costs: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Per cost row: the total consumed by its matched entries (as a positive amount), and whether
+    it has any."""
+    total = np.zeros(n_costs, dtype=np.int64)
+    has = np.zeros(n_costs, dtype=np.bool_)
+    for k in range(len(entries)):
+        total[cost_rows[k]] -= amount[entries[k]]
+        has[cost_rows[k]] = True
+    return total, has
+
+
+def _denied_events(
+    denied: pl.DataFrame, consumptions: pl.DataFrame, replayed: np.ndarray
+) -> tuple[list[Problem], np.ndarray]:
+    """Block mode: the problems of the denied events table (an event denied twice, a denied
+    event that is not a replayed costed one), and per consumption row whether its event is
+    denied (set for replayed rows only)."""
+    denied_ids = denied.select("event_id")
+    everyone = np.ones(denied.height, dtype=np.bool_)
+    match = _lookup(denied_ids, everyone, consumptions.select("event_id"), replayed)
+    if match is None:  # two denied events with one hash: the same id twice, or a collision
+        return _denied_events_exactly(denied_ids["event_id"], consumptions, replayed)
+    # Distinct hashes: no event is denied twice.
+    is_denied = match >= 0
+    replayed_denied = np.zeros(denied.height, dtype=np.bool_)
+    replayed_denied[match[is_denied]] = True
+    return _unknown_denied(denied_ids["event_id"].filter(pl.Series(~replayed_denied))), is_denied
+
+
+def _denied_events_exactly(
+    denied_ids: pl.Series, consumptions: pl.DataFrame, replayed: np.ndarray
+) -> tuple[list[Problem], np.ndarray]:
+    """`_denied_events` by comparing the strings (slower, exact)."""
+    problems: list[Problem] = []
+    if denied_ids.is_duplicated().any():
+        problems.append(Problem(path="denied_events", message="an event is denied twice"))
+    costed_ids = consumptions["event_id"].filter(pl.Series(replayed))
+    problems += _unknown_denied(denied_ids.filter(~denied_ids.is_in(costed_ids.implode())))
+    is_denied = consumptions["event_id"].is_in(denied_ids.implode()).to_numpy() & replayed
+    return problems, is_denied
+
+
+def _unknown_denied(event_ids: pl.Series) -> list[Problem]:
+    return [
+        Problem(
+            path=f"denied_events[event_id={event_id}]",
+            message="invariant 3: a denied event that costs nothing or is not replayed",
+        )
+        for event_id in event_ids.head(MAX_LISTED).to_list()
+    ]
+
+
+def _row_hash(frame: pl.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row of a frame of string columns (tests replace it with poor ones to
+    exercise the exact fallbacks)."""
+    return frame.select(pl.struct(pl.all().cast(pl.String)).hash()).to_series().to_numpy()
+
+
+def _lookup(
+    table: pl.DataFrame,
+    in_table: np.ndarray,
+    queries: pl.DataFrame,
+    asked: np.ndarray,
+) -> np.ndarray | None:
+    """For each row of `queries` that is `asked`, the row of `table` (among those `in_table`)
+    with the same values in every column; -1 if none (or not asked).
+
+    A lookup by 64-bit row hash, then a check of the strings of every match: None when the hash
+    cannot settle it exactly (two table rows with one hash, or a match whose strings differ); the
+    caller then compares the strings itself, slowly."""
+    match, distinct = _hash_lookup(
+        np.asarray(_row_hash(table), dtype=np.uint64),
+        in_table,
+        np.asarray(_row_hash(queries), dtype=np.uint64),
+        asked,
+    )
+    if not distinct:
+        return None
+    matched = match >= 0
+    if matched.any():
+        # Compare every query row with the row it matched, or with row 0 (spares gathering the
+        # queries' side); the gathers are expressions so that Polars runs the columns in parallel.
+        row = pl.Series(np.maximum(match, 0))
+        same = queries.select(
+            pl.col(name).eq_missing(pl.lit(table[name]).gather(row)) for name in table.columns
+        )
+        if not same.select(pl.all_horizontal(pl.all()) | pl.Series(~matched)).to_series().all():
+            return None
+    return match
+
+
+@njit(cache=True)
+def _hash_lookup(
+    table_hashes: np.ndarray, in_table: np.ndarray, query_hashes: np.ndarray, asked: np.ndarray
+) -> tuple[np.ndarray, bool]:  # pragma: no cover - compiled
+    """For each asked query, the table row (among those `in_table`) with the same hash (-1: none,
+    or not asked), and whether those table rows' hashes are all distinct (if not, the lookup is
+    left unfinished: it would be ambiguous).
+
+    An open-addressing hash table (linear probing, at most half full) of the table rows, then one
+    probe per asked query."""
+    n_rows = 0
+    for row in range(len(in_table)):
+        n_rows += in_table[row]
+    bits = 1
+    while (1 << bits) < 2 * n_rows:
+        bits += 1
+    mask = np.int64((1 << bits) - 1)
+    slots = np.full(1 << bits, -1, dtype=np.int32)  # the table row in each slot, -1: empty
+    match = np.full(len(query_hashes), -1, dtype=np.int64)
+    for row in range(len(table_hashes)):
+        if not in_table[row]:
+            continue
+        slot = _slot(table_hashes[row], bits)
+        while slots[slot] >= 0:
+            if table_hashes[slots[slot]] == table_hashes[row]:
+                return match, False
+            slot = (slot + np.int64(1)) & mask
+        slots[slot] = row
+    for i in range(len(query_hashes)):
+        if not asked[i]:
+            continue
+        slot = _slot(query_hashes[i], bits)
+        while slots[slot] >= 0:
+            if table_hashes[slots[slot]] == query_hashes[i]:
+                match[i] = slots[slot]
+                break
+            slot = (slot + np.int64(1)) & mask
+    return match, True
+
+
+@njit(cache=True)
+def _slot(value: np.uint64, bits: int) -> np.int64:  # pragma: no cover - compiled
+    # Fibonacci hashing: the top bits of value × 2^64/φ, so that a poor hash (an injected one, in
+    # tests) still spreads over the table.
+    return np.int64((value * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
+# --- invariant 5 -----------------------------------------------------------------------------
+
+
+def _drawdown_order(
+    ledger: pl.DataFrame, columns: _Columns, prepared: PreparedReplay
+) -> list[Problem]:
     if ledger.height == 0:
         return []
+    rank = _drawdown_ranks(ledger, columns, prepared)[columns.grant]
+    n_ranks = len(columns.grant_ids)
+    if not _one_group_per_grant(columns.group, rank, n_ranks):
+        # A grant id under several customers or currencies (only in a broken ledger): follow each
+        # (group, grant) pair on its own. Numbering the pairs in (group, rank) order keeps the
+        # draw-down order within each group, which is all the loop compares.
+        pairs = columns.group * n_ranks + rank
+        unique_pairs, rank = np.unique(pairs, return_inverse=True)
+        n_ranks = len(unique_pairs)
+    bad = _drawdown_breaks(
+        columns.group,
+        rank,
+        columns.consumed,
+        columns.overdraft,
+        columns.amount,
+        columns.n_groups,
+        n_ranks,
+    )
+    return _listed(
+        ledger,
+        bad,
+        "invariant 5: drawn from a grant while one earlier in draw-down order had credits",
+    )
+
+
+def _drawdown_ranks(
+    ledger: pl.DataFrame, columns: _Columns, prepared: PreparedReplay
+) -> np.ndarray:
+    """Each grant code's position in draw-down order (SPEC §5, `order.drawdown_key`): grants of the
+    input, and auto-recharge grants as their GRANTED entry and the recharge settings describe
+    them. Grants known to neither (the OVERDRAFT grant) come last."""
     never = np.iinfo(np.int64).max
     known = pl.DataFrame(
         {
@@ -159,115 +475,165 @@ def _drawdown_order(ledger: pl.DataFrame, prepared: PreparedReplay) -> list[Prob
             "effective": pl.Int64,
         },
     )
+    # Per grant code: its first entry (for its grant type) and its first GRANTED entry (for an
+    # auto-recharge grant's customer, currency and time); null when there is none.
+    first, first_granted = _first_rows(columns.grant, columns.granted, len(columns.grant_ids))
+    grants = pl.DataFrame(
+        {
+            "grant_id": columns.grant_ids,
+            "first": pl.Series(first).set(pl.Series(first < 0), None),
+            "granted": pl.Series(first_granted).set(pl.Series(first_granted < 0), None),
+        }
+    ).with_row_index("code")
+    recharged = _recharge_grants(
+        ledger,
+        grants.filter(pl.col("grant_id").str.contains(":auto_recharge:", literal=True)),
+        prepared,
+    )
+    order = (
+        grants.select(
+            "code",
+            "grant_id",
+            pl.lit(ledger["grant_type"]).gather(pl.col("first")).alias("grant_type"),
+        )
+        .join(
+            pl.concat([known, recharged]).unique("grant_id", keep="first", maintain_order=True),
+            on="grant_id",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(
+            pl.col("grant_type").replace_strict(TYPE_RANK, return_dtype=pl.Int64).alias("type_rank")
+        )
+        .sort(
+            "priority",
+            "expires",
+            "type_rank",
+            "effective",
+            "grant_id",
+            nulls_last=True,
+            maintain_order=True,
+        )["code"]
+        .to_numpy()
+    )
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def _recharge_grants(
+    ledger: pl.DataFrame, grants: pl.DataFrame, prepared: PreparedReplay
+) -> pl.DataFrame:
+    """The draw-down keys of auto-recharge grants (`grants`: grant_id and the row of its GRANTED
+    entry): priority 0, effective when granted, expiring as the customer's settings say."""
+    never = np.iinfo(np.int64).max
     expiry = {
         (s.customer_id, s.currency_id): s.grant_expiry for s in prepared.source.auto_recharges
     }
-    granted = ledger.filter(pl.col("entry_type") == "GRANTED").select(
-        "grant_id",
-        "customer_id",
-        "currency_id",
-        pl.col("timestamp").alias("at"),
+    settings = pl.DataFrame(
+        {
+            "customer_id": [key[0] for key in expiry],
+            "currency_id": [key[1] for key in expiry],
+            "expiry": list(expiry.values()),
+        },
+        schema={"customer_id": pl.String, "currency_id": pl.String, "expiry": pl.String},
     )
-    recharged = granted.filter(pl.col("grant_id").str.contains(":auto_recharge:", literal=True))
-    recharge_expiry = pl.Series(
-        "expiry",
-        [
-            expiry.get(key, "none")
-            for key in recharged.select("customer_id", "currency_id").iter_rows()
-        ],
-        dtype=pl.String,
-    )
-    recharged = recharged.with_columns(recharge_expiry).select(
-        "grant_id",
-        pl.lit(0, dtype=pl.Int64).alias("priority"),
-        pl.when(pl.col("expiry") == "1_month")
-        .then(pl.col("at").dt.offset_by("1mo").dt.epoch("us"))
-        .when(pl.col("expiry") == "1_year")
-        .then(pl.col("at").dt.offset_by("1y").dt.epoch("us"))
-        .otherwise(pl.lit(never, dtype=pl.Int64))
-        .alias("expires"),
-        pl.col("at").dt.epoch("us").alias("effective"),
-    )
-    keys = (
-        ledger.select("grant_id", "grant_type")
-        .unique()
-        .join(pl.concat([known, recharged]), on="grant_id", how="left")
-        .with_columns(
-            pl.col("grant_type")
-            .replace_strict(TYPE_RANK, return_dtype=pl.Int64)
-            .alias("type_rank"),
-            (pl.col("grant_type") == "OVERDRAFT").alias("is_overdraft"),
+    rows = grants["granted"].drop_nulls()
+    return (
+        ledger.select("customer_id", "currency_id", pl.col("timestamp").alias("at"))[rows]
+        .with_columns(grants["grant_id"].filter(grants["granted"].is_not_null()))
+        .join(settings, on=["customer_id", "currency_id"], how="left", maintain_order="left")
+        .select(
+            "grant_id",
+            pl.lit(0, dtype=pl.Int64).alias("priority"),
+            pl.when(pl.col("expiry") == "1_month")
+            .then(pl.col("at").dt.offset_by("1mo").dt.epoch("us"))
+            .when(pl.col("expiry") == "1_year")
+            .then(pl.col("at").dt.offset_by("1y").dt.epoch("us"))
+            .otherwise(pl.lit(never, dtype=pl.Int64))
+            .alias("expires"),
+            pl.col("at").dt.epoch("us").alias("effective"),
         )
-        .sort("priority", "expires", "type_rank", "effective", "grant_id", nulls_last=True)
-        .with_row_index("rank")
-    )
-    ordered = (
-        ledger.select("entry_id", "customer_id", "currency_id", "entry_type", "grant_id", "_amount")
-        .join(keys.select("grant_id", "rank", "is_overdraft"), on="grant_id", how="left")
-        .sort("customer_id", "currency_id", "entry_id")
-        .with_columns(
-            (
-                (pl.col("customer_id") != pl.col("customer_id").shift(1))
-                | (pl.col("currency_id") != pl.col("currency_id").shift(1))
-            )
-            .fill_null(True)
-            .alias("first")
-        )
-    )
-    bad_rows = _drawdown_kernel(
-        ordered["first"].to_numpy(),
-        (ordered["entry_type"] == "CONSUMED").to_numpy(),
-        ordered["rank"].cast(pl.Int64).to_numpy(),
-        ordered["is_overdraft"].to_numpy(),
-        ordered["_amount"].to_numpy(),
-        keys.height,
-    )
-    bad = ordered.filter(pl.Series(bad_rows))
-    return _listed(
-        bad, "invariant 5: drawn from a grant while one earlier in draw-down order had credits"
     )
 
 
 @njit(cache=True)
-def _drawdown_kernel(
-    first: np.ndarray,
-    consumed: np.ndarray,
+def _first_rows(
+    grant: np.ndarray, granted: np.ndarray, n_grants: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Per grant code: its first entry, and its first GRANTED entry (-1: none)."""
+    first = np.full(n_grants, -1, dtype=np.int64)
+    first_granted = np.full(n_grants, -1, dtype=np.int64)
+    for i in range(len(grant) - 1, -1, -1):
+        first[grant[i]] = i
+        if granted[i]:
+            first_granted[grant[i]] = i
+    return first, first_granted
+
+
+@njit(cache=True)
+def _one_group_per_grant(
+    group: np.ndarray, grant: np.ndarray, n_grants: int
+) -> bool:  # pragma: no cover - compiled
+    """Whether every grant's entries all have one customer and currency."""
+    owner = np.full(n_grants, -1, dtype=np.int64)
+    for i in range(len(group)):
+        if owner[grant[i]] < 0:
+            owner[grant[i]] = group[i]
+        elif owner[grant[i]] != group[i]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _drawdown_breaks(
+    group: np.ndarray,
     rank: np.ndarray,
-    is_overdraft: np.ndarray,
+    consumed: np.ndarray,
+    overdraft: np.ndarray,
     amount: np.ndarray,
-    n_grants: int,
+    n_groups: int,
+    n_ranks: int,
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """Rows (in (customer, currency, entry) order) that break the draw-down order."""
-    remaining = np.zeros(n_grants, dtype=np.int64)
-    live = np.zeros(n_grants, dtype=np.bool_)  # positive remaining, non-overdraft
-    seen = np.zeros(n_grants, dtype=np.bool_)
-    touched = np.empty(n_grants, dtype=np.int64)
-    n_touched = 0
-    bad = np.zeros(len(first), dtype=np.bool_)
-    for i in range(len(first)):
-        if first[i]:
-            for k in range(n_touched):
-                remaining[touched[k]] = 0
-                live[touched[k]] = False
-                seen[touched[k]] = False
-            n_touched = 0
+    """CONSUMED entries drawn from a grant while one earlier in draw-down order had credits.
+
+    Grants are identified by their rank in draw-down order; each belongs to one group (customer
+    and currency). Per group, `first_live` is the smallest rank among its live grants (positive
+    remaining, not the OVERDRAFT grant), n_ranks if none: a CONSUMED entry must draw from that
+    grant, or from the OVERDRAFT grant when there is none. When the first live grant stops being
+    live, the group's grants (a linked list through `next_grant`) are scanned for the next one.
+    """
+    remaining = np.zeros(n_ranks, dtype=np.int64)
+    live = np.zeros(n_ranks, dtype=np.bool_)
+    first_live = np.full(n_groups, n_ranks, dtype=np.int64)
+    seen = np.zeros(n_ranks, dtype=np.bool_)
+    first_grant = np.full(n_groups, -1, dtype=np.int64)
+    next_grant = np.full(n_ranks, -1, dtype=np.int64)
+    bad = np.zeros(len(group), dtype=np.bool_)
+    for i in range(len(group)):
+        c = group[i]
         g = rank[i]
         if not seen[g]:
             seen[g] = True
-            touched[n_touched] = g
-            n_touched += 1
+            next_grant[g] = first_grant[c]
+            first_grant[c] = g
         if consumed[i]:
-            # the first live grant in draw-down order must be this one (or none, for overdraft)
-            for k in range(n_touched):
-                other = touched[k]
-                if live[other] and other < g:
-                    bad[i] = True
-                    break
-            if is_overdraft[i]:
-                for k in range(n_touched):
-                    if live[touched[k]]:
-                        bad[i] = True
-                        break
+            if overdraft[i]:
+                bad[i] = first_live[c] < n_ranks
+            else:
+                bad[i] = first_live[c] < g
         remaining[g] += amount[i]
-        live[g] = remaining[g] > 0 and not is_overdraft[i]
+        now_live = remaining[g] > 0 and not overdraft[i]
+        if now_live and not live[g]:
+            live[g] = True
+            first_live[c] = min(first_live[c], g)
+        elif live[g] and not now_live:
+            live[g] = False
+            if first_live[c] == g:
+                first_live[c] = n_ranks
+                other = first_grant[c]
+                while other >= 0:
+                    if live[other] and other < first_live[c]:
+                        first_live[c] = other
+                    other = next_grant[other]
     return bad
