@@ -74,8 +74,9 @@ def happening_key(happening: Happening) -> tuple[object, ...]:
     - events: by event id (SPEC §5: `(timestamp, event_id)` order). Inside one event, costs are
       consumed feature by feature in feature id order, then auto-recharges run in currency id order.
 
-    Customers never interact, so the ledger is grouped by customer id (sorted) and each customer's
-    part follows this key; see docs/ledger.md.
+    Customers never interact, so the engines replay customer by customer with this key; the ledger
+    order then interleaves customers chronologically (time, customer id, this key's order; see
+    `api.chronological` and docs/ledger.md).
     """
     if happening.consumption is not None:
         return (happening.timestamp, happening.phase, happening.consumption.event_id)
