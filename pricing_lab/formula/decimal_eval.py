@@ -147,7 +147,7 @@ class _Evaluator:
             return dimension_number(self.row.get(node.name))
         if isinstance(node, Negate):
             operand = self.number(node.operand)
-            return None if operand is None else -operand
+            return None if operand is None else operand.copy_negate()  # exact: no context rounding
         if isinstance(node, Arithmetic):
             return self.arithmetic(node)
         if isinstance(node, Comparison):
@@ -235,7 +235,7 @@ class _Evaluator:
         if operand is None:
             return None
         if name == "abs":
-            return abs(operand)
+            return operand.copy_abs()  # exact: no context rounding
         digits = int(args[1].value) if len(args) == 2 and isinstance(args[1], Number) else 0
         return round_to_scale(operand, digits, _ROUNDING[name])
 

@@ -6,11 +6,27 @@ DuckDB divides decimals in DOUBLE, so `/` is done on HUGEINT: the dividend scale
 over the divisor, truncated (`//` truncates toward zero), then the 13th place is rounded half away
 from zero by a CAST to DECIMAL(38, 12) — exact, because half-away rounding depends only on the first
 dropped digit. A zero divisor becomes NULL through NULLIF.
+
+DuckDB divides HUGEINTs (and casts DECIMAL(>18) down or to integers) with a bit-by-bit long
+division, ~0.5 µs a value, so two exact fast paths come first:
+
+- a divisor that is a literal ±10^e is a product with the literal ±10^-e: exact, and rounded half
+  away from zero at 12 places by the same CAST as any product (the rule rounds a quotient and a
+  product alike);
+- otherwise, where the scaled dividend fits 17 digits and the scaled divisor 18 (`TRY_CAST` to
+  DECIMAL(17/18, s) is NULL where it does not), the same truncated quotient is computed on BIGINT
+  and rounded by a CAST of DECIMAL(18, 13) to 12 places; rows where that is NULL (out of range,
+  NULL operands, a zero divisor) take the exact HUGEINT path through `coalesce`. That repeats the
+  operands' SQL once, so it is only done while they are short (no exponential growth when
+  divisions nest).
 """
 
 from __future__ import annotations
 
-from pricing_lab.formula.ast import Node
+from decimal import Decimal
+
+from pricing_lab.formula import scale
+from pricing_lab.formula.ast import Arithmetic, Negate, Node, Number
 from pricing_lab.formula.parser import WORKING_SCALE
 from pricing_lab.formula.sql_base import (
     NUMERIC_TEXT_PATTERN,
@@ -39,6 +55,35 @@ _INTEGER_DIGITS = {
     "INT": 10,
 }
 _FLOAT_TYPES = frozenset({"DOUBLE", "FLOAT", "REAL", "FLOAT4", "FLOAT8"})
+
+# Operand SQL longer than this (together) is not repeated for the 64-bit division fast path.
+_FAST_DIVISION_MAX_SQL = 4000
+# Digits of the scaled dividend / divisor on the 64-bit path: |T| <= |N| < 10^18, so the
+# truncated quotient at 13 places is a DECIMAL(18, 13) (DuckDB keeps DECIMAL(18) on int64).
+_FAST_DIVIDEND_DIGITS = 18
+_FAST_DIVISOR_DIGITS = 18
+
+
+def _literal_divisor(node: Node) -> Decimal | None:
+    """The value of a divisor written as a literal, possibly negated (`-1000`)."""
+    negative = False
+    while isinstance(node, Negate):
+        negative = not negative
+        node = node.operand
+    if not isinstance(node, Number):
+        return None
+    return -node.value if negative else node.value
+
+
+def _power_of_ten_exponent(value: Decimal) -> int | None:
+    """e when |value| is exactly 10^e, else None."""
+    if value == 0:
+        return None
+    sign, digits, exponent = value.normalize().as_tuple()
+    del sign
+    if digits != (1,) or not isinstance(exponent, int):
+        return None
+    return exponent
 
 
 def _power_of_ten(exponent: int) -> str:
@@ -80,18 +125,85 @@ class DuckDBEmitter(SqlEmitter):
         numeric = f"regexp_full_match({text}, {quote_string(NUMERIC_TEXT_PATTERN)})"
         return f"TRY_CAST(CASE WHEN {numeric} THEN {text} END AS {working})", WORKING_SCALE
 
+    def arithmetic(self, node: Arithmetic) -> tuple[str, int]:
+        if node.op == "/":
+            divisor = _literal_divisor(node.right)
+            if divisor is not None and (exponent := _power_of_ten_exponent(divisor)) is not None:
+                left, left_scale = self.emit(node.left)
+                return self.shift(left, left_scale, -exponent, divisor < 0)
+            if divisor is not None and divisor != 0:
+                left, left_scale = self.emit(node.left)
+                right_scale = max(0, -int(divisor.as_tuple().exponent))
+                right, _ = self.emit(node.right)
+                unscaled = int(divisor.scaleb(right_scale))
+                fast = None
+                if abs(unscaled) < 10**_FAST_DIVISOR_DIGITS:
+                    fast = f"CAST({unscaled} AS BIGINT)"
+                return self.divide(left, left_scale, right, right_scale, fast), (
+                    scale.QUOTIENT_SCALE
+                )
+        return super().arithmetic(node)
+
+    def shift(self, left: str, left_scale: int, places: int, negative: bool) -> tuple[str, int]:
+        """left × ±10^places, exact, then rounded half away from zero to 12 places if longer:
+        the quotient left / ±10^-places."""
+        sign = "-" if negative else ""
+        if places >= 0:
+            # Widened first: DuckDB keeps a product of two DECIMAL(<=18) in int64 and fails on
+            # overflow. The value keeps its scale (a product by an integer).
+            factor = f"CAST('{sign}1{'0' * places}' AS DECIMAL({places + 1}, 0))"
+            return f"(CAST({left} AS DECIMAL(38, {left_scale})) * {factor})", left_scale
+        # × 10^-k multiplies the unscaled integer by 1 (never overflows); scale left_scale + k.
+        places = -places
+        factor = f"CAST('{sign}0.{'0' * (places - 1)}1' AS DECIMAL({places}, {places}))"
+        product = f"({left} * {factor})"
+        exact_scale = left_scale + places
+        if exact_scale <= WORKING_SCALE:
+            return product, exact_scale
+        return f"CAST({product} AS {self.decimal(38, WORKING_SCALE)})", WORKING_SCALE
+
     def quotient(self, left: str, left_scale: int, right: str, right_scale: int) -> str:
-        # left * 10^(13 + right_scale) as an integer, over right * 10^right_scale as an integer.
-        shifted = f"CAST(({left} * {_power_of_ten(WORKING_SCALE + 1 + right_scale)}) AS HUGEINT)"
-        divisor = right if right_scale == 0 else f"({right} * {_power_of_ten(right_scale)})"
-        truncated = f"({shifted} // NULLIF(CAST({divisor} AS HUGEINT), 0))"
+        return self.divide(left, left_scale, right, right_scale, None)
+
+    def divide(
+        self, left: str, left_scale: int, right: str, right_scale: int, fast_divisor: str | None
+    ) -> str:
+        """left / right rounded half away from zero to 12 places; NULL for a zero divisor.
+
+        `fast_divisor`: the divisor's unscaled integer as BIGINT SQL when it is a constant."""
+        # left * 10^(13 + right_scale), an integer at scale left_scale (widened: see `shift`).
+        shifted = (
+            f"(CAST({left} AS DECIMAL(38, {left_scale})) * "
+            f"{_power_of_ten(WORKING_SCALE + 1 + right_scale)})"
+        )
+        # right * 10^right_scale, an integer at scale right_scale.
+        divisor = (
+            f"CAST({right} AS DECIMAL(38, {right_scale}))"
+            if right_scale == 0
+            else f"(CAST({right} AS DECIMAL(38, {right_scale})) * {_power_of_ten(right_scale)})"
+        )
+        truncated = f"(CAST({shifted} AS HUGEINT) // NULLIF(CAST({divisor} AS HUGEINT), 0))"
         tenth = (
             f"CAST('0.{'0' * WORKING_SCALE}1' AS DECIMAL({WORKING_SCALE + 1}, {WORKING_SCALE + 1}))"
         )
-        return (
-            f"CAST((CAST({truncated} AS DECIMAL(38, 0)) * {tenth}) "
-            f"AS {self.decimal(38, WORKING_SCALE)})"
+        working = self.decimal(38, WORKING_SCALE)
+        exact = f"CAST((CAST({truncated} AS DECIMAL(38, 0)) * {tenth}) AS {working})"
+        if len(left) + (0 if fast_divisor else len(right)) > _FAST_DIVISION_MAX_SQL:
+            return exact
+        if fast_divisor is None:
+            digits = _FAST_DIVISOR_DIGITS
+            fast_divisor = (
+                f"CAST(TRY_CAST({divisor} AS DECIMAL({digits}, {right_scale})) AS BIGINT)"
+            )
+        # NULL unless |left * 10^(13 + right_scale)| < 10^18: then exact on int64.
+        numerator = (
+            f"CAST(TRY_CAST({shifted} AS DECIMAL({_FAST_DIVIDEND_DIGITS}, {left_scale})) AS BIGINT)"
         )
+        fast = (
+            f"CAST((CAST(({numerator} // NULLIF({fast_divisor}, 0)) AS DECIMAL(18, 0)) * {tenth})"
+            f" AS {working})"
+        )
+        return f"coalesce({fast}, {exact})"
 
     def least_greatest(self, name: str, args: list[str], simple: bool) -> str:
         # DuckDB's least/greatest skip NULLs; the rule says any NULL makes the result NULL.
