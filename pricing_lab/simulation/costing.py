@@ -24,11 +24,12 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 import polars as pl
 
-from pricing_lab.catalog.model import Catalog, CreditRate
+from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter, event_meters
@@ -180,14 +181,15 @@ def overlapping_subscriptions(subscriptions: Sequence[Subscription]) -> list[Pro
 class FeatureCosting:
     """How one events-sourced feature is costed: its meter and the rate variants in force.
 
-    A variant is one distinct (currency, formula SQL) pair; plans sharing a rate share a variant.
+    A variant is one distinct (currency, formula SQL) pair per rate set costed together (a single
+    pair for one catalog); plans sharing a rate share a variant.
     `dimensions`: the events table's columns the variants' formulas read.
     `default_variant` applies without a subscription, `subscription_variants[i]` during
     subscription i; None means no rate there (the event costs nothing for this feature).
     """
 
     meter: EventMeter
-    variants: tuple[tuple[str, str], ...]
+    variants: tuple[tuple[tuple[str, str], ...], ...]
     dimensions: tuple[str, ...]
     default_variant: int | None
     subscription_variants: tuple[int | None, ...]
@@ -230,27 +232,107 @@ def cost_events(
     pass — is no longer read. Raises `InputError` when an event id is missing or not unique.
     """
     del matched  # the meters are applied to `events` directly (see the docstring)
-    problems = overlapping_subscriptions(subscriptions)
-    if problems:
-        raise ValidationError(problems, source="subscriptions")
-    rates = resolve_rates(catalog)
-    meters = event_meters(con, catalog, events=events)
+    [costing] = cost_events_many(con, [catalog], [subscriptions], events=events)
+    return costing
+
+
+def cost_events_many(
+    con: duckdb.DuckDBPyConnection,
+    catalogs: Sequence[Catalog],
+    subscriptions_per_catalog: Sequence[Sequence[Subscription]],
+    *,
+    events: str = "events",
+) -> list[Costing]:
+    """Cost the events of table `events` under several catalogs (rate sets) at once.
+
+    `result[i]` is exactly what `cost_events(con, …, catalogs[i], subscriptions_per_catalog[i])`
+    returns. Rate sets yielding the same rows share one pass over the events: same
+    subscriptions, meters and currencies, and a rate for the same features in the same plans,
+    add-ons and defaults (otherwise an event could be costed for a feature in one set and be a
+    null-feature row in another). A shared pass reads, joins and sorts once and computes one
+    cost column per rate set; the costings then share their event columns (no copy). An event
+    rejected under one rate set is removed from that set's consumptions only.
+    """
+    if len(catalogs) != len(subscriptions_per_catalog):
+        raise ValueError("cost_events_many: one subscription list per catalog")
+    prepared = []
+    checked: set[tuple[Subscription, ...]] = set()
+    for catalog, given in zip(catalogs, subscriptions_per_catalog):
+        subscriptions = tuple(given)
+        if subscriptions not in checked:
+            problems = overlapping_subscriptions(subscriptions)
+            if problems:
+                raise ValidationError(problems, source="subscriptions")
+            checked.add(subscriptions)
+        rates = resolve_rates(catalog)
+        prepared.append((catalog, subscriptions, rates, event_meters(con, catalog, events=events)))
     try:
         column_types = _column_types(con, events)
         check_event_ids(con, events)
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
-    features = _feature_costings(rates, subscriptions, meters, column_types)
-    currencies = {c.id: c for c in catalog.currencies}
-    scale = max((c.precision for c in currencies.values()), default=0)
-    rounded_cost = _case(
-        "__currency_id",
-        [
-            _rounded_cost_sql("__raw_cost", c.precision, c.rounding, scale)
-            for c in currencies.values()
-        ],
-        kind=f"DECIMAL(38, {scale})",
-        keys=[quote_literal(c) for c in currencies],
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    rate_sets: list[list[FeatureCosting]] = []
+    for index, (catalog, subscriptions, rates, meters) in enumerate(prepared):
+        features = _feature_costings(rates, subscriptions, meters, column_types)
+        rate_sets.append(features)
+        currencies = tuple((c.id, c.precision, c.rounding) for c in catalog.currencies)
+        groups.setdefault((subscriptions, meters, currencies, _rated_where(features)), []).append(
+            index
+        )
+    results: dict[int, Costing] = {}
+    for members in groups.values():
+        catalog, subscriptions, _rates, _meters = prepared[members[0]]
+        costings = _cost_shared(
+            con,
+            [rate_sets[i] for i in members],
+            subscriptions,
+            catalog.currencies,
+            events,
+        )
+        results.update(zip(members, costings))
+    return [results[i] for i in range(len(catalogs))]
+
+
+def _rated_where(features: Sequence[FeatureCosting]) -> tuple[Any, ...]:
+    """Where each feature has a rate at all (without a subscription, in each subscription): two
+    rate sets with the same answer cost the same (event, feature) rows."""
+    return tuple(
+        (f.meter, f.default_variant is None, tuple(v is None for v in f.subscription_variants))
+        for f in features
+    )
+
+
+def _cost_shared(
+    con: duckdb.DuckDBPyConnection,
+    rate_sets: Sequence[Sequence[FeatureCosting]],
+    subscriptions: Sequence[Subscription],
+    currencies: Sequence[CreditCurrency],
+    events: str,
+) -> list[Costing]:
+    """One costing per rate set, from one query: the rate sets cost the same rows (see
+    `_rated_where`), each in its own raw-cost, cost and (when they differ) currency column."""
+    features = _joint_features(rate_sets)
+    sets = range(len(rate_sets))
+    shared_currency = all(
+        len({currency for currency, _sql in variant}) == 1
+        for feature in features
+        for variant in feature.variants
+    )
+    currency_columns = ["__currency_id" if shared_currency else f"__currency_id_{k}" for k in sets]
+    scale = max((c.precision for c in currencies), default=0)
+    rounded_costs = ", ".join(
+        _case(
+            currency_columns[k],
+            [
+                _rounded_cost_sql(f"__raw_cost_{k}", c.precision, c.rounding, scale)
+                for c in currencies
+            ],
+            kind=f"DECIMAL(38, {scale})",
+            keys=[quote_literal(c.id) for c in currencies],
+        )
+        + f" AS __cost_{k}"
+        for k in sets
     )
     con.register("__subscriptions", _subscriptions_table(subscriptions, features).to_arrow())
     try:
@@ -259,60 +341,106 @@ def cost_events(
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE __costed AS
-            SELECT c.*, {rounded_cost} AS __cost, o.__customer_rank
-            FROM ({_costed_sql(features, events)}) AS c
+            SELECT c.*, {rounded_costs}, o.__customer_rank
+            FROM ({_costed_sql(features, events, len(rate_sets), shared_currency)}) AS c
             LEFT JOIN ({_customer_order_sql(events)}) AS o ON o.customer_id = c.customer_id
             """
         )
+        bad = [f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0)" for k in sets]
+        per_set = ", ".join(
+            f"bool_or({bad[k]}) AS __bad_{k}, "
+            f"CASE WHEN bool_or(__raw_cost_{k} IS NULL) THEN 'formula_null' "
+            f"ELSE 'formula_negative' END AS __reason_{k}, "
+            f"string_agg(__feature_id || ' costs ' "
+            f"|| coalesce(CAST(__raw_cost_{k} AS VARCHAR), 'null'), '; ' ORDER BY __feature_id) "
+            f"FILTER (WHERE {bad[k]}) AS __detail_{k}"
+            for k in sets
+        )
         con.execute(
-            """
+            f"""
             CREATE OR REPLACE TEMP TABLE __bad AS
-            SELECT event_id,
-                   CASE WHEN bool_or(__raw_cost IS NULL) THEN 'formula_null'
-                        ELSE 'formula_negative' END AS reason,
-                   string_agg(__feature_id || ' costs '
-                              || coalesce(CAST(__raw_cost AS VARCHAR), 'null'), '; '
-                              ORDER BY __feature_id) AS detail
+            SELECT event_id, {per_set}
             FROM __costed
-            WHERE __feature_id IS NOT NULL AND (__raw_cost IS NULL OR __raw_cost < 0)
+            WHERE __feature_id IS NOT NULL AND ({" OR ".join(bad)})
             GROUP BY event_id
             """
         )
-        any_rejected = bool(con.execute("SELECT count(*) FROM __bad").fetchall()[0][0])
-        accepted = "ANTI JOIN __bad AS b ON b.event_id = c.event_id" if any_rejected else ""
-        consumptions = _fetch(
+        # Per set: events rejected there; those rejected in every set leave in the query, the
+        # others are flagged and left out of that set's frame only.
+        in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
+        counts = con.execute(
+            "SELECT "
+            + ", ".join(f"count(*) FILTER (WHERE __bad_{k})" for k in sets)
+            + f", count(*) FILTER (WHERE {in_every_set}) FROM __bad"
+        ).fetchall()[0]
+        rejected_counts, everywhere = counts[:-1], counts[-1]
+        flagged = [k for k in sets if rejected_counts[k] > everywhere]
+        accepted = (
+            f"ANTI JOIN (SELECT event_id FROM __bad WHERE {in_every_set}) AS a "
+            "ON a.event_id = c.event_id"
+            if everywhere
+            else ""
+        )
+        flags = "".join(f", coalesce(b.__bad_{k}, FALSE) AS __rejected_{k}" for k in flagged)
+        flagging = "LEFT JOIN __bad AS b ON b.event_id = c.event_id" if flagged else ""
+        currency_select = ", ".join(dict.fromkeys(f"c.{column}" for column in currency_columns))
+        costs = ", ".join(f"c.__cost_{k}" for k in sets)
+        frame = _fetch(
             con,
             f"""
             SELECT c.event_id, c.customer_id, c.timestamp, c.__feature_id AS feature_id,
-                   c.__currency_id AS currency_id, c.__cost AS cost
-            FROM __costed AS c {accepted}
+                   {currency_select}, {costs}{flags}
+            FROM __costed AS c {accepted} {flagging}
             ORDER BY c.__customer_rank, c.timestamp, c.event_id, c.__feature_rank
             """,
-        )
-        rejected = (
+        ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
+        rejected = [
             _fetch(
                 con,
                 f"""
                 SELECT CAST(NULL AS BIGINT) AS source_row, ev.event_id, ev.customer_id,
                        ev.event_name,
                        strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
-                       b.reason, b.detail
+                       b.__reason_{k} AS reason, b.__detail_{k} AS detail
                 FROM __bad AS b JOIN {quote_ident(events)} AS ev ON ev.event_id = b.event_id
+                WHERE b.__bad_{k}
                 ORDER BY ev.customer_id, ev.timestamp, ev.event_id
                 """,
             )
-            if any_rejected
+            if rejected_counts[k]
             else pl.DataFrame(schema=REJECTED_COLUMNS)
-        )
+            for k in sets
+        ]
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
     finally:
         con.unregister("__subscriptions")
         con.execute("DROP TABLE IF EXISTS __costed; DROP TABLE IF EXISTS __bad")
-    return Costing(
-        consumptions=consumptions.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC")),
-        rejected=rejected.cast(pl.Schema(REJECTED_COLUMNS)),
-    )
+    costings = []
+    for k in sets:
+        columns: list[str | pl.Expr] = [
+            "event_id",
+            "customer_id",
+            "timestamp",
+            "feature_id",
+            pl.col(currency_columns[k]).alias("currency_id"),
+            pl.col(f"__cost_{k}").alias("cost"),
+        ]
+        if k in flagged:
+            consumptions = (
+                frame.select(*columns, f"__rejected_{k}")
+                .filter(~pl.col(f"__rejected_{k}"))
+                .drop(f"__rejected_{k}")
+            )
+        else:
+            consumptions = frame.select(columns)  # shares the columns of `frame`
+        costings.append(
+            Costing(
+                consumptions=consumptions,
+                rejected=rejected[k].cast(pl.Schema(REJECTED_COLUMNS)),
+            )
+        )
+    return costings
 
 
 def check_event_ids(con: duckdb.DuckDBPyConnection, events: str = "events") -> None:
@@ -381,7 +509,7 @@ def _feature_costings(
         result.append(
             FeatureCosting(
                 meter=meter,
-                variants=tuple(variants),
+                variants=tuple((variant,) for variant in variants),
                 dimensions=tuple(sorted(dimensions)),
                 default_variant=variant_of[defaults.get(feature)],
                 subscription_variants=tuple(
@@ -390,6 +518,46 @@ def _feature_costings(
             )
         )
     return result
+
+
+def _joint_features(rate_sets: Sequence[Sequence[FeatureCosting]]) -> list[FeatureCosting]:
+    """The features of several rate sets rated in the same places (`_rated_where`) as one list:
+    a joint variant is one combination of the sets' variants, with each set's (currency, SQL)."""
+    if len(rate_sets) == 1:
+        return list(rate_sets[0])
+    joint = []
+    for per_set in zip(*rate_sets, strict=True):
+        first = per_set[0]
+        combinations: dict[tuple[int, ...], int] = {}
+        default = _joint_variant(combinations, [f.default_variant for f in per_set])
+        during = tuple(
+            _joint_variant(combinations, chosen)
+            for chosen in zip(*(f.subscription_variants for f in per_set), strict=True)
+        )
+        joint.append(
+            FeatureCosting(
+                meter=first.meter,
+                variants=tuple(
+                    tuple(f.variants[v][0] for f, v in zip(per_set, key, strict=True))
+                    for key in combinations
+                ),
+                dimensions=tuple(sorted({d for f in per_set for d in f.dimensions})),
+                default_variant=default,
+                subscription_variants=during,
+            )
+        )
+    return joint
+
+
+def _joint_variant(
+    combinations: dict[tuple[int, ...], int], chosen: Sequence[int | None]
+) -> int | None:
+    """The joint variant of one combination of the sets' variants (numbered as first seen);
+    None when the sets have no rate there (they all have one or none, see `_rated_where`)."""
+    if chosen[0] is None:
+        return None
+    key = tuple(v for v in chosen if v is not None)
+    return combinations.setdefault(key, len(combinations))
 
 
 def _subscriptions_table(
@@ -409,21 +577,26 @@ _SUBSCRIPTION_JOIN = (
 _EVENT_COLUMNS = ("event_id", "customer_id", "timestamp")
 
 
-def _costed_sql(features: Sequence[FeatureCosting], events: str) -> str:
-    """Rows (event_id, customer_id, timestamp, __feature_id, __feature_rank, __currency_id,
-    __raw_cost): one per event and feature it matches and has a rate for, one with null feature
-    for the other events. `__feature_rank` orders the features as their ids do."""
+def _costed_sql(
+    features: Sequence[FeatureCosting], events: str, rate_sets: int, shared_currency: bool
+) -> str:
+    """Rows (event_id, customer_id, timestamp, __feature_id, __feature_rank, per rate set k
+    __currency_id_k (one __currency_id when `shared_currency`) and __raw_cost_k): one per event
+    and feature it matches and has a rate for, one with null feature for the other events.
+    `__feature_rank` orders the features as their ids do."""
     e = quote_ident(events)
     parts = [
-        _feature_sql(feature, rank, e)
+        _feature_sql(feature, rank, e, rate_sets, shared_currency)
         for rank, feature in enumerate(features)
         if not feature.never_costed
     ]
-    parts.append(_uncosted_sql(features, e))
+    parts.append(_uncosted_sql(features, e, rate_sets, shared_currency))
     return " UNION ALL ".join(parts)
 
 
-def _feature_sql(feature: FeatureCosting, rank: int, e: str) -> str:
+def _feature_sql(
+    feature: FeatureCosting, rank: int, e: str, rate_sets: int, shared_currency: bool
+) -> str:
     meter = feature.meter
     dimensions = [d for d in feature.dimensions if d not in _EVENT_COLUMNS]
     columns = ", ".join(quote_ident(c) for c in (*_EVENT_COLUMNS, *dimensions))
@@ -431,8 +604,16 @@ def _feature_sql(feature: FeatureCosting, rank: int, e: str) -> str:
         f"SELECT {columns}, CAST({meter.quantity} AS DECIMAL(38, 12)) AS {quote_ident(QUANTITY)} "
         f"FROM {e} WHERE {meter.condition}"
     )
-    currency = _case("__variant", [quote_literal(c) for c, _sql in feature.variants], "VARCHAR")
-    raw_cost = _case("__variant", [sql for _c, sql in feature.variants])
+    sets = range(rate_sets)
+    currencies = ", ".join(
+        _case("__variant", [quote_literal(v[k][0]) for v in feature.variants], "VARCHAR")
+        + (" AS __currency_id" if shared_currency else f" AS __currency_id_{k}")
+        for k in (sets[:1] if shared_currency else sets)
+    )
+    raw_costs = ", ".join(
+        _case("__variant", [v[k][1] for v in feature.variants]) + f" AS __raw_cost_{k}"
+        for k in sets
+    )
     if feature.same_everywhere:
         with_variant = f"SELECT *, {feature.default_variant} AS __variant FROM ({matching})"
     else:
@@ -442,8 +623,7 @@ def _feature_sql(feature: FeatureCosting, rank: int, e: str) -> str:
         )
     return (
         f"SELECT event_id, customer_id, timestamp, {quote_literal(meter.feature_id)} AS "
-        f"__feature_id, CAST({rank} AS SMALLINT) AS __feature_rank, {currency} AS __currency_id, "
-        f"{raw_cost} AS __raw_cost "
+        f"__feature_id, CAST({rank} AS SMALLINT) AS __feature_rank, {currencies}, {raw_costs} "
         f"FROM ({with_variant}) WHERE __variant IS NOT NULL"
     )
 
@@ -456,14 +636,26 @@ def _variant_sql(feature: FeatureCosting) -> str:
     )
 
 
-def _uncosted_sql(features: Sequence[FeatureCosting], e: str) -> str:
+def _uncosted_sql(
+    features: Sequence[FeatureCosting], e: str, rate_sets: int, shared_currency: bool
+) -> str:
     """Events matching no feature they have a rate for, as one row with null feature.
 
     A meter condition that is NULL does not match (as in the meter's WHERE)."""
-    nulls = (
-        "CAST(NULL AS VARCHAR) AS __feature_id, CAST(NULL AS SMALLINT) AS __feature_rank, "
-        "CAST(NULL AS VARCHAR) AS __currency_id, "
-        "CAST(NULL AS DECIMAL(38, 12)) AS __raw_cost"
+    sets = range(rate_sets)
+    currencies = (
+        ["CAST(NULL AS VARCHAR) AS __currency_id"]
+        if shared_currency
+        else [f"CAST(NULL AS VARCHAR) AS __currency_id_{k}" for k in sets]
+    )
+    raw_costs = [f"CAST(NULL AS DECIMAL(38, 12)) AS __raw_cost_{k}" for k in sets]
+    nulls = ", ".join(
+        [
+            "CAST(NULL AS VARCHAR) AS __feature_id",
+            "CAST(NULL AS SMALLINT) AS __feature_rank",
+            *currencies,
+            *raw_costs,
+        ]
     )
     always = [f for f in features if f.costed_everywhere]
     sometimes = [f for f in features if not f.costed_everywhere and not f.never_costed]

@@ -1,11 +1,12 @@
 """What-if scenarios (SPEC §6): named changes on a base, compared over the same events.
 
 A `Scenario` changes formulas or per-unit rates, scales rates, sets plan credit amounts, scales
-grants, overrides auto-recharge settings or the enforcement policy. `compare` matches the events
-once, costs them once per distinct set of rates, replays every scenario, and returns per customer
-and per feature what changes against the base: credits consumed, the date credits run out, denied
-events, recharge revenue and breakage. `sweep` varies one parameter over a grid; `goal_seek` finds
-the value of one coefficient that meets a target.
+grants, overrides auto-recharge settings or the enforcement policy. `compare` costs the events
+once per distinct set of rates (in one pass for the sets that can share it), replays every
+scenario, and returns per customer and per feature what changes against the base: credits
+consumed, the date credits run out, denied events, recharge revenue and breakage. `sweep`
+varies one parameter over a grid; `goal_seek` finds the value of one coefficient that meets a
+target.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
-from pricing_lab.simulation.costing import Costing, cost_events
+from pricing_lab.simulation.costing import cost_events, cost_events_many
 from pricing_lab.simulation.customers import CustomerInputs
-from pricing_lab.simulation.simulate import SimulationResult, match_usage, simulate
+from pricing_lab.simulation.simulate import SimulationResult, simulate
 
 Progress = Callable[[str, int, int], None]
 
@@ -396,7 +397,8 @@ def compare(
     """Replay the base and every scenario over the events of table `events` and compare them.
 
     The base is the scenario named `base` in `scenarios` if there is one, otherwise the inputs
-    unchanged. Events are matched once; costs are computed once per distinct set of rates.
+    unchanged. Costs are computed once per distinct set of rates, sets costing the same rows in
+    one pass over the events (`costing.cost_events_many`).
     `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
     filled `events`) adds the rows rejected on reading to each scenario's rejected events.
     """
@@ -406,23 +408,35 @@ def compare(
     runs = list(scenarios)
     if base not in {s.name for s in runs}:
         runs.insert(0, Scenario(name=base))
-    matched_view = match_usage(con, catalog, events)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __matched_once AS {matched_view}")
-    costings: dict[tuple[Any, ...], Costing] = {}
-    results: dict[str, SimulationResult] = {}
-    for index, scenario in enumerate(runs):
-        if progress is not None:
-            progress(scenario.name, index, len(runs))
-        changed_catalog, changed_customers = scenario.apply(catalog, customers)
-        key = _costing_key(changed_catalog, changed_customers)
-        if key not in costings:
-            costings[key] = cost_events(
+    if progress is not None:
+        progress(runs[0].name, 0, len(runs))  # costing every scenario comes first
+    inputs = [scenario.apply(catalog, customers) for scenario in runs]
+    keys = [
+        _costing_key(changed_catalog, changed_customers)
+        for changed_catalog, changed_customers in inputs
+    ]
+    # One costing per distinct set of rates, all of them in as few passes over the events as
+    # `cost_events_many` can share.
+    distinct: dict[tuple[Any, ...], tuple[Catalog, CustomerInputs]] = {}
+    for key, changed in zip(keys, inputs):
+        distinct.setdefault(key, changed)
+    costings = dict(
+        zip(
+            distinct,
+            cost_events_many(
                 con,
-                "SELECT * FROM __matched_once",
-                changed_catalog,
-                changed_customers.subscriptions,
+                [changed_catalog for changed_catalog, _ in distinct.values()],
+                [changed_customers.subscriptions for _, changed_customers in distinct.values()],
                 events=events,
-            )
+            ),
+        )
+    )
+    results: dict[str, SimulationResult] = {}
+    for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
+        zip(runs, inputs, keys)
+    ):
+        if progress is not None and index > 0:
+            progress(scenario.name, index, len(runs))
         results[scenario.name] = simulate(
             con,
             changed_catalog,
@@ -438,7 +452,6 @@ def compare(
         )
     if progress is not None:
         progress("done", len(runs), len(runs))
-    con.execute("DROP TABLE IF EXISTS __matched_once")
     return _comparison(base, results)
 
 
@@ -659,12 +672,10 @@ def goal_seek(
     `decreasing`: the measure falls as the value grows (true for a rate multiplier); the result
     is then the largest value in `[low, high]` meeting the target, within `tolerance` (the
     smallest one when increasing). Raises `InputError` when even the best end of the range
-    misses the target. Events are matched once; each step costs and replays one scenario.
+    misses the target. Each step costs and replays one scenario.
     """
     if low > high:
         raise InputError(f"goal seek: low {low} is above high {high}")
-    matched = match_usage(con, catalog, events)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __goal_seek_matched AS {matched}")
     steps: list[tuple[Decimal, float]] = []
 
     def evaluate(value: Decimal) -> float:
@@ -675,7 +686,7 @@ def goal_seek(
         changed_catalog, changed_customers = scenario.apply(catalog, customers)
         costing = cost_events(
             con,
-            "SELECT * FROM __goal_seek_matched",
+            "",  # not read: costing matches the events itself
             changed_catalog,
             changed_customers.subscriptions,
             events=events,
@@ -694,25 +705,22 @@ def goal_seek(
         steps.append((value, score))
         return score
 
-    try:
-        safe, bold = (low, high) if decreasing else (high, low)
-        safe_score = evaluate(safe)
-        if safe_score < target:
-            raise InputError(f"the target {target} is not met even at {safe} ({safe_score})")
-        bold_score = evaluate(bold)
-        if bold_score >= target:
-            return GoalSeek(value=bold, measure=bold_score, steps=tuple(steps))
-        # invariant: `safe` meets the target, `bold` does not
-        best, best_score = safe, safe_score
-        for _ in range(max_steps):
-            if abs(bold - safe) <= tolerance:
-                break
-            middle = (safe + bold) / 2
-            score = evaluate(middle)
-            if score >= target:
-                safe, best, best_score = middle, middle, score
-            else:
-                bold = middle
-        return GoalSeek(value=best, measure=best_score, steps=tuple(steps))
-    finally:
-        con.execute("DROP TABLE IF EXISTS __goal_seek_matched")
+    safe, bold = (low, high) if decreasing else (high, low)
+    safe_score = evaluate(safe)
+    if safe_score < target:
+        raise InputError(f"the target {target} is not met even at {safe} ({safe_score})")
+    bold_score = evaluate(bold)
+    if bold_score >= target:
+        return GoalSeek(value=bold, measure=bold_score, steps=tuple(steps))
+    # invariant: `safe` meets the target, `bold` does not
+    best, best_score = safe, safe_score
+    for _ in range(max_steps):
+        if abs(bold - safe) <= tolerance:
+            break
+        middle = (safe + bold) / 2
+        score = evaluate(middle)
+        if score >= target:
+            safe, best, best_score = middle, middle, score
+        else:
+            bold = middle
+    return GoalSeek(value=best, measure=best_score, steps=tuple(steps))
