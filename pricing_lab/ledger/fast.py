@@ -551,18 +551,10 @@ def _digits_before(a: int, b: int) -> bool:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _before(
-    a: int,
-    b: int,
-    currency: np.ndarray,
-    priority: np.ndarray,
-    expires: np.ndarray,
-    tclass: np.ndarray,
-    effective: np.ndarray,
-    rank: np.ndarray,
-    number: np.ndarray,
-) -> bool:  # pragma: no cover - compiled
-    """Grant a before grant b: by currency, then `order.drawdown_key`."""
+def _before(a: int, b: int, grants: Any) -> bool:  # pragma: no cover - compiled
+    """Grant a before grant b (`grants`: the kernel's grant arrays): by currency, then
+    `order.drawdown_key`."""
+    _, _, currency, priority, expires, tclass, effective, rank, number, _, _, _ = grants
     if currency[a] != currency[b]:
         return currency[a] < currency[b]
     if priority[a] != priority[b]:
@@ -662,6 +654,10 @@ def _replay_kernel(
     kind = np.zeros(cap, dtype=np.int64)
     ref = np.zeros(cap, dtype=np.int64)
     amount0 = np.zeros(cap, dtype=np.int64)
+    grants = (
+        remaining, state, currency, priority, expires, tclass, effective, rank, number, kind, ref,
+        amount0,
+    )  # fmt: skip
     # Per currency: usable grants in draw-down order, balance, overdraft grant, recharges.
     active = np.zeros((ncur, cap), dtype=np.int64)
     n_active = np.zeros(ncur, dtype=np.int64)
@@ -730,17 +726,7 @@ def _replay_kernel(
                     g = queue[k, q_head[k]]
                     q_head[k] += 1
                     j = n_batch
-                    while j > 0 and _before(
-                        g,
-                        batch[j - 1],
-                        currency,
-                        priority,
-                        expires,
-                        tclass,
-                        effective,
-                        rank,
-                        number,
-                    ):
+                    while j > 0 and _before(g, batch[j - 1], grants):
                         batch[j] = batch[j - 1]
                         j -= 1
                     batch[j] = g
@@ -788,27 +774,7 @@ def _replay_kernel(
                 g = h_grant[hi] - gs
                 hi += 1
                 n_out, out = _take_effect(
-                    g,
-                    t,
-                    c,
-                    out,
-                    n_out,
-                    remaining,
-                    state,
-                    currency,
-                    priority,
-                    expires,
-                    tclass,
-                    effective,
-                    rank,
-                    number,
-                    kind,
-                    ref,
-                    amount0,
-                    active,
-                    n_active,
-                    balance,
-                    overdraft,
+                    g, t, c, out, n_out, grants, active, n_active, balance, overdraft
                 )
             # 4. Events in (timestamp, event_id) order, each followed by its auto-recharge.
             while ei < e_end and e_time[ei] == t:
@@ -919,27 +885,7 @@ def _replay_kernel(
                         ref[g] = 0
                         amount0[g] = amount
                         n_out, out = _take_effect(
-                            g,
-                            t,
-                            c,
-                            out,
-                            n_out,
-                            remaining,
-                            state,
-                            currency,
-                            priority,
-                            expires,
-                            tclass,
-                            effective,
-                            rank,
-                            number,
-                            kind,
-                            ref,
-                            amount0,
-                            active,
-                            n_active,
-                            balance,
-                            overdraft,
+                            g, t, c, out, n_out, grants, active, n_active, balance, overdraft
                         )
                         if expires[g] < until:
                             queue[k, q_tail[k]] = g
@@ -989,24 +935,14 @@ def _take_effect(
     c: int,
     out: np.ndarray,
     n_out: int,
-    remaining: np.ndarray,
-    state: np.ndarray,
-    currency: np.ndarray,
-    priority: np.ndarray,
-    expires: np.ndarray,
-    tclass: np.ndarray,
-    effective: np.ndarray,
-    rank: np.ndarray,
-    number: np.ndarray,
-    kind: np.ndarray,
-    ref: np.ndarray,
-    amount0: np.ndarray,
+    grants: Any,
     active: np.ndarray,
     n_active: np.ndarray,
     balance: np.ndarray,
     overdraft: np.ndarray,
 ) -> tuple[int, np.ndarray]:  # pragma: no cover - compiled
     """GRANTED, into the draw-down list, then settle overdraft debt from the new grant."""
+    remaining, state, currency, _, _, _, _, _, number, kind, ref, amount0 = grants
     k = currency[g]
     state[g] = 1
     remaining[g] = amount0[g]
@@ -1015,9 +951,7 @@ def _take_effect(
     out = _push(out, n_out, t, c, k, GRANTED, kind[g], gref, amount0[g], balance[k], -1)
     n_out += 1
     j = n_active[k]
-    while j > 0 and _before(
-        g, active[k, j - 1], currency, priority, expires, tclass, effective, rank, number
-    ):
+    while j > 0 and _before(g, active[k, j - 1], grants):
         active[k, j] = active[k, j - 1]
         j -= 1
     active[k, j] = g
