@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -361,21 +360,13 @@ def _grant_rows(
     grants: Sequence[Grant], start_us: int, until_us: int, precision_of: dict[str, int]
 ) -> list[tuple[Any, ...]]:
     """(customer, id, type, source, currency, amount units, priority, expires µs, effective µs,
-    voided µs) of the grants that take part, in one pass; times and amounts repeat a lot across
-    customers (recurring periods), so their conversions are memoised."""
-    micros: dict[datetime, int] = {}
+    voided µs) of the grants that take part, in one pass; amounts repeat a lot across customers
+    (recurring periods), so their minor units are memoised (and `to_micros` memoises times)."""
     units: dict[tuple[Decimal, str], int] = {}
-
-    def us(value: datetime) -> int:
-        found = micros.get(value)
-        if found is None:
-            found = micros[value] = to_micros(value)
-        return found
-
     rows: list[tuple[Any, ...]] = []
     for g in grants:
-        effective = us(g.effective_at)
-        voided = NEVER if g.voided_at is None else us(g.voided_at)
+        effective = to_micros(g.effective_at)
+        voided = NEVER if g.voided_at is None else to_micros(g.voided_at)
         if not (start_us <= effective < until_us and voided > effective):
             continue
         amount = units.get((g.amount, g.currency_id))
@@ -383,7 +374,7 @@ def _grant_rows(
             amount = units[(g.amount, g.currency_id)] = to_minor_units(
                 g.amount, precision_of[g.currency_id]
             )
-        expires = NEVER if g.expires_at is None else us(g.expires_at)
+        expires = NEVER if g.expires_at is None else to_micros(g.expires_at)
         rows.append(
             (
                 g.customer_id,

@@ -7,6 +7,7 @@ minor units (`CONSUMPTION_SCHEMA`). The ledger rules themselves live in the engi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,8 +51,12 @@ _CONSUMPTION_COLUMNS: dict[str, pl.DataType] = {
 CONSUMPTION_SCHEMA = pl.Schema(_CONSUMPTION_COLUMNS)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def to_micros(value: datetime) -> int:
-    """Microseconds since the Unix epoch of a (UTC) datetime."""
+    """Microseconds since the Unix epoch of a (UTC) datetime.
+
+    Memoised: grant times repeat a lot across customers (every customer's recurring periods start
+    on a few dates), and the engine and the invariant check convert them all."""
     return (as_utc(value) - EPOCH) // MICROSECOND
 
 
