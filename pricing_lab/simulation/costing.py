@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -34,8 +33,9 @@ from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter, event_meters
 from pricing_lab.formula import Formula
+from pricing_lab.formula.ast import Arithmetic, Dimension, Negate, Node, Number
 from pricing_lab.ledger.model import Subscription
-from pricing_lab.money import Rounding
+from pricing_lab.money import Rounding, normalized
 from pricing_lab.timeutil import naive_utc
 
 NO_PLAN = ""  # plan key of the default rates (customers without a subscription)
@@ -79,12 +79,10 @@ def rate_formula(rate: CreditRate) -> Formula:
         return Formula.parse(rate.formula)
     if rate.per_unit is None:
         raise InputError(f"credit rate for {rate.feature!r} has mode per_unit but no per_unit")
-    return Formula.parse(f"{_plain(rate.per_unit)} * `{QUANTITY}`")
-
-
-def _plain(value: Decimal) -> str:
-    text = format(value, "f")
-    return text if not text.startswith("-") else f"(0 {text[0]} {text[1:]})"
+    price: Node = Number(value=normalized(rate.per_unit.copy_abs()))
+    if rate.per_unit < 0:
+        price = Negate(operand=price)  # literals are never negative: the parser's tree for -x
+    return Formula(Arithmetic(op="*", left=price, right=Dimension(name=QUANTITY)))
 
 
 def resolve_rates(catalog: Catalog) -> tuple[ResolvedRate, ...]:
@@ -217,7 +215,6 @@ class FeatureCosting:
 
 def cost_events(
     con: duckdb.DuckDBPyConnection,
-    matched: str,
     catalog: Catalog,
     subscriptions: Sequence[Subscription] = (),
     *,
@@ -228,10 +225,9 @@ def cost_events(
     Returns the consumption table for the engines (every accepted event appears, an event with no
     cost as one row with null feature) and the events rejected by their formulas. Events are
     matched straight from table `events` with the catalog's meters (`events.meters.event_meters`,
-    the conditions `match_events` uses), so `matched` — the matched-usage SQL callers used to
-    pass — is no longer read. Raises `InputError` when an event id is missing or not unique.
+    the conditions `match_events` uses). Raises `InputError` when an event id is missing or not
+    unique.
     """
-    del matched  # the meters are applied to `events` directly (see the docstring)
     [costing] = cost_events_many(con, [catalog], [subscriptions], events=events)
     return costing
 
@@ -245,7 +241,7 @@ def cost_events_many(
 ) -> list[Costing]:
     """Cost the events of table `events` under several catalogs (rate sets) at once.
 
-    `result[i]` is exactly what `cost_events(con, …, catalogs[i], subscriptions_per_catalog[i])`
+    `result[i]` is exactly what `cost_events(con, catalogs[i], subscriptions_per_catalog[i])`
     returns. Rate sets yielding the same rows share one pass over the events: same
     subscriptions, meters and currencies, and a rate for the same features in the same plans,
     add-ons and defaults (otherwise an event could be costed for a feature in one set and be a

@@ -684,13 +684,7 @@ def goal_seek(
         if problems:
             raise ValidationError(problems, source="goal seek scenario")
         changed_catalog, changed_customers = scenario.apply(catalog, customers)
-        costing = cost_events(
-            con,
-            "",  # not read: costing matches the events itself
-            changed_catalog,
-            changed_customers.subscriptions,
-            events=events,
-        )
+        costing = cost_events(con, changed_catalog, changed_customers.subscriptions, events=events)
         result = simulate(
             con,
             changed_catalog,

@@ -199,13 +199,6 @@ def _json_value(value: object) -> object:
     return value
 
 
-def match_usage(con: duckdb.DuckDBPyConnection, catalog: Catalog, events: str = "events") -> str:
-    """SQL text of the matched usage (event_id, customer_id, timestamp, feature_id, quantity)."""
-    from pricing_lab.events.meters import matched_usage_sql
-
-    return matched_usage_sql(con, catalog, events=events, reported=None)
-
-
 def cost(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
@@ -214,9 +207,7 @@ def cost(
     events: str = "events",
 ) -> Costing:
     """Match and cost the events of table `events` (see `costing.cost_events`)."""
-    return cost_events(
-        con, match_usage(con, catalog, events), catalog, customers.subscriptions, events=events
-    )
+    return cost_events(con, catalog, customers.subscriptions, events=events)
 
 
 def simulate(

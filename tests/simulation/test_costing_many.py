@@ -52,7 +52,7 @@ def assert_same_as_separate(
     together = cost_events_many(con, catalogs, subscriptions)
     assert len(together) == len(catalogs)
     for one, (cat, subs) in zip(together, zip(catalogs, subscriptions)):
-        alone = cost_events(con, "", cat, subs)
+        alone = cost_events(con, cat, subs)
         assert_frame_equal(one.consumptions, alone.consumptions, check_exact=True)
         assert_frame_equal(one.rejected, alone.rejected, check_exact=True)
     return together
