@@ -31,6 +31,23 @@ def quantize(amount: Decimal, precision: int, rounding: Rounding = "half_up") ->
         return amount.quantize(quantum(precision), rounding=_DECIMAL_ROUNDING[rounding])
 
 
+def normalized(value: Decimal) -> Decimal:
+    """`value` exactly, without trailing zeros or exponent: 1.500 → 1.5, 1E+3 → 1000, 0.00 → 0.
+
+    Unlike `Decimal.normalize`, never rounds to the context precision (amounts have up to 38
+    digits, the default context keeps 28).
+    """
+    if not value.is_finite():
+        return value
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    with localcontext() as ctx:
+        ctx.prec = len(digits) + max(exponent, 0)
+        if value == value.to_integral_value():
+            return value.quantize(Decimal(1))
+        return value.normalize()
+
+
 def to_minor_units(amount: Decimal, precision: int) -> int:
     """An amount already at `precision` places as an integer count of minor units (exact)."""
     scaled = amount.scaleb(precision)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 Cadence = Literal["monthly", "yearly"]
 MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def as_utc(value: datetime) -> datetime:
@@ -21,6 +23,15 @@ def naive_utc(value: datetime) -> datetime:
     """The same instant as a naive UTC datetime (naive input is taken as UTC already): how
     DuckDB TIMESTAMP columns hold it, so comparisons never involve the session time zone."""
     return as_utc(value).replace(tzinfo=None)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch (exact; naive input is taken as UTC already).
+
+    Memoised: grant times repeat a lot across customers (every customer's recurring periods start
+    on a few dates), and the ledger engine and the invariant check convert them all."""
+    return (as_utc(value) - EPOCH) // MICROSECOND
 
 
 def add_months(anchor: datetime, months: int) -> datetime:

@@ -64,15 +64,16 @@ def _meter_text(feature: Feature) -> str:
     what = meter.aggregation + (f"({meter.dimension})" if meter.dimension else "")
     filters = " and ".join(
         f"{f.dimension} {f.operator}"
-        + ("" if f.value is None else f" {_filter_value_text(f.value)}")
+        + ("" if f.value is None else f" {filter_value_text(f.value)}")
         for f in meter.filters
     )
     return f"{what} of {meter.event_name}" + (f" where {filters}" if filters else "")
 
 
-def _filter_value_text(value: object) -> str:
+def filter_value_text(value: object) -> str:
+    """A meter filter's value for display: strings quoted, numbers plain, lists in brackets."""
     if isinstance(value, tuple):
-        return "[" + ", ".join(_filter_value_text(v) for v in value) + "]"
+        return "[" + ", ".join(filter_value_text(v) for v in value) + "]"
     return repr(value) if isinstance(value, str) else _text(value)
 
 
@@ -94,13 +95,16 @@ def feature_html(feature: Feature) -> str:
     return html
 
 
+_GROUP_HEADERS = ("id", "name", "status", "features")
+
+
+def _group_row(group: FeatureGroup) -> list[object]:
+    return [group.id, group.name, group.status, ", ".join(group.features)]
+
+
 def group_html(group: FeatureGroup) -> str:
     """A feature group and its features."""
-    return table(
-        ("id", "name", "status", "features"),
-        [[group.id, group.name, group.status, ", ".join(group.features)]],
-        caption=f"Feature group {group.name}",
-    )
+    return table(_GROUP_HEADERS, [_group_row(group)], caption=f"Feature group {group.name}")
 
 
 def entitlement_text(entitlement: Entitlement) -> tuple[str, str, str]:
@@ -161,20 +165,23 @@ def offer_html(offer: Plan | AddOn) -> str:
     return html
 
 
+_CURRENCY_HEADERS = ("id", "name", "unit price", "precision", "rounding")
+
+
+def _currency_row(currency: CreditCurrency) -> list[object]:
+    return [
+        currency.id,
+        currency.name,
+        f"{_text(currency.unit_price)} {currency.price_currency}",
+        currency.precision,
+        currency.rounding,
+    ]
+
+
 def currency_html(currency: CreditCurrency) -> str:
     """A credit currency."""
     return table(
-        ("id", "name", "unit price", "precision", "rounding"),
-        [
-            [
-                currency.id,
-                currency.name,
-                f"{_text(currency.unit_price)} {currency.price_currency}",
-                currency.precision,
-                currency.rounding,
-            ]
-        ],
-        caption=f"Credit currency {currency.name}",
+        _CURRENCY_HEADERS, [_currency_row(currency)], caption=f"Credit currency {currency.name}"
     )
 
 
@@ -184,17 +191,8 @@ def catalog_html(catalog: Catalog) -> str:
     if catalog.currencies:
         parts.append(
             table(
-                ("id", "name", "unit price", "precision", "rounding"),
-                [
-                    [
-                        c.id,
-                        c.name,
-                        f"{_text(c.unit_price)} {c.price_currency}",
-                        c.precision,
-                        c.rounding,
-                    ]
-                    for c in catalog.currencies
-                ],
+                _CURRENCY_HEADERS,
+                [_currency_row(c) for c in catalog.currencies],
                 caption="Credit currencies",
             )
         )
@@ -205,8 +203,8 @@ def catalog_html(catalog: Catalog) -> str:
     if catalog.feature_groups:
         parts.append(
             table(
-                ("id", "name", "status", "features"),
-                [[g.id, g.name, g.status, ", ".join(g.features)] for g in catalog.feature_groups],
+                _GROUP_HEADERS,
+                [_group_row(g) for g in catalog.feature_groups],
                 caption="Feature groups",
             )
         )

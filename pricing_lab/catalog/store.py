@@ -45,6 +45,7 @@ from pricing_lab.catalog.model import (
 )
 from pricing_lab.catalog.validate import FormulaCheck, validate_catalog
 from pricing_lab.errors import InputError, ValidationError
+from pricing_lab.money import normalized
 from pricing_lab.timeutil import naive_utc
 
 EntityKind = Literal[
@@ -75,6 +76,7 @@ TABLES: dict[str, str] = {
     "credit_rates": "catalog_credit_rates",
     "entities": "catalog_entities",
     "history": "catalog_history",
+    "default_credit_rate_sets": "catalog_default_credit_rate_sets",
 }
 _ORDER_BY: dict[str, str] = {
     "credit_currencies": "currency_id, version",
@@ -87,6 +89,7 @@ _ORDER_BY: dict[str, str] = {
     "credit_rates": "owner_kind, owner_id, version, position",
     "entities": "kind, entity_id",
     "history": "seq",
+    "default_credit_rate_sets": "version",
 }
 _VERSION_TABLE: dict[EntityKind, str] = {
     "currency": "credit_currencies",
@@ -151,8 +154,6 @@ CREATE TABLE IF NOT EXISTS catalog_history (
     seq INTEGER NOT NULL PRIMARY KEY, occurred_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
     entity_id VARCHAR NOT NULL, event VARCHAR NOT NULL, version INTEGER NOT NULL);
 """
-TABLES["default_credit_rate_sets"] = "catalog_default_credit_rate_sets"
-_ORDER_BY["default_credit_rate_sets"] = "version"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -378,26 +379,26 @@ class CatalogStore:
 
     def default_credit_rates(self, version: int | None = None) -> tuple[CreditRate, ...]:
         """The default credit rate set (customers without a subscription) at `version`."""
-        entities = self._load()["default_credit_rates"]
-        if DEFAULT_RATES_ID not in entities:
+        state = self._load()
+        if DEFAULT_RATES_ID not in state["default_credit_rates"]:
             return ()
         return cast(
-            tuple[CreditRate, ...], self._version("default_credit_rates", "default", version)
+            tuple[CreditRate, ...],
+            _get_version(state, "default_credit_rates", DEFAULT_RATES_ID, version),
         )
 
     def version_at(self, kind: EntityKind, entity_id: str, at: datetime) -> int | None:
         """The version of an entity in force at `at`: the last one published at or before it."""
-        if kind == "default_credit_rates":
-            sql = "SELECT max(version) FROM catalog_default_credit_rate_sets WHERE ? = ?"
-            params: list[object] = [entity_id, DEFAULT_RATES_ID]
-        else:
-            sql = (
-                f"SELECT max(version) FROM {TABLES[_VERSION_TABLE[kind]]} "
-                f"WHERE {_id_column(kind)} = ?"
-            )
-            params = [entity_id]
+        # Default rate sets are published in their own table, one row per version.
+        name = (
+            "default_credit_rate_sets" if kind == "default_credit_rates" else _VERSION_TABLE[kind]
+        )
         row = _first_row(
-            self.connection.execute(f"{sql} AND published_at <= ?", [*params, naive_utc(at)])
+            self.connection.execute(
+                f"SELECT max(version) FROM {TABLES[name]} "
+                f"WHERE {_id_column(kind)} = ? AND published_at <= ?",
+                [entity_id, naive_utc(at)],
+            )
         )
         return int(row[0]) if row and row[0] is not None else None
 
@@ -492,7 +493,8 @@ class CatalogStore:
         """
         state = self._load()
         self._validate(catalog, state, check_formula)
-        return CatalogDiff(changes=tuple(_plan_changes(catalog, state)), applied=False)
+        changes = _plan_changes(_records_by_key(catalog), state)
+        return CatalogDiff(changes=tuple(changes), applied=False)
 
     def apply(
         self,
@@ -512,8 +514,8 @@ class CatalogStore:
         with self._transaction():
             state = self._load()
             self._validate(catalog, state, check_formula)
-            changes = _plan_changes(catalog, state)
             records = _records_by_key(catalog)
+            changes = _plan_changes(records, state)
             for change in changes:
                 if change.change in ("created", "changed"):
                     assert change.version_after is not None
@@ -850,7 +852,7 @@ def _load_state(connection: duckdb.DuckDBPyConnection) -> _State:
             CreditCurrency(
                 id=cid,
                 name=name,
-                unit_price=_number(price),
+                unit_price=normalized(price),
                 price_currency=price_currency,
                 precision=precision,
                 rounding=rounding,
@@ -872,7 +874,7 @@ def _load_state(connection: duckdb.DuckDBPyConnection) -> _State:
                 metadata=json.loads(metadata),
                 status=state["feature"][fid].status,
                 units=UnitNames(singular=u_one, plural=u_many) if u_one is not None else None,
-                display_unit=DisplayUnit(singular=d_one, plural=d_many, factor=_number(d_factor))
+                display_unit=DisplayUnit(singular=d_one, plural=d_many, factor=normalized(d_factor))
                 if d_one is not None
                 else None,
                 meter=Meter(
@@ -918,7 +920,7 @@ def _load_state(connection: duckdb.DuckDBPyConnection) -> _State:
             CreditRate(
                 feature=fid,
                 mode=mode,
-                per_unit=None if per_unit is None else _number(per_unit),
+                per_unit=None if per_unit is None else normalized(per_unit),
                 formula=formula,
                 currency=currency,
             )
@@ -937,7 +939,7 @@ def _load_state(connection: duckdb.DuckDBPyConnection) -> _State:
                     id=oid,
                     name=name,
                     description=description,
-                    price=Price(amount=_number(amount), cadence=cadence, currency=price_currency)
+                    price=Price(amount=normalized(amount), cadence=cadence, currency=price_currency)
                     if amount is not None
                     else None,
                     entitlements=tuple(entitlements.get((kind, oid, version), [])),
@@ -985,13 +987,6 @@ def _get_version(state: _State, kind: EntityKind, entity_id: str, version: int |
             f"{_noun(kind)} {entity_id!r} has no version {number} (latest is {entity.latest})"
         )
     return entity.versions[number]
-
-
-def _number(value: Decimal) -> Decimal:
-    """A stored DECIMAL(38, 12) without its padding zeros (0.001000000000 → 0.001)."""
-    if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
 
 
 def _id_column(kind: EntityKind) -> str:
@@ -1096,16 +1091,16 @@ def _entitlement_from_row(row: Sequence[Any]) -> Entitlement:
     if kind == "boolean":
         return BooleanEntitlement(feature=feature)
     if kind == "configuration":
-        return ConfigurationEntitlement(feature=feature, value=_number(value))
+        return ConfigurationEntitlement(feature=feature, value=normalized(value))
     if kind == "metered":
         return MeteredEntitlement(
             feature=feature,
-            usage_limit=None if limit is None else _number(limit),
+            usage_limit=None if limit is None else normalized(limit),
             period=period,
         )
     if kind == "group":
         return GroupEntitlement(group=group)
-    return CreditEntitlement(currency=currency, amount=_number(amount), cadence=cadence)
+    return CreditEntitlement(currency=currency, amount=normalized(amount), cadence=cadence)
 
 
 # -- planning a diff ------------------------------------------------------------------------------
@@ -1143,8 +1138,9 @@ def _changed_fields(old: Record, new: Record) -> tuple[str, ...]:
     )
 
 
-def _plan_changes(catalog: Catalog, state: _State) -> list[EntityChange]:
-    records = _records_by_key(catalog)
+def _plan_changes(
+    records: dict[tuple[EntityKind, str], Record], state: _State
+) -> list[EntityChange]:
     changes: list[EntityChange] = []
     for (kind, entity_id), record in records.items():
         entity = state[kind].get(entity_id)

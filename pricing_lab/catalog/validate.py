@@ -24,6 +24,7 @@ from pricing_lab.catalog.model import (
     GroupEntitlement,
 )
 from pricing_lab.errors import Problem
+from pricing_lab.money import normalized
 
 # A formula checker: returns an error message for bad formula text, None for good text.
 FormulaCheck = Callable[[str], "str | None"]
@@ -238,13 +239,9 @@ class _Checker:
         if not number.is_finite():
             self.add(path, "must be a finite number")
             return None
-        exponent = number.as_tuple().exponent
+        exponent = normalized(number).as_tuple().exponent
         assert isinstance(exponent, int)
-        if (
-            stored_as_amount
-            and -exponent > MAX_DECIMAL_PLACES
-            and number != number.quantize(Decimal(1).scaleb(-MAX_DECIMAL_PLACES))
-        ):
+        if stored_as_amount and -exponent > MAX_DECIMAL_PLACES:
             self.add(path, f"at most {MAX_DECIMAL_PLACES} decimal places")
             return None
         if stored_as_amount and abs(number) >= Decimal(10) ** MAX_INTEGER_DIGITS:

@@ -37,6 +37,7 @@ from pricing_lab.catalog.model import (
 )
 from pricing_lab.catalog.validate import FormulaCheck, validate_catalog
 from pricing_lab.errors import InputError, ValidationError
+from pricing_lab.money import normalized
 
 Document = dict[str, Any]
 
@@ -149,7 +150,7 @@ def _currency(item: Mapping[str, Any]) -> CreditCurrency:
         name=item["name"],
         unit_price=_decimal(item["unit_price"]),
         price_currency=item.get("price_currency") or "USD",
-        precision=int(item.get("precision", 2) if item.get("precision") is not None else 2),
+        precision=2 if item.get("precision") is None else int(item["precision"]),
         rounding=item.get("rounding") or "half_up",
     )
 
@@ -267,9 +268,7 @@ def _rate(item: Mapping[str, Any]) -> CreditRate:
 
 def plain_decimal(value: Decimal) -> str:
     """A Decimal's plain text, no exponent or trailing zeros: 0.001000 → '0.001', 1E+3 → '1000'."""
-    if value == value.to_integral_value():
-        return format(value.quantize(Decimal(1)), "f")
-    return format(value.normalize(), "f")
+    return format(normalized(value), "f")
 
 
 def catalog_to_document(catalog: Catalog) -> Document:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pricing_lab.catalog.html import entitlement_text
+from pricing_lab.catalog.html import entitlement_text, filter_value_text
 from pricing_lab.catalog.model import AddOn, CreditRate, Plan
 from pricing_lab.catalog.store import CatalogStore, EntityKind, open_store
 from pricing_lab.catalog.validate import FormulaCheck
@@ -157,7 +157,7 @@ def show_lines(store: CatalogStore) -> list[str]:
             if f.meter.filters:
                 meter += " where " + " and ".join(
                     f"{flt.dimension} {flt.operator}"
-                    + ("" if flt.value is None else f" {_value_text(flt.value)}")
+                    + ("" if flt.value is None else f" {filter_value_text(flt.value)}")
                     for flt in f.meter.filters
                 )
         status = " [archived]" if f.status == "archived" else ""
@@ -192,16 +192,6 @@ def show_lines(store: CatalogStore) -> list[str]:
         for r in catalog.default_credit_rates:
             lines.append(f"  {r.feature}: {_rate_text(r)}")
     return lines
-
-
-def _value_text(value: object) -> str:
-    from decimal import Decimal
-
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_value_text(v) for v in value) + "]"
-    if isinstance(value, Decimal):
-        return plain_decimal(value)
-    return repr(value)
 
 
 def _rate_text(rate: CreditRate) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pricing_lab.errors import InputError
 from pricing_lab.formula import Formula, FormulaError
+from pricing_lab.formula.sql_base import quote_identifier, quote_string
 
 _READERS = {
     ".parquet": "read_parquet",
@@ -78,7 +79,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         known = ", ".join(sorted(_READERS))
         raise InputError(f"{path}: unknown event file type {path.suffix!r} (known: {known})")
     con = duckdb.connect()
-    literal = "'" + str(path).replace("'", "''") + "'"
+    literal = quote_string(str(path))
     try:
         source = con.sql(f"SELECT * FROM {reader}({literal})")
     except duckdb.Error as exc:
@@ -91,7 +92,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     if from_properties:
         extracts = ", ".join(
             f'json_extract_string(CAST("properties" AS JSON), {_json_path(name)}) AS '
-            f"{_identifier(name)}"
+            f"{quote_identifier(name)}"
             for name in from_properties
         )
         source = source.select(f"*, {extracts}")
@@ -99,7 +100,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     present = [d for d in formula.dimensions if d in columns]
     value = formula.evaluate_duckdb(con, source).select("value").set_alias("v")
     nulls = ", ".join(
-        f"count(*) FILTER (WHERE {_identifier(d)} IS NULL) AS {_identifier('n:' + d)}"
+        f"count(*) FILTER (WHERE {quote_identifier(d)} IS NULL) AS {quote_identifier('n:' + d)}"
         for d in present
     )
     source_counts = source.aggregate(f"count(*) AS rows{', ' + nulls if nulls else ''}")
@@ -135,13 +136,8 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     }
 
 
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _json_path(name: str) -> str:
-    path = '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return "'" + path.replace("'", "''") + "'"
+    return quote_string('$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
 def _text(report: dict[str, Any]) -> str:

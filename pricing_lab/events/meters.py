@@ -26,6 +26,8 @@ import duckdb
 from pricing_lab.catalog.model import Catalog, DisplayUnit, Feature, MeterFilter
 from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import QUANTITY_TYPE, quote_ident, quote_literal
+from pricing_lab.money import normalized
+from pricing_lab.timeutil import naive_utc
 
 CalendarPeriod = Literal["day", "week", "month", "total"]
 MATCHED_COLUMNS = (
@@ -370,7 +372,7 @@ def _integer_ratio(factor: Decimal) -> tuple[int, int]:
     """`factor` = num / 10**scale with integers (factor > 0)."""
     if factor <= 0:
         raise InputError(f"display unit factor must be > 0, not {factor}")
-    _sign, digits, exponent = factor.normalize().as_tuple()
+    _sign, digits, exponent = normalized(factor).as_tuple()
     num = int("".join(map(str, digits)))
     assert isinstance(exponent, int)
     if exponent >= 0:
@@ -499,7 +501,4 @@ def aggregate_usage(
 
 
 def _timestamp_literal(value: datetime) -> str:
-    from pricing_lab.timeutil import as_utc
-
-    naive = as_utc(value).replace(tzinfo=None)
-    return f"CAST({quote_literal(naive.isoformat(sep=' '))} AS TIMESTAMP)"
+    return f"CAST({quote_literal(naive_utc(value).isoformat(sep=' '))} AS TIMESTAMP)"

@@ -25,8 +25,13 @@ import pyarrow as pa
 
 from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import IngestReport, ingest_events, quote_literal
-from pricing_lab.events.synthetic import LLM_MODEL_WEIGHTS, LLM_MODELS, customer_weights
-from pricing_lab.timeutil import as_utc
+from pricing_lab.events.synthetic import (
+    LLM_MODEL_WEIGHTS,
+    LLM_MODELS,
+    customer_ids,
+    customer_weights,
+)
+from pricing_lab.timeutil import MICROSECOND, to_micros
 
 TraceName = Literal["azure_code", "azure_conversation", "mooncake"]
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data" / "real"
@@ -149,22 +154,21 @@ def trace_events(
     else:
         offsets = table.column("timestamp_ms").to_numpy().astype(np.int64) * 1000
         offsets = offsets - (int(offsets.min()) if n else 0)
-        origin_us = _epoch_micros(start)
+        origin_us = to_micros(start)
         inputs = table.column("input_length").to_numpy()
         outputs = table.column("output_length").to_numpy()
         blocks = pa.array(table.column("num_prefix_blocks").to_numpy().astype(np.int64))
     if span is not None:
         duration = int(offsets.max()) if n else 0
-        span_us = span // timedelta(microseconds=1) - 1  # the last request lands inside the span
+        span_us = span // MICROSECOND - 1  # the last request lands inside the span
         if duration > 0:
             offsets = np.array([o * span_us // duration for o in offsets.tolist()], np.int64)
-        origin_us = _epoch_micros(start)
+        origin_us = to_micros(start)
     micros = offsets.astype(np.int64) + np.int64(origin_us)
     ranks = assign_customers(trace, rows, customers)
     models = np.searchsorted(np.cumsum(LLM_MODEL_WEIGHTS), stable_uniform(info.salt + 1, rows))
     models = np.minimum(models, len(LLM_MODELS) - 1)
-    width = max(5, len(str(customers)))
-    names = pa.array([f"cust-{k:0{width}d}" for k in range(1, customers + 1)], pa.string())
+    names = pa.array(customer_ids(customers), pa.string())
     return pa.table(
         {
             "event_id": pa.array([f"{info.prefix}-{r:05d}" for r in rows.tolist()], pa.string()),
@@ -256,8 +260,3 @@ def _trace(name: str) -> Trace:
         return TRACES[name]
     except KeyError:
         raise InputError(f"unknown trace {name!r}: use {', '.join(TRACES)}") from None
-
-
-def _epoch_micros(value: datetime) -> int:
-    naive = as_utc(value).replace(tzinfo=None)
-    return (naive - datetime(1970, 1, 1)) // timedelta(microseconds=1)

@@ -252,10 +252,11 @@ def _register_segments(
             same = previous.plan_id == span.plan_id
             first_reason = "subscription_start" if same else "plan_change"
         if period == "billing":
-            for begin, finish, index in billing_periods(span, max(until, span.start)):
+            periods = billing_periods(span, max(until, span.start))
+            for begin, finish, index in periods:
                 reason = first_reason if index == 0 else "period_start"
                 add(span, span.plan_id, begin, finish, reason, False)
-            if not billing_periods(span, max(until, span.start)):
+            if not periods:
                 add(span, span.plan_id, span.start, span.end, first_reason, False)
         else:
             add(span, span.plan_id, span.start, span.end, first_reason, True)

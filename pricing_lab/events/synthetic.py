@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pricing_lab.timeutil import as_utc
+from pricing_lab.timeutil import as_utc, to_micros
 
 CHUNK_ROWS = 1_000_000
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -92,12 +92,10 @@ def generate_events(
         raise ValueError("events must be ≥ 0, customers, days and chunk_rows ≥ 1")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    start_utc = as_utc(start).replace(tzinfo=None)
-    start_micros = int((start_utc - datetime(1970, 1, 1)).total_seconds()) * 1_000_000
-    start_micros += start_utc.microsecond
+    start_micros = to_micros(start)
     weights = customer_weights(customers)
     # Day weights: weekly cycle on the weekday of each day of the span.
-    weekdays = (np.arange(days) + start_utc.weekday()) % 7
+    weekdays = (np.arange(days) + as_utc(start).weekday()) % 7
     day_weights = np.asarray(WEEKDAY_WEIGHTS)[weekdays]
     day_weights = day_weights / day_weights.sum()
     hour_weights = np.asarray(HOURLY_WEIGHTS) / np.sum(HOURLY_WEIGHTS)

@@ -28,10 +28,11 @@ import pyarrow as pa
 from numba import njit, prange
 
 from pricing_lab.ledger import frames
-from pricing_lab.ledger.inputs import PreparedReplay, to_micros
+from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.ledger.model import Grant
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
+from pricing_lab.timeutil import to_micros
 
 NEVER = np.iinfo(np.int64).max
 DAY_US = 86_400_000_000

@@ -7,10 +7,9 @@ minor units (`CONSUMPTION_SCHEMA`). The ledger rules themselves live in the engi
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import polars as pl
@@ -31,9 +30,8 @@ from pricing_lab.ledger.model import (
 from pricing_lab.ledger.order import EVENT_SORT_COLUMNS
 from pricing_lab.ledger.recurring import recurring_grants
 from pricing_lab.money import from_minor_units
-from pricing_lab.timeutil import MICROSECOND, as_utc
+from pricing_lab.timeutil import EPOCH, MICROSECOND, as_utc
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PRECISION = 9  # keeps every amount in int64 minor units with room to spare
 MAX_LISTED = 20  # problems listed per kind of consumption problem
 
@@ -49,15 +47,6 @@ _CONSUMPTION_COLUMNS: dict[str, pl.DataType] = {
     "cost_units": pl.Int64(),
 }
 CONSUMPTION_SCHEMA = pl.Schema(_CONSUMPTION_COLUMNS)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def to_micros(value: datetime) -> int:
-    """Microseconds since the Unix epoch of a (UTC) datetime.
-
-    Memoised: grant times repeat a lot across customers (every customer's recurring periods start
-    on a few dates), and the engine and the invariant check convert them all."""
-    return (as_utc(value) - EPOCH) // MICROSECOND
 
 
 def from_micros(value: int) -> datetime:

@@ -22,9 +22,10 @@ import polars as pl
 from numba import njit
 
 from pricing_lab.errors import InvariantViolation, Problem
-from pricing_lab.ledger.inputs import PreparedReplay, prepare, to_micros
+from pricing_lab.ledger.inputs import PreparedReplay, prepare
 from pricing_lab.ledger.model import ReplayInput
 from pricing_lab.ledger.order import TYPE_RANK
+from pricing_lab.timeutil import to_micros
 
 MAX_LISTED = 20
 

@@ -72,6 +72,17 @@ def test_yaml_store_yaml_round_trip(store: CatalogStore) -> None:
     assert dump_catalog(store.current()) == dump_catalog(catalog)
 
 
+def test_amounts_with_38_digits_are_read_back_exactly(store: CatalogStore) -> None:
+    # 26 integer digits and 12 decimal places: more digits than Python's default precision (28).
+    price = Decimal("12345678901234567890123456.123456789012")
+    catalog = load_catalog(
+        f"currencies:\n  - {{id: credits, name: Credits, unit_price: {price}}}\n"
+    )
+    store.apply(catalog, at=T1)
+    assert store.current().currency("credits").unit_price == price
+    assert not store.apply(catalog, at=T2).has_changes
+
+
 def test_round_trip_survives_reopening_a_file_store(tmp_path: Path) -> None:
     catalog = load_catalog_file(SAMPLE)
     with open_store(tmp_path / "cat.duckdb") as first:

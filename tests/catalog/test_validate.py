@@ -242,6 +242,12 @@ currencies:
         ["currencies[0].unit_price: at most 12 decimal places"],
     ),
     (
+        "more decimal places than the store keeps, more digits than Python's default precision",
+        "currencies:\n  - {id: credits, name: Credits, "
+        "unit_price: 12345678901234567890.1234567890123}\n",
+        ["currencies[0].unit_price: at most 12 decimal places"],
+    ),
+    (
         "entitlement kind unknown, key of another kind",
         BASE
         + "plans:\n  - id: pro\n    name: Pro\n    entitlements:\n"

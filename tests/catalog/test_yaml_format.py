@@ -89,6 +89,15 @@ def test_dump_writes_plain_numbers() -> None:
     assert "E+" not in text and "e+" not in text
 
 
+def test_dump_keeps_every_digit_of_a_38_digit_amount() -> None:
+    text = (
+        "currencies:\n  - {id: c, name: C, unit_price: 12345678901234567890123456.123456789012}\n"
+    )
+    dumped = dump_catalog(load_catalog(text))
+    assert "unit_price: 12345678901234567890123456.123456789012\n" in dumped
+    assert load_catalog(dumped) == load_catalog(text)
+
+
 def test_the_documented_example_is_a_valid_catalog() -> None:
     text = (EXAMPLES.parent / "docs" / "catalog.md").read_text(encoding="utf-8")
     block = text.split("### A complete example\n\n```yaml\n", 1)[1].split("```", 1)[0]

@@ -119,3 +119,19 @@ def test_synthetic_generator_is_deterministic_by_seed(tmp_path: Path) -> None:
     assert afternoon > 4 * night  # daily seasonality
     report = __import__("pricing_lab.events.ingest", fromlist=["x"]).ingest_events(con, a.path)
     assert report.accepted == 25_000
+
+
+def test_synthetic_timestamps_start_exactly_at_a_start_before_1970(tmp_path: Path) -> None:
+    # With one day, the start only shifts the timestamps: a start one day later gives the same
+    # file shifted by exactly one day, also across the Unix epoch.
+    early = datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC)
+    files = [
+        generate_events(tmp_path / f"{i}.parquet", events=500, days=1, seed=3, start=start).path
+        for i, start in enumerate((early, early + timedelta(days=1)))
+    ]
+    con = duckdb.connect()
+    shifts = con.execute(
+        f"SELECT DISTINCT b.timestamp - a.timestamp FROM '{files[0]}' AS a "
+        f"JOIN '{files[1]}' AS b USING (event_id)"
+    ).fetchall()
+    assert shifts == [(timedelta(days=1),)]
