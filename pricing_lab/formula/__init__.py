@@ -70,11 +70,11 @@ class Formula:
 
     def to_duckdb_sql(self, column_types: Mapping[str, str] | None = None) -> str:
         """A DuckDB SQL expression of type DECIMAL(38, 12); see `duckdb_sql.to_duckdb_sql`."""
-        return to_duckdb_sql(self.tree, None if column_types is None else dict(column_types))
+        return to_duckdb_sql(self.tree, column_types)
 
     def to_snowflake_sql(self, column_types: Mapping[str, str] | None = None) -> str:
         """A Snowflake SQL expression of type NUMBER(38, 12)."""
-        return to_snowflake_sql(self.tree, None if column_types is None else dict(column_types))
+        return to_snowflake_sql(self.tree, column_types)
 
     def to_polars(self, schema: Mapping[str, pl.DataType] | None = None) -> pl.Expr:
         """A Polars expression of dtype Decimal(38, 12); pass the frame's schema when known."""

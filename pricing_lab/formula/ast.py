@@ -6,9 +6,11 @@ vs `1.5`, `MAX` vs `max`) parse to equal trees; `render` writes the canonical te
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 ArithmeticOp = Literal["+", "-", "*", "/"]
 ComparisonOp = Literal["<", "<=", ">", ">=", "==", "!="]
@@ -121,6 +123,19 @@ def dimensions(node: Node) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def is_string_operand(node: Node) -> bool:
-    """True for a node compared as text: a string literal."""
-    return isinstance(node, String)
+def is_simple(node: Node) -> bool:
+    """Cheap to repeat (in SQL text or a Polars expression): a name or a literal, maybe negated."""
+    while isinstance(node, Negate):
+        node = node.operand
+    return isinstance(node, Number | Dimension)
+
+
+# A comparison's meaning on operands that overload the operators (Decimal, str, pl.Expr).
+COMPARE: dict[ComparisonOp, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}

@@ -13,6 +13,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcon
 from typing import Any
 
 from pricing_lab.formula.ast import (
+    COMPARE,
     Arithmetic,
     Call,
     Comparison,
@@ -26,13 +27,17 @@ from pricing_lab.formula.ast import (
 )
 from pricing_lab.formula.errors import FormulaOverflowError
 from pricing_lab.formula.parser import MAX_INTEGER_DIGITS, WORKING_SCALE
+from pricing_lab.money import quantum
 
 Value = Decimal | bool | str | None
 
-_QUANTUM = Decimal(1).scaleb(-WORKING_SCALE)
+# Numeric text accepted from string-typed dimensions, by every backend (DuckDB and Polars use the
+# pattern as it is): ASCII digits only, as SQL engines read them.
+NUMERIC_TEXT_PATTERN = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+
 _RESULT_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
 _INTERMEDIATE_LIMIT = Decimal(10) ** 38
-_NUMERIC_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
+_NUMERIC_TEXT = re.compile(NUMERIC_TEXT_PATTERN + r"\Z")
 _ROUNDING = {"round": ROUND_HALF_UP, "ceil": ROUND_CEILING, "floor": ROUND_FLOOR}
 
 
@@ -50,7 +55,7 @@ def round_to_scale(
         return value
     with localcontext() as ctx:
         ctx.prec = 200
-        return value.quantize(Decimal(1).scaleb(-places), rounding=rounding)
+        return value.quantize(quantum(places), rounding=rounding)
 
 
 def dimension_number(value: Any) -> Decimal | None:
@@ -194,18 +199,7 @@ class _Evaluator:
         right = self.number(node.right)
         if left is None or right is None:
             return None
-        op = node.op
-        if op == "<":
-            return left < right
-        if op == "<=":
-            return left <= right
-        if op == ">":
-            return left > right
-        if op == ">=":
-            return left >= right
-        if op == "==":
-            return left == right
-        return left != right
+        return bool(COMPARE[node.op](left, right))
 
     def text(self, node: Node) -> str | None:
         if isinstance(node, String):

@@ -13,8 +13,8 @@ division, ~0.5 µs a value, so two exact fast paths come first:
 - a divisor that is a literal ±10^e is a product with the literal ±10^-e: exact, and rounded half
   away from zero at 12 places by the same CAST as any product (the rule rounds a quotient and a
   product alike);
-- otherwise, where the scaled dividend fits 17 digits and the scaled divisor 18 (`TRY_CAST` to
-  DECIMAL(17/18, s) is NULL where it does not), the same truncated quotient is computed on BIGINT
+- otherwise, where the scaled dividend and the scaled divisor fit 18 digits (`TRY_CAST` to
+  DECIMAL(18, s) is NULL where they do not), the same truncated quotient is computed on BIGINT
   and rounded by a CAST of DECIMAL(18, 13) to 12 places; rows where that is NULL (out of range,
   NULL operands, a zero divisor) take the exact HUGEINT path through `coalesce`. That repeats the
   operands' SQL once, so it is only done while they are short (no exponential growth when
@@ -23,18 +23,14 @@ division, ~0.5 µs a value, so two exact fast paths come first:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from pricing_lab.formula import scale
 from pricing_lab.formula.ast import Arithmetic, Negate, Node, Number
+from pricing_lab.formula.decimal_eval import NUMERIC_TEXT_PATTERN
 from pricing_lab.formula.parser import WORKING_SCALE
-from pricing_lab.formula.sql_base import (
-    NUMERIC_TEXT_PATTERN,
-    SqlEmitter,
-    quote_identifier,
-    quote_string,
-    type_precision_scale,
-)
+from pricing_lab.formula.sql_base import SqlEmitter, quote_string, type_precision_scale
 
 # Decimal digits of each integer type (DuckDB's own implicit casts use the same widths).
 _INTEGER_DIGITS = {
@@ -86,22 +82,11 @@ def _power_of_ten_exponent(value: Decimal) -> int | None:
     return exponent
 
 
-def _power_of_ten(exponent: int) -> str:
-    return f"CAST('1{'0' * exponent}' AS DECIMAL({exponent + 1}, 0))"
-
-
 class DuckDBEmitter(SqlEmitter):
     """DuckDB dialect."""
 
-    def dimension(self, name: str) -> tuple[str, int]:
-        column = quote_identifier(name)
+    def typed_dimension(self, column: str, type_name: str) -> tuple[str, int]:
         working = self.decimal(38, WORKING_SCALE)
-        types = self.column_types
-        if types is None:
-            return f"CAST({column} AS {working})", WORKING_SCALE
-        if name not in types:
-            return "CAST(NULL AS DECIMAL(1, 0))", 0
-        type_name = types[name]
         if type_name in _INTEGER_DIGITS:
             return f"CAST({column} AS DECIMAL({_INTEGER_DIGITS[type_name]}, 0))", 0
         if type_name == "BOOLEAN":
@@ -113,7 +98,7 @@ class DuckDBEmitter(SqlEmitter):
             integer_digits = precision - places
             return (
                 f"CAST({column} AS DECIMAL({integer_digits + WORKING_SCALE}, {WORKING_SCALE}))",
-                (WORKING_SCALE),
+                WORKING_SCALE,
             )
         if type_name in _FLOAT_TYPES:
             # Shortest round-trip text of the double (0.1 → '0.1'), then exact rounding.
@@ -133,8 +118,7 @@ class DuckDBEmitter(SqlEmitter):
                 return self.shift(left, left_scale, -exponent, divisor < 0)
             if divisor is not None and divisor != 0:
                 left, left_scale = self.emit(node.left)
-                right_scale = max(0, -int(divisor.as_tuple().exponent))
-                right, _ = self.emit(node.right)
+                right, right_scale = self.emit(node.right)
                 unscaled = int(divisor.scaleb(right_scale))
                 fast = None
                 if abs(unscaled) < 10**_FAST_DIVISOR_DIGITS:
@@ -144,20 +128,22 @@ class DuckDBEmitter(SqlEmitter):
                 )
         return super().arithmetic(node)
 
+    def power_of_ten(self, exponent: int, negative: bool = False) -> str:
+        """±10^exponent as an exact literal: `CAST('1000' AS DECIMAL(4, 0))`, `CAST('0.01' AS
+        DECIMAL(2, 2))`."""
+        return self.literal(Number(value=Decimal(-1 if negative else 1).scaleb(exponent)))
+
     def shift(self, left: str, left_scale: int, places: int, negative: bool) -> tuple[str, int]:
         """left × ±10^places, exact, then rounded half away from zero to 12 places if longer:
         the quotient left / ±10^-places."""
-        sign = "-" if negative else ""
+        factor = self.power_of_ten(places, negative)
         if places >= 0:
             # Widened first: DuckDB keeps a product of two DECIMAL(<=18) in int64 and fails on
             # overflow. The value keeps its scale (a product by an integer).
-            factor = f"CAST('{sign}1{'0' * places}' AS DECIMAL({places + 1}, 0))"
             return f"(CAST({left} AS DECIMAL(38, {left_scale})) * {factor})", left_scale
         # × 10^-k multiplies the unscaled integer by 1 (never overflows); scale left_scale + k.
-        places = -places
-        factor = f"CAST('{sign}0.{'0' * (places - 1)}1' AS DECIMAL({places}, {places}))"
         product = f"({left} * {factor})"
-        exact_scale = left_scale + places
+        exact_scale = left_scale - places
         if exact_scale <= WORKING_SCALE:
             return product, exact_scale
         return f"CAST({product} AS {self.decimal(38, WORKING_SCALE)})", WORKING_SCALE
@@ -174,18 +160,16 @@ class DuckDBEmitter(SqlEmitter):
         # left * 10^(13 + right_scale), an integer at scale left_scale (widened: see `shift`).
         shifted = (
             f"(CAST({left} AS DECIMAL(38, {left_scale})) * "
-            f"{_power_of_ten(WORKING_SCALE + 1 + right_scale)})"
+            f"{self.power_of_ten(WORKING_SCALE + 1 + right_scale)})"
         )
         # right * 10^right_scale, an integer at scale right_scale.
         divisor = (
             f"CAST({right} AS DECIMAL(38, {right_scale}))"
             if right_scale == 0
-            else f"(CAST({right} AS DECIMAL(38, {right_scale})) * {_power_of_ten(right_scale)})"
+            else f"(CAST({right} AS DECIMAL(38, {right_scale})) * {self.power_of_ten(right_scale)})"
         )
         truncated = f"(CAST({shifted} AS HUGEINT) // NULLIF(CAST({divisor} AS HUGEINT), 0))"
-        tenth = (
-            f"CAST('0.{'0' * WORKING_SCALE}1' AS DECIMAL({WORKING_SCALE + 1}, {WORKING_SCALE + 1}))"
-        )
+        tenth = self.power_of_ten(-WORKING_SCALE - 1)
         working = self.decimal(38, WORKING_SCALE)
         exact = f"CAST((CAST({truncated} AS DECIMAL(38, 0)) * {tenth}) AS {working})"
         if len(left) + (0 if fast_divisor else len(right)) > _FAST_DIVISION_MAX_SQL:
@@ -218,11 +202,11 @@ class DuckDBEmitter(SqlEmitter):
     def ceil_floor(self, name: str, operand: str, digits: int) -> str:
         if digits == 0:
             return f"{name}({operand})"
-        step = f"CAST('0.{'0' * (digits - 1)}1' AS DECIMAL({digits}, {digits}))"
-        return f"({name}(({operand} * {_power_of_ten(digits)})) * {step})"
+        shifted = f"({operand} * {self.power_of_ten(digits)})"
+        return f"({name}({shifted}) * {self.power_of_ten(-digits)})"
 
 
-def to_duckdb_sql(node: Node, column_types: dict[str, str] | None = None) -> str:
+def to_duckdb_sql(node: Node, column_types: Mapping[str, str] | None = None) -> str:
     """The formula as a DuckDB expression of type DECIMAL(38, 12).
 
     `column_types` (dimension name → DuckDB type, e.g. from `relation.types`) lets the SQL read

@@ -8,8 +8,8 @@ argument counts are known. Nesting is bounded so no input reaches Python's recur
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
-from typing import Literal
+from decimal import Decimal
+from typing import Literal, NoReturn
 
 from pricing_lab.formula.ast import (
     Arithmetic,
@@ -27,6 +27,7 @@ from pricing_lab.formula.ast import (
 )
 from pricing_lab.formula.errors import FormulaError
 from pricing_lab.formula.tokens import Token, tokenize
+from pricing_lab.money import normalized
 
 # Every arithmetic result keeps at most this many decimal places (see docs/formulas.md).
 WORKING_SCALE = 12
@@ -55,16 +56,6 @@ _COMPARISONS = frozenset({"<", "<=", ">", ">=", "==", "!="})
 _KIND_NAMES = {"number": "a number", "condition": "a condition", "string": "a string"}
 
 
-def parse_number(text: str) -> Decimal:
-    """A literal's value, normalised (`1.50` → `1.5`, `007` → `7`)."""
-    with localcontext() as ctx:
-        ctx.prec = 80
-        value = Decimal(text)
-        if value == value.to_integral_value():
-            return value.quantize(Decimal(1))
-        return value.normalize()
-
-
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -83,7 +74,9 @@ class _Parser:
             self.index += 1
         return token
 
-    def error(self, message: str, token: Token | None = None, offset: int | None = None) -> None:
+    def error(
+        self, message: str, token: Token | None = None, offset: int | None = None
+    ) -> NoReturn:
         where = offset if offset is not None else (token or self.current).offset
         raise FormulaError(message, text=self.text, offset=where)
 
@@ -279,7 +272,6 @@ class _Parser:
         if token.kind == "end":
             self.error("unexpected end of formula: expected a number, a name or '('", token)
         self.error(f"unexpected {self.describe(token)}: expected a number, a name or '('", token)
-        raise AssertionError("unreachable")
 
     def number_literal(self, token: Token) -> Number:
         integer, _, fraction = token.value.partition(".")
@@ -296,7 +288,8 @@ class _Parser:
                 "before the decimal point)",
                 token,
             )
-        return Number(value=parse_number(token.value))
+        # Normalised (`1.50` → `1.5`, `007` → `7`): equal values give equal trees.
+        return Number(value=normalized(Decimal(token.value)))
 
     def call(self, name_token: Token) -> tuple[Node, Kind]:
         name = name_token.value.lower()

@@ -19,6 +19,7 @@ import polars.selectors as cs
 
 from pricing_lab.formula import scale
 from pricing_lab.formula.ast import (
+    COMPARE,
     Arithmetic,
     Call,
     Comparison,
@@ -29,12 +30,12 @@ from pricing_lab.formula.ast import (
     Not,
     Number,
     String,
+    is_simple,
 )
+from pricing_lab.formula.decimal_eval import NUMERIC_TEXT_PATTERN
 from pricing_lab.formula.parser import WORKING_SCALE
-from pricing_lab.formula.sql_base import NUMERIC_TEXT_PATTERN
 
 _HALF_AWAY: Final = "half_away_from_zero"
-_CONDITION = -1
 
 
 def _decimal(places: int) -> pl.Decimal:
@@ -53,6 +54,19 @@ def _column(name: str) -> pl.Expr:
 def _rescale(expr: pl.Expr, current: int, places: int) -> pl.Expr:
     """`expr` (Decimal(38, current)) as Decimal(38, places); no cast when already there."""
     return expr if current == places else expr.cast(_decimal(places))
+
+
+def _aligned(emitted: list[tuple[pl.Expr, int]]) -> tuple[list[pl.Expr], int]:
+    """Operands brought to their common scale (see `scale.common_scale`)."""
+    places = scale.common_scale(s for _, s in emitted)
+    return [_rescale(expr, s, places) for expr, s in emitted], places
+
+
+def _extreme(name: str, args: list[pl.Expr]) -> pl.Expr:
+    """min/max of the arguments, null when any is null (Polars' horizontal ones skip nulls)."""
+    horizontal = pl.min_horizontal(args) if name == "min" else pl.max_horizontal(args)
+    any_null = pl.any_horizontal([arg.is_null() for arg in args])
+    return pl.when(any_null).then(None).otherwise(horizontal)
 
 
 def _round_to(expr: pl.Expr, places: int) -> pl.Expr:
@@ -104,13 +118,10 @@ def _divide_batch(right_scale: int) -> Callable[[pl.DataFrame], pl.Series]:
     return divide
 
 
-def _extreme_batch(name: str, places: int) -> Callable[[pl.DataFrame], pl.Series]:
+def _extreme_batch(name: str) -> Callable[[pl.DataFrame], pl.Series]:
     def extreme(frame: pl.DataFrame) -> pl.Series:
-        columns = [pl.col(c) for c in frame.columns]
-        horizontal = pl.min_horizontal(columns) if name == "min" else pl.max_horizontal(columns)
-        any_null = pl.any_horizontal([c.is_null() for c in columns])
-        expr = pl.when(any_null).then(None).otherwise(horizontal).cast(_decimal(WORKING_SCALE))
-        return frame.select(expr).to_series()
+        expr = _extreme(name, [pl.col(c) for c in frame.columns])
+        return frame.select(expr.cast(_decimal(WORKING_SCALE))).to_series()
 
     return extreme
 
@@ -168,14 +179,14 @@ class PolarsEmitter:
         if isinstance(node, Arithmetic):
             return self.arithmetic(node)
         if isinstance(node, Comparison):
-            return self.comparison(node), _CONDITION
+            return self.comparison(node), scale.CONDITION
         if isinstance(node, Logical):
             left, _ = self.emit(node.left)
             right, _ = self.emit(node.right)
-            return (left & right) if node.op == "and" else (left | right), _CONDITION
+            return (left & right) if node.op == "and" else (left | right), scale.CONDITION
         if isinstance(node, Not):
             operand, _ = self.emit(node.operand)
-            return ~operand, _CONDITION
+            return ~operand, scale.CONDITION
         if isinstance(node, Call):
             return self.call(node)
         raise AssertionError(f"a string literal outside a comparison: {node!r}")
@@ -184,9 +195,7 @@ class PolarsEmitter:
         left, left_scale = self.emit(node.left)
         right, right_scale = self.emit(node.right)
         if node.op in ("+", "-"):
-            places = scale.sum_scale(left_scale, right_scale)
-            left = _rescale(left, left_scale, places)
-            right = _rescale(right, right_scale, places)
+            (left, right), places = _aligned([(left, left_scale), (right, right_scale)])
             return (left + right if node.op == "+" else left - right), places
         if node.op == "*":
             # Polars gives a product the larger operand scale: widen one operand to both scales.
@@ -200,45 +209,23 @@ class PolarsEmitter:
         if isinstance(node.left, String) or isinstance(node.right, String):
             left, right = self.text(node.left), self.text(node.right)
         else:
-            (left, left_scale), (right, right_scale) = self.emit(node.left), self.emit(node.right)
-            places = scale.common_scale((left_scale, right_scale))
-            left = _rescale(left, left_scale, places)
-            right = _rescale(right, right_scale, places)
-        op = node.op
-        if op == "<":
-            return left < right
-        if op == "<=":
-            return left <= right
-        if op == ">":
-            return left > right
-        if op == ">=":
-            return left >= right
-        if op == "==":
-            return left == right
-        return left != right
+            (left, right), _ = _aligned([self.emit(node.left), self.emit(node.right)])
+        result: pl.Expr = COMPARE[node.op](left, right)
+        return result
 
     def call(self, node: Call) -> tuple[pl.Expr, int]:
         name = node.name
         if name == "if":
             condition, _ = self.emit(node.args[0])
-            (then, then_scale), (other, other_scale) = (
-                self.emit(node.args[1]),
-                self.emit(node.args[2]),
-            )
-            places = scale.common_scale((then_scale, other_scale))
-            chosen = pl.when(condition).then(_rescale(then, then_scale, places))
-            return chosen.otherwise(_rescale(other, other_scale, places)), places
+            (then, other), places = _aligned([self.emit(arg) for arg in node.args[1:]])
+            return pl.when(condition).then(then).otherwise(other), places
         if name in ("coalesce", "min", "max"):
-            emitted = [self.emit(arg) for arg in node.args]
-            places = scale.common_scale(s for _, s in emitted)
-            args = [_rescale(expr, s, places) for expr, s in emitted]
+            args, places = _aligned([self.emit(arg) for arg in node.args])
             if name == "coalesce":
                 return pl.coalesce(args), places
-            if all(_is_simple(arg) for arg in node.args):
-                horizontal = pl.min_horizontal(args) if name == "min" else pl.max_horizontal(args)
-                any_null = pl.any_horizontal([arg.is_null() for arg in args])
-                return pl.when(any_null).then(None).otherwise(horizontal), places
-            result = _batch(args, _extreme_batch(name, places))
+            if all(is_simple(arg) for arg in node.args):
+                return _extreme(name, args), places
+            result = _batch(args, _extreme_batch(name))
             return result.cast(_decimal(places)), places
         operand, operand_scale = self.emit(node.args[0])
         if name == "abs":
@@ -255,12 +242,6 @@ class PolarsEmitter:
         stepped = shifted.ceil() if name == "ceil" else shifted.floor()
         back = stepped * _lit(Decimal(1).scaleb(-digits), digits)
         return back.cast(_decimal(digits)), digits
-
-
-def _is_simple(node: Node) -> bool:
-    while isinstance(node, Negate):
-        node = node.operand
-    return isinstance(node, Number | Dimension)
 
 
 def to_polars(node: Node, schema: Mapping[str, pl.DataType] | None = None) -> pl.Expr:

@@ -13,9 +13,13 @@ from collections.abc import Iterable
 
 from pricing_lab.formula.parser import WORKING_SCALE
 
+# The "scale" the emitters give a condition (it has none).
+CONDITION = -1
 
-def sum_scale(*scales: int) -> int:
-    """Scale of `a + b`, `a - b`, and of min/max/if/coalesce over operands of these scales."""
+
+def common_scale(scales: Iterable[int]) -> int:
+    """Scale of `a + b`, `a - b`, and of if/min/max/coalesce: every operand fits the largest
+    (and where several values meet, each branch is cast to it)."""
     return max(scales)
 
 
@@ -30,13 +34,3 @@ def product_needs_rounding(left: int, right: int) -> bool:
 
 
 QUOTIENT_SCALE = WORKING_SCALE
-
-
-def rounded_scale(operand: int, digits: int) -> int:
-    """Scale of round/ceil/floor(x, digits)."""
-    return min(operand, digits)
-
-
-def common_scale(scales: Iterable[int]) -> int:
-    """The scale every branch is cast to when several values meet (if, min, max, coalesce)."""
-    return max(scales)

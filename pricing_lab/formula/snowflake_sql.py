@@ -9,15 +9,12 @@ case-sensitive: `tokens` matches a column created as "tokens", not an unquoted T
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pricing_lab.formula.ast import Node, Number
 from pricing_lab.formula.parser import WORKING_SCALE
 from pricing_lab.formula.render import render_number
-from pricing_lab.formula.sql_base import (
-    SqlEmitter,
-    decimal_digits,
-    quote_identifier,
-    type_precision_scale,
-)
+from pricing_lab.formula.sql_base import SqlEmitter, decimal_digits, type_precision_scale
 
 _INTEGER_TYPES = frozenset({"INT", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "BYTEINT"})
 
@@ -27,15 +24,8 @@ class SnowflakeEmitter(SqlEmitter):
 
     decimal_type = "NUMBER"
 
-    def dimension(self, name: str) -> tuple[str, int]:
-        column = quote_identifier(name)
+    def typed_dimension(self, column: str, type_name: str) -> tuple[str, int]:
         working = self.decimal(38, WORKING_SCALE)
-        types = self.column_types
-        if types is None:
-            return f"CAST({column} AS {working})", WORKING_SCALE
-        if name not in types:
-            return "CAST(NULL AS NUMBER(1, 0))", 0
-        type_name = types[name]
         if type_name in _INTEGER_TYPES:
             return column, 0
         if type_name.startswith(("NUMBER", "DECIMAL", "NUMERIC")):
@@ -49,10 +39,9 @@ class SnowflakeEmitter(SqlEmitter):
 
     def literal(self, node: Number) -> str:
         text = render_number(node.value)
-        precision, places = decimal_digits(text)
-        if precision <= 18:
-            return text
-        return f"CAST('{text}' AS {self.decimal(precision, places)})"
+        precision, _ = decimal_digits(text)
+        # Snowflake types a short literal exactly; a longer one is spelled out as a CAST.
+        return text if precision <= 18 else super().literal(node)
 
     def quotient(self, left: str, left_scale: int, right: str, right_scale: int) -> str:
         working = self.decimal(38, WORKING_SCALE)
@@ -70,7 +59,7 @@ class SnowflakeEmitter(SqlEmitter):
         return f"{name.upper()}({operand}, {digits})"
 
 
-def to_snowflake_sql(node: Node, column_types: dict[str, str] | None = None) -> str:
+def to_snowflake_sql(node: Node, column_types: Mapping[str, str] | None = None) -> str:
     """The formula as a Snowflake expression of type NUMBER(38, 12).
 
     `column_types` (dimension name → Snowflake type) avoids casts on integer columns and reads

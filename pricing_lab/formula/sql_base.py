@@ -21,14 +21,10 @@ from pricing_lab.formula.ast import (
     Not,
     Number,
     String,
+    is_simple,
 )
 from pricing_lab.formula.parser import WORKING_SCALE
 from pricing_lab.formula.render import render_number
-
-# Numeric text accepted from string-typed dimensions (same as the Decimal evaluator).
-NUMERIC_TEXT_PATTERN = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-
-_CONDITION = -1  # the "scale" of a condition
 
 
 def quote_identifier(name: str) -> str:
@@ -80,6 +76,18 @@ class SqlEmitter:
 
     # -- per-dialect pieces (overridden) --------------------------------------------------------
     def dimension(self, name: str) -> tuple[str, int]:
+        """A dimension's value and scale: CAST to the working type when column types are unknown,
+        NULL when the column is absent, else as `typed_dimension` reads its type."""
+        column = quote_identifier(name)
+        types = self.column_types
+        if types is None:
+            return f"CAST({column} AS {self.decimal(38, WORKING_SCALE)})", WORKING_SCALE
+        if name not in types:
+            return f"CAST(NULL AS {self.decimal(1, 0)})", 0
+        return self.typed_dimension(column, types[name])
+
+    def typed_dimension(self, column: str, type_name: str) -> tuple[str, int]:
+        """A quoted column of a known (upper-case) type as an exact number, and its scale."""
         raise NotImplementedError
 
     def dimension_text(self, name: str) -> str:
@@ -124,14 +132,14 @@ class SqlEmitter:
         if isinstance(node, Arithmetic):
             return self.arithmetic(node)
         if isinstance(node, Comparison):
-            return self.comparison(node), _CONDITION
+            return self.comparison(node), scale.CONDITION
         if isinstance(node, Logical):
             left, _ = self.emit(node.left)
             right, _ = self.emit(node.right)
-            return f"({left} {node.op.upper()} {right})", _CONDITION
+            return f"({left} {node.op.upper()} {right})", scale.CONDITION
         if isinstance(node, Not):
             operand, _ = self.emit(node.operand)
-            return f"(NOT {operand})", _CONDITION
+            return f"(NOT {operand})", scale.CONDITION
         if isinstance(node, Call):
             return self.call(node)
         raise AssertionError(f"a string literal outside a comparison: {node!r}")
@@ -150,7 +158,7 @@ class SqlEmitter:
         left, left_scale = self.emit(node.left)
         right, right_scale = self.emit(node.right)
         if node.op in ("+", "-"):
-            return f"({left} {node.op} {right})", scale.sum_scale(left_scale, right_scale)
+            return f"({left} {node.op} {right})", scale.common_scale((left_scale, right_scale))
         if node.op == "*":
             rounded = scale.product_needs_rounding(left_scale, right_scale)
             return self.product(left, right, rounded), scale.product_scale(left_scale, right_scale)
@@ -181,7 +189,7 @@ class SqlEmitter:
             args, places = self.aligned([self.emit(arg) for arg in node.args])
             if name == "coalesce":
                 return f"coalesce({', '.join(args)})", places
-            simple = all(_is_simple(arg) for arg in node.args)
+            simple = all(is_simple(arg) for arg in node.args)
             function = "least" if name == "min" else "greatest"
             return self.least_greatest(function, args, simple), places
         operand, operand_scale = self.emit(node.args[0])
@@ -193,10 +201,3 @@ class SqlEmitter:
         if name == "round":
             return f"round({operand}, {digits})", digits
         return self.ceil_floor(name, operand, digits), digits
-
-
-def _is_simple(node: Node) -> bool:
-    """Cheap to repeat in SQL text: a name or a literal, possibly negated."""
-    while isinstance(node, Negate):
-        node = node.operand
-    return isinstance(node, Number | Dimension)

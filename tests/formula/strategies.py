@@ -18,7 +18,7 @@ from pricing_lab.formula.ast import (
     Number,
     String,
 )
-from pricing_lab.formula.parser import parse_number
+from pricing_lab.money import normalized
 
 # Numeric dimensions of the random rows: integer, decimal(18, 6), double, mostly-null integer.
 NUMERIC_DIMENSIONS = ("i", "d", "f", "n")
@@ -27,7 +27,7 @@ TEXTS = ("gpt-4o", "chat", "", "it's")
 
 
 def _literal(digits: int, places: int) -> Number:
-    return Number(value=parse_number(str(Decimal(digits).scaleb(-places))))
+    return Number(value=normalized(Decimal(digits).scaleb(-places)))
 
 
 literals = st.one_of(
