@@ -38,6 +38,8 @@ CREDENTIAL_REJECTION_CODES = frozenset(
     {"390100", "390144", "394300", "394301", "394302", "394303", "394304", "394305", "394306"}
 )
 PassphrasePrompt = Callable[[str], str | bytes]
+# Keeps the driver from sending out-of-band telemetry: the session talks to its account only.
+SESSION_PARAMETERS: Mapping[str, object] = {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}
 
 
 def load_configured_key(

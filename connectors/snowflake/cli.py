@@ -1,20 +1,17 @@
 """`pricing-lab keys generate|fingerprint|rotate|doctor`, a plug-in of the `pricing_lab.cli` group.
 
 `register(subparsers)` is the entry point declared in pyproject.toml. It adds the `keys` group and,
-when the module `connectors.snowflake.export_cli` exists, calls its `register_export(subparsers)`
-to add `export snowflake`. Passphrases come from an environment variable or a terminal prompt,
-never from the command line.
+through `connectors.snowflake.export_cli.register_export(subparsers)`, `export snowflake`.
+Passphrases come from an environment variable or a terminal prompt, never from the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import importlib
 import json
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,6 @@ from connectors.snowflake.keys import (
     sql_identifier,
 )
 
-EXPORT_CLI_MODULE = "connectors.snowflake.export_cli"
 PASSPHRASE_ENV = ENV_VARS["private_key_file_pwd"]
 PRIVATE_KEY_NAME = "rsa_key.p8"
 PUBLIC_KEY_NAME = "rsa_key.pub"
@@ -38,7 +34,10 @@ SLOT_NAMES = {"1": "RSA_PUBLIC_KEY", "2": "RSA_PUBLIC_KEY_2"}
 
 
 def register(subparsers: Any) -> None:
-    """Add the `keys` command group (and `export snowflake` when its module is present)."""
+    """Add the `keys` command group and `export snowflake`."""
+    # Imported when registering, not with this module: the export pulls in pyarrow and Polars.
+    from connectors.snowflake.export_cli import register_export
+
     keys = subparsers.add_parser(
         "keys",
         help="Snowflake key-pair tooling: generate, fingerprint, rotate, doctor",
@@ -52,18 +51,7 @@ def register(subparsers: Any) -> None:
     _register_fingerprint(commands)
     _register_rotate(commands)
     _register_doctor(commands)
-    register_export_commands(subparsers)
-
-
-def register_export_commands(subparsers: Any) -> None:
-    """Let `connectors.snowflake.export_cli.register_export(subparsers)` add `export snowflake`."""
-    try:
-        module = importlib.import_module(EXPORT_CLI_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == EXPORT_CLI_MODULE:
-            return
-        raise
-    module.register_export(subparsers)
+    register_export(subparsers)
 
 
 def passphrase_prompt() -> Any:
@@ -75,18 +63,6 @@ def passphrase_prompt() -> Any:
         return getpass.getpass(message)
 
     return prompt
-
-
-def read_passphrase(
-    env_name: str, *, purpose: str, environ: Mapping[str, str] | None = None
-) -> str | None:
-    """The passphrase from `env_name`, else from a prompt on a terminal, else None."""
-    env = os.environ if environ is None else environ
-    value = env.get(env_name)
-    if value:
-        return value
-    prompt = passphrase_prompt()
-    return prompt(f"Passphrase for {purpose}: ") if prompt is not None else None
 
 
 def _add_passphrase_env(parser: argparse.ArgumentParser) -> None:

@@ -45,22 +45,6 @@ ENV_VARS: Mapping[str, str] = {
     "port": "SNOWFLAKE_PORT",
     "protocol": "SNOWFLAKE_PROTOCOL",
 }
-# Keys read from a connection table of connections.toml (the names the connector uses).
-TOML_KEYS = (
-    "account",
-    "user",
-    "private_key_file",
-    "private_key",
-    "private_key_file_pwd",
-    "authenticator",
-    "role",
-    "warehouse",
-    "database",
-    "schema",
-    "host",
-    "port",
-    "protocol",
-)
 SETTING_NAMES = (
     "account",
     "user",
@@ -75,6 +59,8 @@ SETTING_NAMES = (
     "port",
     "protocol",
 )
+# Keys read from a connection table of connections.toml (the names the connector uses).
+TOML_KEYS = frozenset({*SETTING_NAMES, "private_key_file"})
 REQUIRED_SETTINGS = ("account", "user", "private_key")
 SECRET_SETTINGS = frozenset({"private_key_file_pwd"})
 KEY_PAIR_AUTHENTICATOR = "SNOWFLAKE_JWT"
@@ -155,6 +141,11 @@ class ResolvedSettings:
     def source(self, name: str) -> str | None:
         return self.settings[name].source
 
+    def text(self, name: str) -> str | None:
+        """The setting's value when it is plain text (not a secret or a key reference)."""
+        value = self.value(name)
+        return value if isinstance(value, str) else None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SnowflakeCredentials:
@@ -219,34 +210,40 @@ def _read_toml(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _connection_name(
-    explicit: str | None, env: Mapping[str, str], home: Path, problems: list[Problem]
+    explicit: str | None,
+    env: Mapping[str, str],
+    config_file: Path,
+    config: tuple[dict[str, Any] | None, str | None],
+    problems: list[Problem],
 ) -> tuple[str, str, bool]:
-    """The connection name, where it came from, and whether it was asked for explicitly."""
+    """The connection name, where it came from, and whether it was asked for explicitly.
+
+    `config` is `_read_toml(config_file)`; its problem is reported only when it is consulted."""
     if explicit:
         return explicit, "explicit argument", True
     if env.get(CONNECTION_NAME_ENV):
         return env[CONNECTION_NAME_ENV], f"environment variable {CONNECTION_NAME_ENV}", True
-    config_file = home / "config.toml"
-    config, problem = _read_toml(config_file)
+    document, problem = config
     if problem:
         problems.append(Problem(path="config.toml", message=problem))
-    name = (config or {}).get("default_connection_name")
+    name = (document or {}).get("default_connection_name")
     if isinstance(name, str) and name:
         return name, f"default_connection_name in {config_file}", True
     return "default", "built-in default", False
 
 
 def _toml_connection(
-    name: str, named_explicitly: bool, home: Path, problems: list[Problem]
+    name: str,
+    named_explicitly: bool,
+    path: Path,
+    document: dict[str, Any] | None,
+    config: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], bool, str | None]:
-    """The connection's table, whether it exists, and an error when a named one is missing."""
-    path = home / "connections.toml"
-    document, problem = _read_toml(path)
-    if problem:
-        problems.append(Problem(path="connections.toml", message=problem))
+    """The connection's table, whether it exists, and an error when a named one is missing.
+
+    `document` is connections.toml at `path` and `config` is config.toml (None when absent)."""
     tables: dict[str, Any] = dict(document or {})
     # config.toml may also hold [connections.NAME] tables; connections.toml wins.
-    config, _ = _read_toml(home / "config.toml")
     nested = (config or {}).get("connections")
     if isinstance(nested, dict):
         tables = {**nested, **tables}
@@ -291,11 +288,19 @@ def resolve_settings(
     env = os.environ if environ is None else environ
     home = snowflake_home(env)
     problems: list[Problem] = []
-    name, name_source, named_explicitly = _connection_name(connection_name, env, home, problems)
-    table, found, connection_error = _toml_connection(name, named_explicitly, home, problems)
-    toml_file = home / "connections.toml"
+    config_file, toml_file = home / "config.toml", home / "connections.toml"
+    config = _read_toml(config_file)
+    name, name_source, named_explicitly = _connection_name(
+        connection_name, env, config_file, config, problems
+    )
+    document, toml_problem = _read_toml(toml_file)
+    if toml_problem:
+        problems.append(Problem(path="connections.toml", message=toml_problem))
+    table, found, connection_error = _toml_connection(
+        name, named_explicitly, toml_file, document, config[0]
+    )
     toml_place = f"{toml_file} [{name}]"
-    if not toml_file.is_file():
+    if document is None and toml_problem is None:
         toml_place += " (file not found)"
     elif not found:
         toml_place += " (no such connection)"
@@ -392,11 +397,7 @@ def _resolve_key(
 def validate_settings(resolved: ResolvedSettings) -> list[Problem]:
     """Every problem with the values found (not counting missing ones), each with its source."""
     problems = list(resolved.problems)
-
-    def text(name: str) -> str | None:
-        value = resolved.value(name)
-        return value if isinstance(value, str) else None
-
+    text = resolved.text
     account = text("account")
     if account is not None and not _ACCOUNT_PATTERN.fullmatch(account):
         problems.append(
@@ -456,11 +457,7 @@ def credentials_from_settings(resolved: ResolvedSettings) -> SnowflakeCredential
     missing = missing_settings(resolved)
     if missing:
         raise MissingSettingsError(missing)
-
-    def text(name: str) -> str | None:
-        value = resolved.value(name)
-        return value if isinstance(value, str) else None
-
+    text = resolved.text
     key = resolved.value("private_key")
     passphrase = resolved.value("private_key_file_pwd")
     assert isinstance(key, KeyReference)

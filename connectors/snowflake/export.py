@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,7 +66,6 @@ from pricing_lab.errors import PricingLabError, Problem
 
 FAIL_AFTER_ENV = "PRICING_LAB_EXPORT_FAIL_AFTER"
 STEPS = ("lock", "schema", "put", "copy", "plan", "merge", "before_record", "record")
-Step = Literal["lock", "schema", "put", "copy", "plan", "merge", "before_record", "record"]
 FaultHook = Callable[[str, str], None]
 Connect = Callable[[], Any]
 T = TypeVar("T")
@@ -410,11 +409,10 @@ def _watermark_filter(
         )
     merged = {tuple(e[:-1]): e[-1] for e in entries}
     if arrow.num_rows:
-        grouped = arrow.group_by(parts).aggregate([(column.sql_name, "max")]) if parts else None
-        if grouped is None:
-            maximum = pc.max(arrow.column(column.sql_name)).as_py()
-            merged[()] = _watermark_text(maximum)
+        if not parts:
+            merged[()] = _watermark_text(pc.max(arrow.column(column.sql_name)).as_py())
         else:
+            grouped = arrow.group_by(parts).aggregate([(column.sql_name, "max")])
             for row in grouped.to_pylist():
                 merged[tuple(str(row[p]) for p in parts)] = _watermark_text(
                     row[f"{column.sql_name}_max"]
@@ -429,20 +427,16 @@ def _watermark_text(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _write_parquet(
-    arrow: pa.Table, folder: Path, max_rows: int
-) -> tuple[tuple[Path, ...], list[bytes]]:
+def _write_parquet(arrow: pa.Table, folder: Path, max_rows: int) -> tuple[Path, ...]:
     folder.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    contents: list[bytes] = []
     count = max(1, -(-arrow.num_rows // max_rows))
     for index in range(count):
         chunk = arrow.slice(index * max_rows, max_rows)
         path = folder / f"part-{index:05d}.parquet"
         pq.write_table(chunk, path, compression="snappy")
         files.append(path)
-        contents.append(path.read_bytes())
-    return tuple(files), contents
+    return tuple(files)
 
 
 def _prepare(table: ExportTable, state: _State, folder: Path, options: ExportOptions) -> _Prepared:
@@ -450,8 +444,9 @@ def _prepare(table: ExportTable, state: _State, folder: Path, options: ExportOpt
     watermark: str | None = None
     if table.incremental is not None:
         arrow, watermark = _watermark_filter(arrow, table, state.table_watermark.get(table.name))
-    files, contents = _write_parquet(arrow, folder / table.name, options.max_rows_per_file)
-    digest = content_digest(table, contents)
+    files = _write_parquet(arrow, folder / table.name, options.max_rows_per_file)
+    # One file in memory at a time, however many files a large table is split into.
+    digest = content_digest(table, (path.read_bytes() for path in files))
     if table.incremental is not None:
         digest = hashlib.sha256(
             f"{digest}|{state.table_watermark.get(table.name)}".encode()
@@ -465,7 +460,7 @@ def _prepare(table: ExportTable, state: _State, folder: Path, options: ExportOpt
         table=table,
         rows=arrow.num_rows,
         files=files,
-        bytes=sum(len(c) for c in contents),
+        bytes=sum(path.stat().st_size for path in files),
         content_hash=digest,
         watermark=watermark,
         moves=moves,

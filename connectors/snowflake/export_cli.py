@@ -26,9 +26,6 @@ from connectors.snowflake.export_sources import (
 from connectors.snowflake.tables import ExportTable, specs_by_name
 from pricing_lab.errors import InputError, PricingLabError
 
-# The driver's out-of-band telemetry is off: an unattended job talks to the account only.
-SESSION_PARAMETERS = {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}
-
 
 def register_export(subparsers: Any) -> None:
     """Add `export snowflake` to the `pricing-lab` command line."""
@@ -115,7 +112,7 @@ def _tables(args: argparse.Namespace) -> list[ExportTable]:
 
 
 def _connect_factory(connection: str | None) -> Callable[[], Any]:
-    from connectors.snowflake.auth import connect
+    from connectors.snowflake.auth import SESSION_PARAMETERS, connect
     from connectors.snowflake.cli import passphrase_prompt
     from connectors.snowflake.config import resolve_credentials
 

@@ -8,6 +8,7 @@ anything with `scenario`, `ledger` and `summary` frames (`pricing_lab.ledger.api
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -77,18 +78,15 @@ def catalog_tables(store: Any) -> list[ExportTable]:
 def ledger_table(ledger: pl.DataFrame | pa.Table, *, replay_id: str) -> ExportTable:
     """A ledger (SPEC §5 columns) as `ledger_entries` rows of replay `replay_id`."""
     frame = _polars(ledger)
-    if "replay_id" not in frame.columns:
-        frame = frame.with_columns(pl.lit(replay_id).alias("replay_id"))
+    frame = _with_default(frame, "replay_id", replay_id)
     return LEDGER_ENTRIES.bind(frame)
 
 
 def grants_table(grants: pl.DataFrame | pa.Table, *, replay_id: str, scenario: str) -> ExportTable:
     """Grants (SPEC §5 fields) of one replay and scenario."""
     frame = _polars(grants)
-    if "replay_id" not in frame.columns:
-        frame = frame.with_columns(pl.lit(replay_id).alias("replay_id"))
-    if "scenario" not in frame.columns:
-        frame = frame.with_columns(pl.lit(scenario).alias("scenario"))
+    frame = _with_default(frame, "replay_id", replay_id)
+    frame = _with_default(frame, "scenario", scenario)
     return GRANTS.bind(frame)
 
 
@@ -151,22 +149,21 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
         if not files:
             continue
         frame = pl.read_parquet(files[0])
-        scenario = _single(frame, "scenario") or "base"
         if table == "ledger_entries":
             found.append(ledger_table(frame, replay_id=replay_id))
         elif table == "grants":
+            scenario = _single(frame, "scenario") or "base"
             found.append(grants_table(frame, replay_id=replay_id, scenario=scenario))
         elif table == "replay_summaries":
             if "metric" in frame.columns:
-                if "replay_id" not in frame.columns:
-                    frame = frame.with_columns(pl.lit(replay_id).alias("replay_id"))
+                frame = _with_default(frame, "replay_id", replay_id)
                 found.append(REPLAY_SUMMARIES.bind(frame))
             else:
+                scenario = _single(frame, "scenario") or "base"
                 rows = summary_rows(frame, replay_id=replay_id, scenario=scenario)
                 found.append(REPLAY_SUMMARIES.bind(rows))
         else:
-            if "comparison_id" not in frame.columns:
-                frame = frame.with_columns(pl.lit(replay_id).alias("comparison_id"))
+            frame = _with_default(frame, "comparison_id", replay_id)
             found.append(SCENARIO_COMPARISONS.bind(frame))
     # `pricing-lab compare --out DIR` writes each scenario's outputs under DIR/scenarios/<name>/;
     # each ledger carries its scenario column, so they share the folder's replay id.
@@ -196,7 +193,12 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
     return found
 
 
-_SUMMARY_LEVELS = (("currencies", "total", None), ("features", "feature", "feature_id"))
+# summary.json section → (level, id column) of its `replay_summaries` rows.
+_SUMMARY_LEVELS = (
+    ("currencies", "total", None),
+    ("features", "feature", "feature_id"),
+    ("plans", "plan", "plan_id"),
+)
 
 
 def summary_json_rows(path: Path, *, replay_id: str) -> pl.DataFrame:
@@ -208,8 +210,7 @@ def summary_json_rows(path: Path, *, replay_id: str) -> pl.DataFrame:
         raise InputError(f"{path}: not a readable summary.json: {exc}") from None
     scenario = str(document.get("scenario") or "base")
     parts = []
-    levels = (*_SUMMARY_LEVELS, ("plans", "plan", "plan_id"))
-    for section, level, id_column in levels:
+    for section, level, id_column in _SUMMARY_LEVELS:
         rows = document.get(section) or []
         if not rows:
             continue
@@ -314,19 +315,8 @@ def combine(tables: Iterable[ExportTable]) -> list[ExportTable]:
         if len(group) == 1:
             combined.append(group[0])
             continue
-        first = group[0]
         frame = pa.concat_tables([to_arrow(t) for t in group])
-        combined.append(
-            ExportTable(
-                name=first.name,
-                columns=first.columns,
-                key=first.key,
-                frame=frame,
-                incremental=first.incremental,
-                partition=first.partition,
-                description=first.description,
-            )
-        )
+        combined.append(dataclasses.replace(group[0], frame=frame))
     return combined
 
 
@@ -350,6 +340,11 @@ def _polars(frame: pl.DataFrame | pa.Table) -> pl.DataFrame:
     result = pl.from_arrow(frame)
     assert isinstance(result, pl.DataFrame)
     return result
+
+
+def _with_default(frame: pl.DataFrame, column: str, value: str) -> pl.DataFrame:
+    """`frame` with `column` set to `value` when the frame has no such column."""
+    return frame if column in frame.columns else frame.with_columns(pl.lit(value).alias(column))
 
 
 def _single(frame: pl.DataFrame, column: str) -> str | None:

@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from connectors.snowflake.auth import SESSION_PARAMETERS as SESSION_PARAMETERS  # for notebooks
 from connectors.snowflake.config import Secret, SnowflakeCredentials
 from connectors.snowflake.keys import jwt_issuer, jwt_subject, public_key_fingerprint
 
@@ -42,8 +43,6 @@ DEFAULT_ACCOUNT = "local-test"
 DEFAULT_DATABASE = "PRICING_LAB"
 DEFAULT_SCHEMA = "PUBLIC"
 SLOTS = (1, 2)  # RSA_PUBLIC_KEY, RSA_PUBLIC_KEY_2
-# Keeps the driver from sending telemetry anywhere but the local server.
-SESSION_PARAMETERS = {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}
 JWT_LEEWAY_SECONDS = 5
 _START_TIMEOUT_SECONDS = 20.0
 

@@ -14,7 +14,7 @@ docs/snowflake-export.md.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -535,7 +535,7 @@ def to_arrow(table: ExportTable) -> pa.Table:
     return result.combine_chunks()
 
 
-def content_digest(table: ExportTable, parquet_bytes: Sequence[bytes]) -> str:
+def content_digest(table: ExportTable, parquet_bytes: Iterable[bytes]) -> str:
     """SHA-256 of a table's definition and the Parquet files written for it."""
     digest = hashlib.sha256(table.signature().encode())
     for chunk in parquet_bytes:
