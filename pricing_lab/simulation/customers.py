@@ -194,10 +194,27 @@ def customers_from_mapping(document: Mapping[str, Any], *, source: str = "") -> 
                 continue
             recharges.append(_auto_recharge(reader, path, {"customer_id": customer_id, **raw}))
     _check_unique(reader, "customers", ids, "customer id")
-    _check_unique(reader, "grants", [g.grant_id for g in grants], "grant id")
+    return _checked_inputs(
+        reader, source, ("grants", "auto_recharge"), subscriptions, grants, recharges, ids
+    )
+
+
+def _checked_inputs(
+    reader: _Reader,
+    source: str,
+    where: tuple[str, str],
+    subscriptions: list[Subscription],
+    grants: list[Grant],
+    recharges: list[AutoRecharge],
+    customer_ids: list[str] | None = None,
+) -> CustomerInputs:
+    """The inputs once grant ids and auto-recharge settings are checked unique (`where`: the
+    grants' and the auto-recharge settings' place in the input); every problem raised at once."""
+    grants_at, recharges_at = where
+    _check_unique(reader, grants_at, [g.grant_id for g in grants], "grant id")
     _check_unique(
         reader,
-        "auto_recharge",
+        recharges_at,
         [f"{r.customer_id}/{r.currency_id}" for r in recharges],
         "auto-recharge for customer/currency",
     )
@@ -207,7 +224,7 @@ def customers_from_mapping(document: Mapping[str, Any], *, source: str = "") -> 
         subscriptions=tuple(subscriptions),
         grants=tuple(grants),
         auto_recharges=tuple(recharges),
-        customer_ids=frozenset(ids),
+        customer_ids=None if customer_ids is None else frozenset(customer_ids),
     )
 
 
@@ -401,17 +418,5 @@ def customers_from_duckdb(
     subscriptions = _table_rows(reader, names["subscriptions"], subscription_rows, _subscription)
     grants = _table_rows(reader, names["grants"], rows("grants"), _grant)
     recharges = _table_rows(reader, names["auto_recharge"], rows("auto_recharge"), _auto_recharge)
-    _check_unique(reader, names["grants"], [g.grant_id for g in grants], "grant id")
-    _check_unique(
-        reader,
-        names["auto_recharge"],
-        [f"{r.customer_id}/{r.currency_id}" for r in recharges],
-        "auto-recharge for customer/currency",
-    )
-    if reader.problems:
-        raise ValidationError(reader.problems, source=source)
-    return CustomerInputs(
-        subscriptions=tuple(subscriptions),
-        grants=tuple(grants),
-        auto_recharges=tuple(recharges),
-    )
+    where = (names["grants"], names["auto_recharge"])
+    return _checked_inputs(reader, source, where, subscriptions, grants, recharges)
