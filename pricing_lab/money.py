@@ -48,6 +48,12 @@ def normalized(value: Decimal) -> Decimal:
         return value.normalize()
 
 
+def decimal_places(value: Decimal) -> int:
+    """Decimal places `value` needs exactly: 1.500 → 1, 1E+3 → 0."""
+    exponent = normalized(value).as_tuple().exponent
+    return max(-exponent, 0) if isinstance(exponent, int) else 0
+
+
 def to_minor_units(amount: Decimal, precision: int) -> int:
     """An amount already at `precision` places as an integer count of minor units (exact)."""
     scaled = amount.scaleb(precision)

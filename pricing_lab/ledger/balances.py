@@ -14,6 +14,7 @@ import polars as pl
 
 from pricing_lab.ledger import frames
 from pricing_lab.ledger.inputs import PreparedReplay
+from pricing_lab.money import decimal_places
 from pricing_lab.timeutil import as_utc
 
 ZERO = Decimal(0)
@@ -95,7 +96,7 @@ def balances_table(
     scale = prepared.scale
     credits = pl.Decimal(38, scale)
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
-    price_scale = max((_places(p) for p in unit_prices.values()), default=0)
+    price_scale = max((decimal_places(p) for p in unit_prices.values()), default=0)
     recharge = (pl.col("entry_type") == "GRANTED") & (pl.col("grant_source") == "auto_recharge")
     if not ledger["entry_id"].is_sorted():
         ledger = ledger.sort("entry_id")  # groups keep the rows' order: first / last below
@@ -149,15 +150,9 @@ def balances_table(
     )
 
 
-def _places(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(-exponent, 0) if isinstance(exponent, int) else 0
-
-
 def money_scale(prepared: PreparedReplay) -> int:
     """Decimal places of money columns: credits × cost basis or unit price, exactly."""
-    bases = [*(g.cost_basis for g in prepared.grants), *(c.unit_price for c in prepared.currencies)]
-    return prepared.scale + max((_places(v) for v in bases), default=0)
+    return prepared.scale + prepared.money_places
 
 
 def _valued(entries: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
@@ -165,18 +160,23 @@ def _valued(entries: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
     currency's unit price), exact at `money_scale`."""
     scale = money_scale(prepared)
     basis_type = pl.Decimal(38, scale)
-    by_grant = {g.grant_id: g.cost_basis for g in prepared.grants}
+    # Most grants (recurring, promotional) have cost basis 0: only the others are looked up.
+    bases = prepared.grant_table.filter(pl.col("cost_basis") != 0).select(
+        "grant_id", pl.col("cost_basis").cast(basis_type).alias("__basis")
+    )
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
     basis = (
         pl.when(pl.col("grant_source") == "auto_recharge")
         .then(
             pl.col("currency_id").replace_strict(unit_prices, default=ZERO, return_dtype=basis_type)
         )
-        .otherwise(
-            pl.col("grant_id").replace_strict(by_grant, default=ZERO, return_dtype=basis_type)
-        )
+        .otherwise(pl.col("__basis").fill_null(ZERO))
     )
-    return entries.with_columns((pl.col("amount") * basis).cast(basis_type).alias("money"))
+    return (
+        entries.join(bases, on="grant_id", how="left", maintain_order="left")
+        .with_columns((pl.col("amount") * basis).cast(basis_type).alias("money"))
+        .drop("__basis")
+    )
 
 
 def breakage_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:

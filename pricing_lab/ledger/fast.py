@@ -16,10 +16,8 @@ decimal text of n.
 
 from __future__ import annotations
 
-import bisect
 import itertools
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,6 @@ from numba import njit, prange
 
 from pricing_lab.ledger import frames
 from pricing_lab.ledger.inputs import PreparedReplay
-from pricing_lab.ledger.model import Grant
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
 from pricing_lab.timeutil import to_micros
@@ -82,46 +79,51 @@ class _Columns:
         self.block = prepared.source.enforcement == "block"
 
         # Grants that take part: take effect inside the horizon and are not voided before that.
-        all_ids = sorted(g.grant_id for g in prepared.grants)
-        id_rank = {grant_id: i for i, grant_id in enumerate(all_ids)}
-        precision_of = {c.id: c.precision for c in prepared.currencies}
-        grants = _grant_rows(prepared.grants, start_us, until_us, precision_of)
+        table = prepared.grant_table
+        all_ids = table["grant_id"].sort()  # every grant id: ranks and recharge id positions
+        effective = table["effective_at"].dt.epoch("us").to_numpy()
+        voided = table["voided_at"].dt.epoch("us").fill_null(NEVER).to_numpy()
+        takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
+        grants = table.filter(pl.Series(takes_part))
 
         events = _EventColumns(prepared.consumptions, start_us, until_us)
-        self.customers = sorted(set(events.run_customers) | {row[0] for row in grants})
+        self.customers = sorted(
+            set(events.run_customers) | set(grants["customer_id"].unique().to_list())
+        )
         customer_code = {c: i for i, c in enumerate(self.customers)}
         n_customers, n_currencies = len(self.customers), len(self.currency_ids)
 
-        # Grants by customer code (stable: the input order within a customer is kept).
-        grants.sort(key=lambda row: customer_code[row[0]])
-        (
-            customer_ids,
-            grant_ids,
-            types,
-            sources,
-            currencies,
-            amounts,
-            priorities,
-            expires,
-            effective,
-            voided,
-        ) = (list(column) for column in zip(*grants)) if grants else ([],) * 10
-        g_customer = np.array([customer_code[c] for c in customer_ids], dtype=np.int64)
-        self.grant_ids = pl.Series("grant_id", grant_ids, dtype=pl.String)
-        self.grant_types = pl.Series("t", types, dtype=pl.String)
-        self.grant_sources = pl.Series("s", sources, dtype=pl.String)
-        self.g_currency = np.array([currency_code[c] for c in currencies], dtype=np.int64)
-        self.g_amount = np.array(amounts, dtype=np.int64)
-        self.g_priority = np.array(priorities, dtype=np.int64)
-        self.g_expires = np.array(expires, dtype=np.int64)
-        self.g_tclass = np.array([TYPE_RANK[t] for t in types], dtype=np.int64)
-        self.g_effective = np.array(effective, dtype=np.int64)
-        g_voided = np.array(voided, dtype=np.int64)
-        self.g_rank = np.array([2 * id_rank[g] for g in grant_ids], dtype=np.int64)
+        # Grants by customer code (stable: the table order within a customer is kept).
+        g_customer = _codes(grants["customer_id"], customer_code)
+        by_customer = np.argsort(g_customer, kind="stable")
+        g_customer = g_customer[by_customer]
+        grants = grants[pl.Series(by_customer)]
+        scale = prepared.scale
+        factor = {c.id: 10 ** (scale - c.precision) for c in prepared.currencies}
+        self.grant_ids = grants["grant_id"]
+        self.grant_types = grants["type"]
+        self.grant_sources = grants["source"]
+        self.g_currency = _codes(grants["currency_id"], currency_code)
+        self.g_amount = (
+            grants.select(
+                (
+                    pl.col("amount").to_physical()
+                    // pl.col("currency_id").replace_strict(factor, return_dtype=pl.Int64)
+                ).cast(pl.Int64)
+            )
+            .to_series()
+            .to_numpy()
+        )
+        self.g_priority = grants["priority"].to_numpy().astype(np.int64, copy=False)
+        self.g_expires = grants["expires_at"].dt.epoch("us").fill_null(NEVER).to_numpy()
+        self.g_tclass = _codes(grants["type"], TYPE_RANK)
+        self.g_effective = grants["effective_at"].dt.epoch("us").to_numpy()
+        g_voided = grants["voided_at"].dt.epoch("us").fill_null(NEVER).to_numpy()
+        self.g_rank = 2 * all_ids.search_sorted(self.grant_ids).to_numpy().astype(np.int64)
         self.g_start = np.searchsorted(g_customer, np.arange(n_customers + 1)).astype(np.int64)
 
         # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS.
-        index = np.arange(len(grants), dtype=np.int64)
+        index = np.arange(grants.height, dtype=np.int64)
         expiring = index[self.g_expires < until_us]
         voiding = index[g_voided < until_us]
         h_grant = np.concatenate([expiring, voiding, index])
@@ -175,7 +177,12 @@ class _Columns:
         self.ar_expiry = np.zeros(shape, dtype=np.int64)
         self.ar_rank = np.zeros(shape, dtype=np.int64)
         prices = {c.id: c.unit_price for c in prepared.currencies}
-        for setting in prepared.source.auto_recharges:
+        settings = prepared.source.auto_recharges
+        prefixes = pl.Series(
+            [f"{s.customer_id}:auto_recharge:{s.currency_id}:" for s in settings], dtype=pl.String
+        )
+        ids_below = all_ids.search_sorted(prefixes).to_list()
+        for setting, below in zip(settings, ids_below, strict=True):
             if setting.customer_id not in customer_code:
                 continue
             c, k = customer_code[setting.customer_id], currency_code[setting.currency_id]
@@ -202,8 +209,7 @@ class _Columns:
                     raise OverflowError("monthly_spend_limit too large for the fast engine")
                 self.ar_limit[c, k] = scaled_limit
             self.ar_expiry[c, k] = EXPIRY_CODES[setting.grant_expiry]
-            prefix = f"{setting.customer_id}:auto_recharge:{setting.currency_id}:"
-            self.ar_rank[c, k] = 2 * bisect.bisect_left(all_ids, prefix) - 1
+            self.ar_rank[c, k] = 2 * below - 1
 
         sizes = (
             np.diff(self.g_start) + np.diff(self.e_start) + n_currencies
@@ -357,40 +363,9 @@ class _Columns:
         )
 
 
-def _grant_rows(
-    grants: Sequence[Grant], start_us: int, until_us: int, precision_of: dict[str, int]
-) -> list[tuple[Any, ...]]:
-    """(customer, id, type, source, currency, amount units, priority, expires µs, effective µs,
-    voided µs) of the grants that take part, in one pass; amounts repeat a lot across customers
-    (recurring periods), so their minor units are memoised (and `to_micros` memoises times)."""
-    units: dict[tuple[Decimal, str], int] = {}
-    rows: list[tuple[Any, ...]] = []
-    for g in grants:
-        effective = to_micros(g.effective_at)
-        voided = NEVER if g.voided_at is None else to_micros(g.voided_at)
-        if not (start_us <= effective < until_us and voided > effective):
-            continue
-        amount = units.get((g.amount, g.currency_id))
-        if amount is None:
-            amount = units[(g.amount, g.currency_id)] = to_minor_units(
-                g.amount, precision_of[g.currency_id]
-            )
-        expires = NEVER if g.expires_at is None else to_micros(g.expires_at)
-        rows.append(
-            (
-                g.customer_id,
-                g.grant_id,
-                g.type,
-                g.source,
-                g.currency_id,
-                amount,
-                g.priority,
-                expires,
-                effective,
-                voided,
-            )
-        )
-    return rows
+def _codes(values: pl.Series, code: dict[str, int]) -> np.ndarray:
+    """Each value's code in `code`, as int64."""
+    return values.replace_strict(code, return_dtype=pl.Int64).to_numpy()
 
 
 def _in_ledger_order(rows: np.ndarray) -> np.ndarray:

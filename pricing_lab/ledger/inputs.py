@@ -16,6 +16,7 @@ import polars as pl
 
 from pricing_lab.catalog.model import CreditCurrency
 from pricing_lab.errors import Problem, ValidationError
+from pricing_lab.ledger.grant_table import explicit_grant_table, grant_records
 from pricing_lab.ledger.model import (
     ENFORCEMENTS,
     GRANT_EXPIRIES,
@@ -28,8 +29,8 @@ from pricing_lab.ledger.model import (
     ReplayInput,
 )
 from pricing_lab.ledger.order import EVENT_SORT_COLUMNS
-from pricing_lab.ledger.recurring import recurring_grants
-from pricing_lab.money import from_minor_units
+from pricing_lab.ledger.recurring import recurring_grant_table
+from pricing_lab.money import decimal_places, from_minor_units
 from pricing_lab.timeutil import EPOCH, MICROSECOND, as_utc
 
 MAX_PRECISION = 9  # keeps every amount in int64 minor units with room to spare
@@ -63,11 +64,27 @@ class PreparedReplay:
     scale: int  # decimal places of the output amount columns: the largest currency precision
     start: datetime
     until: datetime
-    grants: tuple[Grant, ...]  # explicit and recurring, every one of them (engines apply horizon)
+    # Explicit and recurring grants, every one of them (engines apply the horizon), as one table
+    # (`grant_table.grant_table_schema`): the input's grants first, in input order.
+    grant_table: pl.DataFrame
     consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, in order.EVENT_SORT_COLUMNS order
 
     def precision(self, currency_id: str) -> int:
         return next(c.precision for c in self.currencies if c.id == currency_id)
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        """Every grant as a record (the input's, then the recurring ones); built on each call."""
+        explicit = tuple(self.source.grants)
+        return explicit + grant_records(self.grant_table.slice(len(explicit)))
+
+    @property
+    def money_places(self) -> int:
+        """The most decimal places of any cost basis or unit price (normalised)."""
+        basis_type = self.grant_table.schema["cost_basis"]
+        assert isinstance(basis_type, pl.Decimal)
+        prices = (decimal_places(c.unit_price) for c in self.currencies)
+        return max(basis_type.scale or 0, *prices)
 
 
 def prepare(replay_input: ReplayInput) -> PreparedReplay:
@@ -99,17 +116,26 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
     start, until = _horizon(replay_input, frame)
     if until < start:
         problems.append(Problem(path="until", message="the horizon ends before it starts"))
-    recurring = recurring_grants(replay_input.recurring, until) if not problems else ()
-    problems.extend(_grant_problems(replay_input.grants, recurring, precisions))
+    scale = max((c.precision for c in currencies), default=0)
+    recurring = (
+        recurring_grant_table(replay_input.recurring, until, scale)
+        if not problems
+        else recurring_grant_table((), until, scale)
+    )
+    problems.extend(_grant_problems(replay_input.grants, recurring["grant_id"], precisions))
     if problems:
         raise ValidationError(problems, source=f"replay {replay_input.scenario!r}")
+    basis_scale = max((decimal_places(g.cost_basis) for g in replay_input.grants), default=0)
+    explicit = explicit_grant_table(replay_input.grants, scale, basis_scale)
     return PreparedReplay(
         source=replay_input,
         currencies=currencies,
-        scale=max((c.precision for c in currencies), default=0),
+        scale=scale,
         start=start,
         until=until,
-        grants=tuple(replay_input.grants) + recurring,
+        grant_table=pl.concat(
+            [explicit, recurring.cast({"cost_basis": pl.Decimal(38, basis_scale)})]
+        ),
         consumptions=frame,
     )
 
@@ -352,10 +378,12 @@ def _amount_problems(path: str, amount: Decimal, precision: int | None) -> list[
 
 
 def _grant_problems(
-    grants: Sequence[Grant], recurring: Sequence[Grant], precisions: dict[str, int]
+    grants: Sequence[Grant], recurring_ids: pl.Series, precisions: dict[str, int]
 ) -> list[Problem]:
     problems: list[Problem] = []
-    seen: set[str] = {g.grant_id for g in recurring}
+    explicit_ids = pl.Series([g.grant_id for g in grants], dtype=pl.String)
+    # Only the recurring ids an input grant also has can clash.
+    seen = set(recurring_ids.filter(recurring_ids.is_in(explicit_ids.implode())).to_list())
     for index, grant in enumerate(grants):
         path = f"grants[{index}]"
         if grant.grant_id in seen:
@@ -385,8 +413,7 @@ def _grant_problems(
             problems.append(Problem(path=path, message="cost_basis must not be negative"))
         if grant.expires_at is not None and as_utc(grant.expires_at) <= as_utc(grant.effective_at):
             problems.append(Problem(path=path, message="expires_at must be after effective_at"))
-    recurring_ids = [g.grant_id for g in recurring]
-    if len(set(recurring_ids)) != len(recurring_ids):
+    if recurring_ids.is_duplicated().any():
         problems.append(Problem(path="recurring", message="recurring grant ids collide"))
     return problems
 

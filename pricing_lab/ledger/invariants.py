@@ -25,7 +25,6 @@ from pricing_lab.errors import InvariantViolation, Problem
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
 from pricing_lab.ledger.model import ReplayInput
 from pricing_lab.ledger.order import TYPE_RANK
-from pricing_lab.timeutil import to_micros
 
 MAX_LISTED = 20
 
@@ -460,21 +459,11 @@ def _drawdown_ranks(
     input, and auto-recharge grants as their GRANTED entry and the recharge settings describe
     them. Grants known to neither (the OVERDRAFT grant) come last."""
     never = np.iinfo(np.int64).max
-    known = pl.DataFrame(
-        {
-            "grant_id": [g.grant_id for g in prepared.grants],
-            "priority": [g.priority for g in prepared.grants],
-            "expires": [
-                never if g.expires_at is None else to_micros(g.expires_at) for g in prepared.grants
-            ],
-            "effective": [to_micros(g.effective_at) for g in prepared.grants],
-        },
-        schema={
-            "grant_id": pl.String,
-            "priority": pl.Int64,
-            "expires": pl.Int64,
-            "effective": pl.Int64,
-        },
+    known = prepared.grant_table.select(
+        "grant_id",
+        "priority",
+        pl.col("expires_at").dt.epoch("us").fill_null(never).alias("expires"),
+        pl.col("effective_at").dt.epoch("us").alias("effective"),
     )
     # Per grant code: its first entry (for its grant type) and its first GRANTED entry (for an
     # auto-recharge grant's customer, currency and time); null when there is none.
