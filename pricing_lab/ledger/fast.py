@@ -17,16 +17,19 @@ decimal text of n.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from numba import njit, prange
+from numba import njit
 
 from pricing_lab.ledger import frames
 from pricing_lab.ledger.inputs import PreparedReplay
+from pricing_lab.ledger.model import ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
 from pricing_lab.timeutil import to_micros
@@ -53,13 +56,16 @@ def replay_fast(
     outs: list[np.ndarray] = []
     denials: list[np.ndarray] = []
     n_customers = len(columns.customers)
-    bounds = np.linspace(0, n_customers, min(CHUNKS, max(n_customers, 1)) + 1).astype(np.int64)
-    for lo, hi in itertools.pairwise(bounds):
-        out, n_out, denied, n_denied = _replay_kernel(int(lo), int(hi), *columns.kernel_args())
-        outs.append(out[:n_out])
-        denials.append(denied[:n_denied])
-        if progress is not None:
-            progress(int(hi), n_customers)
+    chunks = columns.chunks()
+    # Customers never share credits: chunks run on every core (the kernel releases the GIL),
+    # and their rows are kept in chunk order.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        done = pool.map(lambda chunk: _replay_kernel(*columns.kernel_args(*chunk)), chunks)
+        for (_, hi), (out, n_out, denied, n_denied) in zip(chunks, done, strict=True):
+            outs.append(out[:n_out])
+            denials.append(denied[:n_denied])
+            if progress is not None:
+                progress(hi, n_customers)
     entries = np.concatenate(outs) if outs else np.empty((0, N_OUT), dtype=np.int64)
     del outs  # the chunks' memory goes before the ledger is built
     denied_rows = np.concatenate(denials) if denials else np.empty((0, 4), dtype=np.int64)
@@ -101,8 +107,8 @@ class _Columns:
         scale = prepared.scale
         factor = {c.id: 10 ** (scale - c.precision) for c in prepared.currencies}
         self.grant_ids = grants["grant_id"]
-        self.grant_types = grants["type"]
-        self.grant_sources = grants["source"]
+        self.g_type_code = _codes(grants["type"], {t: i for i, t in enumerate(GRANT_TYPES)})
+        self.g_source_code = _codes(grants["source"], {s: i for i, s in enumerate(GRANT_SOURCES)})
         self.g_currency = _codes(grants["currency_id"], currency_code)
         self.g_amount = (
             grants.select(
@@ -211,19 +217,37 @@ class _Columns:
             self.ar_expiry[c, k] = EXPIRY_CODES[setting.grant_expiry]
             self.ar_rank[c, k] = 2 * below - 1
 
-        sizes = (
-            np.diff(self.g_start) + np.diff(self.e_start) + n_currencies
-            if n_customers
-            else np.zeros(1, dtype=np.int64)
+        # Room for one customer's grants: its input grants, an overdraft grant per currency and,
+        # with auto-recharge, at most one recharge per consumption row.
+        recharging = np.max(self.ar_on, axis=1)[:n_customers]
+        self.sizes = (
+            np.diff(self.g_start)
+            + np.where(recharging, np.diff(self.e_start), 0)
+            + n_currencies
+            + 1
         )
-        self.capacity = int(sizes.max(initial=1)) + 1
 
-    def kernel_args(self) -> tuple[Any, ...]:
+    def chunks(self) -> list[tuple[int, int]]:
+        """Customer ranges of about equal numbers of consumption rows (customers' usage is
+        skewed: a few customers can have most of the events)."""
+        n_customers = len(self.customers)
+        if n_customers == 0:
+            return []
+        n_rows = int(self.e_start[-1])
+        targets = np.linspace(0, n_rows, CHUNKS + 1)[1:-1]
+        cuts = np.clip(np.searchsorted(self.e_start, targets, side="right"), 0, n_customers)
+        bounds = np.unique(np.concatenate([[0], cuts, [n_customers]]))
+        return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+
+    def kernel_args(self, lo: int, hi: int) -> tuple[Any, ...]:
+        """The kernel's arguments for customers [lo, hi)."""
         return (
+            lo,
+            hi,
             len(self.currency_ids),
             self.block,
             self.until_us,
-            self.capacity,
+            int(self.sizes[lo:hi].max(initial=1)),
             self.g_start,
             self.g_currency,
             self.g_amount,
@@ -266,58 +290,92 @@ class _Columns:
         scale = self.prepared.scale
         if len(rows) == 0:
             return frames.empty_ledger(scale)
-        rows = _in_ledger_order(rows)
-        customer, currency = rows[:, O_CUSTOMER], rows[:, O_CURRENCY]
-        grants = self._grant_table(rows)
-        event_row = rows[:, O_EVENT]
-        n = len(rows)
+        rows = _in_ledger_order(rows)  # column-major from here: rows[O_TIME] is one column
+        customer, currency = rows[O_CUSTOMER], rows[O_CURRENCY]
+        grant_names, grant, grant_type, grant_source = self._grant_codes(rows)
+        codes = pl.DataFrame(
+            {
+                "customer": customer,
+                "currency": currency,
+                "entry_type": rows[O_TYPE],
+                "grant": grant,
+                "grant_type": grant_type,
+                "grant_source": grant_source,
+                "event": self.events.positions(rows[O_EVENT]),
+            }
+        )
+
+        def named(values: Sequence[str] | pl.Series, code: str) -> pl.Expr:
+            return pl.lit(pl.Series(values, dtype=pl.String)).gather(pl.col(code))
+
+        # Every string column is a gather by code; one select runs them on every core.
+        strings = codes.select(
+            named(self.customers, "customer").alias("customer_id"),
+            named(self.currency_ids, "currency").alias("currency_id"),
+            named(ENTRY_TYPES, "entry_type").alias("entry_type"),
+            named(grant_names, "grant").alias("grant_id"),
+            named(GRANT_TYPES, "grant_type").alias("grant_type"),
+            named(GRANT_SOURCES, "grant_source").alias("grant_source"),
+            self.events.gathered("event_id", "event"),
+            self.events.gathered("feature_id", "event"),
+        )
+        n = rows.shape[1]
         return pl.DataFrame(
             [
                 pl.Series("entry_id", np.arange(1, n + 1, dtype=np.int64)),
-                frames.timestamps("timestamp", rows[:, O_TIME]),
-                pl.Series("customer_id", self.customers, dtype=pl.String).gather(customer),
-                pl.Series("currency_id", self.currency_ids, dtype=pl.String).gather(currency),
-                frames.entry_type_series(rows[:, O_TYPE]),
-                grants["grant_id"],
-                grants["grant_type"],
-                grants["grant_source"],
-                frames.decimal_series("amount", self._scaled(rows[:, O_AMOUNT], currency), scale),
+                frames.timestamps("timestamp", rows[O_TIME]),
+                *strings.select("customer_id", "currency_id", "entry_type").get_columns(),
+                *strings.select("grant_id", "grant_type", "grant_source").get_columns(),
+                frames.decimal_series("amount", self._scaled(rows[O_AMOUNT], currency), scale),
                 frames.decimal_series(
-                    "balance_after", self._scaled(rows[:, O_BALANCE], currency), scale
+                    "balance_after", self._scaled(rows[O_BALANCE], currency), scale
                 ),
-                self.events.column("event_id", event_row),
-                self.events.column("feature_id", event_row),
+                *strings.select("event_id", "feature_id").get_columns(),
                 self._constant("scenario", self.prepared.source.scenario, n),
             ]
         )
 
-    def _grant_table(self, rows: np.ndarray) -> pl.DataFrame:
-        """grant_id, grant_type and grant_source of every row.
+    def _grant_codes(
+        self, rows: np.ndarray
+    ) -> tuple[pl.Series, np.ndarray, np.ndarray, np.ndarray]:
+        """Every grant met (`rows`: column-major) and, per row, its grant's position among them,
+        its type's position in `model.GRANT_TYPES` and its source's in `model.GRANT_SOURCES`.
 
-        Each row's grant gets a code into one table of grants: the input grants (codes 0 … G−1),
-        then the auto-recharge grants met in the rows, then the overdraft grants; the three string
-        columns are gathered from that table.
+        The grants met: the input grants (codes 0 … G−1), then the auto-recharge grants met in
+        the rows, then the overdraft grants.
         """
-        kind, ref = rows[:, O_KIND], rows[:, O_REF]
-        customer, currency = rows[:, O_CUSTOMER], rows[:, O_CURRENCY]
+        kind, ref = rows[O_KIND], rows[O_REF]
+        customer, currency = rows[O_CUSTOMER], rows[O_CURRENCY]
         n_currencies = max(len(self.currency_ids), 1)
-        code = np.where(kind == KIND_STATIC, ref, 0)
-        ids, types, sources = [self.grant_ids], [self.grant_types], [self.grant_sources]
+        static = kind == KIND_STATIC
+        code = np.where(static, ref, 0)
+        # Types and sources come from their few names by code: a gather from a small table.
+        recharge = kind == KIND_RECHARGE
+        type_code = np.full(len(kind), GRANT_TYPES.index("OVERDRAFT"), dtype=np.int64)
+        type_code[static] = self.g_type_code[ref[static]]
+        type_code[recharge] = GRANT_TYPES.index("PAID")
+        source_code = np.full(len(kind), GRANT_SOURCES.index("overdraft"), dtype=np.int64)
+        source_code[static] = self.g_source_code[ref[static]]
+        source_code[recharge] = GRANT_SOURCES.index("auto_recharge")
+        ids = [self.grant_ids]
         offset = len(self.grant_ids)
-        for grant_kind, type_name, source_name in (
-            (KIND_RECHARGE, "PAID", "auto_recharge"),
-            (KIND_OVERDRAFT, "OVERDRAFT", "overdraft"),
-        ):
+        for grant_kind in (KIND_RECHARGE, KIND_OVERDRAFT):
             mine = np.flatnonzero(kind == grant_kind)
             if len(mine) == 0:
                 continue
-            # One key per grant: (customer, currency) and, for recharges, the number n.
+            # One key per grant: (customer, currency) and, for recharges, the number n. An
+            # overdraft grant is one per pair: pairs in use are numbered without a sort.
             pair = customer[mine] * n_currencies + currency[mine]
-            key = pair * (1 << 31) + ref[mine] if grant_kind == KIND_RECHARGE else pair
-            unique, inverse = np.unique(key, return_inverse=True)
+            if grant_kind == KIND_RECHARGE:
+                unique, inverse = np.unique(pair * (1 << 31) + ref[mine], return_inverse=True)
+                pairs = unique // (1 << 31)
+            else:
+                used = np.zeros(len(self.customers) * n_currencies, dtype=np.bool_)
+                used[pair] = True
+                unique = pairs = np.flatnonzero(used)
+                inverse = (np.cumsum(used) - 1)[pair]
             code[mine] = offset + inverse
             offset += len(unique)
-            pairs = unique // (1 << 31) if grant_kind == KIND_RECHARGE else unique
             names = pl.DataFrame(
                 {
                     "c": pl.Series(self.customers, dtype=pl.String).gather(pairs // n_currencies),
@@ -331,16 +389,7 @@ class _Columns:
                 else [pl.lit(":overdraft:"), pl.col("k")]
             )
             ids.append(names.select(pl.concat_str(pl.col("c"), *suffix)).to_series())
-            types.append(self._constant("t", type_name, len(unique)))
-            sources.append(self._constant("s", source_name, len(unique)))
-        codes = pl.Series(code)
-        return pl.DataFrame(
-            [
-                pl.concat(ids).gather(codes).alias("grant_id"),
-                pl.concat(types).gather(codes).alias("grant_type"),
-                pl.concat(sources).gather(codes).alias("grant_source"),
-            ]
-        )
+        return pl.concat(ids), code, type_code, source_code
 
     def denied(self, rows: np.ndarray) -> pl.DataFrame:
         scale = self.prepared.scale
@@ -369,15 +418,17 @@ def _codes(values: pl.Series, code: dict[str, int]) -> np.ndarray:
 
 
 def _in_ledger_order(rows: np.ndarray) -> np.ndarray:
-    """The kernel's rows (customer by customer) in ledger order: stable on (time, customer code).
+    """The kernel's rows (customer by customer) in ledger order, stable on (time, customer code),
+    and column-major (`result[O_TIME]` is the time column), which is how the output columns read
+    them.
 
     A customer code follows the customer id order, and a customer's own order at one instant is
     its row order, so a stable sort on (time, customer) is `api.chronological`. Rows are moved
     in two passes that stay cache-friendly at tens of millions of rows: a stable scatter into
-    time buckets, then a sort inside each bucket.
+    time buckets, then a sort inside each bucket that writes the columns.
     """
     if len(rows) < 2:
-        return rows
+        return np.ascontiguousarray(rows.T)
     time, customer = rows[:, O_TIME], rows[:, O_CUSTOMER]
     t0 = int(time.min())
     span = int(time.max()) - t0 + 1
@@ -386,7 +437,7 @@ def _in_ledger_order(rows: np.ndarray) -> np.ndarray:
     if (span * n_buckets).bit_length() > 62 or span.bit_length() + bits > 62:
         frame = pl.DataFrame({"t": time, "c": customer})
         order = frame.select(pl.arg_sort_by("t", "c", maintain_order=True)).to_series()
-        return rows[order.to_numpy()]
+        return np.ascontiguousarray(rows[order.to_numpy()].T)
     return _bucket_sort(rows, t0, span, bits, n_buckets)
 
 
@@ -430,13 +481,19 @@ class _EventColumns:
         )
         return codes.to_numpy()[self.row]
 
+    def positions(self, kept_row: np.ndarray) -> pl.Series:
+        """The table positions of kept rows `kept_row` (null where it is −1)."""
+        if len(self.row) == 0:
+            return pl.Series([None] * len(kept_row), dtype=pl.Int64)
+        return pl.Series(pa.array(self.row[np.maximum(kept_row, 0)], mask=kept_row < 0))
+
+    def gathered(self, name: str, positions: str) -> pl.Expr:
+        """Column `name` of the table at the positions in column `positions` (null: null)."""
+        return pl.lit(self.table[name]).gather(pl.col(positions)).alias(name)
+
     def column(self, name: str, kept_row: np.ndarray) -> pl.Series:
         """Column `name` of the table at kept rows `kept_row` (null where it is −1)."""
-        column = self.table[name]
-        if len(self.row) == 0:
-            return pl.Series(name, [None] * len(kept_row), dtype=column.dtype)
-        positions = pa.array(self.row[np.maximum(kept_row, 0)], mask=kept_row < 0)
-        return column.gather(pl.Series(positions))
+        return pl.select(self.table[name].gather(self.positions(kept_row))).to_series()
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,7 +624,7 @@ def _push(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay_kernel(
     c_from: int,
     c_to: int,
@@ -861,11 +918,26 @@ def _replay_kernel(
     return out, n_out, denied, n_denied
 
 
-@njit(cache=True, parallel=True)
-def _bucket_sort(
-    rows: np.ndarray, t0: int, span: int, bits: int, n_buckets: int
-) -> np.ndarray:  # pragma: no cover - compiled
-    """`rows` stably sorted on (time − t0) << bits | customer; see `_in_ledger_order`."""
+def _bucket_sort(rows: np.ndarray, t0: int, span: int, bits: int, n_buckets: int) -> np.ndarray:
+    """`rows` stably sorted on (time − t0) << bits | customer, column-major; see
+    `_in_ledger_order`. Buckets are sorted on every core, in threads (the compiled passes
+    release the GIL; numba's own parallel loops would leave OpenMP threads spinning after
+    them, slowing the NumPy work that follows)."""
+    staged, starts = _scatter_to_buckets(rows, t0, span, n_buckets)
+    out = np.empty((rows.shape[1], rows.shape[0]), dtype=np.int64)
+    workers = os.cpu_count() or 1
+    cuts = np.searchsorted(starts, np.linspace(0, rows.shape[0], workers + 1))
+    ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda r: _sort_buckets(staged, starts, out, t0, bits, r[0], r[1]), ranges))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _scatter_to_buckets(
+    rows: np.ndarray, t0: int, span: int, n_buckets: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """`rows` moved stably into time buckets, and where each bucket starts."""
     n = rows.shape[0]
     bucket = np.empty(n, dtype=np.int64)
     starts = np.zeros(n_buckets + 1, dtype=np.int64)
@@ -881,8 +953,21 @@ def _bucket_sort(
         b = bucket[i]
         staged[filled[b]] = rows[i]
         filled[b] += 1
-    out = np.empty_like(rows)
-    for b in prange(n_buckets):
+    return staged, starts
+
+
+@njit(cache=True, nogil=True)
+def _sort_buckets(
+    staged: np.ndarray,
+    starts: np.ndarray,
+    out: np.ndarray,
+    t0: int,
+    bits: int,
+    b_from: int,
+    b_to: int,
+) -> None:  # pragma: no cover - compiled
+    """Buckets [b_from, b_to) of `staged`, each stably sorted, into the columns `out`."""
+    for b in range(b_from, b_to):
         lo, hi = starts[b], starts[b + 1]
         if hi == lo:
             continue
@@ -891,8 +976,8 @@ def _bucket_sort(
             keys[j - lo] = ((staged[j, O_TIME] - t0) << bits) | staged[j, O_CUSTOMER]
         order = np.argsort(keys, kind="mergesort")
         for j in range(hi - lo):
-            out[lo + j] = staged[lo + order[j]]
-    return out
+            for column in range(staged.shape[1]):
+                out[column, lo + j] = staged[lo + order[j], column]
 
 
 @njit(cache=True)
