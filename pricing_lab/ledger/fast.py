@@ -66,10 +66,8 @@ def replay_fast(
             denials.append(denied[:n_denied])
             if progress is not None:
                 progress(hi, n_customers)
-    entries = np.concatenate(outs) if outs else np.empty((0, N_OUT), dtype=np.int64)
-    del outs  # the chunks' memory goes before the ledger is built
     denied_rows = np.concatenate(denials) if denials else np.empty((0, 4), dtype=np.int64)
-    return columns.ledger(entries), columns.denied(denied_rows)
+    return columns.ledger(outs), columns.denied(denied_rows)
 
 
 class _Columns:
@@ -280,17 +278,18 @@ class _Columns:
     def _constant(self, name: str, value: str, n: int) -> pl.Series:
         return pl.Series(name, [value], dtype=pl.String).gather(np.zeros(n, dtype=np.int64))
 
-    def ledger(self, rows: np.ndarray) -> pl.DataFrame:
-        """The ledger from the kernel's rows, in ledger order (`api.chronological`).
+    def ledger(self, chunks: list[np.ndarray]) -> pl.DataFrame:
+        """The ledger from the kernel's rows (`chunks`, in customer order; emptied as they are
+        read), in ledger order (`api.chronological`).
 
         The kernel writes customer by customer; a stable sort on (time, customer code) puts the
         rows in ledger order (customer codes follow customer ids, and a customer's own order at
         one instant is its row order). Strings are only gathered once, in the final order.
         """
         scale = self.prepared.scale
-        if len(rows) == 0:
+        if sum(len(chunk) for chunk in chunks) == 0:
             return frames.empty_ledger(scale)
-        rows = _in_ledger_order(rows)  # column-major from here: rows[O_TIME] is one column
+        rows = _in_ledger_order(chunks)  # column-major from here: rows[O_TIME] is one column
         customer, currency = rows[O_CUSTOMER], rows[O_CURRENCY]
         grant_names, grant, grant_type, grant_source = self._grant_codes(rows)
         codes = pl.DataFrame(
@@ -417,28 +416,47 @@ def _codes(values: pl.Series, code: dict[str, int]) -> np.ndarray:
     return values.replace_strict(code, return_dtype=pl.Int64).to_numpy()
 
 
-def _in_ledger_order(rows: np.ndarray) -> np.ndarray:
-    """The kernel's rows (customer by customer) in ledger order, stable on (time, customer code),
-    and column-major (`result[O_TIME]` is the time column), which is how the output columns read
-    them.
+def _in_ledger_order(chunks: list[np.ndarray]) -> np.ndarray:
+    """The kernel's rows (`chunks` of rows, customer by customer) in ledger order, stable on
+    (time, customer code), and column-major (`result[O_TIME]` is the time column), which is how
+    the output columns read them. `chunks` is emptied on the way, so each chunk's memory goes
+    as soon as its rows are moved.
 
     A customer code follows the customer id order, and a customer's own order at one instant is
     its row order, so a stable sort on (time, customer) is `api.chronological`. Rows are moved
     in two passes that stay cache-friendly at tens of millions of rows: a stable scatter into
-    time buckets, then a sort inside each bucket that writes the columns.
+    time buckets, then a sort inside each bucket (in threads) that writes the columns.
     """
-    if len(rows) < 2:
-        return np.ascontiguousarray(rows.T)
-    time, customer = rows[:, O_TIME], rows[:, O_CUSTOMER]
-    t0 = int(time.min())
-    span = int(time.max()) - t0 + 1
-    bits = max(int(customer.max()), 1).bit_length()
-    n_buckets = int(min(max(len(rows) // 8192, 1), 4096))
+    n = sum(len(chunk) for chunk in chunks)
+    full = [chunk for chunk in chunks if len(chunk)]
+    t0 = min(int(chunk[:, O_TIME].min()) for chunk in full)
+    span = max(int(chunk[:, O_TIME].max()) for chunk in full) - t0 + 1
+    bits = max(max(int(chunk[:, O_CUSTOMER].max()) for chunk in full), 1).bit_length()
+    n_buckets = int(min(max(n // 8192, 1), 4096))
     if (span * n_buckets).bit_length() > 62 or span.bit_length() + bits > 62:
-        frame = pl.DataFrame({"t": time, "c": customer})
+        rows = np.concatenate(full)
+        chunks.clear()
+        frame = pl.DataFrame({"t": rows[:, O_TIME], "c": rows[:, O_CUSTOMER]})
         order = frame.select(pl.arg_sort_by("t", "c", maintain_order=True)).to_series()
         return np.ascontiguousarray(rows[order.to_numpy()].T)
-    return _bucket_sort(rows, t0, span, bits, n_buckets)
+    starts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for chunk in full:
+        _count_buckets(chunk, t0, span, starts)
+    starts = np.cumsum(starts)
+    filled = starts[:-1].copy()
+    staged = np.empty((n, N_OUT), dtype=np.int64)
+    chunks.clear()
+    while full:
+        _place_in_buckets(full.pop(0), t0, span, filled, staged)
+    out = np.empty((N_OUT, n), dtype=np.int64)
+    workers = os.cpu_count() or 1
+    cuts = np.searchsorted(starts, np.linspace(0, n, workers + 1))
+    ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
+    # The compiled passes release the GIL; numba's own parallel loops would leave OpenMP threads
+    # spinning after them, slowing the NumPy work that follows.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda r: _sort_buckets(staged, starts, out, t0, bits, r[0], r[1]), ranges))
+    return out
 
 
 class _EventColumns:
@@ -918,42 +936,26 @@ def _replay_kernel(
     return out, n_out, denied, n_denied
 
 
-def _bucket_sort(rows: np.ndarray, t0: int, span: int, bits: int, n_buckets: int) -> np.ndarray:
-    """`rows` stably sorted on (time − t0) << bits | customer, column-major; see
-    `_in_ledger_order`. Buckets are sorted on every core, in threads (the compiled passes
-    release the GIL; numba's own parallel loops would leave OpenMP threads spinning after
-    them, slowing the NumPy work that follows)."""
-    staged, starts = _scatter_to_buckets(rows, t0, span, n_buckets)
-    out = np.empty((rows.shape[1], rows.shape[0]), dtype=np.int64)
-    workers = os.cpu_count() or 1
-    cuts = np.searchsorted(starts, np.linspace(0, rows.shape[0], workers + 1))
-    ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda r: _sort_buckets(staged, starts, out, t0, bits, r[0], r[1]), ranges))
-    return out
+@njit(cache=True, nogil=True)
+def _count_buckets(
+    rows: np.ndarray, t0: int, span: int, counts: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Add the number of `rows` in each time bucket to counts[bucket + 1]."""
+    n_buckets = len(counts) - 1
+    for i in range(rows.shape[0]):
+        counts[(rows[i, O_TIME] - t0) * n_buckets // span + 1] += 1
 
 
 @njit(cache=True, nogil=True)
-def _scatter_to_buckets(
-    rows: np.ndarray, t0: int, span: int, n_buckets: int
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """`rows` moved stably into time buckets, and where each bucket starts."""
-    n = rows.shape[0]
-    bucket = np.empty(n, dtype=np.int64)
-    starts = np.zeros(n_buckets + 1, dtype=np.int64)
-    for i in range(n):
+def _place_in_buckets(
+    rows: np.ndarray, t0: int, span: int, filled: np.ndarray, staged: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Move `rows` into `staged` at their bucket's next free row (`filled`), keeping order."""
+    n_buckets = len(filled)
+    for i in range(rows.shape[0]):
         b = (rows[i, O_TIME] - t0) * n_buckets // span
-        bucket[i] = b
-        starts[b + 1] += 1
-    for b in range(n_buckets):
-        starts[b + 1] += starts[b]
-    filled = starts[:-1].copy()
-    staged = np.empty_like(rows)
-    for i in range(n):
-        b = bucket[i]
         staged[filled[b]] = rows[i]
         filled[b] += 1
-    return staged, starts
 
 
 @njit(cache=True, nogil=True)

@@ -63,7 +63,7 @@ def decimal_series(name: str, unscaled: np.ndarray, scale: int) -> pl.Series:
     pairs[:, 0] = values
     pairs[:, 1] = values >> 63
     array = pa.Array.from_buffers(
-        pa.decimal128(38, scale), len(values), [None, pa.py_buffer(pairs.tobytes())]
+        pa.decimal128(38, scale), len(values), [None, pa.py_buffer(pairs)]
     )
     series = pl.Series(name, array)
     assert isinstance(series, pl.Series)
