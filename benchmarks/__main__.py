@@ -11,6 +11,8 @@ import pkgutil
 import sys
 from pathlib import Path
 
+import pricing_lab  # noqa: F401  first, as in the CLI: its allocator settings precede Polars/DuckDB
+
 
 def available() -> list[str]:
     folder = Path(__file__).parent

@@ -14,9 +14,18 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
-from pricing_lab.errors import InputError, PricingLabError, Problem, ValidationError
+# Polars and DuckDB allocate with jemalloc, which by default keeps freed pages for ~10 s: a
+# replay of 10M events then held gigabytes it no longer used (9.4 → 7.5 GB peak, 8.4 → 4.7 GB
+# after the replay, same speed, measured with benchmarks/replay_bench.py). Read when each library
+# makes its first allocation, so this only takes effect when pricing_lab is imported before
+# Polars and DuckDB (the CLI, `make demo`, the benchmarks); an existing setting is kept.
+for _variable in ("_RJEM_MALLOC_CONF", "DUCKDB_JE_MALLOC_CONF"):
+    os.environ.setdefault(_variable, "dirty_decay_ms:0,muzzy_decay_ms:0")
+
+from pricing_lab.errors import InputError, PricingLabError, Problem, ValidationError  # noqa: E402
 
 if TYPE_CHECKING:
     from pricing_lab.catalog.model import Catalog

@@ -11,6 +11,7 @@ target.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -431,6 +432,8 @@ def compare(
             ),
         )
     )
+    # Each costed table (tens of millions of rows at scale) goes once its last scenario is done.
+    uses_left = Counter(keys)
     results: dict[str, SimulationResult] = {}
     for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
         zip(runs, inputs, keys)
@@ -450,6 +453,9 @@ def compare(
             until=until,
             ingest=ingest,
         )
+        uses_left[key] -= 1
+        if uses_left[key] == 0:
+            del costings[key]
     if progress is not None:
         progress("done", len(runs), len(runs))
     return _comparison(base, results)
