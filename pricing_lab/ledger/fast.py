@@ -954,8 +954,10 @@ def _place_in_buckets(
     n_buckets = len(filled)
     for i in range(rows.shape[0]):
         b = (rows[i, O_TIME] - t0) * n_buckets // span
-        staged[filled[b]] = rows[i]
-        filled[b] += 1
+        to = filled[b]
+        for column in range(N_OUT):
+            staged[to, column] = rows[i, column]
+        filled[b] = to + 1
 
 
 @njit(cache=True, nogil=True)
