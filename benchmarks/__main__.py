@@ -11,7 +11,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-import pricing_lab  # noqa: F401  first, as in the CLI: its allocator settings precede Polars/DuckDB
+import pricing_lab  # noqa: F401  first, as in the CLI: its allocator setting precedes Polars
 
 
 def available() -> list[str]:
