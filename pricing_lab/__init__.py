@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 # there saved 1.5 GB of peak but made DuckDB's COPY of the same events 15% slower.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
-from pricing_lab.errors import InputError, PricingLabError, Problem, ValidationError  # noqa: E402
+from pricing_lab.errors import InputError, PricingLabError, Problem, ValidationError
 
 if TYPE_CHECKING:
     from pricing_lab.catalog.model import Catalog
