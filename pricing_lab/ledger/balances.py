@@ -222,13 +222,28 @@ def summary_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFram
 
 
 def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
-    """Credits consumed per currency and feature, with the number of events that consumed them."""
+    """Credits consumed per currency and feature, with the number of events that consumed them.
+
+    In ledger order (entry_id ascending, as replays return it) an event's CONSUMED entries for one
+    feature are consecutive (SPEC §5: feature by feature, one entry per grant), so events are
+    counted as runs of (event_id, feature_id) instead of hashing every event id; any other order
+    counts distinct event ids.
+    """
+    consumed = ledger.filter(pl.col("entry_type") == "CONSUMED")
+    if consumed["entry_id"].is_sorted():
+        event, feature = pl.col("event_id"), pl.col("feature_id")
+        first = (event.ne_missing(event.shift(1)) | feature.ne_missing(feature.shift(1))).fill_null(
+            True
+        )
+        consumed = consumed.with_columns(first.alias("__first_of_event"))
+        events = pl.col("__first_of_event").sum()
+    else:
+        events = pl.col("event_id").n_unique()
     return (
-        ledger.filter(pl.col("entry_type") == "CONSUMED")
-        .group_by("currency_id", "feature_id")
+        consumed.group_by("currency_id", "feature_id")
         .agg(
             (-pl.col("amount").sum()).alias("consumed"),
-            pl.col("event_id").n_unique().cast(pl.Int64).alias("events"),
+            events.cast(pl.Int64).alias("events"),
             pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
         )
         .sort("currency_id", "feature_id")
