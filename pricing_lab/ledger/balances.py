@@ -155,6 +155,13 @@ def money_scale(prepared: PreparedReplay) -> int:
     return prepared.scale + prepared.money_places
 
 
+# What `_valued` and the money totals read of a ledger (selected before filtering, so the other
+# columns of tens of millions of entries are not copied).
+_VALUED_COLUMNS = (
+    "customer_id", "currency_id", "entry_type", "grant_id", "grant_type", "grant_source", "amount"
+)  # fmt: skip
+
+
 def _valued(entries: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
     """`entries` with `money` = amount × the grant's cost basis (auto-recharge grants: the
     currency's unit price), exact at `money_scale`."""
@@ -181,7 +188,9 @@ def _valued(entries: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
 
 def breakage_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
     """Per customer and currency: breakage = expired credits × their grant's cost basis (money)."""
-    expired = _valued(ledger.filter(pl.col("entry_type") == "EXPIRED"), prepared)
+    expired = _valued(
+        ledger.select(*_VALUED_COLUMNS).filter(pl.col("entry_type") == "EXPIRED"), prepared
+    )
     return expired.group_by("customer_id", "currency_id").agg(
         (-pl.col("money").sum()).cast(pl.Decimal(38, money_scale(prepared))).alias("breakage")
     )
@@ -192,7 +201,8 @@ def summary_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFram
     overdraft debt, customers, breakage (expired credits × their grant's cost basis) and credit
     revenue (credits of PAID grants × cost basis), both in money."""
     money = pl.Decimal(38, money_scale(prepared))
-    valued = _valued(ledger.filter(pl.col("entry_type").is_in(["GRANTED", "EXPIRED"])), prepared)
+    granted_or_expired = pl.col("entry_type").is_in(["GRANTED", "EXPIRED"])
+    valued = _valued(ledger.select(*_VALUED_COLUMNS).filter(granted_or_expired), prepared)
     money_totals = valued.group_by("currency_id").agg(
         (-pl.col("money").filter(pl.col("entry_type") == "EXPIRED").sum()).alias("breakage"),
         pl.col("money")
@@ -229,7 +239,8 @@ def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
     counted as runs of (event_id, feature_id) instead of hashing every event id; any other order
     counts distinct event ids.
     """
-    consumed = ledger.filter(pl.col("entry_type") == "CONSUMED")
+    columns = ["entry_id", "entry_type", "currency_id", "feature_id", "event_id", "customer_id"]
+    consumed = ledger.select(*columns, "amount").filter(pl.col("entry_type") == "CONSUMED")
     if consumed["entry_id"].is_sorted():
         event, feature = pl.col("event_id"), pl.col("feature_id")
         first = (event.ne_missing(event.shift(1)) | feature.ne_missing(feature.shift(1))).fill_null(

@@ -486,10 +486,12 @@ def _comparison(base: str, results: Mapping[str, SimulationResult]) -> Compariso
         table = balances.with_columns(pl.lit(name).alias("scenario"))
         per_customer.append(table)
         per_feature.append(
-            result.ledger.filter(pl.col("entry_type") == "CONSUMED")
+            result.ledger.lazy()  # lazy: only the columns used are filtered
+            .filter(pl.col("entry_type") == "CONSUMED")
             .group_by("currency_id", "feature_id")
             .agg((-pl.col("amount")).sum().alias("consumed"))
             .with_columns(pl.lit(name).alias("scenario"))
+            .collect()
         )
         totals.append(
             table.group_by("scenario").agg(
@@ -601,9 +603,11 @@ def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
     """Per customer and currency, when credits ran out: the first consumption after which the
     balance was at or below zero (an expiry emptying the balance is not running out)."""
     return (
-        ledger.filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
+        ledger.lazy()  # lazy: only the columns used are filtered
+        .filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
         .group_by("customer_id", "currency_id")
         .agg(pl.col("timestamp").min().alias("runout_at"))
+        .collect()
     )
 
 
