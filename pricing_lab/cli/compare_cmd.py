@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         until=args.until,
         ingest=report,
+        out_dir=args.out,  # each scenario written as soon as it is replayed
     )
     paths = write_comparison(comparison, args.out)
     totals = comparison.totals.sort("scenario")

@@ -9,7 +9,7 @@ import polars as pl
 
 from pricing_lab.report import charts
 from pricing_lab.report.html import Report, ReportSection, write_report
-from pricing_lab.simulation.scenarios import Comparison
+from pricing_lab.simulation.scenarios import Comparison, scenario_folder
 
 TRACE_ATTRIBUTION = (
     "Usage data: Azure LLM inference trace 2023 (Patel et al., 'Splitwise: Efficient generative "
@@ -81,7 +81,7 @@ def write_comparison(
         frame.write_parquet(folder / name, statistics=False)
         paths.append(folder / name)
     for name, result in comparison.results.items():
-        paths.extend(result.write(folder / "scenarios" / _safe(name)))
+        paths.extend(result.write(scenario_folder(folder, name)))
     about = folder / "comparison.json"
     about.write_text(
         json.dumps({"base": comparison.base, "scenarios": list(comparison.results)}, indent=2)
@@ -91,7 +91,3 @@ def write_comparison(
     paths.append(about)
     paths.append(write_report(comparison_report(comparison, footer=footer), folder / "report.html"))
     return paths
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

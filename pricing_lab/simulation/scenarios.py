@@ -394,8 +394,15 @@ def compare(
     start: datetime | None = None,
     until: datetime | None = None,
     ingest: IngestReport | None = None,
+    out_dir: str | Path | None = None,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
+
+    With `out_dir`, each scenario's outputs are written to `out_dir/scenarios/NAME/` as soon as
+    it is replayed (`write_comparison(comparison, out_dir)` then adds the rest), and only the
+    base's ledger stays in memory; the others are read back from their `ledger.parquet` when
+    asked. That keeps a comparison of many scenarios over tens of millions of events within
+    memory.
 
     The base is the scenario named `base` in `scenarios` if there is one, otherwise the inputs
     unchanged. Costs are computed once per distinct set of rates, sets costing the same rows in
@@ -435,6 +442,7 @@ def compare(
     # Each costed table (tens of millions of rows at scale) goes once its last scenario is done.
     uses_left = Counter(keys)
     results: dict[str, SimulationResult] = {}
+    rows: dict[str, tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = {}
     for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
         zip(runs, inputs, keys)
     ):
@@ -456,9 +464,15 @@ def compare(
         uses_left[key] -= 1
         if uses_left[key] == 0:
             del costings[key]
+        result = results[scenario.name]
+        rows[scenario.name] = _scenario_rows(scenario.name, result)
+        if out_dir is not None:
+            folder = scenario_folder(out_dir, scenario.name)
+            result.write(folder)
+            results[scenario.name] = result.written(folder, keep_ledger=scenario.name == base)
     if progress is not None:
         progress("done", len(runs), len(runs))
-    return _comparison(base, results)
+    return _comparison(base, results, rows)
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
@@ -470,39 +484,52 @@ def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]
     return (rates, customers.subscriptions)
 
 
-def _comparison(base: str, results: Mapping[str, SimulationResult]) -> Comparison:
-    per_customer = []
-    per_feature = []
-    totals = []
-    for name, result in results.items():
-        balances = result.balances.select(
-            "customer_id",
-            "currency_id",
-            "consumed",
-            "events_denied",
-            pl.col("recharge_spend").alias("recharge_revenue"),
-            "breakage",
-        ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
-        table = balances.with_columns(pl.lit(name).alias("scenario"))
-        per_customer.append(table)
-        per_feature.append(
-            result.ledger.lazy()  # lazy: only the columns used are filtered
-            .filter(pl.col("entry_type") == "CONSUMED")
-            .group_by("currency_id", "feature_id")
-            .agg((-pl.col("amount")).sum().alias("consumed"))
-            .with_columns(pl.lit(name).alias("scenario"))
-            .collect()
-        )
-        totals.append(
-            table.group_by("scenario").agg(
-                pl.col("consumed").sum(),
-                pl.col("events_denied").sum(),
-                pl.col("recharge_revenue").sum(),
-                pl.col("breakage").sum(),
-                pl.col("runout_at").is_not_null().sum().alias("customers_run_out"),
-                pl.len().alias("customers"),
-            )
-        )
+def scenario_folder(out_dir: str | Path, scenario: str) -> Path:
+    """Where a comparison written to `out_dir` keeps one scenario's outputs."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
+    return Path(out_dir) / "scenarios" / safe
+
+
+def _scenario_rows(
+    name: str, result: SimulationResult
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One scenario's rows of the comparison: per customer, per feature, its totals."""
+    balances = result.balances.select(
+        "customer_id",
+        "currency_id",
+        "consumed",
+        "events_denied",
+        pl.col("recharge_spend").alias("recharge_revenue"),
+        "breakage",
+    ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
+    table = balances.with_columns(pl.lit(name).alias("scenario"))
+    features = (
+        result.ledger.lazy()  # lazy: only the columns used are filtered
+        .filter(pl.col("entry_type") == "CONSUMED")
+        .group_by("currency_id", "feature_id")
+        .agg((-pl.col("amount")).sum().alias("consumed"))
+        .with_columns(pl.lit(name).alias("scenario"))
+        .collect()
+    )
+    totals = table.group_by("scenario").agg(
+        pl.col("consumed").sum(),
+        pl.col("events_denied").sum(),
+        pl.col("recharge_revenue").sum(),
+        pl.col("breakage").sum(),
+        pl.col("runout_at").is_not_null().sum().alias("customers_run_out"),
+        pl.len().alias("customers"),
+    )
+    return table, features, totals
+
+
+def _comparison(
+    base: str,
+    results: Mapping[str, SimulationResult],
+    rows: Mapping[str, tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]],
+) -> Comparison:
+    per_customer = [rows[name][0] for name in results]
+    per_feature = [rows[name][1] for name in results]
+    totals = [rows[name][2] for name in results]
     keys = ["customer_id", "currency_id"]
     customers_frame = _every_scenario(
         pl.concat(per_customer, how="vertical_relaxed"),

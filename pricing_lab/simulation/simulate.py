@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +50,10 @@ class SimulationResult:
     rejected_events: pl.DataFrame
     ingest: IngestReport | None = None
     plan_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # Where the outputs were already written (`written`): `write` to the same folder does nothing,
+    # and with `ledger_on_disk` the ledger is not held in memory but read back from there.
+    written_to: Path | None = None
+    ledger_on_disk: bool = False
 
     @property
     def scenario(self) -> str:
@@ -57,6 +61,8 @@ class SimulationResult:
 
     @property
     def ledger(self) -> pl.DataFrame:
+        if self.ledger_on_disk and self.written_to is not None:
+            return pl.read_parquet(self.written_to / "ledger.parquet")
         return self.replay.ledger
 
     @property
@@ -70,6 +76,13 @@ class SimulationResult:
     @property
     def summary(self) -> pl.DataFrame:
         return self.replay.summary
+
+    def written(self, folder: str | Path, *, keep_ledger: bool = True) -> SimulationResult:
+        """This result after `write(folder)`. With `keep_ledger=False` the ledger leaves memory
+        and `ledger` reads it back from `folder/ledger.parquet` when asked (what a comparison of
+        many scenarios over tens of millions of events needs to fit in memory)."""
+        replay = self.replay if keep_ledger else replace(self.replay, ledger=self.ledger.clear())
+        return replace(self, replay=replay, written_to=Path(folder), ledger_on_disk=not keep_ledger)
 
     def summary_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data: decimals as strings, exact."""
@@ -96,8 +109,12 @@ class SimulationResult:
         }
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write the SPEC §6 output files into `out_dir` (created if missing); returns the paths."""
+        """Write the SPEC §6 output files into `out_dir` (created if missing); returns the paths.
+
+        A result whose outputs are already there (`written(out_dir)`) is not written again."""
         folder = Path(out_dir)
+        if self.written_to is not None and self.written_to.resolve() == folder.resolve():
+            return [folder / name for name in OUTPUT_FILES]
         folder.mkdir(parents=True, exist_ok=True)
         frames = {
             "ledger.parquet": self.ledger,

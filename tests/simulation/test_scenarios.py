@@ -11,6 +11,7 @@ import pytest
 
 from pricing_lab.cli import main
 from pricing_lab.errors import InputError, ValidationError
+from pricing_lab.report.build import write_comparison
 from pricing_lab.simulation.customers import CustomerInputs, customers_from_mapping
 from pricing_lab.simulation.scenarios import (
     AutoRechargeChange,
@@ -425,3 +426,37 @@ def _json_customers() -> list[str]:
     import json
 
     return [json.dumps(c) for c in customers_doc()["customers"]]  # type: ignore[attr-defined]
+
+
+def test_compare_writing_as_it_goes_gives_the_same_results_and_files(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIOS_YAML)
+    base, scenarios = load_scenarios(path)
+    con, _ = load_events(EVENTS)
+    inputs = (con, catalog(), customers_from_mapping(customers_doc()), scenarios)
+    in_memory = compare(*inputs, base=base)
+    write_comparison(in_memory, tmp_path / "after")
+    streamed = compare(*inputs, base=base, out_dir=tmp_path / "as_it_goes")
+    # only the base keeps its ledger in memory; the others read theirs back, unchanged
+    assert not streamed.results[base].ledger_on_disk
+    assert all(streamed.results[name].ledger_on_disk for name in HAND_MADE if name != base)
+    for name in HAND_MADE:
+        assert streamed.result(name).ledger.equals(in_memory.result(name).ledger), name
+    assert streamed.customers.equals(in_memory.customers)
+    assert streamed.features.equals(in_memory.features)
+    assert streamed.totals.equals(in_memory.totals)
+    # writing the comparison afterwards adds the tables and the report, and leaves the scenario
+    # files as they were written; every scenario file is byte for byte the in-memory path's
+    scenario_file = tmp_path / "as_it_goes" / "scenarios" / "chat_x2" / "ledger.parquet"
+    written_at = scenario_file.stat().st_mtime_ns
+    write_comparison(streamed, tmp_path / "as_it_goes")
+    assert scenario_file.stat().st_mtime_ns == written_at
+    after = sorted(p.relative_to(tmp_path / "after") for p in (tmp_path / "after").rglob("*.*"))
+    streamed_files = sorted(
+        p.relative_to(tmp_path / "as_it_goes") for p in (tmp_path / "as_it_goes").rglob("*.*")
+    )
+    assert streamed_files == after
+    for relative in after:
+        if relative.suffix in (".parquet", ".json"):
+            one = (tmp_path / "after" / relative).read_bytes()
+            assert (tmp_path / "as_it_goes" / relative).read_bytes() == one, relative
