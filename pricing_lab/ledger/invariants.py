@@ -15,6 +15,7 @@ with one hash, or a match whose strings differ): the result is exact either way.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,9 @@ def assert_invariants(
         )
 
 
+KEY_COLUMNS = ("customer_id", "currency_id", "grant_id")
+
+
 @dataclass(frozen=True, slots=True)
 class _Columns:
     """The ledger's columns as NumPy arrays, in entry order, for the compiled loops."""
@@ -83,10 +87,11 @@ class _Columns:
 
     @staticmethod
     def of(ledger: pl.DataFrame) -> _Columns:
-        # The key columns one after the other: encoding them in one parallel select was slower.
-        customer, n_customers, _ = _codes(ledger["customer_id"])
-        currency, n_currencies, _ = _codes(ledger["currency_id"])
-        grant, _, grant_ids = _codes(ledger["grant_id"])
+        # The key columns in threads (Polars releases the GIL): 0.54 → 0.33 s at 10M entries;
+        # encoding them in one parallel select was slower.
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            encoded = pool.map(_codes, [ledger[name] for name in KEY_COLUMNS])
+            (customer, n_customers, _), (currency, n_currencies, _), (grant, _, grant_ids) = encoded
         flags = ledger.select(
             _unscaled("amount"),
             _unscaled("balance_after"),
@@ -351,10 +356,12 @@ def _lookup(
     A lookup by 64-bit row hash, then a check of the strings of every match: None when the hash
     cannot settle it exactly (two table rows with one hash, or a match whose strings differ); the
     caller then compares the strings itself, slowly."""
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both hashes at once
+        table_hashes, query_hashes = pool.map(_row_hash, [table, queries])
     match, distinct = _hash_lookup(
-        np.asarray(_row_hash(table), dtype=np.uint64),
+        np.asarray(table_hashes, dtype=np.uint64),
         in_table,
-        np.asarray(_row_hash(queries), dtype=np.uint64),
+        np.asarray(query_hashes, dtype=np.uint64),
         asked,
     )
     if not distinct:
