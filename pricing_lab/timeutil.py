@@ -9,6 +9,8 @@ from typing import Literal
 
 Cadence = Literal["monthly", "yearly"]
 MICROSECOND = timedelta(microseconds=1)
+DAY_US = 86_400_000_000  # microseconds in a day
+NEVER_US = 2**63 - 1  # "never" as int64 microseconds: after every real instant
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

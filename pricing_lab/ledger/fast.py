@@ -32,10 +32,8 @@ from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.ledger.model import ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
-from pricing_lab.timeutil import to_micros
+from pricing_lab.timeutil import DAY_US, NEVER_US, to_micros
 
-NEVER = np.iinfo(np.int64).max
-DAY_US = 86_400_000_000
 EXPIRY_CODES = {"none": 0, "1_month": 1, "1_year": 2}
 
 # Kernel output columns (one int64 row per ledger entry).
@@ -86,7 +84,7 @@ class _Columns:
         table = prepared.grant_table
         all_ids = table["grant_id"].sort()  # every grant id: ranks and recharge id positions
         effective = table["effective_at"].dt.epoch("us").to_numpy()
-        voided = table["voided_at"].dt.epoch("us").fill_null(NEVER).to_numpy()
+        voided = table["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
         takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
         grants = table.filter(pl.Series(takes_part))
 
@@ -119,10 +117,10 @@ class _Columns:
             .to_numpy()
         )
         self.g_priority = grants["priority"].to_numpy().astype(np.int64, copy=False)
-        self.g_expires = grants["expires_at"].dt.epoch("us").fill_null(NEVER).to_numpy()
+        self.g_expires = grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
         self.g_tclass = _codes(grants["type"], TYPE_RANK)
         self.g_effective = grants["effective_at"].dt.epoch("us").to_numpy()
-        g_voided = grants["voided_at"].dt.epoch("us").fill_null(NEVER).to_numpy()
+        g_voided = grants["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
         self.g_rank = 2 * all_ids.search_sorted(self.grant_ids).to_numpy().astype(np.int64)
         self.g_start = np.searchsorted(g_customer, np.arange(n_customers + 1)).astype(np.int64)
 
@@ -147,7 +145,7 @@ class _Columns:
                 self.g_rank[h_grant],
                 self.g_effective[h_grant],
                 self.g_tclass[h_grant],
-                self.g_expires[h_grant],  # NEVER sorts last, as never_expires would
+                self.g_expires[h_grant],  # NEVER_US sorts last, as never_expires would
                 self.g_priority[h_grant],
                 self.g_currency[h_grant],
                 h_phase,
@@ -511,7 +509,7 @@ class _EventColumns:
 
     def column(self, name: str, kept_row: np.ndarray) -> pl.Series:
         """Column `name` of the table at kept rows `kept_row` (null where it is −1)."""
-        return pl.select(self.table[name].gather(self.positions(kept_row))).to_series()
+        return self.table[name].gather(self.positions(kept_row))
 
 
 # --------------------------------------------------------------------------------------------
@@ -745,7 +743,7 @@ def _replay_kernel(
         ei, e_end = e_start[c], e_start[c + 1]
         while True:
             # The next instant: the earliest of the next grant happening, event, recharge expiry.
-            t = NEVER
+            t = NEVER_US
             if hi < h_end:
                 t = h_time[hi]
             if ei < e_end and e_time[ei] < t:
@@ -755,7 +753,7 @@ def _replay_kernel(
                     qt = expires[queue[k, q_head[k]]]
                     if qt < t:
                         t = qt
-            if t == NEVER or t >= until:
+            if t == NEVER_US or t >= until:
                 break
             # 1. Expiries: input grants (sorted) merged with recharge grants, same order.
             n_batch = 0
@@ -915,7 +913,7 @@ def _replay_kernel(
                         priority[g] = 0
                         code = ar_expiry[c, k]
                         if code == 0:
-                            expires[g] = NEVER
+                            expires[g] = NEVER_US
                         else:
                             expires[g] = _add_months(t, 1 if code == 1 else 12)
                         tclass[g] = 1

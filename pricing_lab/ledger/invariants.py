@@ -26,6 +26,7 @@ from pricing_lab.errors import InvariantViolation, Problem
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
 from pricing_lab.ledger.model import ReplayInput
 from pricing_lab.ledger.order import TYPE_RANK
+from pricing_lab.timeutil import NEVER_US
 
 MAX_LISTED = 20
 
@@ -465,11 +466,10 @@ def _drawdown_ranks(
     """Each grant code's position in draw-down order (SPEC §5, `order.drawdown_key`): grants of the
     input, and auto-recharge grants as their GRANTED entry and the recharge settings describe
     them. Grants known to neither (the OVERDRAFT grant) come last."""
-    never = np.iinfo(np.int64).max
     known = prepared.grant_table.select(
         "grant_id",
         "priority",
-        pl.col("expires_at").dt.epoch("us").fill_null(never).alias("expires"),
+        pl.col("expires_at").dt.epoch("us").fill_null(NEVER_US).alias("expires"),
         pl.col("effective_at").dt.epoch("us").alias("effective"),
     )
     # Per grant code: its first entry (for its grant type) and its first GRANTED entry (for an
@@ -523,7 +523,6 @@ def _recharge_grants(
 ) -> pl.DataFrame:
     """The draw-down keys of auto-recharge grants (`grants`: grant_id and the row of its GRANTED
     entry): priority 0, effective when granted, expiring as the customer's settings say."""
-    never = np.iinfo(np.int64).max
     expiry = {
         (s.customer_id, s.currency_id): s.grant_expiry for s in prepared.source.auto_recharges
     }
@@ -547,7 +546,7 @@ def _recharge_grants(
             .then(pl.col("at").dt.offset_by("1mo").dt.epoch("us"))
             .when(pl.col("expiry") == "1_year")
             .then(pl.col("at").dt.offset_by("1y").dt.epoch("us"))
-            .otherwise(pl.lit(never, dtype=pl.Int64))
+            .otherwise(pl.lit(NEVER_US, dtype=pl.Int64))
             .alias("expires"),
             pl.col("at").dt.epoch("us").alias("effective"),
         )

@@ -16,10 +16,8 @@ import polars as pl
 from pricing_lab.ledger.grant_table import grant_records, grant_table_schema
 from pricing_lab.ledger.model import Grant, RecurringEntitlement
 from pricing_lab.money import decimal_places
-from pricing_lab.timeutil import as_utc, to_micros
+from pricing_lab.timeutil import DAY_US, NEVER_US, as_utc, to_micros
 
-DAY_US = 86_400_000_000
-NEVER = np.iinfo(np.int64).max
 _MONTH_ZERO = 1970 * 12  # month index (year × 12 + month − 1) of January 1970
 
 
@@ -49,7 +47,7 @@ def recurring_grant_table(
     anchors = [as_utc(e.start) for e in rows]
     until_us = to_micros(as_utc(until))
     end_us = np.array(
-        [NEVER if e.end is None else to_micros(as_utc(e.end)) for e in rows], dtype=np.int64
+        [NEVER_US if e.end is None else to_micros(as_utc(e.end)) for e in rows], dtype=np.int64
     )
     limit = np.minimum(end_us, until_us)
     month = np.array([a.year * 12 + a.month - 1 for a in anchors], dtype=np.int64)

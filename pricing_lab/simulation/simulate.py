@@ -82,11 +82,16 @@ class SimulationResult:
         """This result after `write(folder)`. With `keep_ledger=False` the ledger leaves memory
         and `ledger` reads it back from `folder/ledger.parquet` when asked (what a comparison of
         many scenarios over tens of millions of events needs to fit in memory)."""
-        replay = self.replay if keep_ledger else replace(self.replay, ledger=self.ledger.clear())
+        replay = (
+            self.replay if keep_ledger else replace(self.replay, ledger=self.replay.ledger.clear())
+        )
         return replace(self, replay=replay, written_to=Path(folder), ledger_on_disk=not keep_ledger)
 
-    def summary_dict(self) -> dict[str, Any]:
-        """The summary as JSON-ready data: decimals as strings, exact."""
+    def summary_dict(self, ledger: pl.DataFrame | None = None) -> dict[str, Any]:
+        """The summary as JSON-ready data: decimals as strings, exact (`ledger`: this result's
+        ledger when the caller already holds it, so that one on disk is read once)."""
+        if ledger is None:
+            ledger = self.ledger
         rejected_by_reason = (
             self.rejected_events.group_by("reason").len().sort("reason").iter_rows()
             if self.rejected_events.height
@@ -103,9 +108,9 @@ class SimulationResult:
                 "rejected_by_reason": {reason: count for reason, count in rejected_by_reason},
                 "denied": self.denied_events.height,
             },
-            "ledger_entries": self.ledger.height,
+            "ledger_entries": ledger.height,
             "currencies": _json_rows(self.summary),
-            "features": _json_rows(feature_summary(self.ledger)),
+            "features": _json_rows(feature_summary(ledger)),
             "plans": _json_rows(self.plan_summary),
         }
 
@@ -117,17 +122,18 @@ class SimulationResult:
         if self.written_to is not None and self.written_to.resolve() == folder.resolve():
             return [folder / name for name in OUTPUT_FILES]
         folder.mkdir(parents=True, exist_ok=True)
+        ledger = self.ledger
         frames = {
-            "ledger.parquet": self.ledger,
+            "ledger.parquet": ledger,
             "denied_events.parquet": self.denied_events,
             "rejected_events.parquet": self.rejected_events,
             "balances.parquet": self.balances,
         }
         paths = []
         # The summary's aggregations run while the Parquet files are encoded (both release the
-        # GIL): ~1 s less for a 10M-entry ledger on two cores.
+        # GIL): ~0.3 s less for a 10M-entry ledger on two cores.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            summary = pool.submit(self.summary_dict)
+            summary = pool.submit(self.summary_dict, ledger)
             for name, frame in frames.items():
                 path = folder / name
                 # zstd level 1: a third faster to write than the default level, files ~4% larger.
