@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pricing_lab.errors import InputError
 from pricing_lab.timeutil import as_utc
@@ -31,8 +32,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="fast",
         help="ledger engine (both give identical outputs; reference is slow)",
     )
+    parser.add_argument(
+        "--partitions",
+        type=_partitions,
+        default=AUTO,
+        help="replay the customers in N partitions, one at a time, to bound memory (the files "
+        f"are identical); default auto: one per {EVENTS_PER_PARTITION:,} events",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(handler=run)
+
+
+AUTO = 0
+EVENTS_PER_PARTITION = 2_000_000
+DUCKDB_MEMORY = "1GB"  # DuckDB's share while partitioned: its tables spill to disk beyond it
+
+
+def _partitions(text: str) -> int:
+    if text == "auto":
+        return AUTO
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"not a number of partitions: {text!r} (or 'auto')")
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +86,14 @@ def _timestamp(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO timestamp: {text!r}") from None
 
 
-def load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Open an in-memory store, load the catalog, customers and events named by `args`."""
+def load_inputs(args: argparse.Namespace, *, duckdb_memory: str | None = None):  # type: ignore[no-untyped-def]
+    """Open an in-memory store, load the catalog, customers and events named by `args`.
+
+    `duckdb_memory` caps DuckDB's memory; its tables then spill to a temporary folder."""
+    import atexit
+    import shutil
+    import tempfile
+
     import duckdb
 
     from pricing_lab.catalog.yaml_format import load_catalog_file
@@ -79,6 +106,11 @@ def load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
     con = duckdb.connect()
+    if duckdb_memory is not None:
+        spill = tempfile.mkdtemp(prefix="pricing-lab-duckdb-")
+        atexit.register(shutil.rmtree, spill, ignore_errors=True)
+        con.execute(f"SET memory_limit = '{duckdb_memory}'")
+        con.execute(f"SET temp_directory = '{spill}'")
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
     report = ingest_events(con, args.events, customers=ids)
     return con, catalog, customers, report
@@ -86,35 +118,43 @@ def load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     from pricing_lab.ledger import stderr_progress
-    from pricing_lab.simulation.simulate import simulate
+    from pricing_lab.simulation.partitioned import simulate_partitioned
+    from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
 
-    con, catalog, customers, report = load_inputs(args)
+    memory = DUCKDB_MEMORY if args.partitions != 1 else None
+    con, catalog, customers, report = load_inputs(args, duckdb_memory=memory)
+    partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
     if not args.quiet:
         print(
             f"events: {report.rows_read} read, {report.accepted} accepted, "
-            f"{report.rejected} rejected",
+            f"{report.rejected} rejected"
+            + (f"; {partitions} customer partitions" if partitions > 1 else ""),
             file=sys.stderr,
         )
-    result = simulate(
-        con,
-        catalog,
-        customers,
-        ingest=report,
-        enforcement=args.enforcement,
-        start=args.start,
-        until=args.until,
-        scenario=args.scenario,
-        engine=args.engine,
-        progress=None if args.quiet else stderr_progress(),
-    )
-    paths = result.write(args.out)
+    options: dict[str, Any] = {
+        "ingest": report,
+        "enforcement": args.enforcement,
+        "start": args.start,
+        "until": args.until,
+        "scenario": args.scenario,
+        "engine": args.engine,
+        "progress": None if args.quiet else stderr_progress(),
+    }
+    if partitions > 1:
+        result = simulate_partitioned(
+            con, catalog, customers, out_dir=args.out, partitions=partitions, **options
+        )
+        paths = [args.out / name for name in OUTPUT_FILES]
+    else:
+        result = simulate(con, catalog, customers, **options)
+        paths = result.write(args.out)
     summary = result.summary_dict()
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         events = summary["events"]
         print(
-            f"scenario {result.scenario}: {result.ledger.height} ledger entries, "
+            f"scenario {result.scenario}: {summary['ledger_entries']} ledger entries, "
             f"{events['denied']} denied, {events['rejected']} rejected events"
         )
         print(result.summary)

@@ -1,0 +1,89 @@
+"""Output tables as Parquet: one writer, fixed row groups, the same bytes for the same rows.
+
+A replay held in memory (`SimulationResult.write`) and a replay run in customer partitions
+(`partitioned.simulate_partitioned`, which writes its ledger piece by piece while merging) both
+write through `TableWriter`. Row groups hold exactly `ROW_GROUP_ROWS` rows (the last one the
+rest) and every row group is one contiguous Arrow chunk, so the bytes depend only on the rows,
+not on how they were produced or chunked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_ROWS = 1 << 18
+# zstd level 1: a third faster to write than the default level, files ~4% larger.
+_PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
+
+
+def arrow_schema(schema: pl.Schema) -> pa.Schema:
+    """The Arrow schema Polars frames of `schema` convert to (strings as string views)."""
+    return pl.DataFrame(schema=schema).to_arrow(compat_level=pl.CompatLevel.newest()).schema
+
+
+class TableWriter:
+    """Writes frames of one schema to one Parquet file, in order, in fixed-size row groups."""
+
+    def __init__(self, path: str | Path, schema: pl.Schema) -> None:
+        self._schema = schema
+        self._arrow_schema = arrow_schema(schema)
+        self._writer = pq.ParquetWriter(str(path), self._arrow_schema, **_PARQUET_OPTIONS)
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """Append `frame`'s rows (its schema must be the writer's)."""
+        if frame.schema != self._schema:
+            raise ValueError(f"frame schema {frame.schema} is not the file's {self._schema}")
+        if frame.is_empty():
+            return
+        self._pending.append(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+        self._pending_rows += frame.height
+        self.rows += frame.height
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def close(self) -> None:
+        self._flush(final=True)
+        self._writer.close()
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._writer.close()
+
+    def _flush(self, *, final: bool) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        written = 0
+        while table.num_rows - written >= ROW_GROUP_ROWS or (final and written < table.num_rows):
+            size = min(ROW_GROUP_ROWS, table.num_rows - written)
+            group = table.slice(written, size).combine_chunks()
+            self._writer.write_table(group, row_group_size=size)
+            written += size
+        rest = table.slice(written)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+
+def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
+    """Write `frame` to the Parquet file `path` (see `TableWriter`)."""
+    with TableWriter(path, frame.schema) as writer:
+        writer.write(frame)
+    return Path(path)

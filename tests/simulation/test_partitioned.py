@@ -1,0 +1,176 @@
+"""A replay in customer partitions writes exactly the files of the same replay held in memory."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from pricing_lab.events.real import DEFAULT_START, load_sample_events
+from pricing_lab.ledger.model import Enforcement
+from pricing_lab.simulation import output_files
+from pricing_lab.simulation.customers import customers_from_mapping
+from pricing_lab.simulation.demo import demo_customers, sample_catalog
+from pricing_lab.simulation.partitioned import customer_ranges, simulate_partitioned
+from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
+from tests.simulation.helpers import catalog, ev, load_events, naive
+from tests.simulation.test_simulate import cli, random_events, write_inputs
+
+SMALL_ROW_GROUPS = 5_000  # so that the merge and the writer cross many row groups
+
+
+def _same_files(left: Path, right: Path) -> None:
+    for name in OUTPUT_FILES:
+        assert (left / name).read_bytes() == (right / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("enforcement", ["overdraft", "block"])
+def test_partitioned_replay_of_the_demo_writes_the_same_bytes(
+    tmp_path: Path, enforcement: Enforcement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output_files, "ROW_GROUP_ROWS", SMALL_ROW_GROUPS)
+    con = duckdb.connect()
+    ingest = load_sample_events(con)
+    customers = demo_customers(con, start=DEFAULT_START)
+    whole = simulate(con, sample_catalog(), customers, ingest=ingest, enforcement=enforcement)
+    whole.write(tmp_path / "whole")
+    assert pq.ParquetFile(tmp_path / "whole" / "ledger.parquet").num_row_groups > 5
+    if enforcement == "block":
+        assert whole.denied_events.height > 0
+    for partitions in (3, 7):
+        out = tmp_path / f"p{partitions}"
+        done: list[tuple[int, int]] = []
+
+        def progress(customers_done: int, total: int, done: list[tuple[int, int]] = done) -> None:
+            done.append((customers_done, total))
+
+        result = simulate_partitioned(
+            con,
+            sample_catalog(),
+            customers,
+            ingest=ingest,
+            enforcement=enforcement,
+            out_dir=out,
+            partitions=partitions,
+            progress=progress,
+        )
+        _same_files(tmp_path / "whole", out)
+        assert len(done) == partitions and done[-1][0] == done[-1][1]
+        assert result.balances.equals(whole.balances)
+        assert result.summary_dict() == whole.summary_dict()
+        assert result.ledger.equals(whole.ledger)  # read back from the folder
+        assert not any(p.name.startswith(".") for p in out.iterdir())  # no scratch left
+
+
+def _tie_rows() -> list[dict[str, object]]:
+    """Six customers, many events at the same instants across customers (and ranges), an event
+    rejected by its formula, and a negative-cost event that is the latest of all."""
+    rng = random.Random(3)
+    customers = ["ann", "bea", "cid", "dov", "eve", "fay"]
+    rows = []
+    for index in range(240):
+        when = naive(rng.randint(1, 4), rng.choice([0, 12]), month=rng.choice([1, 2]))
+        rows.append(
+            ev(f"t{index:03d}", rng.choice(customers), "chat", when, tokens=rng.randint(0, 900))
+        )
+    rows.append(ev("null", "cid", "chat", naive(3)))  # no tokens: formula_null
+    rows.append(ev("last", "fay", "chat", naive(28, 23, month=2), tokens=-5))  # formula_negative
+    return rows
+
+
+TIE_CUSTOMERS = {
+    "customers": [
+        {"id": "ann", "subscriptions": [{"plan": "basic", "start": "2024-01-01"}]},
+        {"id": "bea", "subscriptions": [{"plan": "pro", "start": "2024-01-15"}]},
+        {
+            "id": "dov",
+            "grants": [{"currency": "CR", "amount": 50, "effective_at": "2024-01-02",
+                        "expires_at": "2024-01-20"}],
+        },
+        {
+            "id": "eve",
+            "subscriptions": [{"plan": "basic", "start": "2024-01-01"}],
+            "auto_recharge": {"currency": "CR", "threshold": 20, "target": 200,
+                              "monthly_spend_limit": 5, "grant_expiry": "1_month"},
+        },
+        {"id": "zed", "subscriptions": [{"plan": "pro", "start": "2024-01-01"}]},  # no events
+    ]
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("enforcement", ["overdraft", "block"])
+def test_ties_across_ranges_rejections_and_the_horizon(
+    tmp_path: Path, enforcement: Enforcement
+) -> None:
+    con, report = load_events(_tie_rows())
+    customers = customers_from_mapping(TIE_CUSTOMERS)
+    whole = simulate(con, catalog(), customers, ingest=report, enforcement=enforcement)
+    whole.write(tmp_path / "whole")
+    reasons = set(whole.rejected_events["reason"])
+    assert {"formula_null", "formula_negative"} <= reasons
+    # The latest event was rejected: the default horizon ends after the last costed one.
+    assert whole.replay.until < naive(28, 23, month=2).replace(tzinfo=whole.replay.until.tzinfo)
+    ledger = whole.ledger
+    ties = ledger.group_by("timestamp").agg(pl.col("customer_id").n_unique().alias("n"))
+    assert ties.filter(pl.col("n") >= 3).height > 0  # several customers at one instant
+    ranges = customer_ranges(con, customers, 4)
+    assert len(ranges) == 4 and ranges[-1].last == "zed"
+    result = simulate_partitioned(
+        con, catalog(), customers, ingest=report, enforcement=enforcement,
+        out_dir=tmp_path / "parts", partitions=4,
+    )  # fmt: skip
+    _same_files(tmp_path / "whole", tmp_path / "parts")
+    assert result.replay.until == whole.replay.until
+
+
+def test_a_failed_partitioned_replay_leaves_earlier_outputs_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con, report = load_events(_tie_rows())
+    customers = customers_from_mapping(TIE_CUSTOMERS)
+    out = tmp_path / "out"
+    simulate_partitioned(
+        con, catalog(), customers, ingest=report, out_dir=out, partitions=2
+    )  # fmt: skip
+    before = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(output_files.TableWriter, "close", broken)
+    with pytest.raises(OSError, match="disk full"):
+        simulate_partitioned(
+            con, catalog(), customers, ingest=report, out_dir=out, partitions=3,
+            enforcement="block",
+        )  # fmt: skip
+    assert {name: (out / name).read_bytes() for name in OUTPUT_FILES} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+
+
+def test_cli_partitions_give_the_same_files_and_bad_counts_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_inputs(tmp_path / "in", random_events(300, seed=11), more=True)
+    outs = []
+    for partitions in ("1", "3", "auto"):
+        out = tmp_path / f"out-{partitions}"
+        status = cli(
+            "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+            "--customers", paths["customers"], "--out", out, "--partitions", partitions,
+        )  # fmt: skip
+        assert status == 0, capsys.readouterr().err
+        outs.append(out)
+    assert "3 customer partitions" in capsys.readouterr().err
+    _same_files(outs[0], outs[1])
+    _same_files(outs[0], outs[2])
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit: one message, status 2
+        cli(
+            "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+            "--out", tmp_path / "bad", "--partitions", "0",
+        )  # fmt: skip
+    assert exit_.value.code == 2
+    assert "not a number of partitions" in capsys.readouterr().err
