@@ -14,7 +14,7 @@ import polars as pl
 
 from pricing_lab.ledger.balances import balances_table, summary_table
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
-from pricing_lab.ledger.invariants import assert_invariants
+from pricing_lab.ledger.invariants import ConsumptionKeys, assert_invariants, consumption_keys
 from pricing_lab.ledger.model import ReplayInput
 
 Engine = Literal["fast", "reference"]
@@ -43,6 +43,21 @@ class ReplayResult:
         return self.ledger.filter(pl.col("customer_id") == customer_id)
 
 
+@dataclass(slots=True)
+class SharedWork:
+    """What replays of the same events with other costs or settings (a comparison's scenarios)
+    can share, handed from one replay to the next: the last replay's prepared input (its checked
+    and ordered event columns, its grant table) and the hash table of its consumption keys.
+
+    A replay given one takes over only what provably equals its own (`inputs.prepare(like=…)`,
+    `invariants.consumption_keys(like=…)`), checks everything else as always, then leaves its
+    own here for the next. Holding one keeps the last replay's inputs in memory.
+    """
+
+    prepared: PreparedReplay | None = None
+    keys: ConsumptionKeys | None = None
+
+
 def stderr_progress(label: str = "replay") -> Progress:
     """A progress callback writing one updating line to stderr (at most ~10 updates a second)."""
     last = [0.0]
@@ -63,6 +78,7 @@ def replay(
     *,
     progress: Progress | None = None,
     check: bool = True,
+    shared: SharedWork | None = None,
 ) -> ReplayResult:
     """Replay costed consumptions against grants and policies (SPEC §5) and build SPEC §6 outputs.
 
@@ -70,12 +86,19 @@ def replay(
     both give identical outputs. `progress(done, total)` is called as customers finish (see
     `stderr_progress`). The SPEC §5 invariants are checked at the end (`check=False` skips them,
     for benchmarks only); a violation raises `InvariantViolation`. Bad input raises
-    `ValidationError` listing every problem.
+    `ValidationError` listing every problem. `shared`: work shared with the previous replay of
+    the same events (see `SharedWork`); the outputs are the same with or without it.
     """
-    prepared = prepare(replay_input)
+    prepared = prepare(replay_input, like=shared.prepared if shared is not None else None)
     ledger, denied = run_engine(prepared, engine, progress=progress)
     if check:
-        assert_invariants(ledger, denied, prepared)
+        keys = None
+        if shared is not None:
+            keys = consumption_keys(prepared.consumptions, like=shared.keys)
+            shared.keys = keys
+        assert_invariants(ledger, denied, prepared, keys=keys)
+    if shared is not None:
+        shared.prepared = prepared
     return ReplayResult(
         scenario=replay_input.scenario,
         start=prepared.start,

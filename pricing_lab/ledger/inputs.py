@@ -68,6 +68,9 @@ class PreparedReplay:
     # (`grant_table.grant_table_schema`): the input's grants first, in input order.
     grant_table: pl.DataFrame
     consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, in order.EVENT_SORT_COLUMNS order
+    # Whether `consumptions` keeps the input's row order (as costing delivers it): only then can
+    # a replay of the same events take over its checked event columns (`prepare(like=…)`).
+    in_input_order: bool = False
 
     def precision(self, currency_id: str) -> int:
         return next(c.precision for c in self.currencies if c.id == currency_id)
@@ -87,9 +90,17 @@ class PreparedReplay:
         return max(basis_type.scale or 0, *prices)
 
 
-def prepare(replay_input: ReplayInput) -> PreparedReplay:
+def prepare(replay_input: ReplayInput, *, like: PreparedReplay | None = None) -> PreparedReplay:
     """Validate `replay_input` and resolve its defaults; raises `ValidationError` listing every
-    problem."""
+    problem.
+
+    `like`: an earlier prepared replay, e.g. of another scenario over the same events. What the
+    two inputs provably share is taken over instead of being checked and built again: the event
+    columns (ids, customers, timestamps, features: their checks and engine order) when they equal
+    the earlier input's, value for value; the grant table when the grants, recurring grants,
+    currencies and horizon end are equal. Everything else (costs, currencies, settings) is checked
+    as always, so the result and the problems listed are those of `prepare(replay_input)`.
+    """
     problems: list[Problem] = []
     currencies = tuple(sorted(replay_input.currencies, key=lambda c: c.id))
     precisions: dict[str, int] = {}
@@ -110,33 +121,94 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
                 f"{replay_input.enforcement!r}",
             )
         )
-    frame = _consumption_frame(replay_input.consumptions, precisions, problems)
-    problems.extend(_recurring_problems(replay_input, precisions))
-    problems.extend(_recharge_problems(replay_input, precisions))
+    frame, in_input_order = _consumption_frame(
+        replay_input.consumptions, precisions, problems, _checked_events(like, replay_input)
+    )
     start, until = _horizon(replay_input, frame)
+    same_grants = _same_grants(like, replay_input, until)
+    if not same_grants:  # the earlier replay's grants passed these checks
+        problems.extend(_recurring_problems(replay_input, precisions))
+    problems.extend(_recharge_problems(replay_input, precisions))
     if until < start:
         problems.append(Problem(path="until", message="the horizon ends before it starts"))
     scale = max((c.precision for c in currencies), default=0)
-    recurring = (
-        recurring_grant_table(replay_input.recurring, until, scale)
-        if not problems
-        else recurring_grant_table((), until, scale)
-    )
-    problems.extend(_grant_problems(replay_input.grants, recurring["grant_id"], precisions))
+    if like is not None and same_grants:
+        grant_table = like.grant_table
+    else:
+        recurring = (
+            recurring_grant_table(replay_input.recurring, until, scale)
+            if not problems
+            else recurring_grant_table((), until, scale)
+        )
+        problems.extend(_grant_problems(replay_input.grants, recurring["grant_id"], precisions))
+        basis_scale = max((decimal_places(g.cost_basis) for g in replay_input.grants), default=0)
+        grant_table = pl.concat(
+            [
+                explicit_grant_table(replay_input.grants, scale, basis_scale),
+                recurring.cast({"cost_basis": pl.Decimal(38, basis_scale)}),
+            ]
+        )
     if problems:
         raise ValidationError(problems, source=f"replay {replay_input.scenario!r}")
-    basis_scale = max((decimal_places(g.cost_basis) for g in replay_input.grants), default=0)
-    explicit = explicit_grant_table(replay_input.grants, scale, basis_scale)
     return PreparedReplay(
         source=replay_input,
         currencies=currencies,
         scale=scale,
         start=start,
         until=until,
-        grant_table=pl.concat(
-            [explicit, recurring.cast({"cost_basis": pl.Decimal(38, basis_scale)})]
-        ),
+        grant_table=grant_table,
         consumptions=frame,
+        in_input_order=in_input_order,
+    )
+
+
+# The consumption columns that describe events rather than costs: what replays of one set of
+# events with different costs have in common.
+_EVENT_COLUMNS = ("event_id", "customer_id", "timestamp", "feature_id")
+
+
+def _input_frame(consumptions: object) -> pl.DataFrame:
+    if isinstance(consumptions, CostedConsumptions):
+        return consumptions.frame
+    if isinstance(consumptions, pl.DataFrame):
+        return consumptions
+    assert isinstance(consumptions, Iterable)
+    return records_frame(consumptions)
+
+
+def _checked_events(like: PreparedReplay | None, replay_input: ReplayInput) -> pl.DataFrame | None:
+    """`like`'s checked event columns (`_EVENT_COLUMNS`, cast and in engine order) when
+    `replay_input`'s consumptions have the same event columns as `like`'s input, value for value
+    and in the same row order, and `like` checked at least as much of them; otherwise None."""
+    if like is None or not like.in_input_order:
+        return None
+    earlier, given = like.source.consumptions, replay_input.consumptions
+    if not isinstance(earlier, pl.DataFrame | CostedConsumptions) or not isinstance(
+        given, pl.DataFrame | CostedConsumptions
+    ):
+        return None  # records: building their table costs more than checking it
+    if isinstance(earlier, CostedConsumptions) and not isinstance(given, CostedConsumptions):
+        return None  # costing's guarantees spared `like` checks this input needs
+    earlier_frame, frame = _input_frame(earlier), _input_frame(given)
+    names = list(_EVENT_COLUMNS)
+    if any(name not in frame.columns for name in names):
+        return None
+    before, now = earlier_frame.select(names), frame.select(names)
+    if before.schema != now.schema or not before.equals(now, null_equal=True):
+        return None
+    return like.consumptions.select(names)
+
+
+def _same_grants(like: PreparedReplay | None, replay_input: ReplayInput, until: datetime) -> bool:
+    """Whether `like` has the grant table `replay_input` would get: same grants, recurring
+    grants, currencies and horizon end (recurring grants are issued up to it)."""
+    if like is None or like.until != until:
+        return False
+    earlier = like.source
+    return (
+        tuple(earlier.currencies) == tuple(replay_input.currencies)
+        and tuple(earlier.grants) == tuple(replay_input.grants)
+        and tuple(earlier.recurring) == tuple(replay_input.recurring)
     )
 
 
@@ -205,34 +277,31 @@ def records_frame(consumptions: Iterable[Consumption]) -> pl.DataFrame:
 
 
 def _consumption_frame(
-    consumptions: object, precisions: dict[str, int], problems: list[Problem]
-) -> pl.DataFrame:
-    """The consumptions as `CONSUMPTION_SCHEMA`, appending every problem found to `problems`."""
+    consumptions: object,
+    precisions: dict[str, int],
+    problems: list[Problem],
+    checked_events: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, bool]:
+    """The consumptions as `CONSUMPTION_SCHEMA`, appending every problem found to `problems`, and
+    whether that keeps the input's row order.
+
+    `checked_events`: the event columns of these consumptions as an earlier replay checked and
+    ordered them (see `_checked_events`); then only the cost columns are checked here."""
     trusted = isinstance(consumptions, CostedConsumptions)
-    if isinstance(consumptions, CostedConsumptions):
-        frame = consumptions.frame
-    elif isinstance(consumptions, pl.DataFrame):
-        frame = consumptions
-    else:
-        assert isinstance(consumptions, Iterable)
-        frame = records_frame(consumptions)
+    frame = _input_frame(consumptions)
     required = ("event_id", "customer_id", "timestamp", "feature_id", "currency_id", "cost")
     missing = [name for name in required if name not in frame.columns]
     if missing:
         problems.append(
             Problem(path="consumptions", message=f"missing columns: {', '.join(missing)}")
         )
-        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA), False
     cost_type = frame.schema["cost"]
     if cost_type.is_float():
         problems.append(
             Problem(path="consumptions.cost", message="costs must be decimals, never floats")
         )
-        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
-    timestamp = pl.col("timestamp")
-    ts_type = frame.schema["timestamp"]
-    if isinstance(ts_type, pl.Datetime) and ts_type.time_zone is None:
-        timestamp = timestamp.dt.replace_time_zone("UTC")
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA), False
     scale = max(precisions.values(), default=0)
     known = pl.Series(list(precisions), dtype=pl.String)
     factors = {k: 10 ** (scale - p) for k, p in precisions.items()}
@@ -240,25 +309,21 @@ def _consumption_frame(
     fits_scale = cost_type.is_integer() or (
         isinstance(cost_type, pl.Decimal) and (cost_type.scale or 0) <= scale
     )
-    data = frame.select(
-        pl.col("event_id").cast(pl.String),
-        pl.col("customer_id").cast(pl.String),
-        timestamp.cast(pl.Datetime("us", "UTC")).alias("timestamp"),
-        pl.col("feature_id").cast(pl.String),
+    cost_columns = frame.select(
         pl.col("currency_id").cast(pl.String),
         pl.col("cost").cast(pl.Decimal(38, scale)).alias("scaled"),
         *([] if fits_scale else [pl.col("cost").cast(pl.Decimal(38, 18)).alias("exact")]),
-    ).with_columns(
+    )
+    events = checked_events if checked_events is not None else _event_columns(frame)
+    data = pl.concat([events, cost_columns], how="horizontal").with_columns(
         unscaled=pl.col("scaled").to_physical(),
         factor=pl.col("currency_id").replace_strict(factors, default=None, return_dtype=pl.Int64),
     )
     too_precise = (pl.col("unscaled") % pl.col("factor")) != 0
     if not fits_scale:
         too_precise = too_precise | (pl.col("scaled") != pl.col("exact"))
-    checks = {
-        "event_id, customer_id and timestamp must not be null": pl.col("event_id").is_null()
-        | pl.col("customer_id").is_null()
-        | pl.col("timestamp").is_null(),
+    checks = {} if checked_events is not None else _EVENT_CHECKS.copy()
+    checks |= {
         "feature_id, currency_id and cost must be all set or all null": (
             pl.col("feature_id").is_null().cast(pl.Int8)
             + pl.col("currency_id").is_null().cast(pl.Int8)
@@ -285,19 +350,42 @@ def _consumption_frame(
                     path="consumptions", message=f"… and {bad.height - MAX_LISTED} more: {message}"
                 )
             )
-    if not trusted:
+    if not trusted and checked_events is None:
         problems.extend(_event_problems(data))
     if problems:
-        return pl.DataFrame(schema=CONSUMPTION_SCHEMA)
-    return in_engine_order(
-        data.select(
-            "event_id",
-            "customer_id",
-            "timestamp",
-            "feature_id",
-            "currency_id",
-            (pl.col("unscaled") // pl.col("factor")).cast(pl.Int64).alias("cost_units"),
-        )
+        return pl.DataFrame(schema=CONSUMPTION_SCHEMA), False
+    table = data.select(
+        "event_id",
+        "customer_id",
+        "timestamp",
+        "feature_id",
+        "currency_id",
+        (pl.col("unscaled") // pl.col("factor")).cast(pl.Int64).alias("cost_units"),
+    )
+    if checked_events is not None:
+        return table, True  # the earlier replay found these events in engine order
+    ordered = in_engine_order(table)
+    return ordered, ordered is table
+
+
+_EVENT_CHECKS = {
+    "event_id, customer_id and timestamp must not be null": pl.col("event_id").is_null()
+    | pl.col("customer_id").is_null()
+    | pl.col("timestamp").is_null(),
+}
+
+
+def _event_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The input's `_EVENT_COLUMNS` as strings and UTC timestamps (unchecked)."""
+    timestamp = pl.col("timestamp")
+    ts_type = frame.schema["timestamp"]
+    if isinstance(ts_type, pl.Datetime) and ts_type.time_zone is None:
+        timestamp = timestamp.dt.replace_time_zone("UTC")
+    return frame.select(
+        pl.col("event_id").cast(pl.String),
+        pl.col("customer_id").cast(pl.String),
+        timestamp.cast(pl.Datetime("us", "UTC")).alias("timestamp"),
+        pl.col("feature_id").cast(pl.String),
     )
 
 

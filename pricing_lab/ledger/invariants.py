@@ -10,13 +10,15 @@ ledger in entry order keeping running state per group in arrays — no sort, no 
 Invariant 3 matches CONSUMED entries to costs (on (event_id, feature_id)) and costs to denied
 events (on event_id) through a 64-bit hash of the keys, checks the strings of every match, and
 falls back to comparing the strings themselves whenever the hashes could mislead (two table rows
-with one hash, or a match whose strings differ): the result is exact either way.
+with one hash, or a match whose strings differ): the result is exact either way. The hash table of
+the costs' keys (`ConsumptionKeys`) depends on the events only, so replays of several scenarios
+over the same events build it once (`consumption_keys(…, like=)`).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -32,7 +34,11 @@ MAX_LISTED = 20
 
 
 def check_invariants(
-    ledger: pl.DataFrame, denied_events: pl.DataFrame, replay_input: ReplayInput | PreparedReplay
+    ledger: pl.DataFrame,
+    denied_events: pl.DataFrame,
+    replay_input: ReplayInput | PreparedReplay,
+    *,
+    keys: ConsumptionKeys | None = None,
 ) -> list[Problem]:
     """Every breach of SPEC §5 invariants 1, 2, 3 and 5 in a replay's outputs (empty: all hold).
 
@@ -42,8 +48,13 @@ def check_invariants(
        each event is either fully consumed or listed once in the denied events;
     5. each CONSUMED entry draws from the first grant in draw-down order that still had credits
        (the OVERDRAFT grant only when no other grant had any).
+
+    `keys`: `consumption_keys(prepared.consumptions)` of this very prepared replay, when the
+    caller keeps it for the next replay of the same events (built here otherwise).
     """
     prepared = replay_input if isinstance(replay_input, PreparedReplay) else prepare(replay_input)
+    if keys is not None and keys.consumptions is not prepared.consumptions:
+        keys = None  # it describes another table
     if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
         ledger = ledger.sort("entry_id", maintain_order=True)
     columns = _Columns.of(ledger)
@@ -51,16 +62,20 @@ def check_invariants(
     problems += _entry_ids(ledger)
     problems += _running_sums(ledger, columns)
     problems += _remaining_never_negative(ledger, columns)
-    problems += _costs_consumed(ledger, columns, denied_events, prepared)
+    problems += _costs_consumed(ledger, columns, denied_events, prepared, keys)
     problems += _drawdown_order(ledger, columns, prepared)
     return problems
 
 
 def assert_invariants(
-    ledger: pl.DataFrame, denied_events: pl.DataFrame, replay_input: ReplayInput | PreparedReplay
+    ledger: pl.DataFrame,
+    denied_events: pl.DataFrame,
+    replay_input: ReplayInput | PreparedReplay,
+    *,
+    keys: ConsumptionKeys | None = None,
 ) -> None:
     """Raise `InvariantViolation` listing every broken invariant (always a pricing_lab bug)."""
-    problems = check_invariants(ledger, denied_events, replay_input)
+    problems = check_invariants(ledger, denied_events, replay_input, keys=keys)
     if problems:
         lines = "\n".join(f"  {p}" for p in problems)
         raise InvariantViolation(
@@ -70,6 +85,48 @@ def assert_invariants(
 
 
 KEY_COLUMNS = ("customer_id", "currency_id", "grant_id")
+COST_KEYS = ["event_id", "feature_id"]  # what a CONSUMED entry and its cost row have in common
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyTable:
+    """The rows of a table of string keys, findable by a 64-bit hash of their values."""
+
+    keys: pl.DataFrame  # the key columns
+    hashes: np.ndarray  # uint64 `_row_hash` of each row
+    slots: np.ndarray  # `_hash_slots` of the rows (-1: an empty slot); empty unless `distinct`
+    distinct: bool  # no two rows have one hash (otherwise the table cannot settle a lookup)
+
+
+def _key_table(keys: pl.DataFrame) -> _KeyTable:
+    hashes = np.asarray(_row_hash(keys), dtype=np.uint64)
+    slots, distinct = _hash_slots(hashes)
+    return _KeyTable(keys=keys, hashes=hashes, slots=slots, distinct=distinct)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumptionKeys:
+    """The (event_id, feature_id) keys of a consumption table (`PreparedReplay.consumptions`) as
+    a hash table, for invariant 3. It depends only on the events, not on their costs: scenarios
+    over the same events share one (`consumption_keys(…, like=)`)."""
+
+    consumptions: pl.DataFrame  # the table it describes (`check_invariants` uses it for no other)
+    table: _KeyTable
+
+
+def consumption_keys(
+    consumptions: pl.DataFrame, *, like: ConsumptionKeys | None = None
+) -> ConsumptionKeys:
+    """The key table of `consumptions`; that of `like` (no work but a comparison) when `like`
+    describes a table with the same keys, value for value and row by row."""
+    keys = consumptions.select(COST_KEYS)
+    if like is not None and _same_values(like.table.keys, keys):
+        return replace(like, consumptions=consumptions)
+    return ConsumptionKeys(consumptions=consumptions, table=_key_table(keys))
+
+
+def _same_values(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    return a.schema == b.schema and a.height == b.height and a.equals(b, null_equal=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,13 +265,15 @@ def _costs_consumed(
     columns: _Columns,
     denied: pl.DataFrame,
     prepared: PreparedReplay,
+    cost_keys: ConsumptionKeys | None,
 ) -> list[Problem]:
     """Invariant 3: compare each (event, feature)'s CONSUMED total with its cost, and check the
     denied events (block mode)."""
     consumptions = prepared.consumptions
     replayed, cost = _costs(prepared)
-    keys = ["event_id", "feature_id"]
-    match = _lookup(consumptions.select(keys), replayed, ledger.select(keys), columns.consumed)
+    keys = COST_KEYS
+    table = cost_keys.table if cost_keys is not None else consumptions.select(keys)
+    match = _lookup(table, replayed, ledger.select(keys), columns.consumed)
     if match is None:
         entries, cost_rows = _match_exactly(ledger, columns.consumed, consumptions, replayed)
     else:
@@ -346,7 +405,7 @@ def _row_hash(frame: pl.DataFrame) -> np.ndarray:
 
 
 def _lookup(
-    table: pl.DataFrame,
+    table: pl.DataFrame | _KeyTable,
     in_table: np.ndarray,
     queries: pl.DataFrame,
     asked: np.ndarray,
@@ -356,71 +415,85 @@ def _lookup(
 
     A lookup by 64-bit row hash, then a check of the strings of every match: None when the hash
     cannot settle it exactly (two table rows with one hash, or a match whose strings differ); the
-    caller then compares the strings itself, slowly."""
-    with ThreadPoolExecutor(max_workers=2) as pool:  # both hashes at once
-        table_hashes, query_hashes = pool.map(_row_hash, [table, queries])
-    match, distinct = _hash_lookup(
-        np.asarray(table_hashes, dtype=np.uint64),
-        in_table,
-        np.asarray(query_hashes, dtype=np.uint64),
-        asked,
-    )
-    if not distinct:
+    caller then compares the strings itself, slowly. `table` is a frame or its prebuilt
+    `_KeyTable` (which holds all its rows: those not `in_table` are dropped from the matches)."""
+    if isinstance(table, _KeyTable):
+        query_hashes = _row_hash(queries)
+        keys = table
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # the table and the queries' hashes
+            built = pool.submit(_key_table, table)
+            query_hashes = _row_hash(queries)
+            keys = built.result()
+    if not keys.distinct:
         return None
+    match = _hash_probe(
+        keys.slots, keys.hashes, in_table, np.asarray(query_hashes, dtype=np.uint64), asked
+    )
     matched = match >= 0
     if matched.any():
         # Compare every query row with the row it matched, or with row 0 (spares gathering the
         # queries' side); the gathers are expressions so that Polars runs the columns in parallel.
         row = pl.Series(np.maximum(match, 0))
+        rows = keys.keys
         same = queries.select(
-            pl.col(name).eq_missing(pl.lit(table[name]).gather(row)) for name in table.columns
+            pl.col(name).eq_missing(pl.lit(rows[name]).gather(row)) for name in rows.columns
         )
         if not same.select(pl.all_horizontal(pl.all()) | pl.Series(~matched)).to_series().all():
             return None
     return match
 
 
-@njit(cache=True)
-def _hash_lookup(
-    table_hashes: np.ndarray, in_table: np.ndarray, query_hashes: np.ndarray, asked: np.ndarray
-) -> tuple[np.ndarray, bool]:  # pragma: no cover - compiled
-    """For each asked query, the table row (among those `in_table`) with the same hash (-1: none,
-    or not asked), and whether those table rows' hashes are all distinct (if not, the lookup is
-    left unfinished: it would be ambiguous).
-
-    An open-addressing hash table (linear probing, at most half full) of the table rows, then one
-    probe per asked query."""
-    n_rows = 0
-    for row in range(len(in_table)):
-        n_rows += in_table[row]
+@njit(cache=True, nogil=True)
+def _hash_slots(table_hashes: np.ndarray) -> tuple[np.ndarray, bool]:  # pragma: no cover - compiled
+    """An open-addressing hash table (linear probing, at most half full) of the table rows: the
+    row in each slot (-1: empty), and whether the rows' hashes are all distinct (if not, the
+    table is left unfinished and empty: a lookup would be ambiguous)."""
     bits = 1
-    while (1 << bits) < 2 * n_rows:
+    while (1 << bits) < 2 * len(table_hashes):
         bits += 1
     mask = np.int64((1 << bits) - 1)
-    slots = np.full(1 << bits, -1, dtype=np.int32)  # the table row in each slot, -1: empty
-    match = np.full(len(query_hashes), -1, dtype=np.int64)
+    slots = np.full(1 << bits, -1, dtype=np.int32)
     for row in range(len(table_hashes)):
-        if not in_table[row]:
-            continue
         slot = _slot(table_hashes[row], bits)
         while slots[slot] >= 0:
             if table_hashes[slots[slot]] == table_hashes[row]:
-                return match, False
+                return np.empty(0, dtype=np.int32), False
             slot = (slot + np.int64(1)) & mask
         slots[slot] = row
+    return slots, True
+
+
+@njit(cache=True, nogil=True)
+def _hash_probe(
+    slots: np.ndarray,
+    table_hashes: np.ndarray,
+    in_table: np.ndarray,
+    query_hashes: np.ndarray,
+    asked: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """For each asked query, the table row with the same hash if it is `in_table` (-1: none, or
+    not asked), by one probe of `_hash_slots`' table (the table rows' hashes are distinct)."""
+    bits = 0
+    while (1 << bits) < len(slots):
+        bits += 1
+    mask = np.int64(len(slots) - 1)
+    match = np.full(len(query_hashes), -1, dtype=np.int64)
     for i in range(len(query_hashes)):
         if not asked[i]:
             continue
         slot = _slot(query_hashes[i], bits)
         while slots[slot] >= 0:
-            if table_hashes[slots[slot]] == query_hashes[i]:
-                match[i] = slots[slot]
+            row = slots[slot]
+            if table_hashes[row] == query_hashes[i]:
+                if in_table[row]:
+                    match[i] = row
                 break
             slot = (slot + np.int64(1)) & mask
-    return match, True
+    return match
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _slot(value: np.uint64, bits: int) -> np.int64:  # pragma: no cover - compiled
     # Fibonacci hashing: the top bits of value × 2^64/φ, so that a poor hash (an injected one, in
     # tests) still spreads over the table.

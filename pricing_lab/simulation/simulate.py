@@ -26,6 +26,7 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
+from pricing_lab.ledger.api import SharedWork
 from pricing_lab.ledger.balances import feature_summary
 from pricing_lab.ledger.frames import TIMESTAMP
 from pricing_lab.ledger.model import CostedConsumptions, Enforcement, Subscription
@@ -272,12 +273,15 @@ def simulate(
     engine: str = "fast",
     progress: Progress | None = None,
     costing: Costing | None = None,
+    shared: SharedWork | None = None,
 ) -> SimulationResult:
     """Replay the events of table `events` through `catalog` and the customers' grants (SPEC §5/6).
 
     `costing` reuses an earlier costing of the same events (scenario comparisons cost once per
-    distinct set of rates). Rejected events are those of ingestion (when `ingest` names its
-    table) and those whose formulas gave a null or negative cost.
+    distinct set of rates); `shared` hands checked inputs from one replay of these events to the
+    next (`ledger.api.SharedWork`: same outputs, less work). Rejected events are those of
+    ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
+    cost.
     """
     customers = customers if customers is not None else CustomerInputs()
     problems = customer_problems(customers, catalog)
@@ -295,7 +299,12 @@ def simulate(
         until=until,
         scenario=scenario,
     )
-    result = replay(replay_input, engine=engine, progress=progress)  # type: ignore[arg-type]
+    result = replay(
+        replay_input,
+        engine=engine,  # type: ignore[arg-type]
+        progress=progress,
+        shared=shared,
+    )
     plans = plan_summary(result.ledger, customers.subscriptions)
     rejected = costed.rejected
     if ingest is not None:

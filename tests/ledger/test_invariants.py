@@ -327,3 +327,43 @@ def test_denied_events_with_one_hash_fall_back_to_comparing_the_strings(
         "denied_events[event_id=nope]"
     )
     assert exact == [1]
+
+
+_LONG_ID = "e3" + "-" * 40  # longer than any event id the packed keys hold
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "seen_as"),
+    [
+        ("event_id", "e3x", "e3"),
+        ("event_id", "e", "e3"),
+        ("event_id", _LONG_ID, "e3"),
+        ("event_id", None, "e3"),
+        ("feature_id", "chatx", "chat"),
+        ("feature_id", None, "chat"),
+    ],
+)
+def test_a_hash_match_is_checked_string_by_string(
+    column: str, value: str | None, seen_as: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Entry 8 (bob, e3/chat) gets other keys that hash like the old ones: the check of the
+    # strings must see the difference (and fall back to comparing them all).
+    ledger, denied, prepared = _replayed("overdraft")
+    broken = ledger.with_columns(
+        pl.when(pl.col("entry_id") == 8)
+        .then(pl.lit(value, dtype=pl.String))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+    expected = check_invariants(broken, denied, prepared)
+    assert expected  # (e3, chat) is no longer consumed
+
+    def blind(frame: pl.DataFrame) -> np.ndarray:
+        if column not in frame.columns:
+            return _row_hash(frame)
+        if value is None:
+            return _row_hash(frame.with_columns(pl.col(column).fill_null(seen_as)))
+        return _row_hash(frame.with_columns(pl.col(column).replace(value, seen_as)))
+
+    monkeypatch.setattr(module, "_row_hash", blind)
+    assert check_invariants(broken, denied, prepared) == expected
