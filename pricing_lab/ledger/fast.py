@@ -1,10 +1,14 @@
 """The fast engine (the default): one compiled kernel over sorted columns in integer minor units.
 
 It gives exactly the reference engine's ledger. Python only prepares columns (vectorised, Polars
-and NumPy) and builds the output columns; the rules run in `_replay_kernel`, a numba function that
-walks customers in customer id order and, per customer, the instants of its grant happenings and
-events in the order of `order.happening_key`. Grants of one customer live in small arrays; the
-grants an event can draw from are kept per currency in draw-down order.
+and NumPy); the rules run in `_replay_kernel`, a numba function that walks customers in customer
+id order and, per customer, the instants of its grant happenings and events in the order of
+`order.happening_key`. Grants of one customer live in small arrays; the grants an event can draw
+from are kept per currency in draw-down order. Compiled passes then put the kernel's rows in
+ledger order and write the output columns straight into the buffers Arrow and Polars take over
+(`_Columns.ledger`). Every pass over all rows runs on every core, in threads (compiled code
+releases the GIL), and writes into memory NumPy allocated: fresh pages cost a fault each, and
+NumPy asks for huge pages.
 
 Draw-down ties on `grant_id` need the order of ids the kernel creates
 (`{customer}:auto_recharge:{currency}:{n}`) among the input's ids: input ids never start with that
@@ -29,7 +33,7 @@ from numba import njit
 
 from pricing_lab.ledger import frames
 from pricing_lab.ledger.inputs import PreparedReplay
-from pricing_lab.ledger.model import ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES
+from pricing_lab.ledger.model import ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES, AutoRecharge
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
 from pricing_lab.timeutil import DAY_US, NEVER_US, to_micros
@@ -39,11 +43,35 @@ EXPIRY_CODES = {"none": 0, "1_month": 1, "1_year": 2}
 # Kernel output columns (one int64 row per ledger entry).
 O_TIME, O_CUSTOMER, O_CURRENCY, O_TYPE, O_KIND, O_REF, O_AMOUNT, O_BALANCE, O_EVENT = range(9)
 N_OUT = 9
+# Staged rows (in time buckets, `_stage_by_time`): time, amount and balance at the replay's scale,
+# grant code, S_CODES = (customer × currencies + currency) << 10 | entry type << 7 | grant type
+# << 5 | grant source << 2 | feature_id not null << 1 | event_id not null, then the event_id and
+# feature_id string views.
+S_TIME, S_AMOUNT, S_BALANCE, S_GRANT, S_CODES, S_EVENT_VIEWS = range(6)
+N_STAGED = S_EVENT_VIEWS + 4
+# The ledger's string columns built from views, in `_emit_ledger`'s order.
+STRING_COLUMNS = (
+    "customer_id",
+    "currency_id",
+    "entry_type",
+    "grant_id",
+    "grant_type",
+    "grant_source",
+    "event_id",
+    "feature_id",
+)
 # Grant kinds in the kernel's output.
 KIND_STATIC, KIND_RECHARGE, KIND_OVERDRAFT = 0, 1, 2
 # Entry type codes = positions in model.ENTRY_TYPES.
 GRANTED, CONSUMED, EXPIRED, VOIDED, TRANSFER_SOURCE, TRANSFER_TARGET = range(6)
+# Grant types and sources of the grants the kernel makes (positions in model.GRANT_TYPES /
+# model.GRANT_SOURCES).
+GRANT_TYPE_PAID, GRANT_TYPE_OVERDRAFT = GRANT_TYPES.index("PAID"), GRANT_TYPES.index("OVERDRAFT")
+GRANT_SOURCE_AUTO_RECHARGE = GRANT_SOURCES.index("auto_recharge")
+GRANT_SOURCE_OVERDRAFT = GRANT_SOURCES.index("overdraft")
 CHUNKS = 32  # customer chunks per replay, for progress reports
+EXPIRY, VOID, TAKES_EFFECT = int(Phase.EXPIRY), int(Phase.VOID), int(Phase.TAKES_EFFECT)
+ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
 
 
 def replay_fast(
@@ -51,21 +79,31 @@ def replay_fast(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The ledger and denied events of a prepared replay, from the compiled kernel."""
     columns = _Columns(prepared)
-    outs: list[np.ndarray] = []
+    parts: list[np.ndarray] = []
     denials: list[np.ndarray] = []
     n_customers = len(columns.customers)
     chunks = columns.chunks()
+    # One buffer for every chunk's rows, each chunk in its own region of room (`_Columns.room`):
+    # NumPy backs a large buffer with huge pages and only the rows written are ever touched,
+    # where the kernel's own allocations would pay a page fault per 4 KiB.
+    room = columns.room()
+    rows = np.empty((int(room[-1]), N_OUT), dtype=np.int64)
     # Customers never share credits: chunks run on every core (the kernel releases the GIL),
     # and their rows are kept in chunk order.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        done = pool.map(lambda chunk: _replay_kernel(*columns.kernel_args(*chunk)), chunks)
+        done = pool.map(
+            lambda chunk: _replay_kernel(
+                rows[room[chunk[0]] : room[chunk[1]]], *columns.kernel_args(*chunk)
+            ),
+            chunks,
+        )
         for (_, hi), (out, n_out, denied, n_denied) in zip(chunks, done, strict=True):
-            outs.append(out[:n_out])
+            parts.append(out[:n_out])
             denials.append(denied[:n_denied])
             if progress is not None:
                 progress(hi, n_customers)
     denied_rows = np.concatenate(denials) if denials else np.empty((0, 4), dtype=np.int64)
-    return columns.ledger(outs), columns.denied(denied_rows)
+    return columns.ledger(rows, parts), columns.denied(denied_rows)
 
 
 class _Columns:
@@ -80,94 +118,79 @@ class _Columns:
         self.precisions = np.array([c.precision for c in prepared.currencies], dtype=np.int64)
         self.block = prepared.source.enforcement == "block"
 
-        # Grants that take part: take effect inside the horizon and are not voided before that.
-        table = prepared.grant_table
-        all_ids = table["grant_id"].sort()  # every grant id: ranks and recharge id positions
-        effective = table["effective_at"].dt.epoch("us").to_numpy()
-        voided = table["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
-        takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
-        grants = table.filter(pl.Series(takes_part))
-
-        events = _EventColumns(prepared.consumptions, start_us, until_us)
-        self.customers = sorted(
-            set(events.run_customers) | set(grants["customer_id"].unique().to_list())
-        )
-        customer_code = {c: i for i, c in enumerate(self.customers)}
+        # The event rows are read on another core meanwhile (Polars and the compiled pass
+        # release the GIL).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reading = pool.submit(_EventColumns, prepared.consumptions, start_us, until_us)
+            # Grants that take part: take effect inside the horizon, not voided before that.
+            table = prepared.grant_table
+            by_id = table["grant_id"].arg_sort().to_numpy()  # ranks, recharge id positions
+            id_rank = np.empty(len(by_id), dtype=np.int64)
+            id_rank[by_id] = np.arange(len(by_id), dtype=np.int64)
+            effective = table["effective_at"].dt.epoch("us").to_numpy()
+            voided = table["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
+            takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
+            grants = table.filter(pl.Series(takes_part))
+            events = reading.result()
+        self.customers = (
+            pl.concat([events.run_customers, grants["customer_id"]]).unique().sort()
+        )  # sorted ids: a customer's code is its position
         n_customers, n_currencies = len(self.customers), len(self.currency_ids)
 
-        # Grants by customer code (stable: the table order within a customer is kept).
-        g_customer = _codes(grants["customer_id"], customer_code)
+        # Grants by customer code (stable: the table order within a customer is kept). Columns
+        # are read from the table once and put in that order as arrays.
+        codes = grants.select(  # one select: Polars encodes the columns side by side
+            _position("customer_id", self.customers),
+            _position("type", GRANT_TYPES),
+            _position("source", GRANT_SOURCES),
+            _position("currency_id", self.currency_ids),
+        )
+        g_customer, type_code, source_code, currency = (
+            column.to_numpy().astype(np.int64) for column in codes.get_columns()
+        )
         by_customer = np.argsort(g_customer, kind="stable")
         g_customer = g_customer[by_customer]
-        grants = grants[pl.Series(by_customer)]
-        scale = prepared.scale
-        factor = {c.id: 10 ** (scale - c.precision) for c in prepared.currencies}
-        self.grant_ids = grants["grant_id"]
-        self.g_type_code = _codes(grants["type"], {t: i for i, t in enumerate(GRANT_TYPES)})
-        self.g_source_code = _codes(grants["source"], {s: i for i, s in enumerate(GRANT_SOURCES)})
-        self.g_currency = _codes(grants["currency_id"], currency_code)
-        self.g_amount = (
-            grants.select(
-                (
-                    pl.col("amount").to_physical()
-                    // pl.col("currency_id").replace_strict(factor, return_dtype=pl.Int64)
-                ).cast(pl.Int64)
-            )
-            .to_series()
-            .to_numpy()
+        rows = np.flatnonzero(takes_part)[by_customer]  # each kernel grant's table row
+        self.grant_ids = table["grant_id"].gather(rows)
+        self.g_type_code = type_code[by_customer]
+        self.g_source_code = source_code[by_customer]
+        self.g_currency = currency[by_customer]
+        amount = grants["amount"].to_physical()  # at the replay's scale
+        factors = 10 ** (prepared.scale - self.precisions)
+        if np.any(factors != 1):
+            amount = amount // pl.Series(factors[currency])
+        self.g_amount = amount.cast(pl.Int64).to_numpy()[by_customer]
+        self.g_priority = grants["priority"].to_numpy().astype(np.int64)[by_customer]
+        self.g_expires = (
+            grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()[by_customer]
         )
-        self.g_priority = grants["priority"].to_numpy().astype(np.int64, copy=False)
-        self.g_expires = grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
-        self.g_tclass = _codes(grants["type"], TYPE_RANK)
-        self.g_effective = grants["effective_at"].dt.epoch("us").to_numpy()
-        g_voided = grants["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
-        self.g_rank = 2 * all_ids.search_sorted(self.grant_ids).to_numpy().astype(np.int64)
+        type_rank = np.array([TYPE_RANK[t] for t in GRANT_TYPES], dtype=np.int64)
+        self.g_tclass = type_rank[self.g_type_code]
+        self.g_effective = effective[rows]
+        g_voided = voided[rows]
+        self.g_rank = 2 * id_rank[rows]
         self.g_start = np.searchsorted(g_customer, np.arange(n_customers + 1)).astype(np.int64)
 
-        # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS.
-        index = np.arange(grants.height, dtype=np.int64)
-        expiring = index[self.g_expires < until_us]
-        voiding = index[g_voided < until_us]
-        h_grant = np.concatenate([expiring, voiding, index])
-        h_time = np.concatenate(
-            [self.g_expires[expiring], g_voided[voiding], self.g_effective[index]]
-        )
-        h_phase = np.concatenate(
-            [
-                np.full(len(expiring), int(Phase.EXPIRY), dtype=np.int64),
-                np.full(len(voiding), int(Phase.VOID), dtype=np.int64),
-                np.full(len(index), int(Phase.TAKES_EFFECT), dtype=np.int64),
-            ]
-        )
-        h_customer = g_customer[h_grant]
-        order = np.lexsort(
-            (
-                self.g_rank[h_grant],
-                self.g_effective[h_grant],
-                self.g_tclass[h_grant],
-                self.g_expires[h_grant],  # NEVER_US sorts last, as never_expires would
-                self.g_priority[h_grant],
-                self.g_currency[h_grant],
-                h_phase,
-                h_time,
-                h_customer,
-            )
-        )
-        self.h_grant = h_grant[order]
-        self.h_time = h_time[order]
-        self.h_phase = h_phase[order]
-        self.h_start = np.searchsorted(h_customer[order], np.arange(n_customers + 1)).astype(
-            np.int64
+        # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS, customer by customer.
+        self.h_start, self.h_time, self.h_phase, self.h_grant = _grant_happenings(
+            self.g_start,
+            g_voided,
+            until_us,
+            self.g_currency,
+            self.g_priority,
+            self.g_expires,
+            self.g_tclass,
+            self.g_effective,
+            self.g_rank,
         )
 
         # Event rows (already in order.EVENT_SORT_COLUMNS order: see inputs.prepare).
         self.events = events
-        e_customer = events.customer_codes(self.customers)
         self.e_time = events.time
         self.e_new = events.new_event
         self.e_currency = events.currency_codes(currency_code)
         self.e_cost = events.cost
-        self.e_start = np.searchsorted(e_customer, np.arange(n_customers + 1)).astype(np.int64)
+        self.e_start = events.customer_starts(self.customers)
 
         # Auto-recharge settings per customer and currency.
         shape = (max(n_customers, 1), max(n_currencies, 1))
@@ -178,50 +201,70 @@ class _Columns:
         self.ar_limit = np.full(shape, -1, dtype=np.int64)
         self.ar_expiry = np.zeros(shape, dtype=np.int64)
         self.ar_rank = np.zeros(shape, dtype=np.int64)
-        prices = {c.id: c.unit_price for c in prepared.currencies}
         settings = prepared.source.auto_recharges
-        prefixes = pl.Series(
-            [f"{s.customer_id}:auto_recharge:{s.currency_id}:" for s in settings], dtype=pl.String
-        )
-        ids_below = all_ids.search_sorted(prefixes).to_list()
-        for setting, below in zip(settings, ids_below, strict=True):
-            if setting.customer_id not in customer_code:
-                continue
-            c, k = customer_code[setting.customer_id], currency_code[setting.currency_id]
-            precision = int(self.precisions[k])
-            self.ar_on[c, k] = True
-            self.ar_threshold[c, k] = to_minor_units(
-                quantize(setting.threshold, precision, "up"), precision
+        if settings:
+            prefixes = pl.Series(
+                [f"{s.customer_id}:auto_recharge:{s.currency_id}:" for s in settings],
+                dtype=pl.String,
             )
-            self.ar_target[c, k] = to_minor_units(
-                quantize(setting.target, precision, "up"), precision
-            )
-            # Spend in integer money units at a scale where one minor unit's price is whole.
-            price = prices[setting.currency_id]
-            price_places = max(-int(price.normalize().as_tuple().exponent), 0)
-            limit = setting.monthly_spend_limit
-            limit_places = (
-                0 if limit is None else max(-int(limit.normalize().as_tuple().exponent), 0)
-            )
-            money_scale = max(precision + price_places, limit_places)
-            self.ar_unit[c, k] = int(price.scaleb(money_scale - precision))
-            if limit is not None:
-                scaled_limit = int(limit.scaleb(money_scale))
-                if scaled_limit >= 2**62:
-                    raise OverflowError("monthly_spend_limit too large for the fast engine")
-                self.ar_limit[c, k] = scaled_limit
-            self.ar_expiry[c, k] = EXPIRY_CODES[setting.grant_expiry]
-            self.ar_rank[c, k] = 2 * below - 1
+            ids_below = table["grant_id"].gather(by_id).search_sorted(prefixes).to_list()
+            customer_code = dict(zip(self.customers.to_list(), range(n_customers), strict=True))
+            # Settings repeat the same few figures: each is converted once.
+            figures: dict[tuple[object, ...], tuple[int, int, int, int, int]] = {}
+            places: list[tuple[int, int, int]] = []  # customer, currency, setting
+            chosen: list[tuple[int, int, int, int, int]] = []
+            for index, setting in enumerate(settings):
+                c = customer_code.get(setting.customer_id)
+                if c is None:
+                    continue
+                k = currency_code[setting.currency_id]
+                key = _figures_key(setting)
+                if key not in figures:
+                    figures[key] = self._recharge_figures(setting, k)
+                places.append((c, k, index))
+                chosen.append(figures[key])
+            if places:
+                c, k, index = np.array(places, dtype=np.int64).T
+                values = np.array(chosen, dtype=np.int64).T
+                self.ar_on[c, k] = True
+                self.ar_threshold[c, k], self.ar_target[c, k], self.ar_unit[c, k] = values[:3]
+                self.ar_limit[c, k], self.ar_expiry[c, k] = values[3:]
+                self.ar_rank[c, k] = 2 * np.array(ids_below, dtype=np.int64)[index] - 1
 
         # Room for one customer's grants: its input grants, an overdraft grant per currency and,
         # with auto-recharge, at most one recharge per consumption row.
         recharging = np.max(self.ar_on, axis=1)[:n_customers]
-        self.sizes = (
-            np.diff(self.g_start)
-            + np.where(recharging, np.diff(self.e_start), 0)
-            + n_currencies
-            + 1
-        )
+        self.recharges_room = np.where(recharging, np.diff(self.e_start), 0)
+        self.sizes = np.diff(self.g_start) + self.recharges_room + n_currencies + 1
+
+    def _recharge_figures(self, setting: AutoRecharge, k: int) -> tuple[int, int, int, int, int]:
+        """An auto-recharge setting of currency `k` in the kernel's integers: threshold and
+        target in minor units, the price of one minor unit and the monthly spend limit (−1: none)
+        in integer money units, and the expiry code."""
+        precision = int(self.precisions[k])
+        threshold = to_minor_units(quantize(setting.threshold, precision, "up"), precision)
+        target = to_minor_units(quantize(setting.target, precision, "up"), precision)
+        # Spend in integer money units at a scale where one minor unit's price is whole.
+        price = self.prepared.currencies[k].unit_price
+        price_places = max(-int(price.normalize().as_tuple().exponent), 0)
+        limit = setting.monthly_spend_limit
+        limit_places = 0 if limit is None else max(-int(limit.normalize().as_tuple().exponent), 0)
+        money_scale = max(precision + price_places, limit_places)
+        unit = int(price.scaleb(money_scale - precision))
+        scaled_limit = -1
+        if limit is not None:
+            scaled_limit = int(limit.scaleb(money_scale))
+            if scaled_limit >= 2**62:
+                raise OverflowError("monthly_spend_limit too large for the fast engine")
+        return threshold, target, unit, scaled_limit, EXPIRY_CODES[setting.grant_expiry]
+
+    def room(self) -> np.ndarray:
+        """Ledger rows before each customer (and, last, in all) if every customer wrote as many
+        rows as it can: a grant (input or recharge) takes effect, settles debt (two rows) and
+        closes once, and is emptied by at most one consumption row; each consumption row ends
+        with at most one more entry (a partial draw or the overdraft)."""
+        per_customer = np.diff(self.e_start) + 5 * (np.diff(self.g_start) + self.recharges_room)
+        return np.concatenate([[0], np.cumsum(per_customer)]).astype(np.int64)
 
     def chunks(self) -> list[tuple[int, int]]:
         """Customer ranges of about equal numbers of consumption rows (customers' usage is
@@ -276,117 +319,205 @@ class _Columns:
     def _constant(self, name: str, value: str, n: int) -> pl.Series:
         return pl.Series(name, [value], dtype=pl.String).gather(np.zeros(n, dtype=np.int64))
 
-    def ledger(self, chunks: list[np.ndarray]) -> pl.DataFrame:
-        """The ledger from the kernel's rows (`chunks`, in customer order; emptied as they are
-        read), in ledger order (`api.chronological`).
+    def ledger(self, rows: np.ndarray, parts: list[np.ndarray]) -> pl.DataFrame:
+        """The ledger from the kernel's rows (`parts`, in customer order, most of them regions
+        of `rows`), in ledger order (`api.chronological`).
 
-        The kernel writes customer by customer; a stable sort on (time, customer code) puts the
-        rows in ledger order (customer codes follow customer ids, and a customer's own order at
-        one instant is its row order). Strings are only gathered once, in the final order.
+        The kernel writes customer by customer, so a sort on time that keeps the row order at
+        equal times puts the rows in ledger order (customer codes follow customer ids, and a
+        customer's own order at one instant is its row order). Rows are moved in two passes
+        that stay cache-friendly at tens of millions of rows: a stable scatter into time
+        buckets (`_stage_by_time`), then a sort inside each bucket (`_emit_ledger`), which
+        writes every output column in ledger order into NumPy buffers that Arrow and Polars
+        take without a copy: strings as Arrow string views (16 bytes: a short string inline,
+        else a reference into the data buffers of the table of names it comes from). Every pass
+        runs on every core.
         """
         scale = self.prepared.scale
-        if sum(len(chunk) for chunk in chunks) == 0:
+        n = sum(len(part) for part in parts)
+        if n == 0:
             return frames.empty_ledger(scale)
-        rows = _in_ledger_order(chunks)  # column-major from here: rows[O_TIME] is one column
-        customer, currency = rows[O_CUSTOMER], rows[O_CURRENCY]
-        grant_names, grant, grant_type, grant_source = self._grant_codes(rows)
-        codes = pl.DataFrame(
-            {
-                "customer": customer,
-                "currency": currency,
-                "entry_type": rows[O_TYPE],
-                "grant": grant,
-                "grant_type": grant_type,
-                "grant_source": grant_source,
-                "event": self.events.positions(rows[O_EVENT]),
-            }
-        )
-
-        def named(values: Sequence[str] | pl.Series, code: str) -> pl.Expr:
-            return pl.lit(pl.Series(values, dtype=pl.String)).gather(pl.col(code))
-
-        # Every string column is a gather by code; one select runs them on every core.
-        strings = codes.select(
-            named(self.customers, "customer").alias("customer_id"),
-            named(self.currency_ids, "currency").alias("currency_id"),
-            named(ENTRY_TYPES, "entry_type").alias("entry_type"),
-            named(grant_names, "grant").alias("grant_id"),
-            named(GRANT_TYPES, "grant_type").alias("grant_type"),
-            named(GRANT_SOURCES, "grant_source").alias("grant_source"),
-            self.events.gathered("event_id", "event"),
-            self.events.gathered("feature_id", "event"),
-        )
-        n = rows.shape[1]
-        return pl.DataFrame(
-            [
-                pl.Series("entry_id", np.arange(1, n + 1, dtype=np.int64)),
-                frames.timestamps("timestamp", rows[O_TIME]),
-                *strings.select("customer_id", "currency_id", "entry_type").get_columns(),
-                *strings.select("grant_id", "grant_type", "grant_source").get_columns(),
-                frames.decimal_series("amount", self._scaled(rows[O_AMOUNT], currency), scale),
-                frames.decimal_series(
-                    "balance_after", self._scaled(rows[O_BALANCE], currency), scale
-                ),
-                *strings.select("event_id", "feature_id").get_columns(),
-                self._constant("scenario", self.prepared.source.scenario, n),
-            ]
-        )
-
-    def _grant_codes(
-        self, rows: np.ndarray
-    ) -> tuple[pl.Series, np.ndarray, np.ndarray, np.ndarray]:
-        """Every grant met (`rows`: column-major) and, per row, its grant's position among them,
-        its type's position in `model.GRANT_TYPES` and its source's in `model.GRANT_SOURCES`.
-
-        The grants met: the input grants (codes 0 … G−1), then the auto-recharge grants met in
-        the rows, then the overdraft grants.
-        """
-        kind, ref = rows[O_KIND], rows[O_REF]
-        customer, currency = rows[O_CUSTOMER], rows[O_CURRENCY]
+        buffer = rows  # once staged, the kernel's rows are dead: outputs may reuse its pages
+        rows, starts = _contiguous(rows, parts)
+        lengths = np.array([len(part) for part in parts], dtype=np.int64)
         n_currencies = max(len(self.currency_ids), 1)
-        static = kind == KIND_STATIC
-        code = np.where(static, ref, 0)
-        # Types and sources come from their few names by code: a gather from a small table.
-        recharge = kind == KIND_RECHARGE
-        type_code = np.full(len(kind), GRANT_TYPES.index("OVERDRAFT"), dtype=np.int64)
-        type_code[static] = self.g_type_code[ref[static]]
-        type_code[recharge] = GRANT_TYPES.index("PAID")
-        source_code = np.full(len(kind), GRANT_SOURCES.index("overdraft"), dtype=np.int64)
-        source_code[static] = self.g_source_code[ref[static]]
-        source_code[recharge] = GRANT_SOURCES.index("auto_recharge")
+        n_pairs = max(len(self.customers) * n_currencies, 1)
+        n_buckets = int(min(max(n // ROWS_PER_BUCKET, 1), MAX_BUCKETS))
+        workers = os.cpu_count() or 1
+        # Groups of whole parts with about equal numbers of rows, one per core.
+        cuts = np.searchsorted(np.cumsum(lengths), np.linspace(0, n, workers + 1)[1:-1], "right")
+        groups = [
+            (starts[lo:hi], lengths[lo:hi])
+            for lo, hi in itertools.pairwise([0, *np.unique(cuts).tolist(), len(parts)])
+            if hi > lo
+        ]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # 1. The time span, and the grants the kernel made: recharges per customer ×
+            # currency pair, pairs with an overdraft grant.
+            recharges = np.zeros((len(groups), n_pairs), dtype=np.int64)
+            overdrafts = np.zeros((len(groups), n_pairs), dtype=np.bool_)
+            spans = list(
+                pool.map(
+                    lambda g: _span_and_grants(
+                        rows, *groups[g], n_currencies, recharges[g], overdrafts[g]
+                    ),
+                    range(len(groups)),
+                )
+            )
+            t0 = min(first for first, _ in spans)
+            # Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
+            shift = ((max(last for _, last in spans) - t0) // n_buckets).bit_length()
+            grant_names, recharge_base, overdraft_code = self._kernel_grant_names(
+                recharges.max(axis=0), np.logical_or.reduce(overdrafts, axis=0)
+            )
+            # 2. Rows per time bucket and group; a group's rows go after earlier groups' rows.
+            counts = np.zeros((len(groups), n_buckets), dtype=np.int64)
+            list(
+                pool.map(
+                    lambda g: _count_buckets(rows, *groups[g], t0, shift, counts[g]),
+                    range(len(groups)),
+                )
+            )
+            bucket_starts = np.concatenate([[0], np.cumsum(counts.sum(axis=0))]).astype(np.int64)
+            fill_from = bucket_starts[:-1] + np.cumsum(counts, axis=0) - counts
+            # 3. Rows into their buckets, as what the output columns need (`S_*`).
+            event_ids = _string_views(self.events.table["event_id"])
+            feature_ids = _string_views(self.events.table["feature_id"])
+            staged = np.empty((n, N_STAGED), dtype=np.int64)
+            factors = 10 ** (scale - self.precisions).astype(np.int64)
+            list(
+                pool.map(
+                    lambda g: _stage_by_time(
+                        rows,
+                        groups[g][0],
+                        groups[g][1],
+                        fill_from[g],
+                        t0,
+                        shift,
+                        factors,
+                        n_currencies,
+                        self.g_type_code,
+                        self.g_source_code,
+                        recharge_base,
+                        overdraft_code,
+                        self.events.row,
+                        event_ids[0],
+                        event_ids[1],
+                        feature_ids[0],
+                        feature_ids[1],
+                        staged,
+                    ),
+                    range(len(groups)),
+                )
+            )
+            # 4. Each bucket sorted, its rows written as output columns.
+            tables = [
+                _string_views(self.customers),
+                _string_views(pl.Series(self.currency_ids, dtype=pl.String)),
+                _string_views(pl.Series(ENTRY_TYPES, dtype=pl.String)),
+                _string_views(grant_names),
+                _string_views(pl.Series(GRANT_TYPES, dtype=pl.String)),
+                _string_views(pl.Series(GRANT_SOURCES, dtype=pl.String)),
+                event_ids,
+                feature_ids,
+            ]
+            # One value for every row (the scenario, a replay's only currency): a Polars scalar
+            # column, filled in only if something needs it.
+            constants = {"scenario": self.prepared.source.scenario}
+            if len(self.currency_ids) == 1:
+                constants["currency_id"] = self.currency_ids[0]
+            # views: string columns; numbers: entry_id, timestamp; money: amount,
+            # balance_after as decimal128.
+            written = max(int(start + length) for start, length in zip(starts, lengths))
+            views, numbers, money = _output_buffers(
+                buffer,
+                written * N_OUT if rows is buffer else buffer.size + 1,
+                [(len(tables), n, 2), (2, n), (2, n, 2)],
+            )
+            valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
+            names = tuple(table[0] for table in tables)
+            currency_column = "currency_id" not in constants
+            cuts = np.searchsorted(bucket_starts, np.linspace(0, n, workers + 1))
+            ranges = itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist())
+            list(
+                pool.map(
+                    lambda r: _emit_ledger(
+                        r[0],
+                        r[1],
+                        staged,
+                        bucket_starts,
+                        n_currencies,
+                        currency_column,
+                        names,
+                        numbers,
+                        money,
+                        views,
+                        valid,
+                    ),
+                    ranges,
+                )
+            )
+        strings = {
+            name: _string_column(name, views[i], buffers, valid[i - 6] if i in (6, 7) else None)
+            for i, (name, (_, _, buffers)) in enumerate(zip(STRING_COLUMNS, tables, strict=True))
+            if name not in constants
+        }
+        timestamps = pa.Array.from_buffers(
+            pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(numbers[1])]
+        )
+        columns = {
+            "entry_id": pl.Series("entry_id", numbers[0]),
+            "timestamp": pl.Series("timestamp", timestamps),
+            **strings,
+            "amount": _decimal_column("amount", money[0], scale),
+            "balance_after": _decimal_column("balance_after", money[1], scale),
+        }
+        ledger = pl.DataFrame(list(columns.values())).with_columns(
+            pl.lit(value, dtype=pl.String).alias(name) for name, value in constants.items()
+        )
+        return ledger.select(frames.ledger_schema(scale).names())
+
+    def _kernel_grant_names(
+        self, recharges: np.ndarray, overdrafts: np.ndarray
+    ) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+        """Every grant id a ledger row can name, and where the kernel's grants are among them.
+
+        The names: the input grants (codes 0 … G−1), then the auto-recharge grants
+        (`recharges`: how many per customer × currency pair; the grant numbered n of pair p has
+        code `recharge_base[p]` + n), then the overdraft grants (`overdrafts`: pairs that made
+        one; code `overdraft_code[p]`).
+        """
+        n_currencies = max(len(self.currency_ids), 1)
+        n_static = len(self.grant_ids)
+        ends = np.cumsum(recharges)
+        recharge_base = n_static + ends - recharges
+        n_recharges = int(ends[-1]) if len(ends) else 0
+        overdraft_code = n_static + n_recharges + np.cumsum(overdrafts) - 1
+        customers = self.customers
+        currencies = pl.Series(self.currency_ids, dtype=pl.String)
         ids = [self.grant_ids]
-        offset = len(self.grant_ids)
-        for grant_kind in (KIND_RECHARGE, KIND_OVERDRAFT):
-            mine = np.flatnonzero(kind == grant_kind)
-            if len(mine) == 0:
-                continue
-            # One key per grant: (customer, currency) and, for recharges, the number n. An
-            # overdraft grant is one per pair: pairs in use are numbered without a sort.
-            pair = customer[mine] * n_currencies + currency[mine]
-            if grant_kind == KIND_RECHARGE:
-                unique, inverse = np.unique(pair * (1 << 31) + ref[mine], return_inverse=True)
-                pairs = unique // (1 << 31)
-            else:
-                used = np.zeros(len(self.customers) * n_currencies, dtype=np.bool_)
-                used[pair] = True
-                unique = pairs = np.flatnonzero(used)
-                inverse = (np.cumsum(used) - 1)[pair]
-            code[mine] = offset + inverse
-            offset += len(unique)
+        if n_recharges:
+            pairs = np.repeat(np.arange(len(recharges)), recharges)
             names = pl.DataFrame(
                 {
-                    "c": pl.Series(self.customers, dtype=pl.String).gather(pairs // n_currencies),
-                    "k": pl.Series(self.currency_ids, dtype=pl.String).gather(pairs % n_currencies),
-                    "n": unique % (1 << 31),
+                    "c": customers.gather(pairs // n_currencies),
+                    "k": currencies.gather(pairs % n_currencies),
+                    "n": np.arange(n_recharges) - (recharge_base[pairs] - n_static),
                 }
             )
-            suffix = (
-                [pl.lit(":auto_recharge:"), pl.col("k"), pl.lit(":"), pl.col("n").cast(pl.String)]
-                if grant_kind == KIND_RECHARGE
-                else [pl.lit(":overdraft:"), pl.col("k")]
+            id_parts = [pl.lit(":auto_recharge:"), pl.col("k"), pl.lit(":"), pl.col("n")]
+            ids.append(names.select(pl.concat_str(pl.col("c"), *id_parts)).to_series())
+        if overdrafts.any():
+            pairs = np.flatnonzero(overdrafts)
+            names = pl.DataFrame(
+                {
+                    "c": customers.gather(pairs // n_currencies),
+                    "k": currencies.gather(pairs % n_currencies),
+                }
             )
-            ids.append(names.select(pl.concat_str(pl.col("c"), *suffix)).to_series())
-        return pl.concat(ids), code, type_code, source_code
+            id_parts = [pl.lit(":overdraft:"), pl.col("k")]
+            ids.append(names.select(pl.concat_str(pl.col("c"), *id_parts)).to_series())
+        return pl.concat(ids), recharge_base, overdraft_code
 
     def denied(self, rows: np.ndarray) -> pl.DataFrame:
         scale = self.prepared.scale
@@ -409,52 +540,103 @@ class _Columns:
         )
 
 
-def _codes(values: pl.Series, code: dict[str, int]) -> np.ndarray:
-    """Each value's code in `code`, as int64."""
-    return values.replace_strict(code, return_dtype=pl.Int64).to_numpy()
+def _figures_key(setting: AutoRecharge) -> tuple[object, ...]:
+    """What an auto-recharge setting's kernel figures depend on."""
+    return (
+        setting.currency_id,
+        setting.threshold,
+        setting.target,
+        setting.monthly_spend_limit,
+        setting.grant_expiry,
+    )
 
 
-def _in_ledger_order(chunks: list[np.ndarray]) -> np.ndarray:
-    """The kernel's rows (`chunks` of rows, customer by customer) in ledger order, stable on
-    (time, customer code), and column-major (`result[O_TIME]` is the time column), which is how
-    the output columns read them. `chunks` is emptied on the way, so each chunk's memory goes
-    as soon as its rows are moved.
+def _positions(values: pl.Series, names: Sequence[str] | pl.Series) -> np.ndarray:
+    """Each value's position in `names` (distinct), as int64."""
+    return values.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
 
-    A customer code follows the customer id order, and a customer's own order at one instant is
-    its row order, so a stable sort on (time, customer) is `api.chronological`. Rows are moved
-    in two passes that stay cache-friendly at tens of millions of rows: a stable scatter into
-    time buckets, then a sort inside each bucket (in threads) that writes the columns.
-    """
-    n = sum(len(chunk) for chunk in chunks)
-    full = [chunk for chunk in chunks if len(chunk)]
-    t0 = min(int(chunk[:, O_TIME].min()) for chunk in full)
-    span = max(int(chunk[:, O_TIME].max()) for chunk in full) - t0 + 1
-    bits = max(max(int(chunk[:, O_CUSTOMER].max()) for chunk in full), 1).bit_length()
-    n_buckets = int(min(max(n // 8192, 1), 4096))
-    if (span * n_buckets).bit_length() > 62 or span.bit_length() + bits > 62:
-        rows = np.concatenate(full)
-        chunks.clear()
-        frame = pl.DataFrame({"t": rows[:, O_TIME], "c": rows[:, O_CUSTOMER]})
-        order = frame.select(pl.arg_sort_by("t", "c", maintain_order=True)).to_series()
-        return np.ascontiguousarray(rows[order.to_numpy()].T)
-    starts = np.zeros(n_buckets + 1, dtype=np.int64)
-    for chunk in full:
-        _count_buckets(chunk, t0, span, starts)
-    starts = np.cumsum(starts)
-    filled = starts[:-1].copy()
-    staged = np.empty((n, N_OUT), dtype=np.int64)
-    chunks.clear()
-    while full:
-        _place_in_buckets(full.pop(0), t0, span, filled, staged)
-    out = np.empty((N_OUT, n), dtype=np.int64)
-    workers = os.cpu_count() or 1
-    cuts = np.searchsorted(starts, np.linspace(0, n, workers + 1))
-    ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
-    # The compiled passes release the GIL; numba's own parallel loops would leave OpenMP threads
-    # spinning after them, slowing the NumPy work that follows.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda r: _sort_buckets(staged, starts, out, t0, bits, r[0], r[1]), ranges))
-    return out
+
+def _position(column: str, names: Sequence[str] | pl.Series) -> pl.Expr:
+    """Each value's position in `names` (distinct)."""
+    return pl.col(column).cast(pl.Enum(names)).to_physical()
+
+
+def _output_buffers(
+    dead: np.ndarray, written: int, shapes: list[tuple[int, ...]]
+) -> list[np.ndarray]:
+    """Uninitialised int64 arrays of `shapes`, in the memory of `dead` (an int64 buffer no longer
+    needed, written up to element `written`) when they cover all it had written: those pages are
+    already mapped, where fresh memory costs a page fault per page on first write. Arrays are
+    placed one after the other while they fit; if they would leave more than an eighth of their
+    size in written pages unused (which the outputs would keep alive), all are fresh memory."""
+    free = dead.reshape(-1)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    fitting = np.cumsum(sizes) <= len(free)
+    placed = int(np.cumsum(sizes)[fitting][-1]) if fitting.any() else 0
+    if placed == 0 or written - placed > sum(sizes) // 8:
+        return [np.empty(shape, dtype=np.int64) for shape in shapes]
+    arrays, used = [], 0
+    for shape, size, fits in zip(shapes, sizes, fitting, strict=True):
+        if fits:
+            arrays.append(free[used : used + size].reshape(shape))
+            used += size
+        else:
+            arrays.append(np.empty(shape, dtype=np.int64))
+    return arrays
+
+
+def _contiguous(rows: np.ndarray, parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's rows as one array and each part's first row in it: `rows` itself when every
+    part is a region of it (a kernel that ran out of room wrote a new array: then all parts are
+    copied into one)."""
+    base, end = rows.ctypes.data, rows.ctypes.data + rows.nbytes
+    if all(len(part) == 0 or base <= part.ctypes.data < end for part in parts):
+        row_bytes = N_OUT * rows.itemsize
+        starts = [(part.ctypes.data - base) // row_bytes if len(part) else 0 for part in parts]
+        return rows, np.array(starts, dtype=np.int64)
+    lengths = np.array([len(part) for part in parts], dtype=np.int64)
+    return np.concatenate(parts), np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+
+
+def _string_views(column: pl.Series) -> tuple[np.ndarray, np.ndarray, list[pa.Buffer]]:
+    """A string column as Arrow string views: the 16-byte views (as int64 pairs), whether each
+    value is not null, and the data buffers the long values point into."""
+    array = column.to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type != pa.string_view():
+        array = array.cast(pa.string_view())
+    buffers = array.buffers()
+    begin = array.offset
+    views = np.frombuffer(buffers[1], dtype=np.int64).reshape(-1, 2)[begin : begin + len(array)]
+    if array.null_count:
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+    else:
+        valid = np.ones(len(array), dtype=np.bool_)
+    return views, valid, [buffer for buffer in buffers[2:] if buffer is not None]
+
+
+def _string_column(
+    name: str, views: np.ndarray, buffers: list[pa.Buffer], valid: np.ndarray | None
+) -> pl.Series:
+    """A Polars string column from string views (null where `valid` is False)."""
+    validity = None
+    if valid is not None and not valid.all():
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    array = pa.Array.from_buffers(
+        pa.string_view(), len(views), [validity, pa.py_buffer(views), *buffers]
+    )
+    series = pl.Series(name, array)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def _decimal_column(name: str, pairs: np.ndarray, scale: int) -> pl.Series:
+    """A Decimal(38, scale) column from decimal128 values as (low, high) int64 pairs."""
+    array = pa.Array.from_buffers(pa.decimal128(38, scale), len(pairs), [None, pa.py_buffer(pairs)])
+    series = pl.Series(name, array)
+    assert isinstance(series, pl.Series)
+    return series
 
 
 class _EventColumns:
@@ -467,25 +649,31 @@ class _EventColumns:
 
     def __init__(self, table: pl.DataFrame, start_us: int, until_us: int) -> None:
         self.table = table
-        time = table["timestamp"].dt.epoch("us").to_numpy().astype(np.int64, copy=False)
-        cost = table["cost_units"].fill_null(0).to_numpy().astype(np.int64, copy=False)
-        self.row = np.flatnonzero((time >= start_us) & (time < until_us) & (cost > 0))
-        self.time = time[self.row]
-        self.cost = cost[self.row]
-        customers = table["customer_id"]
+        customers, events = table["customer_id"], table["event_id"]
         new_customer = customers.ne_missing(customers.shift(1))
-        self.run_customers: list[str] = customers.filter(new_customer).to_list()
-        self._run = (np.cumsum(new_customer.to_numpy()) - 1)[self.row]
-        events = table["event_id"]
-        event_run = np.cumsum(events.ne_missing(events.shift(1)).to_numpy())[self.row]
-        self.new_event = np.ones(len(self.row), dtype=np.bool_)
-        self.new_event[1:] = event_run[1:] != event_run[:-1]
+        self.run_customers = customers.filter(new_customer)
+        n = table.height
+        kept = np.empty((4, n), dtype=np.int64)  # row, time, cost, customer run
+        new_event = np.empty(n, dtype=np.bool_)
+        n_kept = _kept_rows(
+            table["timestamp"].dt.epoch("us").to_numpy(),
+            table["cost_units"].fill_null(0).to_numpy(),
+            new_customer.to_numpy(),
+            events.ne_missing(events.shift(1)).to_numpy(),
+            start_us,
+            until_us,
+            kept,
+            new_event,
+        )
+        self.row, self.time, self.cost, self._run = kept[:, :n_kept]
+        self.new_event = new_event[:n_kept]
 
-    def customer_codes(self, customers: list[str]) -> np.ndarray:
-        """Each kept row's position of its customer in `customers` (sorted ids)."""
-        position = {c: i for i, c in enumerate(customers)}
-        of_run = np.array([position[c] for c in self.run_customers], dtype=np.int64)
-        return of_run[self._run] if len(of_run) else np.empty(0, dtype=np.int64)
+    def customer_starts(self, customers: pl.Series) -> np.ndarray:
+        """The first kept row of each customer of `customers` (sorted ids; a customer without
+        rows starts where the next one does), and the number of kept rows last."""
+        run_code = _positions(self.run_customers, customers)  # increasing, as the runs
+        first_run = np.searchsorted(run_code, np.arange(len(customers) + 1))
+        return np.searchsorted(self._run, first_run).astype(np.int64)
 
     def currency_codes(self, currency_code: dict[str, int]) -> np.ndarray:
         if len(self.row) == 0:
@@ -502,10 +690,6 @@ class _EventColumns:
         if len(self.row) == 0:
             return pl.Series([None] * len(kept_row), dtype=pl.Int64)
         return pl.Series(pa.array(self.row[np.maximum(kept_row, 0)], mask=kept_row < 0))
-
-    def gathered(self, name: str, positions: str) -> pl.Expr:
-        """Column `name` of the table at the positions in column `positions` (null: null)."""
-        return pl.lit(self.table[name]).gather(pl.col(positions)).alias(name)
 
     def column(self, name: str, kept_row: np.ndarray) -> pl.Series:
         """Column `name` of the table at kept rows `kept_row` (null where it is −1)."""
@@ -623,11 +807,10 @@ def _push(
     amount: int,
     balance: int,
     event_row: int,
-) -> np.ndarray:  # pragma: no cover - compiled
-    if n == out.shape[0]:
-        bigger = np.empty((out.shape[0] * 2 + 16, out.shape[1]), dtype=np.int64)
-        bigger[:n] = out[:n]
-        out = bigger
+) -> None:  # pragma: no cover - compiled
+    """Write ledger row n (the kernel makes room for each customer's rows beforehand)."""
+    if n >= out.shape[0]:
+        raise IndexError("fast engine: ledger rows beyond the room made for them")
     out[n, 0] = t
     out[n, 1] = customer
     out[n, 2] = cur
@@ -637,11 +820,11 @@ def _push(
     out[n, 6] = amount
     out[n, 7] = balance
     out[n, 8] = event_row
-    return out
 
 
 @njit(cache=True, nogil=True)
 def _replay_kernel(
+    out: np.ndarray,
     c_from: int,
     c_to: int,
     n_cur: int,
@@ -673,10 +856,9 @@ def _replay_kernel(
     ar_expiry: np.ndarray,
     ar_rank: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int]:  # pragma: no cover - compiled
-    """Replay customers [c_from, c_to): ledger rows (columns O_*) and denied rows
-    (event row, currency, cost, balance)."""
-    n_rows = e_start[c_to] - e_start[c_from]
-    out = np.empty((n_rows + 2 * (g_start[c_to] - g_start[c_from]) + 16, N_OUT), dtype=np.int64)
+    """Replay customers [c_from, c_to): ledger rows (columns O_*, written from the start of
+    `out`, a new array if it runs out of room) and denied rows (event row, currency, cost,
+    balance)."""
     n_out = 0
     denied = np.empty((16, 4), dtype=np.int64)
     n_denied = 0
@@ -716,6 +898,16 @@ def _replay_kernel(
     for c in range(c_from, c_to):
         gs = g_start[c]
         n_local = g_start[c + 1] - gs
+        # The most rows this customer can write (see _Columns.room): `out` has room for them.
+        n_rows = e_start[c + 1] - e_start[c]
+        recharging = False
+        for k in range(n_cur):
+            recharging = recharging or ar_on[c, k]
+        most = n_rows + 5 * (n_local + (n_rows if recharging else 0))
+        if n_out + most > out.shape[0]:
+            bigger = np.empty((max(n_out + most, 2 * out.shape[0]), N_OUT), dtype=np.int64)
+            bigger[:n_out] = out[:n_out]
+            out = bigger
         for i in range(n_local):
             gi = gs + i
             remaining[i] = 0
@@ -789,7 +981,7 @@ def _replay_kernel(
                         left = remaining[g]
                         remaining[g] = 0
                         balance[k] -= left
-                        out = _push(
+                        _push(
                             out,
                             n_out,
                             t,
@@ -813,7 +1005,7 @@ def _replay_kernel(
             while hi < h_end and h_time[hi] == t and h_phase[hi] == 2:
                 g = h_grant[hi] - gs
                 hi += 1
-                n_out, out = _take_effect(
+                n_out = _take_effect(
                     g, t, c, out, n_out, grants, active, n_active, balance, overdraft
                 )
             # 4. Events in (timestamp, event_id) order, each followed by its auto-recharge.
@@ -852,7 +1044,7 @@ def _replay_kernel(
                             remaining[g] -= taken
                             balance[k] -= taken
                             left -= taken
-                            out = _push(
+                            _push(
                                 out,
                                 n_out,
                                 t,
@@ -884,7 +1076,7 @@ def _replay_kernel(
                             g = overdraft[k]
                             remaining[g] -= left
                             balance[k] -= left
-                            out = _push(out, n_out, t, c, k, CONSUMED, 2, 0, -left, balance[k], r)
+                            _push(out, n_out, t, c, k, CONSUMED, 2, 0, -left, balance[k], r)
                             n_out += 1
                     for k in range(ncur):
                         if not touched[k] or not ar_on[c, k] or balance[k] >= ar_threshold[c, k]:
@@ -924,7 +1116,7 @@ def _replay_kernel(
                         kind[g] = 1
                         ref[g] = 0
                         amount0[g] = amount
-                        n_out, out = _take_effect(
+                        n_out = _take_effect(
                             g, t, c, out, n_out, grants, active, n_active, balance, overdraft
                         )
                         if expires[g] < until:
@@ -935,51 +1127,361 @@ def _replay_kernel(
 
 
 @njit(cache=True, nogil=True)
-def _count_buckets(
-    rows: np.ndarray, t0: int, span: int, counts: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """Add the number of `rows` in each time bucket to counts[bucket + 1]."""
-    n_buckets = len(counts) - 1
-    for i in range(rows.shape[0]):
-        counts[(rows[i, O_TIME] - t0) * n_buckets // span + 1] += 1
+def _kept_rows(
+    time: np.ndarray,
+    cost: np.ndarray,
+    new_customer: np.ndarray,
+    new_event: np.ndarray,
+    start: int,
+    until: int,
+    kept: np.ndarray,
+    kept_new_event: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """The consumption rows inside [start, until) with a cost, in one pass: their table row,
+    time, cost and customer run (runs of equal customer ids, counted from 0) in `kept`, whether
+    each starts a new event among the kept rows; returns how many."""
+    n_kept = 0
+    run = -1
+    event = 0
+    last_event = -1
+    for row in range(len(time)):
+        run += new_customer[row]
+        event += new_event[row]
+        if start <= time[row] < until and cost[row] > 0:
+            kept[0, n_kept] = row
+            kept[1, n_kept] = time[row]
+            kept[2, n_kept] = cost[row]
+            kept[3, n_kept] = run
+            kept_new_event[n_kept] = event != last_event
+            last_event = event
+            n_kept += 1
+    return n_kept
 
 
 @njit(cache=True, nogil=True)
-def _place_in_buckets(
-    rows: np.ndarray, t0: int, span: int, filled: np.ndarray, staged: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """Move `rows` into `staged` at their bucket's next free row (`filled`), keeping order."""
-    n_buckets = len(filled)
-    for i in range(rows.shape[0]):
-        b = (rows[i, O_TIME] - t0) * n_buckets // span
-        to = filled[b]
-        for column in range(N_OUT):
-            staged[to, column] = rows[i, column]
-        filled[b] = to + 1
+def _grant_happenings(
+    g_start: np.ndarray,
+    g_voided: np.ndarray,
+    until: int,
+    g_currency: np.ndarray,
+    g_priority: np.ndarray,
+    g_expires: np.ndarray,
+    g_tclass: np.ndarray,
+    g_effective: np.ndarray,
+    g_rank: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The grants' expiries and voids before `until` and their taking effect, customer by
+    customer in `order.HAPPENING_SORT_COLUMNS` order: (start per customer, time, phase, grant)."""
+    n_customers = len(g_start) - 1
+    n = 0
+    for g in range(len(g_expires)):
+        n += 1 + (g_expires[g] < until) + (g_voided[g] < until)
+    h_start = np.empty(n_customers + 1, dtype=np.int64)
+    h_time = np.empty(n, dtype=np.int64)
+    h_phase = np.empty(n, dtype=np.int64)
+    h_grant = np.empty(n, dtype=np.int64)
+    keys = (g_currency, g_priority, g_expires, g_tclass, g_effective, g_rank)
+    n = 0
+    for c in range(n_customers):
+        h_start[c] = n
+        for g in range(g_start[c], g_start[c + 1]):
+            for phase, t in (
+                (EXPIRY, g_expires[g]),
+                (VOID, g_voided[g]),
+                (TAKES_EFFECT, g_effective[g]),
+            ):
+                if phase == TAKES_EFFECT or t < until:
+                    h_time[n] = t
+                    h_phase[n] = phase
+                    h_grant[n] = g
+                    n += 1
+        _sort_happenings(h_start[c], n, h_time, h_phase, h_grant, keys)
+    h_start[n_customers] = n
+    return h_start, h_time, h_phase, h_grant
 
 
 @njit(cache=True, nogil=True)
-def _sort_buckets(
-    staged: np.ndarray,
+def _happens_before(
+    i: int, j: int, h_time: np.ndarray, h_phase: np.ndarray, h_grant: np.ndarray, keys: Any
+) -> bool:  # pragma: no cover - compiled
+    """Happening i before happening j: time, phase, then the grants' currency and draw-down
+    order (a total order: the grant ranks differ)."""
+    if h_time[i] != h_time[j]:
+        return h_time[i] < h_time[j]
+    if h_phase[i] != h_phase[j]:
+        return h_phase[i] < h_phase[j]
+    return _grant_before(h_grant[i], h_grant[j], keys)
+
+
+@njit(cache=True, nogil=True)
+def _grant_before(a: int, b: int, keys: Any) -> bool:  # pragma: no cover - compiled
+    """Grant a before grant b on `keys` (currency, then draw-down order; the ranks differ)."""
+    for key in keys:  # NEVER_US expiries sort last, as never_expires would
+        if key[a] != key[b]:
+            return key[a] < key[b]
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _sort_happenings(
+    lo: int, hi: int, h_time: np.ndarray, h_phase: np.ndarray, h_grant: np.ndarray, keys: Any
+) -> None:  # pragma: no cover - compiled
+    """Sort happenings [lo, hi) in place: insertion sort (a customer has few grants), merge
+    passes when it has many."""
+    if hi - lo <= 32:
+        for j in range(lo + 1, hi):
+            t, phase, grant = h_time[j], h_phase[j], h_grant[j]
+            i = j
+            while i > lo:
+                if h_time[i - 1] < t or (h_time[i - 1] == t and h_phase[i - 1] < phase):
+                    break
+                if (
+                    h_time[i - 1] == t
+                    and h_phase[i - 1] == phase
+                    and not _grant_before(grant, h_grant[i - 1], keys)
+                ):
+                    break
+                h_time[i], h_phase[i], h_grant[i] = h_time[i - 1], h_phase[i - 1], h_grant[i - 1]
+                i -= 1
+            h_time[i], h_phase[i], h_grant[i] = t, phase, grant
+        return
+    order = np.arange(lo, hi)
+    spare = np.empty_like(order)
+    width = 1
+    while width < hi - lo:
+        for left in range(0, hi - lo, 2 * width):
+            mid, right = min(left + width, hi - lo), min(left + 2 * width, hi - lo)
+            i, j = left, mid
+            for to in range(left, right):
+                take_right = j < right and (
+                    i >= mid or _happens_before(order[j], order[i], h_time, h_phase, h_grant, keys)
+                )
+                if take_right:
+                    spare[to] = order[j]
+                    j += 1
+                else:
+                    spare[to] = order[i]
+                    i += 1
+        order, spare = spare, order
+        width *= 2
+    for column in (h_time, h_phase, h_grant):
+        column[lo:hi] = column[order]
+
+
+@njit(cache=True, nogil=True)
+def _span_and_grants(
+    rows: np.ndarray,
     starts: np.ndarray,
-    out: np.ndarray,
+    lengths: np.ndarray,
+    n_cur: int,
+    recharges: np.ndarray,
+    overdrafts: np.ndarray,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """The first and last time of the kernel's rows (parts `starts`/`lengths` of `rows`), and
+    the grants the kernel made: how many recharges per customer × currency pair (`recharges`),
+    the pairs with an overdraft grant (`overdrafts`)."""
+    t0 = np.iinfo(np.int64).max
+    t1 = np.iinfo(np.int64).min
+    for p in range(len(starts)):
+        for r in range(starts[p], starts[p] + lengths[p]):
+            t = rows[r, O_TIME]
+            t0 = min(t0, t)
+            t1 = max(t1, t)
+            kind = rows[r, O_KIND]
+            if kind != KIND_STATIC:
+                pair = rows[r, O_CUSTOMER] * n_cur + rows[r, O_CURRENCY]
+                if kind == KIND_RECHARGE:
+                    recharges[pair] = max(recharges[pair], rows[r, O_REF] + 1)
+                else:
+                    overdrafts[pair] = True
+    return t0, t1
+
+
+@njit(cache=True, nogil=True)
+def _count_buckets(
+    rows: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
     t0: int,
-    bits: int,
+    shift: int,
+    counts: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Add the number of rows in each time bucket ((time − t0) >> shift) to `counts`."""
+    for p in range(len(starts)):
+        for r in range(starts[p], starts[p] + lengths[p]):
+            counts[(rows[r, O_TIME] - t0) >> shift] += 1
+
+
+@njit(cache=True, nogil=True)
+def _stage_by_time(
+    rows: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    fill_from: np.ndarray,
+    t0: int,
+    shift: int,
+    factors: np.ndarray,
+    n_cur: int,
+    g_type_code: np.ndarray,
+    g_source_code: np.ndarray,
+    recharge_base: np.ndarray,
+    overdraft_code: np.ndarray,
+    e_row: np.ndarray,
+    event_ids: np.ndarray,
+    event_valid: np.ndarray,
+    feature_ids: np.ndarray,
+    feature_valid: np.ndarray,
+    staged: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Move the kernel's rows into their time buckets of `staged` (bucket b from row
+    fill_from[b] on), keeping their order, as what the output columns need (`S_*`): amounts at
+    the replay's scale, the grant's code among the grant names (`_kernel_grant_names`), its
+    type and source, and the event's event_id and feature_id views. Rows are read in kernel
+    order, where grants and event rows (`e_row`: table positions) mostly go forward."""
+    filled = fill_from.copy()
+    for p in range(len(starts)):
+        for r in range(starts[p], starts[p] + lengths[p]):
+            b = (rows[r, O_TIME] - t0) >> shift
+            to = filled[b]
+            filled[b] = to + 1
+            c, k, kind, ref = (
+                rows[r, O_CUSTOMER],
+                rows[r, O_CURRENCY],
+                rows[r, O_KIND],
+                rows[r, O_REF],
+            )
+            if kind == KIND_STATIC:
+                grant, grant_type, source = ref, g_type_code[ref], g_source_code[ref]
+            elif kind == KIND_RECHARGE:
+                grant = recharge_base[c * n_cur + k] + ref
+                grant_type, source = GRANT_TYPE_PAID, GRANT_SOURCE_AUTO_RECHARGE
+            else:
+                grant = overdraft_code[c * n_cur + k]
+                grant_type, source = GRANT_TYPE_OVERDRAFT, GRANT_SOURCE_OVERDRAFT
+            staged[to, S_TIME] = rows[r, O_TIME]
+            staged[to, S_AMOUNT] = rows[r, O_AMOUNT] * factors[k]
+            staged[to, S_BALANCE] = rows[r, O_BALANCE] * factors[k]
+            staged[to, S_GRANT] = grant
+            codes = ((c * n_cur + k) << 10) | (rows[r, O_TYPE] << 7) | (grant_type << 5)
+            codes |= source << 2
+            event = rows[r, O_EVENT]
+            if event < 0:
+                staged[to, S_CODES] = codes
+                for column in range(S_EVENT_VIEWS, S_EVENT_VIEWS + 4):
+                    staged[to, column] = 0
+                continue
+            position = e_row[event]
+            staged[to, S_CODES] = codes | event_valid[position] | (feature_valid[position] << 1)
+            staged[to, S_EVENT_VIEWS] = event_ids[position, 0]
+            staged[to, S_EVENT_VIEWS + 1] = event_ids[position, 1]
+            staged[to, S_EVENT_VIEWS + 2] = feature_ids[position, 0]
+            staged[to, S_EVENT_VIEWS + 3] = feature_ids[position, 1]
+
+
+@njit(cache=True, nogil=True)
+def _order_by_time(
+    times: np.ndarray, order: np.ndarray, counts: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """order[:len(times)]: the positions of `times` sorted, equal times in position order.
+
+    A counting sort into sub-buckets of equal time width (a power of two, so that a shift finds
+    the sub-bucket: between len(times) / 4 and len(times) / 2 of them), then an insertion sort of
+    each (a merge sort past 64 rows): one bucket's rows stay in cache throughout.
+    """
+    m = len(times)
+    first, last = times.min(), times.max()
+    n_sub = m // 2 + 1
+    shift = 0  # sub-bucket of a time: (time − first) >> shift, below n_sub
+    while (last - first) >> shift >= n_sub:
+        shift += 1
+    counts[: n_sub + 1] = 0
+    for j in range(m):
+        counts[((times[j] - first) >> shift) + 1] += 1
+    for sub in range(n_sub):
+        counts[sub + 1] += counts[sub]
+    for j in range(m):
+        sub = (times[j] - first) >> shift
+        order[counts[sub]] = j
+        counts[sub] += 1
+    start = 0
+    for sub in range(n_sub):
+        end = counts[sub]  # the scatter moved each sub-bucket's start to its end
+        if end - start > 64:
+            segment = order[start:end].copy()
+            by_time = np.argsort(times[segment], kind="mergesort")
+            for j in range(end - start):
+                order[start + j] = segment[by_time[j]]
+        else:
+            for j in range(start + 1, end):
+                moving = order[j]
+                t = times[moving]
+                i = j
+                while i > start and times[order[i - 1]] > t:
+                    order[i] = order[i - 1]
+                    i -= 1
+                order[i] = moving
+        start = end
+
+
+@njit(cache=True, nogil=True)
+def _emit_ledger(
     b_from: int,
     b_to: int,
+    staged: np.ndarray,
+    bucket_starts: np.ndarray,
+    n_cur: int,
+    currency_column: bool,
+    tables: Any,
+    numbers: np.ndarray,
+    money: np.ndarray,
+    views: np.ndarray,
+    valid: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Buckets [b_from, b_to) of `staged`, each stably sorted, into the columns `out`."""
+    """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
+    output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
+    decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
+    event_id and feature_id come staged) and `valid` (event_id, feature_id not null)."""
+    customers, currencies, entry_types, grant_ids, grant_types, grant_sources, _, _ = tables
+    times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
+    order = np.empty(0, dtype=np.int64)
+    counts = np.empty(0, dtype=np.int64)
     for b in range(b_from, b_to):
-        lo, hi = starts[b], starts[b + 1]
+        lo, hi = bucket_starts[b], bucket_starts[b + 1]
         if hi == lo:
             continue
-        keys = np.empty(hi - lo, dtype=np.int64)
-        for j in range(lo, hi):
-            keys[j - lo] = ((staged[j, O_TIME] - t0) << bits) | staged[j, O_CUSTOMER]
-        order = np.argsort(keys, kind="mergesort")
-        for j in range(hi - lo):
-            for column in range(staged.shape[1]):
-                out[column, lo + j] = staged[lo + order[j], column]
+        if hi - lo > len(times):
+            times = np.empty(hi - lo, dtype=np.int64)
+            order = np.empty(hi - lo, dtype=np.int64)
+            counts = np.empty(hi - lo + 2, dtype=np.int64)
+        for i in range(lo, hi):
+            times[i - lo] = staged[i, S_TIME]
+        _order_by_time(times[: hi - lo], order, counts)
+        for i in range(lo, hi):
+            r = lo + order[i - lo]
+            codes = staged[r, S_CODES]
+            pair = codes >> 10
+            c, k = pair // n_cur, pair % n_cur
+            numbers[0, i] = i + 1
+            numbers[1, i] = staged[r, S_TIME]
+            amount, balance = staged[r, S_AMOUNT], staged[r, S_BALANCE]
+            money[0, i, 0] = amount
+            money[0, i, 1] = amount >> 63
+            money[1, i, 0] = balance
+            money[1, i, 1] = balance >> 63
+            entry_type, grant_type, source = (codes >> 7) & 7, (codes >> 5) & 3, (codes >> 2) & 7
+            grant = staged[r, S_GRANT]
+            for half in range(2):
+                views[0, i, half] = customers[c, half]
+                if currency_column:
+                    views[1, i, half] = currencies[k, half]
+                views[2, i, half] = entry_types[entry_type, half]
+                views[3, i, half] = grant_ids[grant, half]
+                views[4, i, half] = grant_types[grant_type, half]
+                views[5, i, half] = grant_sources[source, half]
+                views[6, i, half] = staged[r, S_EVENT_VIEWS + half]
+                views[7, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
+            valid[0, i] = codes & 1
+            valid[1, i] = (codes >> 1) & 1
 
 
 @njit(cache=True)
@@ -994,15 +1496,16 @@ def _take_effect(
     n_active: np.ndarray,
     balance: np.ndarray,
     overdraft: np.ndarray,
-) -> tuple[int, np.ndarray]:  # pragma: no cover - compiled
-    """GRANTED, into the draw-down list, then settle overdraft debt from the new grant."""
+) -> int:  # pragma: no cover - compiled
+    """GRANTED, into the draw-down list, then settle overdraft debt from the new grant; returns
+    the number of rows written."""
     remaining, state, currency, _, _, _, _, _, number, kind, ref, amount0 = grants
     k = currency[g]
     state[g] = 1
     remaining[g] = amount0[g]
     balance[k] += amount0[g]
     gref = ref[g] if kind[g] == 0 else number[g]
-    out = _push(out, n_out, t, c, k, GRANTED, kind[g], gref, amount0[g], balance[k], -1)
+    _push(out, n_out, t, c, k, GRANTED, kind[g], gref, amount0[g], balance[k], -1)
     n_out += 1
     j = n_active[k]
     while j > 0 and _before(g, active[k, j - 1], grants):
@@ -1015,14 +1518,14 @@ def _take_effect(
         settled = min(remaining[g], -remaining[od])
         remaining[g] -= settled
         balance[k] -= settled
-        out = _push(out, n_out, t, c, k, TRANSFER_SOURCE, kind[g], gref, -settled, balance[k], -1)
+        _push(out, n_out, t, c, k, TRANSFER_SOURCE, kind[g], gref, -settled, balance[k], -1)
         n_out += 1
         remaining[od] += settled
         balance[k] += settled
-        out = _push(out, n_out, t, c, k, TRANSFER_TARGET, 2, 0, settled, balance[k], -1)
+        _push(out, n_out, t, c, k, TRANSFER_TARGET, 2, 0, settled, balance[k], -1)
         n_out += 1
         if remaining[g] == 0:
             for m in range(j, n_active[k] - 1):
                 active[k, m] = active[k, m + 1]
             n_active[k] -= 1
-    return n_out, out
+    return n_out
