@@ -50,11 +50,6 @@ _CONSUMPTION_COLUMNS: dict[str, pl.DataType] = {
 CONSUMPTION_SCHEMA = pl.Schema(_CONSUMPTION_COLUMNS)
 
 
-def from_micros(value: int) -> datetime:
-    """The UTC datetime `value` microseconds after the Unix epoch."""
-    return EPOCH + value * MICROSECOND
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreparedReplay:
     """A validated replay input: what both engines start from."""
@@ -124,7 +119,13 @@ def prepare(replay_input: ReplayInput, *, like: PreparedReplay | None = None) ->
     frame, in_input_order = _consumption_frame(
         replay_input.consumptions, precisions, problems, _checked_events(like, replay_input)
     )
-    start, until = _horizon(replay_input, frame)
+    times = frame["timestamp"]
+    first, last = (times.min(), times.max()) if frame.height else (None, None)
+    start, until = default_horizon(
+        replay_input,
+        first if isinstance(first, datetime) else None,
+        last if isinstance(last, datetime) else None,
+    )
     same_grants = _same_grants(like, replay_input, until)
     if not same_grants:  # the earlier replay's grants passed these checks
         problems.extend(_recurring_problems(replay_input, precisions))
@@ -436,21 +437,22 @@ def in_engine_order(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(list(EVENT_SORT_COLUMNS), nulls_last=False)
 
 
-def _horizon(replay_input: ReplayInput, frame: pl.DataFrame) -> tuple[datetime, datetime]:
-    """SPEC §5 defaults: start = earliest event, grant or subscription start; until = one
-    microsecond after the last event (with no event: after the last grant or subscription start)."""
+def default_horizon(
+    replay_input: ReplayInput, first_event: datetime | None, last_event: datetime | None
+) -> tuple[datetime, datetime]:
+    """The horizon of `replay_input` with SPEC §5 defaults for what it leaves open, given its
+    first and last event times (None: no event): start = earliest event, grant or subscription
+    start; until = one microsecond after the last event (with no event: after the last grant or
+    subscription start)."""
     starts = [as_utc(g.effective_at) for g in replay_input.grants]
     starts += [as_utc(r.start) for r in replay_input.recurring]
-    first_event = frame["timestamp"].min() if frame.height else None
-    last_event = frame["timestamp"].max() if frame.height else None
     if replay_input.start is not None:
         start = as_utc(replay_input.start)
     else:
-        candidates = [*starts, *([first_event] if isinstance(first_event, datetime) else [])]
-        start = min(candidates, default=EPOCH)
+        start = min([*starts, *([first_event] if first_event is not None else [])], default=EPOCH)
     if replay_input.until is not None:
         until = as_utc(replay_input.until)
-    elif isinstance(last_event, datetime):
+    elif last_event is not None:
         until = last_event + MICROSECOND
     else:
         until = max(starts, default=start - MICROSECOND) + MICROSECOND

@@ -35,7 +35,6 @@ class TableWriter:
         self._writer = pq.ParquetWriter(str(path), self._arrow_schema, **_PARQUET_OPTIONS)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self.rows = 0
 
     def write(self, frame: pl.DataFrame) -> None:
         """Append `frame`'s rows (its schema must be the writer's)."""
@@ -45,7 +44,6 @@ class TableWriter:
             return
         self._pending.append(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
         self._pending_rows += frame.height
-        self.rows += frame.height
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush(final=False)
 

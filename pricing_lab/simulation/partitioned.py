@@ -23,7 +23,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -37,9 +37,9 @@ from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import IngestReport, quote_ident, quote_literal
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements
 from pricing_lab.ledger.balances import feature_summary, money_scale
-from pricing_lab.ledger.frames import TIMESTAMP, empty_ledger, ledger_schema
-from pricing_lab.ledger.inputs import _horizon, prepare
-from pricing_lab.ledger.model import Enforcement
+from pricing_lab.ledger.frames import empty_ledger, ledger_schema
+from pricing_lab.ledger.inputs import default_horizon, prepare
+from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
 from pricing_lab.simulation import output_files
 from pricing_lab.simulation.costing import check_event_ids
 from pricing_lab.simulation.customers import CustomerInputs
@@ -161,13 +161,17 @@ def simulate_partitioned(
         ).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"reading table {events!r} failed: {exc}") from None
-    spans = customer_ranges(con, customers, max(1, partitions), events=events)
+    # No customer id anywhere: one range, of the events without one (the replay refuses them).
+    spans = customer_ranges(con, customers, max(1, partitions), events=events) or [
+        CustomerRange(first="", last="", customers=0, events=0)
+    ]
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     run = _PartitionedRun(
         con=con,
         catalog=catalog,
         customers=customers,
+        recurring=recurring_entitlements(customers.subscriptions, catalog),
         spans=spans,
         events=events,
         enforcement=enforcement,
@@ -200,6 +204,7 @@ class _PartitionedRun:
     con: duckdb.DuckDBPyConnection
     catalog: Catalog
     customers: CustomerInputs
+    recurring: tuple[RecurringEntitlement, ...]
     spans: list[CustomerRange]
     events: str
     enforcement: Enforcement
@@ -212,7 +217,7 @@ class _PartitionedRun:
         return ReplayInput(
             currencies=self.catalog.currencies,
             grants=self.customers.grants,
-            recurring=recurring_entitlements(self.customers.subscriptions, self.catalog),
+            recurring=self.recurring,
             auto_recharges=self.customers.auto_recharges,
             consumptions=(),
             enforcement=self.enforcement,
@@ -228,9 +233,7 @@ class _PartitionedRun:
         first_event: datetime | None,
         last_event: datetime | None,
     ) -> tuple[datetime, datetime]:
-        times = [t for t in (first_event, last_event) if t is not None]
-        frame = pl.DataFrame({"timestamp": times}, schema={"timestamp": TIMESTAMP})
-        return _horizon(self.whole_input(start, until), frame)
+        return default_horizon(self.whole_input(start, until), first_event, last_event)
 
     def replay(self, horizon: tuple[datetime, datetime], scratch: Path) -> _Outcome:
         start, until = horizon
@@ -244,7 +247,6 @@ class _PartitionedRun:
             start=whole.start,
             until=whole.until,
             scenario=self.scenario,
-            grid_size=len(grid),
         )
         total = sum(span.customers for span in self.spans)
         done = 0
@@ -305,16 +307,12 @@ class _Outcome:
     start: datetime
     until: datetime
     scenario: str
-    grid_size: int
-    parts: list[Path] = None  # type: ignore[assignment]
-    window_rows: list[np.ndarray] = None  # type: ignore[assignment]
-    results: list[SimulationResult] = None  # type: ignore[assignment]
-    feature_totals: list[pl.DataFrame] = None  # type: ignore[assignment]
+    parts: list[Path] = field(default_factory=list)
+    window_rows: list[np.ndarray] = field(default_factory=list)  # per range: rows per window
+    results: list[SimulationResult] = field(default_factory=list)
+    feature_totals: list[pl.DataFrame] = field(default_factory=list)
     first_event: datetime | None = None
     last_event: datetime | None = None
-
-    def __post_init__(self) -> None:
-        self.parts, self.window_rows, self.results, self.feature_totals = [], [], [], []
 
     def add(
         self,
@@ -399,7 +397,7 @@ class _Outcome:
     def _merge_ledger(self, path: Path) -> None:
         """The ranges' ledgers, merged into ledger order and numbered, into `path`."""
         readers = [_PartReader(part) for part in self.parts]
-        counts = np.stack(self.window_rows) if self.window_rows else np.zeros((0, 1), np.int64)
+        counts = np.stack(self.window_rows)  # there is always at least one range
         next_id = 1
         with TableWriter(path, ledger_schema(self.scale)) as writer:
             for windows in _window_batches(counts.sum(axis=0)):

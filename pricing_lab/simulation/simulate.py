@@ -306,14 +306,11 @@ def simulate(
         shared=shared,
     )
     plans = plan_summary(result.ledger, customers.subscriptions)
-    rejected = costed.rejected
-    if ingest is not None:
-        ingest_rejected = con.table(ingest.rejected_table).pl()
-        rejected = pl.concat(
-            [_rejected_frame(ingest_rejected), rejected], how="vertical_relaxed"
-        ).sort(["reason", "source_row", "event_id"], nulls_last=True)
     return SimulationResult(
-        replay=result, rejected_events=rejected, ingest=ingest, plan_summary=plans
+        replay=result,
+        rejected_events=with_ingest_rejected(con, ingest, costed.rejected),
+        ingest=ingest,
+        plan_summary=plans,
     )
 
 

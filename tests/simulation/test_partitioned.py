@@ -174,3 +174,16 @@ def test_cli_partitions_give_the_same_files_and_bad_counts_exit_2(
         )  # fmt: skip
     assert exit_.value.code == 2
     assert "not a number of partitions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("with_customers", [False, True])
+def test_no_events_gives_the_same_files(tmp_path: Path, with_customers: bool) -> None:
+    con, report = load_events([])
+    customers = customers_from_mapping(TIE_CUSTOMERS if with_customers else {"customers": []})
+    simulate(con, catalog(), customers, ingest=report).write(tmp_path / "whole")
+    simulate_partitioned(
+        con, catalog(), customers, ingest=report, out_dir=tmp_path / "parts", partitions=3
+    )
+    _same_files(tmp_path / "whole", tmp_path / "parts")
+    ledger = pl.read_parquet(tmp_path / "parts" / "ledger.parquet")
+    assert (ledger.height > 0) == with_customers  # plan grants, even without usage
