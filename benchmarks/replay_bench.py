@@ -8,7 +8,7 @@ plans, a promotional grant expiring after 14 days for everyone, auto-recharge on
   event_id) TO …parquet` in DuckDB;
 * full replay: read Parquet → validate → match → cost → fast engine → invariant check →
   balances and summaries → write all outputs; in memory, and in customer partitions (one per 2M
-  events, DuckDB capped at 1 GB: what `pricing-lab simulate` does by default);
+  events, DuckDB capped at 512 MB: what `pricing-lab simulate` does by default);
 * compare: read the Parquet once, match and cost once, replay the base and 4 scenarios (results
   in memory), against one full replay; and the same again writing every scenario's outputs and
   the HTML report.

@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 AUTO = 0
 EVENTS_PER_PARTITION = 2_000_000
-DUCKDB_MEMORY = "1GB"  # DuckDB's share while partitioned: its tables spill to disk beyond it
+DUCKDB_MEMORY = "512MB"  # DuckDB's share while partitioned: its tables spill to disk beyond it
+# (measured at 10M events: 1GB → peak 3.38 GiB, 512MB → 2.32 GiB in the same time; 256MB → 2.13
+# GiB but slower to read)
 
 
 def _partitions(text: str) -> int:

@@ -175,20 +175,68 @@ def _json_rows(frame: pl.DataFrame) -> list[dict[str, object]]:
     ]
 
 
-def plan_summary(ledger: pl.DataFrame, subscriptions: Sequence[Subscription]) -> pl.DataFrame:
+def plan_summary(
+    ledger: pl.DataFrame,
+    subscriptions: Sequence[Subscription],
+    *,
+    balances: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Credits per currency and plan (SPEC §6 "the same per plan").
 
     Each ledger entry counts for the plan the customer was subscribed to at the entry's time
     (`(none)` without a subscription): granted, consumed, expired and voided credits, and the
     number of customers with entries under that plan.
+
+    `balances` (the same replay's `balances_table`) spares most of the work: a customer without
+    a subscription, or with one subscription spanning the whole ledger, has every entry under
+    one plan, so its balances rows hold its totals. Only the other customers' entries are placed
+    one by one.
     """
+    spans = _subscription_spans(subscriptions)
+    if balances is None or ledger.height == 0:
+        return _per_plan(_per_customer(_placed(ledger, spans)))
+    times = ledger["timestamp"]
+    first, last = times.min(), times.max()
+    only_span = spans.group_by("customer_id").agg(
+        pl.len().alias("__spans"), pl.col("plan_id", "start", "end").first()
+    )
+    keys = ["customer_id", "currency_id"]
+    plan_of = balances.join(only_span, on="customer_id", how="left").with_columns(
+        pl.when(pl.col("__spans").is_null())
+        .then(pl.lit(NO_PLAN_NAME))
+        .when(
+            (pl.col("__spans") == 1)
+            & (pl.col("start") <= first)
+            & (pl.col("end").is_null() | (pl.col("end") > last))
+        )
+        .then(pl.col("plan_id"))
+        .alias("plan_id")
+    )
+    settled = plan_of.filter(pl.col("plan_id").is_not_null())
+    # A balances row may stand for denied events alone: no entries, so no customer of the plan.
+    denied = settled.filter(pl.col("events_denied") > 0).select(keys)
+    if denied.height:
+        without_entries = denied.join(ledger.select(keys), on=keys, how="anti")
+        settled = settled.join(without_entries, on=keys, how="anti")
+    placed = [settled.select(*keys, "plan_id", *_PLAN_TOTALS)]
+    others = plan_of.filter(pl.col("plan_id").is_null()).select("customer_id").unique()
+    if others.height:
+        entries = ledger.join(others, on="customer_id", how="semi", maintain_order="left")
+        placed.append(_per_customer(_placed(entries, spans)))
+    return _per_plan(pl.concat(placed))
+
+
+_PLAN_TOTALS = {"granted": 1, "consumed": -1, "expired": -1, "voided": -1}  # name: sign
+
+
+def _subscription_spans(subscriptions: Sequence[Subscription]) -> pl.DataFrame:
     schema: dict[str, pl.DataType] = {
         "customer_id": pl.String(),
         "plan_id": pl.String(),
         "start": TIMESTAMP,
         "end": TIMESTAMP,
     }
-    spans = pl.DataFrame(
+    return pl.DataFrame(
         [
             {
                 "customer_id": s.customer_id,
@@ -200,14 +248,16 @@ def plan_summary(ledger: pl.DataFrame, subscriptions: Sequence[Subscription]) ->
         ],
         schema=schema,
     ).sort("start")
-    entries = ledger.select(
-        "customer_id", "currency_id", "timestamp", "entry_type", "amount", "entry_id"
-    )
+
+
+def _placed(ledger: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
+    """The entries of `ledger` with `plan_id`: the customer's plan at the entry's time."""
+    entries = ledger.select("customer_id", "currency_id", "timestamp", "entry_type", "amount")
     if entries["timestamp"].is_sorted():  # the ledger order is chronological: no sort needed
         entries = entries.with_columns(pl.col("timestamp").set_sorted())
     else:
         entries = entries.sort("timestamp")
-    placed = entries.join_asof(
+    return entries.join_asof(
         spans,
         left_on="timestamp",
         right_on="start",
@@ -222,19 +272,21 @@ def plan_summary(ledger: pl.DataFrame, subscriptions: Sequence[Subscription]) ->
         .alias("plan_id")
     )
 
-    def total(entry_type: str, sign: int) -> pl.Expr:
-        return (sign * pl.col("amount").filter(pl.col("entry_type") == entry_type).sum()).alias(
-            entry_type.lower()
-        )
 
+def _per_customer(placed: pl.DataFrame) -> pl.DataFrame:
+    """Totals per customer, currency and plan of placed entries (credits as positive amounts)."""
+    return placed.group_by("customer_id", "currency_id", "plan_id").agg(
+        (sign * pl.col("amount").filter(pl.col("entry_type") == name.upper()).sum()).alias(name)
+        for name, sign in _PLAN_TOTALS.items()
+    )
+
+
+def _per_plan(per_customer: pl.DataFrame) -> pl.DataFrame:
     return (
-        placed.group_by("currency_id", "plan_id")
+        per_customer.group_by("currency_id", "plan_id")
         .agg(
             pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
-            total("GRANTED", 1),
-            total("CONSUMED", -1),
-            total("EXPIRED", -1),
-            total("VOIDED", -1),
+            *(pl.col(name).sum() for name in _PLAN_TOTALS),
         )
         .sort("currency_id", "plan_id")
     )
@@ -305,7 +357,7 @@ def simulate(
         progress=progress,
         shared=shared,
     )
-    plans = plan_summary(result.ledger, customers.subscriptions)
+    plans = plan_summary(result.ledger, customers.subscriptions, balances=result.balances)
     return SimulationResult(
         replay=result,
         rejected_events=with_ingest_rejected(con, ingest, costed.rejected),
