@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -16,6 +16,9 @@ from pricing_lab.ledger.balances import balances_table, summary_table
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
 from pricing_lab.ledger.invariants import ConsumptionKeys, assert_invariants, consumption_keys
 from pricing_lab.ledger.model import ReplayInput
+
+if TYPE_CHECKING:
+    from pricing_lab.ledger.fast import EngineWork
 
 Engine = Literal["fast", "reference"]
 Progress = Callable[[int, int], None]
@@ -47,15 +50,18 @@ class ReplayResult:
 class SharedWork:
     """What replays of the same events with other costs or settings (a comparison's scenarios)
     can share, handed from one replay to the next: the last replay's prepared input (its checked
-    and ordered event columns, its grant table) and the hash table of its consumption keys.
+    and ordered event columns, its grant table), the hash table of its consumption keys and the
+    fast engine's work (what it derived from the event columns, its scratch memory).
 
     A replay given one takes over only what provably equals its own (`inputs.prepare(like=…)`,
-    `invariants.consumption_keys(like=…)`), checks everything else as always, then leaves its
-    own here for the next. Holding one keeps the last replay's inputs in memory.
+    `invariants.consumption_keys(like=…)`, `fast.EngineWork`), checks everything else as always,
+    then leaves its own here for the next. Holding one keeps the last replay's inputs and the
+    engine's work in memory.
     """
 
     prepared: PreparedReplay | None = None
     keys: ConsumptionKeys | None = None
+    engine: EngineWork | None = None
 
 
 def stderr_progress(label: str = "replay") -> Progress:
@@ -90,7 +96,7 @@ def replay(
     the same events (see `SharedWork`); the outputs are the same with or without it.
     """
     prepared = prepare(replay_input, like=shared.prepared if shared is not None else None)
-    ledger, denied = run_engine(prepared, engine, progress=progress)
+    ledger, denied = run_engine(prepared, engine, progress=progress, shared=shared)
     if check:
         keys = None
         if shared is not None:
@@ -99,30 +105,39 @@ def replay(
         assert_invariants(ledger, denied, prepared, keys=keys)
     if shared is not None:
         shared.prepared = prepared
+    balances = balances_table(ledger, denied, prepared)
     return ReplayResult(
         scenario=replay_input.scenario,
         start=prepared.start,
         until=prepared.until,
         ledger=ledger,
         denied_events=denied,
-        balances=balances_table(ledger, denied, prepared),
-        summary=summary_table(ledger, prepared),
+        balances=balances,
+        summary=summary_table(ledger, prepared, balances),
     )
 
 
 def run_engine(
-    prepared: PreparedReplay, engine: Engine, *, progress: Progress | None = None
+    prepared: PreparedReplay,
+    engine: Engine,
+    *,
+    progress: Progress | None = None,
+    shared: SharedWork | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The ledger and denied events of a prepared replay from one engine, unchecked."""
+    """The ledger and denied events of a prepared replay from one engine, unchecked. `shared`:
+    the fast engine's work is taken from it and left in it for the next replay."""
     if engine == "reference":
         from pricing_lab.ledger.reference import replay_reference
 
         ledger, denied = replay_reference(prepared, progress)
         return chronological(ledger), denied
     if engine == "fast":
-        from pricing_lab.ledger.fast import replay_fast
+        from pricing_lab.ledger.fast import EngineWork, replay_fast
 
-        return replay_fast(prepared, progress)  # already in ledger order
+        work = None
+        if shared is not None:
+            work = shared.engine = shared.engine or EngineWork()
+        return replay_fast(prepared, progress, work=work)  # already in ledger order
     raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
 
 

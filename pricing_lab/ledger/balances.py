@@ -196,39 +196,51 @@ def breakage_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFra
     )
 
 
-def summary_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
+def summary_table(
+    ledger: pl.DataFrame, prepared: PreparedReplay, balances: pl.DataFrame
+) -> pl.DataFrame:
     """Totals per currency (SPEC §6): credits granted/consumed/expired/voided, final balance,
     overdraft debt, customers, breakage (expired credits × their grant's cost basis) and credit
-    revenue (credits of PAID grants × cost basis), both in money."""
+    revenue (credits of PAID grants × cost basis), both in money.
+
+    `balances` is this ledger's `balances_table`: the per-customer figures add up to the
+    currency's (the final balances too: each is the sum of its entries, invariant 1). Only the
+    credit revenue is read from the ledger, from its PAID grants.
+    """
     money = pl.Decimal(38, money_scale(prepared))
-    granted_or_expired = pl.col("entry_type").is_in(["GRANTED", "EXPIRED"])
-    valued = _valued(ledger.select(*_VALUED_COLUMNS).filter(granted_or_expired), prepared)
-    money_totals = valued.group_by("currency_id").agg(
-        (-pl.col("money").filter(pl.col("entry_type") == "EXPIRED").sum()).alias("breakage"),
-        pl.col("money")
-        .filter((pl.col("entry_type") == "GRANTED") & (pl.col("grant_type") == "PAID"))
-        .sum()
-        .alias("credit_revenue"),
+    paid = (pl.col("entry_type") == "GRANTED") & (pl.col("grant_type") == "PAID")
+    revenue = (
+        _valued(ledger.select(*_VALUED_COLUMNS).filter(paid), prepared)
+        .group_by("currency_id")
+        .agg(pl.col("money").sum().alias("credit_revenue"))
     )
+    credits = ["granted", "consumed", "expired", "voided", "final_balance", "overdraft_debt"]
     totals = (
-        ledger.group_by("currency_id")
+        with_entries(balances, ledger)
+        .group_by("currency_id")
         .agg(
-            _by_type("GRANTED").alias("granted"),
-            (-_by_type("CONSUMED")).alias("consumed"),
-            (-_by_type("EXPIRED")).alias("expired"),
-            (-_by_type("VOIDED")).alias("voided"),
-            pl.col("amount").sum().alias("final_balance"),
-            (-pl.col("amount").filter(pl.col("grant_type") == "OVERDRAFT").sum()).alias(
-                "overdraft_debt"
-            ),
-            pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+            pl.col(*credits).sum(),
+            pl.len().cast(pl.Int64).alias("customers"),
+            pl.col("breakage").sum(),
         )
         .sort("currency_id")
     )
-    return totals.join(money_totals, on="currency_id", how="left").with_columns(
+    return totals.join(revenue, on="currency_id", how="left").with_columns(
         pl.col("breakage").fill_null(ZERO).cast(money),
         pl.col("credit_revenue").fill_null(ZERO).cast(money),
     )
+
+
+def with_entries(balances: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `balances` (this ledger's `balances_table`) of customer and currency pairs
+    with ledger entries. A row may stand for denied events alone; the ledger is asked about
+    rows with denied events only."""
+    keys = ["customer_id", "currency_id"]
+    denied = balances.filter(pl.col("events_denied") > 0).select(keys)
+    if denied.height == 0:
+        return balances
+    without_entries = denied.join(ledger.select(keys), on=keys, how="anti")
+    return balances.join(without_entries, on=keys, how="anti", maintain_order="left")
 
 
 def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:

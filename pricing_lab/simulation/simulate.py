@@ -27,7 +27,7 @@ from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
 from pricing_lab.ledger.api import SharedWork
-from pricing_lab.ledger.balances import feature_summary
+from pricing_lab.ledger.balances import feature_summary, with_entries
 from pricing_lab.ledger.frames import TIMESTAMP
 from pricing_lab.ledger.model import CostedConsumptions, Enforcement, Subscription
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
@@ -212,12 +212,8 @@ def plan_summary(
         .then(pl.col("plan_id"))
         .alias("plan_id")
     )
-    settled = plan_of.filter(pl.col("plan_id").is_not_null())
     # A balances row may stand for denied events alone: no entries, so no customer of the plan.
-    denied = settled.filter(pl.col("events_denied") > 0).select(keys)
-    if denied.height:
-        without_entries = denied.join(ledger.select(keys), on=keys, how="anti")
-        settled = settled.join(without_entries, on=keys, how="anti")
+    settled = with_entries(plan_of.filter(pl.col("plan_id").is_not_null()), ledger)
     placed = [settled.select(*keys, "plan_id", *_PLAN_TOTALS)]
     others = plan_of.filter(pl.col("plan_id").is_null()).select("customer_id").unique()
     if others.height:
