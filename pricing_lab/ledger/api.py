@@ -51,7 +51,7 @@ class SharedWork:
     """What replays of the same events with other costs or settings (a comparison's scenarios)
     can share, handed from one replay to the next: the last replay's prepared input (its checked
     and ordered event columns, its grant table), the hash table of its consumption keys and the
-    fast engine's work (what it derived from the event columns, its scratch memory).
+    fast engine's work (what it derived from the event columns alone).
 
     A replay given one takes over only what provably equals its own (`inputs.prepare(like=…)`,
     `invariants.consumption_keys(like=…)`, `fast.EngineWork`), checks everything else as always,

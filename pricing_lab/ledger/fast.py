@@ -8,7 +8,9 @@ from are kept per currency in draw-down order. Compiled passes then put the kern
 ledger order and write the output columns straight into the buffers Arrow and Polars take over
 (`_Columns.ledger`). Every pass over all rows runs on every core, in threads (compiled code
 releases the GIL), and writes into memory NumPy allocated: fresh pages cost a fault each, and
-NumPy asks for huge pages.
+the engine has NumPy ask for plain pages, not huge ones (`_small_pages`). Replays of the same
+events one after another (a comparison's scenarios) share what depends on the events alone
+(`EngineWork`).
 
 Draw-down ties on `grant_id` need the order of ids the kernel creates
 (`{customer}:auto_recharge:{currency}:{n}`) among the input's ids: input ids never start with that
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +42,15 @@ from pricing_lab.ledger.model import ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES, Au
 from pricing_lab.ledger.order import TYPE_RANK, Phase
 from pricing_lab.money import quantize, to_minor_units
 from pricing_lab.timeutil import DAY_US, NEVER_US, to_micros
+
+try:
+    from numpy._core import multiarray
+except ImportError:  # NumPy 1.x
+    from numpy.core import multiarray  # type: ignore[no-redef]
+
+# NumPy's switch for huge pages (`_small_pages`): takes the new setting, returns the old one.
+_set_madvise_hugepage: Callable[[bool], bool]
+_set_madvise_hugepage = multiarray._set_madvise_hugepage  # type: ignore[attr-defined]
 
 EXPIRY_CODES = {"none": 0, "1_month": 1, "1_year": 2}
 
@@ -72,20 +86,85 @@ GRANT_SOURCE_OVERDRAFT = GRANT_SOURCES.index("overdraft")
 CHUNKS = 32  # customer chunks per replay, for progress reports
 EXPIRY, VOID, TAKES_EFFECT = int(Phase.EXPIRY), int(Phase.VOID), int(Phase.TAKES_EFFECT)
 ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
+# A string column as Arrow string views: views (int64 pairs), not null, data buffers.
+StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
+
+
+@dataclass(slots=True)
+class EngineWork:
+    """What fast-engine replays of the same events, one after another (a comparison's
+    scenarios), share: the columns the engine derives from the consumptions' event columns
+    alone, not from their costs (`_EventSide`), kept for the last replay's
+    `PreparedReplay.events_key` and used only by replays with the same key. Holding one keeps
+    those columns (~40 bytes per consumption row) in memory."""
+
+    events: _EventSide | None = None
+
+    def event_side(self, prepared: PreparedReplay) -> _EventSide:
+        """The event-side columns of `prepared`'s consumptions: those of the last replay when
+        it had the same event columns, else new ones (kept for the next)."""
+        events = self.events
+        if events is None or events.key is not prepared.events_key:
+            events = self.events = _EventSide(prepared.consumptions, prepared.events_key)
+        return events
+
+
+class _PageSetting:
+    """How many replays run without huge pages, and NumPy's setting before the first."""
+
+    lock = threading.Lock()
+    replays = 0
+    before = True
+
+
+@contextmanager
+def _small_pages() -> Iterator[None]:
+    """NumPy's new arrays in plain pages meanwhile (the setting is the process's: it is put back
+    when the last replay running ends).
+
+    NumPy asks for huge pages for large arrays; with THP `defrag=madvise` a fault on such memory
+    may compact memory first, which costs more than the faults it saves (measured: the engine
+    of a 10M-event replay 5.9 -> 2.8 s)."""
+    with _PageSetting.lock:
+        if _PageSetting.replays == 0:
+            _PageSetting.before = _set_madvise_hugepage(False)
+        _PageSetting.replays += 1
+    try:
+        yield
+    finally:
+        with _PageSetting.lock:
+            _PageSetting.replays -= 1
+            if _PageSetting.replays == 0:
+                _set_madvise_hugepage(_PageSetting.before)
 
 
 def replay_fast(
-    prepared: PreparedReplay, progress: Callable[[int, int], None] | None = None
+    prepared: PreparedReplay,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    work: EngineWork | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The ledger and denied events of a prepared replay, from the compiled kernel."""
-    columns = _Columns(prepared)
+    """The ledger and denied events of a prepared replay, from the compiled kernel.
+
+    `work`: what the previous replay of the same events left (see `EngineWork`); the outputs
+    are the same with or without it."""
+    with _small_pages():
+        return _replay(prepared, progress, work)
+
+
+def _replay(
+    prepared: PreparedReplay,
+    progress: Callable[[int, int], None] | None,
+    work: EngineWork | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    columns = _Columns(prepared, work)
     parts: list[np.ndarray] = []
     denials: list[np.ndarray] = []
     n_customers = len(columns.customers)
     chunks = columns.chunks()
     # One buffer for every chunk's rows, each chunk in its own region of room (`_Columns.room`):
-    # NumPy backs a large buffer with huge pages and only the rows written are ever touched,
-    # where the kernel's own allocations would pay a page fault per 4 KiB.
+    # only the pages of the rows written are ever touched, and the outputs reuse them
+    # (`_output_buffers`).
     room = columns.room()
     rows = np.empty((int(room[-1]), N_OUT), dtype=np.int64)
     # Customers never share credits: chunks run on every core (the kernel releases the GIL),
@@ -109,7 +188,7 @@ def replay_fast(
 class _Columns:
     """A prepared replay as the kernel's sorted columns, and the way back to output tables."""
 
-    def __init__(self, prepared: PreparedReplay) -> None:
+    def __init__(self, prepared: PreparedReplay, work: EngineWork | None = None) -> None:
         self.prepared = prepared
         start_us, until_us = to_micros(prepared.start), to_micros(prepared.until)
         self.until_us = until_us
@@ -121,7 +200,7 @@ class _Columns:
         # The event rows are read on another core meanwhile (Polars and the compiled pass
         # release the GIL).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            reading = pool.submit(_EventColumns, prepared.consumptions, start_us, until_us)
+            reading = pool.submit(_EventColumns, prepared, start_us, until_us, work)
             # Grants that take part: take effect inside the horizon, not voided before that.
             table = prepared.grant_table
             by_id = table["grant_id"].arg_sort().to_numpy()  # ranks, recharge id positions
@@ -381,8 +460,7 @@ class _Columns:
             bucket_starts = np.concatenate([[0], np.cumsum(counts.sum(axis=0))]).astype(np.int64)
             fill_from = bucket_starts[:-1] + np.cumsum(counts, axis=0) - counts
             # 3. Rows into their buckets, as what the output columns need (`S_*`).
-            event_ids = _string_views(self.events.table["event_id"])
-            feature_ids = _string_views(self.events.table["feature_id"])
+            event_ids, feature_ids = self.events.side.views()
             staged = np.empty((n, N_STAGED), dtype=np.int64)
             factors = 10 ** (scale - self.precisions).astype(np.int64)
             list(
@@ -598,7 +676,7 @@ def _contiguous(rows: np.ndarray, parts: list[np.ndarray]) -> tuple[np.ndarray, 
     return np.concatenate(parts), np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
-def _string_views(column: pl.Series) -> tuple[np.ndarray, np.ndarray, list[pa.Buffer]]:
+def _string_views(column: pl.Series) -> StringViews:
     """A string column as Arrow string views: the 16-byte views (as int64 pairs), whether each
     value is not null, and the data buffers the long values point into."""
     array = column.to_arrow(compat_level=pl.CompatLevel.newest())
@@ -639,6 +717,32 @@ def _decimal_column(name: str, pairs: np.ndarray, scale: int) -> pl.Series:
     return series
 
 
+class _EventSide:
+    """What the engine reads of a consumption table's event columns alone, not of its costs:
+    the same for every replay of those events (`key`: the table's `PreparedReplay.events_key`).
+    """
+
+    def __init__(self, table: pl.DataFrame, key: object) -> None:
+        self.key = key
+        self.table = table
+        customers, events = table["customer_id"], table["event_id"]
+        new_customer = customers.ne_missing(customers.shift(1))
+        self.run_customers = customers.filter(new_customer)  # one id per run of equal ids
+        self.new_customer = new_customer.to_numpy()
+        self.new_event = events.ne_missing(events.shift(1)).to_numpy()
+        self.micros = table["timestamp"].dt.epoch("us").to_numpy()
+        self._views: tuple[StringViews, StringViews] | None = None
+
+    def views(self) -> tuple[StringViews, StringViews]:
+        """The event_id and feature_id columns as string views (built on first use)."""
+        if self._views is None:
+            self._views = (
+                _string_views(self.table["event_id"]),
+                _string_views(self.table["feature_id"]),
+            )
+        return self._views
+
+
 class _EventColumns:
     """The consumption rows the kernel replays, as integer columns in engine order.
 
@@ -647,19 +751,22 @@ class _EventColumns:
     so output columns (event_id, feature_id, …) are gathered from it once, at the end.
     """
 
-    def __init__(self, table: pl.DataFrame, start_us: int, until_us: int) -> None:
+    def __init__(
+        self, prepared: PreparedReplay, start_us: int, until_us: int, work: EngineWork | None
+    ) -> None:
+        table = prepared.consumptions
         self.table = table
-        customers, events = table["customer_id"], table["event_id"]
-        new_customer = customers.ne_missing(customers.shift(1))
-        self.run_customers = customers.filter(new_customer)
+        side = _EventSide(table, prepared.events_key) if work is None else work.event_side(prepared)
+        self.side = side
+        self.run_customers = side.run_customers
         n = table.height
         kept = np.empty((4, n), dtype=np.int64)  # row, time, cost, customer run
         new_event = np.empty(n, dtype=np.bool_)
         n_kept = _kept_rows(
-            table["timestamp"].dt.epoch("us").to_numpy(),
+            side.micros,
             table["cost_units"].fill_null(0).to_numpy(),
-            new_customer.to_numpy(),
-            events.ne_missing(events.shift(1)).to_numpy(),
+            side.new_customer,
+            side.new_event,
             start_us,
             until_us,
             kept,

@@ -8,7 +8,7 @@ minor units (`CONSUMPTION_SCHEMA`). The ledger rules themselves live in the engi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -66,6 +66,10 @@ class PreparedReplay:
     # Whether `consumptions` keeps the input's row order (as costing delivers it): only then can
     # a replay of the same events take over its checked event columns (`prepare(like=…)`).
     in_input_order: bool = False
+    # Stands for the event columns of `consumptions` (ids, customers, timestamps, features and
+    # their row order): a replay that took them over from an earlier one (`prepare(like=…)`)
+    # holds the earlier one's key, so engines may reuse what they derived from those columns.
+    events_key: object = field(default_factory=object, compare=False, repr=False)
 
     def precision(self, currency_id: str) -> int:
         return next(c.precision for c in self.currencies if c.id == currency_id)
@@ -116,8 +120,9 @@ def prepare(replay_input: ReplayInput, *, like: PreparedReplay | None = None) ->
                 f"{replay_input.enforcement!r}",
             )
         )
+    checked = _checked_events(like, replay_input)
     frame, in_input_order = _consumption_frame(
-        replay_input.consumptions, precisions, problems, _checked_events(like, replay_input)
+        replay_input.consumptions, precisions, problems, checked
     )
     times = frame["timestamp"]
     first, last = (times.min(), times.max()) if frame.height else (None, None)
@@ -151,6 +156,7 @@ def prepare(replay_input: ReplayInput, *, like: PreparedReplay | None = None) ->
         )
     if problems:
         raise ValidationError(problems, source=f"replay {replay_input.scenario!r}")
+    events_key = like.events_key if like is not None and checked is not None else object()
     return PreparedReplay(
         source=replay_input,
         currencies=currencies,
@@ -160,6 +166,7 @@ def prepare(replay_input: ReplayInput, *, like: PreparedReplay | None = None) ->
         grant_table=grant_table,
         consumptions=frame,
         in_input_order=in_input_order,
+        events_key=events_key,
     )
 
 
