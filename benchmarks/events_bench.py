@@ -1,7 +1,7 @@
 """Benchmark: ingest and validate N synthetic events from Parquet vs a plain DuckDB `COPY`.
 
 `python -m benchmarks events [--rows=N] [--repeat=K]` (default 10,000,000 rows, best of 2).
-Each measurement runs in a fresh child process so its peak memory (ru_maxrss of the child, which
+Each measurement runs in a fresh child process so its peak memory (the child's `VmHWM`, which
 includes DuckDB's own buffers) is its own. Prints events/s, CPU time, peak RSS and the ratios
 ours / baseline (target ≤ 2×).
 """
@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks import peak_rss_bytes
 
 DATA = Path(__file__).parent / "data"
 TARGET_RATIO = 2.0
@@ -39,7 +41,7 @@ def _child(kind: str, path: str) -> None:
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    peak_mib = after.ru_maxrss / 1024
+    peak_mib = peak_rss_bytes() / 1024**2
     print(json.dumps({"rows": rows, "seconds": seconds, "cpu": cpu, "peak_mib": peak_mib}))
 
 

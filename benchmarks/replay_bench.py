@@ -23,7 +23,6 @@ Run: `uv run --frozen --no-sync python -m benchmarks replay --rows=1000000`;
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from benchmarks import peak_rss_bytes
 from pricing_lab.catalog.model import CreditRate
 from pricing_lab.cli.simulate_cmd import DUCKDB_MEMORY, EVENTS_PER_PARTITION
 from pricing_lab.events.ingest import ingest_events
@@ -180,7 +180,7 @@ def _run_part(part: str, events: Path, out: Path) -> dict[str, float]:
             compare(con, catalog, customers, _scenarios(), ingest=report)
             steps["match + cost once, replay 5 scenarios"] = time.perf_counter() - mark
     steps["total"] = time.perf_counter() - began
-    steps["peak RSS GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    steps["peak RSS GiB"] = peak_rss_bytes() / 1024**3
     return steps
 
 
