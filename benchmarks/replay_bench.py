@@ -8,7 +8,7 @@ plans, a promotional grant expiring after 14 days for everyone, auto-recharge on
   event_id) TO …parquet` in DuckDB;
 * full replay: read Parquet → validate → match → cost → fast engine → invariant check →
   balances and summaries → write all outputs; in memory, and in customer partitions (one per 2M
-  events, DuckDB capped at 512 MB: what `pricing-lab simulate` does by default);
+  events, DuckDB in a database file capped at 512 MB: what `pricing-lab simulate` does by default);
 * compare: read the Parquet once, match and cost once, replay the base and 4 scenarios (results
   in memory), against one full replay; and the same again writing every scenario's outputs and
   the HTML report.
@@ -35,13 +35,13 @@ import duckdb
 
 from benchmarks import peak_rss_bytes
 from pricing_lab.catalog.model import CreditRate
-from pricing_lab.cli.simulate_cmd import DUCKDB_MEMORY, EVENTS_PER_PARTITION
+from pricing_lab.cli.simulate_cmd import EVENTS_PER_PARTITION
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.synthetic import customer_ids, generate_events
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.demo import sample_catalog
-from pricing_lab.simulation.partitioned import simulate_partitioned
+from pricing_lab.simulation.partitioned import simulate_partitioned, spilling_connection
 from pricing_lab.simulation.scenarios import Scenario, compare
 from pricing_lab.simulation.simulate import simulate
 
@@ -143,10 +143,8 @@ def _run_part(part: str, events: Path, out: Path) -> dict[str, float]:
     customers = workload_customers()
     steps: dict[str, float] = {}
     began = time.perf_counter()
-    con = duckdb.connect()
-    if part == "partitioned":  # as `pricing-lab simulate` does: DuckDB capped, spilling to disk
-        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
-        con.execute(f"SET temp_directory = '{out}.duckdb-tmp'")
+    # As `pricing-lab simulate` does when partitioned: a database file, DuckDB's memory capped.
+    con = spilling_connection(f"{out}.duckdb") if part == "partitioned" else duckdb.connect()
     report = ingest_events(con, str(events))
     steps["read + validate"] = time.perf_counter() - began
     if part == "partitioned":

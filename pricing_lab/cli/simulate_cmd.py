@@ -45,9 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 AUTO = 0
 EVENTS_PER_PARTITION = 2_000_000
-DUCKDB_MEMORY = "512MB"  # DuckDB's share while partitioned: its tables spill to disk beyond it
-# (measured at 10M events: 1GB → peak 3.38 GiB, 512MB → 2.32 GiB in the same time; 256MB → 2.13
-# GiB but slower to read)
 
 
 def _partitions(text: str) -> int:
@@ -88,10 +85,11 @@ def _timestamp(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO timestamp: {text!r}") from None
 
 
-def load_inputs(args: argparse.Namespace, *, duckdb_memory: str | None = None):  # type: ignore[no-untyped-def]
-    """Open an in-memory store, load the catalog, customers and events named by `args`.
+def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: ignore[no-untyped-def]
+    """Open a store, load the catalog, customers and events named by `args`.
 
-    `duckdb_memory` caps DuckDB's memory; its tables then spill to a temporary folder."""
+    The store is in memory, or with `spilling` a database file in a temporary folder with
+    DuckDB's memory capped (`partitioned.spilling_connection`), removed at exit."""
     import atexit
     import shutil
     import tempfile
@@ -107,12 +105,14 @@ def load_inputs(args: argparse.Namespace, *, duckdb_memory: str | None = None): 
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
     if not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
-    con = duckdb.connect()
-    if duckdb_memory is not None:
-        spill = tempfile.mkdtemp(prefix="pricing-lab-duckdb-")
-        atexit.register(shutil.rmtree, spill, ignore_errors=True)
-        con.execute(f"SET memory_limit = '{duckdb_memory}'")
-        con.execute(f"SET temp_directory = '{spill}'")
+    if spilling:
+        from pricing_lab.simulation.partitioned import spilling_connection
+
+        scratch = tempfile.mkdtemp(prefix="pricing-lab-duckdb-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        con = spilling_connection(scratch)
+    else:
+        con = duckdb.connect()
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
     report = ingest_events(con, args.events, customers=ids)
     return con, catalog, customers, report
@@ -123,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.simulation.partitioned import simulate_partitioned
     from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
 
-    memory = DUCKDB_MEMORY if args.partitions != 1 else None
-    con, catalog, customers, report = load_inputs(args, duckdb_memory=memory)
+    con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
     partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
     if not args.quiet:
         print(

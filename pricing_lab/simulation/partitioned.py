@@ -56,6 +56,9 @@ from pricing_lab.simulation.simulate import (
 from pricing_lab.timeutil import as_utc, to_micros
 
 Progress = Callable[[int, int], None]
+# DuckDB's share of memory in `spilling_connection` (measured, 10M events: a 1GB cap → peak 3.38
+# GiB, 512MB → 2.25 GiB in the same time; 256MB → 2.13 GiB but slower to read).
+DUCKDB_MEMORY = "512MB"
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 _PART_BATCH_ROWS = 1 << 14  # rows per record batch of a range's temporary ledger file
 _PART_TABLE = "__partition_events"
@@ -103,6 +106,23 @@ def customer_ranges(
         )
         for lo, hi in itertools.pairwise(bounds)
     ]
+
+
+def spilling_connection(
+    folder: str | Path, *, memory_limit: str = DUCKDB_MEMORY
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for replays bigger than memory: its database is a file in `folder`
+    (tables live on disk, memory only caches them) and DuckDB uses at most `memory_limit`,
+    spilling what else it needs into `folder`.
+
+    An in-memory database under the same cap cannot hold its own tables: ingesting 100M events
+    from Parquet failed there, and took 61 s at a 0.61 GiB peak in a file (measured)."""
+    place = Path(folder)
+    place.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(place / "events.duckdb"))
+    con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
+    con.execute(f"SET temp_directory = {quote_literal(str(place / 'spill'))}")
+    return con
 
 
 def _input_customer_ids(customers: CustomerInputs) -> set[str]:
