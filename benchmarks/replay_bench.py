@@ -17,7 +17,10 @@ Each part runs in a fresh interpreter, so its peak RSS is its own.
 
 Run: `uv run --frozen --no-sync python -m benchmarks replay --rows=1000000`;
 `… replay --rows=100000000 --partitioned-only` measures the partitioned replay of 100M events
-(the in-memory one would not fit; generating the file takes a while).
+(the in-memory one would not fit; generating the file takes a while, and the baseline's sort
+needs ~15 GB). One part alone, without the baseline, on an existing file:
+`… replay --part=partitioned --events=benchmarks/data/replay_events_100000000.parquet --out=DIR`
+(prints its figures as JSON; peak RSS is the part's own, from VmHWM).
 """
 
 from __future__ import annotations
