@@ -12,7 +12,7 @@ import pytest
 
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
-from pricing_lab.simulation import output_files
+from pricing_lab.simulation import output_files, partitioned
 from pricing_lab.simulation.customers import customers_from_mapping
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.partitioned import customer_ranges, simulate_partitioned
@@ -33,6 +33,7 @@ def test_partitioned_replay_of_the_demo_writes_the_same_bytes(
     tmp_path: Path, enforcement: Enforcement, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(output_files, "ROW_GROUP_ROWS", SMALL_ROW_GROUPS)
+    monkeypatch.setattr(partitioned, "_PART_SLICE_ROWS", 1000)  # ranges written in many slices
     con = duckdb.connect()
     ingest = load_sample_events(con)
     customers = demo_customers(con, start=DEFAULT_START)
