@@ -233,13 +233,18 @@ def summary_table(
 
 def with_entries(balances: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
     """The rows of `balances` (this ledger's `balances_table`) of customer and currency pairs
-    with ledger entries. A row may stand for denied events alone; the ledger is asked about
-    rows with denied events only."""
+    with ledger entries. A row may stand for denied events alone; the ledger is asked only
+    about rows with denied events and no credits moved (any other row has entries)."""
     keys = ["customer_id", "currency_id"]
-    denied = balances.filter(pl.col("events_denied") > 0).select(keys)
-    if denied.height == 0:
+    figures = ["granted", "consumed", "expired", "voided", "final_balance", "overdraft_debt"]
+    unsure = balances.filter(
+        (pl.col("events_denied") > 0)
+        & (pl.col("recharges_issued") == 0)
+        & pl.all_horizontal(pl.col(*figures) == 0)
+    ).select(keys)
+    if unsure.height == 0:
         return balances
-    without_entries = denied.join(ledger.select(keys), on=keys, how="anti")
+    without_entries = unsure.join(ledger.select(keys), on=keys, how="anti")
     return balances.join(without_entries, on=keys, how="anti", maintain_order="left")
 
 
