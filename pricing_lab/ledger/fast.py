@@ -158,6 +158,16 @@ def _replay(
     work: EngineWork | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     columns = _Columns(prepared, work)
+    kernel_rows, denied_rows = _run_kernel(columns, progress)
+    columns.drop_kernel_inputs()
+    return columns.ledger(kernel_rows), columns.denied(denied_rows)
+
+
+def _run_kernel(
+    columns: _Columns, progress: Callable[[int, int], None] | None
+) -> tuple[list[Any], np.ndarray]:
+    """The kernel's ledger rows, as [one buffer, the parts of it (or not) that chunks wrote, in
+    customer order], and its denied rows."""
     parts: list[np.ndarray] = []
     denials: list[np.ndarray] = []
     n_customers = len(columns.customers)
@@ -182,7 +192,7 @@ def _replay(
             if progress is not None:
                 progress(hi, n_customers)
     denied_rows = np.concatenate(denials) if denials else np.empty((0, 4), dtype=np.int64)
-    return columns.ledger(rows, parts), columns.denied(denied_rows)
+    return [rows, parts], denied_rows
 
 
 class _Columns:
@@ -316,6 +326,14 @@ class _Columns:
         self.recharges_room = np.where(recharging, np.diff(self.e_start), 0)
         self.sizes = np.diff(self.g_start) + self.recharges_room + n_currencies + 1
 
+    def drop_kernel_inputs(self) -> None:
+        """Free the event columns only the kernel reads, once it has run (the outputs are built
+        from the kernel's rows, the grants and `events.row`)."""
+        none = np.empty(0, dtype=np.int64)
+        self.e_time = self.e_currency = self.e_cost = none
+        self.e_new = np.empty(0, dtype=np.bool_)
+        self.events.drop_kernel_inputs()
+
     def _recharge_figures(self, setting: AutoRecharge, k: int) -> tuple[int, int, int, int, int]:
         """An auto-recharge setting of currency `k` in the kernel's integers: threshold and
         target in minor units, the price of one minor unit and the monthly spend limit (−1: none)
@@ -398,9 +416,10 @@ class _Columns:
     def _constant(self, name: str, value: str, n: int) -> pl.Series:
         return pl.Series(name, [value], dtype=pl.String).gather(np.zeros(n, dtype=np.int64))
 
-    def ledger(self, rows: np.ndarray, parts: list[np.ndarray]) -> pl.DataFrame:
-        """The ledger from the kernel's rows (`parts`, in customer order, most of them regions
-        of `rows`), in ledger order (`api.chronological`).
+    def ledger(self, kernel_rows: list[Any]) -> pl.DataFrame:
+        """The ledger from the kernel's rows (`kernel_rows`: [rows, parts], the parts in customer
+        order, most of them regions of rows), in ledger order (`api.chronological`). The list is
+        emptied: the kernel's rows are freed once staged, unless the outputs reuse their memory.
 
         The kernel writes customer by customer, so a sort on time that keeps the row order at
         equal times puts the rows in ledger order (customer codes follow customer ids, and a
@@ -413,6 +432,8 @@ class _Columns:
         runs on every core.
         """
         scale = self.prepared.scale
+        rows, parts = kernel_rows
+        kernel_rows.clear()
         n = sum(len(part) for part in parts)
         if n == 0:
             return frames.empty_ledger(scale)
@@ -512,6 +533,8 @@ class _Columns:
                 written * N_OUT if rows is buffer else buffer.size + 1,
                 [(len(tables), n, 2), (2, n), (2, n, 2)],
             )
+            if not any(np.may_share_memory(array, buffer) for array in (views, numbers, money)):
+                del buffer, rows, parts  # staged, and no output lives in them: free them now
             valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
             names = tuple(table[0] for table in tables)
             currency_column = "currency_id" not in constants
@@ -760,7 +783,8 @@ class _EventColumns:
         self.side = side
         self.run_customers = side.run_customers
         n = table.height
-        kept = np.empty((4, n), dtype=np.int64)  # row, time, cost, customer run
+        row = np.empty(n, dtype=np.int64)  # kept apart: the outputs need it after the kernel
+        kept = np.empty((3, n), dtype=np.int64)  # time, cost, customer run
         new_event = np.empty(n, dtype=np.bool_)
         n_kept = _kept_rows(
             side.micros,
@@ -769,11 +793,19 @@ class _EventColumns:
             side.new_event,
             start_us,
             until_us,
+            row,
             kept,
             new_event,
         )
-        self.row, self.time, self.cost, self._run = kept[:, :n_kept]
+        self.row = row[:n_kept]
+        self.time, self.cost, self._run = kept[:, :n_kept]
         self.new_event = new_event[:n_kept]
+
+    def drop_kernel_inputs(self) -> None:
+        """Free what only the kernel reads (times, costs, runs, new-event flags): once it has
+        run, the outputs need only `row`."""
+        self.time = self.cost = self._run = np.empty(0, dtype=np.int64)
+        self.new_event = np.empty(0, dtype=np.bool_)
 
     def customer_starts(self, customers: pl.Series) -> np.ndarray:
         """The first kept row of each customer of `customers` (sorted ids; a customer without
@@ -1241,12 +1273,13 @@ def _kept_rows(
     new_event: np.ndarray,
     start: int,
     until: int,
+    kept_row: np.ndarray,
     kept: np.ndarray,
     kept_new_event: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
-    """The consumption rows inside [start, until) with a cost, in one pass: their table row,
-    time, cost and customer run (runs of equal customer ids, counted from 0) in `kept`, whether
-    each starts a new event among the kept rows; returns how many."""
+    """The consumption rows inside [start, until) with a cost, in one pass: their table row (in
+    `kept_row`), time, cost and customer run (runs of equal customer ids, counted from 0) in
+    `kept`, whether each starts a new event among the kept rows; returns how many."""
     n_kept = 0
     run = -1
     event = 0
@@ -1255,10 +1288,10 @@ def _kept_rows(
         run += new_customer[row]
         event += new_event[row]
         if start <= time[row] < until and cost[row] > 0:
-            kept[0, n_kept] = row
-            kept[1, n_kept] = time[row]
-            kept[2, n_kept] = cost[row]
-            kept[3, n_kept] = run
+            kept_row[n_kept] = row
+            kept[0, n_kept] = time[row]
+            kept[1, n_kept] = cost[row]
+            kept[2, n_kept] = run
             kept_new_event[n_kept] = event != last_event
             last_event = event
             n_kept += 1

@@ -390,6 +390,9 @@ def _cost_shared(
             ORDER BY c.__customer_rank, c.timestamp, c.event_id, c.__feature_rank
             """,
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
+        # The fast engine reads event_id and feature_id as one array of string views each: in one
+        # chunk, it takes them without copying them (a copy would live beside these columns).
+        frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())
         rejected = [
             _fetch(
                 con,
