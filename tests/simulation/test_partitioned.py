@@ -188,3 +188,41 @@ def test_no_events_gives_the_same_files(tmp_path: Path, with_customers: bool) ->
     _same_files(tmp_path / "whole", tmp_path / "parts")
     ledger = pl.read_parquet(tmp_path / "parts" / "ledger.parquet")
     assert (ledger.height > 0) == with_customers  # plan grants, even without usage
+
+
+def _memory_limit_mib(con: duckdb.DuckDBPyConnection) -> float:
+    [(limit,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    number, unit = limit.split()
+    return float(number) * {"KiB": 2**-10, "MiB": 1.0, "GiB": 2**10}[unit]
+
+
+@pytest.mark.parametrize("in_file", [False, True])
+def test_duckdb_gives_its_memory_back_while_ranges_replay(
+    tmp_path: Path, in_file: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = partitioned.spilling_connection(tmp_path / "db") if in_file else duckdb.connect()
+    con.execute("SET memory_limit = '512MB'")
+    ingest = load_sample_events(con)
+    customers = demo_customers(con, start=DEFAULT_START)
+    whole = simulate(con, sample_catalog(), customers, ingest=ingest)
+    whole.write(tmp_path / "whole")
+    seen: list[tuple[float, int]] = []
+    replay_range = partitioned.simulate
+
+    def spy(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> object:
+        tables = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = '__partition_events'"
+        ).fetchall()[0][0]
+        seen.append((_memory_limit_mib(con), tables))
+        return replay_range(con, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(partitioned, "simulate", spy)
+    simulate_partitioned(
+        con, sample_catalog(), customers, ingest=ingest, out_dir=tmp_path / "p", partitions=3
+    )
+    _same_files(tmp_path / "whole", tmp_path / "p")
+    # A file database lends its cache while Python replays a range (an in-memory one cannot:
+    # its tables would have to move to temporary files), and has its limit back afterwards.
+    during = (32 if in_file else 512) * 10**6 / 2**20
+    assert seen == [(pytest.approx(during, abs=0.5), 0)] * 3
+    assert _memory_limit_mib(con) == pytest.approx(512 * 10**6 / 2**20, abs=0.5)
