@@ -18,6 +18,7 @@ from pricing_lab.money import decimal_places
 from pricing_lab.timeutil import as_utc
 
 ZERO = Decimal(0)
+SUMMARY_ROWS = 2_000_000  # ledger rows `feature_summary` reads at a time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,25 +255,61 @@ def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
     In ledger order (entry_id ascending, as replays return it) an event's CONSUMED entries for one
     feature are consecutive (SPEC §5: feature by feature, one entry per grant), so events are
     counted as runs of (event_id, feature_id) instead of hashing every event id; any other order
-    counts distinct event ids.
+    counts distinct event ids. In ledger order the entries are read a slice of SUMMARY_ROWS at a
+    time (a run may cross slices), which bounds the memory this takes at any size.
     """
     columns = ["entry_id", "entry_type", "currency_id", "feature_id", "event_id", "customer_id"]
-    consumed = ledger.select(*columns, "amount").filter(pl.col("entry_type") == "CONSUMED")
-    if consumed["entry_id"].is_sorted():
-        event, feature = pl.col("event_id"), pl.col("feature_id")
-        first = (event.ne_missing(event.shift(1)) | feature.ne_missing(feature.shift(1))).fill_null(
-            True
+    keys = ["currency_id", "feature_id"]
+    is_consumed = pl.col("entry_type") == "CONSUMED"
+    if not ledger["entry_id"].is_sorted():
+        return (
+            ledger.select(*columns, "amount")
+            .filter(is_consumed)
+            .group_by(keys)
+            .agg(
+                (-pl.col("amount").sum()).alias("consumed"),
+                pl.col("event_id").n_unique().cast(pl.Int64).alias("events"),
+                pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+            )
+            .sort(keys)
         )
-        consumed = consumed.with_columns(first.alias("__first_of_event"))
-        events = pl.col("__first_of_event").sum()
-    else:
-        events = pl.col("event_id").n_unique()
+    parts = []
+    last: tuple[object, object] = (None, None)  # event and feature of the last CONSUMED entry
+    for lo in range(0, ledger.height, SUMMARY_ROWS):
+        consumed = ledger.slice(lo, SUMMARY_ROWS).select(*columns, "amount").filter(is_consumed)
+        if consumed.height == 0:
+            continue
+        first_of_event = [
+            pl.col(name).ne_missing(pl.col(name).shift(1, fill_value=pl.lit(value, pl.String)))
+            for name, value in zip(("event_id", "feature_id"), last, strict=True)
+        ]
+        parts.append(
+            consumed.group_by(keys).agg(
+                (-pl.col("amount").sum()).alias("consumed"),
+                (first_of_event[0] | first_of_event[1]).sum().cast(pl.Int64).alias("events"),
+                pl.col("customer_id").unique().alias("customer_ids"),
+            )
+        )
+        last = consumed.select("event_id", "feature_id").row(-1)
+    if not parts:
+        parts = [
+            pl.DataFrame(
+                schema={
+                    "currency_id": pl.String,
+                    "feature_id": pl.String,
+                    "consumed": ledger.schema["amount"],
+                    "events": pl.Int64,
+                    "customer_ids": pl.List(pl.String),
+                }
+            )
+        ]
     return (
-        consumed.group_by("currency_id", "feature_id")
+        pl.concat(parts)
+        .group_by(keys)
         .agg(
-            (-pl.col("amount").sum()).alias("consumed"),
-            events.cast(pl.Int64).alias("events"),
-            pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+            pl.col("consumed").sum(),
+            pl.col("events").sum(),
+            pl.col("customer_ids").explode().n_unique().cast(pl.Int64).alias("customers"),
         )
-        .sort("currency_id", "feature_id")
+        .sort(keys)
     )

@@ -275,6 +275,7 @@ class _PartitionedRun:
         for index, span in enumerate(self.spans):
             result, first, last = self._replay_range(span, start, until)
             outcome.add(index, result, first, last, grid)
+            del result  # its ledger is on disk now: not held while the next range replays
             done += span.customers
             if self.progress is not None:
                 self.progress(done, total)

@@ -6,12 +6,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 import polars as pl
+import pytest
 
+from pricing_lab.ledger import balances
 from pricing_lab.ledger.balances import feature_summary
 from tests.ledger.helpers import at, event, grant, run
 
 
-def test_events_spanning_grants_and_features_count_once_per_feature() -> None:
+@pytest.mark.parametrize("slice_rows", [balances.SUMMARY_ROWS, 1, 2, 3])
+def test_events_spanning_grants_and_features_count_once_per_feature(
+    slice_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small slices: the ledger read a few rows at a time, runs of one event crossing slices.
+    monkeypatch.setattr(balances, "SUMMARY_ROWS", slice_rows)
     result = run(
         grants=[
             grant("g1", "3", at(1)),
@@ -39,3 +46,12 @@ def test_events_spanning_grants_and_features_count_once_per_feature() -> None:
     shuffled = ledger.sample(fraction=1.0, shuffle=True, seed=3)
     assert not shuffled["entry_id"].is_sorted()
     assert feature_summary(shuffled).to_dicts() == expected
+
+
+def test_a_ledger_without_consumption_sums_to_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(balances, "SUMMARY_ROWS", 2)
+    ledger = run(grants=[grant("g1", "3", at(1))], consumptions=[]).ledger
+    assert ledger.height > 0
+    summary = feature_summary(ledger)
+    assert summary.height == 0
+    assert summary.columns == ["currency_id", "feature_id", "consumed", "events", "customers"]
