@@ -320,19 +320,24 @@ def _duckdb_memory_lent(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """While the engine replays a range, DuckDB's memory limit down to IDLE_DUCKDB_MEMORY, which
     makes it give back what it caches of the events table (~0.36 GiB of 512 MB, measured); the
     limit as it was afterwards (as DuckDB reports it: to 0.1 MiB). Only for a database in a
-    file: an in-memory database would have to move its own tables out to temporary files."""
+    file: an in-memory database would have to move its own tables out to temporary files. If
+    DuckDB cannot free that much, it keeps its limit."""
     [(limit, path)] = con.execute(
         "SELECT current_setting('memory_limit'), "
         "(SELECT path FROM duckdb_databases() WHERE database_name = current_database())"
     ).fetchall()
-    if not path:
-        yield
-        return
-    con.execute(f"SET memory_limit = {quote_literal(IDLE_DUCKDB_MEMORY)}")
+    lent = False
+    if path:
+        try:
+            con.execute(f"SET memory_limit = {quote_literal(IDLE_DUCKDB_MEMORY)}")
+            lent = True
+        except duckdb.Error:
+            pass  # DuckDB could not free that much: it keeps its memory, the replay goes on
     try:
         yield
     finally:
-        con.execute(f"SET memory_limit = {quote_literal(limit)}")
+        if lent:
+            con.execute(f"SET memory_limit = {quote_literal(limit)}")
 
 
 def _time_grid(start: datetime, until: datetime) -> np.ndarray:

@@ -226,3 +226,36 @@ def test_duckdb_gives_its_memory_back_while_ranges_replay(
     during = (32 if in_file else 512) * 10**6 / 2**20
     assert seen == [(pytest.approx(during, abs=0.5), 0)] * 3
     assert _memory_limit_mib(con) == pytest.approx(512 * 10**6 / 2**20, abs=0.5)
+
+
+class _NoMemoryToLend:
+    """A connection whose DuckDB cannot lower its memory limit (as when it cannot free enough)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def execute(self, query: str, *args: object) -> object:
+        if query.startswith("SET memory_limit") and "32MB" in query:
+            raise duckdb.OutOfMemoryException("could not free up enough memory for the new limit")
+        return self._con.execute(query, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._con, name)
+
+
+def test_a_duckdb_that_cannot_lend_its_memory_keeps_it_and_replays(tmp_path: Path) -> None:
+    con = partitioned.spilling_connection(tmp_path / "db")
+    ingest = load_sample_events(con)
+    customers = demo_customers(con, start=DEFAULT_START)
+    simulate(con, sample_catalog(), customers, ingest=ingest).write(tmp_path / "whole")
+    before = _memory_limit_mib(con)
+    simulate_partitioned(
+        _NoMemoryToLend(con),  # type: ignore[arg-type]
+        sample_catalog(),
+        customers,
+        ingest=ingest,
+        out_dir=tmp_path / "p",
+        partitions=3,
+    )
+    _same_files(tmp_path / "whole", tmp_path / "p")
+    assert _memory_limit_mib(con) == before
