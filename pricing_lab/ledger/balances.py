@@ -275,10 +275,8 @@ def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
         )
     parts = []
     last: tuple[object, object] = (None, None)  # event and feature of the last CONSUMED entry
-    for lo in range(0, ledger.height, SUMMARY_ROWS):
+    for lo in range(0, max(ledger.height, 1), SUMMARY_ROWS):  # one (empty) slice at least
         consumed = ledger.slice(lo, SUMMARY_ROWS).select(*columns, "amount").filter(is_consumed)
-        if consumed.height == 0:
-            continue
         first_of_event = [
             pl.col(name).ne_missing(pl.col(name).shift(1, fill_value=pl.lit(value, pl.String)))
             for name, value in zip(("event_id", "feature_id"), last, strict=True)
@@ -290,19 +288,8 @@ def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
                 pl.col("customer_id").unique().alias("customer_ids"),
             )
         )
-        last = consumed.select("event_id", "feature_id").row(-1)
-    if not parts:
-        parts = [
-            pl.DataFrame(
-                schema={
-                    "currency_id": pl.String,
-                    "feature_id": pl.String,
-                    "consumed": ledger.schema["amount"],
-                    "events": pl.Int64,
-                    "customer_ids": pl.List(pl.String),
-                }
-            )
-        ]
+        if consumed.height:
+            last = consumed.select("event_id", "feature_id").row(-1)
     return (
         pl.concat(parts)
         .group_by(keys)

@@ -87,7 +87,7 @@ def assert_invariants(
 KEY_COLUMNS = ("customer_id", "currency_id", "grant_id")
 COST_KEYS = ["event_id", "feature_id"]  # what a CONSUMED entry and its cost row have in common
 # Rows hashed at once (`_row_hash`), and whose hash match `_lookup` confirms on the strings.
-CONFIRM_ROWS = 2_000_000
+CHECK_SLICE_ROWS = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,8 +406,8 @@ def _row_hash(frame: pl.DataFrame) -> np.ndarray:
     third of the transient memory of one pass over all rows, and less time."""
     hashes = np.empty(frame.height, dtype=np.uint64)
     row = pl.struct(pl.all().cast(pl.String)).hash()
-    for lo in range(0, frame.height, CONFIRM_ROWS):
-        part = frame.slice(lo, CONFIRM_ROWS).select(row).to_series()
+    for lo in range(0, frame.height, CHECK_SLICE_ROWS):
+        part = frame.slice(lo, CHECK_SLICE_ROWS).select(row).to_series()
         hashes[lo : lo + len(part)] = part.to_numpy()
     return hashes
 
@@ -446,12 +446,12 @@ def _lookup(
         row = pl.Series(np.maximum(match, 0))
         rows = keys.keys
         unmatched = pl.Series(~matched)
-        for lo in range(0, queries.height, CONFIRM_ROWS):
-            gathered = queries.slice(lo, CONFIRM_ROWS).select(
-                pl.col(name).eq_missing(pl.lit(rows[name]).gather(row.slice(lo, CONFIRM_ROWS)))
+        for lo in range(0, queries.height, CHECK_SLICE_ROWS):
+            gathered = queries.slice(lo, CHECK_SLICE_ROWS).select(
+                pl.col(name).eq_missing(pl.lit(rows[name]).gather(row.slice(lo, CHECK_SLICE_ROWS)))
                 for name in rows.columns
             )
-            same = pl.all_horizontal(pl.all()) | pl.lit(unmatched.slice(lo, CONFIRM_ROWS))
+            same = pl.all_horizontal(pl.all()) | pl.lit(unmatched.slice(lo, CHECK_SLICE_ROWS))
             if not gathered.select(same).to_series().all():
                 return None
     return match

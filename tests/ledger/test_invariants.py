@@ -284,12 +284,12 @@ def test_a_poor_hash_changes_nothing_but_the_speed(
     assert check_invariants(ledger, denied, prepared) == expected
 
 
-@pytest.mark.parametrize("confirm_rows", [module.CONFIRM_ROWS, 2])
+@pytest.mark.parametrize("confirm_rows", [module.CHECK_SLICE_ROWS, 2])
 def test_colliding_hashes_fall_back_to_comparing_the_strings(
     confirm_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 2: the strings of hash matches confirmed two rows at a time (row 8 is in the fifth slice)
-    monkeypatch.setattr(module, "CONFIRM_ROWS", confirm_rows)
+    monkeypatch.setattr(module, "CHECK_SLICE_ROWS", confirm_rows)
     ledger, denied, prepared = _replayed("overdraft")
     broken = _set(ledger, 8, event_id="e9")
     exact_matches: list[int] = []
