@@ -15,9 +15,10 @@ events one after another (a comparison's scenarios) share what depends on the ev
 Draw-down ties on `grant_id` need the order of ids the kernel creates
 (`{customer}:auto_recharge:{currency}:{n}`) among the input's ids: input ids never start with that
 prefix (a validation rule), so each input id sorts wholly before or after every recharge id of the
-customer and currency. Static grants get rank 2 × (position of their id in sorted order); recharge
-grants get 2 × (number of input ids below the prefix) − 1, and compare among themselves on the
-decimal text of n.
+customer and currency. Ranks only break ties on every other key, so only grants that tie are
+put in id order (`_tie_ranks`): an input grant's rank says on which side of the prefix its id
+is and its place among the grants it ties with; recharge grants rank between the two sides and
+compare among themselves on the decimal text of n.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ GRANT_TYPE_PAID, GRANT_TYPE_OVERDRAFT = GRANT_TYPES.index("PAID"), GRANT_TYPES.i
 GRANT_SOURCE_AUTO_RECHARGE = GRANT_SOURCES.index("auto_recharge")
 GRANT_SOURCE_OVERDRAFT = GRANT_SOURCES.index("overdraft")
 CHUNKS = 32  # customer chunks per replay, for progress reports
+# Draw-down ranks (`_tie_ranks`): input grants 2 × (SIDE × above + n), recharge grants between.
+SIDE = 1 << 40
+RECHARGE_RANK = 2 * SIDE - 1
 EXPIRY, VOID, TAKES_EFFECT = int(Phase.EXPIRY), int(Phase.VOID), int(Phase.TAKES_EFFECT)
 ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
 # A string column as Arrow string views: views (int64 pairs), not null, data buffers.
@@ -208,70 +212,56 @@ class _Columns:
         self.block = prepared.source.enforcement == "block"
 
         # The event rows are read on another core meanwhile (Polars and the compiled pass
-        # release the GIL).
+        # release the GIL): the grants' columns are read in table order, then put in customer
+        # order once the customers are known.
         with ThreadPoolExecutor(max_workers=1) as pool:
             reading = pool.submit(_EventColumns, prepared, start_us, until_us, work)
             # Grants that take part: take effect inside the horizon, not voided before that.
             table = prepared.grant_table
-            by_id = table["grant_id"].arg_sort().to_numpy()  # ranks, recharge id positions
-            id_rank = np.empty(len(by_id), dtype=np.int64)
-            id_rank[by_id] = np.arange(len(by_id), dtype=np.int64)
             effective = table["effective_at"].dt.epoch("us").to_numpy()
             voided = table["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
             takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
-            grants = table.filter(pl.Series(takes_part))
+            grants = table if takes_part.all() else table.filter(pl.Series(takes_part))
+            grant_customers = grants["customer_id"]
+            own_customers = grant_customers.gather(_run_starts(grant_customers)).unique().sort()
+            own_code = _positions(grant_customers, own_customers)
+            type_code = _codes(grants["type"], GRANT_TYPES)
+            source_code = _codes(grants["source"], GRANT_SOURCES)
+            currency = _codes(grants["currency_id"], self.currency_ids)
+            amount = grants["amount"].to_physical()  # at the replay's scale
+            factors = 10 ** (prepared.scale - self.precisions)
+            if np.any(factors != 1):
+                amount = amount // pl.Series(factors[currency])
+            columns = {
+                "amount": amount.cast(pl.Int64).to_numpy(),
+                "priority": grants["priority"].to_numpy().astype(np.int64),
+                "expires": grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy(),
+            }
+            ids = _string_bytes(table["grant_id"])
             events = reading.result()
         self.customers = (
-            pl.concat([events.run_customers, grants["customer_id"]]).unique().sort()
+            pl.concat([events.run_customers, own_customers]).unique().sort()
         )  # sorted ids: a customer's code is its position
         n_customers, n_currencies = len(self.customers), len(self.currency_ids)
 
-        # Grants by customer code (stable: the table order within a customer is kept). Columns
-        # are read from the table once and put in that order as arrays.
-        codes = grants.select(  # one select: Polars encodes the columns side by side
-            _position("customer_id", self.customers),
-            _position("type", GRANT_TYPES),
-            _position("source", GRANT_SOURCES),
-            _position("currency_id", self.currency_ids),
-        )
-        g_customer, type_code, source_code, currency = (
-            column.to_numpy().astype(np.int64) for column in codes.get_columns()
-        )
+        # Grants by customer code (stable: the table order within a customer is kept), each
+        # column put in that order as an array. `g_row`: each kernel grant's table row, its
+        # code among the grant names (`_kernel_grant_names`).
+        g_customer = _positions(own_customers, self.customers)[own_code]
         by_customer = np.argsort(g_customer, kind="stable")
         g_customer = g_customer[by_customer]
-        rows = np.flatnonzero(takes_part)[by_customer]  # each kernel grant's table row
-        self.grant_ids = table["grant_id"].gather(rows)
+        self.g_row = np.flatnonzero(takes_part)[by_customer]
         self.g_type_code = type_code[by_customer]
         self.g_source_code = source_code[by_customer]
         self.g_currency = currency[by_customer]
-        amount = grants["amount"].to_physical()  # at the replay's scale
-        factors = 10 ** (prepared.scale - self.precisions)
-        if np.any(factors != 1):
-            amount = amount // pl.Series(factors[currency])
-        self.g_amount = amount.cast(pl.Int64).to_numpy()[by_customer]
-        self.g_priority = grants["priority"].to_numpy().astype(np.int64)[by_customer]
-        self.g_expires = (
-            grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()[by_customer]
-        )
+        self.g_amount = columns["amount"][by_customer]
+        self.g_priority = columns["priority"][by_customer]
+        self.g_expires = columns["expires"][by_customer]
         type_rank = np.array([TYPE_RANK[t] for t in GRANT_TYPES], dtype=np.int64)
         self.g_tclass = type_rank[self.g_type_code]
-        self.g_effective = effective[rows]
-        g_voided = voided[rows]
-        self.g_rank = 2 * id_rank[rows]
+        self.g_effective = effective[self.g_row]
+        g_voided = voided[self.g_row]
         self.g_start = np.searchsorted(g_customer, np.arange(n_customers + 1)).astype(np.int64)
-
-        # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS, customer by customer.
-        self.h_start, self.h_time, self.h_phase, self.h_grant = _grant_happenings(
-            self.g_start,
-            g_voided,
-            until_us,
-            self.g_currency,
-            self.g_priority,
-            self.g_expires,
-            self.g_tclass,
-            self.g_effective,
-            self.g_rank,
-        )
 
         # Event rows (already in order.EVENT_SORT_COLUMNS order: see inputs.prepare).
         self.events = events
@@ -281,7 +271,8 @@ class _Columns:
         self.e_cost = events.cost
         self.e_start = events.customer_starts(self.customers)
 
-        # Auto-recharge settings per customer and currency.
+        # Auto-recharge settings per customer and currency; `setting`: the setting's position
+        # in `prefixes`, its grant ids' prefix (−1: none).
         shape = (max(n_customers, 1), max(n_currencies, 1))
         self.ar_on = np.zeros(shape, dtype=np.bool_)
         self.ar_threshold = np.zeros(shape, dtype=np.int64)
@@ -289,36 +280,63 @@ class _Columns:
         self.ar_unit = np.zeros(shape, dtype=np.int64)
         self.ar_limit = np.full(shape, -1, dtype=np.int64)
         self.ar_expiry = np.zeros(shape, dtype=np.int64)
-        self.ar_rank = np.zeros(shape, dtype=np.int64)
-        settings = prepared.source.auto_recharges
+        setting = np.full(shape, -1, dtype=np.int64)
+        settings = prepared.source.auto_recharges  # those of customers replayed
+        replayed = pl.Series([s.customer_id for s in settings], dtype=pl.String).is_in(
+            self.customers.implode()
+        )
+        settings = tuple(itertools.compress(settings, replayed.to_list()))
+        prefixes = pl.Series(
+            [f"{s.customer_id}:auto_recharge:{s.currency_id}:" for s in settings], dtype=pl.String
+        )
         if settings:
-            prefixes = pl.Series(
-                [f"{s.customer_id}:auto_recharge:{s.currency_id}:" for s in settings],
-                dtype=pl.String,
-            )
-            ids_below = table["grant_id"].gather(by_id).search_sorted(prefixes).to_list()
-            customer_code = dict(zip(self.customers.to_list(), range(n_customers), strict=True))
+            c = _positions(pl.Series([s.customer_id for s in settings]), self.customers)
+            k = np.array([currency_code[s.currency_id] for s in settings], dtype=np.int64)
             # Settings repeat the same few figures: each is converted once.
             figures: dict[tuple[object, ...], tuple[int, int, int, int, int]] = {}
-            places: list[tuple[int, int, int]] = []  # customer, currency, setting
-            chosen: list[tuple[int, int, int, int, int]] = []
-            for index, setting in enumerate(settings):
-                c = customer_code.get(setting.customer_id)
-                if c is None:
-                    continue
-                k = currency_code[setting.currency_id]
-                key = _figures_key(setting)
+            for s in settings:
+                key = _figures_key(s)
                 if key not in figures:
-                    figures[key] = self._recharge_figures(setting, k)
-                places.append((c, k, index))
-                chosen.append(figures[key])
-            if places:
-                c, k, index = np.array(places, dtype=np.int64).T
-                values = np.array(chosen, dtype=np.int64).T
-                self.ar_on[c, k] = True
-                self.ar_threshold[c, k], self.ar_target[c, k], self.ar_unit[c, k] = values[:3]
-                self.ar_limit[c, k], self.ar_expiry[c, k] = values[3:]
-                self.ar_rank[c, k] = 2 * np.array(ids_below, dtype=np.int64)[index] - 1
+                    figures[key] = self._recharge_figures(s, currency_code[s.currency_id])
+            values = np.array([figures[_figures_key(s)] for s in settings], dtype=np.int64).T
+            self.ar_on[c, k] = True
+            self.ar_threshold[c, k], self.ar_target[c, k], self.ar_unit[c, k] = values[:3]
+            self.ar_limit[c, k], self.ar_expiry[c, k] = values[3:]
+            setting[c, k] = np.arange(len(settings))
+
+        # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS, customer by customer: once
+        # without ranks, which puts grants that tie on every other key side by side
+        # (`_tie_ranks`), then with them.
+        happenings = (
+            self.g_start,
+            g_voided,
+            until_us,
+            self.g_currency,
+            self.g_priority,
+            self.g_expires,
+            self.g_tclass,
+            self.g_effective,
+        )
+        h_start, _, h_phase, h_grant = _grant_happenings(*happenings, np.zeros_like(g_voided))
+        prefix_bytes = _string_bytes(prefixes)
+        self.g_rank = _tie_ranks(
+            h_start,
+            h_phase,
+            h_grant,
+            self.g_currency,
+            self.g_priority,
+            self.g_expires,
+            self.g_tclass,
+            self.g_effective,
+            self.g_row,
+            setting,
+            *ids,
+            *prefix_bytes,
+        )
+        self.ar_rank = np.full(shape, RECHARGE_RANK, dtype=np.int64)
+        self.h_start, self.h_time, self.h_phase, self.h_grant = _grant_happenings(
+            *happenings, self.g_rank
+        )
 
         # Room for one customer's grants: its input grants, an overdraft grant per currency and,
         # with auto-recharge, at most one recharge per consumption row.
@@ -495,6 +513,7 @@ class _Columns:
                         shift,
                         factors,
                         n_currencies,
+                        self.g_row,
                         self.g_type_code,
                         self.g_source_code,
                         recharge_base,
@@ -583,20 +602,20 @@ class _Columns:
     ) -> tuple[pl.Series, np.ndarray, np.ndarray]:
         """Every grant id a ledger row can name, and where the kernel's grants are among them.
 
-        The names: the input grants (codes 0 … G−1), then the auto-recharge grants
+        The names: the grant table's (codes 0 … G−1: `g_row`), then the auto-recharge grants
         (`recharges`: how many per customer × currency pair; the grant numbered n of pair p has
         code `recharge_base[p]` + n), then the overdraft grants (`overdrafts`: pairs that made
         one; code `overdraft_code[p]`).
         """
         n_currencies = max(len(self.currency_ids), 1)
-        n_static = len(self.grant_ids)
+        n_static = self.prepared.grant_table.height
         ends = np.cumsum(recharges)
         recharge_base = n_static + ends - recharges
         n_recharges = int(ends[-1]) if len(ends) else 0
         overdraft_code = n_static + n_recharges + np.cumsum(overdrafts) - 1
         customers = self.customers
         currencies = pl.Series(self.currency_ids, dtype=pl.String)
-        ids = [self.grant_ids]
+        ids = [self.prepared.grant_table["grant_id"]]
         if n_recharges:
             pairs = np.repeat(np.arange(len(recharges)), recharges)
             names = pl.DataFrame(
@@ -655,6 +674,31 @@ def _figures_key(setting: AutoRecharge) -> tuple[object, ...]:
 def _positions(values: pl.Series, names: Sequence[str] | pl.Series) -> np.ndarray:
     """Each value's position in `names` (distinct), as int64."""
     return values.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+
+
+def _run_starts(values: pl.Series) -> np.ndarray:
+    """The first position of each run of equal values."""
+    return np.flatnonzero(values.ne_missing(values.shift(1)).to_numpy())
+
+
+def _codes(values: pl.Series, names: Sequence[str]) -> np.ndarray:
+    """`_positions`, encoded once per run of equal values (grant tables come in long runs)."""
+    starts = _run_starts(values)
+    return np.repeat(_positions(values.gather(starts), names), np.diff([*starts, len(values)]))
+
+
+def _string_bytes(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A string column (no nulls) as UTF-8: offsets (one more than values) and bytes."""
+    array = column.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_string())
+    _, offsets, data = array.buffers()
+    begin = array.offset
+    offsets_array = np.frombuffer(offsets, dtype=np.int64)[begin : begin + len(array) + 1]
+    if data is None:
+        return offsets_array, np.empty(0, dtype=np.uint8)
+    return offsets_array, np.frombuffer(data, dtype=np.uint8)
 
 
 def _position(column: str, names: Sequence[str] | pl.Series) -> pl.Expr:
@@ -1363,6 +1407,105 @@ def _grant_before(a: int, b: int, keys: Any) -> bool:  # pragma: no cover - comp
 
 
 @njit(cache=True, nogil=True)
+def _bytes_before(
+    a: np.ndarray, a_lo: int, a_hi: int, b: np.ndarray, b_lo: int, b_hi: int
+) -> bool:  # pragma: no cover - compiled
+    """Bytes a[a_lo:a_hi] before b[b_lo:b_hi]: on UTF-8, the order of the strings' code points
+    (Python's and Polars' string order)."""
+    n = min(a_hi - a_lo, b_hi - b_lo)
+    for i in range(n):
+        if a[a_lo + i] != b[b_lo + i]:
+            return a[a_lo + i] < b[b_lo + i]
+    return a_hi - a_lo < b_hi - b_lo
+
+
+@njit(cache=True, nogil=True)
+def _ids_before(
+    a: int, b: int, g_row: np.ndarray, offsets: np.ndarray, data: np.ndarray
+) -> bool:  # pragma: no cover - compiled
+    """The grant id of grant a before that of grant b."""
+    ra, rb = g_row[a], g_row[b]
+    return _bytes_before(data, offsets[ra], offsets[ra + 1], data, offsets[rb], offsets[rb + 1])
+
+
+@njit(cache=True, nogil=True)
+def _tie_ranks(
+    h_start: np.ndarray,
+    h_phase: np.ndarray,
+    h_grant: np.ndarray,
+    g_currency: np.ndarray,
+    g_priority: np.ndarray,
+    g_expires: np.ndarray,
+    g_tclass: np.ndarray,
+    g_effective: np.ndarray,
+    g_row: np.ndarray,
+    setting: np.ndarray,
+    id_offsets: np.ndarray,
+    id_data: np.ndarray,
+    prefix_offsets: np.ndarray,
+    prefix_data: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Each grant's rank, the last key of the draw-down order (`_before`), which only grants of
+    one customer and currency that tie on every other key ever compare: 2 × (SIDE × above +
+    position among the grants it ties with, in grant id order). `above`: its id is above the
+    prefix of the auto-recharge grants of its customer and currency (`setting[c, k]`: the
+    prefix's position, −1 for none), whose rank is RECHARGE_RANK, between the two sides. Ids are
+    never equal and never start with such a prefix, so ranks follow the grant ids.
+
+    The happenings come sorted with every rank 0: grants that tie take effect one after the
+    other (same time, then the same keys)."""
+    rank = np.zeros(len(g_currency), dtype=np.int64)
+    tied = np.empty(0, dtype=np.int64)
+    for c in range(len(h_start) - 1):
+        h, h_end = h_start[c], h_start[c + 1]
+        while h < h_end:
+            if h_phase[h] != TAKES_EFFECT:
+                h += 1
+                continue
+            first = h_grant[h]
+            run_end = h + 1  # happenings [h, run_end) take effect together on equal keys
+            while run_end < h_end and h_phase[run_end] == TAKES_EFFECT:
+                g = h_grant[run_end]
+                if (
+                    g_effective[g] != g_effective[first]
+                    or g_currency[g] != g_currency[first]
+                    or g_priority[g] != g_priority[first]
+                    or g_expires[g] != g_expires[first]
+                    or g_tclass[g] != g_tclass[first]
+                ):
+                    break
+                run_end += 1
+            n_tied = run_end - h
+            if n_tied > len(tied):
+                tied = np.empty(2 * n_tied, dtype=np.int64)
+            for i in range(n_tied):  # by grant id (insertion sort: ties are few)
+                moving = h_grant[h + i]
+                j = i
+                while j > 0 and _ids_before(moving, tied[j - 1], g_row, id_offsets, id_data):
+                    tied[j] = tied[j - 1]
+                    j -= 1
+                tied[j] = moving
+            p = setting[c, g_currency[first]]
+            for i in range(n_tied):
+                g = tied[i]
+                above = 0
+                if p >= 0:
+                    row = g_row[g]
+                    if _bytes_before(
+                        prefix_data,
+                        prefix_offsets[p],
+                        prefix_offsets[p + 1],
+                        id_data,
+                        id_offsets[row],
+                        id_offsets[row + 1],
+                    ):
+                        above = 1
+                rank[g] = 2 * (above * SIDE + i)
+            h = run_end
+    return rank
+
+
+@njit(cache=True, nogil=True)
 def _sort_happenings(
     lo: int, hi: int, h_time: np.ndarray, h_phase: np.ndarray, h_grant: np.ndarray, keys: Any
 ) -> None:  # pragma: no cover - compiled
@@ -1462,6 +1605,7 @@ def _stage_by_time(
     shift: int,
     factors: np.ndarray,
     n_cur: int,
+    g_row: np.ndarray,
     g_type_code: np.ndarray,
     g_source_code: np.ndarray,
     recharge_base: np.ndarray,
@@ -1491,7 +1635,7 @@ def _stage_by_time(
                 rows[r, O_REF],
             )
             if kind == KIND_STATIC:
-                grant, grant_type, source = ref, g_type_code[ref], g_source_code[ref]
+                grant, grant_type, source = g_row[ref], g_type_code[ref], g_source_code[ref]
             elif kind == KIND_RECHARGE:
                 grant = recharge_base[c * n_cur + k] + ref
                 grant_type, source = GRANT_TYPE_PAID, GRANT_SOURCE_AUTO_RECHARGE

@@ -45,13 +45,17 @@ def scenarios(draw: st.DrawFn) -> ReplayInput:
         expires = draw(st.none() | st.sampled_from(later)) if later else None
         voided = draw(st.none() | instant)
         kind = draw(st.sampled_from(["PAID", "PROMOTIONAL", "RECURRING"]))
+        customer = draw(st.sampled_from(CUSTOMERS))
+        # Ids below and above the customer's auto-recharge grant ids ("a:auto_recharge:CR:0"),
+        # which tie-break against them.
+        style = draw(st.sampled_from(["g{}", "{}:a{}", "{}:auto{}", "{}:b{}"]))
         grants.append(
             grant(
-                f"g{index}",
+                style.format(index) if style == "g{}" else style.format(customer, index),
                 amount(currency),
                 effective,
                 type=kind,
-                customer=draw(st.sampled_from(CUSTOMERS)),
+                customer=customer,
                 currency=currency,
                 priority=draw(st.integers(0, 2)),
                 expires=expires,

@@ -77,6 +77,32 @@ def test_drawdown_order_oldest_grant_first() -> None:
     assert [row[2] for row in entries(result) if row[1] == "CONSUMED"] == ["z-old", "a-new"]
 
 
+def test_drawdown_ties_on_every_key_go_by_grant_id_auto_recharge_grants_among_them() -> None:
+    # acme:a < acme:auto_recharge:CR:0 < acme:b: paid, never expiring, priority 0, all three
+    # taking effect on 01-02 00:00.
+    paid = {"type": "PAID", "cost_basis": "0.01"}
+    result = run(
+        grants=[
+            grant("acme:b", "1", at(2), **paid),
+            grant("g0", "5", at(1)),
+            grant("acme:a", "1", at(2), **paid),
+        ],
+        auto_recharges=[recharge("5", "10")],
+        consumptions=[event("e1", at(2), ("chat", "5")), event("e2", at(3), ("chat", "10"))],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "g0", "5.00", "5.00"),
+        ("01-02 00:00", "GRANTED", "acme:a", "1.00", "6.00"),
+        ("01-02 00:00", "GRANTED", "acme:b", "1.00", "7.00"),
+        ("01-02 00:00", "CONSUMED", "g0", "-5.00", "2.00", "e1", "chat"),
+        ("01-02 00:00", "GRANTED", "acme:auto_recharge:CR:0", "8.00", "10.00"),
+        ("01-03 00:00", "CONSUMED", "acme:a", "-1.00", "9.00", "e2", "chat"),
+        ("01-03 00:00", "CONSUMED", "acme:auto_recharge:CR:0", "-8.00", "1.00", "e2", "chat"),
+        ("01-03 00:00", "CONSUMED", "acme:b", "-1.00", "0.00", "e2", "chat"),
+        ("01-03 00:00", "GRANTED", "acme:auto_recharge:CR:1", "10.00", "10.00"),
+    ]
+
+
 def test_features_are_consumed_in_feature_id_order_and_zero_costs_write_nothing() -> None:
     result = run(
         grants=[grant("g1", "10", at(1))],
