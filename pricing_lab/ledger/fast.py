@@ -1014,7 +1014,7 @@ def _digits_before(a: int, b: int) -> bool:  # pragma: no cover - compiled
     return na < nb
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _before(a: int, b: int, grants: Any) -> bool:  # pragma: no cover - compiled
     """Grant a before grant b (`grants`: the kernel's grant arrays): by currency, then
     `order.drawdown_key`."""
@@ -1034,7 +1034,7 @@ def _before(a: int, b: int, grants: Any) -> bool:  # pragma: no cover - compiled
     return _digits_before(number[a], number[b])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _push(
     out: np.ndarray,
     n: int,
@@ -1825,7 +1825,7 @@ def _emit_ledger(
             valid[1, i] = (codes >> 1) & 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _take_effect(
     g: int,
     t: int,
