@@ -358,7 +358,7 @@ class _Columns:
 
         # Grant happenings, sorted on order.HAPPENING_SORT_COLUMNS, customer by customer: once
         # without ranks, which puts grants that tie on every other key side by side
-        # (`_tie_ranks`), then with them.
+        # (`_tie_ranks`), then with them if they reorder any.
         happenings = (
             self.g_start,
             g_voided,
@@ -369,9 +369,10 @@ class _Columns:
             self.g_tclass,
             self.g_effective,
         )
-        h_start, _, h_phase, h_grant = _grant_happenings(*happenings, np.zeros_like(g_voided))
+        unranked = _grant_happenings(*happenings, np.zeros_like(g_voided))
+        h_start, _, h_phase, h_grant = unranked
         prefix_bytes = _string_bytes(prefixes)
-        self.g_rank = _tie_ranks(
+        self.g_rank, reordered = _tie_ranks(
             h_start,
             h_phase,
             h_grant,
@@ -386,8 +387,8 @@ class _Columns:
             *prefix_bytes,
         )
         self.ar_rank = np.full(shape, RECHARGE_RANK, dtype=np.int64)
-        self.h_start, self.h_time, self.h_phase, self.h_grant = _grant_happenings(
-            *happenings, self.g_rank
+        self.h_start, self.h_time, self.h_phase, self.h_grant = (
+            _grant_happenings(*happenings, self.g_rank) if reordered else unranked
         )
 
         # Room for one customer's grants: its input grants, an overdraft grant per currency and,
@@ -1501,7 +1502,7 @@ def _tie_ranks(
     id_data: np.ndarray,
     prefix_offsets: np.ndarray,
     prefix_data: np.ndarray,
-) -> np.ndarray:  # pragma: no cover - compiled
+) -> tuple[np.ndarray, bool]:  # pragma: no cover - compiled
     """Each grant's rank, the last key of the draw-down order (`_before`), which only grants of
     one customer and currency that tie on every other key ever compare: 2 × (SIDE × above +
     position among the grants it ties with, in grant id order). `above`: its id is above the
@@ -1510,8 +1511,10 @@ def _tie_ranks(
     never equal and never start with such a prefix, so ranks follow the grant ids.
 
     The happenings come sorted with every rank 0: grants that tie take effect one after the
-    other (same time, then the same keys)."""
+    other (same time, then the same keys), as they do in every phase, in grant order. Also
+    returns whether the ranks reorder any of them (else the happenings are already in order)."""
     rank = np.zeros(len(g_currency), dtype=np.int64)
+    reordered = False
     tied = np.empty(0, dtype=np.int64)
     for c in range(len(h_start) - 1):
         h, h_end = h_start[c], h_start[c + 1]
@@ -1542,6 +1545,8 @@ def _tie_ranks(
                     tied[j] = tied[j - 1]
                     j -= 1
                 tied[j] = moving
+            for i in range(n_tied):
+                reordered = reordered or tied[i] != h_grant[h + i]
             p = setting[c, g_currency[first]]
             for i in range(n_tied):
                 g = tied[i]
@@ -1559,7 +1564,7 @@ def _tie_ranks(
                         above = 1
                 rank[g] = 2 * (above * SIDE + i)
             h = run_end
-    return rank
+    return rank, reordered
 
 
 @njit(cache=True, nogil=True)
