@@ -85,7 +85,7 @@ GRANT_TYPE_PAID, GRANT_TYPE_OVERDRAFT = GRANT_TYPES.index("PAID"), GRANT_TYPES.i
 GRANT_SOURCE_AUTO_RECHARGE = GRANT_SOURCES.index("auto_recharge")
 GRANT_SOURCE_OVERDRAFT = GRANT_SOURCES.index("overdraft")
 CHUNKS = 32  # customer chunks per replay, for progress reports
-SCRATCH_BYTES = 256 << 20  # scratch arrays kept from one replay for the next (`_Scratch`)
+SCRATCH_BYTES = 128 << 20  # scratch arrays kept from one replay for the next (`_Scratch`)
 # Draw-down ranks (`_tie_ranks`): input grants 2 × (SIDE × above + n), recharge grants between.
 SIDE = 1 << 40
 RECHARGE_RANK = 2 * SIDE - 1
