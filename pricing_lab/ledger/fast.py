@@ -7,10 +7,11 @@ id order and, per customer, the instants of its grant happenings and events in t
 from are kept per currency in draw-down order. Compiled passes then put the kernel's rows in
 ledger order and write the output columns straight into the buffers Arrow and Polars take over
 (`_Columns.ledger`). Every pass over all rows runs on every core, in threads (compiled code
-releases the GIL), and writes into memory NumPy allocated: fresh pages cost a fault each, and
-the engine has NumPy ask for plain pages, not huge ones (`_small_pages`). Replays of the same
-events one after another (a comparison's scenarios) share what depends on the events alone
-(`EngineWork`).
+releases the GIL), and writes into memory NumPy allocated. Fresh pages cost a fault each: the
+engine keeps a replay's scratch arrays for the next replay (`_Scratch`), and has NumPy ask for
+plain pages, not huge ones, whose faults may compact memory first (`_small_pages`). Replays of
+the same events one after another (a comparison's scenarios) share what depends on the events
+alone (`EngineWork`).
 
 Draw-down ties on `grant_id` need the order of ids the kernel creates
 (`{customer}:auto_recharge:{currency}:{n}`) among the input's ids: input ids never start with that
@@ -284,7 +285,7 @@ class _Columns:
             factors = 10 ** (prepared.scale - self.precisions)
             if np.any(factors != 1):
                 amount = amount // pl.Series(factors[currency])
-            columns = {
+            in_table_order = {
                 "amount": amount.cast(pl.Int64).to_numpy(),
                 "priority": grants["priority"].to_numpy().astype(np.int64),
                 "expires": grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy(),
@@ -306,9 +307,9 @@ class _Columns:
         self.g_type_code = type_code[by_customer]
         self.g_source_code = source_code[by_customer]
         self.g_currency = currency[by_customer]
-        self.g_amount = columns["amount"][by_customer]
-        self.g_priority = columns["priority"][by_customer]
-        self.g_expires = columns["expires"][by_customer]
+        self.g_amount = in_table_order["amount"][by_customer]
+        self.g_priority = in_table_order["priority"][by_customer]
+        self.g_expires = in_table_order["expires"][by_customer]
         type_rank = np.array([TYPE_RANK[t] for t in GRANT_TYPES], dtype=np.int64)
         self.g_tclass = type_rank[self.g_type_code]
         self.g_effective = effective[self.g_row]
@@ -752,11 +753,6 @@ def _string_bytes(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     if data is None:
         return offsets_array, np.empty(0, dtype=np.uint8)
     return offsets_array, np.frombuffer(data, dtype=np.uint8)
-
-
-def _position(column: str, names: Sequence[str] | pl.Series) -> pl.Expr:
-    """Each value's position in `names` (distinct)."""
-    return pl.col(column).cast(pl.Enum(names)).to_physical()
 
 
 def _output_buffers(
