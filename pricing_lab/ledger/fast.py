@@ -334,24 +334,22 @@ class _Columns:
         self.ar_limit = np.full(shape, -1, dtype=np.int64)
         self.ar_expiry = np.zeros(shape, dtype=np.int64)
         setting = np.full(shape, -1, dtype=np.int64)
-        settings = prepared.source.auto_recharges  # those of customers replayed
-        replayed = pl.Series([s.customer_id for s in settings], dtype=pl.String).is_in(
-            self.customers.implode()
-        )
-        settings = tuple(itertools.compress(settings, replayed.to_list()))
+        owners = pl.Series([s.customer_id for s in prepared.source.auto_recharges], dtype=pl.String)
+        replayed = owners.is_in(self.customers.implode())  # settings of customers replayed
+        settings = tuple(itertools.compress(prepared.source.auto_recharges, replayed.to_list()))
         prefixes = pl.Series(
             [f"{s.customer_id}:auto_recharge:{s.currency_id}:" for s in settings], dtype=pl.String
         )
         if settings:
-            c = _positions(pl.Series([s.customer_id for s in settings]), self.customers)
+            c = _positions(owners.filter(replayed), self.customers)
             k = np.array([currency_code[s.currency_id] for s in settings], dtype=np.int64)
             # Settings repeat the same few figures: each is converted once.
             figures: dict[tuple[object, ...], tuple[int, int, int, int, int]] = {}
-            for s in settings:
-                key = _figures_key(s)
+            keys = [_figures_key(s) for s in settings]
+            for s, key in zip(settings, keys, strict=True):
                 if key not in figures:
                     figures[key] = self._recharge_figures(s, currency_code[s.currency_id])
-            values = np.array([figures[_figures_key(s)] for s in settings], dtype=np.int64).T
+            values = np.array([figures[key] for key in keys], dtype=np.int64).T
             self.ar_on[c, k] = True
             self.ar_threshold[c, k], self.ar_target[c, k], self.ar_unit[c, k] = values[:3]
             self.ar_limit[c, k], self.ar_expiry[c, k] = values[3:]
@@ -387,7 +385,6 @@ class _Columns:
             *ids,
             *prefix_bytes,
         )
-        self.ar_rank = np.full(shape, RECHARGE_RANK, dtype=np.int64)
         self.h_start, self.h_time, self.h_phase, self.h_grant = (
             _grant_happenings(*happenings, self.g_rank) if reordered else unranked
         )
@@ -479,7 +476,6 @@ class _Columns:
             self.ar_unit,
             self.ar_limit,
             self.ar_expiry,
-            self.ar_rank,
         )
 
     def _scaled(self, units: np.ndarray, currency: np.ndarray) -> np.ndarray:
@@ -1091,7 +1087,6 @@ def _replay_kernel(
     ar_unit: np.ndarray,
     ar_limit: np.ndarray,
     ar_expiry: np.ndarray,
-    ar_rank: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int]:  # pragma: no cover - compiled
     """Replay customers [c_from, c_to): ledger rows (columns O_*, written from the start of
     `out`, a new array if it runs out of room) and denied rows (event row, currency, cost,
@@ -1347,7 +1342,7 @@ def _replay_kernel(
                             expires[g] = _add_months(t, 1 if code == 1 else 12)
                         tclass[g] = 1
                         effective[g] = t
-                        rank[g] = ar_rank[c, k]
+                        rank[g] = RECHARGE_RANK
                         number[g] = recharges[k]
                         recharges[k] += 1
                         kind[g] = 1
