@@ -11,8 +11,6 @@ import pkgutil
 import sys
 from pathlib import Path
 
-import pricing_lab  # noqa: F401  first, as in the CLI: its allocator setting precedes Polars
-
 
 def available() -> list[str]:
     folder = Path(__file__).parent

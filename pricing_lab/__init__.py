@@ -14,16 +14,7 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 from __future__ import annotations
 
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
-
-# Polars allocates with jemalloc, which by default keeps freed pages for ~10 s: after a replay of
-# 10M events the process held gigabytes it no longer used (8.4 → 6.3 GB after the replay, same
-# speed; benchmarks/replay_bench.py). Read at Polars' first allocation, so this only takes effect
-# when pricing_lab is imported before Polars (the CLI, `make demo`, the benchmarks); an existing
-# setting is kept. DuckDB's own jemalloc (DUCKDB_JE_MALLOC_CONF) is left alone: the same setting
-# there saved 1.5 GB of peak but made DuckDB's COPY of the same events 15% slower.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
 from pricing_lab.errors import InputError, PricingLabError, Problem, ValidationError
 

@@ -65,3 +65,15 @@ def to_minor_units(amount: Decimal, precision: int) -> int:
 def from_minor_units(units: int, precision: int) -> Decimal:
     """Integer minor units back to a Decimal with exactly `precision` places."""
     return Decimal(units).scaleb(-precision).quantize(quantum(precision))
+
+
+def spend_units(
+    unit_price: Decimal, precision: int, limit: Decimal | None
+) -> tuple[int, int | None]:
+    """An auto-recharge's money in integers (SPEC §5 monthly spend limits): the price of one minor
+    unit of a currency at `precision`, and `limit` (None: none), both in units of the smallest
+    money scale at which both are whole."""
+    limit_places = 0 if limit is None else decimal_places(limit)
+    scale = max(precision + decimal_places(unit_price), limit_places)
+    unit = int(unit_price.scaleb(scale - precision))
+    return unit, None if limit is None else int(limit.scaleb(scale))

@@ -1,9 +1,10 @@
-"""UTC timestamps (microsecond precision) and calendar steps with month-end clamping (SPEC §5)."""
+"""UTC timestamps with microsecond precision (SPEC §5) and their integer form.
+
+Calendar steps (months and years with month-end clamping) are `pricing_lab.ledger.calendar`.
+"""
 
 from __future__ import annotations
 
-import calendar
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -27,37 +28,11 @@ def naive_utc(value: datetime) -> datetime:
     return as_utc(value).replace(tzinfo=None)
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def to_micros(value: datetime) -> int:
-    """Microseconds since the Unix epoch (exact; naive input is taken as UTC already).
-
-    Memoised: grant times repeat a lot across customers (every customer's recurring periods start
-    on a few dates), and the ledger engine and the invariant check convert them all."""
+    """Microseconds since the Unix epoch (exact; naive input is taken as UTC already)."""
     return (as_utc(value) - EPOCH) // MICROSECOND
 
 
-def add_months(anchor: datetime, months: int) -> datetime:
-    """`anchor` moved by whole months, the day clamped to the month's last day.
-
-    Always computed from the original anchor, so a Jan 31 anchor gives Feb 28/29, Mar 31, Apr 30.
-    """
-    month_index = anchor.month - 1 + months
-    year = anchor.year + month_index // 12
-    month = month_index % 12 + 1
-    day = min(anchor.day, calendar.monthrange(year, month)[1])
-    return anchor.replace(year=year, month=month, day=day)
-
-
-def add_years(anchor: datetime, years: int) -> datetime:
-    """`anchor` moved by whole years; Feb 29 becomes Feb 28 in a year without it."""
-    return add_months(anchor, 12 * years)
-
-
-def period_start(anchor: datetime, cadence: Cadence, index: int) -> datetime:
-    """Start of period `index` (0-based) of a recurrence anchored at `anchor`."""
-    return add_months(anchor, index) if cadence == "monthly" else add_years(anchor, index)
-
-
-def month_start(value: datetime) -> datetime:
-    """The start of the UTC calendar month containing `value`."""
-    return as_utc(value).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime `micros` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=micros)

@@ -1,6 +1,12 @@
 """The credits ledger (SPEC §5/§6): grants, draw-down, replay engines, invariants, balances."""
 
-from pricing_lab.ledger.api import ReplayResult, replay, run_engine, stderr_progress
+from pricing_lab.ledger.api import (
+    ReplayResult,
+    replay,
+    replay_partition,
+    run_engine,
+    stderr_progress,
+)
 from pricing_lab.ledger.balances import CreditBalance, GrantBalance, balance_at
 from pricing_lab.ledger.invariants import assert_invariants, check_invariants
 from pricing_lab.ledger.model import (
@@ -36,6 +42,7 @@ __all__ = [
     "check_invariants",
     "recurring_entitlements",
     "replay",
+    "replay_partition",
     "run_engine",
     "stderr_progress",
 ]

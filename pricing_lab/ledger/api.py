@@ -1,36 +1,50 @@
-"""`replay`: run a `ReplayInput` through an engine and return the SPEC §6 outputs as DataFrames."""
+"""`replay` and `replay_partition`: a replay's inputs in, the SPEC §6 outputs out, as tables.
+
+Both are plain functions of their arguments: no state kept between calls, nothing changed in the
+process, safe to call from any thread or process (the scale-out runs `replay_partition` in worker
+processes, one bucket of customers each).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import polars as pl
 
-from pricing_lab.ledger.balances import balances_table, summary_table
+from pricing_lab.catalog.model import CreditCurrency
+from pricing_lab.ledger.balances import balances_table, money_scale, summary_table
+from pricing_lab.ledger.grant_table import grant_records
+from pricing_lab.ledger.grants import grants_table
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
-from pricing_lab.ledger.invariants import ConsumptionKeys, assert_invariants, consumption_keys
-from pricing_lab.ledger.model import ReplayInput
-
-if TYPE_CHECKING:
-    from pricing_lab.ledger.fast import EngineWork
+from pricing_lab.ledger.invariants import assert_invariants
+from pricing_lab.ledger.model import (
+    AutoRecharge,
+    Consumption,
+    Enforcement,
+    Grant,
+    RecurringEntitlement,
+    ReplayInput,
+)
 
 Engine = Literal["fast", "reference"]
 Progress = Callable[[int, int], None]
+Record = TypeVar("Record")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplayResult:
     """The outputs of one replay (SPEC §6), as Polars DataFrames.
 
-    `ledger` and `denied_events` have the columns of `frames.ledger_schema` / `denied_schema`;
-    `balances` one row per customer and currency; `summary` one row per currency (see
-    docs/ledger.md).
+    `ledger` and `denied_events` have the columns of `frames.ledger_schema` / `denied_schema`,
+    `grants` those of `frames.grants_schema`; `balances` one row per customer and currency;
+    `summary` one row per currency (see docs/ledger.md).
     """
 
     scenario: str
@@ -40,28 +54,11 @@ class ReplayResult:
     denied_events: pl.DataFrame
     balances: pl.DataFrame
     summary: pl.DataFrame
+    grants: pl.DataFrame
 
     def customer_ledger(self, customer_id: str) -> pl.DataFrame:
         """The ledger entries of one customer, in ledger order."""
         return self.ledger.filter(pl.col("customer_id") == customer_id)
-
-
-@dataclass(slots=True)
-class SharedWork:
-    """What replays of the same events with other costs or settings (a comparison's scenarios)
-    can share, handed from one replay to the next: the last replay's prepared input (its checked
-    and ordered event columns, its grant table), the hash table of its consumption keys and the
-    fast engine's work (what it derived from the event columns alone).
-
-    A replay given one takes over only what provably equals its own (`inputs.prepare(like=…)`,
-    `invariants.consumption_keys(like=…)`, `fast.EngineWork`), checks everything else as always,
-    then leaves its own here for the next. Holding one keeps the last replay's inputs and the
-    engine's work in memory.
-    """
-
-    prepared: PreparedReplay | None = None
-    keys: ConsumptionKeys | None = None
-    engine: EngineWork | None = None
 
 
 def stderr_progress(label: str = "replay") -> Progress:
@@ -84,7 +81,6 @@ def replay(
     *,
     progress: Progress | None = None,
     check: bool = True,
-    shared: SharedWork | None = None,
 ) -> ReplayResult:
     """Replay costed consumptions against grants and policies (SPEC §5) and build SPEC §6 outputs.
 
@@ -92,52 +88,96 @@ def replay(
     both give identical outputs. `progress(done, total)` is called as customers finish (see
     `stderr_progress`). The SPEC §5 invariants are checked at the end (`check=False` skips them,
     for benchmarks only); a violation raises `InvariantViolation`. Bad input raises
-    `ValidationError` listing every problem. `shared`: work shared with the previous replay of
-    the same events (see `SharedWork`); the outputs are the same with or without it.
+    `ValidationError` listing every problem, before anything runs.
     """
-    prepared = prepare(replay_input, like=shared.prepared if shared is not None else None)
-    ledger, denied = run_engine(prepared, engine, progress=progress, shared=shared)
+    prepared = prepare(replay_input)
+    ledger, denied = run_engine(prepared, engine, progress=progress)
     if check:
-        keys = None
-        if shared is not None:
-            keys = consumption_keys(prepared.consumptions, like=shared.keys)
-            shared.keys = keys
-        assert_invariants(ledger, denied, prepared, keys=keys)
-    if shared is not None:
-        shared.prepared = prepared
+        assert_invariants(ledger, denied, prepared)
     balances = balances_table(ledger, denied, prepared)
     return ReplayResult(
-        scenario=replay_input.scenario,
+        scenario=prepared.scenario,
         start=prepared.start,
         until=prepared.until,
         ledger=ledger,
         denied_events=denied,
         balances=balances,
         summary=summary_table(ledger, prepared, balances),
+        grants=grants_table(ledger, prepared, money_scale(prepared)),
     )
 
 
-def run_engine(
-    prepared: PreparedReplay,
-    engine: Engine,
+def replay_partition(
     *,
+    consumptions: pl.DataFrame | Sequence[Consumption],
+    currencies: Sequence[CreditCurrency],
+    start: datetime,
+    until: datetime,
+    grants: pl.DataFrame | Sequence[Grant] = (),
+    recurring: pl.DataFrame | Sequence[RecurringEntitlement] = (),
+    auto_recharges: pl.DataFrame | Sequence[AutoRecharge] = (),
+    enforcement: Enforcement = "overdraft",
+    scenario: str = "base",
+    engine: Engine = "fast",
     progress: Progress | None = None,
-    shared: SharedWork | None = None,
+) -> ReplayResult:
+    """The replay of one partition of customers: tables in, tables out.
+
+    Customers never share credits (SPEC §5), so a replay's customers can be cut into partitions
+    replayed apart (in any process or machine) and their outputs put together: each partition's
+    ledger is its customers' entries of the whole replay. The horizon `[start, until)` is the
+    whole replay's (decided once, before partitions run); `entry_id` numbers the partition's own
+    ledger (a merge renumbers).
+
+    Tables: `consumptions` as costing delivers them (`event_id, customer_id, timestamp,
+    feature_id, currency_id, cost`); `grants` with the columns of the `grants` output
+    (`frames.grants_schema`, without `scenario`); `recurring` and `auto_recharges` with the
+    fields of `RecurringEntitlement` / `AutoRecharge` as columns. Records are accepted too.
+    Returns the outputs of `replay`, the invariants checked.
+    """
+    replay_input = ReplayInput(
+        currencies=tuple(currencies),
+        grants=_records(grants, Grant, grant_records),
+        recurring=_records(recurring, RecurringEntitlement),
+        auto_recharges=_records(auto_recharges, AutoRecharge),
+        consumptions=consumptions,
+        enforcement=enforcement,
+        start=start,
+        until=until,
+        scenario=scenario,
+    )
+    return replay(replay_input, engine, progress=progress)
+
+
+def _records(
+    given: pl.DataFrame | Sequence[Record],
+    kind: type[Record],
+    convert: Callable[[pl.DataFrame], tuple[Any, ...]] | None = None,
+) -> tuple[Record, ...]:
+    """Records of `kind` from a table with their fields as columns (or the records given)."""
+    if not isinstance(given, pl.DataFrame):
+        return tuple(given)
+    if convert is not None:
+        return convert(given)
+    fields = [f.name for f in dataclasses.fields(kind)]  # type: ignore[arg-type]
+    present = [name for name in fields if name in given.columns]
+    return tuple(kind(**row) for row in given.select(present).iter_rows(named=True))
+
+
+def run_engine(
+    prepared: PreparedReplay, engine: Engine, *, progress: Progress | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The ledger and denied events of a prepared replay from one engine, unchecked. `shared`:
-    the fast engine's work is taken from it and left in it for the next replay."""
+    """The ledger (in ledger order) and denied events of a prepared replay from one engine,
+    unchecked."""
     if engine == "reference":
         from pricing_lab.ledger.reference import replay_reference
 
         ledger, denied = replay_reference(prepared, progress)
         return chronological(ledger), denied
     if engine == "fast":
-        from pricing_lab.ledger.fast import EngineWork, replay_fast
+        from pricing_lab.ledger.fast import replay_fast
 
-        work = None
-        if shared is not None:
-            work = shared.engine = shared.engine or EngineWork()
-        return replay_fast(prepared, progress, work=work)  # already in ledger order
+        return replay_fast(prepared, progress)  # already in ledger order
     raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
 
 

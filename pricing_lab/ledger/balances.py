@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import polars as pl
 
-from pricing_lab.ledger import frames
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.money import decimal_places
 from pricing_lab.timeutil import as_utc
@@ -120,16 +119,17 @@ def balances_table(
     table = per_customer.join(
         denied, on=["customer_id", "currency_id"], how="full", coalesce=True
     ).join(breakage_table(ledger, prepared), on=["customer_id", "currency_id"], how="left")
-    price_units = pl.col("currency_id").replace_strict(
-        {k: int(v.scaleb(price_scale)) for k, v in unit_prices.items()}, return_dtype=pl.Int64
+    price = pl.col("currency_id").replace_strict(
+        unit_prices, return_dtype=pl.Decimal(38, price_scale)
     )
-    table = table.with_columns(
-        (pl.col("recharged").fill_null(0).cast(credits).to_physical().cast(pl.Int64) * price_units)
-        .fill_null(0)
-        .alias("_spend")
-    )
-    spend = frames.decimal_series(
-        "recharge_spend", table["_spend"].to_numpy().astype("int64"), scale + price_scale
+    # Polars multiplies decimals at the larger of the two scales: at scale + price_scale the
+    # product of a credit amount and a unit price is exact.
+    spend_type = pl.Decimal(38, scale + price_scale)
+    spend = (
+        (pl.col("recharged").fill_null(0).cast(spend_type) * price)
+        .cast(spend_type)
+        .fill_null(ZERO)
+        .alias("recharge_spend")
     )
     return (
         table.with_columns(spend)
@@ -164,21 +164,24 @@ _VALUED_COLUMNS = (
 
 
 def _valued(entries: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
-    """`entries` with `money` = amount × the grant's cost basis (auto-recharge grants: the
-    currency's unit price), exact at `money_scale`."""
+    """`entries` with `money` = amount × the grant's cost basis (the grants the replay makes for
+    auto-recharges: the currency's unit price), exact at `money_scale`."""
     scale = money_scale(prepared)
     basis_type = pl.Decimal(38, scale)
     # Most grants (recurring, promotional) have cost basis 0: only the others are looked up.
-    bases = prepared.grant_table.filter(pl.col("cost_basis") != 0).select(
-        "grant_id", pl.col("cost_basis").cast(basis_type).alias("__basis")
-    )
+    bases = prepared.grant_table.filter(
+        (pl.col("cost_basis") != 0) | (pl.col("source") == "auto_recharge")
+    ).select("grant_id", pl.col("cost_basis").cast(basis_type).alias("__basis"))
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
+    made_by_replay = pl.col("currency_id").replace_strict(
+        unit_prices, default=ZERO, return_dtype=basis_type
+    )
     basis = (
-        pl.when(pl.col("grant_source") == "auto_recharge")
-        .then(
-            pl.col("currency_id").replace_strict(unit_prices, default=ZERO, return_dtype=basis_type)
-        )
-        .otherwise(pl.col("__basis").fill_null(ZERO))
+        pl.when(pl.col("__basis").is_not_null())
+        .then(pl.col("__basis"))
+        .when(pl.col("grant_source") == "auto_recharge")
+        .then(made_by_replay)
+        .otherwise(pl.lit(ZERO, dtype=basis_type))
     )
     return (
         entries.join(bases, on="grant_id", how="left", maintain_order="left")

@@ -52,6 +52,26 @@ def denied_schema(scale: int) -> pl.Schema:
     return pl.Schema(columns)
 
 
+def grants_schema(scale: int, money_scale: int) -> pl.Schema:
+    """The grants a replay used (SPEC §6): amounts at `scale` places, cost bases (money per
+    credit) at `money_scale`. The order of the columns is part of the contract (exports)."""
+    columns: dict[str, pl.DataType] = {
+        "grant_id": pl.String(),
+        "customer_id": pl.String(),
+        "currency_id": pl.String(),
+        "amount": pl.Decimal(38, scale),
+        "type": pl.String(),
+        "priority": pl.Int64(),
+        "effective_at": TIMESTAMP,
+        "expires_at": TIMESTAMP,
+        "cost_basis": pl.Decimal(38, money_scale),
+        "voided_at": TIMESTAMP,
+        "source": pl.String(),
+        "scenario": pl.String(),
+    }
+    return pl.Schema(columns)
+
+
 def decimal_series(name: str, unscaled: np.ndarray, scale: int) -> pl.Series:
     """A Decimal(38, scale) column from int64 unscaled values, without Python objects.
 

@@ -1,10 +1,11 @@
-"""Grants as one table: what the fast engine, the invariant check and the money figures read.
+"""Grants as one table: what the fast engine, the invariant check, the money figures and the
+`grants` output read.
 
 A replay for thousands of customers on monthly plans meets hundreds of thousands of grants; as
 `Grant` records they would cost a Python object each, every replay. `inputs.prepare` keeps them as
-one Polars table (`grant_table_schema`): the input's grants, then every recurring period
-(`recurring.recurring_grant_table`). `grant_records` turns rows back into records for the
-reference engine, which reads one grant at a time on purpose.
+one Polars table (`grant_table_schema`, the columns of the `grants` output in its order): the
+input's grants, then every recurring period (`recurring.recurring_grant_table`). `grant_records`
+turns rows back into records for the reference engine, which reads one grant at a time on purpose.
 """
 
 from __future__ import annotations
@@ -29,34 +30,34 @@ def grant_table_schema(scale: int, basis_scale: int) -> pl.Schema:
         "grant_id": pl.String(),
         "customer_id": pl.String(),
         "currency_id": pl.String(),
-        "type": pl.String(),
-        "source": pl.String(),
         "amount": pl.Decimal(38, scale),
+        "type": pl.String(),
         "priority": pl.Int64(),
         "effective_at": TIMESTAMP,
         "expires_at": TIMESTAMP,
-        "voided_at": TIMESTAMP,
         "cost_basis": pl.Decimal(38, basis_scale),
+        "voided_at": TIMESTAMP,
+        "source": pl.String(),
     }
     return pl.Schema(columns)
 
 
 def explicit_grant_table(grants: Sequence[Grant], scale: int, basis_scale: int) -> pl.DataFrame:
-    """`grants` (already validated) as a grant table."""
+    """`grants` (already checked) as a grant table."""
     schema = grant_table_schema(scale, basis_scale)
     return pl.DataFrame(
         {
             "grant_id": [g.grant_id for g in grants],
             "customer_id": [g.customer_id for g in grants],
             "currency_id": [g.currency_id for g in grants],
-            "type": [g.type for g in grants],
-            "source": [g.source for g in grants],
             "amount": [g.amount for g in grants],
+            "type": [g.type for g in grants],
             "priority": [g.priority for g in grants],
             "effective_at": [as_utc(g.effective_at) for g in grants],
             "expires_at": [None if g.expires_at is None else as_utc(g.expires_at) for g in grants],
-            "voided_at": [None if g.voided_at is None else as_utc(g.voided_at) for g in grants],
             "cost_basis": [g.cost_basis for g in grants],
+            "voided_at": [None if g.voided_at is None else as_utc(g.voided_at) for g in grants],
+            "source": [g.source for g in grants],
         },
         schema=schema,
     )
@@ -64,7 +65,9 @@ def explicit_grant_table(grants: Sequence[Grant], scale: int, basis_scale: int) 
 
 def grant_records(table: pl.DataFrame) -> tuple[Grant, ...]:
     """The rows of a grant table as `Grant` records, in row order (amounts and cost bases at the
-    table's scales: 300 at scale 2 reads Decimal('300.00'), equal to Decimal(300))."""
+    table's scales: 300 at scale 2 reads Decimal('300.00'), equal to Decimal(300)). Columns
+    beyond the grant's fields (a `scenario`) are ignored."""
+    names = list(grant_table_schema(0, 0))
     return tuple(
         Grant(
             grant_id=grant_id,
@@ -72,24 +75,24 @@ def grant_records(table: pl.DataFrame) -> tuple[Grant, ...]:
             currency_id=currency_id,
             amount=amount,
             type=grant_type,
-            source=source,
             priority=priority,
             effective_at=effective_at,
             expires_at=expires_at,
-            voided_at=voided_at,
             cost_basis=Decimal(cost_basis),
+            voided_at=voided_at,
+            source=source,
         )
         for (
             grant_id,
             customer_id,
             currency_id,
-            grant_type,
-            source,
             amount,
+            grant_type,
             priority,
             effective_at,
             expires_at,
-            voided_at,
             cost_basis,
-        ) in table.iter_rows()
+            voided_at,
+            source,
+        ) in table.select(names).iter_rows()
     )

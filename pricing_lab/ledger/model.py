@@ -1,7 +1,8 @@
 """Records of the credits ledger (SPEC §5): grants, subscriptions, costed consumptions, entries.
 
-Immutable values only; the rules live in `recurring`, `order`, `reference` and `fast`. Amounts are
-`Decimal` (credits at the currency's precision, money per credit for cost bases), never float.
+Immutable values only; the rules live in `order`, `calendar`, `recurring`, `reference` and
+`kernel`. Amounts are `Decimal` (credits at the currency's precision, money per credit for cost
+bases), never float.
 Timestamps are UTC datetimes with microsecond precision; naive datetimes are taken to be UTC.
 """
 
@@ -14,6 +15,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditEntitlement, CurrencyId
+from pricing_lab.limits import ENFORCEMENTS as ENFORCEMENTS  # re-exported
+from pricing_lab.limits import GRANT_EXPIRIES as GRANT_EXPIRIES  # re-exported
 from pricing_lab.timeutil import Cadence
 
 if TYPE_CHECKING:
@@ -23,14 +26,14 @@ CustomerId: TypeAlias = str
 GrantId: TypeAlias = str
 EventId: TypeAlias = str
 
+# Every grant type and source, the replay's own included; their positions are the fast engine's
+# codes (what an input may give: `pricing_lab.limits`).
 GrantType = Literal["PAID", "PROMOTIONAL", "RECURRING", "OVERDRAFT"]
 GRANT_TYPES: tuple[str, ...] = ("PAID", "PROMOTIONAL", "RECURRING", "OVERDRAFT")
 GrantSource = Literal["manual", "plan", "addon", "top_up", "auto_recharge", "overdraft"]
 GRANT_SOURCES: tuple[str, ...] = ("manual", "plan", "addon", "top_up", "auto_recharge", "overdraft")
 GrantExpiry = Literal["none", "1_month", "1_year"]
-GRANT_EXPIRIES: tuple[str, ...] = ("none", "1_month", "1_year")
 Enforcement = Literal["overdraft", "block"]
-ENFORCEMENTS: tuple[str, ...] = ("overdraft", "block")
 EntitlementSource = Literal["plan", "addon"]
 EntryType = Literal[
     "GRANTED",
@@ -170,23 +173,10 @@ class DeniedEvent:
     balance: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class CostedConsumptions:
-    """The consumption table as costing delivers it (`simulation.costing.cost_events`).
-
-    Costing guarantees what is expensive to re-check on tens of millions of rows: each event id
-    has one customer and one timestamp, each feature appears once per event, costs are rounded
-    to their currency's precision. `inputs.prepare` trusts that and still checks the rest
-    (columns, types, nulls, known currencies, signs, order).
-    """
-
-    frame: pl.DataFrame
-
-
 # A replay's consumptions: records, or the long table `event_id, customer_id, timestamp,
-# feature_id, currency_id, cost` (one row per event and matched feature), or that table from
-# costing (which is what the replay pipeline hands over).
-Consumptions: TypeAlias = "Sequence[Consumption] | pl.DataFrame | CostedConsumptions"
+# feature_id, currency_id, cost` (one row per event and matched feature; a cost is a Decimal at its
+# currency's precision, an event that matched no feature one row with null feature, currency, cost).
+Consumptions: TypeAlias = "Sequence[Consumption] | pl.DataFrame"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

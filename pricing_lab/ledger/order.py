@@ -1,8 +1,15 @@
 """The two orders of the ledger (SPEC §5): what happens first at one instant, and draw-down order.
 
-Like beancount's `SORT_ORDER`, the order is a named table with the reason for each rank, used by
-both engines: the reference engine sorts `Happening`s with `happening_key`; the fast engine sorts
-its columns on `HAPPENING_SORT_COLUMNS` / `EVENT_SORT_COLUMNS`, which spell the same key.
+Like beancount's `SORT_ORDER`, each order is one named definition with the reason for each rank:
+`Phase` and `happening_key` (what happens first at one instant), `drawdown_key` (which grant is
+drawn first), and the ids of the grants the replay makes. The reference engine sorts records with
+these keys. Where other code needs the same order in another form, the twin sits here, beside the
+definition, and `tests/ledger/test_conformance.py` runs the same cases through every form:
+
+* `DrawdownKeys` + `drawdown_before` / `happens_before`: the compiled twin (the fast engine's
+  kernel and its sort of grant happenings), on integer keys;
+* `drawdown_sort_keys`: the vectorised twin (Polars sort keys of a grant table: the invariant
+  check's draw-down ranks).
 """
 
 from __future__ import annotations
@@ -10,8 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
+from typing import NamedTuple
 
-from pricing_lab.ledger.model import Consumption, Grant
+import numpy as np
+import polars as pl
+from numba import njit
+
+from pricing_lab.ledger.model import GRANT_TYPES, Consumption, Grant
+from pricing_lab.timeutil import NEVER_US
 
 NEVER = datetime.max.replace(tzinfo=UTC)
 
@@ -31,10 +44,15 @@ class Phase(IntEnum):
     EVENT = 3
 
 
+# The phases as plain integers, for compiled code.
+EXPIRY, VOID, TAKES_EFFECT, EVENT = (int(phase) for phase in Phase)
+
 # PROMOTIONAL and RECURRING credits are drawn before PAID ones (they are worth nothing once
 # expired, paid ones were bought). OVERDRAFT is never in the draw-down order: it is used only for
 # what every other grant cannot cover.
 TYPE_RANK: dict[str, int] = {"PROMOTIONAL": 0, "RECURRING": 0, "PAID": 1, "OVERDRAFT": 2}
+# TYPE_RANK by grant type code (position in `model.GRANT_TYPES`), for compiled code.
+TYPE_RANK_BY_CODE = np.array([TYPE_RANK[t] for t in GRANT_TYPES], dtype=np.int64)
 
 
 def drawdown_key(grant: Grant) -> tuple[int, bool, datetime, int, datetime, str]:
@@ -89,18 +107,174 @@ def happening_key(happening: Happening) -> tuple[object, ...]:
     )
 
 
-# The same key in columns, as the fast engine sorts them (all ascending). Grant happenings:
-HAPPENING_SORT_COLUMNS: tuple[str, ...] = (
-    "customer",  # customer code, codes given in customer id order
-    "time",  # microseconds since the epoch
-    "phase",  # Phase
-    "currency",  # currency code, codes given in currency id order
-    "priority",
-    "never_expires",  # False before True: never-expiring grants last
-    "expires",
-    "type_rank",  # TYPE_RANK
-    "effective",
-    "grant_rank",  # rank of grant_id in sorted order
-)
-# Event rows (one per event and feature), all in Phase.EVENT, after the instant's grant happenings:
+# Event rows (one per event and feature) in the order of things: by customer, then time, then
+# event id (SPEC §5), then feature id (an event's costs are consumed feature by feature).
 EVENT_SORT_COLUMNS: tuple[str, ...] = ("customer_id", "timestamp", "event_id", "feature_id")
+
+
+# --- the ids of the grants the replay makes ------------------------------------------------------
+
+
+def recharge_grant_id(customer_id: str, currency_id: str, number: int) -> str:
+    """The id of a customer's auto-recharge grant number `number` (from 0) in a currency."""
+    return f"{recharge_id_prefix(customer_id, currency_id)}{number}"
+
+
+def recharge_id_prefix(customer_id: str, currency_id: str) -> str:
+    """What every auto-recharge grant id of a customer and currency starts with."""
+    return f"{customer_id}:auto_recharge:{currency_id}:"
+
+
+def overdraft_grant_id(customer_id: str, currency_id: str) -> str:
+    """The id of a customer's OVERDRAFT grant in a currency."""
+    return f"{customer_id}:overdraft:{currency_id}"
+
+
+def recharge_grant_ids(customer: str, currency: str, number: str) -> pl.Expr:
+    """`recharge_grant_id` over columns (customer id, currency id, number)."""
+    return pl.concat_str(recharge_id_prefixes(customer, currency), pl.col(number).cast(pl.String))
+
+
+def recharge_id_prefixes(customer: str, currency: str) -> pl.Expr:
+    """`recharge_id_prefix` over columns (customer id, currency id)."""
+    return pl.concat_str(pl.col(customer), pl.lit(":auto_recharge:"), pl.col(currency), pl.lit(":"))
+
+
+def overdraft_grant_ids(customer: str, currency: str) -> pl.Expr:
+    """`overdraft_grant_id` over columns (customer id, currency id)."""
+    return pl.concat_str(pl.col(customer), pl.lit(":overdraft:"), pl.col(currency))
+
+
+# --- the compiled twin: draw-down order on integer keys ------------------------------------------
+
+# The grant id is the last draw-down key: in integers it is an id rank. An input grant's rank is
+# 2 × (ID_SIDE × above + its id's position among the replay's input grant ids in string order);
+# `above` says whether its id sorts after the customer's auto-recharge ids in its currency. Input
+# ids never start with that prefix (a validation rule), so each one sorts wholly before or after
+# every id the replay makes there: auto-recharge grants rank RECHARGE_ID_RANK, between the two
+# sides, and compare among themselves on the text of their number (`recharge_numbers_before`).
+ID_SIDE = 1 << 40
+RECHARGE_ID_RANK = 2 * ID_SIDE - 1
+
+
+class DrawdownKeys(NamedTuple):
+    """The draw-down keys of grants as int64 arrays (one entry per grant), as `drawdown_key`."""
+
+    priority: np.ndarray
+    expires: np.ndarray  # microseconds; NEVER_US for a grant that never expires
+    type_rank: np.ndarray  # TYPE_RANK
+    effective: np.ndarray  # microseconds
+    id_rank: np.ndarray  # see ID_SIDE
+    recharge_number: np.ndarray  # n of an auto-recharge grant's id (0 for input grants)
+
+
+def id_ranks(grant_ids: pl.Series, above: np.ndarray) -> np.ndarray:
+    """The id rank (see ID_SIDE) of input grants: `grant_ids`, and whether each id sorts after
+    the auto-recharge ids of its customer and currency (`above_recharge_ids`)."""
+    position = grant_ids.rank("ordinal").cast(pl.Int64).to_numpy() - 1
+    result: np.ndarray = 2 * (ID_SIDE * above.astype(np.int64) + position)
+    return result
+
+
+def above_recharge_ids(grants: pl.DataFrame, recharging: pl.DataFrame) -> np.ndarray:
+    """Per row of `grants` (grant_id, customer_id, currency_id): whether the customer's
+    auto-recharge ids in that currency (`recharging`: customer_id, currency_id pairs with an
+    auto-recharge setting) sort before its grant id. False where there is no setting."""
+    prefix = recharge_id_prefixes("customer_id", "currency_id")
+    flags = grants.select("grant_id", "customer_id", "currency_id").join(
+        recharging.select("customer_id", "currency_id", pl.lit(True).alias("__recharging")),
+        on=["customer_id", "currency_id"],
+        how="left",
+        maintain_order="left",
+    )
+    above = pl.col("__recharging").fill_null(False) & (pl.col("grant_id") > prefix)
+    result: np.ndarray = flags.select(above).to_series().to_numpy()
+    return result
+
+
+@njit(cache=True)
+def recharge_numbers_before(a: int, b: int) -> bool:  # pragma: no cover - compiled
+    """str(a) < str(b) for non-negative integers: the order of auto-recharge grant ids, which end
+    in their number (…:10 sorts before …:9)."""
+    digits_a = np.zeros(20, dtype=np.int64)
+    digits_b = np.zeros(20, dtype=np.int64)
+    n_a = 0
+    while True:
+        digits_a[n_a] = a % 10
+        n_a += 1
+        a //= 10
+        if a == 0:
+            break
+    n_b = 0
+    while True:
+        digits_b[n_b] = b % 10
+        n_b += 1
+        b //= 10
+        if b == 0:
+            break
+    for i in range(min(n_a, n_b)):
+        if digits_a[n_a - 1 - i] != digits_b[n_b - 1 - i]:
+            return digits_a[n_a - 1 - i] < digits_b[n_b - 1 - i]
+    return n_a < n_b
+
+
+@njit(cache=True)
+def drawdown_before(keys: DrawdownKeys, a: int, b: int) -> bool:  # pragma: no cover - compiled
+    """Grant a is drawn before grant b (`drawdown_key`, on `keys`)."""
+    if keys.priority[a] != keys.priority[b]:
+        return keys.priority[a] < keys.priority[b]
+    if keys.expires[a] != keys.expires[b]:  # NEVER_US sorts last, as never-expiring grants do
+        return keys.expires[a] < keys.expires[b]
+    if keys.type_rank[a] != keys.type_rank[b]:
+        return keys.type_rank[a] < keys.type_rank[b]
+    if keys.effective[a] != keys.effective[b]:
+        return keys.effective[a] < keys.effective[b]
+    if keys.id_rank[a] != keys.id_rank[b]:
+        return keys.id_rank[a] < keys.id_rank[b]
+    return recharge_numbers_before(keys.recharge_number[a], keys.recharge_number[b])
+
+
+@njit(cache=True)
+def grant_before(
+    currency: np.ndarray, keys: DrawdownKeys, a: int, b: int
+) -> bool:  # pragma: no cover - compiled
+    """Within one phase of one instant: grant a before grant b (`happening_key`: by currency,
+    then in draw-down order)."""
+    if currency[a] != currency[b]:
+        return currency[a] < currency[b]
+    return drawdown_before(keys, a, b)
+
+
+@njit(cache=True)
+def happens_before(
+    currency: np.ndarray,
+    keys: DrawdownKeys,
+    time_a: int,
+    phase_a: int,
+    a: int,
+    time_b: int,
+    phase_b: int,
+    b: int,
+) -> bool:  # pragma: no cover - compiled
+    """Grant a's `phase_a` at `time_a` happens before grant b's `phase_b` at `time_b`
+    (`happening_key`)."""
+    if time_a != time_b:
+        return time_a < time_b
+    if phase_a != phase_b:
+        return phase_a < phase_b
+    return grant_before(currency, keys, a, b)
+
+
+# --- the vectorised twin: draw-down order as Polars sort keys ------------------------------------
+
+
+def drawdown_sort_keys() -> list[pl.Expr]:
+    """`drawdown_key` as Polars sort keys (all ascending) over a grant table's columns
+    (`priority`, `expires_at` null for never, `type`, `effective_at`, `grant_id`)."""
+    return [
+        pl.col("priority"),
+        pl.col("expires_at").dt.epoch("us").fill_null(NEVER_US),
+        pl.col("type").replace_strict(TYPE_RANK, return_dtype=pl.Int64),
+        pl.col("effective_at"),
+        pl.col("grant_id"),
+    ]

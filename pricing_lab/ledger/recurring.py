@@ -1,8 +1,8 @@
 """Recurring grants of SPEC §5: one RECURRING grant per period of each credit entitlement.
 
 Thousands of customers on monthly plans make hundreds of thousands of periods, so the periods are
-computed as columns (`recurring_grant_table`, NumPy month arithmetic) rather than one `Grant` at a
-time; `recurring_grants` gives the same grants as records for readers that want them.
+computed as columns (`recurring_grant_table`, with `calendar.add_months_array`) rather than one
+`Grant` at a time; `recurring_grants` gives the same grants as records for readers that want them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from pricing_lab.ledger.calendar import add_months_array, cadence_months, month_index_array
 from pricing_lab.ledger.grant_table import grant_records, grant_table_schema
 from pricing_lab.ledger.model import Grant, RecurringEntitlement
 from pricing_lab.money import decimal_places
-from pricing_lab.timeutil import DAY_US, NEVER_US, as_utc, to_micros
-
-_MONTH_ZERO = 1970 * 12  # month index (year × 12 + month − 1) of January 1970
+from pricing_lab.timeutil import NEVER_US, to_micros
 
 
 def recurring_grant_table(
@@ -28,9 +27,10 @@ def recurring_grant_table(
     a grant table (`grant_table.grant_table_schema`, amounts at `scale` places; None: as many as
     the amounts need).
 
-    Periods are anchored on the entitlement's `start` and computed from it each time (a Jan 31
-    start gives Feb 28/29, Mar 31, Apr 30, …; yearly Feb 29 gives Feb 28). Each grant takes effect
-    at its period start and expires at min(next period start, end); no rollover.
+    Periods are anchored on the entitlement's `start` and computed from it each time
+    (`calendar.period_start`: a Jan 31 start gives Feb 28/29, Mar 31, Apr 30, …; yearly Feb 29
+    gives Feb 28). Each grant takes effect at its period start and expires at min(next period
+    start, end); no rollover.
 
     Grant ids are `{customer_id}:{source_id}:{currency_id}:{index}`, the index counting periods
     from 0. When one customer has several entitlements with the same source and currency (the same
@@ -44,30 +44,19 @@ def recurring_grant_table(
     schema = grant_table_schema(scale, 0)
     if not rows:
         return pl.DataFrame(schema=schema)
-    anchors = [as_utc(e.start) for e in rows]
-    until_us = to_micros(as_utc(until))
-    end_us = np.array(
-        [NEVER_US if e.end is None else to_micros(as_utc(e.end)) for e in rows], dtype=np.int64
-    )
-    limit = np.minimum(end_us, until_us)
-    month = np.array([a.year * 12 + a.month - 1 for a in anchors], dtype=np.int64)
-    day = np.array([a.day for a in anchors], dtype=np.int64)
-    time_of_day = np.array(
-        [((a.hour * 60 + a.minute) * 60 + a.second) * 1_000_000 + a.microsecond for a in anchors],
-        dtype=np.int64,
-    )
-    step = np.array([1 if e.cadence == "monthly" else 12 for e in rows], dtype=np.int64)
+    anchor = np.array([to_micros(e.start) for e in rows], dtype=np.int64)
+    end = np.array([NEVER_US if e.end is None else to_micros(e.end) for e in rows], dtype=np.int64)
+    limit = np.minimum(end, to_micros(until))
+    step = np.array([cadence_months(e.cadence) for e in rows], dtype=np.int64)
     # Enough periods to pass the limit; the ones starting at or after it are dropped below.
-    limit_month = (limit // DAY_US).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    periods = np.maximum((limit_month + _MONTH_ZERO - month) // step + 1, 0)
+    months = month_index_array(np.minimum(limit, NEVER_US // 2)) - month_index_array(anchor)
+    periods = np.maximum(months // step + 2, 0)
     which = np.repeat(np.arange(len(rows)), periods)
     index = np.arange(len(which)) - np.repeat(np.cumsum(periods) - periods, periods)
-    starts = _period_starts(month[which] + index * step[which], day[which], time_of_day[which])
-    following = _period_starts(
-        month[which] + (index + 1) * step[which], day[which], time_of_day[which]
-    )
+    starts = add_months_array(anchor[which], index * step[which])
+    following = add_months_array(anchor[which], (index + 1) * step[which])
     keep = starts < limit[which]
-    which, starts, expires = which[keep], starts[keep], np.minimum(following, end_us[which])[keep]
+    which, starts, expires = which[keep], starts[keep], np.minimum(following, end[which])[keep]
     entitlement = pl.DataFrame(
         {
             "customer_id": [e.customer_id for e in rows],
@@ -95,17 +84,17 @@ def recurring_grant_table(
         pl.concat_str(*key, pl.col("index").cast(pl.String), separator=":").alias("grant_id"),
         "customer_id",
         "currency_id",
+        "amount",
         pl.lit("RECURRING").alias("type"),
+        pl.lit(0, dtype=pl.Int64).alias("priority"),
+        pl.col("start").cast(schema["effective_at"]).alias("effective_at"),
+        pl.col("expires").cast(schema["expires_at"]).alias("expires_at"),
+        pl.lit(0, dtype=schema["cost_basis"]).alias("cost_basis"),
+        pl.lit(None, dtype=schema["voided_at"]).alias("voided_at"),
         pl.when(pl.col("kind") == "plan")
         .then(pl.lit("plan"))
         .otherwise(pl.lit("addon"))
         .alias("source"),
-        "amount",
-        pl.lit(0, dtype=pl.Int64).alias("priority"),
-        pl.col("start").cast(schema["effective_at"]).alias("effective_at"),
-        pl.col("expires").cast(schema["expires_at"]).alias("expires_at"),
-        pl.lit(None, dtype=schema["voided_at"]).alias("voided_at"),
-        pl.lit(0, dtype=schema["cost_basis"]).alias("cost_basis"),
     )
 
 
@@ -114,13 +103,3 @@ def recurring_grants(
 ) -> tuple[Grant, ...]:
     """The grants of `recurring_grant_table`, as records."""
     return grant_records(recurring_grant_table(entitlements, until))
-
-
-def _period_starts(month: np.ndarray, day: np.ndarray, time_of_day: np.ndarray) -> np.ndarray:
-    """Microseconds since the epoch of day `day` (clamped to the month's last day) of month index
-    `month`, at `time_of_day`."""
-    first = (month - _MONTH_ZERO).astype("datetime64[M]")
-    first_day = first.astype("datetime64[D]").astype(np.int64)
-    days_in_month = (first + 1).astype("datetime64[D]").astype(np.int64) - first_day
-    result: np.ndarray = (first_day + np.minimum(day, days_in_month) - 1) * DAY_US + time_of_day
-    return result

@@ -19,7 +19,8 @@ import numpy as np
 import polars as pl
 
 from pricing_lab.ledger import frames
-from pricing_lab.ledger.inputs import PreparedReplay, consumption_records
+from pricing_lab.ledger.calendar import add_months, add_years, month_start
+from pricing_lab.ledger.inputs import PreparedReplay, consumption_records, prepared_grants
 from pricing_lab.ledger.model import (
     DENIED_REASON,
     AutoRecharge,
@@ -27,9 +28,16 @@ from pricing_lab.ledger.model import (
     EntryType,
     Grant,
 )
-from pricing_lab.ledger.order import Happening, Phase, drawdown_key, happening_key
+from pricing_lab.ledger.order import (
+    Happening,
+    Phase,
+    drawdown_key,
+    happening_key,
+    overdraft_grant_id,
+    recharge_grant_id,
+)
 from pricing_lab.money import quantize
-from pricing_lab.timeutil import add_months, add_years, as_utc, month_start
+from pricing_lab.timeutil import as_utc
 
 ZERO = Decimal(0)
 
@@ -176,7 +184,7 @@ class _CustomerReplay:
         totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for cost in costs:
             totals[cost.currency_id] += cost.cost
-        if self.prepared.source.enforcement == "block":
+        if self.prepared.enforcement == "block":
             short = [c for c in sorted(totals) if totals[c] > self.balances[c]]
             if short:
                 currency = short[0]  # one row per denied event: the first short currency
@@ -209,7 +217,7 @@ class _CustomerReplay:
         """The customer's OVERDRAFT grant in `currency`, created on first need (no GRANTED)."""
         if currency not in self.overdrafts:
             grant = Grant(
-                grant_id=f"{self.customer_id}:overdraft:{currency}",
+                grant_id=overdraft_grant_id(self.customer_id, currency),
                 customer_id=self.customer_id,
                 currency_id=currency,
                 amount=ZERO,
@@ -243,7 +251,7 @@ class _CustomerReplay:
             "1_year": add_years(at, 1),
         }[setting.grant_expiry]
         grant = Grant(
-            grant_id=f"{self.customer_id}:auto_recharge:{currency}:{number}",
+            grant_id=recharge_grant_id(self.customer_id, currency, number),
             customer_id=self.customer_id,
             currency_id=currency,
             amount=amount,
@@ -267,14 +275,14 @@ def replay_reference(
     """The ledger and denied events of a prepared replay, computed one happening at a time."""
     start, until = prepared.start, prepared.until
     grants_by_customer: dict[str, list[Grant]] = defaultdict(list)
-    for grant in prepared.grants:
+    for grant in prepared_grants(prepared):
         grants_by_customer[grant.customer_id].append(grant)
     events_by_customer: dict[str, list[Consumption]] = defaultdict(list)
     for consumption in consumption_records(prepared):
         if start <= as_utc(consumption.timestamp) < until:
             events_by_customer[consumption.customer_id].append(consumption)
     recharges: dict[str, dict[str, AutoRecharge]] = defaultdict(dict)
-    for setting in prepared.source.auto_recharges:
+    for setting in prepared.auto_recharges:
         recharges[setting.customer_id][setting.currency_id] = setting
     precisions = {c.id: c.precision for c in prepared.currencies}
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
@@ -338,7 +346,7 @@ def _ledger_frame(entries: list[EntryRow], prepared: PreparedReplay) -> pl.DataF
             ),
             pl.Series("event_id", columns[7], dtype=pl.String),
             pl.Series("feature_id", columns[8], dtype=pl.String),
-            pl.Series("scenario", [prepared.source.scenario] * len(entries), dtype=pl.String),
+            pl.Series("scenario", [prepared.scenario] * len(entries), dtype=pl.String),
         ]
     ).cast(dict(schema))  # type: ignore[arg-type]
 
@@ -362,6 +370,6 @@ def _denied_frame(denied: list[DeniedRow], prepared: PreparedReplay) -> pl.DataF
             frames.decimal_series(
                 "balance", np.array([_scaled(a, scale) for a in columns[5]], dtype=np.int64), scale
             ),
-            pl.Series("scenario", [prepared.source.scenario] * len(denied), dtype=pl.String),
+            pl.Series("scenario", [prepared.scenario] * len(denied), dtype=pl.String),
         ]
     )

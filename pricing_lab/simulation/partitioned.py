@@ -59,7 +59,6 @@ Progress = Callable[[int, int], None]
 # DuckDB's share of memory in `spilling_connection` (measured, 10M events: a 1GB cap → peak 3.38
 # GiB, 512MB → 2.25 GiB in the same time; 256MB → 2.13 GiB but slower to read).
 DUCKDB_MEMORY = "512MB"
-IDLE_DUCKDB_MEMORY = "32MB"  # DuckDB's limit while Python replays a range (`_duckdb_memory_lent`)
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 _PART_BATCH_ROWS = 1 << 14  # rows per record batch of a range's temporary ledger file
 _PART_SLICE_ROWS = 1 << 20  # ledger rows converted to Arrow at a time while writing it
@@ -299,45 +298,19 @@ class _PartitionedRun:
         times = costing.consumptions["timestamp"]
         first = times.min() if len(times) else None
         last = times.max() if len(times) else None
-        with _duckdb_memory_lent(self.con):
-            result = simulate(
-                self.con,
-                self.catalog,
-                range_customers,
-                events=_PART_TABLE,  # not read: the range is costed
-                enforcement=self.enforcement,
-                start=start,
-                until=until,
-                scenario=self.scenario,
-                engine=self.engine,
-                costing=costing,
-            )
+        result = simulate(
+            self.con,
+            self.catalog,
+            range_customers,
+            events=_PART_TABLE,  # not read: the range is costed
+            enforcement=self.enforcement,
+            start=start,
+            until=until,
+            scenario=self.scenario,
+            engine=self.engine,
+            costing=costing,
+        )
         return result, _event_times(first), _event_times(last)
-
-
-@contextmanager
-def _duckdb_memory_lent(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """While the engine replays a range, DuckDB's memory limit down to IDLE_DUCKDB_MEMORY, which
-    makes it give back what it caches of the events table (~0.36 GiB of 512 MB, measured); the
-    limit as it was afterwards (as DuckDB reports it: to 0.1 MiB). Only for a database in a
-    file: an in-memory database would have to move its own tables out to temporary files. If
-    DuckDB cannot free that much, it keeps its limit."""
-    [(limit, path)] = con.execute(
-        "SELECT current_setting('memory_limit'), "
-        "(SELECT path FROM duckdb_databases() WHERE database_name = current_database())"
-    ).fetchall()
-    lent = False
-    if path:
-        try:
-            con.execute(f"SET memory_limit = {quote_literal(IDLE_DUCKDB_MEMORY)}")
-            lent = True
-        except duckdb.Error:
-            pass  # DuckDB could not free that much: it keeps its memory, the replay goes on
-    try:
-        yield
-    finally:
-        if lent:
-            con.execute(f"SET memory_limit = {quote_literal(limit)}")
 
 
 def _time_grid(start: datetime, until: datetime) -> np.ndarray:
@@ -390,6 +363,7 @@ class _Outcome:
                     denied_events=_owned(replayed.denied_events),
                     balances=_owned(replayed.balances),
                     summary=_owned(replayed.summary),
+                    grants=_owned(replayed.grants),
                 ),
                 rejected_events=_owned(result.rejected_events),
                 plan_summary=_owned(result.plan_summary),
@@ -409,6 +383,9 @@ class _Outcome:
             start=self.start,
             until=self.until,
             ledger=empty_ledger(self.scale),
+            grants=_stacked(
+                [r.grants.with_columns(pl.col("cost_basis").cast(self.money)) for r in self.results]
+            ),
             denied_events=_stacked([r.denied_events for r in self.results]),
             balances=_stacked(
                 [r.balances.with_columns(pl.col("breakage").cast(self.money)) for r in self.results]
@@ -431,12 +408,13 @@ class _Outcome:
                 [r.plan_summary for r in self.results], by=["currency_id", "plan_id"]
             ),
             written_to=folder,
-            ledger_on_disk=True,
+            ledger_on_disk=folder / "ledger.parquet",
             ledger_entries=int(sum(int(rows.sum()) for rows in self.window_rows)),
             feature_totals=_added(self.feature_totals, by=["currency_id", "feature_id"]),
         )
         with _renamed_when_done(folder) as partial:
             self._merge_ledger(partial("ledger.parquet"))
+            write_table(result.grants, partial("grants.parquet"))
             write_table(result.denied_events, partial("denied_events.parquet"))
             write_table(result.rejected_events, partial("rejected_events.parquet"))
             write_table(result.balances, partial("balances.parquet"))

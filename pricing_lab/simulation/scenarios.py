@@ -26,7 +26,6 @@ from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
-from pricing_lab.ledger.api import SharedWork
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
 from pricing_lab.simulation.costing import cost_events, cost_events_many
@@ -442,9 +441,6 @@ def compare(
     )
     # Each costed table (tens of millions of rows at scale) goes once its last scenario is done.
     uses_left = Counter(keys)
-    # The scenarios replay the same events: each takes over what the previous one checked and
-    # built of them (event columns and order, grant table, the key table of invariant 3).
-    shared = SharedWork()
     results: dict[str, SimulationResult] = {}
     rows: dict[str, tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = {}
     for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
@@ -464,7 +460,6 @@ def compare(
             start=start,
             until=until,
             ingest=ingest,
-            shared=shared,
         )
         uses_left[key] -= 1
         if uses_left[key] == 0:
@@ -719,7 +714,6 @@ def goal_seek(
     if low > high:
         raise InputError(f"goal seek: low {low} is above high {high}")
     steps: list[tuple[Decimal, float]] = []
-    shared = SharedWork()  # every step replays the same events
 
     def evaluate(value: Decimal) -> float:
         scenario = make_scenario(value)
@@ -737,7 +731,6 @@ def goal_seek(
             scenario=scenario.name,
             engine=engine,
             costing=costing,
-            shared=shared,
         )
         score = measure(result)
         steps.append((value, score))

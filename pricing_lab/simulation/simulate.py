@@ -3,8 +3,8 @@
 `simulate` is what `pricing-lab simulate` and the notebooks call. It reads nothing row by row in
 Python: matching and costing are DuckDB queries, the engine works on columnar arrays. The outputs
 (SPEC §6) are Polars DataFrames and, with `SimulationResult.write`, the files `ledger.parquet`,
-`denied_events.parquet`, `rejected_events.parquet`, `balances.parquet` and `summary.json`, identical
-byte for byte for the same inputs in any row order.
+`grants.parquet`, `denied_events.parquet`, `rejected_events.parquet`, `balances.parquet` and
+`summary.json`, identical byte for byte for the same inputs in any row order.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
-from pricing_lab.ledger.api import SharedWork
 from pricing_lab.ledger.balances import feature_summary, with_entries
 from pricing_lab.ledger.frames import TIMESTAMP
-from pricing_lab.ledger.model import CostedConsumptions, Enforcement, Subscription
+from pricing_lab.ledger.model import Enforcement, Subscription
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.output_files import write_table
@@ -39,6 +38,7 @@ Progress = Callable[[int, int], None]
 NO_PLAN_NAME = "(none)"  # plan of ledger entries of a customer without a subscription then
 OUTPUT_FILES = (
     "ledger.parquet",
+    "grants.parquet",
     "denied_events.parquet",
     "rejected_events.parquet",
     "balances.parquet",
@@ -48,18 +48,23 @@ OUTPUT_FILES = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulationResult:
-    """A replay's outputs plus the events rejected on the way (ingestion and formulas)."""
+    """A replay's outputs plus the events rejected on the way (ingestion and formulas).
+
+    Plain data. A result whose ledger was written and let go (`written(..., keep_ledger=False)`,
+    a partitioned replay) holds no ledger in memory: `ledger_on_disk` names its file, and
+    `read_ledger()` reads it back when asked.
+    """
 
     replay: ReplayResult
     rejected_events: pl.DataFrame
     ingest: IngestReport | None = None
     plan_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
-    # Where the outputs were already written (`written`): `write` to the same folder does nothing,
-    # and with `ledger_on_disk` the ledger is not held in memory but read back from there.
+    # Where the outputs were written (`written`): `write` to the same folder does nothing.
     written_to: Path | None = None
-    ledger_on_disk: bool = False
-    # Totals of a ledger that was never held whole (a partitioned replay): its entry count and
-    # `feature_summary`, so the summary does not read the ledger back.
+    # The ledger file of a result that does not hold its ledger (`replay.ledger` is then empty).
+    ledger_on_disk: Path | None = None
+    # Totals of a ledger not held in memory: its entry count and `feature_summary`, so the
+    # summary does not read the ledger back.
     ledger_entries: int | None = None
     feature_totals: pl.DataFrame | None = None
 
@@ -69,9 +74,23 @@ class SimulationResult:
 
     @property
     def ledger(self) -> pl.DataFrame:
-        if self.ledger_on_disk and self.written_to is not None:
-            return pl.read_parquet(self.written_to / "ledger.parquet")
+        """The ledger held in memory (`read_ledger` reads one that is only on disk)."""
+        if self.ledger_on_disk is not None:
+            raise ValueError(
+                f"the ledger of scenario {self.scenario!r} is not held in memory but in "
+                f"{self.ledger_on_disk}: read it with read_ledger()"
+            )
         return self.replay.ledger
+
+    def read_ledger(self) -> pl.DataFrame:
+        """The ledger: the one held in memory, or read from its file (`ledger_on_disk`)."""
+        if self.ledger_on_disk is not None:
+            return pl.read_parquet(self.ledger_on_disk)
+        return self.replay.ledger
+
+    @property
+    def grants(self) -> pl.DataFrame:
+        return self.replay.grants
 
     @property
     def denied_events(self) -> pl.DataFrame:
@@ -87,12 +106,19 @@ class SimulationResult:
 
     def written(self, folder: str | Path, *, keep_ledger: bool = True) -> SimulationResult:
         """This result after `write(folder)`. With `keep_ledger=False` the ledger leaves memory
-        and `ledger` reads it back from `folder/ledger.parquet` when asked (what a comparison of
-        many scenarios over tens of millions of events needs to fit in memory)."""
-        replay = (
-            self.replay if keep_ledger else replace(self.replay, ledger=self.replay.ledger.clear())
+        (what a comparison of many scenarios over tens of millions of events needs to fit in
+        memory): `read_ledger()` reads it back from `folder/ledger.parquet`."""
+        if keep_ledger:
+            return replace(self, written_to=Path(folder))
+        ledger = self.replay.ledger
+        return replace(
+            self,
+            replay=replace(self.replay, ledger=ledger.clear()),
+            written_to=Path(folder),
+            ledger_on_disk=Path(folder) / "ledger.parquet",
+            ledger_entries=ledger.height,
+            feature_totals=feature_summary(ledger),
         )
-        return replace(self, replay=replay, written_to=Path(folder), ledger_on_disk=not keep_ledger)
 
     def summary_dict(self, ledger: pl.DataFrame | None = None) -> dict[str, Any]:
         """The summary as JSON-ready data: decimals as strings, exact (`ledger`: this result's
@@ -101,7 +127,7 @@ class SimulationResult:
             entries, features = self.ledger_entries, self.feature_totals
         else:
             if ledger is None:
-                ledger = self.ledger
+                ledger = self.read_ledger()
             entries, features = ledger.height, feature_summary(ledger)
         rejected_by_reason = (
             self.rejected_events.group_by("reason").len().sort("reason").iter_rows()
@@ -134,6 +160,7 @@ class SimulationResult:
             return [folder / name for name in OUTPUT_FILES]
         folder.mkdir(parents=True, exist_ok=True)
         frames = {
+            "grants.parquet": self.grants,
             "denied_events.parquet": self.denied_events,
             "rejected_events.parquet": self.rejected_events,
             "balances.parquet": self.balances,
@@ -141,19 +168,16 @@ class SimulationResult:
         ledger_path = folder / "ledger.parquet"
         paths = [ledger_path]
         ledger: pl.DataFrame | None = None
-        if self.ledger_on_disk and self.written_to is not None:
+        if self.ledger_on_disk is not None:
             # Written already, through the same writer: the file is copied, not encoded again.
-            shutil.copyfile(self.written_to / "ledger.parquet", ledger_path)
-            if self.ledger_entries is None:
-                ledger = self.ledger
+            shutil.copyfile(self.ledger_on_disk, ledger_path)
         else:
-            ledger = self.ledger
+            ledger = self.replay.ledger
         # The summary's aggregations run while the Parquet files are encoded (both release the
-        # GIL): ~0.3 s less for a 10M-entry ledger on two cores.
+        # GIL).
         with ThreadPoolExecutor(max_workers=1) as pool:
             summary = pool.submit(self.summary_dict, ledger)
-            if not self.ledger_on_disk:
-                assert ledger is not None
+            if ledger is not None:
                 write_table(ledger, ledger_path)
             for name, frame in frames.items():
                 paths.append(write_table(frame, folder / name))
@@ -321,13 +345,11 @@ def simulate(
     engine: str = "fast",
     progress: Progress | None = None,
     costing: Costing | None = None,
-    shared: SharedWork | None = None,
 ) -> SimulationResult:
     """Replay the events of table `events` through `catalog` and the customers' grants (SPEC §5/6).
 
     `costing` reuses an earlier costing of the same events (scenario comparisons cost once per
-    distinct set of rates); `shared` hands checked inputs from one replay of these events to the
-    next (`ledger.api.SharedWork`: same outputs, less work). Rejected events are those of
+    distinct set of rates). Rejected events are those of
     ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
     cost.
     """
@@ -341,18 +363,13 @@ def simulate(
         grants=customers.grants,
         recurring=recurring_entitlements(customers.subscriptions, catalog),
         auto_recharges=customers.auto_recharges,
-        consumptions=CostedConsumptions(costed.consumptions),
+        consumptions=costed.consumptions,
         enforcement=enforcement,
         start=start,
         until=until,
         scenario=scenario,
     )
-    result = replay(
-        replay_input,
-        engine=engine,  # type: ignore[arg-type]
-        progress=progress,
-        shared=shared,
-    )
+    result = replay(replay_input, engine=engine, progress=progress)  # type: ignore[arg-type]
     plans = plan_summary(result.ledger, customers.subscriptions, balances=result.balances)
     return SimulationResult(
         replay=result,

@@ -18,6 +18,7 @@ from pricing_lab.errors import InvariantViolation, Problem
 from pricing_lab.ledger import ReplayInput, assert_invariants, check_invariants, replay
 from pricing_lab.ledger import invariants as module
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
+from pricing_lab.ledger.row_lookup import row_hash
 from tests.ledger.helpers import CR, TK, at, event, grant
 
 INV1 = "invariant 1: balance_after is not the running sum of amounts for its currency"
@@ -31,6 +32,12 @@ Outputs = tuple[pl.DataFrame, pl.DataFrame, PreparedReplay]
 
 @cache
 def _replayed(enforcement: str) -> Outputs:
+    replay_input = _inputs(enforcement)
+    result = replay(replay_input, engine="reference")
+    return result.ledger, result.denied_events, prepare(replay_input)
+
+
+def _inputs(enforcement: str) -> ReplayInput:
     """acme: `soon` (10, expires) is drawn before `late` (10); bob: `b1` (5).
 
     The ledger (entry: customer, type, grant, amount, event/feature):
@@ -42,7 +49,7 @@ def _replayed(enforcement: str) -> Outputs:
     11 acme CONSUMED acme:overdraft:CR -1 e5/chat;
     in block mode e4 is denied and 9 is acme CONSUMED late -1 e5/chat.
     """
-    replay_input = ReplayInput(
+    return ReplayInput(
         currencies=(CR,),
         grants=(
             grant("soon", "10", at(1), expires=at(20)),
@@ -58,8 +65,6 @@ def _replayed(enforcement: str) -> Outputs:
         ),
         enforcement=enforcement,  # type: ignore[arg-type]
     )
-    result = replay(replay_input, engine="reference")
-    return result.ledger, result.denied_events, prepare(replay_input)
 
 
 def _set(ledger: pl.DataFrame, entry: int, **values: Any) -> pl.DataFrame:
@@ -86,7 +91,7 @@ def _pair(event_id: str, feature_id: str) -> Problem:
 def test_the_outputs_of_a_replay_hold(enforcement: str) -> None:
     ledger, denied, prepared = _replayed(enforcement)
     assert check_invariants(ledger, denied, prepared) == []
-    assert check_invariants(ledger, denied, prepared.source) == []
+    assert check_invariants(ledger, denied, _inputs(enforcement)) == []
 
 
 def test_a_changed_amount_is_reported_wherever_it_shows() -> None:
@@ -256,80 +261,28 @@ def _broken_cases() -> dict[str, tuple[pl.DataFrame, pl.DataFrame, PreparedRepla
     }
 
 
-_row_hash = module._row_hash  # the real one, before tests replace it
-
-
 def _constant(frame: pl.DataFrame) -> np.ndarray:
     return np.zeros(frame.height, dtype=np.uint64)
 
 
 def _three_values(frame: pl.DataFrame) -> np.ndarray:
-    return _row_hash(frame) % np.uint64(3)
+    return row_hash(frame) % np.uint64(3)
 
 
 def _e9_as_e3(frame: pl.DataFrame) -> np.ndarray:
     # A collision between (e9, chat), which has no cost, and (e3, chat), which has one; other
     # hashes stay distinct, so only the check of the strings can catch it.
-    return _row_hash(frame.with_columns(pl.col("event_id").replace("e9", "e3")))
+    return row_hash(frame.with_columns(pl.col("event_id").replace("e9", "e3")))
 
 
 @pytest.mark.parametrize("case", list(_broken_cases()))
 @pytest.mark.parametrize("poor_hash", [_constant, _three_values, _e9_as_e3])
 def test_a_poor_hash_changes_nothing_but_the_speed(
-    case: str, poor_hash: Callable[[pl.DataFrame], np.ndarray], monkeypatch: pytest.MonkeyPatch
+    case: str, poor_hash: Callable[[pl.DataFrame], np.ndarray]
 ) -> None:
     ledger, denied, prepared = _broken_cases()[case]
     expected = check_invariants(ledger, denied, prepared)
-    monkeypatch.setattr(module, "_row_hash", poor_hash)
-    assert check_invariants(ledger, denied, prepared) == expected
-
-
-@pytest.mark.parametrize("confirm_rows", [module.CHECK_SLICE_ROWS, 2])
-def test_colliding_hashes_fall_back_to_comparing_the_strings(
-    confirm_rows: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # 2: the strings of hash matches confirmed two rows at a time (row 8 is in the fifth slice)
-    monkeypatch.setattr(module, "CHECK_SLICE_ROWS", confirm_rows)
-    ledger, denied, prepared = _replayed("overdraft")
-    broken = _set(ledger, 8, event_id="e9")
-    exact_matches: list[int] = []
-    match_exactly = module._match_exactly
-
-    def spy(*args: Any) -> tuple[np.ndarray, np.ndarray]:
-        exact_matches.append(1)
-        return match_exactly(*args)
-
-    monkeypatch.setattr(module, "_match_exactly", spy)
-    assert check_invariants(broken, denied, prepared) == [_pair("e3", "chat"), _pair("e9", "chat")]
-    assert exact_matches == []  # the real hash settles it
-    monkeypatch.setattr(module, "_row_hash", _e9_as_e3)
-    assert check_invariants(broken, denied, prepared) == [_pair("e3", "chat"), _pair("e9", "chat")]
-    assert exact_matches == [1]
-
-
-def test_denied_events_with_one_hash_fall_back_to_comparing_the_strings(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    ledger, denied, prepared = _replayed("block")
-    exact: list[int] = []
-    denied_exactly = module._denied_events_exactly
-
-    def spy(*args: Any) -> tuple[list[Problem], np.ndarray]:
-        exact.append(1)
-        return denied_exactly(*args)
-
-    monkeypatch.setattr(module, "_denied_events_exactly", spy)
-    twice = _deny(_deny(denied, "e5"), "e5")
-    expected = [
-        Problem(path="denied_events", message="an event is denied twice"),
-        _pair("e5", "chat"),
-    ]
-    assert check_invariants(ledger, twice, prepared) == expected
-    assert exact == [1]  # the same id twice: one hash twice
-    assert check_invariants(ledger, _deny(denied, "nope"), prepared)[0].path == (
-        "denied_events[event_id=nope]"
-    )
-    assert exact == [1]
+    assert check_invariants(ledger, denied, prepared, hash_rows=poor_hash) == expected
 
 
 _LONG_ID = "e3" + "-" * 40  # longer than any event id the packed keys hold
@@ -347,7 +300,7 @@ _LONG_ID = "e3" + "-" * 40  # longer than any event id the packed keys hold
     ],
 )
 def test_a_hash_match_is_checked_string_by_string(
-    column: str, value: str | None, seen_as: str, monkeypatch: pytest.MonkeyPatch
+    column: str, value: str | None, seen_as: str
 ) -> None:
     # Entry 8 (bob, e3/chat) gets other keys that hash like the old ones: the check of the
     # strings must see the difference (and fall back to comparing them all).
@@ -363,10 +316,43 @@ def test_a_hash_match_is_checked_string_by_string(
 
     def blind(frame: pl.DataFrame) -> np.ndarray:
         if column not in frame.columns:
-            return _row_hash(frame)
+            return row_hash(frame)
         if value is None:
-            return _row_hash(frame.with_columns(pl.col(column).fill_null(seen_as)))
-        return _row_hash(frame.with_columns(pl.col(column).replace(value, seen_as)))
+            return row_hash(frame.with_columns(pl.col(column).fill_null(seen_as)))
+        return row_hash(frame.with_columns(pl.col(column).replace(value, seen_as)))
 
-    monkeypatch.setattr(module, "_row_hash", blind)
-    assert check_invariants(broken, denied, prepared) == expected
+    assert check_invariants(broken, denied, prepared, hash_rows=blind) == expected
+
+
+# --- exactness: a wrapped balance -------------------------------------------------------------
+
+
+def test_a_balance_that_wrapped_around_64_bits_is_reported() -> None:
+    # Two grants whose sum is beyond int64 at scale 2 (about 9.2e16 credits): a ledger written in
+    # 64-bit integers would show the wrapped sum as the balance, and a check adding in 64 bits
+    # would agree with it.
+    replay_input = ReplayInput(
+        currencies=(CR,),
+        grants=(grant("a", "1", at(1)), grant("b", "1", at(2))),
+    )
+    result = replay(replay_input, engine="reference")
+    assert check_invariants(result.ledger, result.denied_events, replay_input) == []
+    big = Decimal(2**62) / 100
+    wrapped = Decimal(2**63 - 2**64) / 100  # int64 arithmetic's 2^62 + 2^62
+    broken = _set(_set(result.ledger, 1, amount=big, balance_after=big), 2, amount=big)
+    broken = _set(broken, 2, balance_after=wrapped)
+    problems = check_invariants(broken, result.denied_events, replay_input)
+    assert Problem(path="ledger[entry_id=2]", message=INV1) in problems
+
+
+def test_an_amount_beyond_64_bits_is_reported() -> None:
+    replay_input = ReplayInput(currencies=(CR,), grants=(grant("a", "1", at(1)),))
+    result = replay(replay_input, engine="reference")
+    huge = Decimal(2**64) / 100  # unscaled 2^64: no int64 holds it
+    broken = _set(result.ledger, 1, amount=huge, balance_after=huge)
+    problems = check_invariants(broken, result.denied_events, replay_input)
+    assert problems[0] == Problem(
+        path="ledger[entry_id=1]",
+        message="invariant 1: an amount or balance beyond the 64-bit integers the replay "
+        "computes with",
+    )

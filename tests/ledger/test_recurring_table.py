@@ -12,9 +12,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pricing_lab.ledger.calendar import period_start
 from pricing_lab.ledger.model import RecurringEntitlement
 from pricing_lab.ledger.recurring import recurring_grant_table, recurring_grants
-from pricing_lab.timeutil import period_start
 
 ANCHOR_DAYS = [
     datetime(2024, 1, 31, tzinfo=UTC),

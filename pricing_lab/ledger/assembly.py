@@ -1,0 +1,545 @@
+"""The fast engine's outputs: the kernel's rows as the ledger and denied-events tables.
+
+The kernel writes customer by customer, so a sort on time that keeps the row order at equal times
+puts its rows in ledger order (customer codes follow customer ids, and a customer's own order at
+one instant is its row order; `api.chronological`). Compiled passes do it in a way that stays
+cache-friendly at tens of millions of rows, split across cores in threads: find the time span
+and the grants the kernel made (`_span_and_grants`); count rows per time bucket
+(`_count_buckets`); move rows into their buckets, keeping their order, as what the output columns
+need (`_stage_by_time`); then sort each bucket and write every output column straight into NumPy
+buffers that Arrow and Polars take without a copy (`_emit_ledger`): strings as Arrow string views
+(16 bytes: a short string inline, else a reference into the data buffers of the table of names it
+comes from), amounts as decimal128.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from numba import njit
+
+from pricing_lab.ledger import frames
+from pricing_lab.ledger.columns import KernelInput
+from pricing_lab.ledger.inputs import PreparedReplay
+from pricing_lab.ledger.kernel import (
+    D_BALANCE,
+    D_COST,
+    D_CURRENCY,
+    D_EVENT,
+    KIND_RECHARGE,
+    KIND_TABLE,
+    O_AMOUNT,
+    O_BALANCE,
+    O_CURRENCY,
+    O_CUSTOMER,
+    O_EVENT,
+    O_KIND,
+    O_REF,
+    O_TIME,
+    O_TYPE,
+)
+from pricing_lab.ledger.model import DENIED_REASON, ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES
+from pricing_lab.ledger.order import overdraft_grant_ids, recharge_grant_ids
+
+# Staged rows (in time buckets, `_stage_by_time`): time, amount and balance at the replay's
+# scale, grant code among the grant names, S_CODES = (customer × currencies + currency) << 10 |
+# entry type << 7 | grant type << 5 | grant source << 2 | feature_id not null << 1 | event_id
+# not null, then the event_id and feature_id string views.
+S_TIME, S_AMOUNT, S_BALANCE, S_GRANT, S_CODES, S_EVENT_VIEWS = range(6)
+N_STAGED = S_EVENT_VIEWS + 4
+# Grant types and sources of the grants the kernel makes (positions in model.GRANT_TYPES /
+# model.GRANT_SOURCES).
+PAID_CODE, OVERDRAFT_CODE = GRANT_TYPES.index("PAID"), GRANT_TYPES.index("OVERDRAFT")
+AUTO_RECHARGE_SOURCE, OVERDRAFT_SOURCE = (
+    GRANT_SOURCES.index("auto_recharge"),
+    GRANT_SOURCES.index("overdraft"),
+)
+# The ledger's string columns built from views, in `_emit_ledger`'s order.
+STRING_COLUMNS = (
+    "customer_id",
+    "currency_id",
+    "entry_type",
+    "grant_id",
+    "grant_type",
+    "grant_source",
+    "event_id",
+    "feature_id",
+)
+ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
+# A string column as Arrow string views: views (int64 pairs), not null, data buffers.
+StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
+
+
+def ledger_frame(
+    rows: list[np.ndarray], inputs: KernelInput, prepared: PreparedReplay
+) -> pl.DataFrame:
+    """The ledger, in ledger order, from the kernel's rows: `rows` is [one buffer, per customer
+    range the first row and the number of rows written]; the list is emptied, so that the
+    buffer is freed once its rows are staged."""
+    buffer, starts, lengths = rows
+    rows.clear()
+    kernel_rows = [buffer]  # dropped once staged
+    del buffer
+    scale = prepared.scale
+    n = int(lengths.sum())
+    if n == 0:
+        return frames.empty_ledger(scale)
+    n_currencies = max(len(inputs.currency_ids), 1)
+    n_pairs = max(len(inputs.customers) * n_currencies, 1)
+    n_buckets = int(min(max(n // ROWS_PER_BUCKET, 1), MAX_BUCKETS))
+    workers = os.cpu_count() or 1
+    # Groups of whole ranges with about equal numbers of rows, one per core.
+    cuts = np.searchsorted(np.cumsum(lengths), np.linspace(0, n, workers + 1)[1:-1], "right")
+    groups = [
+        (starts[lo:hi], lengths[lo:hi])
+        for lo, hi in itertools.pairwise([0, *np.unique(cuts).tolist(), len(lengths)])
+        if hi > lo
+    ]
+    consumptions = prepared.consumptions
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def each_group(task: Callable[[int], Any]) -> list[Any]:
+            return list(pool.map(task, range(len(groups))))
+
+        # 1. The time span, and the grants the kernel made: recharges per customer × currency
+        # pair, pairs with an overdraft grant.
+        recharges = np.zeros((len(groups), n_pairs), dtype=np.int64)
+        overdrafts = np.zeros((len(groups), n_pairs), dtype=np.bool_)
+        spans = each_group(
+            lambda g: _span_and_grants(
+                kernel_rows[0], *groups[g], n_currencies, recharges[g], overdrafts[g]
+            )
+        )
+        t0 = min(first for first, _ in spans)
+        # Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
+        shift = ((max(last for _, last in spans) - t0) // n_buckets).bit_length()
+        grant_names, recharge_base, overdraft_code = _grant_names(
+            inputs, prepared, recharges.max(axis=0), np.logical_or.reduce(overdrafts, axis=0)
+        )
+        # 2. Rows per time bucket and group; a group's rows go after earlier groups' rows.
+        counts = np.zeros((len(groups), n_buckets), dtype=np.int64)
+        each_group(lambda g: _count_buckets(kernel_rows[0], *groups[g], t0, shift, counts[g]))
+        bucket_starts = np.concatenate([[0], np.cumsum(counts.sum(axis=0))]).astype(np.int64)
+        fill_from = bucket_starts[:-1] + np.cumsum(counts, axis=0) - counts
+        # 3. Rows into their buckets, as what the output columns need (`S_*`).
+        event_ids = _string_views(consumptions["event_id"])
+        feature_ids = _string_views(consumptions["feature_id"])
+        staged = np.empty((n, N_STAGED), dtype=np.int64)
+        factors = (10 ** (scale - inputs.precisions)).astype(np.int64)
+        each_group(
+            lambda g: _stage_by_time(
+                kernel_rows[0],
+                groups[g][0],
+                groups[g][1],
+                fill_from[g],
+                t0,
+                shift,
+                factors,
+                n_currencies,
+                inputs.grant_row,
+                inputs.grant_type,
+                inputs.grant_source,
+                recharge_base,
+                overdraft_code,
+                inputs.event_row,
+                event_ids[0],
+                event_ids[1],
+                feature_ids[0],
+                feature_ids[1],
+                staged,
+            )
+        )
+        kernel_rows.clear()  # staged: the kernel's rows are no longer needed
+        # 4. Each bucket sorted, its rows written as output columns.
+        tables = [
+            _string_views(inputs.customers),
+            _string_views(pl.Series(inputs.currency_ids, dtype=pl.String)),
+            _string_views(pl.Series(ENTRY_TYPES, dtype=pl.String)),
+            _string_views(grant_names),
+            _string_views(pl.Series(GRANT_TYPES, dtype=pl.String)),
+            _string_views(pl.Series(GRANT_SOURCES, dtype=pl.String)),
+            event_ids,
+            feature_ids,
+        ]
+        # One value for every row (the scenario, a replay's only currency): a Polars scalar
+        # column, filled in only if something needs it.
+        constants = {"scenario": prepared.scenario}
+        if len(inputs.currency_ids) == 1:
+            constants["currency_id"] = inputs.currency_ids[0]
+        views = np.empty((len(tables), n, 2), dtype=np.int64)
+        numbers = np.empty((2, n), dtype=np.int64)  # entry_id, timestamp
+        money = np.empty((2, n, 2), dtype=np.int64)  # amount, balance_after as decimal128
+        valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
+        names = tuple(table[0] for table in tables)
+        currency_column = "currency_id" not in constants
+        cuts = np.searchsorted(bucket_starts, np.linspace(0, n, workers + 1))
+        ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
+        list(
+            pool.map(
+                lambda r: _emit_ledger(
+                    r[0],
+                    r[1],
+                    staged,
+                    bucket_starts,
+                    n_currencies,
+                    currency_column,
+                    names,
+                    numbers,
+                    money,
+                    views,
+                    valid,
+                ),
+                ranges,
+            )
+        )
+    strings = {
+        name: _string_column(name, views[i], buffers, valid[i - 6] if i in (6, 7) else None)
+        for i, (name, (_, _, buffers)) in enumerate(zip(STRING_COLUMNS, tables, strict=True))
+        if name not in constants
+    }
+    timestamps = pa.Array.from_buffers(
+        pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(numbers[1])]
+    )
+    columns = {
+        "entry_id": pl.Series("entry_id", numbers[0]),
+        "timestamp": pl.Series("timestamp", timestamps),
+        **strings,
+        "amount": _decimal_column("amount", money[0], scale),
+        "balance_after": _decimal_column("balance_after", money[1], scale),
+    }
+    ledger = pl.DataFrame(list(columns.values())).with_columns(
+        pl.lit(value, dtype=pl.String).alias(name) for name, value in constants.items()
+    )
+    return ledger.select(frames.ledger_schema(scale).names())
+
+
+def denied_frame(denied: np.ndarray, inputs: KernelInput, prepared: PreparedReplay) -> pl.DataFrame:
+    """The denied events (block mode) from the kernel's denied rows, in customer order."""
+    scale = prepared.scale
+    if len(denied) == 0:
+        return pl.DataFrame(schema=frames.denied_schema(scale))
+    rows = pl.Series(inputs.event_row[denied[:, D_EVENT]])
+    currency = denied[:, D_CURRENCY]
+    factors = (10 ** (scale - inputs.precisions[currency])).astype(np.int64)
+    n = len(denied)
+    consumptions = prepared.consumptions
+    return pl.DataFrame(
+        [
+            consumptions["event_id"].gather(rows),
+            consumptions["customer_id"].gather(rows),
+            consumptions["timestamp"].gather(rows),
+            _constant("reason", DENIED_REASON, n),
+            pl.Series("currency_id", inputs.currency_ids, dtype=pl.String).gather(currency),
+            frames.decimal_series("cost", denied[:, D_COST] * factors, scale),
+            frames.decimal_series("balance", denied[:, D_BALANCE] * factors, scale),
+            _constant("scenario", prepared.scenario, n),
+        ]
+    )
+
+
+def _constant(name: str, value: str, n: int) -> pl.Series:
+    return pl.Series(name, [value], dtype=pl.String).gather(np.zeros(n, dtype=np.int64))
+
+
+def _grant_names(
+    inputs: KernelInput, prepared: PreparedReplay, recharges: np.ndarray, overdrafts: np.ndarray
+) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+    """Every grant id a ledger row can name, and where the kernel's grants are among them.
+
+    The names: the grant table's (codes 0 … G−1: table rows), then the auto-recharge grants
+    (`recharges`: how many per customer × currency pair; the grant numbered n of pair p has code
+    `recharge_base[p]` + n), then the overdraft grants (`overdrafts`: pairs that made one; code
+    `overdraft_code[p]`), named by `order.recharge_grant_id` / `order.overdraft_grant_id`.
+    """
+    n_currencies = max(len(inputs.currency_ids), 1)
+    n_table = prepared.grant_table.height
+    ends = np.cumsum(recharges)
+    recharge_base = n_table + ends - recharges
+    n_recharges = int(ends[-1]) if len(ends) else 0
+    overdraft_code = n_table + n_recharges + np.cumsum(overdrafts) - 1
+    currencies = pl.Series(inputs.currency_ids, dtype=pl.String)
+    ids = [prepared.grant_table["grant_id"]]
+    if n_recharges:
+        pairs = np.repeat(np.arange(len(recharges)), recharges)
+        names = pl.DataFrame(
+            {
+                "c": inputs.customers.gather(pairs // n_currencies),
+                "k": currencies.gather(pairs % n_currencies),
+                "n": np.arange(n_recharges) - (recharge_base[pairs] - n_table),
+            }
+        )
+        ids.append(names.select(recharge_grant_ids("c", "k", "n")).to_series())
+    if overdrafts.any():
+        pairs = np.flatnonzero(overdrafts)
+        names = pl.DataFrame(
+            {
+                "c": inputs.customers.gather(pairs // n_currencies),
+                "k": currencies.gather(pairs % n_currencies),
+            }
+        )
+        ids.append(names.select(overdraft_grant_ids("c", "k")).to_series())
+    return pl.concat(ids), recharge_base, overdraft_code
+
+
+def _string_views(column: pl.Series) -> StringViews:
+    """A string column as Arrow string views: the 16-byte views (as int64 pairs), whether each
+    value is not null, and the data buffers the long values point into."""
+    array = column.to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type != pa.string_view():
+        array = array.cast(pa.string_view())
+    buffers = array.buffers()
+    begin = array.offset
+    views = np.frombuffer(buffers[1], dtype=np.int64).reshape(-1, 2)[begin : begin + len(array)]
+    if array.null_count:
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+    else:
+        valid = np.ones(len(array), dtype=np.bool_)
+    return views, valid, [buffer for buffer in buffers[2:] if buffer is not None]
+
+
+def _string_column(
+    name: str, views: np.ndarray, buffers: list[pa.Buffer], valid: np.ndarray | None
+) -> pl.Series:
+    """A Polars string column from string views (null where `valid` is False)."""
+    validity = None
+    if valid is not None and not valid.all():
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    array = pa.Array.from_buffers(
+        pa.string_view(), len(views), [validity, pa.py_buffer(views), *buffers]
+    )
+    series = pl.Series(name, array)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def _decimal_column(name: str, pairs: np.ndarray, scale: int) -> pl.Series:
+    """A Decimal(38, scale) column from decimal128 values as (low, high) int64 pairs."""
+    array = pa.Array.from_buffers(pa.decimal128(38, scale), len(pairs), [None, pa.py_buffer(pairs)])
+    series = pl.Series(name, array)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+@njit(cache=True, nogil=True)
+def _span_and_grants(
+    rows: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    n_currencies: int,
+    recharges: np.ndarray,
+    overdrafts: np.ndarray,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """The first and last time of the kernel's rows (parts `starts`/`lengths` of `rows`), and
+    the grants the kernel made: how many recharges per customer × currency pair (`recharges`),
+    the pairs with an overdraft grant (`overdrafts`)."""
+    t0 = np.iinfo(np.int64).max
+    t1 = np.iinfo(np.int64).min
+    for p in range(len(starts)):
+        for r in range(starts[p], starts[p] + lengths[p]):
+            t = rows[r, O_TIME]
+            t0 = min(t0, t)
+            t1 = max(t1, t)
+            kind = rows[r, O_KIND]
+            if kind != KIND_TABLE:
+                pair = rows[r, O_CUSTOMER] * n_currencies + rows[r, O_CURRENCY]
+                if kind == KIND_RECHARGE:
+                    recharges[pair] = max(recharges[pair], rows[r, O_REF] + 1)
+                else:
+                    overdrafts[pair] = True
+    return t0, t1
+
+
+@njit(cache=True, nogil=True)
+def _count_buckets(
+    rows: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    t0: int,
+    shift: int,
+    counts: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Add the number of rows in each time bucket ((time − t0) >> shift) to `counts`."""
+    for p in range(len(starts)):
+        for r in range(starts[p], starts[p] + lengths[p]):
+            counts[(rows[r, O_TIME] - t0) >> shift] += 1
+
+
+@njit(cache=True, nogil=True)
+def _stage_by_time(
+    rows: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    fill_from: np.ndarray,
+    t0: int,
+    shift: int,
+    factors: np.ndarray,
+    n_currencies: int,
+    grant_row: np.ndarray,
+    grant_type: np.ndarray,
+    grant_source: np.ndarray,
+    recharge_base: np.ndarray,
+    overdraft_code: np.ndarray,
+    event_row: np.ndarray,
+    event_ids: np.ndarray,
+    event_valid: np.ndarray,
+    feature_ids: np.ndarray,
+    feature_valid: np.ndarray,
+    staged: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Move the kernel's rows into their time buckets of `staged` (bucket b from row
+    fill_from[b] on), keeping their order, as what the output columns need (`S_*`): amounts at
+    the replay's scale, the grant's code among the grant names (`_grant_names`), its type and
+    source, and the event's event_id and feature_id views."""
+    filled = fill_from.copy()
+    for p in range(len(starts)):
+        for r in range(starts[p], starts[p] + lengths[p]):
+            b = (rows[r, O_TIME] - t0) >> shift
+            to = filled[b]
+            filled[b] = to + 1
+            c, k, kind, ref = (
+                rows[r, O_CUSTOMER],
+                rows[r, O_CURRENCY],
+                rows[r, O_KIND],
+                rows[r, O_REF],
+            )
+            if kind == KIND_TABLE:  # `ref`: the grant's index in the kernel's grant columns
+                grant, kind_type, source = grant_row[ref], grant_type[ref], grant_source[ref]
+            elif kind == KIND_RECHARGE:
+                grant = recharge_base[c * n_currencies + k] + ref
+                kind_type, source = PAID_CODE, AUTO_RECHARGE_SOURCE
+            else:
+                grant = overdraft_code[c * n_currencies + k]
+                kind_type, source = OVERDRAFT_CODE, OVERDRAFT_SOURCE
+            staged[to, S_TIME] = rows[r, O_TIME]
+            staged[to, S_AMOUNT] = rows[r, O_AMOUNT] * factors[k]
+            staged[to, S_BALANCE] = rows[r, O_BALANCE] * factors[k]
+            staged[to, S_GRANT] = grant
+            codes = ((c * n_currencies + k) << 10) | (rows[r, O_TYPE] << 7) | (kind_type << 5)
+            codes |= source << 2
+            event = rows[r, O_EVENT]
+            if event < 0:
+                staged[to, S_CODES] = codes
+                for column in range(S_EVENT_VIEWS, S_EVENT_VIEWS + 4):
+                    staged[to, column] = 0
+                continue
+            position = event_row[event]
+            staged[to, S_CODES] = codes | event_valid[position] | (feature_valid[position] << 1)
+            staged[to, S_EVENT_VIEWS] = event_ids[position, 0]
+            staged[to, S_EVENT_VIEWS + 1] = event_ids[position, 1]
+            staged[to, S_EVENT_VIEWS + 2] = feature_ids[position, 0]
+            staged[to, S_EVENT_VIEWS + 3] = feature_ids[position, 1]
+
+
+@njit(cache=True, nogil=True)
+def _order_by_time(
+    times: np.ndarray, order: np.ndarray, counts: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """order[:len(times)]: the positions of `times` sorted, equal times in position order.
+
+    A counting sort into sub-buckets of equal time width (a power of two, so that a shift finds
+    the sub-bucket: between len(times) / 4 and len(times) / 2 of them), then an insertion sort of
+    each (a merge sort past 64 rows): one bucket's rows stay in cache throughout.
+    """
+    m = len(times)
+    first, last = times.min(), times.max()
+    n_sub = m // 2 + 1
+    shift = 0  # sub-bucket of a time: (time − first) >> shift, below n_sub
+    while (last - first) >> shift >= n_sub:
+        shift += 1
+    counts[: n_sub + 1] = 0
+    for j in range(m):
+        counts[((times[j] - first) >> shift) + 1] += 1
+    for sub in range(n_sub):
+        counts[sub + 1] += counts[sub]
+    for j in range(m):
+        sub = (times[j] - first) >> shift
+        order[counts[sub]] = j
+        counts[sub] += 1
+    start = 0
+    for sub in range(n_sub):
+        end = counts[sub]  # the scatter moved each sub-bucket's start to its end
+        if end - start > 64:
+            segment = order[start:end].copy()
+            by_time = np.argsort(times[segment], kind="mergesort")
+            for j in range(end - start):
+                order[start + j] = segment[by_time[j]]
+        else:
+            for j in range(start + 1, end):
+                moving = order[j]
+                t = times[moving]
+                i = j
+                while i > start and times[order[i - 1]] > t:
+                    order[i] = order[i - 1]
+                    i -= 1
+                order[i] = moving
+        start = end
+
+
+@njit(cache=True, nogil=True)
+def _emit_ledger(
+    b_from: int,
+    b_to: int,
+    staged: np.ndarray,
+    bucket_starts: np.ndarray,
+    n_currencies: int,
+    currency_column: bool,
+    tables: Any,
+    numbers: np.ndarray,
+    money: np.ndarray,
+    views: np.ndarray,
+    valid: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
+    output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
+    decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
+    event_id and feature_id come staged) and `valid` (event_id, feature_id not null)."""
+    customers, currencies, entry_types, grant_ids, grant_types, grant_sources, _, _ = tables
+    times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
+    order = np.empty(0, dtype=np.int64)
+    counts = np.empty(0, dtype=np.int64)
+    for b in range(b_from, b_to):
+        lo, hi = bucket_starts[b], bucket_starts[b + 1]
+        if hi == lo:
+            continue
+        if hi - lo > len(times):
+            times = np.empty(hi - lo, dtype=np.int64)
+            order = np.empty(hi - lo, dtype=np.int64)
+            counts = np.empty(hi - lo + 2, dtype=np.int64)
+        for i in range(lo, hi):
+            times[i - lo] = staged[i, S_TIME]
+        _order_by_time(times[: hi - lo], order, counts)
+        for i in range(lo, hi):
+            r = lo + order[i - lo]
+            codes = staged[r, S_CODES]
+            pair = codes >> 10
+            c, k = pair // n_currencies, pair % n_currencies
+            numbers[0, i] = i + 1
+            numbers[1, i] = staged[r, S_TIME]
+            amount, balance = staged[r, S_AMOUNT], staged[r, S_BALANCE]
+            money[0, i, 0] = amount
+            money[0, i, 1] = amount >> 63
+            money[1, i, 0] = balance
+            money[1, i, 1] = balance >> 63
+            entry_type, grant_type, source = (codes >> 7) & 7, (codes >> 5) & 3, (codes >> 2) & 7
+            grant = staged[r, S_GRANT]
+            for half in range(2):
+                views[0, i, half] = customers[c, half]
+                if currency_column:
+                    views[1, i, half] = currencies[k, half]
+                views[2, i, half] = entry_types[entry_type, half]
+                views[3, i, half] = grant_ids[grant, half]
+                views[4, i, half] = grant_types[grant_type, half]
+                views[5, i, half] = grant_sources[source, half]
+                views[6, i, half] = staged[r, S_EVENT_VIEWS + half]
+                views[7, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
+            valid[0, i] = codes & 1
+            valid[1, i] = (codes >> 1) & 1

@@ -1,0 +1,406 @@
+"""The fast engine's input columns: a `PreparedReplay` as the kernel's integer arrays.
+
+Customers get codes in customer id order, currencies in currency id order. The consumptions come
+in the order of things already (`inputs.prepare`): the rows the kernel replays (inside the horizon,
+cost above 0) are taken in one compiled pass, keeping each one's table row for the outputs. The
+grants that take part (taking effect inside the horizon, not voided before) are grouped by customer
+and their expiries, voids and taking effect sorted into the order of things
+(`order.happens_before`) by a compiled pass per customer. Amounts become minor units of their
+currency, money of auto-recharge spend integers of one scale (`money.spend_units`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from pricing_lab.ledger.inputs import PreparedReplay
+from pricing_lab.ledger.kernel import (
+    NO_LIMIT,
+    EventColumns,
+    GrantColumns,
+    Happenings,
+    RechargeSettings,
+)
+from pricing_lab.ledger.model import GRANT_SOURCES, GRANT_TYPES, AutoRecharge
+from pricing_lab.ledger.order import (
+    EXPIRY,
+    TAKES_EFFECT,
+    TYPE_RANK_BY_CODE,
+    VOID,
+    DrawdownKeys,
+    above_recharge_ids,
+    happens_before,
+    id_ranks,
+)
+from pricing_lab.limits import GRANT_EXPIRIES
+from pricing_lab.money import quantize, spend_units, to_minor_units
+from pricing_lab.timeutil import NEVER_US, to_micros
+
+CHUNKS = 32  # customer ranges per replay (threads take them in turn; progress is per range)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelInput:
+    """Everything the kernel reads, and what the outputs need to name what it wrote."""
+
+    customers: pl.Series  # customer ids by code (sorted)
+    currency_ids: tuple[str, ...]  # by code (sorted)
+    precisions: np.ndarray  # by currency code
+    grants: GrantColumns
+    grant_row: np.ndarray  # per GrantColumns entry: its row in the grant table
+    grant_type: np.ndarray  # per GrantColumns entry: position in model.GRANT_TYPES
+    grant_source: np.ndarray  # per GrantColumns entry: position in model.GRANT_SOURCES
+    happenings: Happenings
+    events: EventColumns
+    event_row: np.ndarray  # per kept consumption row: its row in `prepared.consumptions`
+    settings: RechargeSettings
+    block: bool
+    until: int
+
+    def room(self) -> np.ndarray:
+        """Ledger rows before each customer (and, last, in all) if every customer wrote as many
+        rows as it can: a grant (table or auto-recharge) takes effect, settles debt (two rows)
+        and closes once, and is emptied by at most one CONSUMED entry; each consumption row ends
+        with at most one more (a partial draw or the overdraft)."""
+        per_customer = np.diff(self.events.start) + 5 * (
+            np.diff(self.grants.start) + self._recharges_room()
+        )
+        return np.concatenate([[0], np.cumsum(per_customer)]).astype(np.int64)
+
+    def capacity(self, first: int, end: int) -> int:
+        """The most grants one customer of first … end − 1 holds: its table grants, an
+        OVERDRAFT grant per currency, at most one auto-recharge per consumption row."""
+        sizes = np.diff(self.grants.start) + self._recharges_room() + len(self.currency_ids) + 1
+        return int(sizes[first:end].max(initial=1))
+
+    def events_of(self, first: int, end: int) -> int:
+        """How many events customers first … end − 1 have (the most they can have denied)."""
+        lo, hi = self.events.start[first], self.events.start[end]
+        return int(np.count_nonzero(self.events.new_event[lo:hi]))
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """Customer ranges of about equal numbers of consumption rows (usage is skewed: a few
+        customers can have most of the events)."""
+        n_customers = len(self.customers)
+        if n_customers == 0:
+            return []
+        starts = self.events.start
+        targets = np.linspace(0, starts[-1], CHUNKS + 1)[1:-1]
+        cuts = np.clip(np.searchsorted(starts, targets, side="right"), 0, n_customers)
+        bounds = np.unique(np.concatenate([[0], cuts, [n_customers]]))
+        return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+
+    def _recharges_room(self) -> np.ndarray:
+        recharging = np.any(self.settings.on, axis=1)[: len(self.customers)]
+        return np.where(recharging, np.diff(self.events.start), 0)
+
+
+def kernel_input(prepared: PreparedReplay) -> KernelInput:
+    """The kernel's arrays for a prepared replay."""
+    start_us, until_us = to_micros(prepared.start), to_micros(prepared.until)
+    currency_ids = tuple(c.id for c in prepared.currencies)
+    precisions = np.array([c.precision for c in prepared.currencies], dtype=np.int64)
+    table = prepared.consumptions
+    customer_column, event_column = table["customer_id"], table["event_id"]
+    new_customer = customer_column.ne_missing(customer_column.shift(1))
+    run_customers = customer_column.filter(new_customer)  # one id per run of equal ids
+    n = table.height
+    row = np.empty(n, dtype=np.int64)
+    kept = np.empty((3, n), dtype=np.int64)  # time, cost, customer run
+    new_event = np.empty(n, dtype=np.bool_)
+    n_kept = _kept_rows(
+        table["timestamp"].dt.epoch("us").to_numpy(),
+        table["cost_units"].fill_null(0).to_numpy(),
+        new_customer.to_numpy(),
+        event_column.ne_missing(event_column.shift(1)).to_numpy(),
+        start_us,
+        until_us,
+        row,
+        kept,
+        new_event,
+    )
+    event_row = row[:n_kept].copy()
+    event_time, event_cost, event_run = (kept[i, :n_kept].copy() for i in range(3))
+    del kept, row
+
+    # Grants that take part: take effect inside the horizon, not voided before that.
+    grant_table = prepared.grant_table
+    effective = grant_table["effective_at"].dt.epoch("us").to_numpy()
+    voided = grant_table["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
+    takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
+    grants = grant_table.filter(pl.Series(takes_part))
+    customers = pl.concat([run_customers, grants["customer_id"]]).unique().sort()
+    n_customers = len(customers)
+
+    # Grants by customer code (stable: the table order within a customer is kept).
+    owner = _positions(grants["customer_id"], customers)
+    by_customer = np.argsort(owner, kind="stable")
+    currency_of_row = _positions(grants["currency_id"], currency_ids)
+    currency = currency_of_row[by_customer]
+    amount = _minor_units(grants["amount"], currency_of_row, precisions, prepared.scale)
+    recharging = pl.DataFrame(
+        {
+            "customer_id": [s.customer_id for s in prepared.auto_recharges],
+            "currency_id": [s.currency_id for s in prepared.auto_recharges],
+        },
+        schema={"customer_id": pl.String, "currency_id": pl.String},
+    )
+    above = above_recharge_ids(grants, recharging)
+    grant_type = _positions(grants["type"], GRANT_TYPES)[by_customer]
+    keys = DrawdownKeys(
+        priority=grants["priority"].to_numpy().astype(np.int64)[by_customer],
+        expires=grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()[by_customer],
+        type_rank=TYPE_RANK_BY_CODE[grant_type],
+        effective=effective[takes_part][by_customer],
+        id_rank=id_ranks(grants["grant_id"], above)[by_customer],
+        recharge_number=np.zeros(len(by_customer), dtype=np.int64),
+    )
+    grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1)).astype(np.int64)
+    grant_columns = GrantColumns(
+        start=grant_start,
+        currency=currency,
+        amount=amount[by_customer],
+        keys=keys,
+    )
+    happenings = _grant_happenings(
+        grant_start, voided[takes_part][by_customer], until_us, currency, keys
+    )
+
+    run_code = _positions(run_customers, customers)  # increasing, as the runs are
+    first_run = np.searchsorted(run_code, np.arange(n_customers + 1))
+    events = EventColumns(
+        start=np.searchsorted(event_run, first_run).astype(np.int64),
+        time=event_time,
+        new_event=new_event[:n_kept].copy(),
+        currency=_event_currencies(table["currency_id"], currency_ids, event_row),
+        cost=event_cost,
+    )
+    return KernelInput(
+        customers=customers,
+        currency_ids=currency_ids,
+        precisions=precisions,
+        grants=grant_columns,
+        grant_row=np.flatnonzero(takes_part)[by_customer],
+        grant_type=grant_type,
+        grant_source=_positions(grants["source"], GRANT_SOURCES)[by_customer],
+        happenings=happenings,
+        events=events,
+        event_row=event_row,
+        settings=_recharge_settings(prepared, customers, currency_ids),
+        block=prepared.enforcement == "block",
+        until=until_us,
+    )
+
+
+def _minor_units(
+    amounts: pl.Series, currency: np.ndarray, precisions: np.ndarray, scale: int
+) -> np.ndarray:
+    """Decimal amounts at `scale` places as minor units of each one's currency (exact: an
+    amount has at most its currency's precision)."""
+    unscaled = amounts.to_physical().cast(pl.Int64).to_numpy()
+    factors = (10 ** (scale - precisions)).astype(np.int64)
+    result: np.ndarray = unscaled // factors[currency]
+    return result
+
+
+def _event_currencies(
+    currency_column: pl.Series, currency_ids: tuple[str, ...], event_row: np.ndarray
+) -> np.ndarray:
+    if len(currency_ids) == 1 or len(event_row) == 0:
+        return np.zeros(len(event_row), dtype=np.int64)
+    codes = currency_column.replace_strict(
+        {k: i for i, k in enumerate(currency_ids)}, default=-1, return_dtype=pl.Int64
+    )
+    result: np.ndarray = codes.to_numpy()[event_row]
+    return result
+
+
+def _recharge_settings(
+    prepared: PreparedReplay, customers: pl.Series, currency_ids: tuple[str, ...]
+) -> RechargeSettings:
+    """Auto-recharge settings per customer × currency (of the customers replayed)."""
+    shape = (max(len(customers), 1), max(len(currency_ids), 1))
+    settings = RechargeSettings(
+        on=np.zeros(shape, dtype=np.bool_),
+        threshold=np.zeros(shape, dtype=np.int64),
+        target=np.zeros(shape, dtype=np.int64),
+        unit_price=np.zeros(shape, dtype=np.int64),
+        limit=np.full(shape, NO_LIMIT, dtype=np.int64),
+        expiry=np.zeros(shape, dtype=np.int64),
+    )
+    owners = pl.Series([s.customer_id for s in prepared.auto_recharges], dtype=pl.String)
+    replayed = owners.is_in(customers.implode()).to_list()
+    chosen = tuple(itertools.compress(prepared.auto_recharges, replayed))
+    if not chosen:
+        return settings
+    c = _positions(owners.filter(pl.Series(replayed)), customers)
+    k = np.array([currency_ids.index(s.currency_id) for s in chosen], dtype=np.int64)
+    # Settings repeat the same few figures: each distinct one is converted once.
+    figures: dict[tuple[object, ...], tuple[int, int, int, int, int]] = {}
+    for setting in chosen:
+        key = _figures_key(setting)
+        if key not in figures:
+            figures[key] = _figures(setting, prepared)
+    values = np.array([figures[_figures_key(s)] for s in chosen], dtype=np.int64).T
+    settings.on[c, k] = True
+    settings.threshold[c, k], settings.target[c, k], settings.unit_price[c, k] = values[:3]
+    settings.limit[c, k], settings.expiry[c, k] = values[3:]
+    return settings
+
+
+def _figures_key(setting: AutoRecharge) -> tuple[object, ...]:
+    """What an auto-recharge setting's kernel figures depend on."""
+    return (
+        setting.currency_id,
+        setting.threshold,
+        setting.target,
+        setting.monthly_spend_limit,
+        setting.grant_expiry,
+    )
+
+
+def _figures(setting: AutoRecharge, prepared: PreparedReplay) -> tuple[int, int, int, int, int]:
+    """Threshold and target in minor units (rounded up: balances are whole minor units, so
+    comparing with the rounded-up figure is comparing with the exact one), the price of one minor
+    unit and the monthly spend limit in money units (`money.spend_units`), the expiry code."""
+    currency = next(c for c in prepared.currencies if c.id == setting.currency_id)
+    precision = currency.precision
+    threshold = to_minor_units(quantize(setting.threshold, precision, "up"), precision)
+    target = to_minor_units(quantize(setting.target, precision, "up"), precision)
+    unit, limit = spend_units(currency.unit_price, precision, setting.monthly_spend_limit)
+    expiry = GRANT_EXPIRIES.index(setting.grant_expiry)
+    return threshold, target, unit, NO_LIMIT if limit is None else limit, expiry
+
+
+def _positions(values: pl.Series, names: Sequence[str] | pl.Series) -> np.ndarray:
+    """Each value's position in `names` (distinct), as int64."""
+    return values.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+
+
+@njit(cache=True, nogil=True)
+def _kept_rows(
+    time: np.ndarray,
+    cost: np.ndarray,
+    new_customer: np.ndarray,
+    new_event: np.ndarray,
+    start: int,
+    until: int,
+    kept_row: np.ndarray,
+    kept: np.ndarray,
+    kept_new_event: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """The consumption rows inside [start, until) with a cost, in one pass: their table row (in
+    `kept_row`), time, cost and customer run (runs of equal customer ids, counted from 0) in
+    `kept`, whether each starts a new event among the kept rows; returns how many."""
+    n_kept = 0
+    run = -1
+    event = 0
+    last_event = -1
+    for row in range(len(time)):
+        run += new_customer[row]
+        event += new_event[row]
+        if start <= time[row] < until and cost[row] > 0:
+            kept_row[n_kept] = row
+            kept[0, n_kept] = time[row]
+            kept[1, n_kept] = cost[row]
+            kept[2, n_kept] = run
+            kept_new_event[n_kept] = event != last_event
+            last_event = event
+            n_kept += 1
+    return n_kept
+
+
+@njit(cache=True, nogil=True)
+def _grant_happenings(
+    grant_start: np.ndarray,
+    voided: np.ndarray,
+    until: int,
+    currency: np.ndarray,
+    keys: DrawdownKeys,
+) -> Happenings:  # pragma: no cover - compiled
+    """Every grant's taking effect, and its expiry and void before `until`, customer by customer
+    in the order of things (an insertion sort per customer; a merge sort for one with many)."""
+    n_customers = len(grant_start) - 1
+    n = 0
+    for g in range(len(currency)):
+        n += 1 + (keys.expires[g] < until) + (voided[g] < until)
+    start = np.empty(n_customers + 1, dtype=np.int64)
+    time = np.empty(n, dtype=np.int64)
+    phase = np.empty(n, dtype=np.int64)
+    grant = np.empty(n, dtype=np.int64)
+    n = 0
+    for c in range(n_customers):
+        start[c] = n
+        for g in range(grant_start[c], grant_start[c + 1]):
+            if keys.expires[g] < until:
+                time[n], phase[n], grant[n] = keys.expires[g], EXPIRY, g
+                n += 1
+            if voided[g] < until:
+                time[n], phase[n], grant[n] = voided[g], VOID, g
+                n += 1
+            time[n], phase[n], grant[n] = keys.effective[g], TAKES_EFFECT, g
+            n += 1
+        order = _sorted_happenings(start[c], n, time, phase, grant, currency, keys)
+        time[start[c] : n] = time[order]
+        phase[start[c] : n] = phase[order]
+        grant[start[c] : n] = grant[order]
+    start[n_customers] = n
+    return Happenings(start, time, phase, grant)
+
+
+@njit(cache=True, nogil=True)
+def _sorted_happenings(
+    lo: int,
+    hi: int,
+    time: np.ndarray,
+    phase: np.ndarray,
+    grant: np.ndarray,
+    currency: np.ndarray,
+    keys: DrawdownKeys,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Positions lo … hi − 1 in the order of things: insertion sort (a customer has few grants),
+    merge passes when it has many."""
+    order = np.arange(lo, hi)
+    if hi - lo <= 32:
+        for j in range(1, hi - lo):
+            moving = order[j]
+            i = j
+            while i > 0 and happens_before(
+                currency, keys,
+                time[moving], phase[moving], grant[moving],
+                time[order[i - 1]], phase[order[i - 1]], grant[order[i - 1]],
+            ):  # fmt: skip
+                order[i] = order[i - 1]
+                i -= 1
+            order[i] = moving
+        return order
+    spare = np.empty_like(order)
+    width = 1
+    while width < hi - lo:
+        for left in range(0, hi - lo, 2 * width):
+            mid, right = min(left + width, hi - lo), min(left + 2 * width, hi - lo)
+            i, j = left, mid
+            for to in range(left, right):
+                take_right = j < right and (
+                    i >= mid
+                    or happens_before(
+                        currency, keys,
+                        time[order[j]], phase[order[j]], grant[order[j]],
+                        time[order[i]], phase[order[i]], grant[order[i]],
+                    )
+                )  # fmt: skip
+                if take_right:
+                    spare[to] = order[j]
+                    j += 1
+                else:
+                    spare[to] = order[i]
+                    i += 1
+        order, spare = spare, order
+        width *= 2
+    return order
