@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (the main job) and `make test` (everything CI checks).
-# Each one sets itself up: a bootstrap uv if none is on PATH, then `uv sync --frozen` from uv.lock.
+# Each one sets itself up: a bootstrap uv if none is on PATH, then `uv sync --frozen` from uv.lock,
+# then the ledger engine compiled and cached (so that no command compiles it on first use).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -7,12 +8,15 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 SYNC_STAMP := $(VENV)/.synced
+# The compiled ledger engine, cached on disk by numba: built once during set-up, again only when
+# the ledger's sources change (`python -m pricing_lab.ledger.compile`).
+COMPILED_STAMP := $(VENV)/.ledger-compiled
 # Trust the platform's certificate store (corporate proxies add their own authority there).
 export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: demo test check lint typecheck unit bench long fmt clean setup browser
 
-setup: $(SYNC_STAMP)
+setup: $(COMPILED_STAMP)
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -22,7 +26,11 @@ $(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras
 	@touch $(SYNC_STAMP)
 
-demo: $(SYNC_STAMP)
+$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py)
+	$(RUN) python -m pricing_lab.ledger.compile
+	@touch $(COMPILED_STAMP)
+
+demo: $(COMPILED_STAMP)
 	$(RUN) pricing-lab demo
 
 test: check browser unit
@@ -43,7 +51,7 @@ lint: $(SYNC_STAMP)
 typecheck: $(SYNC_STAMP)
 	$(RUN) mypy
 
-unit: $(SYNC_STAMP)
+unit: $(COMPILED_STAMP)
 	$(RUN) pytest -q
 
 fmt: $(SYNC_STAMP)
@@ -51,10 +59,10 @@ fmt: $(SYNC_STAMP)
 	$(RUN) ruff check --fix pricing_lab connectors tests benchmarks
 
 # Long property runs (20,000 ledger scenarios and more formula examples).
-long: $(SYNC_STAMP)
+long: $(COMPILED_STAMP)
 	PRICING_LAB_LONG=1 $(RUN) pytest -q -m slow
 
-bench: $(SYNC_STAMP)
+bench: $(COMPILED_STAMP)
 	$(RUN) python -m benchmarks
 
 clean:

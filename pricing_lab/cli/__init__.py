@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status = args.handler(args)
+        with _compile_notice():
+            status = args.handler(args)
     except PricingLabError as exc:
         if os.environ.get("PRICING_LAB_DEBUG") == "1":
             raise
@@ -86,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return int(status or 0)
+
+
+def _compile_notice():  # type: ignore[no-untyped-def]
+    """Any command that compiles the ledger engine (its cache missing) says so on stderr."""
+    from pricing_lab.ledger.compile import compile_notice
+
+    return compile_notice(lambda line: print(line, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":

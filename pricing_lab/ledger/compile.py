@@ -1,0 +1,153 @@
+"""Compile the ledger engine once, during set-up: `python -m pricing_lab.ledger.compile`.
+
+The fast engine, the invariant check and the calendar twins are numba functions cached on disk
+(`cache=True`, next to their modules in `__pycache__`). Compiling them takes a while (tens of
+seconds); loading them from the cache takes well under a second. `make setup` (and so `make demo`
+and `make test` on a fresh clone) runs this module, which replays a small input that reaches
+every compiled function with the argument types real replays use, so a user's first command loads
+the engine instead of compiling it.
+
+`compile_notice(say)` is for commands: if anything compiles while it is active (a cache missing
+or stale), `say` is called once, before the compile, with a line saying so.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import polars as pl
+from numba.core import event
+
+NOTICE = (
+    "compiling the ledger engine (once: later runs load it from its cache; `make setup` "
+    "does it ahead of time)…"
+)
+
+
+@contextmanager
+def compile_notice(say: Callable[[str], None]) -> Iterator[None]:
+    """Call `say(NOTICE)` once if a compiled function is compiled (not loaded) meanwhile."""
+    told: list[bool] = []
+
+    class Listener(event.Listener):
+        def on_start(self, _event: event.Event) -> None:
+            if not told:
+                told.append(True)
+                say(NOTICE)
+
+        def on_end(self, _event: event.Event) -> None:
+            pass
+
+    with event.install_listener("numba:compile", Listener()):
+        yield
+
+
+def warm_up() -> None:
+    """Replay small inputs through every compiled function (both enforcement modes, two
+    currencies, auto-recharge with limits and expiries, voids, recurring grants, overdraft)."""
+    from pricing_lab.catalog.model import CreditCurrency
+    from pricing_lab.ledger.api import replay
+    from pricing_lab.ledger.model import (
+        AutoRecharge,
+        Grant,
+        RecurringEntitlement,
+        ReplayInput,
+    )
+
+    start = datetime(2024, 1, 31, tzinfo=UTC)
+    currencies = (
+        CreditCurrency(id="CR", name="credits", unit_price=Decimal("0.01"), precision=2),
+        CreditCurrency(id="TK", name="tokens", unit_price=Decimal("0.5"), precision=0),
+    )
+    customers = [f"c{i}" for i in range(40)]
+    rows = []
+    for i in range(400):
+        customer = customers[i % len(customers)]
+        when = start + timedelta(hours=7 * i)
+        rows.append((f"e{i:04d}", customer, when, "chat", "CR", Decimal(i % 50) / 4))
+        if i % 3 == 0:
+            rows.append((f"e{i:04d}", customer, when, "embed", "TK", Decimal(i % 7)))
+        if i % 11 == 0:
+            rows.append((f"n{i:04d}", customer, when, None, None, None))
+    consumptions = pl.DataFrame(
+        rows,
+        schema={
+            "event_id": pl.String,
+            "customer_id": pl.String,
+            "timestamp": pl.Datetime("us", "UTC"),
+            "feature_id": pl.String,
+            "currency_id": pl.String,
+            "cost": pl.Decimal(38, 2),
+        },
+        orient="row",
+    )
+    grants = tuple(
+        Grant(
+            grant_id=f"{c}:promo",
+            customer_id=c,
+            currency_id="CR" if i % 2 else "TK",
+            amount=Decimal(20),
+            type="PROMOTIONAL",
+            effective_at=start,
+            expires_at=start + timedelta(days=10),
+            voided_at=start + timedelta(days=5) if i % 5 == 0 else None,
+        )
+        for i, c in enumerate(customers)
+    )
+    recurring = tuple(
+        RecurringEntitlement(
+            customer_id=c,
+            source_id="pro",
+            source_kind="plan",
+            currency_id="CR",
+            amount=Decimal(30),
+            cadence="monthly" if i % 3 else "yearly",
+            start=start,
+        )
+        for i, c in enumerate(customers)
+    )
+    recharges = tuple(
+        AutoRecharge(
+            customer_id=c,
+            currency_id="CR" if i % 2 else "TK",
+            threshold=Decimal(5),
+            target=Decimal(40),
+            monthly_spend_limit=Decimal("0.6") if i % 4 else None,
+            grant_expiry=("none", "1_month", "1_year")[i % 3],
+        )
+        for i, c in enumerate(customers[::2])
+    )
+    for enforcement in ("overdraft", "block"):
+        for table in (consumptions, consumptions.sort("event_id")):  # in order, and not
+            replay(
+                ReplayInput(
+                    currencies=currencies,
+                    grants=grants,
+                    recurring=recurring,
+                    auto_recharges=recharges,
+                    consumptions=table,
+                    enforcement=enforcement,  # type: ignore[arg-type]
+                    scenario="warm-up",
+                )
+            )
+
+
+def main() -> int:
+    began = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with compile_notice(say):
+        warm_up()
+    print(f"ledger engine ready ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
