@@ -54,6 +54,7 @@ def warm_up() -> None:
     from pricing_lab.ledger.api import replay
     from pricing_lab.ledger.model import (
         AutoRecharge,
+        Enforcement,
         Grant,
         RecurringEntitlement,
         ReplayInput,
@@ -65,7 +66,7 @@ def warm_up() -> None:
         CreditCurrency(id="TK", name="tokens", unit_price=Decimal("0.5"), precision=0),
     )
     customers = [f"c{i}" for i in range(40)]
-    rows = []
+    rows: list[tuple[str, str, datetime, str | None, str | None, Decimal | None]] = []
     for i in range(400):
         customer = customers[i % len(customers)]
         when = start + timedelta(hours=7 * i)
@@ -122,7 +123,8 @@ def warm_up() -> None:
         )
         for i, c in enumerate(customers[::2])
     )
-    for enforcement in ("overdraft", "block"):
+    enforcements: tuple[Enforcement, ...] = ("overdraft", "block")
+    for enforcement in enforcements:
         for table in (consumptions, consumptions.sort("event_id")):  # in order, and not
             replay(
                 ReplayInput(
@@ -131,7 +133,7 @@ def warm_up() -> None:
                     recurring=recurring,
                     auto_recharges=recharges,
                     consumptions=table,
-                    enforcement=enforcement,  # type: ignore[arg-type]
+                    enforcement=enforcement,
                     scenario="warm-up",
                 )
             )
