@@ -24,6 +24,7 @@ from pricing_lab.catalog.model import (
     GroupEntitlement,
 )
 from pricing_lab.errors import Problem
+from pricing_lab.limits import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS, MAX_PRECISION  # shared
 from pricing_lab.money import normalized
 
 # A formula checker: returns an error message for bad formula text, None for good text.
@@ -44,9 +45,6 @@ ROUNDINGS = ("half_up", "up", "down")
 RATE_MODES = ("per_unit", "formula")
 METER_SOURCES = ("events", "reported")
 ENTITLEMENT_KINDS = ("boolean", "configuration", "metered", "group", "credit")
-MAX_DECIMAL_PLACES = 12  # amounts are stored as DECIMAL(38, 12)
-MAX_INTEGER_DIGITS = 26
-MAX_PRECISION = 12
 REPORTED_DIMENSION = "quantity"
 
 _FEATURE_KEYS = (

@@ -26,11 +26,12 @@ from pricing_lab.catalog.model import ID_PATTERN
 from pricing_lab.catalog.yaml_format import parse_yaml
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
+from pricing_lab.limits import GRANT_EXPIRIES, INPUT_GRANT_SOURCES, INPUT_GRANT_TYPES
 from pricing_lab.timeutil import as_utc
 
-GRANT_TYPES = ("PAID", "PROMOTIONAL", "RECURRING")
-GRANT_SOURCES = ("manual", "plan", "addon", "top_up", "auto_recharge")
-GRANT_EXPIRIES = ("none", "1_month", "1_year")
+# The replay's own limits (`pricing_lab.limits`): what a customer file accepts, the replay does.
+GRANT_TYPES = INPUT_GRANT_TYPES
+GRANT_SOURCES = INPUT_GRANT_SOURCES
 TABLE_NAMES = ("subscriptions", "grants", "auto_recharge")
 
 
