@@ -2,9 +2,9 @@
 
 Engine only (costs are given): N costed consumptions for 10k customers over 2024, monthly
 recurring grants, expiring promotional grants, auto-recharge on 20% of customers. Measures the
-reference and the fast engine on the same `--rows` consumptions (default 1M; each engine's best of
-3 runs, the engines taking turns) and the fast engine alone on `--big` consumptions (default 10M;
-`--big=0` skips it). Run:
+reference and the fast engine on the same `--rows` consumptions (default 1M; each engine's median
+of 5 runs, the engines taking turns) and the fast engine alone on `--big` consumptions (default
+10M; `--big=0` skips it). Run:
 `uv run --frozen --no-sync python -m benchmarks ledger --rows=100000 --big=0` for a quick run.
 """
 
@@ -29,7 +29,7 @@ CUSTOMERS = 10_000
 CURRENCY = CreditCurrency(id="CR", name="Credits", unit_price=Decimal("0.01"), precision=2)
 YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)
 YEAR_US = 366 * 86_400 * 1_000_000
-REPEATS = 3
+REPEATS = 5
 
 
 def _option(argv: list[str], name: str, default: int) -> int:
@@ -123,18 +123,20 @@ def _timed(label: str, action):  # type: ignore[no-untyped-def]
     return value, elapsed
 
 
-def _best(actions):  # type: ignore[no-untyped-def]
-    """Each action's value and its shortest time over REPEATS runs, the actions taking turns
+def _median(actions):  # type: ignore[no-untyped-def]
+    """Each action's value and its median time over REPEATS runs, the actions taking turns
     (one run of each per round): a machine that is slower for a minute slows them alike."""
     runs: dict[str, list] = {label: [] for label in actions}  # type: ignore[type-arg]
     for i in range(REPEATS):
         for label, action in actions.items():
             runs[label].append(_timed(f"{label} (run {i + 1})", action))
-    best = {}
+    median = {}
     for label, timed in runs.items():
-        best[label] = min(timed, key=lambda run: run[1])
-        print(f"  {label + ', best of ' + str(REPEATS):<44} {best[label][1]:9.2f} s", flush=True)
-    return best
+        median[label] = sorted(timed, key=lambda run: run[1])[len(timed) // 2]
+        print(
+            f"  {label + ', median of ' + str(REPEATS):<44} {median[label][1]:9.2f} s", flush=True
+        )
+    return median
 
 
 def main(argv: list[str]) -> int:
@@ -144,8 +146,8 @@ def main(argv: list[str]) -> int:
     print(f"ledger engine, {rows:,} consumptions, {CUSTOMERS:,} customers", flush=True)
     prepared, _ = _timed("prepare + validate (shared)", lambda: prepare(replay_input(frame)))
     run_engine(prepare(replay_input(frame.head(1000))), "fast")  # compile / load the cache
-    # Best of REPEATS runs for each engine, taking turns: the machine is shared and noisy.
-    best = _best(
+    # Median of REPEATS runs for each engine, taking turns: the machine is shared and noisy.
+    best = _median(
         {
             "fast engine": lambda: run_engine(prepared, "fast"),
             "reference engine": lambda: run_engine(prepared, "reference"),
@@ -153,7 +155,9 @@ def main(argv: list[str]) -> int:
     )
     (fast_ledger, fast_denied), fast = best["fast engine"]
     (ref_ledger, _), reference = best["reference engine"]
-    check = _best({"invariant check": lambda: check_invariants(fast_ledger, fast_denied, prepared)})
+    check = _median(
+        {"invariant check": lambda: check_invariants(fast_ledger, fast_denied, prepared)}
+    )
     problems, checked = check["invariant check"]
     assert problems == [], problems
     same = ref_ledger.equals(fast_ledger)
