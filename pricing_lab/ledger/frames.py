@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pricing_lab.ledger.grant_table import grant_table_schema
 from pricing_lab.ledger.model import ENTRY_TYPES
 
 TIMESTAMP = pl.Datetime("us", "UTC")
@@ -53,23 +54,10 @@ def denied_schema(scale: int) -> pl.Schema:
 
 
 def grants_schema(scale: int, money_scale: int) -> pl.Schema:
-    """The grants a replay used (SPEC §6): amounts at `scale` places, cost bases (money per
-    credit) at `money_scale`. The order of the columns is part of the contract (exports)."""
-    columns: dict[str, pl.DataType] = {
-        "grant_id": pl.String(),
-        "customer_id": pl.String(),
-        "currency_id": pl.String(),
-        "amount": pl.Decimal(38, scale),
-        "type": pl.String(),
-        "priority": pl.Int64(),
-        "effective_at": TIMESTAMP,
-        "expires_at": TIMESTAMP,
-        "cost_basis": pl.Decimal(38, money_scale),
-        "voided_at": TIMESTAMP,
-        "source": pl.String(),
-        "scenario": pl.String(),
-    }
-    return pl.Schema(columns)
+    """The grants a replay used (SPEC §6): the grant table's columns (`grant_table_schema`:
+    amounts at `scale` places, cost bases, money per credit, at `money_scale`) and the scenario.
+    The order of the columns is part of the contract (exports)."""
+    return pl.Schema({**grant_table_schema(scale, money_scale), "scenario": pl.String()})
 
 
 def decimal_series(name: str, unscaled: np.ndarray, scale: int) -> pl.Series:

@@ -198,24 +198,23 @@ def recharge_numbers_before(a: int, b: int) -> bool:  # pragma: no cover - compi
     in their number (…:10 sorts before …:9)."""
     digits_a = np.zeros(20, dtype=np.int64)
     digits_b = np.zeros(20, dtype=np.int64)
-    n_a = 0
-    while True:
-        digits_a[n_a] = a % 10
-        n_a += 1
-        a //= 10
-        if a == 0:
-            break
-    n_b = 0
-    while True:
-        digits_b[n_b] = b % 10
-        n_b += 1
-        b //= 10
-        if b == 0:
-            break
+    n_a, n_b = _digits(a, digits_a), _digits(b, digits_b)
     for i in range(min(n_a, n_b)):
         if digits_a[n_a - 1 - i] != digits_b[n_b - 1 - i]:
             return digits_a[n_a - 1 - i] < digits_b[n_b - 1 - i]
     return n_a < n_b
+
+
+@njit(cache=True)
+def _digits(x: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
+    """The decimal digits of x ≥ 0 into `out`, least significant first; how many."""
+    n = 0
+    while True:
+        out[n] = x % 10
+        n += 1
+        x //= 10
+        if x == 0:
+            return n
 
 
 @njit(cache=True)

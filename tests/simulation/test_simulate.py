@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from pricing_lab.cli import main
+from pricing_lab.ledger.frames import grants_schema
 from pricing_lab.simulation.customers import customers_from_mapping
 from pricing_lab.simulation.simulate import OUTPUT_FILES, SimulationResult, simulate
 from tests.simulation.helpers import CATALOG_YAML, at, catalog, ev, events_frame, load_events, naive
@@ -305,6 +306,15 @@ def test_cli_writes_the_five_files_with_spec_columns_and_decimal_amounts(
         balances[c].startswith("DECIMAL(38,")
         for c in ("granted", "consumed", "final_balance", "recharge_spend", "breakage")
     )
+    grants = schema("grants.parquet")
+    assert grants == {
+        "grant_id": "VARCHAR", "customer_id": "VARCHAR", "currency_id": "VARCHAR",
+        "amount": "DECIMAL(38,2)", "type": "VARCHAR", "priority": "BIGINT",
+        "effective_at": "TIMESTAMP WITH TIME ZONE", "expires_at": "TIMESTAMP WITH TIME ZONE",
+        "cost_basis": "DECIMAL(38,4)", "voided_at": "TIMESTAMP WITH TIME ZONE",
+        "source": "VARCHAR", "scenario": "VARCHAR",
+    }  # fmt: skip
+    assert list(grants) == list(grants_schema(2, 4))
     # the amounts read back exactly, by an independent reader
     total = con.execute(
         f"SELECT sum(amount)::VARCHAR FROM '{out / 'ledger.parquet'}' WHERE customer_id = 'acme'"
