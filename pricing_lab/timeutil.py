@@ -6,7 +6,7 @@ Calendar steps (months and years with month-end clamping) are `pricing_lab.ledge
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 Cadence = Literal["monthly", "yearly"]
 MICROSECOND = timedelta(microseconds=1)
@@ -36,3 +36,13 @@ def to_micros(value: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """The UTC datetime `micros` microseconds after the Unix epoch."""
     return EPOCH + timedelta(microseconds=micros)
+
+
+def __getattr__(name: str) -> Any:
+    """Calendar steps live in `pricing_lab.ledger.calendar` (one definition with its compiled and
+    vectorised twins); importing them from here still works."""
+    if name in ("add_months", "add_years", "period_start", "month_start"):
+        from pricing_lab.ledger import calendar
+
+        return getattr(calendar, name)
+    raise AttributeError(f"module 'pricing_lab.timeutil' has no attribute {name!r}")
