@@ -25,7 +25,12 @@ import duckdb
 
 from pricing_lab.catalog.model import Catalog, DisplayUnit, Feature, MeterFilter
 from pricing_lab.errors import InputError
-from pricing_lab.events.ingest import QUANTITY_TYPE, quote_ident, quote_literal
+from pricing_lab.events.ingest import (
+    QUANTITY_TYPE,
+    SOURCE_ROW_COLUMN,
+    quote_ident,
+    quote_literal,
+)
 from pricing_lab.money import normalized
 from pricing_lab.timeutil import naive_utc
 
@@ -119,7 +124,7 @@ def matched_usage_sql(
         columns = _columns(con, reported)
         if columns is not None:
             for feature in reported_features:
-                parts.append(_reported_feature_sql(feature, reported))
+                parts.append(_reported_feature_sql(feature, reported, columns))
     if not parts:
         return _EMPTY_MATCHED
     return " UNION ALL ".join(parts)
@@ -217,7 +222,9 @@ def _per_event_value(feature: Feature, columns: Mapping[str, tuple[str, str]]) -
     return f"CAST({quote_ident(name)} AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
 
 
-def _reported_feature_sql(feature: Feature, reported: str) -> str:
+def _reported_feature_sql(
+    feature: Feature, reported: str, columns: Mapping[str, tuple[str, str]]
+) -> str:
     meter = feature.meter
     assert meter is not None
     if meter.aggregation in ("count", "count_unique"):
@@ -229,8 +236,10 @@ def _reported_feature_sql(feature: Feature, reported: str) -> str:
         if meter.aggregation == "count_unique"
         else "CAST(NULL AS VARCHAR)"
     )
+    # The input row when ingestion stored it, else the row of the table.
+    row = quote_ident(SOURCE_ROW_COLUMN) if SOURCE_ROW_COLUMN in columns else "rowid + 1"
     return (
-        "SELECT 'reported:' || CAST(rowid + 1 AS VARCHAR) AS event_id, "
+        f"SELECT 'reported:' || CAST({row} AS VARCHAR) AS event_id, "
         "CAST(customer_id AS VARCHAR) AS customer_id, CAST(timestamp AS TIMESTAMP) AS timestamp, "
         f"{quote_literal(feature.id)} AS feature_id, {quantity} AS quantity, "
         f"{unique} AS unique_value FROM {quote_ident(reported)} "
