@@ -624,7 +624,8 @@ class _JsonKey:
                 sql=f"len(list_distinct([{values}])) > 1",  # list_distinct leaves nulls out
             )
         )
-        names = " and ".join(repr(s) for s in self.spellings)
+        quoted = [repr(s) for s in self.spellings]
+        names = ", ".join(quoted[:-1]) + " and " + quoted[-1]
         message = f"keys {names} differ only in case and hold different values"
         return ("bad_value", quote_ident(flag), quote_literal(message))
 

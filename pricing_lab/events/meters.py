@@ -47,7 +47,7 @@ SCALE = 12
 _UNIT = 10**SCALE
 _NUMERIC_TYPE = re.compile(
     r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-    r"FLOAT|DOUBLE|DECIMAL.*)\Z"
+    r"FLOAT|DOUBLE|DECIMAL.*|\"NULL\")\Z"  # "NULL": a column without values (Arrow's null type)
 )
 _PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")
 _EMPTY_MATCHED = (
@@ -145,12 +145,14 @@ class EventMeter:
 
     `condition` holds for the events the meter matches; it is NULL (no match, as in a WHERE) for
     an event without an event name. `quantity` is the meter's per-event value, DECIMAL(38, 12)
-    (the `quantity` column of `match_events`).
+    (the `quantity` column of `match_events`); `out_of_range` holds where the dimension has a
+    value beyond that type (10^26), for which `quantity` is NULL.
     """
 
     feature_id: str
     condition: str
     quantity: str
+    out_of_range: str = "FALSE"
 
 
 def event_meters(
@@ -168,14 +170,18 @@ def event_meters(
     columns = _columns(con, events)
     if columns is None:
         raise InputError(f"no events table {events!r}: ingest events first")
-    return tuple(
-        EventMeter(
-            feature_id=feature.id,
-            condition=_event_condition_sql(feature, columns),
-            quantity=_per_event_value(feature, columns)[0],
+    meters = []
+    for feature in features:
+        quantity, _unique = _per_event_value(feature, columns)
+        meters.append(
+            EventMeter(
+                feature_id=feature.id,
+                condition=_event_condition_sql(feature, columns),
+                quantity=quantity,
+                out_of_range=_out_of_range_sql(feature, columns),
+            )
         )
-        for feature in features
-    )
+    return tuple(meters)
 
 
 def _event_condition_sql(feature: Feature, columns: Mapping[str, tuple[str, str]]) -> str:
@@ -219,7 +225,19 @@ def _per_event_value(feature: Feature, columns: Mapping[str, tuple[str, str]]) -
             f"feature {feature.id}: {meter.aggregation} needs a numeric dimension, but "
             f"{name} is {typ}"
         )
-    return f"CAST({quote_ident(name)} AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
+    # A value beyond DECIMAL(38, 12) is NULL here; `_out_of_range_sql` tells it from a null.
+    return f"TRY_CAST({quote_ident(name)} AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
+
+
+def _out_of_range_sql(feature: Feature, columns: Mapping[str, tuple[str, str]]) -> str:
+    """SQL: the event's meter value exists but is beyond DECIMAL(38, 12)."""
+    meter = feature.meter
+    assert meter is not None
+    found = columns.get((meter.dimension or "").lower())
+    if meter.aggregation in ("count", "count_unique") or found is None:
+        return "FALSE"
+    column = quote_ident(found[0])
+    return f"({column} IS NOT NULL AND TRY_CAST({column} AS {QUANTITY_TYPE}) IS NULL)"
 
 
 def _reported_feature_sql(

@@ -30,7 +30,7 @@ import polars as pl
 
 from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
-from pricing_lab.events.ingest import quote_ident, quote_literal
+from pricing_lab.events.ingest import SOURCE_ROW_COLUMN, quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter, event_meters
 from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import Arithmetic, Dimension, Negate, Node, Number
@@ -285,6 +285,7 @@ def cost_events_many(
             subscriptions,
             catalog.currencies,
             events,
+            traceable=SOURCE_ROW_COLUMN in column_types,
         )
         results.update(zip(members, costings))
     return [results[i] for i in range(len(catalogs))]
@@ -305,9 +306,13 @@ def _cost_shared(
     subscriptions: Sequence[Subscription],
     currencies: Sequence[CreditCurrency],
     events: str,
+    *,
+    traceable: bool,
 ) -> list[Costing]:
     """One costing per rate set, from one query: the rate sets cost the same rows (see
-    `_rated_where`), each in its own raw-cost, cost and (when they differ) currency column."""
+    `_rated_where`), each in its own raw-cost, cost and (when they differ) currency column.
+    `traceable`: the events table has ingestion's `source_row`, copied to the rejected rows."""
+    source_row = "ev.source_row" if traceable else "CAST(NULL AS BIGINT)"
     features = _joint_features(rate_sets)
     sets = range(len(rate_sets))
     shared_currency = all(
@@ -342,13 +347,17 @@ def _cost_shared(
             LEFT JOIN ({_customer_order_sql(events)}) AS o ON o.customer_id = c.customer_id
             """
         )
-        bad = [f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0)" for k in sets]
+        limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
+        too_big = [f"(__out_of_range_{k} OR __cost_{k} >= {limit})" for k in sets]
+        bad = [
+            f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0 OR __cost_{k} >= {limit})" for k in sets
+        ]
         per_set = ", ".join(
             f"bool_or({bad[k]}) AS __bad_{k}, "
-            f"CASE WHEN bool_or(__raw_cost_{k} IS NULL) THEN 'formula_null' "
+            f"CASE WHEN bool_or({too_big[k]}) THEN 'cost_out_of_range' "
+            f"WHEN bool_or(__raw_cost_{k} IS NULL) THEN 'formula_null' "
             f"ELSE 'formula_negative' END AS __reason_{k}, "
-            f"string_agg(__feature_id || ' costs ' "
-            f"|| coalesce(CAST(__raw_cost_{k} AS VARCHAR), 'null'), '; ' ORDER BY __feature_id) "
+            f"string_agg({_rejection_detail_sql(k, limit)}, '; ' ORDER BY __feature_id) "
             f"FILTER (WHERE {bad[k]}) AS __detail_{k}"
             for k in sets
         )
@@ -397,7 +406,7 @@ def _cost_shared(
             _fetch(
                 con,
                 f"""
-                SELECT CAST(NULL AS BIGINT) AS source_row, ev.event_id, ev.customer_id,
+                SELECT {source_row} AS source_row, ev.event_id, ev.customer_id,
                        ev.event_name,
                        strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
                        b.__reason_{k} AS reason, b.__detail_{k} AS detail
@@ -440,6 +449,25 @@ def _cost_shared(
             )
         )
     return costings
+
+
+def cost_limit(scale: int) -> int:
+    """The smallest cost rejected as `cost_out_of_range` when the finest currency precision is
+    `scale`: the ledger keeps amounts as 64-bit integers of 10^-scale, so one event's cost stays
+    below 10^(18 - scale) (10^16 credits at precision 2) and cannot wrap them by itself."""
+    return 10 ** (18 - scale)
+
+
+def _rejection_detail_sql(k: int, limit: str) -> str:
+    """What is wrong with one feature's cost in rate set `k`, for the rejected row's detail."""
+    return (
+        f"CASE WHEN __out_of_range_{k} THEN __feature_id || ': a value is infinite, NaN or "
+        "beyond the exact decimal range (10^26)' "
+        f"WHEN __cost_{k} >= {limit} THEN __feature_id || ' costs ' || "
+        f"CAST(__cost_{k} AS VARCHAR) || ', at or above the limit of ' || "
+        f"CAST({limit} AS VARCHAR) || ' per event' "
+        f"ELSE __feature_id || ' costs ' || coalesce(CAST(__raw_cost_{k} AS VARCHAR), 'null') END"
+    )
 
 
 def check_event_ids(con: duckdb.DuckDBPyConnection, events: str = "events") -> None:
@@ -493,6 +521,7 @@ def _feature_costings(
     ]
     defaults = by_key.get(NO_PLAN, {})
     formula_types = {**column_types, QUANTITY: "DECIMAL(38,12)"}
+    by_lower = {name.lower(): name for name in column_types}
     result = []
     for meter in meters:
         feature = meter.feature_id
@@ -502,8 +531,14 @@ def _feature_costings(
         dimensions: set[str] = set()
         for rate_index in sorted(i for i in in_force if i is not None):
             rate = rates[rate_index]
-            dimensions.update(d for d in rate.formula.dimensions if d in column_types)
-            variant = (rate.currency_id, rate.formula.to_duckdb_sql(formula_types))
+            # Dimension names match columns case-insensitively, as DuckDB names do.
+            types = dict(formula_types)
+            for name in rate.formula.dimensions:
+                column = name if name in column_types else by_lower.get(name.lower())
+                if column is not None:
+                    types[name] = column_types[column]
+                    dimensions.add(column)
+            variant = (rate.currency_id, rate.formula.to_duckdb_sql(types))
             variant_of[rate_index] = variants.setdefault(variant, len(variants))
         result.append(
             FeatureCosting(
@@ -600,8 +635,8 @@ def _feature_sql(
     dimensions = [d for d in feature.dimensions if d not in _EVENT_COLUMNS]
     columns = ", ".join(quote_ident(c) for c in (*_EVENT_COLUMNS, *dimensions))
     matching = (
-        f"SELECT {columns}, CAST({meter.quantity} AS DECIMAL(38, 12)) AS {quote_ident(QUANTITY)} "
-        f"FROM {e} WHERE {meter.condition}"
+        f"SELECT {columns}, CAST({meter.quantity} AS DECIMAL(38, 12)) AS {quote_ident(QUANTITY)}, "
+        f"{meter.out_of_range} AS __quantity_out_of_range FROM {e} WHERE {meter.condition}"
     )
     sets = range(rate_sets)
     currencies = ", ".join(
@@ -609,10 +644,16 @@ def _feature_sql(
         + (" AS __currency_id" if shared_currency else f" AS __currency_id_{k}")
         for k in (sets[:1] if shared_currency else sets)
     )
-    raw_costs = ", ".join(
-        _case("__variant", [v[k][1] for v in feature.variants]) + f" AS __raw_cost_{k}"
-        for k in sets
+    # A value beyond the exact decimal range fails the row's cost, never the query: TRY makes
+    # it NULL, and the flag tells it from a formula that is null.
+    costs = [_case("__variant", [v[k][1] for v in feature.variants]) for k in sets]
+    raw_costs = ", ".join(f"TRY({cost}) AS __raw_cost_{k}" for k, cost in zip(sets, costs))
+    out_of_range = ", ".join(
+        f"CASE WHEN __raw_cost_{k} IS NULL THEN __quantity_out_of_range OR "
+        f"TRY(({cost}) IS NULL) IS NULL ELSE FALSE END AS __out_of_range_{k}"
+        for k, cost in zip(sets, costs)
     )
+    raw_names = ", ".join(f"__raw_cost_{k}" for k in sets)
     if feature.same_everywhere:
         with_variant = f"SELECT *, {feature.default_variant} AS __variant FROM ({matching})"
     else:
@@ -622,8 +663,9 @@ def _feature_sql(
         )
     return (
         f"SELECT event_id, customer_id, timestamp, {quote_literal(meter.feature_id)} AS "
-        f"__feature_id, CAST({rank} AS SMALLINT) AS __feature_rank, {currencies}, {raw_costs} "
-        f"FROM ({with_variant}) WHERE __variant IS NOT NULL"
+        f"__feature_id, CAST({rank} AS SMALLINT) AS __feature_rank, {currencies}, {raw_names}, "
+        f"{out_of_range} FROM (SELECT *, {raw_costs} FROM ({with_variant}) "
+        "WHERE __variant IS NOT NULL)"
     )
 
 
@@ -648,12 +690,14 @@ def _uncosted_sql(
         else [f"CAST(NULL AS VARCHAR) AS __currency_id_{k}" for k in sets]
     )
     raw_costs = [f"CAST(NULL AS DECIMAL(38, 12)) AS __raw_cost_{k}" for k in sets]
+    flags = [f"FALSE AS __out_of_range_{k}" for k in sets]
     nulls = ", ".join(
         [
             "CAST(NULL AS VARCHAR) AS __feature_id",
             "CAST(NULL AS SMALLINT) AS __feature_rank",
             *currencies,
             *raw_costs,
+            *flags,
         ]
     )
     always = [f for f in features if f.costed_everywhere]
