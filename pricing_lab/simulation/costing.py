@@ -690,14 +690,14 @@ def _uncosted_sql(
         else [f"CAST(NULL AS VARCHAR) AS __currency_id_{k}" for k in sets]
     )
     raw_costs = [f"CAST(NULL AS DECIMAL(38, 12)) AS __raw_cost_{k}" for k in sets]
-    flags = [f"FALSE AS __out_of_range_{k}" for k in sets]
+    out_of_range = [f"FALSE AS __out_of_range_{k}" for k in sets]
     nulls = ", ".join(
         [
             "CAST(NULL AS VARCHAR) AS __feature_id",
             "CAST(NULL AS SMALLINT) AS __feature_rank",
             *currencies,
             *raw_costs,
-            *flags,
+            *out_of_range,
         ]
     )
     always = [f for f in features if f.costed_everywhere]
