@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from pricing_lab.cli.rejections import enforce, print_report, rejection_report
 from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
 
 
@@ -29,10 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pricing_lab.report.build import write_comparison
-    from pricing_lab.simulation.scenarios import compare, load_scenarios
+    from pricing_lab.simulation.costing import check_dimensions
+    from pricing_lab.simulation.scenarios import compare, load_scenarios, scenario_folder
 
     base, scenarios = load_scenarios(args.scenarios)
     con, catalog, customers, report = load_inputs(args)
+    # Each scenario's changed rates must read dimensions the events have, like the base's.
+    changed = {s.name: s.apply(catalog, customers)[0] for s in scenarios}
+    check_dimensions(con, {"catalog": catalog, **changed}, source=str(args.events))
 
     def progress(name: str, done: int, total: int) -> None:
         if not args.quiet:
@@ -56,10 +61,33 @@ def run(args: argparse.Namespace) -> int:
     )
     paths = write_comparison(comparison, args.out)
     totals = comparison.totals.sort("scenario")
+    rejections = {
+        name: rejection_report(
+            comparison.result(name).rejected_events,
+            rows_read=report.rows_read,
+            path=scenario_folder(args.out, name) / "rejected_events.parquet",
+            known_customers=customers.customer_ids,
+        )
+        for name in comparison.results
+    }
     if args.json:
         rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]
-        print(json.dumps({"base": base, "totals": rows, "events": report.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "base": base,
+                    "totals": rows,
+                    "events": report.to_dict(),
+                    "rejections": rejections,
+                },
+                indent=2,
+            )
+        )
     else:
         print(totals)
+        for name, rejected in rejections.items():
+            print(f"scenario {name}: ", end="")
+            print_report(rejected)
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
+    enforce(args, rejections)
     return 0

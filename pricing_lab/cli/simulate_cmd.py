@@ -9,6 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pricing_lab.cli.rejections import (
+    add_rejection_arguments,
+    enforce,
+    print_report,
+    rejection_report,
+)
 from pricing_lab.errors import InputError
 from pricing_lab.timeutil import as_utc
 
@@ -76,6 +82,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=_timestamp, help="horizon start (UTC ISO timestamp)")
     parser.add_argument("--until", type=_timestamp, help="horizon end, exclusive (UTC ISO)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_rejection_arguments(parser)
 
 
 def _timestamp(text: str) -> datetime:
@@ -99,6 +106,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.formula import check_formula
+    from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
@@ -115,6 +123,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
         con = duckdb.connect()
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
     report = ingest_events(con, args.events, customers=ids)
+    check_dimensions(con, {"catalog": catalog}, source=str(args.events))
     return con, catalog, customers, report
 
 
@@ -150,8 +159,14 @@ def run(args: argparse.Namespace) -> int:
         result = simulate(con, catalog, customers, **options)
         paths = result.write(args.out)
     summary = result.summary_dict()
+    rejections = rejection_report(
+        result.rejected_events,
+        rows_read=report.rows_read,
+        path=args.out / "rejected_events.parquet",
+        known_customers=customers.customer_ids,
+    )
     if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
+        print(json.dumps({**summary, "rejections": rejections}, indent=2, sort_keys=True))
     else:
         events = summary["events"]
         print(
@@ -159,5 +174,7 @@ def run(args: argparse.Namespace) -> int:
             f"{events['denied']} denied, {events['rejected']} rejected events"
         )
         print(result.summary)
+        print_report(rejections)
         print("wrote " + ", ".join(str(p) for p in paths))
+    enforce(args, {result.scenario: rejections})
     return 0

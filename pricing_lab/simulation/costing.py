@@ -20,6 +20,7 @@ they are small enough, and sorted on a customer rank rather than the customer id
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import SOURCE_ROW_COLUMN, quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter, event_meters
 from pricing_lab.formula import Formula
-from pricing_lab.formula.ast import Arithmetic, Dimension, Negate, Node, Number
+from pricing_lab.formula.ast import Arithmetic, Call, Dimension, Negate, Node, Number, children
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding, normalized
 from pricing_lab.timeutil import naive_utc
@@ -449,6 +450,84 @@ def _cost_shared(
             )
         )
     return costings
+
+
+def dimension_problems(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, *, events: str = "events"
+) -> list[Problem]:
+    """Dimensions that the catalog's meters and credit rates read but table `events` lacks.
+
+    Only features whose meter's event name occurs in the events are checked (a day without image
+    requests may lack the image columns); names match case-insensitively, as columns do; `is_null`
+    and `is_not_null` filters may name an absent dimension on purpose, and so may a formula
+    that gives it a fallback (`required_dimensions`). Each problem suggests the
+    closest column names ("did you mean …"). A run with such a problem would reject or leave
+    unmatched every event of the feature.
+    """
+    columns = {name.lower(): name for name in _column_types(con, events)}
+    names = {
+        str(row[0])
+        for row in con.execute(f"SELECT DISTINCT event_name FROM {quote_ident(events)}").fetchall()
+    }
+    problems: list[Problem] = []
+
+    def check(path: str, dimension: str) -> None:
+        if dimension.lower() in columns or dimension == QUANTITY:
+            return
+        close = difflib.get_close_matches(dimension.lower(), list(columns), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(columns[c]) for c in close)}?" if close else ""
+        problems.append(
+            Problem(path=path, message=f"the events have no dimension {dimension!r}{hint}")
+        )
+
+    metered = {}
+    for feature in catalog.features:
+        meter = feature.meter
+        if meter is None or meter.source != "events" or meter.event_name not in names:
+            continue
+        metered[feature.id] = feature
+        where = f"features[{feature.id}].meter"
+        if meter.aggregation != "count" and meter.dimension:
+            check(f"{where}.dimension", meter.dimension)
+        for index, flt in enumerate(meter.filters):
+            if flt.operator not in ("is_null", "is_not_null"):
+                check(f"{where}.filters[{index}]", flt.dimension)
+    for rate in resolve_rates(catalog):
+        if rate.feature_id in metered:
+            for dimension in sorted(required_dimensions(rate.formula.tree)):
+                check(f"{rate.source}.formula", dimension)
+    return problems
+
+
+def required_dimensions(node: Node) -> set[str]:
+    """The dimensions a formula needs: all it reads except those only given a fallback, as an
+    argument of `coalesce` before its last one (`coalesce(pages, 1)` works without `pages`)."""
+    if isinstance(node, Dimension):
+        return {node.name}
+    if isinstance(node, Call) and node.name == "coalesce":
+        return required_dimensions(node.args[-1])
+    found: set[str] = set()
+    for child in children(node):
+        found |= required_dimensions(child)
+    return found
+
+
+def check_dimensions(
+    con: duckdb.DuckDBPyConnection,
+    catalogs: Mapping[str, Catalog],
+    *,
+    events: str = "events",
+    source: str = "events",
+) -> None:
+    """Raise `ValidationError` listing `dimension_problems` of every catalog (named, e.g. by
+    scenario: their paths start with the name when there are several)."""
+    problems = []
+    for name, catalog in catalogs.items():
+        for problem in dimension_problems(con, catalog, events=events):
+            path = f"{name}: {problem.path}" if len(catalogs) > 1 else problem.path
+            problems.append(Problem(path=path, message=problem.message))
+    if problems:
+        raise ValidationError(dict.fromkeys(problems), source=f"{source}: catalog dimensions")
 
 
 def cost_limit(scale: int) -> int:
