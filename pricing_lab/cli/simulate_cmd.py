@@ -105,6 +105,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
 
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
+    from pricing_lab.events.meters import reject_unusable_values
     from pricing_lab.formula import check_formula
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
@@ -124,6 +125,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
     report = ingest_events(con, args.events, customers=ids)
     check_dimensions(con, {"catalog": catalog}, source=str(args.events))
+    report = reject_unusable_values(con, catalog, report)
     return con, catalog, customers, report
 
 

@@ -65,7 +65,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events, ingest_reported_usage
-    from pricing_lab.events.meters import metered_features
+    from pricing_lab.events.meters import metered_features, reject_unusable_values
     from pricing_lab.events.report import usage_report
     from pricing_lab.formula import check_formula
     from pricing_lab.simulation.costing import check_dimensions
@@ -81,6 +81,7 @@ def run_report(args: argparse.Namespace) -> int:
     con = duckdb.connect()
     ingested = ingest_events(con, args.events, customers=known)
     check_dimensions(con, {"catalog": catalog}, source=str(args.events))
+    ingested = reject_unusable_values(con, catalog, ingested)
     reported = None
     if args.reported:
         ids = [f.id for f in metered_features(catalog) if f.meter and f.meter.source == "reported"]

@@ -227,13 +227,10 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
 
 def load_scenarios(path: str | Path) -> tuple[str, tuple[Scenario, ...]]:
     """Read a scenario YAML file: `(base name, scenarios)`. See docs/scenarios.md."""
-    from pricing_lab.catalog.yaml_format import parse_yaml
+    from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 
     file = Path(path)
-    try:
-        document = parse_yaml(file.read_text(encoding="utf-8"), source=str(file))
-    except FileNotFoundError:
-        raise InputError(f"{file}: no such scenario file") from None
+    document = parse_yaml(read_text_file(file, what="scenario"), source=str(file))
     if not isinstance(document, Mapping) or not isinstance(document.get("scenarios"), list):
         raise InputError(f"{file}: expected a mapping with a `scenarios:` list")
     return scenarios_from_mapping(document, source=str(file))
@@ -257,7 +254,7 @@ def scenarios_from_mapping(
         if not isinstance(item, Mapping) or not item.get("name"):
             problems.append(Problem(path=here, message="expected a mapping with a name"))
             continue
-        for key in sorted(set(item) - known):
+        for key in sorted(set(item) - known, key=str):
             problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
         enforcement = item.get("enforcement")
         if enforcement not in (None, "overdraft", "block"):
@@ -274,7 +271,7 @@ def scenarios_from_mapping(
             if not isinstance(raw, Mapping) or "feature" not in raw:
                 problems.append(Problem(path=path, message="needs feature"))
                 continue
-            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}):
+            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}, key=str):
                 problems.append(Problem(path=f"{path}.{key}", message="unknown key"))
             rates.append(
                 RateChange(
@@ -290,7 +287,7 @@ def scenarios_from_mapping(
             problems.append(Problem(path=recharge_path, message="expected a mapping"))
         elif recharge is not None:
             known_recharge = {"threshold", "target", "monthly_spend_limit", "grant_expiry"}
-            for key in sorted(set(recharge) - known_recharge - {"disabled"}):
+            for key in sorted(set(recharge) - known_recharge - {"disabled"}, key=str):
                 problems.append(Problem(path=f"{recharge_path}.{key}", message="unknown key"))
             if not isinstance(recharge.get("disabled", False), bool):
                 problems.append(
