@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from pricing_lab.catalog.model import ID_PATTERN
+from pricing_lab.catalog.validate import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
 from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
@@ -88,6 +89,12 @@ class _Reader:
         if not number.is_finite():
             self.problem(path, f"expected a finite number, got {value!r}")
             return None
+        if number and number.adjusted() >= MAX_INTEGER_DIGITS:
+            self.problem(path, f"must be less than 10^{MAX_INTEGER_DIGITS}, got {value!r}")
+            return None
+        if -number.as_tuple().exponent > MAX_DECIMAL_PLACES:  # type: ignore[operator]
+            self.problem(path, f"at most {MAX_DECIMAL_PLACES} decimal places, got {value!r}")
+            return None
         if positive and number <= 0:
             self.problem(path, f"must be > 0, got {number}")
         return number
@@ -97,13 +104,16 @@ class _Reader:
             return default
         try:
             number = Decimal(str(value).strip())
-            if not number.is_finite() or number != number.to_integral_value():
+            if not number.is_finite():
                 raise InvalidOperation
         except InvalidOperation:
             self.problem(path, f"expected an integer, got {value!r}")
             return default
-        if abs(number) >= 2**63:
-            self.problem(path, f"must be between -2^63 and 2^63, got {value!r}")
+        if number and number.adjusted() >= 18:  # checked first: 1e999999999 is an integer too
+            self.problem(path, f"must be less than 10^18 in size, got {value!r}")
+            return default
+        if number != number.to_integral_value():
+            self.problem(path, f"expected an integer, got {value!r}")
             return default
         return int(number)
 
