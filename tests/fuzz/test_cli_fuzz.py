@@ -251,6 +251,15 @@ def events_file(folder: Path) -> Path:
     return path
 
 
+def run_on_sample(folder: Path, command: str, *extra: str) -> None:
+    """`command` over the sample catalog and events with `extra` inputs: a clean outcome."""
+    status, _, stderr = run(
+        command, "--catalog", str(CATALOG), "--events", str(events_file(folder)),
+        "--out", str(folder / "out"), "--quiet", *extra,
+    )  # fmt: skip
+    assert_clean(status, stderr)
+
+
 @given(text=mutated(yaml.safe_load(CATALOG.read_text())))
 @budget(80)
 def test_malformed_catalogs_are_one_clear_message(text: str) -> None:
@@ -269,12 +278,7 @@ def test_malformed_customer_yaml_is_one_clear_message(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "customers.yaml"
         path.write_text(text, encoding="utf-8")
-        status, _, stderr = run(
-            "simulate", "--catalog", str(CATALOG), "--events", str(events_file(Path(folder))),
-            "--customers", str(path), "--out", str(Path(folder) / "out"), "--quiet",
-            "--partitions", "1",
-        )  # fmt: skip
-        assert_clean(status, stderr)
+        run_on_sample(Path(folder), "simulate", "--customers", str(path), "--partitions", "1")
 
 
 TABLE_COLUMNS = {
@@ -310,12 +314,7 @@ def test_malformed_customer_tables_are_one_clear_message(
         tables_dir.mkdir()
         for name, rows in tables.items():
             write_events(tables_dir / f"{name}.{fmt}", rows, fmt)
-        status, _, stderr = run(
-            "simulate", "--catalog", str(CATALOG), "--events", str(events_file(Path(folder))),
-            "--customers", str(tables_dir), "--out", str(Path(folder) / "out"), "--quiet",
-            "--partitions", "1",
-        )  # fmt: skip
-        assert_clean(status, stderr)
+        run_on_sample(Path(folder), "simulate", "--customers", str(tables_dir), "--partitions", "1")
 
 
 @given(text=mutated(SCENARIOS))
@@ -324,11 +323,7 @@ def test_malformed_scenario_files_are_one_clear_message(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "scenarios.yaml"
         path.write_text(text, encoding="utf-8")
-        status, _, stderr = run(
-            "compare", "--catalog", str(CATALOG), "--events", str(events_file(Path(folder))),
-            "--scenarios", str(path), "--out", str(Path(folder) / "out"), "--quiet",
-        )  # fmt: skip
-        assert_clean(status, stderr)
+        run_on_sample(Path(folder), "compare", "--scenarios", str(path))
 
 
 def test_unreadable_input_files_are_one_clear_message(tmp_path: Path) -> None:
