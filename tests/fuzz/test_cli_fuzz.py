@@ -201,7 +201,8 @@ def mutated(draw: st.DrawFn, document: Any) -> str:
             parent[draw(texts)] = draw(values)
         else:
             parent[key] = draw(values)
-    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    plain = json.loads(json.dumps(doc, default=str))  # Decimal values as their text
+    text = yaml.safe_dump(plain, allow_unicode=True, sort_keys=False)
     breakage = draw(st.integers(0, 9))
     if breakage == 0:
         text = text[: len(text) // 2]
