@@ -515,6 +515,8 @@ class _Session:
             "__reason AS reason, __detail AS detail "
             f"FROM {quote_ident(work)} WHERE __reason IS NOT NULL ORDER BY {row}"
         )
+        if customer_sql is not None:
+            self._suggest_customers(rejected_table, customer_sql)
         counts = dict(
             self.sql(
                 f"SELECT coalesce(__reason, ''), count(*) FROM {quote_ident(work)} GROUP BY ALL"
@@ -546,6 +548,15 @@ class _Session:
             rejected=rejected,
             rejected_by_reason=by_reason,
             dimensions=tuple(c.name for c in columns.dimensions),
+        )
+
+    def _suggest_customers(self, rejected_table: str, customer_sql: str) -> None:
+        """An unknown customer id that is a known one in another case says so in its detail."""
+        self.sql(
+            f"UPDATE {_table_ref(rejected_table)} AS r SET detail = r.detail || ' (did you mean ' "
+            "|| k.v || '? customer ids are case-sensitive)' FROM (SELECT lower(v) AS l, min(v) "
+            f"AS v FROM ({customer_sql}) AS c(v) GROUP BY 1) AS k "
+            "WHERE r.reason = 'unknown_customer' AND lower(r.customer_id) = k.l"
         )
 
     def _mark_duplicates(self, src: _Source, columns: _Columns, work: str, key: str) -> None:

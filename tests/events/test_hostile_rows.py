@@ -127,3 +127,13 @@ def test_an_input_column_named_source_row_is_kept_under_another_name(con, tmp_pa
     report = ingest_events(con, path)
     assert report.dimensions == ("input.source_row",)
     assert con.execute('SELECT source_row, "input.source_row" FROM events').fetchall() == [(1, 77)]
+
+
+def test_an_unknown_customer_known_in_another_case_is_called_out(con, tmp_path: Path) -> None:
+    path = write(tmp_path / "e.csv", f"{HEADER}\ne1,ACME,x,2024-01-01\ne2,nobody,x,2024-01-01\n")
+    ingest_events(con, path, customers=["acme"])
+    assert con.execute("SELECT detail FROM rejected_events ORDER BY source_row").fetchall() == [
+        ("customer ACME is not in the customer list (did you mean acme? customer ids are "
+         "case-sensitive)",),
+        ("customer nobody is not in the customer list",),
+    ]  # fmt: skip
