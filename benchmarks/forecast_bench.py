@@ -1,4 +1,4 @@
-"""Run-out forecast: its backtest on the shipped real traces and the synthetic generator, and its speed.
+"""Run-out forecast: its backtest (real traces, synthetic generator) and its speed.
 
 Two parts (both by default; `--part=backtest` or `--part=speed` for one):
 
@@ -62,8 +62,7 @@ def _options(argv: list[str]) -> dict[str, str]:
 def backtest_population(con: duckdb.DuckDBPyConnection, start: datetime) -> CustomerInputs:
     """The backtest's customers for the events of table `events` (see the module doc)."""
     sizing = con.sql(
-        "SELECT customer_id, count(*) AS n FROM events WHERE timestamp < ? "
-        "GROUP BY customer_id",
+        "SELECT customer_id, count(*) AS n FROM events WHERE timestamp < ? GROUP BY customer_id",
         params=[start.replace(tzinfo=None) + timedelta(days=SIZING_DAYS)],
     ).pl()
     catalog = sample_catalog()

@@ -1,4 +1,4 @@
-"""Backtest of the run-out forecast (SPEC §6): cut the history, forecast, replay what really happened.
+"""Backtest of the run-out forecast (SPEC §6): cut the history, forecast, replay what happened.
 
 For each cut instant T the forecast sees only the events before T; one replay of the whole history
 (the same catalog, customers and enforcement) says what really happened in [T, T + horizon): the
@@ -240,9 +240,7 @@ def backtest_summary(rows: pl.DataFrame) -> pl.DataFrame:
     overall = rows.select(figures).with_columns(pl.lit("all").alias("cut"))
     return (
         pl.concat([per_cut.drop("as_of"), overall], how="diagonal")
-        .with_columns(
-            (pl.col("p50_error_days") / pl.col("naive_error_days")).alias("error_ratio")
-        )
+        .with_columns((pl.col("p50_error_days") / pl.col("naive_error_days")).alias("error_ratio"))
         .select(
             "cut",
             "units",

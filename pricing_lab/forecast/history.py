@@ -1,4 +1,4 @@
-"""Burn history of the run-out forecast: each customer's daily credit burn before the forecast instant.
+"""Burn history of the run-out forecast: each customer's daily credit burn before the instant T.
 
 Burn is what the customer's events cost (costing's consumption table), not what the ledger
 consumed: a top-up or an expiry never shows up as burn, and in `block` mode the events that were
@@ -165,9 +165,7 @@ def burn_history(
         units.height,
     )
     return BurnHistory(
-        units=units.select(
-            *keys, "days_with_usage", "window_days", "window_burn", "naive_burn"
-        ),
+        units=units.select(*keys, "days_with_usage", "window_days", "window_burn", "naive_burn"),
         offsets=offsets,
         burn=burn,
         events=events,

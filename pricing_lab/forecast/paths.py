@@ -1,4 +1,5 @@
-"""The forecast's Monte Carlo paths: one compiled pass per unit (customer × currency) over its paths.
+# mypy: allow-untyped-defs
+"""The forecast's Monte Carlo paths: one compiled pass per unit (customer × currency).
 
 A path replays the unit's known future (`state.CreditState`) against burn drawn from its own history
 (`history.BurnHistory`), day by day from T, and records the first instant a consumption leaves the
@@ -135,14 +136,13 @@ def run_units(  # pragma: no cover - compiled
         g0 = params[u, P_SLOT0]
         n_slots = params[u, P_SLOT1] - g0
         n_hist = params[u, P_HISTN]
-        if block_days > 1 and n_hist >= 2 * block_days:
-            length = block_days
-        else:
-            length = 1
+        length = block_days if block_days > 1 and n_hist >= 2 * block_days else 1
         n_blocks = n_hist // length
         pool = np.zeros(max(n_blocks, 1), np.int64)
         for p in range(paths):
-            rng[0] = np.uint64(params[u, P_KEY]) ^ (np.uint64(p + 1) * np.uint64(0xD1B54A32D192ED03))
+            rng[0] = np.uint64(params[u, P_KEY]) ^ (
+                np.uint64(p + 1) * np.uint64(0xD1B54A32D192ED03)
+            )
             _random(rng, 2)
             for b in range(n_blocks):
                 pool[b] = _random(rng, n_blocks) if resample_level else b
@@ -166,7 +166,7 @@ def run_units(  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def _random(rng: np.ndarray, n: int) -> int:  # pragma: no cover - compiled
+def _random(rng: np.ndarray, n: int):  # pragma: no cover - compiled
     """A uniform integer in [0, n) from the path's splitmix64 stream."""
     rng[0] += np.uint64(0x9E3779B97F4A7C15)
     z = rng[0]
@@ -218,7 +218,7 @@ def _beta(rng: np.ndarray, a: int, b: int) -> float:  # pragma: no cover - compi
 
 
 @njit(nogil=True, cache=True)
-def _binomial(rng: np.ndarray, m: int, p: float) -> int:  # pragma: no cover - compiled
+def _binomial(rng: np.ndarray, m: int, p: float):  # pragma: no cover - compiled
     """How many of m independent draws fall below probability p (exact for small m; otherwise a
     Poisson or normal approximation, kept within [0, m])."""
     if p <= 0.0:
@@ -358,7 +358,7 @@ def _share_before(profile: np.ndarray, r: int, offset: int) -> float:  # pragma:
 
 
 @njit(nogil=True, cache=True)
-def _offset_at(profile: np.ndarray, r: int, share: float) -> int:  # pragma: no cover
+def _offset_at(profile: np.ndarray, r: int, share: float):  # pragma: no cover
     """The offset into the day (µs) where the unit's profile reaches `share` of the day's burn."""
     k = 0
     while k < 23 and profile[r, k + 1] <= share:

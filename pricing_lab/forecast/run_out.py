@@ -1,4 +1,4 @@
-"""`forecast`: who runs out of credits within a horizon, when, and how sure (SPEC §6 "Run-out forecast").
+"""`forecast`: who runs out of credits within a horizon, when, how sure (SPEC §6, run-out).
 
 The history before T is replayed as `simulate` replays it (same catalog, customers and enforcement)
 to learn each customer's balance and grants at T; the known future and burn drawn from the
@@ -8,6 +8,7 @@ currency comes back; docs/forecast.md describes the method, the columns and the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ from pricing_lab.money import decimal_places, from_minor_units
 from pricing_lab.simulation.costing import Costing
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.simulate import cost, simulate
-from pricing_lab.timeutil import MICROSECOND, NEVER_US, as_utc, to_micros
+from pricing_lab.timeutil import NEVER_US, as_utc, to_micros
 
 MIN_PATHS = 1000  # SPEC §6: at least 1,000 paths
 TIMESTAMP = pl.Datetime("us", "UTC")
@@ -243,9 +244,7 @@ def _run(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done in [
-            pool.submit(run, int(lo), int(hi))
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-            if hi > lo
+            pool.submit(run, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds) if hi > lo
         ]:
             done.result()
     return out_run_out, out_slot_expired, out_recharge_expired
@@ -316,7 +315,10 @@ def _table(
             "as_of": pl.repeat(as_of, units.height, dtype=TIMESTAMP, eager=True),
             "horizon_end": pl.repeat(end, units.height, dtype=TIMESTAMP, eager=True),
             "balance": pl.Series(
-                [from_minor_units(b, p) for p, b in units.select("precision", "balance").iter_rows()],
+                [
+                    from_minor_units(b, p)
+                    for p, b in units.select("precision", "balance").iter_rows()
+                ],
                 dtype=credits,
             ),
             "days_with_usage": units["days_with_usage"].cast(pl.Int64),
@@ -337,8 +339,10 @@ def _table(
 
 def _instants(micros: np.ndarray, simulated: np.ndarray) -> pl.Series:
     valid = simulated & (micros < NEVER_US)
-    return pl.Series(np.where(valid, micros, 0), dtype=pl.Int64).cast(TIMESTAMP).set(
-        pl.Series(~valid), None
+    return (
+        pl.Series(np.where(valid, micros, 0), dtype=pl.Int64)
+        .cast(TIMESTAMP)
+        .set(pl.Series(~valid), None)
     )
 
 

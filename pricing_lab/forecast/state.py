@@ -263,9 +263,7 @@ def _units_table(
         [(s.customer_id, s.currency_id) for s in settings], schema=KEYS, orient="row"
     )
     keys = (
-        pl.concat(
-            [history_keys.select(KEYS), held.select(KEYS), slots.select(KEYS), recharge_keys]
-        )
+        pl.concat([history_keys.select(KEYS), held.select(KEYS), slots.select(KEYS), recharge_keys])
         .unique()
         .sort(KEYS)
         .with_row_index("unit")
