@@ -187,12 +187,79 @@ def main(argv: list[str]) -> int:
     if part in (None, "backtest"):
         run_backtests(options)
     if part in (None, "speed"):
-        return run_speed(options, argv)
+        return run_speed(options)
+    if part is not None and part.endswith("-child"):
+        print(json.dumps(_child(part.removesuffix("-child"), Path(options["events"]))))
     return 0
 
 
-def run_speed(options: dict[str, str], argv: list[str]) -> int:
-    del options, argv
-    print("speed: not written yet")
-    _ = (json, statistics, subprocess, sys, peak_rss_bytes)
+def run_speed(options: dict[str, str]) -> int:
+    """Forecast vs one full replay of the same history, each in a fresh interpreter, in turns."""
+    from benchmarks.replay_bench import CUSTOMERS, DAYS, START
+
+    rows = int(options.get("rows", "10000000").replace("_", ""))
+    repeat = int(options.get("repeat", "2"))
+    events = DATA / f"replay_events_{rows}.parquet"
+    if not events.exists():
+        print(f"generating {rows:,} events for {CUSTOMERS:,} customers …", flush=True)
+        generate_events(events, events=rows, customers=CUSTOMERS, days=DAYS, seed=7, start=START)
+    figures: dict[str, list[dict[str, float]]] = {"replay": [], "forecast": []}
+    for _ in range(repeat):
+        for part in ("replay", "forecast"):
+            figures[part].append(_in_child(part, events))
+            last = figures[part][-1]
+            print(f"  {part}: {last['total']:.2f} s, peak RSS {last['peak RSS GiB']:.2f} GiB "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in last.items()
+                              if k not in ("total", "peak RSS GiB")), flush=True)  # fmt: skip
+    replay = statistics.median(f["total"] for f in figures["replay"])
+    forecast = statistics.median(f["total"] for f in figures["forecast"])
+    print(f"full replay (read → replay → write every output), median of {repeat}: {replay:.2f} s")
+    print(
+        f"forecast ({CUSTOMERS:,} customers, 1,000 paths, horizon 30d; read → forecast → write), "
+        f"median of {repeat}: {forecast:.2f} s"
+    )
+    print(f"  ratio to one full replay: {forecast / replay:.2f} (target ≤ 2)")
     return 0
+
+
+def _in_child(part: str, events: Path) -> dict[str, float]:
+    command = [sys.executable, "-m", "benchmarks", "forecast", f"--part={part}-child"]
+    done = subprocess.run(
+        [*command, f"--events={events}"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{part} failed:\n{done.stdout}\n{done.stderr}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _child(part: str, events: Path) -> dict[str, float]:
+    """One measured part in this fresh process: seconds per step and peak RSS."""
+    import tempfile
+
+    from benchmarks.replay_bench import DAYS, START, workload_customers
+    from pricing_lab.events.ingest import ingest_events
+    from pricing_lab.forecast import forecast
+    from pricing_lab.simulation.simulate import simulate
+
+    catalog = sample_catalog()
+    customers = workload_customers()
+    steps: dict[str, float] = {}
+    began = time.perf_counter()
+    con = duckdb.connect()
+    report = ingest_events(con, str(events))
+    steps["read + validate"] = time.perf_counter() - began
+    with tempfile.TemporaryDirectory(dir=DATA) as out:
+        mark = time.perf_counter()
+        if part == "replay":
+            result = simulate(con, catalog, customers, ingest=report)
+            result.write(out)
+        else:
+            table = forecast(
+                con, catalog, customers, as_of=START + timedelta(days=DAYS), horizon="30d"
+            )
+            table.write_parquet(Path(out) / "forecast.parquet")
+        steps[part] = time.perf_counter() - mark
+    steps["total"] = time.perf_counter() - began
+    steps["peak RSS GiB"] = peak_rss_bytes() / 1024**3
+    return steps

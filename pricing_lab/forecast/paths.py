@@ -138,17 +138,18 @@ def run_units(  # pragma: no cover - compiled
         n_hist = params[u, P_HISTN]
         length = block_days if block_days > 1 and n_hist >= 2 * block_days else 1
         n_blocks = n_hist // length
-        pool = np.zeros(max(n_blocks, 1), np.int64)
         for p in range(paths):
             rng[0] = np.uint64(params[u, P_KEY]) ^ (
                 np.uint64(p + 1) * np.uint64(0xD1B54A32D192ED03)
             )
-            _random(rng, 2)
-            for b in range(n_blocks):
-                pool[b] = _random(rng, n_blocks) if resample_level else b
+            # The path's resample of the window's blocks, drawn lazily: block k of the resample
+            # is history block `_mix(level + k) mod n_blocks` (0: no resample, block k itself).
+            level = _mix(rng[0] + np.uint64(0x632BE59BD9B4E019)) | np.uint64(1)
+            if not resample_level:
+                level = np.uint64(0)
             run_out[p] = _path(
                 u, p, params, slots, happenings, burn, events, profile, month_starts,
-                first_day, add_months_days, t0, end, n_days, length, n_blocks, pool, rng,
+                first_day, add_months_days, t0, end, n_days, length, n_blocks, level, rng,
                 block_mode, rem, act, order, d_rem, d_exp, d_eff, d_act, x, g0, n_slots,
                 out_slot_expired, out_recharge_expired,
             )  # fmt: skip
@@ -166,25 +167,31 @@ def run_units(  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
+def _mix(z):  # pragma: no cover - compiled
+    """splitmix64's output function of a uint64."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(nogil=True, cache=True)
+def _below(z, n):  # pragma: no cover - compiled
+    """A uniform uint64 mapped onto [0, n), n < 2³² (multiply and shift, no division)."""
+    return np.int64(((z >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+
+
+@njit(nogil=True, cache=True)
 def _random(rng: np.ndarray, n: int):  # pragma: no cover - compiled
     """A uniform integer in [0, n) from the path's splitmix64 stream."""
     rng[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = rng[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return np.int64((z >> np.uint64(33)) % np.uint64(n))
+    return _below(_mix(rng[0]), n)
 
 
 @njit(nogil=True, cache=True)
 def _uniform(rng: np.ndarray) -> float:  # pragma: no cover - compiled
     """A uniform float in (0, 1) from the path's stream."""
     rng[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = rng[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (np.float64(z >> np.uint64(11)) + 0.5) / 9007199254740992.0
+    return (np.float64(_mix(rng[0]) >> np.uint64(11)) + 0.5) / 9007199254740992.0
 
 
 @njit(nogil=True, cache=True)
@@ -254,7 +261,7 @@ def _poisson(rng: np.ndarray, mean: float) -> int:  # pragma: no cover - compile
 @njit(nogil=True, cache=True)
 def _path(  # pragma: no cover - compiled
     u, p, params, slots, happenings, burn, events, profile, month_starts, first_day,
-    add_months_days, t0, end, n_days, length, n_blocks, pool, rng, block_mode, rem, act, order,
+    add_months_days, t0, end, n_days, length, n_blocks, level, rng, block_mode, rem, act, order,
     d_rem, d_exp, d_eff, d_act, x, g0, n_slots, out_slot_expired, out_recharge_expired,
 ):  # fmt: skip
     """One path of unit `u`; returns its run-out instant (NEVER_US: not within the horizon)."""
@@ -286,7 +293,11 @@ def _path(  # pragma: no cover - compiled
         ds = t0 + d * DAY_US
         de = min(ds + DAY_US, end)
         if d % length == 0:
-            current = pool[_random(rng, n_blocks)]
+            current = _random(rng, n_blocks)
+            if level != 0:
+                current = _below(
+                    _mix(level + np.uint64(current) * np.uint64(0x9E3779B97F4A7C15)), n_blocks
+                )
         day = h0 + n_hist - length * (current + 1) + d % length
         b = burn[day]
         n = events[day] if b > 0 else 0
@@ -302,8 +313,9 @@ def _path(  # pragma: no cover - compiled
                     tn = d_exp[k]
             if limited and m < n_months and month_starts[m] < tn:
                 tn = month_starts[m]
-            upper = _share_before(profile, r, tn - ds)
+            upper = 1.0
             if n > done:
+                upper = _share_before(profile, r, tn - ds)
                 if upper >= 1.0:
                     upto = n
                 else:
