@@ -43,7 +43,7 @@ def table() -> pl.DataFrame:
         grants=(
             # 1450 − 10 × 100 = 450 at T: days 0–3 leave 50, the call of day 4 runs out.
             _grant("plain", 1450),
-            # The same, plus 1000 credits at T + 2 days: 450 − 200 + 1000 = 1250, runs out on day 14.
+            # Plus 1000 credits at T + 2 days: 450 − 200 + 1000 = 1250, runs out on day 14.
             _grant("topped", 1450),
             _grant(
                 "topped", 1000, type="PAID", cost_basis=Decimal("0.001"), effective_at=T + 2 * DAY
@@ -62,7 +62,7 @@ def table() -> pl.DataFrame:
                 threshold=Decimal(200),
                 target=Decimal(1000),
             ),
-        ),  # fmt: skip
+        ),
     )
     return forecast(con, catalog(), customers, as_of=T, horizon="30d")
 
