@@ -220,14 +220,18 @@ def _days_apart(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 def backtest_summary(rows: pl.DataFrame) -> pl.DataFrame:
     """Per cut and over all cuts (`cut` = "all"): customer-currencies forecast and flagged, how
     many ran out, calibration (share inside [p10, p90]), median absolute p50 error in days, the
-    naive baseline's, and their ratio."""
+    naive baseline's, and their ratio. `calibration_at_risk` is the calibration over the
+    customer-currencies whose run-out was in question (forecast probability ≥ 10%, or ran out):
+    the others count as inside whatever the forecast."""
     scored = pl.col("too_little_history").not_()
     ran_out = scored & pl.col("actual_run_out").is_not_null()
+    at_risk = scored & ((pl.col("run_out_probability") >= 0.1) | ran_out)
     figures = [
         pl.len().cast(pl.Int64).alias("units"),
         pl.col("too_little_history").sum().cast(pl.Int64).alias("flagged"),
         ran_out.sum().cast(pl.Int64).alias("ran_out"),
         pl.col("inside_interval").filter(scored).mean().alias("calibration"),
+        pl.col("inside_interval").filter(at_risk).mean().alias("calibration_at_risk"),
         pl.col("p50_error_days").filter(ran_out).median().alias("p50_error_days"),
         pl.col("naive_error_days").filter(ran_out).median().alias("naive_error_days"),
     ]
@@ -247,6 +251,7 @@ def backtest_summary(rows: pl.DataFrame) -> pl.DataFrame:
             "flagged",
             "ran_out",
             "calibration",
+            "calibration_at_risk",
             "p50_error_days",
             "naive_error_days",
             "error_ratio",
