@@ -166,7 +166,7 @@ def run_units(  # pragma: no cover - compiled
         out_run_out[u, R_P90] = run_out[(paths * 9 + 9) // 10 - 1]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _mix(z):  # pragma: no cover - compiled
     """splitmix64's output function of a uint64."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -174,20 +174,20 @@ def _mix(z):  # pragma: no cover - compiled
     return z ^ (z >> np.uint64(31))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _below(z, n):  # pragma: no cover - compiled
     """A uniform uint64 mapped onto [0, n), n < 2³² (multiply and shift, no division)."""
     return np.int64(((z >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _random(rng: np.ndarray, n: int):  # pragma: no cover - compiled
     """A uniform integer in [0, n) from the path's splitmix64 stream."""
     rng[0] += np.uint64(0x9E3779B97F4A7C15)
     return _below(_mix(rng[0]), n)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _uniform(rng: np.ndarray) -> float:  # pragma: no cover - compiled
     """A uniform float in (0, 1) from the path's stream."""
     rng[0] += np.uint64(0x9E3779B97F4A7C15)
@@ -359,7 +359,7 @@ def _path(  # pragma: no cover - compiled
     return x[X_RUN_OUT]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _share_before(profile: np.ndarray, r: int, offset: int) -> float:  # pragma: no cover
     """Share of a day's burn before `offset` µs into the day, by the unit's profile."""
     if offset >= DAY_US:
@@ -369,7 +369,7 @@ def _share_before(profile: np.ndarray, r: int, offset: int) -> float:  # pragma:
     return profile[r, k] + (profile[r, k + 1] - profile[r, k]) * within
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _offset_at(profile: np.ndarray, r: int, share: float):  # pragma: no cover
     """The offset into the day (µs) where the unit's profile reaches `share` of the day's burn."""
     k = 0
@@ -380,13 +380,13 @@ def _offset_at(profile: np.ndarray, r: int, share: float):  # pragma: no cover
     return min(max(offset, 0), DAY_US - 1)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _position(i: int, b: int, n: int) -> int:  # pragma: no cover - compiled
     """Cumulative burn of the day after its event i (events of equal cost to one minor unit)."""
     return i * b // n
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _first_reaching(i: int, need: int, b: int, n: int) -> int:  # pragma: no cover - compiled
     """The first event j > i such that events i+1..j cost at least `need` (n + 1: none today)."""
     start = _position(i, b, n)
@@ -397,7 +397,7 @@ def _first_reaching(i: int, need: int, b: int, n: int) -> int:  # pragma: no cov
     return ((start + need) * n + b - 1) // b
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _events(  # pragma: no cover - compiled
     u, first, last, b, n, ds, t, tn, lower, upper, profile, r, params, slots, block_mode,
     recharge, rem, act, order, d_rem, d_exp, d_eff, d_act, x, n_slots, first_day,
@@ -446,7 +446,7 @@ def _events(  # pragma: no cover - compiled
                       first_day, add_months_days)  # fmt: skip
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _consume(amount, x, rem, act, order, d_rem, d_act, n_slots):  # pragma: no cover - compiled
     """Take `amount` from the usable grants in draw-down order; the overdraft takes the rest."""
     left = amount
@@ -469,7 +469,7 @@ def _consume(amount, x, rem, act, order, d_rem, d_act, n_slots):  # pragma: no c
     x[X_BALANCE] -= amount
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _settle(amount: int, x: np.ndarray) -> int:  # pragma: no cover - compiled
     """A grant of `amount` taking effect settles overdraft debt at once; returns what it paid."""
     paid = min(amount, -x[X_OVERDRAFT]) if x[X_OVERDRAFT] < 0 else 0
