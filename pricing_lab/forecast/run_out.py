@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from pricing_lab.catalog.model import Catalog
-from pricing_lab.errors import InputError
+from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.forecast import paths as kernel
 from pricing_lab.forecast.history import MIN_DAYS_WITH_USAGE, BurnHistory, BurnModel, burn_history
 from pricing_lab.forecast.state import (
@@ -36,7 +36,7 @@ from pricing_lab.ledger.model import ENFORCEMENTS, Enforcement
 from pricing_lab.money import decimal_places, from_minor_units
 from pricing_lab.simulation.costing import Costing
 from pricing_lab.simulation.customers import CustomerInputs
-from pricing_lab.simulation.simulate import cost, simulate
+from pricing_lab.simulation.simulate import cost, customer_problems, simulate
 from pricing_lab.timeutil import NEVER_US, as_utc, to_micros
 
 MIN_PATHS = 1000  # SPEC §6: at least 1,000 paths
@@ -142,6 +142,9 @@ def forecast_costed(
     """`forecast` on events already costed (a backtest costs once for all its cuts)."""
     as_of = as_utc(as_of)
     end = as_of + horizon
+    problems = customer_problems(customers, catalog)
+    if problems:
+        raise ValidationError(problems, source="customers")
     history_rows = costing.consumptions.filter(pl.col("timestamp") < as_of)
     ledger = _ledger_before(
         con, catalog, customers, Costing(consumptions=history_rows, rejected=costing.rejected),

@@ -186,3 +186,17 @@ def test_the_package_is_the_function_too() -> None:
     table = pricing_lab.forecast(con, catalog(), as_of=T, horizon="7d")
     assert table["customer_id"].to_list() == ["a"]
     assert "forecast" in pricing_lab.__all__
+
+
+def test_customers_naming_what_the_catalog_lacks_are_refused_before_anything_runs() -> None:
+    con = duckdb.connect()
+    daily_calls(con, {"a": 10})
+    customers = CustomerInputs(
+        auto_recharges=(
+            AutoRecharge(
+                customer_id="a", currency_id="EUR", threshold=Decimal(1), target=Decimal(2)
+            ),
+        )
+    )
+    with pytest.raises(InputError, match="unknown currency 'EUR'"):
+        forecast(con, catalog(), customers, as_of=START, horizon="30d")
