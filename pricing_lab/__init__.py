@@ -7,6 +7,7 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * usage — `ingest_events`, `load_sample_events`, `attribution`, `generate_events`, `usage_report`
 * customers — `load_customers`, `CustomerInputs`, `Subscription`, `Grant`, `AutoRecharge`
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
+* run-out forecast — `forecast`
 * scenarios — `Scenario`, `RateChange`, `load_scenarios`, `compare`, `sweep`, `goal_seek`
 * charts and reports — `charts` (module), `comparison_report`, `write_report`
 """
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from pricing_lab.events.real import attribution, load_sample_events
     from pricing_lab.events.report import usage_report
     from pricing_lab.events.synthetic import generate_events
+    from pricing_lab.forecast import forecast
     from pricing_lab.formula import Formula
     from pricing_lab.ledger import balance_at, check_invariants
     from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
@@ -57,6 +59,7 @@ _EXPORTS = {
     "open_store": "pricing_lab.catalog.store",
     "load_catalog_file": "pricing_lab.catalog.yaml_format",
     "Formula": "pricing_lab.formula",
+    "forecast": "pricing_lab.forecast",
     "ingest_events": "pricing_lab.events.ingest",
     "load_sample_events": "pricing_lab.events.real",
     "attribution": "pricing_lab.events.real",
@@ -102,6 +105,7 @@ __all__ = [
     "check_invariants",
     "compare",
     "comparison_report",
+    "forecast",
     "generate_events",
     "goal_seek",
     "ingest_events",
