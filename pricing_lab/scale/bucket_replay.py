@@ -128,7 +128,7 @@ def replay_bucket(task: BucketTask) -> BucketDone:
         consumptions=inputs.consumptions.height,
         entries=ledger.height,
         seconds=time.perf_counter() - began,
-        peak_memory=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_memory=_peak_memory(),
     )
     record = {"entries": done.entries, "window_rows": [int(n) for n in window_rows]}
     store.write_text(result_path(task.bucket, DONE), json.dumps(record) + "\n")
@@ -141,6 +141,19 @@ class Finished:
 
     entries: int
     window_rows: tuple[int, ...]
+
+
+def _peak_memory() -> int:
+    """This process's peak resident memory: `VmHWM` on Linux (`ru_maxrss` would carry the
+    peak of the parent a spawned worker was started from)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def read_done(store: Store, bucket: int) -> Finished | None:
