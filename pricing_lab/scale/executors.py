@@ -33,6 +33,10 @@ class TaskFailed(PricingLabError):
     """An item (a bucket) failed on every attempt."""
 
 
+class ExecutorUnavailable(PricingLabError):
+    """The executor could not be started or reached (e.g. no Ray cluster at the address)."""
+
+
 class Executor(Protocol):
     """Runs one picklable function over items; `memory[i]`: bytes item i may need."""
 
@@ -157,7 +161,14 @@ class RayExecutor(_Closing):
         except ModuleNotFoundError:
             raise InputError("the ray executor needs Ray: pip install 'pricing-lab[ray]'") from None
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except Exception as exc:  # Ray raises plain exceptions: connection, start-up
+                ray.shutdown()
+                where = f"at {self.address}" if self.address else "locally"
+                raise ExecutorUnavailable(
+                    f"Ray could not be started or reached {where}: {exc}"
+                ) from None
             self._owned = True
         return ray
 
