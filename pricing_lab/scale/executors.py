@@ -181,13 +181,13 @@ class RayExecutor(_Closing):
         self, job: Callable[[Any], Any], items: Sequence[Any], memory: Sequence[int]
     ) -> Iterator[tuple[int, Any]]:
         ray = self._ray()
-        remote = ray.remote(job)
-        refs = {
-            remote.options(num_cpus=self.num_cpus, memory=int(need), max_retries=0).remote(
-                item
-            ): index
-            for index, (item, need) in enumerate(zip(items, memory, strict=True))
-        }
+        remote = ray.remote(_call)  # a trampoline: `job` may be any picklable callable
+        refs = {}
+        for index, (item, need) in enumerate(zip(items, memory, strict=True)):
+            options: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": 0}
+            if need > 0:
+                options["memory"] = int(need)
+            refs[remote.options(**options).remote(job, item)] = index
         while refs:
             finished, _ = ray.wait(list(refs), num_returns=1)
             for ref in finished:
@@ -203,6 +203,10 @@ class RayExecutor(_Closing):
 
             ray.shutdown()
             self._owned = False
+
+
+def _call(job: Callable[[Any], Any], item: Any) -> Any:
+    return job(item)
 
 
 def executor_named(name: str, *, ray_address: str | None = None) -> Executor:
