@@ -30,7 +30,7 @@ def test_the_bucket_of_a_customer_is_pinned_and_the_same_in_every_process() -> N
     for customer, expected in PINNED.items():
         assert tuple(bucket_of(customer, n) for n in (3, 16, 1000)) == expected
     code = "from pricing_lab.scale import bucket_of; print(bucket_of('ann', 1000))"
-    for seed in ("1", "2"):
+    for seed in ("1",):  # this process's hash seed is random: another seed, the same bucket
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True

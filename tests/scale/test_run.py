@@ -12,7 +12,7 @@ import pytest
 from pricing_lab.errors import InputError
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
-from pricing_lab.scale import ProcessExecutor, simulate_in_buckets
+from pricing_lab.scale import LocalExecutor, ProcessExecutor, simulate_in_buckets
 from pricing_lab.scale.executors import TaskFailed
 from pricing_lab.scale.merge import merge_buckets
 from pricing_lab.scale.run import run_buckets, write_buckets
@@ -105,8 +105,8 @@ def test_a_bucket_failing_every_attempt_stops_the_run_with_its_name(tmp_path: Pa
     con, report, customers = tie_inputs()
     store = Store.at(tmp_path / "job")
     job = write_buckets(con, catalog(), customers, store=store, buckets=3, ingest=report)
-    with ProcessExecutor(1) as executor, pytest.raises(TaskFailed) as failed:
-        run_buckets(job, executor, replay=AlwaysFailing(bucket=2))
+    with pytest.raises(TaskFailed) as failed:
+        run_buckets(job, LocalExecutor(), replay=AlwaysFailing(bucket=2))
     assert "bucket=0002 failed 3 times" in str(failed.value)
     assert "OSError: disk full" in str(failed.value)
 
