@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
 from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
+from pricing_lab.scale.cli_options import add_scale_arguments, bucket_options, executor_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scenarios", required=True, type=Path, help="scenario YAML file")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--json", action="store_true", help="print totals as JSON")
+    add_scale_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -46,19 +48,22 @@ def run(args: argparse.Namespace) -> int:
             if done == total:
                 print(file=sys.stderr)
 
-    comparison = compare(
-        con,
-        catalog,
-        customers,
-        scenarios,
-        base=base,
-        enforcement=args.enforcement,
-        progress=progress,
-        start=args.start,
-        until=args.until,
-        ingest=report,
-        out_dir=args.out,  # each scenario written as soon as it is replayed
-    )
+    with executor_from_args(args) as executor:
+        comparison = compare(
+            con,
+            catalog,
+            customers,
+            scenarios,
+            base=base,
+            enforcement=args.enforcement,
+            progress=progress,
+            start=args.start,
+            until=args.until,
+            ingest=report,
+            out_dir=args.out,  # each scenario written as soon as it is replayed
+            executor=executor,  # None: in this process, without buckets
+            bucket_options=bucket_options(args),
+        )
     paths = write_comparison(comparison, args.out)
     totals = comparison.totals.sort("scenario")
     rejections = {

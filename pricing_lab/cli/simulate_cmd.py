@@ -16,6 +16,7 @@ from pricing_lab.cli.rejections import (
     rejection_report,
 )
 from pricing_lab.errors import InputError
+from pricing_lab.scale.cli_options import add_scale_arguments
 from pricing_lab.timeutil import as_utc
 
 
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"are identical); default auto: one per {EVENTS_PER_PARTITION:,} events",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_scale_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -152,7 +154,12 @@ def run(args: argparse.Namespace) -> int:
         "engine": args.engine,
         "progress": None if args.quiet else stderr_progress(),
     }
-    if partitions > 1:
+    if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
+        from pricing_lab.scale.cli_options import simulate_over_executor
+
+        result = simulate_over_executor(args, con, catalog, customers, options)
+        paths = [args.out / name for name in OUTPUT_FILES]
+    elif partitions > 1:
         result = simulate_partitioned(
             con, catalog, customers, out_dir=args.out, partitions=partitions, **options
         )

@@ -29,6 +29,8 @@ from pricing_lab.formula import check_formula
 from pricing_lab.ledger.api import SharedWork
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
+from pricing_lab.scale.executors import Executor
+from pricing_lab.scale.run import in_buckets
 from pricing_lab.simulation.costing import cost_events, cost_events_many
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.simulate import SimulationResult, simulate
@@ -393,6 +395,8 @@ def compare(
     until: datetime | None = None,
     ingest: IngestReport | None = None,
     out_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    bucket_options: Mapping[str, Any] | None = None,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
 
@@ -407,7 +411,18 @@ def compare(
     one pass over the events (`costing.cost_events_many`).
     `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
     filled `events`) adds the rows rejected on reading to each scenario's rejected events.
+    `executor`: each scenario replayed in customer buckets on it and written into its folder
+    (`scale.run.simulate_in_buckets`, given `bucket_options` such as `buckets`); needs `out_dir`.
     """
+    if executor is not None and out_dir is None:
+        raise ValueError("compare over an executor writes each scenario: give out_dir")
+    replay_scenario = (
+        simulate
+        if executor is None
+        else in_buckets(
+            executor, lambda name: scenario_folder(out_dir or ".", name), bucket_options
+        )
+    )
     problems = validate_scenarios(scenarios, catalog)
     if problems:
         raise ValidationError(problems, source="scenarios")
@@ -449,7 +464,7 @@ def compare(
     ):
         if progress is not None and index > 0:
             progress(scenario.name, index, len(runs))
-        results[scenario.name] = simulate(
+        results[scenario.name] = replay_scenario(
             con,
             changed_catalog,
             changed_customers,
@@ -468,7 +483,7 @@ def compare(
             del costings[key]
         result = results[scenario.name]
         rows[scenario.name] = _scenario_rows(scenario.name, result)
-        if out_dir is not None:
+        if out_dir is not None and not result.ledger_on_disk:  # (in buckets: written already)
             folder = scenario_folder(out_dir, scenario.name)
             result.write(folder)
             results[scenario.name] = result.written(folder, keep_ledger=scenario.name == base)
