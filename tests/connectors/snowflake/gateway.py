@@ -33,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from connectors.snowflake import local
+
 SLOTS = (1, 2)  # 1 is RSA_PUBLIC_KEY, 2 is RSA_PUBLIC_KEY_2
 
 
@@ -179,6 +181,8 @@ def build_app(registry: KeyRegistry) -> Starlette:
     return Starlette(
         routes=[
             Route("/session/v1/login-request", login_request, methods=["POST"]),
+            # The local server's query endpoint: fakesnow's, plus `REMOVE @stage/path`.
+            Route("/queries/v1/query-request", local.query_request, methods=["POST"]),
             Mount("/", app=fakesnow.server.app),
         ]
     )
