@@ -21,6 +21,7 @@ from connectors.snowflake.export import ExportOptions, ExportReport, RetryPolicy
 from connectors.snowflake.export_sources import (
     catalog_tables,
     combine,
+    result_file_names,
     results_folder_tables,
     select_tables,
 )
@@ -59,8 +60,9 @@ def register_export(subparsers: Any) -> None:
         nargs="+",
         default=[],
         metavar="DIR",
-        help="results folder(s) with ledger.parquet, grants.parquet, summary.parquet, "
-        "comparison.parquet; the folder name is the replay id",
+        help="results folder(s) of `pricing-lab simulate`, `compare` or `demo`; read: "
+        + ", ".join(result_file_names())
+        + "; the folder name is the replay id",
     )
     parser.add_argument(
         "--tables", nargs="+", metavar="TABLE", help="export only these tables (default: all)"
