@@ -12,6 +12,7 @@ docs/activity.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
@@ -19,8 +20,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pricing_lab.activity import passes
 from pricing_lab.catalog.model import CreditCurrency
 from pricing_lab.errors import Problem, ValidationError
+from pricing_lab.ledger.api import ReplayResult
 from pricing_lab.ledger.frames import TIMESTAMP, decimal_series
 from pricing_lab.ledger.grant_table import explicit_grant_table, grant_table_schema
 from pricing_lab.ledger.model import AutoRecharge, ReplayInput
@@ -56,6 +59,46 @@ DEFAULT_ENDING_SOON_DAYS = 7
 
 # Thresholds per currency id: the balances below which `credits.low_balance` is sent.
 Thresholds = Mapping[str, Sequence[Decimal]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityOptions:
+    """How a replay derives its activity stream: low-balance `thresholds` per currency id (none
+    by default: no `credits.low_balance` unless asked) and `ending_soon_days` (7)."""
+
+    thresholds: Mapping[str, tuple[Decimal, ...]] = field(default_factory=dict)
+    ending_soon_days: int = DEFAULT_ENDING_SOON_DAYS
+
+
+DEFAULT_ACTIVITY = ActivityOptions()
+
+
+def replay_activity(
+    result: ReplayResult, replay_input: ReplayInput, options: ActivityOptions | None = None
+) -> pl.DataFrame:
+    """The activity stream of a replay's `result` from its `replay_input` (see `activity`)."""
+    chosen = options if options is not None else DEFAULT_ACTIVITY
+    return activity(
+        result.ledger,
+        replay_grants(replay_input, result.ledger, result.until),
+        replay_input.auto_recharges,
+        replay_input.currencies,
+        thresholds=chosen.thresholds,
+        ending_soon_days=chosen.ending_soon_days,
+        scenario=result.scenario,
+        until=result.until,
+    )
+
+
+def merged_activity(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """The streams of replays of disjoint, ascending customer ranges as one stream: at one
+    instant a lower range's customers come first, so a stable sort on time gives SPEC §6's order;
+    `activity_id` is numbered again."""
+    filled = [p for p in parts if p.height] or list(parts[:1])
+    merged = pl.concat(filled, how="vertical_relaxed").sort("timestamp", maintain_order=True)
+    return merged.with_columns(
+        pl.Series("activity_id", np.arange(1, merged.height + 1, dtype=np.int64))
+    )
 
 
 def activity_schema(scale: int, threshold_scale: int, money_scale: int) -> pl.Schema:
@@ -115,22 +158,25 @@ def activity(
     schema = activity_schema(scale, min(threshold_scale, 38), min(money_scale, 38))
     if ledger.is_empty():
         return pl.DataFrame(schema=schema)
-    rows = _entries(ledger, scale)
+    until_us = _last_instant(ledger) + 1 if until is None else to_micros(as_utc(until))
+    walked = _walk(ledger, grants, ending_soon_days, until_us)
+    rows = walked.rows
     pieces = [
         *_low_balance(rows, chosen, scale, threshold_scale),
         _depleted(rows),
         *_grant_kinds(rows),
         _recharges_issued(rows, currency_list, scale),
-        _spend_limit_reached(rows, settings, currency_list, scale, threshold_scale),
+        _spend_limit_reached(walked, settings, currency_list, scale, threshold_scale),
+        _ending_soon(walked),
     ]
-    until_us = int(rows["at"][-1]) + 1 if until is None else to_micros(as_utc(until))
-    pieces.append(_ending_soon(rows, grants, ending_soon_days, until_us))
     events = pl.concat([p.select(_PIECE) for p in pieces if p.height], how="vertical")
     if events.is_empty():
         return pl.DataFrame(schema=schema)
     ordered = events.sort(
-        ["position", "rank", "currency_id", "threshold", "grant_id"],
-        descending=[False, False, False, True, False],
+        # Events caused by no entry share a position when no entry lies between them: time and
+        # customer order them.
+        ["position", "at", "customer_id", "rank", "currency_id", "threshold", "grant_id"],
+        descending=[False, False, False, False, False, True, False],
         nulls_last=True,
         maintain_order=True,
     )
@@ -259,31 +305,121 @@ def _unscaled(series: pl.Series) -> np.ndarray:
     return low
 
 
-def _entries(ledger: pl.DataFrame, scale: int) -> pl.DataFrame:
-    """The ledger with int64 `at` (µs), `amt` / `bal` (units at `scale`), `before` (balance
-    before the entry), `remaining` (the grant's remaining after the entry) and `row`."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Walked:
+    """The ledger as the kinds read it: `rows` (Polars: `row`, `at` µs, ids, `entry_type`,
+    `amt` / `bal` / `before` in units at the ledger's scale, `found` flags of `passes.walk`),
+    the per-entry int64 codes the compiled passes take, and the warnings of `grant.ending_soon`
+    with the grant's remaining and the balance at their instant."""
+
+    rows: pl.DataFrame
+    at: np.ndarray
+    customer: np.ndarray
+    currency: np.ndarray
+    facts: np.ndarray
+    warnings: pl.DataFrame
+
+
+def _last_instant(ledger: pl.DataFrame) -> int:
+    return to_micros(ledger["timestamp"][-1])
+
+
+def _codes(values: pl.Series) -> np.ndarray:
+    """Dense int64 codes 0, 1, … of a string column (its own categories, nothing global)."""
+    physical = values.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    return physical.to_numpy().astype(np.int64)
+
+
+def _walk(ledger: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int) -> _Walked:
     amounts = _unscaled(ledger["amount"])
     balances = _unscaled(ledger["balance_after"])
-    frame = pl.DataFrame(
+    at = ledger["timestamp"].dt.epoch("us").to_numpy()
+    grant = _codes(ledger["grant_id"])
+    n_grants = int(grant.max()) + 1
+    # Each grant belongs to one customer and currency: their codes come from its first entry.
+    owners = ledger.select("grant_id", "customer_id", "currency_id")[
+        pl.Series(passes.first_rows(grant, n_grants))
+    ]
+    customer_of = _codes(owners["customer_id"])
+    currency_ids = sorted(set(owners["currency_id"]))
+    currency_of = (
+        owners["currency_id"]
+        .replace_strict({c: i for i, c in enumerate(currency_ids)}, return_dtype=pl.Int64)
+        .to_numpy()
+    )
+    group_of = customer_of * len(currency_ids) + currency_of
+    entry_type = pl.col("entry_type")
+    facts = (
+        ledger.select(
+            (entry_type == "CONSUMED").cast(pl.Int8) * passes.CONSUMED
+            + (entry_type == "CONSUMPTION_TRANSFER_SOURCE").cast(pl.Int8) * passes.TRANSFER_SOURCE
+            + (pl.col("grant_type") == "OVERDRAFT").cast(pl.Int8) * passes.OVERDRAFT
+            + ((entry_type == "GRANTED") & (pl.col("grant_source") == "auto_recharge")).cast(
+                pl.Int8
+            )
+            * passes.RECHARGE_GRANTED
+        )
+        .to_series()
+        .to_numpy()
+    )
+    warnings = _warnings(grants, owners.with_row_index("code"), days, until_us)
+    warn_grant = warnings["code"].to_numpy().astype(np.int64)
+    found, warn_remaining, warn_balance = passes.walk(
+        at,
+        grant,
+        group_of[grant],
+        amounts,
+        balances,
+        facts,
+        n_grants,
+        max(int(group_of.max()) + 1, 1),
+        warnings["__warn"].to_numpy(),
+        warn_grant,
+        group_of[warn_grant],
+    )
+    rows = pl.DataFrame(
         {
             "row": np.arange(ledger.height, dtype=np.int64),
-            "at": ledger["timestamp"].dt.epoch("us"),
+            "at": at,
             "customer_id": ledger["customer_id"],
             "currency_id": ledger["currency_id"],
             "entry_type": ledger["entry_type"],
             "grant_id": ledger["grant_id"],
-            "grant_type": ledger["grant_type"],
             "grant_source": ledger["grant_source"],
+            "event_id": ledger["event_id"],
             "amt": amounts,
             "bal": balances,
-            "event_id": ledger["event_id"],
+            "before": balances - amounts,
+            "found": found,
         }
     )
-    return frame.with_columns(
-        (pl.col("bal") - pl.col("amt")).alias("before"),
-        # Grant ids are unique within a replay (the replay's own grants carry the customer id).
-        pl.col("amt").cum_sum().over("grant_id").alias("remaining"),
+    return _Walked(
+        rows=rows,
+        at=at,
+        customer=customer_of[grant],
+        currency=currency_of[grant],
+        facts=facts,
+        warnings=warnings.with_columns(
+            pl.Series("remaining", warn_remaining), pl.Series("balance", warn_balance)
+        ),
     )
+
+
+def _warnings(grants: pl.DataFrame, owners: pl.DataFrame, days: int, until_us: int) -> pl.DataFrame:
+    """The instants of `grant.ending_soon` before `until_us`, for grants with entries in the
+    ledger (a grant without one never took effect), sorted by instant."""
+    empty = owners.clear().with_columns(pl.lit(0, dtype=pl.Int64).alias("__warn"))
+    if "expires_at" not in grants.columns or grants.is_empty():
+        return empty
+    warn = (
+        grants.filter(pl.col("expires_at").is_not_null())
+        .select(
+            "grant_id",
+            (pl.col("expires_at").dt.epoch("us") - days * DAY_US).alias("__warn"),
+        )
+        .filter(pl.col("__warn") < until_us)
+    )
+    return owners.join(warn, on="grant_id", how="inner").sort("__warn", "code")
 
 
 def _piece(rows: pl.DataFrame, kind: str, **columns: pl.Expr) -> pl.DataFrame:
@@ -362,28 +498,19 @@ def _depleted(rows: pl.DataFrame) -> pl.DataFrame:
 
 def _grant_kinds(rows: pl.DataFrame) -> list[pl.DataFrame]:
     """Overdraft started / settled, one event per GRANTED, EXPIRED, VOIDED, ROLLED_OVER entry, and
-    `grant.emptied` (a grant other than the overdraft reaching 0 by consumption or transfer)."""
-    overdraft = pl.col("grant_type") == "OVERDRAFT"
-    was = pl.col("remaining") - pl.col("amt")
+    `grant.emptied` (a grant other than the overdraft reaching 0 by consumption or transfer), the
+    walk's flags telling which entries did what."""
+
+    def flagged(bit: int) -> pl.Expr:
+        return (pl.col("found") & bit) != 0
+
     pieces = [
-        _piece(
-            rows.filter(overdraft & (was >= 0) & (pl.col("remaining") < 0)),
-            "credits.overdraft_started",
-        ),
-        _piece(
-            rows.filter(overdraft & (was < 0) & (pl.col("remaining") >= 0)),
-            "credits.overdraft_settled",
-        ),
+        _piece(rows.filter(flagged(passes.OVERDRAFT_STARTED)), "credits.overdraft_started"),
+        _piece(rows.filter(flagged(passes.OVERDRAFT_SETTLED)), "credits.overdraft_settled"),
     ]
     for entry_type, kind in _ENTRY_KINDS.items():
         pieces.append(_piece(rows.filter(pl.col("entry_type") == entry_type), kind))
-    emptied = rows.filter(
-        pl.col("entry_type").is_in(["CONSUMED", "CONSUMPTION_TRANSFER_SOURCE"])
-        & ~overdraft
-        & (was > 0)
-        & (pl.col("remaining") == 0)
-    )
-    pieces.append(_piece(emptied, "grant.emptied"))
+    pieces.append(_piece(rows.filter(flagged(passes.EMPTIED)), "grant.emptied"))
     return pieces
 
 
@@ -414,7 +541,7 @@ def _recharges_issued(
 
 
 def _spend_limit_reached(
-    rows: pl.DataFrame,
+    walked: _Walked,
     settings: Sequence[AutoRecharge],
     currencies: Sequence[CreditCurrency],
     scale: int,
@@ -449,52 +576,78 @@ def _spend_limit_reached(
             "__setting": pl.Int64,
         },
     )
-    key = ["customer_id", "currency_id"]
-    mine = rows.join(setting_frame, on=key, how="inner", maintain_order="left")
-    if mine.is_empty():
+    highest = int(setting_frame["__threshold"].max())  # type: ignore[arg-type]
+    rows = walked.rows
+    low = (
+        rows.filter(pl.col("bal") < highest)
+        .filter(pl.col("entry_type") == "CONSUMED")
+        .join(setting_frame, on=["customer_id", "currency_id"], how="inner", maintain_order="left")
+        .filter(pl.col("bal") < pl.col("__threshold"))
+    )
+    if low.is_empty():
         return pl.DataFrame()
-    follows = mine.with_columns(
-        pl.col(name).shift(-1).over(key).alias(f"__next_{name}")
-        for name in ("entry_type", "grant_source", "event_id", "amt", "bal", "row", "grant_id")
-    )
     consumed = pl.col("entry_type") == "CONSUMED"
-    last_of_event = consumed & ~(
-        (pl.col("__next_entry_type") == "CONSUMED")
-        & (pl.col("__next_event_id") == pl.col("event_id"))
-    ).fill_null(False)
-    recharged = (
-        (pl.col("__next_entry_type") == "GRANTED")
-        & (pl.col("__next_grant_source") == "auto_recharge")
-    ).fill_null(False)
-    issued = pl.when(recharged).then(pl.col("__next_amt")).otherwise(0)
-    short = follows.filter(
-        last_of_event
-        & (pl.col("bal") < pl.col("__threshold"))
-        & (pl.col("bal") + issued < pl.col("__target"))
-    ).with_columns(
-        issued.alias("__issued"),
-        recharged.alias("__recharged"),
-        pl.col("at").cast(TIMESTAMP).dt.truncate("1mo").alias("__month"),
+    same_event = (
+        rows.select(
+            (
+                (pl.col("event_id") == pl.col("event_id").shift(1)) & consumed & consumed.shift(1)
+            ).fill_null(False)
+        )
+        .to_series()
+        .to_numpy()
     )
-    first = short.filter(pl.int_range(pl.len()).over(*key, "__month") == 0)
+    last, recharge = passes.after_events(
+        low["row"].to_numpy(),
+        walked.at,
+        walked.customer,
+        walked.currency,
+        walked.facts,
+        same_event,
+    )
+    issued = np.where(recharge >= 0, rows["amt"].to_numpy()[np.maximum(recharge, 0)], 0)
+    key = ["customer_id", "currency_id", "__month"]
+    short = (
+        low.with_columns(
+            pl.Series("__recharge", recharge),
+            pl.Series("__issued", issued),
+            pl.Series("__last", last),
+        )
+        .filter(pl.col("__last") & (pl.col("bal") + pl.col("__issued") < pl.col("__target")))
+        .with_columns(pl.col("at").cast(TIMESTAMP).dt.truncate("1mo").alias("__month"))
+    )
+    first = short.filter(pl.int_range(pl.len()).over(key) == 0)
     held_back = [
         _held_back(limited[s].target, bal, got, scale, precision[limited[s].currency_id])
         for s, bal, got in first.select("__setting", "bal", "__issued").iter_rows()
     ]
+    grant_ids = rows["grant_id"]
+    recharged = first["__recharge"]
     return _piece(
-        first.with_columns(pl.Series("__held", held_back, dtype=pl.Int64)),
+        first.with_columns(
+            pl.Series("__held", held_back, dtype=pl.Int64),
+            pl.Series(
+                "__grant",
+                [None if r < 0 else grant_ids[r] for r in recharged],
+                dtype=pl.String,
+            ),
+            pl.Series(
+                "__threshold_units",
+                [
+                    _threshold_units(limited[s].threshold, threshold_scale)
+                    for s in first["__setting"]
+                ],
+                dtype=pl.Int64,
+            ),
+        ),
         "auto_recharge.spend_limit_reached",
-        position=pl.when(pl.col("__recharged")).then(pl.col("__next_row")).otherwise(pl.col("row"))
+        position=pl.when(pl.col("__recharge") >= 0)
+        .then(pl.col("__recharge"))
+        .otherwise(pl.col("row"))
         * 2,
-        grant_id=pl.when(pl.col("__recharged")).then(pl.col("__next_grant_id")),
+        grant_id=pl.col("__grant"),
         amount=pl.col("__held"),
         balance=pl.col("bal") + pl.col("__issued"),
-        threshold=pl.lit(None, dtype=pl.Int64),
-    ).with_columns(
-        threshold=pl.Series(
-            [_threshold_units(limited[s].threshold, threshold_scale) for s in first["__setting"]],
-            dtype=pl.Int64,
-        )
+        threshold=pl.col("__threshold_units"),
     )
 
 
@@ -507,57 +660,16 @@ def _held_back(target: Decimal, balance: int, issued: int, scale: int, precision
     return int(wanted.scaleb(scale)) - issued
 
 
-def _ending_soon(
-    rows: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int
-) -> pl.DataFrame:
+def _ending_soon(walked: _Walked) -> pl.DataFrame:
     """`grant.ending_soon`: `days` × 24 h before a grant's `expires_at`, when the grant is in force
     then with credits left after every entry at that instant. Caused by no entry: it comes after
     the customer's entries at that instant."""
-    if "expires_at" not in grants.columns or grants.is_empty():
-        return pl.DataFrame()
-    warn = (
-        grants.filter(pl.col("expires_at").is_not_null())
-        .select(
-            "grant_id",
-            (pl.col("expires_at").dt.epoch("us") - days * DAY_US).alias("__warn"),
-        )
-        .filter(pl.col("__warn") < until_us)
-        .sort("__warn")
-    )
-    if warn.is_empty():
-        return pl.DataFrame()
-    per_grant = rows.select(
-        "grant_id", "customer_id", "currency_id", "at", "remaining", "row"
-    ).join(warn.select("grant_id").unique(), on="grant_id", how="semi")
-    found = warn.join_asof(
-        per_grant,
-        left_on="__warn",
-        right_on="at",
-        by="grant_id",
-        strategy="backward",
-        check_sortedness=False,  # the ledger is in time order
-    ).filter(pl.col("remaining") > 0)
+    found = walked.warnings.filter(pl.col("remaining") > 0)
     if found.is_empty():
         return pl.DataFrame()
-    # An entry at the warning instant is the grant's own, or a later one of the same customer:
-    # its entries at that instant all come before the warning.
-    position = _after_instant(rows, found)
-    balances = rows.select("customer_id", "currency_id", "at", "bal")
-    with_balance = (
-        found.with_columns(pl.Series("position", position, dtype=pl.Int64))
-        .sort("__warn")
-        .join_asof(
-            balances,
-            left_on="__warn",
-            right_on="at",
-            by=["customer_id", "currency_id"],
-            strategy="backward",
-            check_sortedness=False,
-            suffix="_balance",
-        )
-    )
-    return with_balance.select(
-        "position",
+    position = _after_instant(walked.rows, found)
+    return found.select(
+        pl.Series("position", position, dtype=pl.Int64),
         pl.lit(_RANK["grant.ending_soon"], dtype=pl.Int64).alias("rank"),
         pl.col("__warn").alias("at"),
         "customer_id",
@@ -565,7 +677,7 @@ def _ending_soon(
         pl.lit("grant.ending_soon").alias("kind"),
         "grant_id",
         pl.col("remaining").alias("amount"),
-        pl.col("bal").fill_null(0).alias("balance"),
+        "balance",
         pl.lit(None, dtype=pl.Int64).alias("threshold"),
         pl.lit(None, dtype=pl.Int64).alias("money"),
     )
