@@ -73,6 +73,13 @@ class ActivityOptions:
 DEFAULT_ACTIVITY = ActivityOptions()
 
 
+def check_options(options: ActivityOptions, currencies: Iterable[CreditCurrency]) -> None:
+    """Raise `ValidationError` listing every problem of `options` (unknown currencies, thresholds
+    that are not numbers, days below 1): what a replay checks before it starts."""
+    chosen = {c: tuple(Decimal(str(t)) for t in ts) for c, ts in options.thresholds.items()}
+    _check(chosen, options.ending_soon_days, tuple(currencies))
+
+
 def replay_activity(
     result: ReplayResult, replay_input: ReplayInput, options: ActivityOptions | None = None
 ) -> pl.DataFrame:

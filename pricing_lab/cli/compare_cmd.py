@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
+from pricing_lab.cli.simulate_cmd import activity_options, add_replay_arguments, load_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare what-if scenarios: Parquet results and a self-contained HTML report",
         description=(
             "Replay the base and every scenario of --scenarios over the same events; write "
-            "comparison_customers/features/totals.parquet, each scenario's outputs under "
+            "comparison_customers/features/totals.parquet, comparison_activity.parquet (activity "
+            "events per scenario, customer and kind), each scenario's outputs under "
             "scenarios/NAME/, and report.html (charts embedded, works offline)."
         ),
     )
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pricing_lab.report.build import write_comparison
+    from pricing_lab.simulation.output_files import write_table
     from pricing_lab.simulation.scenarios import compare, load_scenarios
 
     base, scenarios = load_scenarios(args.scenarios)
@@ -53,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
         until=args.until,
         ingest=report,
         out_dir=args.out,  # each scenario written as soon as it is replayed
+        activity=activity_options(args, catalog.currencies),
     )
     paths = write_comparison(comparison, args.out)
+    paths.append(write_table(comparison.activity, args.out / "comparison_activity.parquet"))
     totals = comparison.totals.sort("scenario")
     if args.json:
         rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
@@ -376,6 +377,8 @@ class Comparison:
     customers: pl.DataFrame
     features: pl.DataFrame
     totals: pl.DataFrame
+    # Per scenario and customer, how many activity events of each kind (`activity_counts`).
+    activity: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def result(self, scenario: str) -> SimulationResult:
         return self.results[scenario]
@@ -396,6 +399,7 @@ def compare(
     until: datetime | None = None,
     ingest: IngestReport | None = None,
     out_dir: str | Path | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
 
@@ -410,6 +414,7 @@ def compare(
     one pass over the events (`costing.cost_events_many`).
     `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
     filled `events`) adds the rows rejected on reading to each scenario's rejected events.
+    `activity`: each scenario's activity stream (see `simulate`); `Comparison.activity` counts it.
     """
     problems = validate_scenarios(scenarios, catalog)
     if problems:
@@ -465,6 +470,7 @@ def compare(
             until=until,
             ingest=ingest,
             shared=shared,
+            activity=activity,
         )
         uses_left[key] -= 1
         if uses_left[key] == 0:
@@ -477,7 +483,10 @@ def compare(
             results[scenario.name] = result.written(folder, keep_ledger=scenario.name == base)
     if progress is not None:
         progress("done", len(runs), len(runs))
-    return _comparison(base, results, rows)
+    counts = [activity_counts(r.activity) for r in results.values() if r.activity is not None]
+    return replace(
+        _comparison(base, results, rows), activity=pl.concat(counts) if counts else pl.DataFrame()
+    )
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
