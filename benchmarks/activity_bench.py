@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.replay_bench import CUSTOMERS, DATA, DAYS, START, _rows, workload_customers
+from pricing_lab.activity import ActivityOptions
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.synthetic import generate_events
 from pricing_lab.simulation.demo import sample_catalog
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> int:
                 catalog,
                 customers,
                 ingest=report,
-                activity_thresholds=THRESHOLDS if with_activity else None,
+                activity=ActivityOptions(thresholds=THRESHOLDS) if with_activity else None,
             )
             result.write(Path(scratch) / str(turn))
             took = time.perf_counter() - began
