@@ -16,7 +16,7 @@ from pricing_lab.errors import ValidationError
 from pricing_lab.ledger import ReplayInput
 from pricing_lab.ledger.frames import ledger_schema
 from tests.activity.helpers import rows, stream
-from tests.ledger.helpers import CR, at, entitlement, event, grant, recharge
+from tests.ledger.helpers import CR, TK, at, entitlement, event, grant, recharge
 
 
 def test_low_balance_depleted_overdraft_and_emptied() -> None:
@@ -238,3 +238,56 @@ def _ledger(entries: list[tuple[str, str, str, str, str, str, str | None]]) -> p
         ],
         schema=schema,
     )
+
+
+def test_an_event_in_two_currencies_recharges_cut_in_one_and_skipped_in_the_other() -> None:
+    frame = stream(
+        currencies=(CR, TK),
+        grants=[grant("c1", "10", at(1)), grant("t1", "10", at(1), currency="TK")],
+        auto_recharges=[
+            recharge("5", "10", limit="0.03"),  # 3 credits of CR a month
+            recharge("5", "10", limit="0", currency="TK"),
+        ],
+        consumptions=[event("e1", at(2), ("chat", "6"), ("image", "6", "TK"))],
+    )
+    assert rows(frame, customer=False) == [
+        ("01-01 00:00", "grant.granted", "c1", "10.00", "10.00"),
+        ("01-01 00:00", "grant.granted", "t1", "10.00", "10.00"),
+        # TK's recharge skipped: placed at the event's TK entry, before CR's recharge
+        ("01-02 00:00", "auto_recharge.spend_limit_reached", None, "6.00", "4.00", "5.00"),
+        ("01-02 00:00", "grant.granted", "acme:auto_recharge:CR:0", "3.00", "7.00"),
+        (
+            "01-02 00:00",
+            "auto_recharge.issued",
+            "acme:auto_recharge:CR:0",
+            "3.00",
+            "7.00",
+            "0.0300",
+        ),
+        (
+            "01-02 00:00",
+            "auto_recharge.spend_limit_reached",
+            "acme:auto_recharge:CR:0",
+            "3.00",
+            "7.00",
+            "5.00",
+        ),
+    ]
+    assert frame["currency_id"].to_list() == ["CR", "TK", "TK", "CR", "CR", "CR"]
+
+
+def test_warnings_of_several_customers_between_the_same_entries_go_by_time_then_customer() -> None:
+    frame = stream(
+        grants=[
+            grant("z", "5", at(1), expires=at(20), customer="zed"),
+            grant("a", "5", at(1), expires=at(21), customer="amy"),
+            grant("b", "5", at(1), expires=at(20), customer="bea"),
+        ],
+        consumptions=[event("e1", at(25), customer="amy")],
+    )
+    warned = [r[:3] for r in rows(frame, customer=True) if r[2] == "grant.ending_soon"]
+    assert warned == [
+        ("bea", "01-13 00:00", "grant.ending_soon"),
+        ("zed", "01-13 00:00", "grant.ending_soon"),
+        ("amy", "01-14 00:00", "grant.ending_soon"),
+    ]
