@@ -17,7 +17,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -149,7 +149,7 @@ def send_activity(
         pending = pending.head(chosen.max_events)
     delivered = retries = 0
     last_sent = 0.0
-    for row in _rows(pending):
+    for row in pending.iter_rows(named=True):
         body = json.dumps(payload(row), sort_keys=True, separators=(",", ":")).encode()
         key = idempotency_key(row["scenario"], row["activity_id"])
         attempt = 0
@@ -250,10 +250,6 @@ class _Cursor:
         partial = self.path.with_name(f".{self.path.name}.partial")
         partial.write_text(text + "\n", encoding="utf-8")
         os.replace(partial, self.path)
-
-
-def _rows(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
-    yield from frame.iter_rows(named=True)
 
 
 def _json(value: object) -> object:
