@@ -469,15 +469,17 @@ def _low_balance(
     A transfer pair (debt settled from a new grant) leaves the balance as it was: its entries
     cross no threshold. Balances are multiples of the unit, so `b < t` is `b < ceil(t)` in units.
     """
-    moving = rows.filter(~pl.col("entry_type").is_in(_TRANSFERS))
+    moving = ~pl.col("entry_type").is_in(_TRANSFERS)
     pieces = []
     for currency_id, values in sorted(thresholds.items()):
         for value in sorted(set(values)):
             units = _ceil_units(value, scale)
-            crossed = moving.filter(
-                (pl.col("currency_id") == currency_id)
+            # One pass over the columns, integers first: only the crossing rows are copied.
+            crossed = rows.filter(
+                (pl.col("bal") < units)
                 & (pl.col("before") >= units)
-                & (pl.col("bal") < units)
+                & (pl.col("currency_id") == currency_id)
+                & moving
             )
             pieces.append(
                 _piece(
@@ -586,8 +588,7 @@ def _spend_limit_reached(
     highest = int(setting_frame["__threshold"].max())  # type: ignore[arg-type]
     rows = walked.rows
     low = (
-        rows.filter(pl.col("bal") < highest)
-        .filter(pl.col("entry_type") == "CONSUMED")
+        rows.filter((pl.col("bal") < highest) & (pl.col("entry_type") == "CONSUMED"))
         .join(setting_frame, on=["customer_id", "currency_id"], how="inner", maintain_order="left")
         .filter(pl.col("bal") < pl.col("__threshold"))
     )
