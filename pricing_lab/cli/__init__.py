@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "pricing_lab.cli.compare_cmd",
     "pricing_lab.cli.demo_cmd",
     "pricing_lab.cli.forecast_cmd",
+    "pricing_lab.cli.activity_cmd",
 )
 PLUGIN_GROUP = "pricing_lab.cli"
 

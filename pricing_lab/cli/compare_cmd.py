@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
-from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
+from pricing_lab.cli.simulate_cmd import activity_options, add_replay_arguments, load_inputs
 from pricing_lab.scale.cli_options import add_scale_arguments, bucket_options, executor_from_args
 
 
@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare what-if scenarios: Parquet results and a self-contained HTML report",
         description=(
             "Replay the base and every scenario of --scenarios over the same events; write "
-            "comparison_customers/features/totals.parquet, each scenario's outputs under "
+            "comparison_customers/features/totals.parquet, comparison_activity.parquet (activity "
+            "events per scenario, customer and kind), each scenario's outputs under "
             "scenarios/NAME/, and report.html (charts embedded, works offline)."
         ),
     )
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.costing import check_dimensions
+    from pricing_lab.simulation.output_files import write_table
     from pricing_lab.simulation.scenarios import compare, load_scenarios, scenario_folder
 
     base, scenarios = load_scenarios(args.scenarios)
@@ -63,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out,  # each scenario written as soon as it is replayed
             executor=executor,  # None: in this process, without buckets
             bucket_options=bucket_options(args),
+            activity=activity_options(args, catalog.currencies),
         )
     paths = write_comparison(comparison, args.out)
+    paths.append(write_table(comparison.activity, args.out / "comparison_activity.parquet"))
     totals = comparison.totals.sort("scenario")
     rejections = {
         name: rejection_report(

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Replay usage events through a catalog, the customers' subscriptions, grants and "
             "auto-recharge settings, and write ledger.parquet, denied_events.parquet, "
-            "rejected_events.parquet, balances.parquet and summary.json into --out."
+            "rejected_events.parquet, balances.parquet, activity.parquet and summary.json into "
+            "--out."
         ),
     )
     add_replay_arguments(parser)
@@ -83,8 +85,48 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--start", type=_timestamp, help="horizon start (UTC ISO timestamp)")
     parser.add_argument("--until", type=_timestamp, help="horizon end, exclusive (UTC ISO)")
+    parser.add_argument(
+        "--low-balance",
+        action="append",
+        default=[],
+        type=_low_balance,
+        metavar="CURRENCY=AMOUNT[,AMOUNT...]",
+        help="low-balance thresholds of the activity stream (repeat per currency); default none",
+    )
+    parser.add_argument(
+        "--ending-soon-days",
+        type=int,
+        default=7,
+        help="days before a grant expires that grant.ending_soon is sent (default 7)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_rejection_arguments(parser)
+
+
+def _low_balance(text: str) -> tuple[str, tuple[Decimal, ...]]:
+    currency, _, amounts = text.partition("=")
+    try:
+        values = tuple(Decimal(a.strip()) for a in amounts.split(","))
+    except InvalidOperation:
+        values = ()
+    if not currency or not values or not all(v.is_finite() for v in values):
+        raise argparse.ArgumentTypeError(
+            f"not CURRENCY=AMOUNT[,AMOUNT...]: {text!r} (e.g. credits=1000,100)"
+        )
+    return currency, values
+
+
+def activity_options(args: argparse.Namespace, currencies: Any) -> Any:
+    """The activity options of `--low-balance` / `--ending-soon-days`, checked against the
+    catalog's currencies before anything is replayed."""
+    from pricing_lab.activity.stream import ActivityOptions, check_options
+
+    thresholds: dict[str, tuple[Decimal, ...]] = {}
+    for currency, values in args.low_balance:
+        thresholds[currency] = thresholds.get(currency, ()) + values
+    options = ActivityOptions(thresholds=thresholds, ending_soon_days=args.ending_soon_days)
+    check_options(options, currencies)
+    return options
 
 
 def _timestamp(text: str) -> datetime:
@@ -153,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "scenario": args.scenario,
         "engine": args.engine,
         "progress": None if args.quiet else stderr_progress(),
+        "activity": activity_options(args, catalog.currencies),
     }
     if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
         from pricing_lab.scale.cli_options import simulate_over_executor

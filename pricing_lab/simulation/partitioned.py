@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, merged_activity
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import IngestReport, quote_ident, quote_literal
@@ -162,6 +163,7 @@ def simulate_partitioned(
     scenario: str = "base",
     engine: str = "fast",
     progress: Progress | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
 ) -> SimulationResult:
     """`simulate(...)` then `.write(out_dir)`, in at most `partitions` customer ranges at a time.
 
@@ -200,6 +202,7 @@ def simulate_partitioned(
         scenario=scenario,
         engine=engine,
         progress=progress,
+        activity=activity,
     )
     seen = _event_times(first_event), _event_times(last_event)
     for _attempt in range(2):
@@ -233,6 +236,7 @@ class _PartitionedRun:
     scenario: str
     engine: str
     progress: Progress | None
+    activity: ActivityOptions | None
 
     def whole_input(self, start: datetime | None, until: datetime | None) -> ReplayInput:
         """The replay's input without consumptions: what every range shares."""
@@ -311,6 +315,7 @@ class _PartitionedRun:
                 scenario=self.scenario,
                 engine=self.engine,
                 costing=costing,
+                activity=self.activity,
             )
         return result, _event_times(first), _event_times(last)
 
@@ -393,6 +398,7 @@ class _Outcome:
                 ),
                 rejected_events=_owned(result.rejected_events),
                 plan_summary=_owned(result.plan_summary),
+                activity=None if result.activity is None else _owned(result.activity),
             )
         )
         if first is not None:
@@ -434,12 +440,15 @@ class _Outcome:
             ledger_on_disk=True,
             ledger_entries=int(sum(int(rows.sum()) for rows in self.window_rows)),
             feature_totals=_added(self.feature_totals, by=["currency_id", "feature_id"]),
+            activity=_activity([r.activity for r in self.results]),
         )
         with _renamed_when_done(folder) as partial:
             self._merge_ledger(partial("ledger.parquet"))
             write_table(result.denied_events, partial("denied_events.parquet"))
             write_table(result.rejected_events, partial("rejected_events.parquet"))
             write_table(result.balances, partial("balances.parquet"))
+            if result.activity is not None:
+                write_table(result.activity, partial("activity.parquet"))
             partial("summary.json").write_text(summary_json(result.summary_dict()), "utf-8")
         return result
 
@@ -524,6 +533,11 @@ class _PartReader:
             pieces.append(piece)
             rows -= piece.num_rows
         return pa.concat_tables(pieces) if pieces else self._held.slice(0, 0)
+
+
+def _activity(streams: list[pl.DataFrame | None]) -> pl.DataFrame | None:
+    kept = [s for s in streams if s is not None]
+    return merged_activity(kept) if kept else None
 
 
 def _stacked(frames: list[pl.DataFrame]) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
@@ -375,6 +376,8 @@ class Comparison:
     customers: pl.DataFrame
     features: pl.DataFrame
     totals: pl.DataFrame
+    # Per scenario and customer, how many activity events of each kind (`activity_counts`).
+    activity: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def result(self, scenario: str) -> SimulationResult:
         return self.results[scenario]
@@ -397,6 +400,7 @@ def compare(
     out_dir: str | Path | None = None,
     executor: Executor | None = None,
     bucket_options: Mapping[str, Any] | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
 
@@ -413,6 +417,7 @@ def compare(
     filled `events`) adds the rows rejected on reading to each scenario's rejected events.
     `executor`: each scenario replayed in customer buckets on it and written into its folder
     (`scale.run.simulate_in_buckets`, given `bucket_options` such as `buckets`); needs `out_dir`.
+    `activity`: each scenario's activity stream (see `simulate`); `Comparison.activity` counts it.
     """
     if executor is not None and out_dir is None:
         raise ValueError("compare over an executor writes each scenario: give out_dir")
@@ -477,6 +482,7 @@ def compare(
             until=until,
             ingest=ingest,
             shared=shared,
+            activity=activity,
         )
         uses_left[key] -= 1
         if uses_left[key] == 0:
@@ -489,7 +495,10 @@ def compare(
             results[scenario.name] = result.written(folder, keep_ledger=scenario.name == base)
     if progress is not None:
         progress("done", len(runs), len(runs))
-    return _comparison(base, results, rows)
+    counts = [activity_counts(r.activity) for r in results.values() if r.activity is not None]
+    return replace(
+        _comparison(base, results, rows), activity=pl.concat(counts) if counts else pl.DataFrame()
+    )
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
