@@ -1,0 +1,313 @@
+"""Margin (SPEC §6): revenue recognised from consumption and breakage against the cost to serve.
+
+From a replay's ledger, the cost basis of its grants and the costs to serve (`cost_to_serve`):
+
+* **revenue** recognised from consumption: each `CONSUMED` entry's credits × the cost basis of the
+  grant drawn. Consumption from the OVERDRAFT grant is recognised when its debt is settled, at the
+  settling grant's cost basis (its `CONSUMPTION_TRANSFER_SOURCE` entry), oldest debt first: the
+  first credits settled pay for the first credits consumed on overdraft, so settled revenue keeps
+  the feature of the consumption it pays for. Debt never settled is never recognised.
+* **breakage**: expired credits × their grant's cost basis, at expiry (no feature).
+* **cost to serve**: the served events' unit costs (unknown costs counted, not summed).
+* **gross margin** = revenue + breakage − cost to serve; **margin share** = gross margin ÷
+  (revenue + breakage), null when nothing was recognised.
+
+Cost bases: input grants as given, RECURRING (and rollover) grants 0, auto-recharge grants the
+currency's unit price, the OVERDRAFT grant none (its consumption waits for settlement). Every
+amount is an exact decimal; each figure is placed on the customer's plan at the time it is
+recognised (`(none)` without a subscription). The detail table (`margin_table`) has one row per
+customer, currency, feature and plan; `margin_by` adds it up to any grain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import duckdb
+import polars as pl
+
+from pricing_lab.catalog.model import Catalog, CreditCurrency
+from pricing_lab.errors import InputError
+from pricing_lab.events.ingest import quote_literal
+from pricing_lab.ledger.model import Grant, Subscription
+from pricing_lab.money import decimal_places
+from pricing_lab.simulation.cost_to_serve import (
+    MONEY,
+    NO_PLAN_NAME,
+    SERVING_SCHEMA,
+    serve_costs,
+    without,
+)
+from pricing_lab.simulation.costing import subscriptions_frame
+
+KEYS = ("customer_id", "currency_id", "feature_id", "plan_id")
+MONEY_COLUMNS = ("revenue", "breakage", "cost_to_serve", "gross_margin")
+COUNT_COLUMNS = ("events", "unknown_cost_events")
+_LEDGER = "__margin_ledger"
+_BASES = "__margin_bases"
+_SUBSCRIPTIONS = "__margin_subscriptions"
+_RECOGNISED = ("CONSUMED", "CONSUMPTION_TRANSFER_SOURCE", "EXPIRED")
+
+
+def recognised_revenue(
+    con: duckdb.DuckDBPyConnection,
+    ledger: pl.DataFrame,
+    *,
+    grants: Sequence[Grant],
+    currencies: Sequence[CreditCurrency],
+    subscriptions: Sequence[Subscription] = (),
+) -> pl.DataFrame:
+    """Revenue recognised from consumption and breakage (money) per customer, currency, feature
+    and plan, from a replay's ledger; `grants` are the replay's input grants (their cost bases).
+    Breakage rows have a null feature."""
+    places = max(
+        [decimal_places(g.cost_basis) for g in grants]
+        + [decimal_places(c.unit_price) for c in currencies]
+        + [0]
+    )
+    amount_type = ledger.schema["amount"]
+    assert isinstance(amount_type, pl.Decimal)
+    scale = (amount_type.scale or 0) + places
+    money = f"DECIMAL(38, {max(scale, MONEY.scale or 0)})"
+    entries = (
+        ledger.lazy()
+        .select(
+            "entry_id",
+            pl.col("timestamp").dt.replace_time_zone(None),
+            "customer_id",
+            "currency_id",
+            "entry_type",
+            "grant_id",
+            "grant_type",
+            "grant_source",
+            "amount",
+            "feature_id",
+        )
+        .filter(pl.col("entry_type").is_in(_RECOGNISED))
+        .collect()
+    )
+    bases = pl.DataFrame(
+        {
+            "grant_id": [g.grant_id for g in grants if g.cost_basis != 0],
+            "cost_basis": [g.cost_basis for g in grants if g.cost_basis != 0],
+        },
+        schema={"grant_id": pl.String, "cost_basis": pl.Decimal(38, places)},
+    )
+    prices = " ".join(
+        f"WHEN {quote_literal(c.id)} THEN CAST({quote_literal(str(c.unit_price))} AS "
+        f"DECIMAL(38, {places}))"
+        for c in currencies
+    )
+    unit_price = f"CASE e.currency_id {prices} END" if prices else "NULL"
+    sql = f"""
+        WITH valued AS (
+            SELECT e.*, CAST(CASE WHEN e.grant_source = 'auto_recharge' THEN {unit_price}
+                                  ELSE coalesce(b.cost_basis, 0) END AS DECIMAL(38, {places}))
+                        AS basis
+            FROM {_LEDGER} AS e LEFT JOIN {_BASES} AS b ON b.grant_id = e.grant_id
+        ),
+        overdrawn AS (
+            SELECT customer_id, currency_id, feature_id, -amount AS credits,
+                   sum(-amount) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
+                       AS reached
+            FROM valued WHERE entry_type = 'CONSUMED' AND grant_type = 'OVERDRAFT'
+        ),
+        settling AS (
+            SELECT customer_id, currency_id, timestamp, basis, -amount AS credits,
+                   sum(-amount) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
+                       AS reached
+            FROM valued WHERE entry_type = 'CONSUMPTION_TRANSFER_SOURCE'
+        ),
+        recognised AS (
+            SELECT customer_id, currency_id, feature_id, timestamp,
+                   CAST(-amount * basis AS {money}) AS revenue, CAST(0 AS {money}) AS breakage
+            FROM valued WHERE entry_type = 'CONSUMED' AND grant_type <> 'OVERDRAFT'
+            UNION ALL
+            SELECT customer_id, currency_id, NULL, timestamp,
+                   CAST(0 AS {money}), CAST(-amount * basis AS {money})
+            FROM valued WHERE entry_type = 'EXPIRED'
+            UNION ALL
+            SELECT s.customer_id, s.currency_id, o.feature_id, s.timestamp,
+                   CAST((least(o.reached, s.reached)
+                         - greatest(o.reached - o.credits, s.reached - s.credits)) * s.basis
+                        AS {money}),
+                   CAST(0 AS {money})
+            FROM overdrawn AS o JOIN settling AS s
+              ON o.customer_id = s.customer_id AND o.currency_id = s.currency_id
+             AND o.reached - o.credits < s.reached AND s.reached - s.credits < o.reached
+        )
+        SELECT r.customer_id, r.currency_id, r.feature_id,
+               coalesce(s.plan_id, {quote_literal(NO_PLAN_NAME)}) AS plan_id,
+               CAST(sum(r.revenue) AS {money}) AS revenue,
+               CAST(sum(r.breakage) AS {money}) AS breakage
+        FROM recognised AS r
+        LEFT JOIN {_SUBSCRIPTIONS} AS s ON s.customer_id = r.customer_id
+            AND r.timestamp >= s.start AND (s."end" IS NULL OR r.timestamp < s."end")
+        GROUP BY ALL
+    """
+    con.register(_LEDGER, entries.to_arrow())
+    con.register(_BASES, bases.to_arrow())
+    con.register(_SUBSCRIPTIONS, subscriptions_frame(subscriptions).drop("addons").to_arrow())
+    try:
+        frame = con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise InputError(f"computing the margin failed: {exc}") from None
+    finally:
+        for name in (_LEDGER, _BASES, _SUBSCRIPTIONS):
+            con.unregister(name)
+    return frame
+
+
+def margin_table(revenue: pl.DataFrame, serving: pl.DataFrame) -> pl.DataFrame:
+    """Revenue, breakage, cost to serve, gross margin, margin share and the events served (and
+    of unknown cost), per customer, currency, feature and plan (`KEYS`), sorted on them.
+
+    `revenue` is `recognised_revenue`'s table, `serving` `serve_costs`'s. Money columns are
+    exact decimals at one scale (at least 12 places); `margin_share` is a float."""
+    keys = list(KEYS)
+    money = _money_type(revenue, serving)
+    served = serving.select(*keys, *COUNT_COLUMNS, "cost_to_serve")
+    joined = revenue.join(served, on=keys, how="full", coalesce=True, nulls_equal=True)
+    table = joined.select(
+        *keys,
+        *(
+            pl.col(name).fill_null(0).cast(money)
+            for name in ("revenue", "breakage", "cost_to_serve")
+        ),
+        *(pl.col(name).fill_null(0).cast(pl.Int64) for name in COUNT_COLUMNS),
+    )
+    return _with_margin(table).sort(keys, nulls_last=False)
+
+
+def margin_by(margin: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """`margin_table` added up per `keys` (e.g. `["customer_id"]`, `["feature_id"]`,
+    `["plan_id"]`; none: one row of totals), with gross margin, margin share and the share of
+    events of unknown cost worked out again from the sums. Sorted on `keys`."""
+    sums = [pl.col(name).sum() for name in ("revenue", "breakage", "cost_to_serve", *COUNT_COLUMNS)]
+    if keys:
+        table = margin.group_by(*keys).agg(*sums).sort(list(keys), nulls_last=False)
+    else:
+        table = margin.select(*sums)
+    return _with_margin(table.with_columns(pl.col(*COUNT_COLUMNS).cast(pl.Int64)))
+
+
+def margin_totals(margin: pl.DataFrame) -> pl.DataFrame:
+    """One row: the replay's totals (`margin_by` with no keys)."""
+    return margin_by(margin, [])
+
+
+def negative_margin_customers(margin: pl.DataFrame) -> pl.DataFrame:
+    """The customers whose gross margin is below 0, worst first (then by id)."""
+    return (
+        margin_by(margin, ["customer_id"])
+        .filter(pl.col("gross_margin") < 0)
+        .sort("gross_margin", "customer_id")
+    )
+
+
+def replay_margin(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    ledger: pl.DataFrame,
+    *,
+    grants: Sequence[Grant],
+    subscriptions: Sequence[Subscription],
+    not_served: pl.Series,
+    events: str = "events",
+    start: datetime | None = None,
+    until: datetime | None = None,
+    serving: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The `margin_table` of one replay: its ledger and input `grants`, and the events of table
+    `events` it served within `[start, until)` — all but the event ids in `not_served` (those
+    its costing rejected and, in `block` mode, those it denied).
+
+    `serving`: `serve_costs` of every event of the replay in the horizon, computed earlier (a
+    comparison's scenarios with the same costs share it); the costs of the events not served
+    are then computed from table `events` and taken off."""
+    if serving is None:
+        serving = serve_costs(
+            con,
+            catalog,
+            subscriptions,
+            events=events,
+            start=start,
+            until=until,
+            excluded=not_served,
+        )
+    elif len(not_served):
+        taken = serve_costs(
+            con, catalog, subscriptions, events=events, start=start, until=until, only=not_served
+        )
+        serving = without(serving, taken)
+    revenue = recognised_revenue(
+        con, ledger, grants=grants, currencies=catalog.currencies, subscriptions=subscriptions
+    )
+    return margin_table(revenue, serving)
+
+
+def margin_summary(margin: pl.DataFrame) -> dict[str, object]:
+    """The margin part of `summary.json`: totals, per feature and per plan, and the customers
+    with a negative margin (how many, and the 20 worst). Decimals are written as text."""
+    money = [*MONEY_COLUMNS, *COUNT_COLUMNS, "margin_share", "unknown_cost_share"]
+
+    def rows(frame: pl.DataFrame, keys: Sequence[str]) -> list[dict[str, object]]:
+        return [
+            {key: _json(value) for key, value in row.items()}
+            for row in frame.select(*keys, *money).iter_rows(named=True)
+        ]
+
+    negative = negative_margin_customers(margin)
+    return {
+        "totals": rows(margin_totals(margin), [])[0],
+        "features": rows(margin_by(margin, ["feature_id"]), ["feature_id"]),
+        "plans": rows(margin_by(margin, ["plan_id"]), ["plan_id"]),
+        "negative_margin_customers": negative.height,
+        "worst_customers": rows(negative.head(20), ["customer_id"]),
+    }
+
+
+def _json(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _with_margin(table: pl.DataFrame) -> pl.DataFrame:
+    recognised = pl.col("revenue") + pl.col("breakage")
+    return table.with_columns(
+        (recognised - pl.col("cost_to_serve")).alias("gross_margin")
+    ).with_columns(
+        pl.when(recognised != 0)
+        .then(pl.col("gross_margin").cast(pl.Float64) / recognised.cast(pl.Float64))
+        .alias("margin_share"),
+        pl.when(pl.col("events") > 0)
+        .then(pl.col("unknown_cost_events") / pl.col("events"))
+        .alias("unknown_cost_share"),
+    )
+
+
+def _money_type(*frames: pl.DataFrame) -> pl.Decimal:
+    scales = [MONEY.scale or 0]
+    for frame in frames:
+        for dtype in frame.schema.values():
+            if isinstance(dtype, pl.Decimal):
+                scales.append(dtype.scale or 0)
+    return pl.Decimal(38, max(scales))
+
+
+def empty_margin() -> pl.DataFrame:
+    """A margin table without rows."""
+    revenue = pl.DataFrame(
+        schema={
+            "customer_id": pl.String,
+            "currency_id": pl.String,
+            "feature_id": pl.String,
+            "plan_id": pl.String,
+            "revenue": MONEY,
+            "breakage": MONEY,
+        }
+    )
+    return margin_table(revenue, pl.DataFrame(schema=SERVING_SCHEMA))
