@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
@@ -16,8 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare what-if scenarios: Parquet results and a self-contained HTML report",
         description=(
             "Replay the base and every scenario of --scenarios over the same events; write "
-            "comparison_customers/features/totals.parquet, each scenario's outputs under "
-            "scenarios/NAME/, and report.html (charts embedded, works offline)."
+            "comparison_customers/features/totals.parquet, the margin per scenario and customer "
+            "(comparison_margin.parquet) and per scenario (comparison_margin_totals.parquet), "
+            "each scenario's outputs under scenarios/NAME/, and report.html (charts embedded, "
+            "works offline)."
         ),
     )
     add_replay_arguments(parser)
@@ -27,7 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+_MONEY = ["revenue", "breakage", "cost_to_serve", "gross_margin", "gross_margin_change"]
+
+
 def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.scenarios import compare, load_scenarios
 
@@ -56,10 +64,36 @@ def run(args: argparse.Namespace) -> int:
     )
     paths = write_comparison(comparison, args.out)
     totals = comparison.totals.sort("scenario")
+    margin = comparison.margin_totals.select(
+        "scenario",
+        "revenue",
+        "breakage",
+        "cost_to_serve",
+        "gross_margin",
+        "gross_margin_change",
+        "margin_share",
+        "negative_margin_customers",
+    )
     if args.json:
         rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]
-        print(json.dumps({"base": base, "totals": rows, "events": report.to_dict()}, indent=2))
+        margin_rows = [
+            {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in row.items()}
+            for row in margin.iter_rows(named=True)
+        ]
+        print(
+            json.dumps(
+                {
+                    "base": base,
+                    "totals": rows,
+                    "margin": margin_rows,
+                    "events": report.to_dict(),
+                },
+                indent=2,
+            )
+        )
     else:
         print(totals)
+        print("margin (money; change against the base):")
+        print(margin.with_columns(pl.col(_MONEY).cast(pl.Decimal(38, 2))))
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     return 0

@@ -21,7 +21,7 @@ customer, currency, feature and plan; `margin_by` adds it up to any grain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -275,14 +275,81 @@ def _json(value: object) -> object:
     return value
 
 
+def compare_margins(
+    base: str, margins: Mapping[str, pl.DataFrame]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per scenario and customer, and per scenario, the margin and its change against `base`.
+
+    `margins`: each scenario's `margin_table`, by name (the base among them). A customer with
+    margin rows in any scenario has a row in each (zeros where it has none). Returns
+    (per customer, totals); both sorted on scenario (then customer)."""
+    figures = ["revenue", "breakage", "cost_to_serve", "gross_margin"]
+    per_customer = pl.concat(
+        [
+            margin_by(m, ["customer_id"]).select(
+                pl.lit(name).alias("scenario"), "customer_id", *figures
+            )
+            for name, m in margins.items()
+        ],
+        how="vertical_relaxed",
+    )
+    grid = pl.DataFrame({"scenario": list(margins)}, schema={"scenario": pl.String}).join(
+        per_customer.select("customer_id").unique(), how="cross"
+    )
+    per_customer = grid.join(per_customer, on=["scenario", "customer_id"], how="left").with_columns(
+        pl.col(*figures).fill_null(0)
+    )
+    base_margin = per_customer.filter(pl.col("scenario") == base).select(
+        "customer_id", pl.col("gross_margin").alias("__base")
+    )
+    per_customer = (
+        per_customer.join(base_margin, on="customer_id", how="left")
+        .with_columns(
+            (pl.col("gross_margin") - pl.col("__base").fill_null(0)).alias("gross_margin_change")
+        )
+        .drop("__base")
+        .with_columns(_share())
+        .sort("scenario", "customer_id")
+    )
+    totals = pl.concat(
+        [
+            margin_totals(m).select(
+                pl.lit(name).alias("scenario"),
+                *figures,
+                "unknown_cost_events",
+                pl.lit(negative_margin_customers(m).height, pl.Int64).alias(
+                    "negative_margin_customers"
+                ),
+            )
+            for name, m in margins.items()
+        ],
+        how="vertical_relaxed",
+    )
+    base_total = totals.filter(pl.col("scenario") == base)["gross_margin"]
+    totals = totals.with_columns(
+        (pl.col("gross_margin") - (base_total[0] if len(base_total) else 0)).alias(
+            "gross_margin_change"
+        ),
+        _share(),
+    ).sort("scenario")
+    return per_customer, totals
+
+
+def _share() -> pl.Expr:
+    recognised = pl.col("revenue") + pl.col("breakage")
+    return (
+        pl.when(recognised != 0)
+        .then(pl.col("gross_margin").cast(pl.Float64) / recognised.cast(pl.Float64))
+        .alias("margin_share")
+    )
+
+
 def _with_margin(table: pl.DataFrame) -> pl.DataFrame:
     recognised = pl.col("revenue") + pl.col("breakage")
     return table.with_columns(
         (recognised - pl.col("cost_to_serve")).alias("gross_margin")
     ).with_columns(
-        pl.when(recognised != 0)
-        .then(pl.col("gross_margin").cast(pl.Float64) / recognised.cast(pl.Float64))
-        .alias("margin_share"),
+        _share(),
         pl.when(pl.col("events") > 0)
         .then(pl.col("unknown_cost_events") / pl.col("events"))
         .alias("unknown_cost_share"),
