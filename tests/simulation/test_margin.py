@@ -13,6 +13,7 @@ import polars as pl
 from pricing_lab.ledger.model import Grant, Subscription
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.margin import margin_by, negative_margin_customers
+from pricing_lab.simulation.partitioned import simulate_partitioned
 from pricing_lab.simulation.simulate import SimulationResult, simulate
 from tests.simulation.helpers import at, catalog, ev, load_events, naive
 
@@ -183,3 +184,21 @@ def test_outputs_are_written_exactly_and_the_same_in_any_row_order(tmp_path: Pat
     assert summary["negative_margin_customers"] == 1
     assert [row["customer_id"] for row in summary["worst_customers"]] == ["cid"]
     assert [row["feature_id"] for row in summary["features"]] == [None, "chat", "docs", "ping"]
+
+
+def test_a_partitioned_replay_writes_the_same_margin(tmp_path: Path) -> None:
+    # Each range's rejected and denied events are taken off the costs served in that range.
+    con, report = load_events(EVENTS)
+    whole = simulate(con, catalog(MARGIN_CATALOG), CUSTOMERS, ingest=report, enforcement="block")
+    whole.write(tmp_path / "whole")
+    simulate_partitioned(
+        con,
+        catalog(MARGIN_CATALOG),
+        CUSTOMERS,
+        ingest=report,
+        enforcement="block",
+        out_dir=tmp_path / "parts",
+        partitions=2,
+    )
+    for name in ("margin.parquet", "summary.json"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "parts" / name).read_bytes()
