@@ -3,6 +3,7 @@ dated costs to serve with unknown costs counted, plans, denied and rejected even
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from decimal import Decimal
@@ -202,3 +203,22 @@ def test_a_partitioned_replay_writes_the_same_margin(tmp_path: Path) -> None:
     )
     for name in ("margin.parquet", "summary.json"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "parts" / name).read_bytes()
+
+
+def test_partitions_with_different_cost_basis_places_write_the_same_margin(
+    tmp_path: Path,
+) -> None:
+    # ann's 11-place cost basis needs 13 places of money (credits have 2); cid's range alone 12.
+    customers = dataclasses.replace(
+        CUSTOMERS,
+        grants=(paid("a:paid", "ann", 3, "0.00000000001", 1),),
+    )
+    con, report = load_events(EVENTS)
+    whole = simulate(con, catalog(MARGIN_CATALOG), customers, ingest=report)
+    assert whole.margin.schema["revenue"] == pl.Decimal(38, 13)
+    whole.write(tmp_path / "whole")
+    simulate_partitioned(
+        con, catalog(MARGIN_CATALOG), customers, ingest=report, out_dir=tmp_path / "p", partitions=2
+    )
+    margin = "margin.parquet"
+    assert (tmp_path / "whole" / margin).read_bytes() == (tmp_path / "p" / margin).read_bytes()
