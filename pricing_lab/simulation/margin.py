@@ -47,7 +47,8 @@ MONEY_COLUMNS = ("revenue", "breakage", "cost_to_serve", "gross_margin")
 COUNT_COLUMNS = ("events", "unknown_cost_events")
 _LEDGER = "__margin_ledger"
 _BASES = "__margin_bases"
-_SUBSCRIPTIONS = "__margin_subscriptions"
+_OVERDRAWN = "__margin_overdrawn"
+_SETTLING = "__margin_settling"
 _RECOGNISED = ("CONSUMED", "CONSUMPTION_TRANSFER_SOURCE", "EXPIRED")
 
 
@@ -61,18 +62,15 @@ def recognised_revenue(
 ) -> pl.DataFrame:
     """Revenue recognised from consumption and breakage (money) per customer, currency, feature
     and plan, from a replay's ledger; `grants` are the replay's input grants (their cost bases).
-    Breakage rows have a null feature."""
-    places = max(
-        [decimal_places(g.cost_basis) for g in grants]
-        + [decimal_places(c.unit_price) for c in currencies]
-        + [0]
-    )
-    amount_type = ledger.schema["amount"]
-    assert isinstance(amount_type, pl.Decimal)
-    scale = (amount_type.scale or 0) + places
-    money = f"DECIMAL(38, {max(scale, MONEY.scale or 0)})"
+    Breakage rows have a null feature.
+
+    Credits are first added up per grant (and customer, feature, plan) in Polars, so the exact
+    products credits × cost basis are taken on a small table (in DuckDB, which refuses an
+    overflow). Only overdraft consumption and its settlements, few rows, are matched one by one.
+    """
     entries = (
         ledger.lazy()
+        .filter(pl.col("entry_type").is_in(_RECOGNISED))
         .select(
             "entry_id",
             pl.col("timestamp").dt.replace_time_zone(None),
@@ -82,12 +80,37 @@ def recognised_revenue(
             "grant_id",
             "grant_type",
             "grant_source",
-            "amount",
+            (-pl.col("amount")).alias("credits"),
             "feature_id",
         )
-        .filter(pl.col("entry_type").is_in(_RECOGNISED))
         .collect()
     )
+    consumed = pl.col("entry_type") == "CONSUMED"
+    overdrawn = consumed & (pl.col("grant_type") == "OVERDRAFT")
+    columns = ["customer_id", "currency_id", "feature_id", "timestamp", "grant_id", "grant_source"]
+    direct = entries.filter(consumed & ~overdrawn).select(
+        *columns, "credits", pl.lit(True).alias("is_revenue")
+    )
+    expired = entries.filter(pl.col("entry_type") == "EXPIRED").select(
+        *columns[:2],
+        pl.lit(None, pl.String).alias("feature_id"),
+        *columns[3:],
+        "credits",
+        pl.lit(False).alias("is_revenue"),
+    )
+    settling = entries.filter(pl.col("entry_type") == "CONSUMPTION_TRANSFER_SOURCE")
+    settled = _settled(con, entries.filter(overdrawn), settling)
+    settled = settled.with_columns(pl.lit(True).alias("is_revenue")).select(direct.columns)
+    rows = pl.concat([direct, expired, settled], how="vertical_relaxed")
+    per_grant = _per_grant_and_plan(rows, subscriptions)
+    places = max(
+        [decimal_places(g.cost_basis) for g in grants]
+        + [decimal_places(c.unit_price) for c in currencies]
+        + [0]
+    )
+    credits_type = per_grant.schema["credits"]
+    assert isinstance(credits_type, pl.Decimal)
+    money = f"DECIMAL(38, {max((credits_type.scale or 0) + places, MONEY.scale or 0)})"
     bases = pl.DataFrame(
         {
             "grant_id": [g.grant_id for g in grants if g.cost_basis != 0],
@@ -100,64 +123,136 @@ def recognised_revenue(
         f"DECIMAL(38, {places}))"
         for c in currencies
     )
-    unit_price = f"CASE e.currency_id {prices} END" if prices else "NULL"
+    unit_price = f"CASE g.currency_id {prices} END" if prices else "NULL"
     sql = f"""
         WITH valued AS (
-            SELECT e.*, CAST(CASE WHEN e.grant_source = 'auto_recharge' THEN {unit_price}
-                                  ELSE coalesce(b.cost_basis, 0) END AS DECIMAL(38, {places}))
-                        AS basis
-            FROM {_LEDGER} AS e LEFT JOIN {_BASES} AS b ON b.grant_id = e.grant_id
-        ),
-        overdrawn AS (
-            SELECT customer_id, currency_id, feature_id, -amount AS credits,
-                   sum(-amount) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
-                       AS reached
-            FROM valued WHERE entry_type = 'CONSUMED' AND grant_type = 'OVERDRAFT'
-        ),
-        settling AS (
-            SELECT customer_id, currency_id, timestamp, basis, -amount AS credits,
-                   sum(-amount) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
-                       AS reached
-            FROM valued WHERE entry_type = 'CONSUMPTION_TRANSFER_SOURCE'
-        ),
-        recognised AS (
-            SELECT customer_id, currency_id, feature_id, timestamp,
-                   CAST(-amount * basis AS {money}) AS revenue, CAST(0 AS {money}) AS breakage
-            FROM valued WHERE entry_type = 'CONSUMED' AND grant_type <> 'OVERDRAFT'
-            UNION ALL
-            SELECT customer_id, currency_id, NULL, timestamp,
-                   CAST(0 AS {money}), CAST(-amount * basis AS {money})
-            FROM valued WHERE entry_type = 'EXPIRED'
-            UNION ALL
-            SELECT s.customer_id, s.currency_id, o.feature_id, s.timestamp,
-                   CAST((least(o.reached, s.reached)
-                         - greatest(o.reached - o.credits, s.reached - s.credits)) * s.basis
-                        AS {money}),
-                   CAST(0 AS {money})
-            FROM overdrawn AS o JOIN settling AS s
-              ON o.customer_id = s.customer_id AND o.currency_id = s.currency_id
-             AND o.reached - o.credits < s.reached AND s.reached - s.credits < o.reached
+            SELECT g.*, CAST(g.credits * CAST(
+                       CASE WHEN g.grant_source = 'auto_recharge' THEN {unit_price}
+                            ELSE coalesce(b.cost_basis, 0) END AS DECIMAL(38, {places}))
+                       AS {money}) AS money
+            FROM {_LEDGER} AS g LEFT JOIN {_BASES} AS b ON b.grant_id = g.grant_id
         )
-        SELECT r.customer_id, r.currency_id, r.feature_id,
-               coalesce(s.plan_id, {quote_literal(NO_PLAN_NAME)}) AS plan_id,
-               CAST(sum(r.revenue) AS {money}) AS revenue,
-               CAST(sum(r.breakage) AS {money}) AS breakage
-        FROM recognised AS r
-        LEFT JOIN {_SUBSCRIPTIONS} AS s ON s.customer_id = r.customer_id
-            AND r.timestamp >= s.start AND (s."end" IS NULL OR r.timestamp < s."end")
+        SELECT customer_id, currency_id, feature_id, plan_id,
+               CAST(coalesce(sum(money) FILTER (WHERE is_revenue), 0) AS {money}) AS revenue,
+               CAST(coalesce(sum(money) FILTER (WHERE NOT is_revenue), 0) AS {money}) AS breakage
+        FROM valued
         GROUP BY ALL
     """
-    con.register(_LEDGER, entries.to_arrow())
+    con.register(_LEDGER, per_grant.to_arrow())
     con.register(_BASES, bases.to_arrow())
-    con.register(_SUBSCRIPTIONS, subscriptions_frame(subscriptions).drop("addons").to_arrow())
     try:
         frame = con.sql(sql).pl()
     except duckdb.Error as exc:
         raise InputError(f"computing the margin failed: {exc}") from None
     finally:
-        for name in (_LEDGER, _BASES, _SUBSCRIPTIONS):
+        for name in (_LEDGER, _BASES):
             con.unregister(name)
     return frame
+
+
+def _settled(
+    con: duckdb.DuckDBPyConnection, overdrawn: pl.DataFrame, settling: pl.DataFrame
+) -> pl.DataFrame:
+    """Overdraft consumption recognised at settlement, oldest debt first: per customer and
+    currency, the k-th credit settled pays for the k-th credit consumed on overdraft (both in
+    ledger order). Rows: each overlap of a consumption with a settlement, with the consumption's
+    feature and the settlement's time and grant."""
+    if overdrawn.is_empty() or settling.is_empty():
+        return overdrawn.head(0).select(
+            "customer_id",
+            "currency_id",
+            "feature_id",
+            "timestamp",
+            "grant_id",
+            "grant_source",
+            "credits",
+        )
+    sql = f"""
+        WITH o AS (
+            SELECT customer_id, currency_id, feature_id, credits,
+                   sum(credits) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
+                       AS reached
+            FROM {_OVERDRAWN}
+        ),
+        s AS (
+            SELECT customer_id, currency_id, timestamp, grant_id, grant_source, credits,
+                   sum(credits) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
+                       AS reached
+            FROM {_SETTLING}
+        )
+        SELECT s.customer_id, s.currency_id, o.feature_id, s.timestamp, s.grant_id,
+               s.grant_source,
+               least(o.reached, s.reached) - greatest(o.reached - o.credits, s.reached - s.credits)
+                   AS credits
+        FROM o JOIN s ON o.customer_id = s.customer_id AND o.currency_id = s.currency_id
+         AND o.reached - o.credits < s.reached AND s.reached - s.credits < o.reached
+    """
+    con.register(_OVERDRAWN, overdrawn.to_arrow())
+    con.register(_SETTLING, settling.to_arrow())
+    try:
+        frame = con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise InputError(f"computing the margin failed: {exc}") from None
+    finally:
+        con.unregister(_OVERDRAWN)
+        con.unregister(_SETTLING)
+    return frame.with_columns(pl.col("credits").cast(overdrawn.schema["credits"]))
+
+
+def _per_grant_and_plan(rows: pl.DataFrame, subscriptions: Sequence[Subscription]) -> pl.DataFrame:
+    """`rows` (credits with a naive UTC `timestamp`) added up per customer, currency, feature,
+    grant, revenue or breakage and `plan_id`: the customer's plan at each row's time, `(none)`
+    without a subscription then.
+
+    Rows are added up per grant first: a customer with no subscription, or one subscription
+    covering all of a group's times, has that group under one plan. Only the customers with
+    several subscriptions, or a group crossing a subscription's start or end, are placed row by
+    row (an as-of join on the subscription starts)."""
+    keys = ["customer_id", "currency_id", "feature_id", "grant_id", "grant_source", "is_revenue"]
+    spans = subscriptions_frame(subscriptions).select("customer_id", "plan_id", "start", "end")
+    several = spans.group_by("customer_id").len().filter(pl.col("len") > 1).select("customer_id")
+    single = spans.join(several, on="customer_id", how="anti")
+    groups = (
+        rows.join(several, on="customer_id", how="anti")
+        .group_by(keys)
+        .agg(
+            pl.col("credits").sum(),
+            pl.col("timestamp").min().alias("__first"),
+            pl.col("timestamp").max().alias("__last"),
+        )
+        .join(single, on="customer_id", how="left")
+    )
+    inside = (pl.col("__first") >= pl.col("start")) & (
+        pl.col("end").is_null() | (pl.col("__last") < pl.col("end"))
+    )
+    outside = pl.col("start").is_null() | (pl.col("__last") < pl.col("start"))
+    outside = outside | (pl.col("end").is_not_null() & (pl.col("__first") >= pl.col("end")))
+    placed = groups.filter(inside | outside).select(
+        *keys,
+        pl.when(inside).then(pl.col("plan_id")).otherwise(pl.lit(NO_PLAN_NAME)).alias("plan_id"),
+        "credits",
+    )
+    crossing = groups.filter(~(inside | outside)).select("customer_id").unique()
+    one_by_one = pl.concat([several, crossing])
+    if one_by_one.is_empty():
+        return placed
+    many = rows.join(one_by_one, on="customer_id", how="semi").sort("timestamp")
+    by_row = many.join_asof(
+        spans.join(one_by_one, on="customer_id", how="semi").sort("start"),
+        left_on="timestamp",
+        right_on="start",
+        by="customer_id",
+        strategy="backward",
+        check_sortedness=False,  # both sides sorted on their time column just above
+    ).with_columns(
+        pl.when(pl.col("end").is_null() | (pl.col("timestamp") < pl.col("end")))
+        .then(pl.col("plan_id"))
+        .otherwise(pl.lit(NO_PLAN_NAME))
+        .fill_null(NO_PLAN_NAME)
+        .alias("plan_id")
+    )
+    by_row = by_row.group_by(*keys, "plan_id").agg(pl.col("credits").sum())
+    return pl.concat([placed, by_row.select(placed.columns)])
 
 
 def margin_table(revenue: pl.DataFrame, serving: pl.DataFrame) -> pl.DataFrame:

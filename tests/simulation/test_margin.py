@@ -47,6 +47,10 @@ plans:
     entitlements: [{kind: credit, currency: CR, amount: 1}]
     credit_rates:
       - {feature: chat, mode: formula, formula: "1"}
+  - id: basic
+    name: Basic
+    credit_rates:
+      - {feature: chat, mode: formula, formula: "1"}
 """
 
 
@@ -222,3 +226,40 @@ def test_partitions_with_different_cost_basis_places_write_the_same_margin(
     )
     margin = "margin.parquet"
     assert (tmp_path / "whole" / margin).read_bytes() == (tmp_path / "p" / margin).read_bytes()
+
+
+def test_revenue_is_placed_on_the_plan_in_force_when_it_is_recognised() -> None:
+    # dan: one subscription ending mid-month; eve: two subscriptions with a gap between them.
+    def basic(name: str, customer: str, start: int, end: int | None) -> Subscription:
+        return Subscription(
+            subscription_id=name,
+            customer_id=customer,
+            plan_id="basic",
+            start=at(start),
+            end=None if end is None else at(end),
+        )
+
+    customers = CustomerInputs(
+        grants=(paid("d:paid", "dan", 5, "0.01", 1), paid("e:paid", "eve", 5, "0.01", 1)),
+        subscriptions=(
+            basic("d:1", "dan", 1, 15),
+            basic("e:1", "eve", 1, 10),
+            basic("e:2", "eve", 20, None),
+        ),
+    )
+    rows = [
+        ev("d1", "dan", "chat", naive(3)),
+        ev("d2", "dan", "chat", naive(20)),
+        ev("e1", "eve", "chat", naive(5)),
+        ev("e2", "eve", "chat", naive(15)),
+        ev("e3", "eve", "chat", naive(25)),
+    ]
+    con, report = load_events(rows)
+    margin = simulate(con, catalog(MARGIN_CATALOG), customers, ingest=report).margin
+    chat = margin.filter(pl.col("feature_id") == "chat")
+    assert chat.select("customer_id", "plan_id", "revenue", "cost_to_serve").rows() == [
+        ("dan", "(none)", money("0.01"), money("0.004")),
+        ("dan", "basic", money("0.01"), money("0.004")),
+        ("eve", "(none)", money("0.01"), money("0.004")),
+        ("eve", "basic", money("0.02"), money("0.008")),
+    ]
