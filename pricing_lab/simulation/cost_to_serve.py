@@ -195,11 +195,13 @@ def _rate_currencies(
                 return rate.currency_id
         return None
 
+    offers = [(s.plan_id, *(f"addon:{a}" for a in s.addons)) for s in subscriptions]
     result = {}
     for feature in features:
-        during = [
-            currency((s.plan_id, *(f"addon:{a}" for a in s.addons)), feature.id)
-            for s in subscriptions
-        ]
-        result[feature.id] = (currency((NO_PLAN,), feature.id), during)
+        # Thousands of subscriptions share a few plans and add-on sets.
+        by_offer = {keys: currency(keys, feature.id) for keys in set(offers)}
+        result[feature.id] = (
+            currency((NO_PLAN,), feature.id),
+            [by_offer[keys] for keys in offers],
+        )
     return result

@@ -103,11 +103,8 @@ def recognised_revenue(
     settled = settled.with_columns(pl.lit(True).alias("is_revenue")).select(direct.columns)
     rows = pl.concat([direct, expired, settled], how="vertical_relaxed")
     per_grant = _per_grant_and_plan(rows, subscriptions)
-    places = max(
-        [decimal_places(g.cost_basis) for g in grants]
-        + [decimal_places(c.unit_price) for c in currencies]
-        + [0]
-    )
+    bases_and_prices = {g.cost_basis for g in grants} | {c.unit_price for c in currencies}
+    places = max((decimal_places(value) for value in bases_and_prices), default=0)
     credits_type = per_grant.schema["credits"]
     assert isinstance(credits_type, pl.Decimal)
     money = f"DECIMAL(38, {max((credits_type.scale or 0) + places, MONEY.scale or 0)})"
