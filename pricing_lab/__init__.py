@@ -8,7 +8,9 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * customers — `load_customers`, `CustomerInputs`, `Subscription`, `Grant`, `AutoRecharge`
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
 * run-out forecast — `forecast`
-* scenarios — `Scenario`, `RateChange`, `load_scenarios`, `compare`, `sweep`, `goal_seek`
+* scenarios — `Scenario`, `RateChange`, `CostChange`, `load_scenarios`, `compare`, `sweep`,
+  `goal_seek`
+* margin — `margin_by`, `negative_margin_customers` (over `SimulationResult.margin`)
 * charts and reports — `charts` (module), `comparison_report`, `write_report`
 """
 
@@ -44,7 +46,9 @@ if TYPE_CHECKING:
     from pricing_lab.report.build import comparison_report
     from pricing_lab.report.html import write_report
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
+    from pricing_lab.simulation.margin import margin_by, negative_margin_customers
     from pricing_lab.simulation.scenarios import (
+        CostChange,
         RateChange,
         Scenario,
         compare,
@@ -76,6 +80,9 @@ _EXPORTS = {
     "check_invariants": "pricing_lab.ledger",
     "Scenario": "pricing_lab.simulation.scenarios",
     "RateChange": "pricing_lab.simulation.scenarios",
+    "CostChange": "pricing_lab.simulation.scenarios",
+    "margin_by": "pricing_lab.simulation.margin",
+    "negative_margin_customers": "pricing_lab.simulation.margin",
     "load_scenarios": "pricing_lab.simulation.scenarios",
     "compare": "pricing_lab.simulation.scenarios",
     "sweep": "pricing_lab.simulation.scenarios",
@@ -88,6 +95,7 @@ _MODULES = {"charts": "pricing_lab.report.charts"}
 __all__ = [
     "AutoRecharge",
     "Catalog",
+    "CostChange",
     "CustomerInputs",
     "Formula",
     "Grant",
@@ -113,6 +121,8 @@ __all__ = [
     "load_customers",
     "load_sample_events",
     "load_scenarios",
+    "margin_by",
+    "negative_margin_customers",
     "open_store",
     "simulate",
     "sweep",

@@ -33,11 +33,13 @@ from pricing_lab.catalog.model import (
     MeterFilter,
     Plan,
     Price,
+    UnitCost,
     UnitNames,
 )
 from pricing_lab.catalog.validate import FormulaCheck, validate_catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.money import normalized
+from pricing_lab.timeutil import as_utc, timestamp_value
 
 Document = dict[str, Any]
 
@@ -196,6 +198,14 @@ def _feature(item: Mapping[str, Any]) -> Feature:
         if display
         else None,
         meter=_meter(meter) if meter else None,
+        cost=tuple(_unit_cost(entry) for entry in item.get("cost") or ()),
+    )
+
+
+def _unit_cost(item: Mapping[str, Any]) -> UnitCost:
+    start = item.get("from")
+    return UnitCost(
+        formula=item["formula"], valid_from=None if start is None else timestamp_value(start)
     )
 
 
@@ -366,6 +376,18 @@ def _feature_doc(feature: Feature) -> dict[str, Any]:
             )
             if meter
             else None,
+            "cost": [_unit_cost_doc(c) for c in feature.cost] or None,
+        }
+    )
+
+
+def _unit_cost_doc(cost: UnitCost) -> dict[str, Any]:
+    # ISO text in UTC with a Z, whatever zone the instant was written in.
+    start = cost.valid_from
+    return _drop_none(
+        {
+            "from": None if start is None else as_utc(start).isoformat().replace("+00:00", "Z"),
+            "formula": cost.formula,
         }
     )
 

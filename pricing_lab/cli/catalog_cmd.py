@@ -162,6 +162,9 @@ def show_lines(store: CatalogStore) -> list[str]:
                 )
         status = " [archived]" if f.status == "archived" else ""
         lines.append(f"  {f.id} v{version('feature', f.id)}: {f.name} ({f.type}{meter}){status}")
+        for cost in f.cost:
+            since = "always" if cost.valid_from is None else cost.valid_from.isoformat()
+            lines.append(f"    cost to serve from {since}: {cost.formula} per event")
     lines.append("Feature groups")
     for g in catalog.feature_groups:
         status = " [archived]" if g.status == "archived" else ""

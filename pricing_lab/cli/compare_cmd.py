@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
@@ -18,9 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare what-if scenarios: Parquet results and a self-contained HTML report",
         description=(
             "Replay the base and every scenario of --scenarios over the same events; write "
-            "comparison_customers/features/totals.parquet, comparison_activity.parquet (activity "
-            "events per scenario, customer and kind), each scenario's outputs under "
-            "scenarios/NAME/, and report.html (charts embedded, works offline)."
+            "comparison_customers/features/totals.parquet, the margin per scenario and customer "
+            "(comparison_margin.parquet) and per scenario (comparison_margin_totals.parquet), "
+            "comparison_activity.parquet (activity events per scenario, customer and kind), "
+            "each scenario's outputs under scenarios/NAME/, and report.html (charts embedded, "
+            "works offline)."
         ),
     )
     add_replay_arguments(parser)
@@ -31,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+_MONEY = ["revenue", "breakage", "cost_to_serve", "gross_margin", "gross_margin_change"]
+
+
 def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.output_files import write_table
@@ -79,8 +87,22 @@ def run(args: argparse.Namespace) -> int:
         )
         for name in comparison.results
     }
+    margin = comparison.margin_totals.select(
+        "scenario",
+        "revenue",
+        "breakage",
+        "cost_to_serve",
+        "gross_margin",
+        "gross_margin_change",
+        "margin_share",
+        "negative_margin_customers",
+    )
     if args.json:
         rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]
+        margin_rows = [
+            {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in row.items()}
+            for row in margin.iter_rows(named=True)
+        ]
         print(
             json.dumps(
                 {
@@ -88,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
                     "totals": rows,
                     "events": report.to_dict(),
                     "rejections": rejections,
+                    "margin": margin_rows,
                 },
                 indent=2,
             )
@@ -97,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         for name, rejected in rejections.items():
             print(f"scenario {name}: ", end="")
             print_report(rejected)
+        print("margin (money; change against the base):")
+        print(margin.with_columns(pl.col(_MONEY).cast(pl.Decimal(38, 2))))
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     enforce(args, rejections)
     return 0

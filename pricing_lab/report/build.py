@@ -77,6 +77,8 @@ def write_comparison(
         ("comparison_customers.parquet", comparison.customers),
         ("comparison_features.parquet", comparison.features),
         ("comparison_totals.parquet", comparison.totals),
+        ("comparison_margin.parquet", comparison.margin),
+        ("comparison_margin_totals.parquet", comparison.margin_totals),
     ):
         frame.write_parquet(folder / name, statistics=False)
         paths.append(folder / name)

@@ -24,10 +24,12 @@ import difflib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
@@ -133,19 +135,26 @@ def resolve_rates(catalog: Catalog) -> tuple[ResolvedRate, ...]:
 
 def subscriptions_frame(subscriptions: Iterable[Subscription]) -> pl.DataFrame:
     """Subscriptions as a table for the costing join (one row per subscription)."""
-    rows = [
-        {
-            "subscription_index": index,
-            "customer_id": s.customer_id,
-            "plan_id": s.plan_id,
-            "addons": list(s.addons),
-            "start": naive_utc(s.start),
-            "end": None if s.end is None else naive_utc(s.end),
-        }
-        for index, s in enumerate(subscriptions)
-    ]
+    items = list(subscriptions)
+    naive: dict[datetime, datetime] = {}  # thousands of subscriptions share a few start times
+
+    def plain(value: datetime) -> datetime:
+        if value not in naive:
+            naive[value] = naive_utc(value)
+        return naive[value]
+
     return pl.DataFrame(
-        rows,
+        {
+            "subscription_index": range(len(items)),
+            "customer_id": [s.customer_id for s in items],
+            "plan_id": [s.plan_id for s in items],
+            # Built by Arrow: Polars makes one Series per list from Python lists (slow).
+            "addons": pl.Series(
+                pa.array([list(s.addons) for s in items], type=pa.list_(pa.string()))
+            ),
+            "start": [plain(s.start) for s in items],
+            "end": [None if s.end is None else plain(s.end) for s in items],
+        },
         schema={
             "subscription_index": pl.Int64,
             "customer_id": pl.String,

@@ -24,6 +24,7 @@ import polars as pl
 
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
+from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate, Feature, UnitCost
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
@@ -32,9 +33,12 @@ from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
 from pricing_lab.scale.executors import Executor
 from pricing_lab.scale.run import in_buckets
+from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import cost_events, cost_events_many
 from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.simulation.margin import compare_margins
 from pricing_lab.simulation.simulate import SimulationResult, simulate
+from pricing_lab.timeutil import as_utc, timestamp_value
 
 Progress = Callable[[str, int, int], None]
 
@@ -47,6 +51,16 @@ class RateChange:
     formula: str | None = None
     per_unit: Decimal | None = None
     plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CostChange:
+    """A new cost to serve for one feature: from `valid_from` on (earlier entries kept), or with
+    `valid_from=None` in place of the feature's whole cost list."""
+
+    feature: str
+    formula: str
+    valid_from: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +86,8 @@ class Scenario:
     grant_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
     auto_recharge: AutoRechargeChange | None = None
     enforcement: Enforcement | None = None
+    costs: tuple[CostChange, ...] = ()
+    cost_factors: Mapping[str, Decimal] = field(default_factory=dict)
 
     def apply(self, catalog: Catalog, customers: CustomerInputs) -> tuple[Catalog, CustomerInputs]:
         """The catalog and customer inputs with this scenario's changes."""
@@ -112,6 +128,7 @@ def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
 
     return replace(
         catalog,
+        features=tuple(_costed(scenario, f) for f in catalog.features),
         default_credit_rates=rates(None, catalog.default_credit_rates),
         plans=tuple(
             replace(
@@ -130,6 +147,25 @@ def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
             for a in catalog.addons
         ),
     )
+
+
+def _costed(scenario: Scenario, feature: Feature) -> Feature:
+    """`feature` with the scenario's cost changes, then its cost factor, applied."""
+    cost = feature.cost
+    for change in scenario.costs:
+        if change.feature != feature.id:
+            continue
+        start = change.valid_from
+        new = UnitCost(formula=change.formula, valid_from=None if start is None else as_utc(start))
+        if new.valid_from is None:
+            cost = (new,)
+        else:
+            kept = [c for c in cost if c.valid_from is None or c.valid_from < new.valid_from]
+            cost = (*kept, new)
+    factor = scenario.cost_factors.get(feature.id)
+    if factor is not None:
+        cost = tuple(replace(c, formula=f"{format(factor, 'f')} * ({c.formula})") for c in cost)
+    return feature if cost == feature.cost else replace(feature, cost=cost)
 
 
 def _apply_customers(
@@ -190,6 +226,20 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
                 problems.append(Problem(path=path, message="give exactly one of formula, per_unit"))
             if change.formula is not None and (message := check_formula(change.formula)):
                 problems.append(Problem(path=f"{path}.formula", message=message))
+        costed = {f.id for f in catalog.features if f.cost}
+        for c_index, cost in enumerate(scenario.costs):
+            path = f"{here}.costs[{c_index}]"
+            if cost.feature not in metered:
+                problems.append(Problem(path=f"{path}.feature", message="unknown metered feature"))
+            if message := check_formula(cost.formula):
+                problems.append(Problem(path=f"{path}.formula", message=message))
+        for feature, factor in scenario.cost_factors.items():
+            path = f"{here}.cost_factors.{feature}"
+            changed = {c.feature for c in scenario.costs}
+            if feature not in costed | changed:
+                problems.append(Problem(path=path, message="no cost to serve to scale"))
+            if factor < 0:
+                problems.append(Problem(path=path, message="must be >= 0"))
         for feature in scenario.rate_multipliers:
             if feature not in metered:
                 problems.append(
@@ -251,6 +301,8 @@ def scenarios_from_mapping(
         "grant_multipliers",
         "auto_recharge",
         "enforcement",
+        "costs",
+        "cost_factors",
     }
     for index, item in enumerate(document.get("scenarios") or []):
         here = f"scenarios[{index}]"
@@ -284,6 +336,7 @@ def scenarios_from_mapping(
                     plan=None if raw.get("plan") is None else str(raw["plan"]),
                 )
             )
+        costs = _cost_changes(item.get("costs"), f"{here}.costs", problems)
         recharge = item.get("auto_recharge")
         recharge_path = f"{here}.auto_recharge"
         if recharge is not None and not isinstance(recharge, Mapping):
@@ -322,11 +375,44 @@ def scenarios_from_mapping(
                     disabled=recharge.get("disabled") is True,
                 ),
                 enforcement=enforcement,
+                costs=costs,
+                cost_factors=_decimals(item, "cost_factors", here, problems),
             )
         )
     if problems:
         raise ValidationError(problems, source=source)
     return str(document.get("base") or "base"), tuple(scenarios)
+
+
+def _cost_changes(raw: Any, path: str, problems: list[Problem]) -> tuple[CostChange, ...]:
+    """A scenario's `costs`: a list of `{feature, formula, from?}`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(Problem(path=path, message="expected a list"))
+        return ()
+    changes = []
+    for index, entry in enumerate(raw):
+        here = f"{path}[{index}]"
+        if not isinstance(entry, Mapping) or "feature" not in entry or "formula" not in entry:
+            problems.append(Problem(path=here, message="needs feature and formula"))
+            continue
+        for key in sorted(set(entry) - {"feature", "formula", "from"}, key=str):
+            problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
+        start = None
+        if entry.get("from") is not None:
+            try:
+                start = timestamp_value(entry["from"])
+            except ValueError:
+                problems.append(
+                    Problem(path=f"{here}.from", message=f"not a timestamp: {entry['from']!r}")
+                )
+        changes.append(
+            CostChange(
+                feature=str(entry["feature"]), formula=str(entry["formula"]), valid_from=start
+            )
+        )
+    return tuple(changes)
 
 
 def _decimal(value: Any, path: str, problems: list[Problem]) -> Decimal | None:
@@ -368,7 +454,10 @@ class Comparison:
 
     `customers`: one row per scenario, customer and currency with consumed, run-out time, denied
     events, recharge revenue, breakage and their change against the base. `features`: consumed per
-    scenario and feature with the change. `totals`: one row per scenario.
+    scenario and feature with the change. `totals`: one row per scenario. `margin` and
+    `margin_totals`: revenue recognised, breakage, cost to serve and gross margin per scenario and
+    customer, and per scenario, with the margin's change against the base
+    (`margin.compare_margins`).
     """
 
     base: str
@@ -378,6 +467,8 @@ class Comparison:
     totals: pl.DataFrame
     # Per scenario and customer, how many activity events of each kind (`activity_counts`).
     activity: pl.DataFrame = field(default_factory=pl.DataFrame)
+    margin: pl.DataFrame = field(default_factory=pl.DataFrame)
+    margin_totals: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def result(self, scenario: str) -> SimulationResult:
         return self.results[scenario]
@@ -459,6 +550,9 @@ def compare(
     )
     # Each costed table (tens of millions of rows at scale) goes once its last scenario is done.
     uses_left = Counter(keys)
+    # Costs to serve, once per distinct set of unit costs (scenarios changing rates, credits or
+    # policies share the base's); each replay takes off the events it did not serve.
+    servings: dict[tuple[Any, ...], pl.DataFrame] = {}
     # The scenarios replay the same events: each takes over what the previous one checked and
     # built of them (event columns and order, grant table, the key table of invariant 3).
     shared = SharedWork()
@@ -469,6 +563,19 @@ def compare(
     ):
         if progress is not None and index > 0:
             progress(scenario.name, index, len(runs))
+        serving_key = (
+            tuple((f.id, f.cost) for f in changed_catalog.features if f.cost),
+            changed_customers.subscriptions,
+        )
+        if serving_key not in servings:
+            servings[serving_key] = serve_costs(
+                con,
+                changed_catalog,
+                changed_customers.subscriptions,
+                events=events,
+                start=start,
+                until=until,
+            )
         results[scenario.name] = replay_scenario(
             con,
             changed_catalog,
@@ -483,6 +590,7 @@ def compare(
             ingest=ingest,
             shared=shared,
             activity=activity,
+            serving=servings[serving_key],
         )
         uses_left[key] -= 1
         if uses_left[key] == 0:
@@ -630,12 +738,17 @@ def _comparison(
         .select("scenario", "currency_id", "feature_id", "consumed", "consumed_change")
         .sort("scenario", "currency_id", "feature_id")
     )
+    margin, margin_totals = compare_margins(
+        base, {name: result.margin for name, result in results.items()}
+    )
     return Comparison(
         base=base,
         results=dict(results),
         customers=customers_frame,
         features=features_frame,
         totals=pl.concat(totals, how="vertical_relaxed"),
+        margin=margin,
+        margin_totals=margin_totals,
     )
 
 
