@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Replay usage events through a catalog, the customers' subscriptions, grants and "
             "auto-recharge settings, and write ledger.parquet, denied_events.parquet, "
-            "rejected_events.parquet, balances.parquet, margin.parquet, activity.parquet and summary.json into "
-            "--out."
+            "rejected_events.parquet, balances.parquet, margin.parquet, activity.parquet and "
+            "summary.json into --out."
         ),
     )
     add_replay_arguments(parser)

@@ -23,7 +23,6 @@ import duckdb
 import polars as pl
 
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
-from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate, Feature, UnitCost
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport

@@ -344,8 +344,9 @@ def simulate(
     next (`ledger.api.SharedWork`: same outputs, less work). Rejected events are those of
     ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
     cost. `activity`: how the credit activity stream is derived (`ActivityOptions`: low-balance
-    thresholds, ending-soon days); None derives none. `serving`: the costs to serve of every event in the horizon, computed earlier
-    (`cost_to_serve.serve_costs`; those of events not served are taken off from table `events`).
+    thresholds, ending-soon days); None derives none. `serving`: the costs to serve of every event
+    in the horizon, computed earlier (`cost_to_serve.serve_costs`; those of events not served are
+    taken off from table `events`).
     """
     customers = customers if customers is not None else CustomerInputs()
     problems = customer_problems(customers, catalog)
