@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from pricing_lab.cli.simulate_cmd import add_replay_arguments, load_inputs
@@ -28,38 +26,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pricing_lab.cli.output import comparison_json, comparison_text, print_json
+    from pricing_lab.progress import ProgressDisplay
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.scenarios import compare, load_scenarios
 
     base, scenarios = load_scenarios(args.scenarios)
-    con, catalog, customers, report = load_inputs(args)
-
-    def progress(name: str, done: int, total: int) -> None:
-        if not args.quiet:
-            label = "done" if done == total else f"replaying {name}"
-            print(f"\rcompare: {done}/{total} scenarios, {label}   ", end="", file=sys.stderr)
-            if done == total:
-                print(file=sys.stderr)
-
-    comparison = compare(
-        con,
-        catalog,
-        customers,
-        scenarios,
-        base=base,
-        enforcement=args.enforcement,
-        progress=progress,
-        start=args.start,
-        until=args.until,
-        ingest=report,
-        out_dir=args.out,  # each scenario written as soon as it is replayed
-    )
-    paths = write_comparison(comparison, args.out)
-    totals = comparison.totals.sort("scenario")
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("reading and checking the events")
+        con, catalog, customers, report = load_inputs(args)
+        progress.note(
+            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
+            f"{report.rejected:,} rejected"
+        )
+        comparison = compare(
+            con,
+            catalog,
+            customers,
+            scenarios,
+            base=base,
+            enforcement=args.enforcement,
+            progress=progress.scenarios(),
+            start=args.start,
+            until=args.until,
+            ingest=report,
+            out_dir=args.out,  # each scenario written as soon as it is replayed
+        )
+        paths = write_comparison(comparison, args.out)
     if args.json:
-        rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]
-        print(json.dumps({"base": base, "totals": rows, "events": report.to_dict()}, indent=2))
+        print_json({**comparison_json(comparison), "events": report.to_dict()})
     else:
-        print(totals)
+        print(comparison_text(comparison))
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     return 0

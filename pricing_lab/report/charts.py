@@ -106,7 +106,7 @@ def balance_over_time(
     y = alt.Y("balance:Q", title="balance (credits)")
     tooltip = ["customer_id:N", "currency_id:N", "timestamp:T", _credits_tooltip("balance")]
     if normalize:
-        points = _normalized(points)
+        points = _normalized(points, ledger.filter(pl.col("customer_id").is_in(chosen)))
         y = alt.Y("share_of_peak:Q", title="share of the customer's highest balance")
         y = y.axis(format="%")
         tooltip.append(alt.Tooltip("share_of_peak:Q", format=".0%", title="share of peak"))
@@ -157,7 +157,8 @@ def runout_balances(
         )
         .agg(pl.col("balance_after").min().alias("balance"))
         .with_columns(_as_float("balance"))
-        .sort("scenario", "customer_id", "currency_id", "timestamp")
+        .sort("scenario", "customer_id", "currency_id", "timestamp"),
+        entries,
     ).with_columns(
         (pl.col("customer_id") + pl.lit(" (") + pl.col("currency_id") + pl.lit(")")).alias("panel")
     )
@@ -208,17 +209,33 @@ def _balance_points(
     )
 
 
-def _normalized(points: pl.DataFrame) -> pl.DataFrame:
-    """`points` with `share_of_peak` = balance / the customer's highest balance in `points`
-    (its largest absolute balance when it never held a positive one)."""
+def _normalized(points: pl.DataFrame, entries: pl.DataFrame) -> pl.DataFrame:
+    """`points` with `share_of_peak` = balance / the customer's highest balance after any of its
+    `entries` (its largest absolute balance when it never held a positive one)."""
     keys = ["customer_id", "currency_id"]
-    peak = (
-        pl.when(pl.col("balance").max().over(keys) > 0)
-        .then(pl.col("balance").max().over(keys))
-        .otherwise(pl.col("balance").abs().max().over(keys))
+    peaks = (
+        entries.group_by(keys)
+        .agg(
+            pl.col("balance_after").cast(pl.Float64).max().alias("__high"),
+            pl.col("balance_after").cast(pl.Float64).abs().max().alias("__size"),
+        )
+        .select(
+            *keys,
+            pl.when(pl.col("__high") > 0)
+            .then(pl.col("__high"))
+            .otherwise(pl.col("__size"))
+            .alias("__peak"),
+        )
     )
-    return points.with_columns(
-        pl.when(peak > 0).then(pl.col("balance") / peak).otherwise(0.0).alias("share_of_peak")
+    return (
+        points.join(peaks, on=keys, how="left")
+        .with_columns(
+            pl.when(pl.col("__peak") > 0)
+            .then(pl.col("balance") / pl.col("__peak"))
+            .otherwise(0.0)
+            .alias("share_of_peak")
+        )
+        .drop("__peak")
     )
 
 
@@ -234,9 +251,10 @@ def burn_per_feature(ledger: pl.DataFrame, *, grain: Grain | None = None) -> alt
     if consumed.is_empty():
         return no_data(title, "No credits were consumed.")
     features = consumed["feature_id"].n_unique()
-    span = consumed["timestamp"].max() - consumed["timestamp"].min()  # type: ignore[operator]
+    first, last = consumed["timestamp"].min(), consumed["timestamp"].max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
     # Burn per hour over several days is mostly nights at zero: a day is the finest grain then.
-    finest: Grain = "1d" if span >= BURN_DAILY_FROM else "1h"
+    finest: Grain = "1d" if last - first >= BURN_DAILY_FROM else "1h"
     step = grain or _auto_grain(consumed["timestamp"], features, finest=finest)
     sums = (
         consumed.sort("timestamp")

@@ -670,12 +670,7 @@ def runout_times(ledger: pl.DataFrame, denied_events: pl.DataFrame | None = None
     moments = [consumed]
     if denied_events is not None and denied_events.height:
         moments.append(denied_events.lazy().select(*keys, pl.col("timestamp").alias("runout_at")))
-    return (
-        pl.concat(moments)
-        .group_by(*keys)
-        .agg(pl.col("runout_at").min())
-        .collect()
-    )
+    return pl.concat(moments).group_by(*keys).agg(pl.col("runout_at").min()).collect()
 
 
 # -- sweeps and goal seeking ----------------------------------------------------------------------
