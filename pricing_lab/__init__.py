@@ -7,8 +7,9 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * usage — `ingest_events`, `load_sample_events`, `attribution`, `generate_events`, `usage_report`
 * customers — `load_customers`, `CustomerInputs`, `Subscription`, `Grant`, `AutoRecharge`
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
-* scenarios — `Scenario`, `RateChange`, `load_scenarios`, `compare`, `sweep`, `goal_seek`
-* charts and reports — `charts` (module), `comparison_report`, `write_report`
+* scenarios — `Scenario`, `RateChange`, `load_scenarios`, `compare`, `sweep`, `goal_seek`,
+  `share_within_included`
+* charts and reports — `charts` (module), `comparison_report`, `write_report`, `runout_changes`
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
     from pricing_lab.report import charts
     from pricing_lab.report.build import comparison_report
+    from pricing_lab.report.findings import runout_changes
     from pricing_lab.report.html import write_report
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
     from pricing_lab.simulation.scenarios import (
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
         compare,
         goal_seek,
         load_scenarios,
+        share_within_included,
         sweep,
     )
     from pricing_lab.simulation.simulate import SimulationResult, simulate
@@ -79,6 +82,8 @@ _EXPORTS = {
     "goal_seek": "pricing_lab.simulation.scenarios",
     "comparison_report": "pricing_lab.report.build",
     "write_report": "pricing_lab.report.html",
+    "share_within_included": "pricing_lab.simulation.scenarios",
+    "runout_changes": "pricing_lab.report.findings",
 }
 _MODULES = {"charts": "pricing_lab.report.charts"}
 
@@ -110,6 +115,8 @@ __all__ = [
     "load_sample_events",
     "load_scenarios",
     "open_store",
+    "runout_changes",
+    "share_within_included",
     "simulate",
     "sweep",
     "usage_report",
