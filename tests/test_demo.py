@@ -10,11 +10,12 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.simulation.customers import load_customers
 from pricing_lab.simulation.demo import DEMO_CUSTOMERS, demo_customers, package_text
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 from tests.report.browser import render
 
 
@@ -81,3 +82,20 @@ def test_example_customers_are_the_demo_rules_and_ship_in_the_package() -> None:
     con = duckdb.connect()
     load_sample_events(con)
     assert load_customers(EXAMPLES / "customers.yaml") == demo_customers(con, start=DEFAULT_START)
+
+
+def test_readme_python_snippet_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## From Python and notebooks") :]
+    snippet = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", 10)
+    ]
+    (tmp_path / "examples").symlink_to(EXAMPLES)  # "run from the repository's root"
+    monkeypatch.chdir(tmp_path)
+    names: dict[str, object] = {}
+    exec(compile(snippet, "README.md", "exec"), names)
+    assert (tmp_path / "report.html").stat().st_size > 100_000
+    comparison = names["comparison"]
+    assert "customers who run out" in repr(comparison)
