@@ -4,8 +4,9 @@ A `ProgressDisplay` is told which phase runs (`phase`), and receives the engine'
 `progress(done, total)` callback (`update`) inside a phase. On a terminal it keeps one status line
 up to date, redrawn at least every `tick` seconds (1 s) by a background ticker, so the elapsed time
 moves during long phases that report nothing. When stderr is not a terminal (a log file, a
-scheduler) it writes whole lines only: one when a phase starts and ends, one for progress at most
-every `line_every` seconds (10 s), and one every `line_every` seconds of silence.
+scheduler) it writes whole lines only: one when a phase ends (with its time), one for progress at
+most every `line_every` seconds (10 s), and one every `line_every` seconds of silence. A command
+that stops on an error shows the error alone: the unfinished phase leaves no line.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class ProgressDisplay:
             if self.terminal:
                 self._draw()
             else:
-                self._line(f"{name} …")
+                self._last_line = self._phase_began  # the first line after line_every
         self._start_ticker()
 
     def update(self, done: int, total: int) -> None:
@@ -106,8 +107,8 @@ class ProgressDisplay:
             else:
                 self._line(text, stamp=False)
 
-    def close(self) -> None:
-        """End the last phase and stop the ticker."""
+    def close(self, *, failed: bool = False) -> None:
+        """End the last phase (`failed`: without a line saying it is done) and stop the ticker."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
@@ -115,7 +116,10 @@ class ProgressDisplay:
         if not self.enabled:
             return
         with self._lock:
-            self._end_phase()
+            if failed:
+                self._clear()
+            else:
+                self._end_phase()
             self._phase = ""
 
     def __enter__(self) -> ProgressDisplay:
@@ -127,7 +131,7 @@ class ProgressDisplay:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(failed=error is not None)
 
     def scenarios(self) -> ScenarioProgress:
         """A `compare` progress callback `(scenario, index, count)` shown as phases: costing

@@ -302,19 +302,8 @@ def change_distribution(
     )
     if data.is_empty():
         return no_data(title, "No customer consumed credits in the base and a scenario.")
-    counts = _histogram(data, "change", bins)
     axis_title = "change in credits consumed (%)" if measure == "consumed_change_pct" else measure
-    return (
-        alt.Chart(counts, title=title)
-        .mark_bar(opacity=0.7)
-        .encode(
-            x=alt.X("bin_start:Q", bin="binned", title=axis_title.replace("_", " ")),
-            x2="bin_end:Q",
-            y=alt.Y("customers:Q", title="customers", stack=None, axis=COUNT_AXIS),
-            color=alt.Color("scenario:N"),
-            tooltip=["scenario:N", "bin_start:Q", "bin_end:Q", "customers:Q"],
-        )
-    )
+    return _histogram_chart(_histogram(data, "change", bins), title, axis_title.replace("_", " "))
 
 
 def runout_shift(comparison: pl.DataFrame, *, bins: int = 40) -> alt.Chart:
@@ -329,11 +318,16 @@ def runout_shift(comparison: pl.DataFrame, *, bins: int = 40) -> alt.Chart:
     if data.is_empty():
         return no_data(title, "No customer runs out both in the base and in a scenario.")
     counts = _histogram(data, "shift", bins)
+    return _histogram_chart(counts, title, "days (negative: runs out earlier)")
+
+
+def _histogram_chart(counts: pl.DataFrame, title: str, x_title: str) -> alt.Chart:
+    """Bars of customers per bin and scenario (`_histogram`'s counts), whole-number counts."""
     return (
         alt.Chart(counts, title=title)
         .mark_bar(opacity=0.7)
         .encode(
-            x=alt.X("bin_start:Q", bin="binned", title="days (negative: runs out earlier)"),
+            x=alt.X("bin_start:Q", bin="binned", title=x_title),
             x2="bin_end:Q",
             y=alt.Y("customers:Q", title="customers", stack=None, axis=COUNT_AXIS),
             color=alt.Color("scenario:N"),

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from pricing_lab.cli import main
 from pricing_lab.cli.output import json_text, with_numbers
 from pricing_lab.progress import ProgressDisplay, duration
-from tests.conftest import EXAMPLES
-
-SAMPLE_EVENTS = "sample_events.parquet"
 
 
 def test_json_numbers_are_exact_numbers() -> None:
@@ -64,72 +60,67 @@ def test_progress_in_a_log_is_whole_lines() -> None:
     text = log.getvalue()
     assert "\r" not in text and text.endswith("\n")
     lines = text.splitlines()
-    assert lines[0] == "replaying …"
-    assert [line.split(" · ")[0] for line in lines[1:4]] == [
+    assert [line.split(" · ")[0] for line in lines[:3]] == [
         "replaying: 8/32 customers",
         "replaying: 16/32 customers",
         "replaying: 32/32 customers",
     ]
-    assert lines[4] == "events: 3 read" and lines[5].startswith("replaying: done in ")
+    assert lines[3] == "events: 3 read" and lines[4].startswith("replaying: done in ")
+    assert len(lines) == 5
+
+
+def test_a_failing_command_shows_its_error_alone() -> None:
+    for stream in (io.StringIO(), FakeTerminal()):
+        with pytest.raises(ValueError), ProgressDisplay(stream) as progress:
+            progress.phase("reading the events")
+            raise ValueError("no such file")
+        assert "done" not in stream.getvalue()
+        assert stream.getvalue().endswith(("", "\r\x1b[K"))
     assert duration(3.25) == "3.2 s" and duration(125) == "2 min 05 s"
 
 
-@pytest.fixture(scope="module")
-def sample_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import duckdb
-
-    from pricing_lab.events.real import load_sample_events
-
-    path = tmp_path_factory.mktemp("events") / SAMPLE_EVENTS
-    con = duckdb.connect()
-    load_sample_events(con)
-    con.sql(f"COPY events TO '{path}' (FORMAT PARQUET)")
-    return path
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pricing_lab", *args], capture_output=True, text=True, check=False
-    )
-
-
 def test_simulate_and_compare_print_tables_and_json_numbers(
-    sample_events: Path, tmp_path: Path
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main(["init", str(tmp_path / "lab")]) == 0
+    lab = tmp_path / "lab"
     common = [
-        "--catalog",
-        str(EXAMPLES / "ai_product.yaml"),
-        "--events",
-        str(sample_events),
-        "--customers",
-        str(EXAMPLES / "customers.yaml"),
+        "--catalog", str(lab / "catalog.yaml"), "--events", str(lab / "events.csv"),
+        "--customers", str(lab / "customers.yaml"),
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(["simulate", *common, "--out", str(tmp_path / "sim")]) == 0
+    shown = capsys.readouterr()
+    figures = [line.split("  ")[0] for line in shown.out.splitlines()[5:14]]
+    assert figures == [
+        "customers",
+        "credits granted",
+        "credits consumed",
+        "credits expired",
+        "credits voided",
+        "final balance",
+        "overdraft debt",
+        "credit revenue",
+        "breakage",
     ]
-    shown = run_cli("simulate", *common, "--out", str(tmp_path / "sim"))
-    assert shown.returncode == 0, shown.stderr
-    out = shown.stdout
-    assert "credits consumed    190,484.74" in out and "credit revenue      426.97 USD" in out
-    assert "enterprise" in out and "…" not in out  # every figure shown, nothing elided
-    assert "replaying and checking the ledger: done in" in shown.stderr
+    assert "80.00 USD" in shown.out  # acme's 100,000-credit top-up at 0.0008 USD
+    assert "per plan:" in shown.out and "…" not in shown.out  # nothing elided
+    assert "replaying and checking the ledger: done in" in shown.err
 
-    as_json = run_cli("simulate", *common, "--out", str(tmp_path / "sim2"), "--json", "--quiet")
-    assert as_json.returncode == 0 and as_json.stderr == ""
-    summary = json.loads(as_json.stdout, parse_float=Decimal)
-    assert summary["currencies"][0]["consumed"] == Decimal("190484.74")
-    assert summary["events"]["read"] == 40216 and summary["ledger_entries"] > 40216
+    assert main(["simulate", *common, "--out", str(tmp_path / "s2"), "--json", "--quiet"]) == 0
+    as_json = capsys.readouterr()
+    assert as_json.err == ""
+    summary = json.loads(as_json.out, parse_float=Decimal)
+    assert summary["currencies"][0]["credit_revenue"] == Decimal("80")
+    assert isinstance(summary["currencies"][0]["consumed"], Decimal)  # a number, not text
+    assert summary["events"]["read"] == 709
 
-    compared = run_cli(
-        "compare",
-        *common,
-        "--scenarios",
-        str(EXAMPLES / "scenarios.yaml"),
-        "--out",
-        str(tmp_path / "cmp"),
-        "--json",
-        "--quiet",
-    )
-    assert compared.returncode == 0, compared.stderr
-    result = json.loads(compared.stdout, parse_float=Decimal)
-    base, scenario = result["scenarios"]
-    assert (base["customers_run_out"], scenario["customers_run_out"]) == (9, 11)
-    assert scenario["newly_run_out"] == 2 and scenario["consumed_change"] == Decimal("5215.31")
-    assert result["totals"][0]["customers"] == 50  # counts are numbers, not text
+    scenarios = ["--scenarios", str(lab / "scenarios.yaml")]
+    out = ["--out", str(tmp_path / "cmp"), "--json", "--quiet"]
+    assert main(["compare", *common, *scenarios, *out]) == 0
+    result = json.loads(capsys.readouterr().out, parse_float=Decimal)
+    rows = {row["scenario"]: row for row in result["scenarios"]}
+    assert rows["base"]["consumed_change"] is None  # no change against itself
+    assert rows["chat_x1.2"]["consumed_change"] > 0
+    assert isinstance(rows["strict"]["events_denied"], int) and rows["strict"]["events_denied"] > 0
+    assert result["totals"][0]["customers"] == 4  # counts are numbers, not text
