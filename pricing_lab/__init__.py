@@ -9,9 +9,9 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
 * run-out forecast — `forecast`
 * scenarios — `Scenario`, `RateChange`, `CostChange`, `load_scenarios`, `compare`, `sweep`,
-  `goal_seek`
+  `goal_seek`, `share_within_included`
 * margin — `margin_by`, `negative_margin_customers` (over `SimulationResult.margin`)
-* charts and reports — `charts` (module), `comparison_report`, `write_report`
+* charts and reports — `charts` (module), `comparison_report`, `write_report`, `runout_changes`
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
     from pricing_lab.report import charts
     from pricing_lab.report.build import comparison_report
+    from pricing_lab.report.findings import runout_changes
     from pricing_lab.report.html import write_report
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
     from pricing_lab.simulation.margin import margin_by, negative_margin_customers
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         compare,
         goal_seek,
         load_scenarios,
+        share_within_included,
         sweep,
     )
     from pricing_lab.simulation.simulate import SimulationResult, simulate
@@ -89,6 +91,8 @@ _EXPORTS = {
     "goal_seek": "pricing_lab.simulation.scenarios",
     "comparison_report": "pricing_lab.report.build",
     "write_report": "pricing_lab.report.html",
+    "share_within_included": "pricing_lab.simulation.scenarios",
+    "runout_changes": "pricing_lab.report.findings",
 }
 _MODULES = {"charts": "pricing_lab.report.charts"}
 
@@ -124,6 +128,8 @@ __all__ = [
     "margin_by",
     "negative_margin_customers",
     "open_store",
+    "runout_changes",
+    "share_within_included",
     "simulate",
     "sweep",
     "usage_report",

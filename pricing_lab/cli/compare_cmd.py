@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from decimal import Decimal
 from pathlib import Path
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
@@ -40,44 +37,43 @@ _MONEY = ["revenue", "breakage", "cost_to_serve", "gross_margin", "gross_margin_
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from pricing_lab.cli.output import comparison_json, comparison_text, print_json, rows
+    from pricing_lab.progress import ProgressDisplay
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.output_files import write_table
     from pricing_lab.simulation.scenarios import compare, load_scenarios, scenario_folder
 
     base, scenarios = load_scenarios(args.scenarios)
-    con, catalog, customers, report = load_inputs(args)
-    # Each scenario's changed rates must read dimensions the events have, like the base's.
-    changed = {s.name: s.apply(catalog, customers)[0] for s in scenarios}
-    check_dimensions(con, {"catalog": catalog, **changed}, source=str(args.events))
-
-    def progress(name: str, done: int, total: int) -> None:
-        if not args.quiet:
-            label = "done" if done == total else f"replaying {name}"
-            print(f"\rcompare: {done}/{total} scenarios, {label}   ", end="", file=sys.stderr)
-            if done == total:
-                print(file=sys.stderr)
-
-    with executor_from_args(args) as executor:
-        comparison = compare(
-            con,
-            catalog,
-            customers,
-            scenarios,
-            base=base,
-            enforcement=args.enforcement,
-            progress=progress,
-            start=args.start,
-            until=args.until,
-            ingest=report,
-            out_dir=args.out,  # each scenario written as soon as it is replayed
-            executor=executor,  # None: in this process, without buckets
-            bucket_options=bucket_options(args),
-            activity=activity_options(args, catalog.currencies),
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("reading and checking the events")
+        con, catalog, customers, report = load_inputs(args)
+        # Each scenario's changed rates must read dimensions the events have, like the base's.
+        changed = {s.name: s.apply(catalog, customers)[0] for s in scenarios}
+        check_dimensions(con, {"catalog": catalog, **changed}, source=str(args.events))
+        progress.note(
+            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
+            f"{report.rejected:,} rejected"
         )
-    paths = write_comparison(comparison, args.out)
-    paths.append(write_table(comparison.activity, args.out / "comparison_activity.parquet"))
-    totals = comparison.totals.sort("scenario")
+        with executor_from_args(args) as executor:
+            comparison = compare(
+                con,
+                catalog,
+                customers,
+                scenarios,
+                base=base,
+                enforcement=args.enforcement,
+                progress=progress.scenarios(),
+                start=args.start,
+                until=args.until,
+                ingest=report,
+                out_dir=args.out,  # each scenario written as soon as it is replayed
+                executor=executor,  # None: in this process, without buckets
+                bucket_options=bucket_options(args),
+                activity=activity_options(args, catalog.currencies),
+            )
+        paths = write_comparison(comparison, args.out)
+        paths.append(write_table(comparison.activity, args.out / "comparison_activity.parquet"))
     rejections = {
         name: rejection_report(
             comparison.result(name).rejected_events,
@@ -98,25 +94,16 @@ def run(args: argparse.Namespace) -> int:
         "negative_margin_customers",
     )
     if args.json:
-        rows = [{k: str(v) for k, v in row.items()} for row in totals.iter_rows(named=True)]
-        margin_rows = [
-            {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in row.items()}
-            for row in margin.iter_rows(named=True)
-        ]
-        print(
-            json.dumps(
-                {
-                    "base": base,
-                    "totals": rows,
-                    "events": report.to_dict(),
-                    "rejections": rejections,
-                    "margin": margin_rows,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                **comparison_json(comparison),
+                "events": report.to_dict(),
+                "rejections": rejections,
+                "margin": rows(margin),
+            }
         )
     else:
-        print(totals)
+        print(comparison_text(comparison))
         for name, rejected in rejections.items():
             print(f"scenario {name}: ", end="")
             print_report(rejected)

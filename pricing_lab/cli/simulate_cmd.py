@@ -1,10 +1,8 @@
-"""`pricing-lab simulate`: replay usage events through a catalog and write the SPEC §6 outputs."""
+"""`pricing-lab simulate`: replay usage events through a catalog and write the replay's outputs."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -174,43 +172,54 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
 
 
 def run(args: argparse.Namespace) -> int:
-    from pricing_lab.ledger import stderr_progress
+    from pricing_lab.cli.output import print_json, simulation_text, with_numbers
+    from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.partitioned import simulate_partitioned
-    from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
+    from pricing_lab.simulation.simulate import OUTPUT_FILES, cost, simulate
 
-    con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
-    partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
-    if not args.quiet:
-        print(
-            f"events: {report.rows_read} read, {report.accepted} accepted, "
-            f"{report.rejected} rejected"
-            + (f"; {partitions} customer partitions" if partitions > 1 else ""),
-            file=sys.stderr,
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("reading and checking the events")
+        con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
+        partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
+        progress.note(
+            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
+            f"{report.rejected:,} rejected"
+            + (f"; {partitions} customer partitions" if partitions > 1 else "")
         )
-    options: dict[str, Any] = {
-        "ingest": report,
-        "enforcement": args.enforcement,
-        "start": args.start,
-        "until": args.until,
-        "scenario": args.scenario,
-        "engine": args.engine,
-        "progress": None if args.quiet else stderr_progress(),
-        "activity": activity_options(args, catalog.currencies),
-    }
-    if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
-        from pricing_lab.scale.cli_options import simulate_over_executor
+        options: dict[str, Any] = {
+            "ingest": report,
+            "enforcement": args.enforcement,
+            "start": args.start,
+            "until": args.until,
+            "scenario": args.scenario,
+            "engine": args.engine,
+            "progress": progress.update,
+            "activity": activity_options(args, catalog.currencies),
+        }
+        if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
+            from pricing_lab.scale.cli_options import simulate_over_executor
 
-        result = simulate_over_executor(args, con, catalog, customers, options)
-        paths = [args.out / name for name in OUTPUT_FILES]
-    elif partitions > 1:
-        result = simulate_partitioned(
-            con, catalog, customers, out_dir=args.out, partitions=partitions, **options
-        )
-        paths = [args.out / name for name in OUTPUT_FILES]
-    else:
-        result = simulate(con, catalog, customers, **options)
-        paths = result.write(args.out)
-    summary = result.summary_dict()
+            progress.phase("replaying in customer buckets", unit="customers")
+            result = simulate_over_executor(args, con, catalog, customers, options)
+            paths = [args.out / name for name in OUTPUT_FILES]
+        elif partitions > 1:
+            progress.phase(
+                f"costing, replaying, checking and writing {partitions} partitions",
+                unit="customers",
+            )
+            result = simulate_partitioned(
+                con, catalog, customers, out_dir=args.out, partitions=partitions, **options
+            )
+            paths = [args.out / name for name in OUTPUT_FILES]
+        else:
+            progress.phase("costing the events")
+            costing = cost(con, catalog, customers)
+            progress.phase("replaying and checking the ledger", unit="customers")
+            result = simulate(con, catalog, customers, costing=costing, **options)
+            progress.phase("writing the outputs")
+            paths = result.write(args.out)
+        progress.phase("summarising")
+        summary = result.summary_dict()
     rejections = rejection_report(
         result.rejected_events,
         rows_read=report.rows_read,
@@ -218,15 +227,10 @@ def run(args: argparse.Namespace) -> int:
         known_customers=customers.customer_ids,
     )
     if args.json:
-        print(json.dumps({**summary, "rejections": rejections}, indent=2, sort_keys=True))
+        print_json({**with_numbers(summary), "rejections": rejections}, sort_keys=True)
     else:
-        events = summary["events"]
-        print(
-            f"scenario {result.scenario}: {summary['ledger_entries']} ledger entries, "
-            f"{events['denied']} denied, {events['rejected']} rejected events"
-        )
-        print(result.summary)
+        prices = {c.id: c.price_currency for c in catalog.currencies}
+        print(simulation_text(result, summary, price_currencies=prices, paths=paths))
         print_report(rejections)
-        print("wrote " + ", ".join(str(p) for p in paths))
     enforce(args, {result.scenario: rejections})
     return 0

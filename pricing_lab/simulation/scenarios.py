@@ -468,9 +468,23 @@ class Comparison:
     activity: pl.DataFrame = field(default_factory=pl.DataFrame)
     margin: pl.DataFrame = field(default_factory=pl.DataFrame)
     margin_totals: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # What the report and views say beside the numbers: each credit currency's price currency
+    # (`credits` → `USD`) and each customer's plan(s) (`free → pro` after a plan change).
+    price_currencies: Mapping[str, str] = field(default_factory=dict)
+    plans: Mapping[str, str] = field(default_factory=dict)
 
     def result(self, scenario: str) -> SimulationResult:
         return self.results[scenario]
+
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import comparison_text
+
+        return comparison_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import comparison_html
+
+        return comparison_html(self)
 
 
 def compare(
@@ -560,7 +574,7 @@ def compare(
     for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
         zip(runs, inputs, keys)
     ):
-        if progress is not None and index > 0:
+        if progress is not None:  # index 0 a second time: the costing is done
             progress(scenario.name, index, len(runs))
         serving_key = (
             tuple((f.id, f.cost) for f in changed_catalog.features if f.cost),
@@ -603,9 +617,17 @@ def compare(
     if progress is not None:
         progress("done", len(runs), len(runs))
     counts = [activity_counts(r.activity) for r in results.values() if r.activity is not None]
-    return replace(
+    comparison = replace(
         _comparison(base, results, rows), activity=pl.concat(counts) if counts else pl.DataFrame()
     )
+    plans: dict[str, str] = {}
+    for subscription in sorted(customers.subscriptions, key=lambda s: (s.customer_id, s.start)):
+        held = plans.get(subscription.customer_id)
+        plans[subscription.customer_id] = (
+            subscription.plan_id if held is None else f"{held} → {subscription.plan_id}"
+        )
+    prices = {currency.id: currency.price_currency for currency in catalog.currencies}
+    return replace(comparison, price_currencies=prices, plans=plans)
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
@@ -634,7 +656,11 @@ def _scenario_rows(
         "events_denied",
         pl.col("recharge_spend").alias("recharge_revenue"),
         "breakage",
-    ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
+    ).join(
+        runout_times(result.ledger, result.denied_events),
+        on=["customer_id", "currency_id"],
+        how="left",
+    )
     table = balances.with_columns(pl.lit(name).alias("scenario"))
     features = (
         result.ledger.lazy()  # lazy: only the columns used are filtered
@@ -764,16 +790,20 @@ def _every_scenario(
     return filled.with_columns(*(pl.col(name).fill_null(0) for name in zero)).select(frame.columns)
 
 
-def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
+def runout_times(ledger: pl.DataFrame, denied_events: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per customer and currency, when credits ran out: the first consumption after which the
-    balance was at or below zero (an expiry emptying the balance is not running out)."""
-    return (
+    balance was at or below zero (an expiry emptying the balance is not running out) or, in
+    `block` mode, the first event denied for want of credits, whichever came first."""
+    keys = ["customer_id", "currency_id"]
+    consumed = (
         ledger.lazy()  # lazy: only the columns used are filtered
         .filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
-        .group_by("customer_id", "currency_id")
-        .agg(pl.col("timestamp").min().alias("runout_at"))
-        .collect()
+        .select(*keys, pl.col("timestamp").alias("runout_at"))
     )
+    moments = [consumed]
+    if denied_events is not None and denied_events.height:
+        moments.append(denied_events.lazy().select(*keys, pl.col("timestamp").alias("runout_at")))
+    return pl.concat(moments).group_by(*keys).agg(pl.col("runout_at").min()).collect()
 
 
 # -- sweeps and goal seeking ----------------------------------------------------------------------
@@ -811,7 +841,9 @@ def share_within_included(result: SimulationResult) -> float:
     denied events. A grant expiring unused does not count against it.
     """
     balances = result.balances.join(
-        runout_times(result.ledger), on=["customer_id", "currency_id"], how="left"
+        runout_times(result.ledger, result.denied_events),
+        on=["customer_id", "currency_id"],
+        how="left",
     )
     if balances.is_empty():
         return 1.0

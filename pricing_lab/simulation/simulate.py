@@ -75,6 +75,16 @@ class SimulationResult:
     def scenario(self) -> str:
         return self.replay.scenario
 
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import simulation_text
+
+        return simulation_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import simulation_html
+
+        return simulation_html(self)
+
     @property
     def ledger(self) -> pl.DataFrame:
         if self.ledger_on_disk and self.written_to is not None:
