@@ -3,8 +3,9 @@
 Hypothesis writes malformed catalogs, customer files (YAML and table folders), scenario files and
 event files in every format (Parquet, CSV, NDJSON), runs the real command line in process
 (`pricing_lab.cli.main`) and asserts: exit status 0 or 2, no traceback and no "internal error",
-and for event files, accepted + rejected = rows read. The default budget is a few hundred files
-(about a minute); `PRICING_LAB_LONG=1` (`make long`) runs ten times as many.
+and for event files, accepted + rejected = rows read. The default budget is about 280 files (the
+same ones each run, in a minute or two); `PRICING_LAB_LONG=1 pytest tests/fuzz` runs ten times
+as many, freshly random.
 """
 
 from __future__ import annotations
