@@ -262,6 +262,14 @@ def run_on_sample(folder: Path, command: str, *extra: str) -> None:
     assert_clean(status, stderr)
 
 
+def run_on_yaml(text: str, command: str, option: str, *extra: str) -> None:
+    """`command` over the sample with `text` as the YAML file of `option`."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "input.yaml"
+        path.write_text(text, encoding="utf-8")
+        run_on_sample(Path(folder), command, option, str(path), *extra)
+
+
 @given(text=mutated(yaml.safe_load(CATALOG.read_text())))
 @budget(80)
 def test_malformed_catalogs_are_one_clear_message(text: str) -> None:
@@ -277,10 +285,7 @@ def test_malformed_catalogs_are_one_clear_message(text: str) -> None:
 @given(text=mutated(CUSTOMERS))
 @budget(40)
 def test_malformed_customer_yaml_is_one_clear_message(text: str) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "customers.yaml"
-        path.write_text(text, encoding="utf-8")
-        run_on_sample(Path(folder), "simulate", "--customers", str(path), "--partitions", "1")
+    run_on_yaml(text, "simulate", "--customers", "--partitions", "1")
 
 
 TABLE_COLUMNS = {
@@ -322,10 +327,7 @@ def test_malformed_customer_tables_are_one_clear_message(
 @given(text=mutated(SCENARIOS))
 @budget(12)
 def test_malformed_scenario_files_are_one_clear_message(text: str) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "scenarios.yaml"
-        path.write_text(text, encoding="utf-8")
-        run_on_sample(Path(folder), "compare", "--scenarios", str(path))
+    run_on_yaml(text, "compare", "--scenarios")
 
 
 def test_unreadable_input_files_are_one_clear_message(tmp_path: Path) -> None:
