@@ -21,7 +21,7 @@ DAYS = 7
 TRANSFERS = ("CONSUMPTION_TRANSFER_SOURCE", "CONSUMPTION_TRANSFER_TARGET")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenarios())
 def test_the_stream_equals_a_row_by_row_reading(replay_input: ReplayInput) -> None:
     try:
