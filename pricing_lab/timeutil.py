@@ -5,7 +5,7 @@ Calendar steps (months and years with month-end clamping) are `pricing_lab.ledge
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 Cadence = Literal["monthly", "yearly"]
@@ -36,6 +36,19 @@ def to_micros(value: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """The UTC datetime `micros` microseconds after the Unix epoch."""
     return EPOCH + timedelta(microseconds=micros)
+
+
+def timestamp_value(value: object) -> datetime:
+    """A UTC datetime from what a YAML or JSON document holds: a datetime (naive = UTC), a date
+    (its midnight, UTC) or ISO 8601 text (`2024-03-01`, `2024-03-01T12:00:00Z`, with an offset).
+    Raises `ValueError` for anything else."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    raise ValueError(f"not a timestamp: {value!r}")
 
 
 def __getattr__(name: str) -> Any:

@@ -63,7 +63,7 @@ def test_partitioned_replay_of_the_demo_writes_the_same_bytes(
         assert len(done) == partitions and done[-1][0] == done[-1][1]
         assert result.balances.equals(whole.balances)
         assert result.summary_dict() == whole.summary_dict()
-        assert result.read_ledger().equals(whole.ledger)  # read back from the folder
+        assert result.ledger.equals(whole.ledger)  # read back from the folder
         assert not any(p.name.startswith(".") for p in out.iterdir())  # no scratch left
 
 

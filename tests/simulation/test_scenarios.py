@@ -153,8 +153,10 @@ customers AS (
 SELECT c.customer_id,
        coalesce((SELECT -sum(amount) FROM l WHERE l.customer_id = c.customer_id
                  AND entry_type = 'CONSUMED'), 0)::DECIMAL(38, 2) AS consumed,
-       (SELECT min(timestamp) FROM l WHERE l.customer_id = c.customer_id
-                 AND entry_type = 'CONSUMED' AND balance_after <= 0) AS runout_at,
+       (SELECT min(t) FROM (SELECT timestamp AS t FROM l WHERE l.customer_id = c.customer_id
+                 AND entry_type = 'CONSUMED' AND balance_after <= 0
+                 UNION ALL SELECT timestamp FROM denied d WHERE d.customer_id = c.customer_id)
+       ) AS runout_at,  -- a denied event (block) is running out too
        (SELECT count(*) FROM denied d WHERE d.customer_id = c.customer_id) AS events_denied,
        coalesce((SELECT sum(amount) * 0.01 FROM l WHERE l.customer_id = c.customer_id
                  AND entry_type = 'GRANTED' AND grant_source = 'auto_recharge'), 0)
@@ -418,7 +420,7 @@ def test_compare_cli_writes_parquet_scenarios_and_a_report(
     rejected = pl.read_parquet(out / "scenarios" / "today" / "rejected_events.parquet")
     assert rejected["reason"].to_list() == ["duplicate_event_id"]
     html = (out / "report.html").read_text()
-    assert html.count("class='chart'") == 5 and "https://" not in html.split("<body>")[1][:2000]
+    assert html.count("class='chart'") == 6 and "https://" not in html.split("<body>")[1][:2000]
     assert "today" in captured.out
 
 
@@ -438,10 +440,10 @@ def test_compare_writing_as_it_goes_gives_the_same_results_and_files(tmp_path: P
     write_comparison(in_memory, tmp_path / "after")
     streamed = compare(*inputs, base=base, out_dir=tmp_path / "as_it_goes")
     # only the base keeps its ledger in memory; the others read theirs back, unchanged
-    assert streamed.results[base].ledger_on_disk is None
+    assert not streamed.results[base].ledger_on_disk
     assert all(streamed.results[name].ledger_on_disk for name in HAND_MADE if name != base)
     for name in HAND_MADE:
-        assert streamed.result(name).read_ledger().equals(in_memory.result(name).ledger), name
+        assert streamed.result(name).ledger.equals(in_memory.result(name).ledger), name
     assert streamed.customers.equals(in_memory.customers)
     assert streamed.features.equals(in_memory.features)
     assert streamed.totals.equals(in_memory.totals)
