@@ -240,7 +240,7 @@ def replay_grants(replay_input: ReplayInput, ledger: pl.DataFrame, until: dateti
             .with_columns(pl.coalesce("__rolled_expires", "expires_at").alias("expires_at"))
             .drop("__rolled_expires")
         )
-    return pl.concat([given, recurring, made_table.cast(table_schema)])
+    return pl.concat([given, recurring, made_table.select(table_schema.names()).cast(table_schema)])
 
 
 def activity_counts(activity_table: pl.DataFrame) -> pl.DataFrame:

@@ -113,8 +113,10 @@ def test_the_cli_refuses_with_exit_2_and_one_message(
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(CATALOG_YAML.replace("precision: 2", "precision: 9"))
     events = tmp_path / "events.parquet"
-    # default rate: chat at 0.5 credits per token → 15 billion credits
-    events_frame([ev("e1", "acme", "chat", naive(5), tokens=30_000_000_000)]).write_parquet(events)
+    # default rate: chat at 0.5 credits per token → 0.9 billion credits an event (costing rejects
+    # a single cost of 10^9 or more at precision 9), 11 events: 9.9 billion credits of overdraft
+    rows = [ev(f"e{i}", "acme", "chat", naive(5 + i), tokens=1_800_000_000) for i in range(11)]
+    events_frame(rows).write_parquet(events)
     status = cli("simulate", "--catalog", catalog, "--events", events, "--out", tmp_path / "o")
     err = capsys.readouterr().err
     assert status == 2
