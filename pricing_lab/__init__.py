@@ -7,10 +7,11 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * usage — `ingest_events`, `load_sample_events`, `attribution`, `generate_events`, `usage_report`
 * customers — `load_customers`, `CustomerInputs`, `Subscription`, `Grant`, `AutoRecharge`
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
+* run-out forecast — `forecast`
 * scenarios — `Scenario`, `RateChange`, `CostChange`, `load_scenarios`, `compare`, `sweep`,
-  `goal_seek`
+  `goal_seek`, `share_within_included`
 * margin — `margin_by`, `negative_margin_customers` (over `SimulationResult.margin`)
-* charts and reports — `charts` (module), `comparison_report`, `write_report`
+* charts and reports — `charts` (module), `comparison_report`, `write_report`, `runout_changes`
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ if TYPE_CHECKING:
     from pricing_lab.events.real import attribution, load_sample_events
     from pricing_lab.events.report import usage_report
     from pricing_lab.events.synthetic import generate_events
+    from pricing_lab.forecast import forecast
     from pricing_lab.formula import Formula
     from pricing_lab.ledger import balance_at, check_invariants
     from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
     from pricing_lab.report import charts
     from pricing_lab.report.build import comparison_report
+    from pricing_lab.report.findings import runout_changes
     from pricing_lab.report.html import write_report
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
     from pricing_lab.simulation.margin import margin_by, negative_margin_customers
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
         compare,
         goal_seek,
         load_scenarios,
+        share_within_included,
         sweep,
     )
     from pricing_lab.simulation.simulate import SimulationResult, simulate
@@ -61,6 +65,7 @@ _EXPORTS = {
     "open_store": "pricing_lab.catalog.store",
     "load_catalog_file": "pricing_lab.catalog.yaml_format",
     "Formula": "pricing_lab.formula",
+    "forecast": "pricing_lab.forecast",
     "ingest_events": "pricing_lab.events.ingest",
     "load_sample_events": "pricing_lab.events.real",
     "attribution": "pricing_lab.events.real",
@@ -86,6 +91,8 @@ _EXPORTS = {
     "goal_seek": "pricing_lab.simulation.scenarios",
     "comparison_report": "pricing_lab.report.build",
     "write_report": "pricing_lab.report.html",
+    "share_within_included": "pricing_lab.simulation.scenarios",
+    "runout_changes": "pricing_lab.report.findings",
 }
 _MODULES = {"charts": "pricing_lab.report.charts"}
 
@@ -110,6 +117,7 @@ __all__ = [
     "check_invariants",
     "compare",
     "comparison_report",
+    "forecast",
     "generate_events",
     "goal_seek",
     "ingest_events",
@@ -120,6 +128,8 @@ __all__ = [
     "margin_by",
     "negative_margin_customers",
     "open_store",
+    "runout_changes",
+    "share_within_included",
     "simulate",
     "sweep",
     "usage_report",

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
 from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate, Feature, UnitCost
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
@@ -29,6 +30,8 @@ from pricing_lab.formula import check_formula
 from pricing_lab.ledger.api import SharedWork
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
+from pricing_lab.scale.executors import Executor
+from pricing_lab.scale.run import in_buckets
 from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import cost_events, cost_events_many
 from pricing_lab.simulation.customers import CustomerInputs
@@ -276,13 +279,10 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
 
 def load_scenarios(path: str | Path) -> tuple[str, tuple[Scenario, ...]]:
     """Read a scenario YAML file: `(base name, scenarios)`. See docs/scenarios.md."""
-    from pricing_lab.catalog.yaml_format import parse_yaml
+    from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 
     file = Path(path)
-    try:
-        document = parse_yaml(file.read_text(encoding="utf-8"), source=str(file))
-    except FileNotFoundError:
-        raise InputError(f"{file}: no such scenario file") from None
+    document = parse_yaml(read_text_file(file, what="scenario"), source=str(file))
     if not isinstance(document, Mapping) or not isinstance(document.get("scenarios"), list):
         raise InputError(f"{file}: expected a mapping with a `scenarios:` list")
     return scenarios_from_mapping(document, source=str(file))
@@ -308,7 +308,7 @@ def scenarios_from_mapping(
         if not isinstance(item, Mapping) or not item.get("name"):
             problems.append(Problem(path=here, message="expected a mapping with a name"))
             continue
-        for key in sorted(set(item) - known):
+        for key in sorted(set(item) - known, key=str):
             problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
         enforcement = item.get("enforcement")
         if enforcement not in (None, "overdraft", "block"):
@@ -325,7 +325,7 @@ def scenarios_from_mapping(
             if not isinstance(raw, Mapping) or "feature" not in raw:
                 problems.append(Problem(path=path, message="needs feature"))
                 continue
-            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}):
+            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}, key=str):
                 problems.append(Problem(path=f"{path}.{key}", message="unknown key"))
             rates.append(
                 RateChange(
@@ -342,7 +342,7 @@ def scenarios_from_mapping(
             problems.append(Problem(path=recharge_path, message="expected a mapping"))
         elif recharge is not None:
             known_recharge = {"threshold", "target", "monthly_spend_limit", "grant_expiry"}
-            for key in sorted(set(recharge) - known_recharge - {"disabled"}):
+            for key in sorted(set(recharge) - known_recharge - {"disabled"}, key=str):
                 problems.append(Problem(path=f"{recharge_path}.{key}", message="unknown key"))
             if not isinstance(recharge.get("disabled", False), bool):
                 problems.append(
@@ -464,11 +464,27 @@ class Comparison:
     customers: pl.DataFrame
     features: pl.DataFrame
     totals: pl.DataFrame
+    # Per scenario and customer, how many activity events of each kind (`activity_counts`).
+    activity: pl.DataFrame = field(default_factory=pl.DataFrame)
     margin: pl.DataFrame = field(default_factory=pl.DataFrame)
     margin_totals: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # What the report and views say beside the numbers: each credit currency's price currency
+    # (`credits` → `USD`) and each customer's plan(s) (`free → pro` after a plan change).
+    price_currencies: Mapping[str, str] = field(default_factory=dict)
+    plans: Mapping[str, str] = field(default_factory=dict)
 
     def result(self, scenario: str) -> SimulationResult:
         return self.results[scenario]
+
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import comparison_text
+
+        return comparison_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import comparison_html
+
+        return comparison_html(self)
 
 
 def compare(
@@ -486,6 +502,9 @@ def compare(
     until: datetime | None = None,
     ingest: IngestReport | None = None,
     out_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    bucket_options: Mapping[str, Any] | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
 
@@ -500,7 +519,19 @@ def compare(
     one pass over the events (`costing.cost_events_many`).
     `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
     filled `events`) adds the rows rejected on reading to each scenario's rejected events.
+    `executor`: each scenario replayed in customer buckets on it and written into its folder
+    (`scale.run.simulate_in_buckets`, given `bucket_options` such as `buckets`); needs `out_dir`.
+    `activity`: each scenario's activity stream (see `simulate`); `Comparison.activity` counts it.
     """
+    if executor is not None and out_dir is None:
+        raise ValueError("compare over an executor writes each scenario: give out_dir")
+    replay_scenario = (
+        simulate
+        if executor is None
+        else in_buckets(
+            executor, lambda name: scenario_folder(out_dir or ".", name), bucket_options
+        )
+    )
     problems = validate_scenarios(scenarios, catalog)
     if problems:
         raise ValidationError(problems, source="scenarios")
@@ -543,7 +574,7 @@ def compare(
     for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
         zip(runs, inputs, keys)
     ):
-        if progress is not None and index > 0:
+        if progress is not None:  # index 0 a second time: the costing is done
             progress(scenario.name, index, len(runs))
         serving_key = (
             tuple((f.id, f.cost) for f in changed_catalog.features if f.cost),
@@ -558,7 +589,7 @@ def compare(
                 start=start,
                 until=until,
             )
-        results[scenario.name] = simulate(
+        results[scenario.name] = replay_scenario(
             con,
             changed_catalog,
             changed_customers,
@@ -571,6 +602,7 @@ def compare(
             until=until,
             ingest=ingest,
             shared=shared,
+            activity=activity,
             serving=servings[serving_key],
         )
         uses_left[key] -= 1
@@ -578,13 +610,24 @@ def compare(
             del costings[key]
         result = results[scenario.name]
         rows[scenario.name] = _scenario_rows(scenario.name, result)
-        if out_dir is not None:
+        if out_dir is not None and not result.ledger_on_disk:  # (in buckets: written already)
             folder = scenario_folder(out_dir, scenario.name)
             result.write(folder)
             results[scenario.name] = result.written(folder, keep_ledger=scenario.name == base)
     if progress is not None:
         progress("done", len(runs), len(runs))
-    return _comparison(base, results, rows)
+    counts = [activity_counts(r.activity) for r in results.values() if r.activity is not None]
+    comparison = replace(
+        _comparison(base, results, rows), activity=pl.concat(counts) if counts else pl.DataFrame()
+    )
+    plans: dict[str, str] = {}
+    for subscription in sorted(customers.subscriptions, key=lambda s: (s.customer_id, s.start)):
+        held = plans.get(subscription.customer_id)
+        plans[subscription.customer_id] = (
+            subscription.plan_id if held is None else f"{held} → {subscription.plan_id}"
+        )
+    prices = {currency.id: currency.price_currency for currency in catalog.currencies}
+    return replace(comparison, price_currencies=prices, plans=plans)
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
@@ -613,7 +656,11 @@ def _scenario_rows(
         "events_denied",
         pl.col("recharge_spend").alias("recharge_revenue"),
         "breakage",
-    ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
+    ).join(
+        runout_times(result.ledger, result.denied_events),
+        on=["customer_id", "currency_id"],
+        how="left",
+    )
     table = balances.with_columns(pl.lit(name).alias("scenario"))
     features = (
         result.ledger.lazy()  # lazy: only the columns used are filtered
@@ -743,16 +790,20 @@ def _every_scenario(
     return filled.with_columns(*(pl.col(name).fill_null(0) for name in zero)).select(frame.columns)
 
 
-def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
+def runout_times(ledger: pl.DataFrame, denied_events: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per customer and currency, when credits ran out: the first consumption after which the
-    balance was at or below zero (an expiry emptying the balance is not running out)."""
-    return (
+    balance was at or below zero (an expiry emptying the balance is not running out) or, in
+    `block` mode, the first event denied for want of credits, whichever came first."""
+    keys = ["customer_id", "currency_id"]
+    consumed = (
         ledger.lazy()  # lazy: only the columns used are filtered
         .filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
-        .group_by("customer_id", "currency_id")
-        .agg(pl.col("timestamp").min().alias("runout_at"))
-        .collect()
+        .select(*keys, pl.col("timestamp").alias("runout_at"))
     )
+    moments = [consumed]
+    if denied_events is not None and denied_events.height:
+        moments.append(denied_events.lazy().select(*keys, pl.col("timestamp").alias("runout_at")))
+    return pl.concat(moments).group_by(*keys).agg(pl.col("runout_at").min()).collect()
 
 
 # -- sweeps and goal seeking ----------------------------------------------------------------------
@@ -790,7 +841,9 @@ def share_within_included(result: SimulationResult) -> float:
     denied events. A grant expiring unused does not count against it.
     """
     balances = result.balances.join(
-        runout_times(result.ledger), on=["customer_id", "currency_id"], how="left"
+        runout_times(result.ledger, result.denied_events),
+        on=["customer_id", "currency_id"],
+        how="left",
     )
     if balances.is_empty():
         return 1.0

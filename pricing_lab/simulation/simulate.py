@@ -3,7 +3,8 @@
 `simulate` is what `pricing-lab simulate` and the notebooks call. It reads nothing row by row in
 Python: matching and costing are DuckDB queries, the engine works on columnar arrays. The outputs
 (SPEC §6) are Polars DataFrames and, with `SimulationResult.write`, the files `ledger.parquet`,
-`denied_events.parquet`, `rejected_events.parquet`, `balances.parquet` and `summary.json`, identical
+`denied_events.parquet`, `rejected_events.parquet`, `balances.parquet`, `activity.parquet` and
+`summary.json`, identical
 byte for byte for the same inputs in any row order.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, replay_activity
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
@@ -43,6 +45,7 @@ OUTPUT_FILES = (
     "denied_events.parquet",
     "rejected_events.parquet",
     "balances.parquet",
+    "activity.parquet",
     "margin.parquet",
     "summary.json",
 )
@@ -65,10 +68,22 @@ class SimulationResult:
     # `feature_summary`, so the summary does not read the ledger back.
     ledger_entries: int | None = None
     feature_totals: pl.DataFrame | None = None
+    # The credit activity stream (SPEC §6; None: the replay was asked for none).
+    activity: pl.DataFrame | None = None
 
     @property
     def scenario(self) -> str:
         return self.replay.scenario
+
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import simulation_text
+
+        return simulation_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import simulation_html
+
+        return simulation_html(self)
 
     @property
     def ledger(self) -> pl.DataFrame:
@@ -160,6 +175,8 @@ class SimulationResult:
             if not self.ledger_on_disk:
                 assert ledger is not None
                 write_table(ledger, ledger_path)
+            if self.activity is not None:
+                frames["activity.parquet"] = self.activity
             for name, frame in frames.items():
                 paths.append(write_table(frame, folder / name))
             summary_path = folder / "summary.json"
@@ -327,6 +344,7 @@ def simulate(
     progress: Progress | None = None,
     costing: Costing | None = None,
     shared: SharedWork | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
     serving: pl.DataFrame | None = None,
 ) -> SimulationResult:
     """Replay the events of table `events` through `catalog` and the customers' grants (SPEC §5/6).
@@ -335,8 +353,10 @@ def simulate(
     distinct set of rates); `shared` hands checked inputs from one replay of these events to the
     next (`ledger.api.SharedWork`: same outputs, less work). Rejected events are those of
     ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
-    cost. `serving`: the costs to serve of every event in the horizon, computed earlier
-    (`cost_to_serve.serve_costs`; those of events not served are taken off from table `events`).
+    cost. `activity`: how the credit activity stream is derived (`ActivityOptions`: low-balance
+    thresholds, ending-soon days); None derives none. `serving`: the costs to serve of every event
+    in the horizon, computed earlier (`cost_to_serve.serve_costs`; those of events not served are
+    taken off from table `events`).
     """
     customers = customers if customers is not None else CustomerInputs()
     problems = customer_problems(customers, catalog)
@@ -378,6 +398,7 @@ def simulate(
         rejected_events=with_ingest_rejected(con, ingest, costed.rejected),
         ingest=ingest,
         plan_summary=plans,
+        activity=None if activity is None else replay_activity(result, replay_input, activity),
         margin=margin,
     )
 

@@ -141,10 +141,10 @@ def test_compare_command_writes_and_prints_the_margin(
         ]
     )  # fmt: skip
     assert code == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out, parse_float=Decimal)
     assert [(row["scenario"], row["gross_margin_change"]) for row in printed["margin"]] == [
-        ("base", "0.000000000000"),
-        ("provider_cut", "0.015000000000"),
+        ("base", Decimal("0")),
+        ("provider_cut", Decimal("0.015")),
     ]
     written = pl.read_parquet(out / "comparison_margin_totals.parquet")
     assert written["scenario"].to_list() == ["base", "provider_cut"]
