@@ -17,7 +17,7 @@ one row per customer, plan, feature and currency.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import duckdb
@@ -143,17 +143,25 @@ def serve_costs(
         GROUP BY ALL
         ORDER BY customer_id, plan_id, feature_id, currency_id NULLS FIRST
     """
-    con.register(_SUBSCRIPTIONS, table.to_arrow())
     ids = pl.Series("event_id", [], pl.String) if listed is None else listed.cast(pl.String)
-    con.register(_LISTED, pl.DataFrame({"event_id": ids}).to_arrow())
+    tables = {_SUBSCRIPTIONS: table, _LISTED: pl.DataFrame({"event_id": ids})}
+    return query_over(con, sql, tables, what="the cost to serve").cast(SERVING_SCHEMA)
+
+
+def query_over(
+    con: duckdb.DuckDBPyConnection, sql: str, tables: Mapping[str, pl.DataFrame], *, what: str
+) -> pl.DataFrame:
+    """The result of `sql` reading the frames `tables` (registered under their names for the
+    query only); a DuckDB error is an `InputError` saying that computing `what` failed."""
+    for name, frame in tables.items():
+        con.register(name, frame.to_arrow())
     try:
-        frame = con.sql(sql).pl()
+        return con.sql(sql).pl()
     except duckdb.Error as exc:
-        raise InputError(f"computing the cost to serve failed: {exc}") from None
+        raise InputError(f"computing {what} failed: {exc}") from None
     finally:
-        con.unregister(_SUBSCRIPTIONS)
-        con.unregister(_LISTED)
-    return frame.cast(SERVING_SCHEMA)
+        for name in tables:
+            con.unregister(name)
 
 
 def without(serving: pl.DataFrame, taken: pl.DataFrame) -> pl.DataFrame:

@@ -29,7 +29,6 @@ import duckdb
 import polars as pl
 
 from pricing_lab.catalog.model import Catalog, CreditCurrency
-from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import quote_literal
 from pricing_lab.ledger.model import Grant, Subscription
 from pricing_lab.money import decimal_places
@@ -37,6 +36,7 @@ from pricing_lab.simulation.cost_to_serve import (
     MONEY,
     NO_PLAN_NAME,
     SERVING_SCHEMA,
+    query_over,
     serve_costs,
     without,
 )
@@ -135,16 +135,7 @@ def recognised_revenue(
         FROM valued
         GROUP BY ALL
     """
-    con.register(_LEDGER, per_grant.to_arrow())
-    con.register(_BASES, bases.to_arrow())
-    try:
-        frame = con.sql(sql).pl()
-    except duckdb.Error as exc:
-        raise InputError(f"computing the margin failed: {exc}") from None
-    finally:
-        for name in (_LEDGER, _BASES):
-            con.unregister(name)
-    return frame
+    return query_over(con, sql, {_LEDGER: per_grant, _BASES: bases}, what="the margin")
 
 
 def _settled(
@@ -184,15 +175,7 @@ def _settled(
         FROM o JOIN s ON o.customer_id = s.customer_id AND o.currency_id = s.currency_id
          AND o.reached - o.credits < s.reached AND s.reached - s.credits < o.reached
     """
-    con.register(_OVERDRAWN, overdrawn.to_arrow())
-    con.register(_SETTLING, settling.to_arrow())
-    try:
-        frame = con.sql(sql).pl()
-    except duckdb.Error as exc:
-        raise InputError(f"computing the margin failed: {exc}") from None
-    finally:
-        con.unregister(_OVERDRAWN)
-        con.unregister(_SETTLING)
+    frame = query_over(con, sql, {_OVERDRAWN: overdrawn, _SETTLING: settling}, what="the margin")
     return frame.with_columns(pl.col("credits").cast(overdrawn.schema["credits"]))
 
 
