@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, merged_activity
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import IngestReport, quote_ident, quote_literal
@@ -41,6 +42,7 @@ from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.ledger.inputs import default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
 from pricing_lab.simulation import output_files
+from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import check_event_ids
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.output_files import TableWriter, write_table
@@ -162,6 +164,7 @@ def simulate_partitioned(
     scenario: str = "base",
     engine: str = "fast",
     progress: Progress | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
 ) -> SimulationResult:
     """`simulate(...)` then `.write(out_dir)`, in at most `partitions` customer ranges at a time.
 
@@ -200,6 +203,7 @@ def simulate_partitioned(
         scenario=scenario,
         engine=engine,
         progress=progress,
+        activity=activity,
     )
     seen = _event_times(first_event), _event_times(last_event)
     for _attempt in range(2):
@@ -233,6 +237,7 @@ class _PartitionedRun:
     scenario: str
     engine: str
     progress: Progress | None
+    activity: ActivityOptions | None
 
     def whole_input(self, start: datetime | None, until: datetime | None) -> ReplayInput:
         """The replay's input without consumptions: what every range shares."""
@@ -294,6 +299,15 @@ class _PartitionedRun:
         range_customers = _customers_in(self.customers, span)
         try:
             costing = cost(self.con, self.catalog, range_customers, events=_PART_TABLE)
+            # What serving the range's events costs, before any is excluded (`serve_costs`).
+            serving = serve_costs(
+                self.con,
+                self.catalog,
+                range_customers.subscriptions,
+                events=_PART_TABLE,
+                start=start,
+                until=until,
+            )
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_PART_TABLE}")  # costed: no longer needed
         times = costing.consumptions["timestamp"]
@@ -304,13 +318,16 @@ class _PartitionedRun:
                 self.con,
                 self.catalog,
                 range_customers,
-                events=_PART_TABLE,  # not read: the range is costed
+                # Not read but for the costs to serve of events not served (rejected, denied).
+                events=self.events,
                 enforcement=self.enforcement,
                 start=start,
                 until=until,
                 scenario=self.scenario,
                 engine=self.engine,
                 costing=costing,
+                activity=self.activity,
+                serving=serving,
             )
         return result, _event_times(first), _event_times(last)
 
@@ -393,6 +410,8 @@ class _Outcome:
                 ),
                 rejected_events=_owned(result.rejected_events),
                 plan_summary=_owned(result.plan_summary),
+                activity=None if result.activity is None else _owned(result.activity),
+                margin=_owned(result.margin),
             )
         )
         if first is not None:
@@ -430,16 +449,22 @@ class _Outcome:
             plan_summary=_added(
                 [r.plan_summary for r in self.results], by=["currency_id", "plan_id"]
             ),
+            # Ranges hold consecutive customer ids: stacked in range order, still sorted.
+            margin=_stacked([r.margin for r in self.results]),
             written_to=folder,
             ledger_on_disk=True,
             ledger_entries=int(sum(int(rows.sum()) for rows in self.window_rows)),
             feature_totals=_added(self.feature_totals, by=["currency_id", "feature_id"]),
+            activity=_activity([r.activity for r in self.results]),
         )
         with _renamed_when_done(folder) as partial:
             self._merge_ledger(partial("ledger.parquet"))
             write_table(result.denied_events, partial("denied_events.parquet"))
             write_table(result.rejected_events, partial("rejected_events.parquet"))
             write_table(result.balances, partial("balances.parquet"))
+            if result.activity is not None:
+                write_table(result.activity, partial("activity.parquet"))
+            write_table(result.margin, partial("margin.parquet"))
             partial("summary.json").write_text(summary_json(result.summary_dict()), "utf-8")
         return result
 
@@ -524,6 +549,11 @@ class _PartReader:
             pieces.append(piece)
             rows -= piece.num_rows
         return pa.concat_tables(pieces) if pieces else self._held.slice(0, 0)
+
+
+def _activity(streams: list[pl.DataFrame | None]) -> pl.DataFrame | None:
+    kept = [s for s in streams if s is not None]
+    return merged_activity(kept) if kept else None
 
 
 def _stacked(frames: list[pl.DataFrame]) -> pl.DataFrame:

@@ -3,7 +3,8 @@
 `simulate` is what `pricing-lab simulate` and the notebooks call. It reads nothing row by row in
 Python: matching and costing are DuckDB queries, the engine works on columnar arrays. The outputs
 (SPEC §6) are Polars DataFrames and, with `SimulationResult.write`, the files `ledger.parquet`,
-`denied_events.parquet`, `rejected_events.parquet`, `balances.parquet` and `summary.json`, identical
+`denied_events.parquet`, `rejected_events.parquet`, `balances.parquet`, `activity.parquet` and
+`summary.json`, identical
 byte for byte for the same inputs in any row order.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, replay_activity
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
@@ -32,6 +34,7 @@ from pricing_lab.ledger.frames import TIMESTAMP
 from pricing_lab.ledger.model import CostedConsumptions, Enforcement, Subscription
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.simulation.margin import empty_margin, margin_summary, replay_margin
 from pricing_lab.simulation.output_files import write_table
 from pricing_lab.timeutil import as_utc
 
@@ -42,6 +45,8 @@ OUTPUT_FILES = (
     "denied_events.parquet",
     "rejected_events.parquet",
     "balances.parquet",
+    "activity.parquet",
+    "margin.parquet",
     "summary.json",
 )
 
@@ -54,6 +59,7 @@ class SimulationResult:
     rejected_events: pl.DataFrame
     ingest: IngestReport | None = None
     plan_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
+    margin: pl.DataFrame = field(default_factory=empty_margin)  # `simulation.margin`
     # Where the outputs were already written (`written`): `write` to the same folder does nothing,
     # and with `ledger_on_disk` the ledger is not held in memory but read back from there.
     written_to: Path | None = None
@@ -62,10 +68,22 @@ class SimulationResult:
     # `feature_summary`, so the summary does not read the ledger back.
     ledger_entries: int | None = None
     feature_totals: pl.DataFrame | None = None
+    # The credit activity stream (SPEC §6; None: the replay was asked for none).
+    activity: pl.DataFrame | None = None
 
     @property
     def scenario(self) -> str:
         return self.replay.scenario
+
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import simulation_text
+
+        return simulation_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import simulation_html
+
+        return simulation_html(self)
 
     @property
     def ledger(self) -> pl.DataFrame:
@@ -123,6 +141,7 @@ class SimulationResult:
             "currencies": _json_rows(self.summary),
             "features": _json_rows(features),
             "plans": _json_rows(self.plan_summary),
+            "margin": margin_summary(self.margin),
         }
 
     def write(self, out_dir: str | Path) -> list[Path]:
@@ -137,6 +156,7 @@ class SimulationResult:
             "denied_events.parquet": self.denied_events,
             "rejected_events.parquet": self.rejected_events,
             "balances.parquet": self.balances,
+            "margin.parquet": self.margin,
         }
         ledger_path = folder / "ledger.parquet"
         paths = [ledger_path]
@@ -155,6 +175,8 @@ class SimulationResult:
             if not self.ledger_on_disk:
                 assert ledger is not None
                 write_table(ledger, ledger_path)
+            if self.activity is not None:
+                frames["activity.parquet"] = self.activity
             for name, frame in frames.items():
                 paths.append(write_table(frame, folder / name))
             summary_path = folder / "summary.json"
@@ -322,6 +344,8 @@ def simulate(
     progress: Progress | None = None,
     costing: Costing | None = None,
     shared: SharedWork | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
+    serving: pl.DataFrame | None = None,
 ) -> SimulationResult:
     """Replay the events of table `events` through `catalog` and the customers' grants (SPEC §5/6).
 
@@ -329,7 +353,10 @@ def simulate(
     distinct set of rates); `shared` hands checked inputs from one replay of these events to the
     next (`ledger.api.SharedWork`: same outputs, less work). Rejected events are those of
     ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
-    cost.
+    cost. `activity`: how the credit activity stream is derived (`ActivityOptions`: low-balance
+    thresholds, ending-soon days); None derives none. `serving`: the costs to serve of every event
+    in the horizon, computed earlier (`cost_to_serve.serve_costs`; those of events not served are
+    taken off from table `events`).
     """
     customers = customers if customers is not None else CustomerInputs()
     problems = customer_problems(customers, catalog)
@@ -354,11 +381,25 @@ def simulate(
         shared=shared,
     )
     plans = plan_summary(result.ledger, customers.subscriptions, balances=result.balances)
+    margin = replay_margin(
+        con,
+        catalog,
+        result.ledger,
+        grants=customers.grants,
+        subscriptions=customers.subscriptions,
+        not_served=pl.concat([costed.rejected["event_id"], result.denied_events["event_id"]]),
+        events=events,
+        start=result.start,
+        until=result.until,
+        serving=serving,
+    )
     return SimulationResult(
         replay=result,
         rejected_events=with_ingest_rejected(con, ingest, costed.rejected),
         ingest=ingest,
         plan_summary=plans,
+        activity=None if activity is None else replay_activity(result, replay_input, activity),
+        margin=margin,
     )
 
 
