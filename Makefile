@@ -10,9 +10,10 @@ SYNC_STAMP := $(VENV)/.synced
 # Trust the platform's certificate store (corporate proxies add their own authority there).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: demo test check lint typecheck unit bench long fmt clean setup browser
+.PHONY: demo test check lint typecheck unit bench long fmt clean setup browser lab notebooks
 
 setup: $(SYNC_STAMP)
+	@echo "set up: run \`source .venv/bin/activate\` to put pricing-lab on the PATH (README)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -37,8 +38,8 @@ browser:
 check: lint typecheck
 
 lint: $(SYNC_STAMP)
-	$(RUN) ruff check pricing_lab connectors tests benchmarks
-	$(RUN) ruff format --check pricing_lab connectors tests benchmarks
+	$(RUN) ruff check pricing_lab connectors tests benchmarks notebooks
+	$(RUN) ruff format --check pricing_lab connectors tests benchmarks notebooks
 
 typecheck: $(SYNC_STAMP)
 	$(RUN) mypy
@@ -47,8 +48,16 @@ unit: $(SYNC_STAMP)
 	$(RUN) pytest -q
 
 fmt: $(SYNC_STAMP)
-	$(RUN) ruff format pricing_lab connectors tests benchmarks
-	$(RUN) ruff check --fix pricing_lab connectors tests benchmarks
+	$(RUN) ruff format pricing_lab connectors tests benchmarks notebooks
+	$(RUN) ruff check --fix pricing_lab connectors tests benchmarks notebooks
+
+# JupyterLab on the analyst notebooks (Jupytext keeps each .ipynb and its .py script in step).
+lab: $(SYNC_STAMP)
+	$(RUN) jupyter lab notebooks/
+
+# After editing a notebook's percent script (notebooks/NN_*.py) outside JupyterLab: update its .ipynb.
+notebooks: $(SYNC_STAMP)
+	$(RUN) jupytext --sync notebooks/[0-9]*.py
 
 # Long property runs (20,000 ledger scenarios and more formula examples).
 long: $(SYNC_STAMP)

@@ -7,8 +7,11 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * usage — `ingest_events`, `load_sample_events`, `attribution`, `generate_events`, `usage_report`
 * customers — `load_customers`, `CustomerInputs`, `Subscription`, `Grant`, `AutoRecharge`
 * replay — `simulate`, `SimulationResult`, `balance_at`, `check_invariants`
-* scenarios — `Scenario`, `RateChange`, `load_scenarios`, `compare`, `sweep`, `goal_seek`
-* charts and reports — `charts` (module), `comparison_report`, `write_report`
+* run-out forecast — `forecast`
+* scenarios — `Scenario`, `RateChange`, `CostChange`, `load_scenarios`, `compare`, `sweep`,
+  `goal_seek`, `share_within_included`
+* margin — `margin_by`, `negative_margin_customers` (over `SimulationResult.margin`)
+* charts and reports — `charts` (module), `comparison_report`, `write_report`, `runout_changes`
 """
 
 from __future__ import annotations
@@ -35,19 +38,24 @@ if TYPE_CHECKING:
     from pricing_lab.events.real import attribution, load_sample_events
     from pricing_lab.events.report import usage_report
     from pricing_lab.events.synthetic import generate_events
+    from pricing_lab.forecast import forecast
     from pricing_lab.formula import Formula
     from pricing_lab.ledger import balance_at, check_invariants
     from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
     from pricing_lab.report import charts
     from pricing_lab.report.build import comparison_report
+    from pricing_lab.report.findings import runout_changes
     from pricing_lab.report.html import write_report
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
+    from pricing_lab.simulation.margin import margin_by, negative_margin_customers
     from pricing_lab.simulation.scenarios import (
+        CostChange,
         RateChange,
         Scenario,
         compare,
         goal_seek,
         load_scenarios,
+        share_within_included,
         sweep,
     )
     from pricing_lab.simulation.simulate import SimulationResult, simulate
@@ -57,6 +65,7 @@ _EXPORTS = {
     "open_store": "pricing_lab.catalog.store",
     "load_catalog_file": "pricing_lab.catalog.yaml_format",
     "Formula": "pricing_lab.formula",
+    "forecast": "pricing_lab.forecast",
     "ingest_events": "pricing_lab.events.ingest",
     "load_sample_events": "pricing_lab.events.real",
     "attribution": "pricing_lab.events.real",
@@ -73,18 +82,24 @@ _EXPORTS = {
     "check_invariants": "pricing_lab.ledger",
     "Scenario": "pricing_lab.simulation.scenarios",
     "RateChange": "pricing_lab.simulation.scenarios",
+    "CostChange": "pricing_lab.simulation.scenarios",
+    "margin_by": "pricing_lab.simulation.margin",
+    "negative_margin_customers": "pricing_lab.simulation.margin",
     "load_scenarios": "pricing_lab.simulation.scenarios",
     "compare": "pricing_lab.simulation.scenarios",
     "sweep": "pricing_lab.simulation.scenarios",
     "goal_seek": "pricing_lab.simulation.scenarios",
     "comparison_report": "pricing_lab.report.build",
     "write_report": "pricing_lab.report.html",
+    "share_within_included": "pricing_lab.simulation.scenarios",
+    "runout_changes": "pricing_lab.report.findings",
 }
 _MODULES = {"charts": "pricing_lab.report.charts"}
 
 __all__ = [
     "AutoRecharge",
     "Catalog",
+    "CostChange",
     "CustomerInputs",
     "Formula",
     "Grant",
@@ -102,6 +117,7 @@ __all__ = [
     "check_invariants",
     "compare",
     "comparison_report",
+    "forecast",
     "generate_events",
     "goal_seek",
     "ingest_events",
@@ -109,7 +125,11 @@ __all__ = [
     "load_customers",
     "load_sample_events",
     "load_scenarios",
+    "margin_by",
+    "negative_margin_customers",
     "open_store",
+    "runout_changes",
+    "share_within_included",
     "simulate",
     "sweep",
     "usage_report",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 Cadence = Literal["monthly", "yearly"]
@@ -61,3 +61,16 @@ def period_start(anchor: datetime, cadence: Cadence, index: int) -> datetime:
 def month_start(value: datetime) -> datetime:
     """The start of the UTC calendar month containing `value`."""
     return as_utc(value).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def timestamp_value(value: object) -> datetime:
+    """A UTC datetime from what a YAML or JSON document holds: a datetime (naive = UTC), a date
+    (its midnight, UTC) or ISO 8601 text (`2024-03-01`, `2024-03-01T12:00:00Z`, with an offset).
+    Raises `ValueError` for anything else."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    raise ValueError(f"not a timestamp: {value!r}")

@@ -8,8 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
+import pytest
 
+from pricing_lab.events.real import DEFAULT_START, load_sample_events
+from pricing_lab.simulation.customers import load_customers
+from pricing_lab.simulation.demo import DEMO_CUSTOMERS, demo_customers, package_text
+from tests.conftest import EXAMPLES, REPO
 from tests.report.browser import render
 
 
@@ -26,16 +32,27 @@ def test_demo_runs_prints_the_summary_and_writes_a_report_that_renders(tmp_path:
     seconds = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert seconds < 60, f"the demo took {seconds:.1f} s"
-    # the summary table: one row per scenario, then the attribution of the traces
+    # the headline: scenarios side by side, every figure with its change against the base
     lines = result.stdout.splitlines()
-    rows = [line for line in lines if line.startswith("│ ") and "---" not in line]
-    assert any(line.startswith("│ base ") for line in rows), result.stdout
-    assert any(line.startswith("│ chat_output_1.2x ") for line in rows), result.stdout
-    assert "credits consumed" in result.stdout and "breakage USD" in result.stdout
+    assert lines[0].split() == ["scenario", "base", "chat_output_1.2x"], result.stdout
+    shown = {line.split("  ")[0]: line for line in lines[2:10]}
+    assert list(shown) == [
+        "credits consumed",
+        "credit revenue",
+        "recharge revenue",
+        "breakage",
+        "customers who run out",
+        "newly run out",
+        "no longer run out",
+        "denied events",
+    ]
+    assert "USD" in shown["breakage"] and "%" in shown["credits consumed"]
+    assert re.search(r"customers who run out\s+9\s+11 \(\+2\)", shown["customers who run out"])
     assert "Azure LLM inference trace 2023" in result.stdout and "Mooncake" in result.stdout
     assert "CC-BY 4.0" in result.stdout
-    # progress went to stderr, step by step
+    # progress went to stderr, step by step, in whole lines (stderr is not a terminal here)
     assert [f"[{n}/5]" in result.stderr for n in range(1, 6)] == [True] * 5
+    assert "\r" not in result.stderr and "done in" in result.stderr
     # the results behind the table
     totals = pl.read_parquet(out / "comparison_totals.parquet").sort("scenario")
     assert totals["scenario"].to_list() == ["base", "chat_output_1.2x"]
@@ -47,10 +64,38 @@ def test_demo_runs_prints_the_summary_and_writes_a_report_that_renders(tmp_path:
     report = out / "report.html"
     html = report.read_text(encoding="utf-8")
     charts = len(re.findall(r"<div class='chart' id='chart-\d+-\d+'></div>", html))
-    assert charts == 5
+    assert charts == 6
     assert "<script src=" not in html  # nothing to fetch: works offline
     screenshot = tmp_path / "demo_report.png"
     page = render(report, screenshot)
     assert page.console_errors == ""
     assert page.dom.count('class="marks"') >= charts
+    # who runs out: the two customers who newly run out are named, in the table and the finding
+    assert page.dom.count("newly runs out") == 2 and "newly: cust-00039, cust-00038" in page.dom
+    assert "26.97 USD" in page.dom  # money in cents with its currency
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
+
+
+def test_example_customers_are_the_demo_rules_and_ship_in_the_package() -> None:
+    example = (EXAMPLES / "customers.yaml").read_text(encoding="utf-8")
+    assert package_text(DEMO_CUSTOMERS) == example
+    con = duckdb.connect()
+    load_sample_events(con)
+    assert load_customers(EXAMPLES / "customers.yaml") == demo_customers(con, start=DEFAULT_START)
+
+
+def test_readme_python_snippet_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## From Python and notebooks") :]
+    snippet = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", 10)
+    ]
+    (tmp_path / "examples").symlink_to(EXAMPLES)  # "run from the repository's root"
+    monkeypatch.chdir(tmp_path)
+    names: dict[str, object] = {}
+    exec(compile(snippet, "README.md", "exec"), names)
+    assert (tmp_path / "report.html").stat().st_size > 100_000
+    comparison = names["comparison"]
+    assert "customers who run out" in repr(comparison)

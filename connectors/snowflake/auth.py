@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connectors.snowflake.config import KEY_PAIR_AUTHENTICATOR, SnowflakeCredentials
@@ -40,6 +41,35 @@ CREDENTIAL_REJECTION_CODES = frozenset(
 PassphrasePrompt = Callable[[str], str | bytes]
 # Keeps the driver from sending out-of-band telemetry: the session talks to its account only.
 SESSION_PARAMETERS: Mapping[str, object] = {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}
+DEFAULT_TIMEOUT_SECONDS = 45
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """How long the driver may spend on one request before it counts as failed, in seconds.
+
+    Without them the driver retries a query forever when Snowflake becomes unreachable and a
+    login for two minutes. `login`: retries of the login request (driver `login_timeout`);
+    `network`: retries of any other request, and also the longest one statement may run (the
+    driver cancels it then: raise it for loads whose MERGE takes longer); `socket`: one HTTP
+    read or connect (the driver advises at least 45 s: Snowflake answers a long query's request
+    after about 45 s with "still running"). See docs/snowflake-export.md, "Bounded failure".
+    """
+
+    login: int = DEFAULT_TIMEOUT_SECONDS
+    network: int = DEFAULT_TIMEOUT_SECONDS
+    socket: int = DEFAULT_TIMEOUT_SECONDS
+
+    @classmethod
+    def all(cls, seconds: int) -> Timeouts:
+        return cls(login=seconds, network=seconds, socket=seconds)
+
+    def driver_options(self) -> dict[str, int]:
+        return {
+            "login_timeout": self.login,
+            "network_timeout": self.network,
+            "socket_timeout": self.socket,
+        }
 
 
 def load_configured_key(
@@ -116,12 +146,14 @@ def connect(
     *,
     prompt: PassphrasePrompt | None = None,
     session_parameters: Mapping[str, object] | None = None,
+    timeouts: Timeouts | None = None,
     **driver_options: Any,
 ) -> SnowflakeConnection:
     """Open a `snowflake.connector` connection with key-pair (SNOWFLAKE_JWT) authentication.
 
     `credentials.host/port/protocol` override the account's URL (e.g. a local test server).
-    `driver_options` go to `snowflake.connector.connect` as they are (e.g. `login_timeout`).
+    `timeouts` bound each request (default `Timeouts()`: 45 s each); `driver_options` go to
+    `snowflake.connector.connect` as they are and win over `timeouts`.
     Raises `AuthenticationRefusedError` (with the key's fingerprint and what to check) when
     Snowflake refuses the JWT, `SnowflakeUnavailableError` when it cannot be reached, and the
     `KeyLoadError` family when the key cannot be loaded.
@@ -131,6 +163,7 @@ def connect(
     arguments = connect_arguments(credentials, key)
     if session_parameters is not None:
         arguments["session_parameters"] = dict(session_parameters)
+    arguments.update((timeouts or Timeouts()).driver_options())
     arguments.update(driver_options)
     issuer = jwt_issuer(credentials.account, credentials.user, key.fingerprint)
     logger.debug("connecting to Snowflake as %s with key %s", issuer, key.source)

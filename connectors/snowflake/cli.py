@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
     keys = subparsers.add_parser(
         "keys",
         help="Snowflake key-pair tooling: generate, fingerprint, rotate, doctor",
-        description="Key-pair (JWT) authentication tooling for Snowflake (SPEC §7). Passphrases "
+        description="Key-pair (JWT) authentication tooling for Snowflake "
+        "(docs/snowflake-auth.md). Passphrases "
         f"are read from an environment variable (default {PASSPHRASE_ENV}) or prompted for, "
         "never taken from the command line.",
     )

@@ -196,24 +196,39 @@ def snowflake_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get(HOME_ENV) or "~/.snowflake").expanduser()
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The parsed file (None when absent) and a problem text when it cannot be read."""
-    if not path.is_file():
+_TOML_FIX = (
+    'fix the file (one [name] table of settings per connection, e.g. account = "myorg-acct") '
+    f"or point {HOME_ENV} to another folder"
+)
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any] | None, Problem | None]:
+    """The parsed file (None when absent or unusable) and, for a file that exists but cannot be
+    used, a problem naming the file, the place in it and the fix."""
+    if not path.exists():
         return None, None
+    if path.is_dir():
+        return None, Problem(path=str(path), message=f"is a folder, not a file; {_TOML_FIX}")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle), None
     except tomllib.TOMLDecodeError as exc:
-        return None, f"{path} is not valid TOML ({exc})"
+        # The parser's message ends with the place: "(at line 3, column 7)".
+        return None, Problem(path=str(path), message=f"is not valid TOML: {exc}; {_TOML_FIX}")
+    except UnicodeDecodeError as exc:
+        line = bytes(exc.object[: exc.start]).count(b"\n") + 1
+        return None, Problem(
+            path=str(path), message=f"is not UTF-8 text (at line {line}); {_TOML_FIX}"
+        )
     except OSError as exc:
-        return None, f"{path} cannot be read ({exc.strerror})"
+        return None, Problem(path=str(path), message=f"cannot be read ({exc.strerror})")
 
 
 def _connection_name(
     explicit: str | None,
     env: Mapping[str, str],
     config_file: Path,
-    config: tuple[dict[str, Any] | None, str | None],
+    config: tuple[dict[str, Any] | None, Problem | None],
     problems: list[Problem],
 ) -> tuple[str, str, bool]:
     """The connection name, where it came from, and whether it was asked for explicitly.
@@ -225,7 +240,7 @@ def _connection_name(
         return env[CONNECTION_NAME_ENV], f"environment variable {CONNECTION_NAME_ENV}", True
     document, problem = config
     if problem:
-        problems.append(Problem(path="config.toml", message=problem))
+        problems.append(problem)
     name = (document or {}).get("default_connection_name")
     if isinstance(name, str) and name:
         return name, f"default_connection_name in {config_file}", True
@@ -238,10 +253,14 @@ def _toml_connection(
     path: Path,
     document: dict[str, Any] | None,
     config: dict[str, Any] | None,
+    *,
+    unusable: bool,
 ) -> tuple[dict[str, Any], bool, str | None]:
     """The connection's table, whether it exists, and an error when a named one is missing.
 
-    `document` is connections.toml at `path` and `config` is config.toml (None when absent)."""
+    `document` is connections.toml at `path` and `config` is config.toml (None when absent).
+    `unusable`: the file exists but cannot be read; that problem is reported on its own, so a
+    named connection is not also said to be missing."""
     tables: dict[str, Any] = dict(document or {})
     # config.toml may also hold [connections.NAME] tables; connections.toml wins.
     nested = (config or {}).get("connections")
@@ -250,7 +269,14 @@ def _toml_connection(
     table = tables.get(name)
     if isinstance(table, dict):
         return table, True, None
-    if named_explicitly:
+    if name in tables:
+        return (
+            {},
+            False,
+            f"connection '{name}' in {path} is not a table of settings (write it as [{name}] "
+            "followed by key = value lines)",
+        )
+    if named_explicitly and not unusable:
         known = sorted(k for k, v in tables.items() if isinstance(v, dict))
         where = f"{path}" if document is not None else f"{path} (file not found)"
         return (
@@ -295,12 +321,14 @@ def resolve_settings(
     )
     document, toml_problem = _read_toml(toml_file)
     if toml_problem:
-        problems.append(Problem(path="connections.toml", message=toml_problem))
+        problems.append(toml_problem)
     table, found, connection_error = _toml_connection(
-        name, named_explicitly, toml_file, document, config[0]
+        name, named_explicitly, toml_file, document, config[0], unusable=toml_problem is not None
     )
     toml_place = f"{toml_file} [{name}]"
-    if document is None and toml_problem is None:
+    if toml_problem is not None:
+        toml_place += " (file unusable, see above)"
+    elif document is None:
         toml_place += " (file not found)"
     elif not found:
         toml_place += " (no such connection)"
@@ -448,7 +476,13 @@ def missing_settings(resolved: ResolvedSettings) -> list[Problem]:
 
 
 def credentials_from_settings(resolved: ResolvedSettings) -> SnowflakeCredentials:
-    """Credentials from resolved settings; raises when a connection, value or setting is wrong."""
+    """Credentials from resolved settings; raises when a connection, value or setting is wrong.
+
+    A configuration file that exists but cannot be used is reported first, on its own: it is
+    what to fix, and the settings it would have given would only show up as missing."""
+    file_problems = [p for p in resolved.problems if p.path.endswith(".toml")]
+    if file_problems:
+        raise InvalidSettingsError(file_problems, source="Snowflake configuration")
     if resolved.connection_error:
         raise ConnectionNotFoundError(resolved.connection_error)
     invalid = validate_settings(resolved)

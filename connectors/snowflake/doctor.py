@@ -165,7 +165,8 @@ def diagnose(
             Check(level="error", code="connection_not_found", message=resolved.connection_error)
         )
     for problem in validate_settings(resolved):
-        checks.append(Check(level="error", code="invalid_setting", message=str(problem)))
+        code = "config_file_unusable" if problem.path.endswith(".toml") else "invalid_setting"
+        checks.append(Check(level="error", code=code, message=str(problem)))
     for problem in missing_settings(resolved):
         checks.append(Check(level="error", code="missing_setting", message=str(problem)))
     for key_name in resolved.unknown_toml_keys:

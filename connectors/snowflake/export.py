@@ -8,14 +8,23 @@ the connection's current database and schema. Design (docs/snowflake-export.md):
   above the last successful export's watermark). A table whose hash equals the one recorded by
   the last successful export that included it does not move. The run id hashes the previous
   successful run id and the moving tables' hashes, so an interrupted run, started again on the
-  same data, gets the same id and resumes: same stage paths (`PUT … OVERWRITE`), staging tables
-  re-created, MERGE (idempotent), and the per-table counts recorded before the first MERGE.
+  same data, gets the same id and resumes with the per-table counts recorded before its MERGE.
+- **Fenced.** Each attempt (one process's run) stages into its own stage path and its own
+  transient staging tables, named by its lock holder id; every statement that changes a target
+  or records the run checks in its own text that the attempt still holds the lock, and the MERGE
+  source holds one row per key. A run that lost the lock (stalled past its lease and taken over)
+  can never change a target table.
 - **Recorded last.** EXPORT_RUN_TABLES rows (counts planned before MERGE, content hash,
   watermark) only count once the run's EXPORT_RUNS row exists, written after every MERGE.
 - **Lock.** One row in EXPORT_LOCK, taken with a compare-and-set UPDATE holding a lease that is
   renewed after each table; a second export is refused (`ExportLockedError`) or waits.
-- **Retries.** Each step is a retryable unit; transient driver errors are retried with
-  exponential backoff on a fresh connection, terminal ones stop with what to fix.
+- **Nothing left behind.** A run drops its staging tables and removes its stage files when it
+  ends (success or failure); after taking the lock it removes what killed runs left (staging
+  tables and stage paths of attempts other than itself and the current holder) and their local
+  Parquet folders.
+- **Bounded retries.** Each step is a retryable unit; transient driver errors are retried with
+  exponential backoff on a fresh connection, for at most `RetryPolicy.give_up_after` seconds
+  after the first failure; terminal ones stop with what to fix.
 - **Fault injection.** `ExportOptions.fail_after(step, table)` (or the environment variable
   `PRICING_LAB_EXPORT_FAIL_AFTER=step[:table]`) runs after every step, so tests can stop an
   export anywhere and check that running it again ends in the same tables.
@@ -27,8 +36,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -65,7 +77,20 @@ from connectors.snowflake.tables import (
 from pricing_lab.errors import PricingLabError, Problem
 
 FAIL_AFTER_ENV = "PRICING_LAB_EXPORT_FAIL_AFTER"
-STEPS = ("lock", "schema", "put", "copy", "plan", "merge", "before_record", "record")
+# Points an export passes, in order (per table: schema … merge); the fault hook runs at each.
+STEPS = (
+    "begin",
+    "lock",
+    "schema",
+    "put",
+    "copy",
+    "plan",
+    "merge",
+    "before_record",
+    "record",
+    "cleanup",
+)
+WORK_DIR_PREFIX = "pricing-lab-export-"
 FaultHook = Callable[[str, str], None]
 Connect = Callable[[], Any]
 T = TypeVar("T")
@@ -73,12 +98,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """Exponential backoff for transient errors: `attempts` tries in all per step."""
+    """Exponential backoff for transient errors: at most `attempts` tries per step, and no new
+    try once `give_up_after` seconds have passed since the step first failed (so an unreachable
+    Snowflake ends the export within about `give_up_after` + one try's timeouts)."""
 
     attempts: int = 5
     initial_delay: float = 0.5
     max_delay: float = 30.0
     multiplier: float = 2.0
+    give_up_after: float = 45.0
 
     def delay(self, failed_attempts: int) -> float:
         """Seconds to wait after the n-th failed attempt (1-based)."""
@@ -216,12 +244,15 @@ class ExportReport:
 
 
 class _Session:
-    """One connection to Snowflake, re-opened after transient errors; statements retried."""
+    """One connection to Snowflake, re-opened after transient errors; steps retried."""
 
     def __init__(self, connect: Connect, options: ExportOptions) -> None:
         self._connect = connect
         self._options = options
         self._connection: Any = None
+        # True after a transient failure: the connection was dropped, Snowflake may be out of
+        # reach, so best-effort clean-up is skipped rather than waiting for more timeouts.
+        self.broken = False
 
     def _cursor(self) -> Any:
         if self._connection is None:
@@ -240,9 +271,14 @@ class _Session:
     def retrying(self, during: str, action: Callable[[], T]) -> T:
         """Run `action`, retrying transient errors with backoff; terminal ones stop the export."""
         policy = self._options.retry
-        for attempt in range(1, policy.attempts + 1):
+        first_failure: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                return action()
+                result = action()
+                self.broken = False
+                return result
             except PricingLabError as exc:
                 if classify(exc) == "terminal":
                     raise
@@ -251,18 +287,21 @@ class _Session:
                 if classify(exc) == "terminal":
                     raise ExportTerminalError(terminal_message(exc, during=during)) from exc
                 last = exc
-            if attempt == policy.attempts:
-                break
+            self.drop()
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
             delay = policy.delay(attempt)
+            if attempt >= policy.attempts or now + delay - first_failure > policy.give_up_after:
+                break
             self._report(
                 f"transient error while {during} ({_short(last)}); retry {attempt} in {delay:.1f} s"
             )
-            self.close()
             self._options.sleep(delay)
         raise RetriesExhaustedError(
-            f"Snowflake export failed while {during} after {policy.attempts} attempts: "
-            f"{_short(last)}. The error looks transient (network, server or lock contention): "
-            "run the export again later; it resumes where it stopped."
+            f"Snowflake export failed while {during} after {attempt} attempt(s) in "
+            f"{time.monotonic() - first_failure:.0f} s: {_short(last)}. The error looks "
+            "transient (network, server or lock contention): run the export again later; it "
+            "resumes where it stopped."
         ) from last
 
     def execute(self, during: str, statement: str, params: dict[str, Any] | None = None) -> Any:
@@ -273,15 +312,43 @@ class _Session:
     ) -> list[tuple[Any, ...]]:
         return self.retrying(during, lambda: self.rows(statement, params))
 
+    def best_effort(self, statement: str, params: dict[str, Any] | None = None) -> bool:
+        """Run a clean-up statement once, without retries; False when it failed (or Snowflake
+        looked unreachable, when it is not tried at all)."""
+        if self.broken:
+            return False
+        try:
+            self.run(statement, params)
+        except Exception:
+            return False
+        return True
+
     def _report(self, message: str) -> None:
         if self._options.progress is not None:
             self._options.progress(message)
 
+    def drop(self) -> None:
+        """Let go of a connection that failed: closed in the background, since logging out
+        through a broken network would wait for the driver's timeouts."""
+        self.broken = True
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            threading.Thread(
+                target=_close_quietly, args=(connection,), name="close snowflake", daemon=True
+            ).start()
+
     def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):  # a broken connection may fail to close
-                self._connection.close()
-            self._connection = None
+        if self.broken:
+            self.drop()
+            return
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            _close_quietly(connection)
+
+
+def _close_quietly(connection: Any) -> None:
+    with contextlib.suppress(Exception):  # a broken connection may fail to close
+        connection.close()
 
 
 def _short(exc: BaseException) -> str:
@@ -296,6 +363,19 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+_HOLDER_INFO = re.compile(r"^(?P<host>\S+) pid (?P<pid>\d+) ")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 class _Lock:
     """The export lock: a lease in EXPORT_LOCK taken by compare-and-set, renewed per table."""
 
@@ -307,24 +387,38 @@ class _Lock:
         self.info = f"{socket.gethostname()} pid {os.getpid()} at {_utcnow().isoformat()}Z"
         self.held = False
 
-    def _params(self, **extra: Any) -> dict[str, Any]:
-        return {"name": sql.LOCK_NAME, "holder": self.holder, **extra}
+    @property
+    def attempt(self) -> str:
+        """This run's attempt id: names its staging tables and stage path."""
+        return self.holder[:16]
+
+    def params(self, **extra: Any) -> dict[str, Any]:
+        return {"lock_name": sql.LOCK_NAME, "name": sql.LOCK_NAME, "holder": self.holder, **extra}
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self._options.lock_wait
         while True:
             now = _utcnow()
-            params = self._params(info=self.info, now=now, expires=now + self._options.lock_ttl)
+            params = self.params(info=self.info, now=now, expires=now + self._options.lock_ttl)
             self._session.execute("taking the export lock", sql.ACQUIRE_LOCK, params)
-            rows = self._session.query("reading the export lock", sql.READ_LOCK, self._params())
+            rows = self._session.query("reading the export lock", sql.READ_LOCK, self.params())
             if not rows:  # a new (or emptied) lock table: add its row, then try again
-                self._session.execute("creating the export lock", sql.SEED_LOCK, self._params())
+                self._session.execute("creating the export lock", sql.SEED_LOCK, self.params())
                 continue
             if all(row[0] == self.holder for row in rows):
                 self.held = True
                 return
             others = [row for row in rows if row[0] != self.holder]
-            info, expires = (others[0][1], others[0][2]) if others else ("?", "?")
+            holder, info, expires = others[0] if others else (None, "?", "?")
+            if holder is not None and self._dead_here(str(info)):
+                # Its process is gone from this machine: take over at once, compare-and-set on
+                # the dead holder so that two runs taking over cannot both win.
+                self._session.execute(
+                    "taking over the lock of a dead export",
+                    sql.TAKE_OVER_LOCK,
+                    {**params, "dead": holder},
+                )
+                continue
             if time.monotonic() >= deadline:
                 raise ExportLockedError(
                     f"another export to {self._where} is running (lock held by {info}, lease "
@@ -336,21 +430,55 @@ class _Lock:
                 )
             self._options.sleep(min(1.0, max(0.0, deadline - time.monotonic())) or 0.05)
 
+    @staticmethod
+    def _dead_here(info: str) -> bool:
+        match = _HOLDER_INFO.match(info)
+        return (
+            match is not None
+            and match["host"] == socket.gethostname()
+            and int(match["pid"]) != os.getpid()
+            and not _pid_alive(int(match["pid"]))
+        )
+
+    def lost(self) -> LockLostError:
+        self.held = False
+        return LockLostError(
+            f"the export lock on {self._where} expired and was taken by another export; "
+            "this export stopped without changing any table. Run it again (it resumes) and "
+            "raise the lock lease (--lock-ttl) if tables take longer than the lease to load."
+        )
+
+    def current_holder(self) -> str | None:
+        rows = self._session.query("reading the export lock", sql.READ_LOCK, self.params())
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def verify(self) -> None:
+        """Raise `LockLostError` unless this run still holds the lock (after a fenced change)."""
+        if self.current_holder() != self.holder:
+            raise self.lost()
+
+    def still_held(self) -> bool | None:
+        """Whether the lock is still this run's (None when that cannot be checked now)."""
+        if self._session.broken:
+            return None
+        try:
+            rows = self._session.rows(sql.READ_LOCK, self.params())
+        except Exception:
+            return None
+        return bool(rows) and rows[0][0] == self.holder
+
     def renew(self) -> None:
-        params = self._params(expires=_utcnow() + self._options.lock_ttl)
+        params = self.params(expires=_utcnow() + self._options.lock_ttl)
         cursor = self._session.execute("renewing the export lock", sql.RENEW_LOCK, params)
         if cursor.rowcount == 0:
-            raise LockLostError(
-                f"the export lock on {self._where} expired and was taken by another export; "
-                "this export stopped. Run it again (it resumes) and raise the lock lease "
-                "(--lock-ttl) if tables take longer than the lease to load."
-            )
+            raise self.lost()
 
     def release(self) -> None:
         if not self.held:
             return
-        with contextlib.suppress(PricingLabError):  # else the lease expires on its own
-            self._session.execute("releasing the export lock", sql.RELEASE_LOCK, self._params())
+        # Once, without retries: if Snowflake is out of reach the lease expires on its own, and
+        # the next export on this machine takes over a lock whose process is gone.
+        self._session.best_effort(sql.RELEASE_LOCK, self.params())
         self.held = False
 
 
@@ -570,10 +698,11 @@ def export_tables(
 ) -> ExportReport:
     """Export `tables` to the connection's current database and schema; returns the report.
 
-    `connect()` opens a DB-API connection (e.g. `connectors.snowflake.auth.connect`); it is
-    called again after a transient error. Raises `ExportLockedError` when another export holds
-    the lock, `SchemaConflictError` for a column type change, `ExportTerminalError` for what
-    needs fixing (grants, objects), `RetriesExhaustedError` when transient errors persist, and
+    `connect()` opens a DB-API connection (e.g. `connectors.snowflake.auth.connect`, whose
+    timeouts bound each request); it is called again after a transient error. Raises
+    `ExportLockedError` when another export holds the lock, `LockLostError` when this one lost
+    it, `SchemaConflictError` for a column type change, `ExportTerminalError` for what needs
+    fixing (grants, objects), `RetriesExhaustedError` when transient errors persist, and
     `ValidationError` for rows that cannot be exported exactly. Running it again after any
     failure resumes and ends with the tables one uninterrupted run leaves.
     """
@@ -586,11 +715,25 @@ def export_tables(
         raise ExportTerminalError(f"a table is listed twice in the export: {names}")
     started = datetime.now(UTC)
     session = _Session(connect, options)
-    with tempfile.TemporaryDirectory(prefix="pricing-lab-export-", dir=options.work_dir) as tmp:
+    remove_dead_work_dirs(options.work_dir)
+    prefix = f"{WORK_DIR_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=options.work_dir) as tmp:
         try:
             return _Export(session, table_list, options, Path(tmp), started).run()
         finally:
             session.close()
+
+
+def remove_dead_work_dirs(work_dir: Path | None) -> list[Path]:
+    """Remove the local Parquet folders of exports whose process is gone (killed runs)."""
+    folder = Path(work_dir or tempfile.gettempdir())
+    removed = []
+    for path in folder.glob(f"{WORK_DIR_PREFIX}*-*"):
+        pid = path.name[len(WORK_DIR_PREFIX) :].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class _Export:
@@ -608,6 +751,8 @@ class _Export:
         self.folder = folder
         self.started = started
         self.statements: list[str] = []
+        self.staged: list[str] = []  # this attempt's staging tables (dropped at the end)
+        self.put_files = False
 
     def progress(self, message: str) -> None:
         if self.options.progress is not None:
@@ -620,7 +765,7 @@ class _Export:
     def sql(self, statement: str, params: dict[str, Any] | None = None) -> Any:
         """A statement that changes Snowflake: only recorded in a dry run, else executed."""
         if self.options.dry_run:
-            self.statements.append(statement)
+            self.statements.append(sql.render(statement, params))
             return None
         return self.session.run(statement, params)
 
@@ -636,6 +781,8 @@ class _Export:
 
     def run(self) -> ExportReport:
         session = self.session
+        if not self.options.dry_run:
+            self.step_done("begin", "")
         location = session.query("reading the current database and schema", sql.CURRENT_SCHEMA)
         database, schema = location[0] if location else (None, None)
         if not schema:
@@ -645,20 +792,80 @@ class _Export:
             )
         self.database, self.schema = str(database), str(schema)
         where = f"{database}.{schema}"
-        if not self.options.dry_run:
-            existing = _read_columns(session, self.schema)
-            session.execute("creating the export stage", sql.create_stage())
-            for name in (EXPORT_RUNS, EXPORT_RUN_TABLES, EXPORT_LOCK):
-                if name not in existing:
-                    session.execute(f"creating {name}", sql.create_bookkeeping(name))
         lock = _Lock(session, self.options, where)
-        try:
-            if not self.options.dry_run:
-                lock.acquire()
-                self.step_done("lock", "")
+        if self.options.dry_run:
             return self._run_locked(lock)
+        existing = _read_columns(session, self.schema)
+        session.execute("creating the export stage", sql.create_stage())
+        for name in (EXPORT_RUNS, EXPORT_RUN_TABLES, EXPORT_LOCK):
+            if name not in existing:
+                session.execute(f"creating {name}", sql.create_bookkeeping(name))
+        try:
+            lock.acquire()
+            self.unit(
+                "lock", "", "removing what killed exports left", lambda: self._leftovers(lock)
+            )
+            report = self._run_locked(lock)
+            self.unit("cleanup", "", "removing the run's staging tables and files", lambda: None)
+            self._clean_own(lock, strict=True)
+            return report
+        except BaseException as exc:
+            self._clean_own(lock, strict=False)
+            # A run that lost the lock may fail on what its successor removed (its staging
+            # table, its files): that is the lost lock, said as such.
+            expected = isinstance(exc, LockLostError | InjectedFault)
+            if (
+                isinstance(exc, Exception)
+                and not expected
+                and lock.held
+                and lock.still_held() is False
+            ):
+                raise lock.lost() from exc
+            raise
         finally:
             lock.release()
+
+    def _leftovers(self, lock: _Lock) -> None:
+        """Drop staging tables and stage paths of attempts other than this one and the current
+        lock holder: what killed or superseded runs left. The holder is read after listing, so
+        a run that took the lock meanwhile (and may be loading) is never touched."""
+        tables = [
+            row[0] for row in self.session.rows(sql.TABLES_IN_SCHEMA, {"schema": self.schema})
+        ]
+        files = [str(row[0]) for row in self.session.rows(sql.LIST_STAGE)]
+        holder = lock.current_holder() or ""
+        keep = {lock.attempt.upper(), holder[:16].upper()}
+        # A staging table belongs to a target table of this schema (it is created first).
+        targets = {str(name) for name in tables}
+        for name in tables:
+            match = sql.STAGING_PATTERN.match(str(name))
+            if match is None or match["table"] not in targets:
+                continue
+            if (match["attempt"] or "") not in keep:
+                self.progress(f"dropping {name}, left by an earlier export")
+                self.session.run(sql.drop_table(str(name)))
+        attempts = {path.split("/")[1] for path in files if path.count("/") >= 2}
+        for attempt in sorted(attempts):
+            if attempt.upper() not in keep:
+                self.progress(f"removing stage files of an earlier export ({attempt})")
+                self.session.best_effort(sql.remove_attempt_files(attempt))
+
+    def _clean_own(self, lock: _Lock, *, strict: bool) -> None:
+        """Drop this attempt's staging tables and remove its stage files. `strict`: retried and
+        failing the run (the normal end); else once, best effort (after a failure: the next run
+        removes what is left)."""
+        if self.options.dry_run:
+            return
+        statements = [sql.drop_table(name) for name in self.staged]
+        if self.put_files:
+            statements.append(sql.remove_attempt_files(lock.attempt))
+        for statement in statements:
+            if strict and not statement.startswith("REMOVE"):
+                self.session.execute("dropping a staging table", statement)
+            else:
+                self.session.best_effort(statement)
+        self.staged.clear()
+        self.put_files = False
 
     def _run_locked(self, lock: _Lock) -> ExportReport:
         state = _read_state(self.session, self.schema)
@@ -698,42 +905,42 @@ class _Export:
         for index, item in enumerate(moving, start=1):
             self.progress(f"[{index}/{len(moving)}] {item.table.name}: loading {item.rows:,} rows")
             reports.append(
-                self._export_table(item, run_id, state, additions.get(item.table.name, ()), plans)
+                self._export_table(
+                    item, run_id, lock, state, additions.get(item.table.name, ()), plans
+                )
             )
             if not self.options.dry_run:
                 lock.renew()
         if self.options.dry_run:
-            self._record_statements(run_id)
+            self.statements.append(sql.render(sql.RECORD_RUN, {"run_id": run_id}))
             return self._report("dry_run", run_id, reports + unchanged, resumed=False)
         self.unit("before_record", "", "finishing the export", lambda: None)
         finished = datetime.now(UTC)
-        params = {
-            "run_id": run_id,
-            "previous": state.previous_run,
-            "started": self.started.replace(tzinfo=None),
-            "finished": finished.replace(tzinfo=None),
-            "tables": ",".join(r.name for r in reports),
-            "rows": sum(r.rows for r in reports),
-            "inserted": sum(r.inserted for r in reports),
-            "updated": sum(r.updated for r in reports),
-            "bytes": sum(r.bytes for r in reports),
-            "host": socket.gethostname(),
-        }
-        self.unit(
-            "record", "", "recording the export run", lambda: self.sql(sql.RECORD_RUN, params)
+        params = lock.params(
+            run_id=run_id,
+            previous=state.previous_run,
+            started=self.started.replace(tzinfo=None),
+            finished=finished.replace(tzinfo=None),
+            tables=",".join(r.name for r in reports),
+            rows=sum(r.rows for r in reports),
+            inserted=sum(r.inserted for r in reports),
+            updated=sum(r.updated for r in reports),
+            bytes=sum(r.bytes for r in reports),
+            host=socket.gethostname(),
         )
-        for item in moving:
-            with contextlib.suppress(PricingLabError):  # the next run re-creates it anyway
-                self.session.execute("dropping a staging table", sql.drop_staging(item.table))
-        return self._report("succeeded", run_id, reports + unchanged, resumed=resumed)
 
-    def _record_statements(self, run_id: str) -> None:
-        self.statements.append(sql.RECORD_RUN.replace("%(run_id)s", sql.literal(run_id)))
+        def record() -> None:
+            self.sql(sql.RECORD_RUN, params)
+            lock.verify()
+
+        self.unit("record", "", "recording the export run", record)
+        return self._report("succeeded", run_id, reports + unchanged, resumed=resumed)
 
     def _export_table(
         self,
         item: _Prepared,
         run_id: str,
+        lock: _Lock,
         state: _State,
         added: tuple[Column, ...],
         plans: dict[str, tuple[int, int, str]],
@@ -741,6 +948,7 @@ class _Export:
         table = item.table
         name = table.name
         target = table.sql_name
+        attempt = lock.attempt
 
         def schema() -> None:
             if target not in state.columns:
@@ -749,21 +957,31 @@ class _Export:
                 self.sql(sql.add_column(table, column))
 
         def put_files() -> None:
+            self.put_files = True
             for path in item.files:
-                self.sql(sql.put(str(path.resolve()), run_id, table))
+                self.sql(sql.put(str(path.resolve()), attempt, table))
 
         def copy() -> None:
-            self.sql(sql.create_staging(table))
-            cursor = self.sql(sql.copy_into_staging(run_id, table))
+            staging = sql.staging_name(table, attempt)
+            if staging not in self.staged:
+                self.staged.append(staging)
+            self.sql(sql.create_staging(table, attempt))
+            cursor = self.sql(sql.copy_into_staging(attempt, table))
             if cursor is not None:
-                self._check_staged(table, cursor.fetchall(), item.rows)
+                self._check_staged(table, attempt, cursor.fetchall(), item.rows)
 
         self.unit("schema", name, f"creating or extending {target}", schema)
         self.unit("put", name, f"uploading the files of {target} (PUT)", put_files)
         self.unit("copy", name, f"loading {target} into its staging table (COPY INTO)", copy)
         added_names = ",".join(c.sql_name for c in added)
         if self.options.dry_run:
-            self.statements.extend([sql.count_changes(table), sql.merge(table)])
+            held = lock.params()
+            self.statements.extend(
+                [
+                    sql.render(sql.count_changes(table, attempt), held),
+                    sql.render(sql.merge(table, attempt), held),
+                ]
+            )
             return TableReport(
                 name=name,
                 status="planned",
@@ -776,27 +994,33 @@ class _Export:
         def plan() -> tuple[int, int, str]:
             if name in plans:
                 return plans[name]
-            counts = self.session.rows(sql.count_changes(table))
+            counts = self.session.rows(sql.count_changes(table, attempt), lock.params())
+            lock.verify()  # an empty count may come from a lost lock, not from no changes
             inserted, updated = int(counts[0][0] or 0), int(counts[0][1] or 0)
-            params = {
-                "run_id": run_id,
-                "table": name,
-                "hash": item.content_hash,
-                "rows": item.rows,
-                "inserted": inserted,
-                "updated": updated,
-                "bytes": item.bytes,
-                "files": len(item.files),
-                "columns_added": added_names,
-                "watermark": item.watermark,
-            }
+            params = lock.params(
+                run_id=run_id,
+                table=name,
+                hash=item.content_hash,
+                rows=item.rows,
+                inserted=inserted,
+                updated=updated,
+                bytes=item.bytes,
+                files=len(item.files),
+                columns_added=added_names,
+                watermark=item.watermark,
+            )
             self.sql(sql.RECORD_TABLE, params)
+            lock.verify()
             return inserted, updated, added_names
+
+        def merge() -> None:
+            self.sql(sql.merge(table, attempt), lock.params())
+            lock.verify()
 
         inserted, updated, added_names = self.unit(
             "plan", name, f"counting and recording the changes to {target}", plan
         )
-        self.unit("merge", name, f"merging into {target}", lambda: self.sql(sql.merge(table)))
+        self.unit("merge", name, f"merging into {target}", merge)
         return TableReport(
             name=name,
             status="resumed" if name in plans else "exported",
@@ -808,14 +1032,16 @@ class _Export:
             columns_added=tuple(n for n in added_names.split(",") if n),
         )
 
-    def _check_staged(self, table: ExportTable, result: list[Any], expected: int) -> None:
+    def _check_staged(
+        self, table: ExportTable, attempt: str, result: list[Any], expected: int
+    ) -> None:
         # COPY answers one row per file: file, status, rows_parsed, rows_loaded, ...
         count = sum(int(row[3] or 0) for row in result if len(row) > 3)
         if count != expected:
             raise ExportError(
-                f"COPY INTO {table.staging_name} loaded {count} rows, expected {expected}: "
-                f"the stage path {sql.stage_path('<run>', table)} holds unexpected files. "
-                "Run the export again."
+                f"COPY INTO {sql.staging_name(table, attempt)} loaded {count} rows, expected "
+                f"{expected}: the stage path {sql.stage_path(attempt, table)} lost or gained "
+                "files. Run the export again."
             )
 
     def _report(

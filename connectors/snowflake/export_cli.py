@@ -16,10 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.snowflake.auth import DEFAULT_TIMEOUT_SECONDS
 from connectors.snowflake.export import ExportOptions, ExportReport, RetryPolicy, export_tables
 from connectors.snowflake.export_sources import (
     catalog_tables,
     combine,
+    result_file_names,
     results_folder_tables,
     select_tables,
 )
@@ -58,8 +60,9 @@ def register_export(subparsers: Any) -> None:
         nargs="+",
         default=[],
         metavar="DIR",
-        help="results folder(s) with ledger.parquet, grants.parquet, summary.parquet, "
-        "comparison.parquet; the folder name is the replay id",
+        help="results folder(s) of `pricing-lab simulate`, `compare` or `demo`; read: "
+        + ", ".join(result_file_names())
+        + "; the folder name is the replay id",
     )
     parser.add_argument(
         "--tables", nargs="+", metavar="TABLE", help="export only these tables (default: all)"
@@ -89,7 +92,17 @@ def register_export(subparsers: Any) -> None:
         type=int,
         default=5,
         metavar="N",
-        help="attempts per step for transient errors, with exponential backoff (default 5)",
+        help="attempts per step for transient errors, with exponential backoff (default 5); no "
+        "new attempt once --timeout seconds have passed since the step first failed",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long one request to Snowflake (login, statement) may take before it counts "
+        f"as failed (default {DEFAULT_TIMEOUT_SECONDS}); an unreachable Snowflake ends the "
+        "export with exit status 1 after about twice this. Raise it when one MERGE takes longer",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(handler=run_export_command)
@@ -111,16 +124,19 @@ def _tables(args: argparse.Namespace) -> list[ExportTable]:
     return select_tables(combine(tables), args.tables)
 
 
-def _connect_factory(connection: str | None) -> Callable[[], Any]:
-    from connectors.snowflake.auth import SESSION_PARAMETERS, connect
+def _connect_factory(connection: str | None, timeout: int) -> Callable[[], Any]:
+    from connectors.snowflake.auth import SESSION_PARAMETERS, Timeouts, connect
     from connectors.snowflake.cli import passphrase_prompt
     from connectors.snowflake.config import resolve_credentials
 
     credentials = resolve_credentials(connection_name=connection)
     prompt = passphrase_prompt()
+    timeouts = Timeouts.all(timeout)
 
     def open_connection() -> Any:
-        return connect(credentials, prompt=prompt, session_parameters=SESSION_PARAMETERS)
+        return connect(
+            credentials, prompt=prompt, session_parameters=SESSION_PARAMETERS, timeouts=timeouts
+        )
 
     return open_connection
 
@@ -139,17 +155,17 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 def run_export_command(args: argparse.Namespace) -> int:
     """Handler of `export snowflake`: returns the exit status; prints the report or the error."""
     try:
-        if args.retries < 1 or args.wait < 0 or args.lock_ttl <= 0:
-            raise InputError("--retries must be ≥ 1, --wait ≥ 0 and --lock-ttl > 0")
+        if args.retries < 1 or args.wait < 0 or args.lock_ttl <= 0 or args.timeout < 1:
+            raise InputError("--retries and --timeout must be ≥ 1, --wait ≥ 0 and --lock-ttl > 0")
         tables = _tables(args)
         options = ExportOptions(
             dry_run=args.dry_run,
             lock_wait=args.wait,
             lock_ttl=timedelta(minutes=args.lock_ttl),
-            retry=RetryPolicy(attempts=args.retries),
+            retry=RetryPolicy(attempts=args.retries, give_up_after=float(args.timeout)),
             progress=_progress(args.quiet),
         )
-        report = export_tables(_connect_factory(args.connection), tables, options)
+        report = export_tables(_connect_factory(args.connection, args.timeout), tables, options)
     except PricingLabError as exc:
         if args.json:
             error = {"status": "failed", "exit_status": exc.exit_code, "error": str(exc)}

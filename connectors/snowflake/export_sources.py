@@ -4,13 +4,14 @@ Each function turns one source into `ExportTable`s of `connectors.snowflake.tabl
 never sees a catalog or a ledger. Sources are duck-typed: a catalog store is anything with
 `tables() -> dict[str, DataFrame]` (`pricing_lab.catalog.store.CatalogStore`), a replay result
 anything with `scenario`, `ledger` and `summary` frames (`pricing_lab.ledger.api.ReplayResult`).
+A results folder is read by the file names `pricing_lab.outputs` publishes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from connectors.snowflake.tables import (
     FEATURES,
     GRANTS,
     LEDGER_ENTRIES,
+    OUTPUT_SPECS,
     PLANS,
     REPLAY_SUMMARIES,
     SCENARIO_COMPARISONS,
@@ -35,6 +37,7 @@ from connectors.snowflake.tables import (
     TableSpec,
     to_arrow,
 )
+from pricing_lab import outputs
 from pricing_lab.errors import InputError
 
 # Catalog table → (spec, entity kind whose current status is joined on, id column).
@@ -48,13 +51,16 @@ _CATALOG: tuple[tuple[TableSpec, str | None, str | None], ...] = (
     (CREDIT_CURRENCIES, None, None),
     (CREDIT_RATES, None, None),
 )
-# Files read from a results folder (`--results DIR`), by table.
-RESULT_FILES: Mapping[str, tuple[str, ...]] = {
-    "ledger_entries": ("ledger.parquet",),
-    "grants": ("grants.parquet",),
-    "replay_summaries": ("summary.parquet",),
-    "scenario_comparisons": ("comparison.parquet", "comparisons.parquet"),
-}
+
+
+def result_file_names() -> list[str]:
+    """Every file `--results DIR` reads, as the project writes them (for --help and errors)."""
+    return [
+        *(o.file for o in outputs.REPLAY_FILES),
+        outputs.SUMMARY_FILE,
+        *outputs.COMPARISON_FILES[:3],
+        f"{outputs.SCENARIOS_FOLDER}/NAME/…",
+    ]
 
 
 def catalog_tables(store: Any) -> list[ExportTable]:
@@ -136,61 +142,81 @@ def replay_tables(result: Any, *, replay_id: str) -> list[ExportTable]:
 
 
 def results_folder_tables(folder: str | Path) -> list[ExportTable]:
-    """The tables found in a results folder (`ledger.parquet`, `grants.parquet`,
-    `summary.parquet`, `comparison.parquet`, and `scenarios/*/ledger.parquet` as written by
-    `pricing-lab compare`); the folder's name is the replay id."""
+    """The tables of a results folder as `pricing-lab simulate`, `compare` and `demo` write it:
+    each replay's output files (`pricing_lab.outputs.REPLAY_FILES`) and `summary.json`, in the
+    folder itself and in each `scenarios/NAME/`, and a comparison's tables. The folder's name is
+    the replay id; each replay's scenario comes from its summary.json (else its ledger)."""
     path = Path(folder)
     if not path.is_dir():
         raise InputError(f"{path}: no such results folder")
     replay_id = path.resolve().name
     found: list[ExportTable] = []
-    for table, names in RESULT_FILES.items():
-        files = [path / n for n in names if (path / n).is_file()]
-        if not files:
-            continue
-        frame = pl.read_parquet(files[0])
-        if table == "ledger_entries":
-            found.append(ledger_table(frame, replay_id=replay_id))
-        elif table == "grants":
-            scenario = _single(frame, "scenario") or "base"
-            found.append(grants_table(frame, replay_id=replay_id, scenario=scenario))
-        elif table == "replay_summaries":
-            if "metric" in frame.columns:
-                frame = _with_default(frame, "replay_id", replay_id)
-                found.append(REPLAY_SUMMARIES.bind(frame))
-            else:
-                scenario = _single(frame, "scenario") or "base"
-                rows = summary_rows(frame, replay_id=replay_id, scenario=scenario)
-                found.append(REPLAY_SUMMARIES.bind(rows))
-        else:
-            frame = _with_default(frame, "comparison_id", replay_id)
-            found.append(SCENARIO_COMPARISONS.bind(frame))
-    # `pricing-lab compare --out DIR` writes each scenario's outputs under DIR/scenarios/<name>/;
-    # each ledger carries its scenario column, so they share the folder's replay id.
-    for ledger_file in sorted(path.glob("scenarios/*/ledger.parquet")):
-        found.append(ledger_table(pl.read_parquet(ledger_file), replay_id=replay_id))
-    # `pricing-lab simulate` writes summary.json (per currency, feature and plan); `compare` one
-    # per scenario and its comparison tables beside comparison.json.
-    for summary_file in [path / "summary.json", *sorted(path.glob("scenarios/*/summary.json"))]:
+    replays = [path, *sorted(p for p in (path / outputs.SCENARIOS_FOLDER).glob("*") if p.is_dir())]
+    for replay in replays:
+        scenario = _scenario_of(replay)
+        for output in outputs.REPLAY_FILES:
+            file = replay / output.file
+            if not file.is_file():
+                continue
+            frame = _read_parquet(file)
+            if "scenario" not in frame.columns:
+                frame = frame.with_columns(pl.lit(scenario).alias("scenario"))
+            if output.row_number is not None:
+                frame = frame.with_row_index(output.row_number, offset=1).with_columns(
+                    pl.col(output.row_number).cast(pl.Int64)
+                )
+            frame = _with_default(frame, "replay_id", replay_id)
+            found.append(OUTPUT_SPECS[output.name].bind(frame))
+        summary_file = replay / outputs.SUMMARY_FILE
         if summary_file.is_file():
             found.append(
                 REPLAY_SUMMARIES.bind(summary_json_rows(summary_file, replay_id=replay_id))
             )
-    about = path / "comparison.json"
-    customers_file = path / "comparison_customers.parquet"
+    about = path / outputs.COMPARISON_FILES[0]
+    customers_file = path / outputs.COMPARISON_FILES[1]
     if about.is_file() and customers_file.is_file():
-        base = str(json.loads(about.read_text(encoding="utf-8"))["base"])
-        features_file = path / "comparison_features.parquet"
-        features = pl.read_parquet(features_file) if features_file.is_file() else None
+        try:
+            base = str(json.loads(about.read_text(encoding="utf-8"))["base"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{about}: not a readable comparison.json ({exc})") from None
+        features_file = path / outputs.COMPARISON_FILES[2]
+        features = _read_parquet(features_file) if features_file.is_file() else None
         rows = comparison_rows(
-            pl.read_parquet(customers_file), features, base=base, comparison_id=replay_id
+            _read_parquet(customers_file), features, base=base, comparison_id=replay_id
         )
         found.append(SCENARIO_COMPARISONS.bind(rows))
     found = combine(found)
     if not found:
-        expected = ", ".join(n for names in RESULT_FILES.values() for n in names)
-        raise InputError(f"{path}: no result files found (looked for {expected})")
+        raise InputError(
+            f"{path}: no result files found (looked for {', '.join(result_file_names())})"
+        )
     return found
+
+
+def _scenario_of(replay: Path) -> str:
+    """A replay folder's scenario: its summary.json's, else its ledger's, else its name under
+    scenarios/ (else `base`)."""
+    summary = replay / outputs.SUMMARY_FILE
+    if summary.is_file():
+        try:
+            name = json.loads(summary.read_text(encoding="utf-8")).get("scenario")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        if isinstance(name, str) and name:
+            return name
+    ledger = replay / outputs.LEDGER.file
+    if ledger.is_file():
+        single = _single(_read_parquet(ledger), "scenario")
+        if single:
+            return single
+    return replay.name if replay.parent.name == outputs.SCENARIOS_FOLDER else "base"
+
+
+def _read_parquet(file: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(file)
+    except Exception as exc:  # polars raises several types for a damaged or foreign file
+        raise InputError(f"{file}: not a readable Parquet file ({type(exc).__name__})") from None
 
 
 # summary.json section → (level, id column) of its `replay_summaries` rows.
@@ -329,7 +355,8 @@ def select_tables(tables: Sequence[ExportTable], names: Sequence[str] | None) ->
     if missing:
         raise InputError(
             f"no source for table(s) {', '.join(missing)}: catalog tables come from --db STORE, "
-            "ledger_entries / grants / replay_summaries / scenario_comparisons from --results DIR"
+            f"{' / '.join(OUTPUT_SPECS)} / replay_summaries / scenario_comparisons from "
+            "--results DIR"
         )
     return [by_name[n] for n in names]
 

@@ -21,6 +21,7 @@ import gzip
 import importlib
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -99,6 +100,73 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+_REMOVE = re.compile(r"^\s*(?:REMOVE|RM)\s+@(?P<stage>[^/\s]+)(?:/(?P<path>\S*))?\s*;?\s*$", re.I)
+
+
+async def _body_json(request: Any) -> dict[str, Any]:
+    body = await request.body()
+    if request.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def with_body(request: Any, payload: dict[str, Any]) -> Any:
+    """A copy of a Starlette request whose (uncompressed JSON) body is `payload`."""
+    from starlette.requests import Request
+
+    body = json.dumps(payload).encode()
+    headers = [
+        (k, v)
+        for k, v in request.scope["headers"]
+        if k not in (b"content-encoding", b"content-length")
+    ]
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({**request.scope, "headers": headers}, receive)
+
+
+def _remove_files(fakesnow_server: Any, request: Any, stage_name: str, path: str) -> list[str]:
+    """Delete the internal stage's files under `path`; their names as LIST shows them."""
+    stage: Any = importlib.import_module("fakesnow.transforms.stage")
+    connection = fakesnow_server.to_conn(fakesnow_server.to_token(request))
+    catalog, schema, name = stage.parts_from_var(stage_name, connection.database, connection.schema)
+    root = Path(stage.internal_dir(f"{catalog}.{schema}.{name}"))
+    target = Path(stage.internal_dir(f"{catalog}.{schema}.{name}", path))
+    removed = []
+    if target.is_file():
+        files = [target]
+    else:
+        files = sorted(f for f in target.rglob("*") if f.is_file()) if target.is_dir() else []
+    for file in files:
+        file.unlink()
+        removed.append(f"{name.lower()}/{file.relative_to(root)}")
+    return removed
+
+
+async def query_request(request: Any) -> Any:
+    """fakesnow's query endpoint plus `REMOVE @stage/path`, which fakesnow 0.12 cannot parse:
+    the files are deleted here and the answer is Snowflake's (one row per file removed)."""
+    fakesnow_server: Any = importlib.import_module("fakesnow.server")
+    payload = await _body_json(request)
+    match = _REMOVE.match(str(payload.get("sqlText") or ""))
+    if match is None:
+        return await fakesnow_server.query_request(with_body(request, payload))
+    removed = _remove_files(fakesnow_server, request, match["stage"], match["path"] or "")
+    rows = " UNION ALL ".join(
+        f"SELECT '{name}' AS \"name\", 'removed' AS \"result\"" for name in removed
+    )
+    payload["sqlText"] = rows or 'SELECT NULL AS "name", NULL AS "result" WHERE 1 = 0'
+    return await fakesnow_server.query_request(with_body(request, payload))
+
+
 def _build_app(registry: _Registry | None) -> Any:
     # By module path: `fakesnow.server` is also the name of a function in fakesnow's package.
     fakesnow_server: Any = importlib.import_module("fakesnow.server")
@@ -108,8 +176,9 @@ def _build_app(registry: _Registry | None) -> Any:
     from starlette.routing import Mount, Route
 
     logging.getLogger("fakesnow.server").setLevel(logging.WARNING)
+    queries = Route("/queries/v1/query-request", query_request, methods=["POST"])
     if registry is None:
-        return fakesnow_server.app
+        return Starlette(routes=[queries, Mount("/", app=fakesnow_server.app)])
 
     async def login_request(request: Request) -> Response:
         body = await request.body()
@@ -139,6 +208,7 @@ def _build_app(registry: _Registry | None) -> Any:
     return Starlette(
         routes=[
             Route("/session/v1/login-request", login_request, methods=["POST"]),
+            queries,
             Mount("/", app=fakesnow_server.app),
         ]
     )

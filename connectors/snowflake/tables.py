@@ -16,15 +16,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pricing_lab import outputs
 from pricing_lab.errors import Problem, ValidationError
-
-if TYPE_CHECKING:
-    import polars as pl
+from pricing_lab.outputs import OutputFile
 
 TypeKind = Literal["NUMBER", "VARCHAR", "BOOLEAN", "TIMESTAMP_NTZ"]
 AMOUNT_SCALE = 12
@@ -283,49 +283,54 @@ CREDIT_RATES = TableSpec(
         ("currency_id", VARCHAR),
     ),
 )
-GRANTS = TableSpec(
-    name="grants",
-    description="Credit grants of a replay (inputs and grants it issued: recurring, recharges).",
-    key=("replay_id", "scenario", "grant_id"),
-    columns=_cols(
-        ("replay_id", VARCHAR),
-        ("scenario", VARCHAR),
-        ("grant_id", VARCHAR),
-        ("customer_id", VARCHAR),
-        ("currency_id", VARCHAR),
-        ("amount", AMOUNT),
-        ("type", VARCHAR),
-        ("priority", INTEGER),
-        ("effective_at", TIMESTAMP),
-        ("expires_at", TIMESTAMP),
-        ("cost_basis", AMOUNT),
-        ("voided_at", TIMESTAMP),
-        ("source", VARCHAR),
-    ),
-)
-LEDGER_ENTRIES = TableSpec(
-    name="ledger_entries",
-    description="Ledger entries (SPEC §5) of each replay and scenario; incremental by entry_id.",
-    key=("replay_id", "scenario", "entry_id"),
-    incremental="entry_id",
-    partition=("replay_id", "scenario"),
-    columns=_cols(
-        ("replay_id", VARCHAR, "which replay (results folder or caller's id)"),
-        ("scenario", VARCHAR),
-        ("entry_id", INTEGER),
-        ("timestamp", TIMESTAMP),
-        ("customer_id", VARCHAR),
-        ("currency_id", VARCHAR),
-        ("entry_type", VARCHAR),
-        ("grant_id", VARCHAR),
-        ("grant_type", VARCHAR),
-        ("grant_source", VARCHAR),
-        ("amount", AMOUNT),
-        ("balance_after", AMOUNT),
-        ("event_id", VARCHAR),
-        ("feature_id", VARCHAR),
-    ),
-)
+
+
+def snowflake_type(dtype: Any) -> SnowflakeType:
+    """The export's column type for a Polars type that `pricing_lab.outputs` declares: the one
+    type map between the project's files and Snowflake (decimals are amounts, never floats)."""
+    kind = dtype if isinstance(dtype, type) else type(dtype)
+    if issubclass(kind, pl.Decimal):
+        return AMOUNT
+    if issubclass(kind, pl.Boolean):
+        return BOOLEAN
+    if kind in (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64):
+        return INTEGER
+    if issubclass(kind, pl.Datetime | pl.Date):
+        return TIMESTAMP
+    if issubclass(kind, pl.String):
+        return VARCHAR
+    raise TypeError(f"no exact Snowflake column type for {dtype} (floats are never exported)")
+
+
+def result_spec(output: OutputFile) -> TableSpec:
+    """The target table of one replay output file: its columns (mapped by `snowflake_type`)
+    after `replay_id` and `scenario`, keyed on those two and the output's own key."""
+    columns = [Column(name="replay_id", type=VARCHAR, description="results folder or caller's id")]
+    columns.append(Column(name="scenario", type=VARCHAR))
+    if output.row_number is not None:
+        columns.append(
+            Column(name=output.row_number, type=INTEGER, description="1, 2, … in file order")
+        )
+    columns += [
+        Column(name=name, type=snowflake_type(dtype))
+        for name, dtype in output.columns.items()
+        if name != "scenario"
+    ]
+    own_key = output.key or ((output.row_number,) if output.row_number else ())
+    return TableSpec(
+        name=output.name,
+        description=output.description,
+        key=("replay_id", "scenario", *own_key),
+        columns=tuple(columns),
+        incremental=output.incremental,
+        partition=("replay_id", "scenario") if output.incremental else (),
+    )
+
+
+# The tables of a replay's output files, one per `pricing_lab.outputs.REPLAY_FILES` entry.
+OUTPUT_SPECS: dict[str, TableSpec] = {o.name: result_spec(o) for o in outputs.REPLAY_FILES}
+GRANTS = OUTPUT_SPECS[outputs.GRANTS.name]
+LEDGER_ENTRIES = OUTPUT_SPECS[outputs.LEDGER.name]
 REPLAY_SUMMARIES = TableSpec(
     name="replay_summaries",
     description="Replay summary figures in long form: one row per (level, id, currency, metric).",
@@ -371,8 +376,7 @@ CATALOG_SPECS: tuple[TableSpec, ...] = (
     CREDIT_RATES,
 )
 RESULT_SPECS: tuple[TableSpec, ...] = (
-    GRANTS,
-    LEDGER_ENTRIES,
+    *OUTPUT_SPECS.values(),
     REPLAY_SUMMARIES,
     SCENARIO_COMPARISONS,
 )

@@ -81,10 +81,21 @@ def _feature_row(feature: Feature) -> list[object]:
     units = feature.units.plural if feature.units else ""
     if feature.display_unit:
         units += f" (shown in {feature.display_unit.plural}, ×{_text(feature.display_unit.factor)})"
-    return [feature.id, feature.name, feature.type, feature.status, units, _meter_text(feature)]
+    return [
+        feature.id,
+        feature.name,
+        feature.type,
+        feature.status,
+        units,
+        _meter_text(feature),
+        "; ".join(
+            ("" if c.valid_from is None else f"from {c.valid_from.isoformat()}: ") + c.formula
+            for c in feature.cost
+        ),
+    ]
 
 
-_FEATURE_HEADERS = ("id", "name", "type", "status", "units", "meter")
+_FEATURE_HEADERS = ("id", "name", "type", "status", "units", "meter", "cost to serve per event")
 
 
 def feature_html(feature: Feature) -> str:

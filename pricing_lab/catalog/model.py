@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal, TypeAlias, TypeVar
 
@@ -95,6 +96,20 @@ class Meter:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UnitCost:
+    """What serving one event of a metered feature costs us, in money, from `valid_from` on.
+
+    `formula` is SPEC §3 formula text over event dimensions giving money per event (in the
+    credit currencies' price currency). A feature's costs are dated entries in `valid_from`
+    order; the entry in force at an event's time is the last one starting at or before it.
+    `valid_from` is a UTC instant; None (first entry only) means in force since always.
+    """
+
+    formula: str
+    valid_from: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Feature:
     """A capability of the product: boolean, configuration (a numeric value) or metered."""
 
@@ -107,6 +122,7 @@ class Feature:
     units: UnitNames | None = None
     display_unit: DisplayUnit | None = None
     meter: Meter | None = None
+    cost: tuple[UnitCost, ...] = ()  # metered only: cost to serve, dated (see UnitCost)
 
     def _repr_html_(self) -> str:
         from pricing_lab.catalog.html import feature_html

@@ -41,12 +41,13 @@ from pricing_lab.catalog.model import (
     Plan,
     Price,
     Status,
+    UnitCost,
     UnitNames,
 )
 from pricing_lab.catalog.validate import FormulaCheck, validate_catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.money import normalized
-from pricing_lab.timeutil import naive_utc
+from pricing_lab.timeutil import as_utc, naive_utc
 
 EntityKind = Literal[
     "currency", "feature", "feature_group", "plan", "addon", "default_credit_rates"
@@ -68,6 +69,7 @@ Record: TypeAlias = CreditCurrency | Feature | FeatureGroup | Plan | AddOn | tup
 TABLES: dict[str, str] = {
     "credit_currencies": "catalog_credit_currencies",
     "features": "catalog_features",
+    "feature_costs": "catalog_feature_costs",
     "feature_groups": "catalog_feature_groups",
     "feature_group_members": "catalog_feature_group_members",
     "plans": "catalog_plans",
@@ -81,6 +83,7 @@ TABLES: dict[str, str] = {
 _ORDER_BY: dict[str, str] = {
     "credit_currencies": "currency_id, version",
     "features": "feature_id, version",
+    "feature_costs": "feature_id, version, position",
     "feature_groups": "group_id, version",
     "feature_group_members": "group_id, version, position",
     "plans": "plan_id, version",
@@ -114,6 +117,10 @@ CREATE TABLE IF NOT EXISTS catalog_features (
     meter_source VARCHAR, meter_event_name VARCHAR, meter_aggregation VARCHAR,
     meter_dimension VARCHAR, meter_filters VARCHAR,
     PRIMARY KEY (feature_id, version));
+CREATE TABLE IF NOT EXISTS catalog_feature_costs (
+    feature_id VARCHAR NOT NULL, version INTEGER NOT NULL, position INTEGER NOT NULL,
+    valid_from TIMESTAMP, formula VARCHAR NOT NULL,
+    PRIMARY KEY (feature_id, version, position));
 CREATE TABLE IF NOT EXISTS catalog_feature_groups (
     group_id VARCHAR NOT NULL, version INTEGER NOT NULL, published_at TIMESTAMP NOT NULL,
     name VARCHAR NOT NULL, description VARCHAR NOT NULL,
@@ -756,6 +763,17 @@ class CatalogStore:
                     _filters_json(meter.filters) if meter else None,
                 ],
             )
+            for position, cost in enumerate(f.cost):
+                execute(
+                    "INSERT INTO catalog_feature_costs VALUES (?, ?, ?, ?, ?)",
+                    [
+                        f.id,
+                        version,
+                        position,
+                        None if cost.valid_from is None else naive_utc(cost.valid_from),
+                        cost.formula,
+                    ],
+                )
         elif kind == "feature_group":
             g = cast(FeatureGroup, record)
             execute(
@@ -858,6 +876,13 @@ def _load_state(connection: duckdb.DuckDBPyConnection) -> _State:
                 rounding=rounding,
             ),
         )
+    costs: dict[tuple[str, int], list[UnitCost]] = {}
+    for fid, version, _position, valid_from, formula in rows(
+        "SELECT * FROM catalog_feature_costs ORDER BY feature_id, version, position"
+    ):
+        costs.setdefault((fid, version), []).append(
+            UnitCost(formula=formula, valid_from=None if valid_from is None else as_utc(valid_from))
+        )
     for row in rows("SELECT * FROM catalog_features"):
         (fid, version, at, name, description, ftype, metadata, u_one, u_many) = row[:9]
         (d_one, d_many, d_factor, source, event_name, aggregation, dimension, filters) = row[9:]
@@ -886,6 +911,7 @@ def _load_state(connection: duckdb.DuckDBPyConnection) -> _State:
                 )
                 if source is not None
                 else None,
+                cost=tuple(costs.get((fid, version), ())),
             ),
         )
     members: dict[tuple[str, int], list[str]] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from pricing_lab.catalog.model import (
@@ -25,6 +25,7 @@ from pricing_lab.catalog.model import (
 )
 from pricing_lab.errors import Problem
 from pricing_lab.money import normalized
+from pricing_lab.timeutil import timestamp_value
 
 # A formula checker: returns an error message for bad formula text, None for good text.
 FormulaCheck = Callable[[str], "str | None"]
@@ -59,6 +60,7 @@ _FEATURE_KEYS = (
     "units",
     "display_unit",
     "meter",
+    "cost",
 )
 _GROUP_KEYS = ("id", "name", "description", "features", "status")
 _OFFER_KEYS = ("id", "name", "description", "price", "entitlements", "credit_rates", "status")
@@ -149,6 +151,8 @@ class _Checker:
     existing: Catalog | None
     problems: list[Problem] = field(default_factory=list)
     currencies: dict[str, str] = field(default_factory=dict)  # id → path
+    price_currencies: set[str] = field(default_factory=set)
+    costed_features: list[str] = field(default_factory=list)  # paths of features with a cost
     features: dict[str, _FeatureInfo] = field(default_factory=dict)
     groups: dict[str, _GroupInfo] = field(default_factory=dict)
     file_feature_ids: set[str] = field(default_factory=set)
@@ -296,6 +300,7 @@ class _Checker:
                 self.check_offer(f"{kind}[{index}]", item, noun, seen)
         self.check_rates("default_credit_rates", sections["default_credit_rates"])
         self.check_stored_offers()
+        self.check_cost_money()
 
     def check_currency(self, path: str, value: object) -> None:
         item = self.mapping(path, value, _CURRENCY_KEYS, ("id", "name", "unit_price"))
@@ -304,7 +309,8 @@ class _Checker:
         currency_id = self.identifier(path, item, "id")
         self.string(path, item, "name")
         self.number(path, item, "unit_price", non_negative=True)
-        self.string(path, item, "price_currency")
+        price_currency = self.string(path, item, "price_currency")
+        self.price_currencies.add(price_currency or "USD")
         precision = item.get("precision")
         if precision is not None and not _is_precision(precision):
             self.add(_join(path, "precision"), f"must be an integer from 0 to {MAX_PRECISION}")
@@ -377,6 +383,11 @@ class _Checker:
                 self.check_meter(_join(path, "meter"), item["meter"])
         elif feature_type == "metered":
             self.add(_join(path, "meter"), "required for a metered feature")
+        if item.get("cost") is not None:
+            if feature_type is not None and feature_type != "metered":
+                self.add(_join(path, "cost"), "only metered features have a cost to serve")
+            else:
+                self.check_costs(_join(path, "cost"), self.items(path, item, "cost"), item)
         if feature_id is None:
             return
         if feature_id in self.features:
@@ -395,6 +406,72 @@ class _Checker:
                     f"cannot change the type of stored feature {feature_id!r} from "
                     f"{stored.type} to {feature_type} (use a new id)",
                 )
+
+    def check_costs(
+        self, path: str, entries: list[object], feature: Mapping[object, object]
+    ) -> None:
+        """A feature's dated unit costs: formulas, `from` instants strictly increasing (only
+        the first may leave `from` out: in force since always)."""
+        if entries:
+            self.costed_features.append(path)
+        meter = feature.get("meter")
+        reported = isinstance(meter, Mapping) and meter.get("source") == "reported"
+        previous: tuple[str, datetime] | None = None  # the last `from`: its name and instant
+        for index, entry in enumerate(entries):
+            entry_path = f"{path}[{index}]"
+            item = self.mapping(entry_path, entry, ("from", "formula"), ("formula",))
+            if item is None:
+                continue
+            formula = self.string(entry_path, item, "formula")
+            formula_path = _join(entry_path, "formula")
+            if formula is not None and not formula.strip():
+                self.add(formula_path, "must not be empty")
+            elif formula is not None and self.check_formula is not None:
+                message = self.check_formula(formula)
+                if message:
+                    self.add(formula_path, message)
+                elif reported:
+                    unknown = [d for d in _formula_dimensions(formula) if d != REPORTED_DIMENSION]
+                    if unknown:
+                        self.add(
+                            formula_path,
+                            f"unknown dimension {unknown[0]!r}: a reported meter's only "
+                            f"dimension is {REPORTED_DIMENSION!r}",
+                        )
+            from_path = _join(entry_path, "from")
+            value = item.get("from")
+            if value is None:
+                if index > 0:
+                    self.add(from_path, "required after the first cost entry")
+                continue
+            try:
+                start = timestamp_value(value)
+            except ValueError:
+                self.add(
+                    from_path,
+                    "expected a timestamp (e.g. 2024-03-01 or 2024-03-01T00:00:00Z), got "
+                    + (repr(value) if isinstance(value, str) else type_name(value)),
+                )
+                previous = None
+                continue
+            if previous is not None:
+                before_path, before = previous
+                if start == before:
+                    self.add(from_path, f"duplicate: the same instant as {before_path}")
+                elif start < before:
+                    self.add(
+                        from_path, f"must be after {before_path}: cost entries are in time order"
+                    )
+            previous = (f"cost[{index}].from", start)
+
+    def check_cost_money(self) -> None:
+        """Costs to serve are money of one kind: the credit currencies' price currency."""
+        if self.costed_features and len(self.price_currencies) > 1:
+            self.add(
+                self.costed_features[0],
+                "a cost to serve is money in the credit currencies' price currency, but they "
+                f"are priced in {', '.join(sorted(self.price_currencies))}",
+            )
 
     def check_meter(self, path: str, value: object) -> None:
         item = self.mapping(
@@ -474,7 +551,9 @@ class _Checker:
         if self.existing is None:
             return
         for currency in self.existing.currencies:
-            self.currencies.setdefault(currency.id, f"stored currency {currency.id!r}")
+            if currency.id not in self.currencies:
+                self.currencies[currency.id] = f"stored currency {currency.id!r}"
+                self.price_currencies.add(currency.price_currency)
         for feature in self.existing.features:
             if feature.id not in self.file_feature_ids:
                 self.features[feature.id] = _FeatureInfo(
@@ -768,6 +847,13 @@ class _Checker:
                         _join(info.path, "status"),
                         f"cannot archive feature {feature_id!r}: {label}",
                     )
+
+
+def _formula_dimensions(text: str) -> tuple[str, ...]:
+    """The dimensions formula text reads (text `check_formula` accepted)."""
+    from pricing_lab.formula import Formula
+
+    return Formula.parse(text).dimensions
 
 
 def _hint(value: object) -> str:

@@ -33,11 +33,13 @@ from pricing_lab.catalog.model import (
     MeterFilter,
     Plan,
     Price,
+    UnitCost,
     UnitNames,
 )
 from pricing_lab.catalog.validate import FormulaCheck, validate_catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.money import normalized
+from pricing_lab.timeutil import as_utc, timestamp_value
 
 Document = dict[str, Any]
 
@@ -72,7 +74,15 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, An
     return result
 
 
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    try:
+        return loader.construct_yaml_timestamp(cast(yaml.ScalarNode, node))
+    except (ValueError, OverflowError):  # e.g. 2024-13-01: validation says where and why
+        return str(loader.construct_scalar(cast(yaml.ScalarNode, node)))
+
+
 _CatalogLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 _CatalogLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
@@ -92,6 +102,27 @@ def parse_yaml(text: str, *, source: str = "<catalog>") -> object:
         raise InputError(f"{where}: YAML syntax error: {problem}{snippet}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: YAML error: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{source}: YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML itself cannot build
+        raise InputError(f"{source}: YAML error: {exc}") from None
+
+
+def read_text_file(path: str | Path, *, what: str) -> str:
+    """The UTF-8 text of the `what` file at `path` (e.g. "catalog"); every way it cannot be read
+    (missing, a folder, not UTF-8, no permission) is an `InputError` naming the file."""
+    file = Path(path)
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{file}: no such {what} file") from None
+    except IsADirectoryError:
+        raise InputError(f"{file}: is a directory, not a {what} file") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise InputError(f"{file}: not UTF-8 text (line {line}: {exc.reason})") from None
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read the {what} file: {exc.strerror or exc}") from None
 
 
 def load_catalog(
@@ -112,16 +143,8 @@ def load_catalog(
 
 def load_catalog_file(path: str | Path, *, check_formula: FormulaCheck | None = None) -> Catalog:
     """Read a YAML catalog file (see `load_catalog`); a missing file is an `InputError`."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{file}: no such catalog file") from None
-    except IsADirectoryError:
-        raise InputError(f"{file}: is a directory, not a catalog file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{file}: not UTF-8 text ({exc.reason})") from None
-    return load_catalog(text, source=str(file), check_formula=check_formula)
+    text = read_text_file(path, what="catalog")
+    return load_catalog(text, source=str(path), check_formula=check_formula)
 
 
 def document_to_catalog(document: Mapping[str, Any]) -> Catalog:
@@ -175,6 +198,14 @@ def _feature(item: Mapping[str, Any]) -> Feature:
         if display
         else None,
         meter=_meter(meter) if meter else None,
+        cost=tuple(_unit_cost(entry) for entry in item.get("cost") or ()),
+    )
+
+
+def _unit_cost(item: Mapping[str, Any]) -> UnitCost:
+    start = item.get("from")
+    return UnitCost(
+        formula=item["formula"], valid_from=None if start is None else timestamp_value(start)
     )
 
 
@@ -345,6 +376,18 @@ def _feature_doc(feature: Feature) -> dict[str, Any]:
             )
             if meter
             else None,
+            "cost": [_unit_cost_doc(c) for c in feature.cost] or None,
+        }
+    )
+
+
+def _unit_cost_doc(cost: UnitCost) -> dict[str, Any]:
+    # ISO text in UTC with a Z, whatever zone the instant was written in.
+    start = cost.valid_from
+    return _drop_none(
+        {
+            "from": None if start is None else as_utc(start).isoformat().replace("+00:00", "Z"),
+            "formula": cost.formula,
         }
     )
 

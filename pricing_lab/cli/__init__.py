@@ -26,7 +26,10 @@ COMMAND_MODULES = (
     "pricing_lab.cli.simulate_cmd",
     "pricing_lab.cli.compare_cmd",
     "pricing_lab.cli.demo_cmd",
+    "pricing_lab.cli.forecast_cmd",
     "pricing_lab.cli.activity_cmd",
+    "pricing_lab.cli.init_cmd",
+    "pricing_lab.cli.events_cmd",
 )
 PLUGIN_GROUP = "pricing_lab.cli"
 

@@ -13,6 +13,7 @@ from pricing_lab.catalog.model import AddOn, CreditRate, Plan
 from pricing_lab.catalog.store import CatalogStore, EntityKind, open_store
 from pricing_lab.catalog.validate import FormulaCheck
 from pricing_lab.catalog.yaml_format import catalog_to_document, load_catalog_file, plain_decimal
+from pricing_lab.cli.output import json_text
 
 DEFAULT_DB = "pricing_lab.duckdb"
 
@@ -22,7 +23,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "catalog",
         help="apply, show or diff the product catalog",
-        description="The product catalog (SPEC §2) in a versioned DuckDB store.",
+        description="The product catalog (features, feature groups, plans, add-ons, credit "
+        "currencies; format: docs/catalog.md) in a versioned DuckDB store.",
     )
     actions = parser.add_subparsers(dest="catalog_action", metavar="ACTION")
     actions.required = True
@@ -102,22 +104,14 @@ def run_show(args: argparse.Namespace) -> int:
     db = Path(args.db)
     with open_store(db, read_only=True) as store:
         if args.json:
-            print(json.dumps(show_json(store), indent=2, default=_json_default))
+            print(json_text(show_json(store)))  # decimals as exact JSON numbers
         else:
             print("\n".join(show_lines(store)))
     return 0
 
 
-def _json_default(value: object) -> object:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return plain_decimal(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
 def show_json(store: CatalogStore) -> dict[str, Any]:
-    """The catalog in force as its document form (decimals as strings) plus entity versions."""
+    """The catalog in force as its document form plus entity versions."""
     entities = store.tables()["entities"]
     return {
         "catalog": catalog_to_document(store.current()),
@@ -162,6 +156,9 @@ def show_lines(store: CatalogStore) -> list[str]:
                 )
         status = " [archived]" if f.status == "archived" else ""
         lines.append(f"  {f.id} v{version('feature', f.id)}: {f.name} ({f.type}{meter}){status}")
+        for cost in f.cost:
+            since = "always" if cost.valid_from is None else cost.valid_from.isoformat()
+            lines.append(f"    cost to serve from {since}: {cost.formula} per event")
     lines.append("Feature groups")
     for g in catalog.feature_groups:
         status = " [archived]" if g.status == "archived" else ""

@@ -32,13 +32,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
+    from pricing_lab.cli.output import comparison_text
+    from pricing_lab.progress import ProgressDisplay
+    from pricing_lab.simulation.demo import attribution_line, run_demo
 
-    from pricing_lab.simulation.demo import attribution_line, run_demo, summary_table
-
-    result = run_demo(args.out)
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=120, tbl_cols=-1):
-        print(summary_table(result.comparison))
+    with ProgressDisplay() as progress:
+        result = run_demo(args.out, progress=progress)
+    print(comparison_text(result.comparison))
     print(f"{result.events:,} events replayed per scenario in {result.seconds:.1f} s")
     print(f"report: {result.report}")
     print(f"results: {result.out_dir}/ (Parquet per scenario, comparison tables)")

@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "formula",
         help="check a consumption formula",
-        description="Consumption formulas (SPEC §3, docs/formulas.md).",
+        description="Consumption formulas: the expression language of credit rates "
+        "(docs/formulas.md).",
     )
     actions = parser.add_subparsers(dest="formula_action", metavar="ACTION")
     actions.required = True

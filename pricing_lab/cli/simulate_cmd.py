@@ -1,16 +1,21 @@
-"""`pricing-lab simulate`: replay usage events through a catalog and write the SPEC §6 outputs."""
+"""`pricing-lab simulate`: replay usage events through a catalog and write the replay's outputs."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from pricing_lab.cli.rejections import (
+    add_rejection_arguments,
+    enforce,
+    print_report,
+    rejection_report,
+)
 from pricing_lab.errors import InputError
+from pricing_lab.scale.cli_options import add_scale_arguments
 from pricing_lab.timeutil import as_utc
 
 
@@ -21,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Replay usage events through a catalog, the customers' subscriptions, grants and "
             "auto-recharge settings, and write ledger.parquet, denied_events.parquet, "
-            "rejected_events.parquet, balances.parquet, activity.parquet and summary.json into "
-            "--out."
+            "rejected_events.parquet, balances.parquet, margin.parquet, activity.parquet and "
+            "summary.json into --out."
         ),
     )
     add_replay_arguments(parser)
@@ -42,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"are identical); default auto: one per {EVENTS_PER_PARTITION:,} events",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_scale_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -92,6 +98,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="days before a grant expires that grant.ending_soon is sent (default 7)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_rejection_arguments(parser)
 
 
 def _low_balance(text: str) -> tuple[str, tuple[Decimal, ...]]:
@@ -140,7 +147,9 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
 
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
+    from pricing_lab.events.meters import reject_unusable_values
     from pricing_lab.formula import check_formula
+    from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
@@ -157,50 +166,71 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
         con = duckdb.connect()
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
     report = ingest_events(con, args.events, customers=ids)
+    check_dimensions(con, {"catalog": catalog}, source=str(args.events))
+    report = reject_unusable_values(con, catalog, report)
     return con, catalog, customers, report
 
 
 def run(args: argparse.Namespace) -> int:
-    from pricing_lab.ledger import stderr_progress
+    from pricing_lab.cli.output import print_json, simulation_text, with_numbers
+    from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.partitioned import simulate_partitioned
-    from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
+    from pricing_lab.simulation.simulate import OUTPUT_FILES, cost, simulate
 
-    con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
-    partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
-    if not args.quiet:
-        print(
-            f"events: {report.rows_read} read, {report.accepted} accepted, "
-            f"{report.rejected} rejected"
-            + (f"; {partitions} customer partitions" if partitions > 1 else ""),
-            file=sys.stderr,
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("reading and checking the events")
+        con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
+        partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
+        progress.note(
+            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
+            f"{report.rejected:,} rejected"
+            + (f"; {partitions} customer partitions" if partitions > 1 else "")
         )
-    options: dict[str, Any] = {
-        "ingest": report,
-        "enforcement": args.enforcement,
-        "start": args.start,
-        "until": args.until,
-        "scenario": args.scenario,
-        "engine": args.engine,
-        "progress": None if args.quiet else stderr_progress(),
-        "activity": activity_options(args, catalog.currencies),
-    }
-    if partitions > 1:
-        result = simulate_partitioned(
-            con, catalog, customers, out_dir=args.out, partitions=partitions, **options
-        )
-        paths = [args.out / name for name in OUTPUT_FILES]
-    else:
-        result = simulate(con, catalog, customers, **options)
-        paths = result.write(args.out)
-    summary = result.summary_dict()
+        options: dict[str, Any] = {
+            "ingest": report,
+            "enforcement": args.enforcement,
+            "start": args.start,
+            "until": args.until,
+            "scenario": args.scenario,
+            "engine": args.engine,
+            "progress": progress.update,
+            "activity": activity_options(args, catalog.currencies),
+        }
+        if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
+            from pricing_lab.scale.cli_options import simulate_over_executor
+
+            progress.phase("replaying in customer buckets", unit="customers")
+            result = simulate_over_executor(args, con, catalog, customers, options)
+            paths = [args.out / name for name in OUTPUT_FILES]
+        elif partitions > 1:
+            progress.phase(
+                f"costing, replaying, checking and writing {partitions} partitions",
+                unit="customers",
+            )
+            result = simulate_partitioned(
+                con, catalog, customers, out_dir=args.out, partitions=partitions, **options
+            )
+            paths = [args.out / name for name in OUTPUT_FILES]
+        else:
+            progress.phase("costing the events")
+            costing = cost(con, catalog, customers)
+            progress.phase("replaying and checking the ledger", unit="customers")
+            result = simulate(con, catalog, customers, costing=costing, **options)
+            progress.phase("writing the outputs")
+            paths = result.write(args.out)
+        progress.phase("summarising")
+        summary = result.summary_dict()
+    rejections = rejection_report(
+        result.rejected_events,
+        rows_read=report.rows_read,
+        path=args.out / "rejected_events.parquet",
+        known_customers=customers.customer_ids,
+    )
     if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
+        print_json({**with_numbers(summary), "rejections": rejections}, sort_keys=True)
     else:
-        events = summary["events"]
-        print(
-            f"scenario {result.scenario}: {summary['ledger_entries']} ledger entries, "
-            f"{events['denied']} denied, {events['rejected']} rejected events"
-        )
-        print(result.summary)
-        print("wrote " + ", ".join(str(p) for p in paths))
+        prices = {c.id: c.price_currency for c in catalog.currencies}
+        print(simulation_text(result, summary, price_currencies=prices, paths=paths))
+        print_report(rejections)
+    enforce(args, {result.scenario: rejections})
     return 0

@@ -8,6 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pricing_lab.cli.rejections import (
+    add_rejection_arguments,
+    enforce,
+    print_report,
+    rejection_report,
+)
 from pricing_lab.errors import InputError
 
 
@@ -30,11 +36,27 @@ def register(subparsers: Any) -> None:
     report.add_argument("--events", required=True, help="events file (.parquet, .csv, .ndjson)")
     report.add_argument("--reported", help="reported usage file (customer_id, feature_id, ...)")
     report.add_argument(
-        "--subscriptions", help="subscriptions (.csv or .parquet: customer_id, plan_id, start, end)"
+        "--subscriptions",
+        help="subscriptions: a .csv or .parquet table (customer_id, plan_id, start, end), or "
+        "a customers input as for --customers",
+    )
+    report.add_argument(
+        "--customers",
+        type=Path,
+        help="customers, as for simulate: a YAML file (its customers are the known ones: other "
+        "customers' events are rejected), a folder of tables or a .duckdb file; their "
+        "subscriptions set the plans and billing periods",
+    )
+    report.add_argument(
+        "--rejected",
+        type=Path,
+        help="where to write the rejected rows (default: OUT's name with _rejected, e.g. "
+        "usage_rejected.parquet; reported usage: _rejected_reported)",
     )
     report.add_argument("--period", choices=("day", "week", "month", "billing"), default="month")
     report.add_argument("--out", required=True, help="output file (.parquet or .csv)")
     report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_rejection_arguments(report)
     report.set_defaults(handler=run_report)
 
 
@@ -42,25 +64,51 @@ def run_report(args: argparse.Namespace) -> int:
     import duckdb
 
     from pricing_lab.catalog.yaml_format import load_catalog_file
-    from pricing_lab.events.ingest import ingest_events, ingest_reported_usage, quote_literal
-    from pricing_lab.events.meters import metered_features
+    from pricing_lab.events.ingest import ingest_events, ingest_reported_usage
+    from pricing_lab.events.meters import metered_features, reject_unusable_values
     from pricing_lab.events.report import usage_report
+    from pricing_lab.formula import check_formula
+    from pricing_lab.simulation.costing import check_dimensions
 
     out = Path(args.out)
-    if out.suffix.lower() not in (".parquet", ".csv"):
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
         raise InputError(f"{out}: the output must end in .parquet or .csv")
-    catalog = load_catalog_file(args.catalog)
+    if args.customers and args.subscriptions:
+        raise InputError("give --customers or --subscriptions, not both")
+    catalog = load_catalog_file(args.catalog, check_formula=check_formula)
+    known, subscriptions = _customers(args)
     con = duckdb.connect()
-    ingested = ingest_events(con, args.events)
+    ingested = ingest_events(con, args.events, customers=known)
+    check_dimensions(con, {"catalog": catalog}, source=str(args.events))
+    ingested = reject_unusable_values(con, catalog, ingested)
     reported = None
     if args.reported:
         ids = [f.id for f in metered_features(catalog) if f.meter and f.meter.source == "reported"]
-        reported = ingest_reported_usage(con, args.reported, features=ids)
-    frame = usage_report(con, catalog, period=args.period, subscriptions=args.subscriptions)
-    con.register("__usage_report", frame.to_arrow())
-    kind = "PARQUET" if out.suffix.lower() == ".parquet" else "CSV, HEADER TRUE"
+        reported = ingest_reported_usage(con, args.reported, customers=known, features=ids)
+    frame = usage_report(con, catalog, period=args.period, subscriptions=subscriptions)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY __usage_report TO {quote_literal(str(out))} (FORMAT {kind})")
+    _write(con, frame, out)
+    rejected_path = args.rejected or out.with_name(f"{out.stem}_rejected{suffix}")
+    rejected = con.table(ingested.rejected_table).pl()
+    _write(con, rejected, rejected_path)
+    reports = {
+        "events": rejection_report(
+            rejected,
+            rows_read=ingested.rows_read,
+            path=rejected_path,
+            known_customers=known,
+        )
+    }
+    if reported is not None:
+        reported_path = rejected_path.with_name(
+            rejected_path.stem.replace("_rejected", "") + f"_rejected_reported{suffix}"
+        )
+        reported_rows = con.table(reported.rejected_table).pl()
+        _write(con, reported_rows, reported_path)
+        reports["reported"] = rejection_report(
+            reported_rows, rows_read=reported.rows_read, path=reported_path, known_customers=known
+        )
     summary = {
         "out": str(out),
         "period": args.period,
@@ -69,6 +117,7 @@ def run_report(args: argparse.Namespace) -> int:
         "features": frame["feature_id"].n_unique() if frame.height else 0,
         "events": ingested.to_dict(),
         "reported": reported.to_dict() if reported else None,
+        "rejections": reports,
     }
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
@@ -77,6 +126,49 @@ def run_report(args: argparse.Namespace) -> int:
             f"{frame.height} report rows ({summary['customers']} customers, "
             f"{summary['features']} features) written to {out}\n"
             f"events: {ingested.rows_read} read, {ingested.accepted} accepted, "
-            f"{ingested.rejected} rejected {dict(ingested.rejected_by_reason)}\n"
+            f"{ingested.rejected} rejected\n"
         )
+        for name, rejections in reports.items():
+            sys.stdout.write(f"{name} ")
+            print_report(rejections)
+    enforce(args, reports)
     return 0
+
+
+def _customers(args: argparse.Namespace) -> tuple[list[str] | None, Any]:
+    """The known customer ids (None: any) and the subscriptions for the report."""
+    from pricing_lab.events.report import SubscriptionSpan
+    from pricing_lab.simulation.customers import load_customers
+    from pricing_lab.timeutil import naive_utc
+
+    source = args.customers or args.subscriptions
+    if source is None:
+        return None, None
+    if args.subscriptions and Path(args.subscriptions).suffix.lower() in (".csv", ".parquet"):
+        return None, args.subscriptions  # the simple table of docs/events.md
+    customers = load_customers(source)
+    spans = [
+        SubscriptionSpan(
+            customer_id=s.customer_id,
+            plan_id=s.plan_id,
+            start=naive_utc(s.start),
+            end=None if s.end is None else naive_utc(s.end),
+        )
+        for s in customers.subscriptions
+    ]
+    known = sorted(customers.customer_ids) if customers.customer_ids is not None else None
+    return known, spans
+
+
+def _write(con: Any, frame: Any, path: Path) -> None:
+    """`frame` to `path` (.parquet or .csv) with DuckDB's COPY, so decimals stay exact."""
+    from pricing_lab.events.ingest import quote_literal
+
+    view = "__pricing_lab_usage_output"
+    con.register(view, frame.to_arrow())
+    try:
+        kind = "PARQUET" if path.suffix.lower() == ".parquet" else "CSV, HEADER TRUE"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY {view} TO {quote_literal(str(path))} (FORMAT {kind})")
+    finally:
+        con.unregister(view)

@@ -32,6 +32,17 @@ EventSource = str | Path | duckdb.DuckDBPyRelation | Any  # Any: a Polars DataFr
 REQUIRED_EVENT_COLUMNS = ("event_id", "customer_id", "event_name", "timestamp")
 REQUIRED_REPORTED_COLUMNS = ("customer_id", "feature_id", "timestamp", "quantity")
 PROPERTIES_COLUMN = "properties"
+# The stored tables' own column: the 1-based input row (the line number for NDJSON), so every
+# row, accepted or rejected, leads back to its place in the input. An input column of that name
+# is kept as `input.source_row`.
+SOURCE_ROW_COLUMN = "source_row"
+INPUT_PREFIX = "input."
+
+# Timestamps a replay can work with: every date the ledger derives from an event (periods, a
+# year's expiry, "ending soon" warnings, the horizon's end) stays a valid date. Values outside,
+# such as the 0001-01-01 and 9999-12-31 placeholders of some exports, are `bad_timestamp`.
+TIMESTAMP_MIN = "1900-01-01 00:00:00"
+TIMESTAMP_END = "2200-01-01 00:00:00"  # exclusive
 
 # A rejected row carries one reason: the first of these that applies, so the reason is stable.
 REJECTION_ORDER = (
@@ -204,16 +215,12 @@ def ingest_reported_usage(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Source:
-    """A readable source: `from_sql` yields the columns in `types`, in input order.
-
-    `row_sql` is the 1-based input row; None when the rows come in input order one per row, so
-    the row is the work table's `rowid + 1` (DuckDB keeps insertion order when it creates a
-    table from a query, and a fresh table's row ids count from 0 in that order).
-    """
+    """A readable source: `from_sql` yields the columns in `types`, in input order, and
+    `row_sql`, the 1-based input row (the line number for NDJSON)."""
 
     label: str
     from_sql: str
-    row_sql: str | None
+    row_sql: str
     types: Mapping[str, str]  # column name (as in the source) → DuckDB type
     json_object: str | None = None  # NDJSON: the SQL expression of each line's JSON object
     all_text: bool = False  # CSV: every column arrived as VARCHAR; dimensions get inferred types
@@ -225,17 +232,30 @@ class _Column:
 
     name: str
     sql: str
-    # Required fields only: the raw text kept for rejected rows (None: the output cast to text,
-    # computed for rejected rows only), when the field counts as missing, when it is invalid.
+    # Required fields only. `raw_sql`: the field's text, carried for every row (the missing and
+    # invalid checks read it); `src_sql`: the typed source value, carried as it is and turned
+    # into text for rejected rows only; neither: the output cast to text. `missing_sql` and
+    # `invalid_sql`: when the field counts as missing, when it is invalid.
     raw_sql: str | None = None
+    src_sql: str | None = None
     missing_sql: str | None = None
     invalid_sql: str | None = None
 
     @property
     def raw_ref(self) -> str:
-        if self.raw_sql is None:
-            return f"CAST({quote_ident(self.name)} AS VARCHAR)"
-        return quote_ident("__raw_" + self.name)
+        """The field's raw text, over the work query's columns."""
+        if self.raw_sql is not None:
+            return quote_ident("__raw_" + self.name)
+        if self.src_sql is not None:
+            return f"CAST({quote_ident('__src_' + self.name)} AS VARCHAR)"
+        return f"CAST({quote_ident(self.name)} AS VARCHAR)"
+
+    @property
+    def raw_source_sql(self) -> str:
+        """The field's raw text, over the source's columns."""
+        if self.raw_sql is not None:
+            return self.raw_sql
+        return f"CAST({self.src_sql or self.sql} AS VARCHAR)"
 
     @property
     def missing_ref(self) -> str:
@@ -328,10 +348,11 @@ class _Session:
         name = self.temp_name("raw")
         self.sql(f"CREATE TEMP TABLE {quote_ident(name)} AS {select_sql}", label)
         self.temp_tables.append(name)
+        # A fresh table's row ids count from 0 in insertion order, which is the input order.
         return _Source(
             label=label,
             from_sql=quote_ident(name),
-            row_sql=None,
+            row_sql="rowid + 1",
             types=self._describe(f"SELECT * FROM {quote_ident(name)}", label),
         )
 
@@ -342,7 +363,12 @@ class _Session:
     def _parquet(self, path: Path) -> _Source:
         reader = f"read_parquet({quote_literal(str(path))})"
         types = self._describe(f"SELECT * FROM {reader}", str(path))
-        return _Source(label=str(path), from_sql=reader, row_sql=None, types=types)
+        if any(c.lower() == "file_row_number" for c in types):  # the reader's own name is taken
+            return self._materialize(f"SELECT * FROM {reader}", str(path))
+        numbered = f"read_parquet({quote_literal(str(path))}, file_row_number = true)"
+        return _Source(
+            label=str(path), from_sql=numbered, row_sql="file_row_number + 1", types=types
+        )
 
     def _csv(self, path: Path, delimiter: str) -> _Source:
         header = _csv_header(path, delimiter)
@@ -369,10 +395,15 @@ class _Session:
         # Blank lines are not rows; `source_row` stays the line number in the file.
         self.sql(f"CREATE TEMP TABLE {quote_ident(name)} AS SELECT line FROM {reader}", str(path))
         self.temp_tables.append(name)
+        # A line of nothing but ASCII white space (spaces, tabs, CR, VT, FF) is blank; a byte
+        # order mark before the first line is not part of it.
+        blank = "chr(32) || chr(9) || chr(13) || chr(11) || chr(12)"
+        text = "CASE WHEN line_number = 1 THEN ltrim(line, chr(65279)) ELSE line END"
         lines = (
             "(SELECT line_number, CASE WHEN json_valid(line) AND json_type(CAST(line AS JSON)) "
-            "= 'OBJECT' THEN CAST(line AS JSON) END AS obj FROM (SELECT rowid + 1 AS line_number, "
-            f"line FROM {quote_ident(name)}) WHERE trim(coalesce(line, '')) <> '')"
+            "= 'OBJECT' THEN CAST(line AS JSON) END AS obj FROM (SELECT line_number, "
+            f"{text} AS line FROM (SELECT rowid + 1 AS line_number, line FROM "
+            f"{quote_ident(name)})) WHERE trim(coalesce(line, ''), {blank}) <> '')"
         )
         return _Source(
             label=str(path),
@@ -440,20 +471,26 @@ class _Session:
 
         work = self.temp_name("work")
         self.temp_tables.append(work)
+        row = quote_ident(SOURCE_ROW_COLUMN)
         inner = ", ".join(
-            ([f"{src.row_sql} AS __source_row"] if src.row_sql else [])
-            + [f"{c.sql} AS {quote_ident(c.name)}" for c in columns.required]
+            [f"{c.sql} AS {quote_ident(c.name)}" for c in columns.required]
+            + [f"CAST({src.row_sql} AS BIGINT) AS {row}"]
             + [
                 f"{c.raw_sql} AS {quote_ident('__raw_' + c.name)}"
                 for c in columns.required
                 if c.raw_sql is not None
             ]
+            + [
+                f"{c.src_sql} AS {quote_ident('__src_' + c.name)}"
+                for c in columns.required
+                if c.src_sql is not None
+            ]
             + [f"{c.sql} AS {quote_ident(c.name)}" for c in columns.dimensions]
             + [f"{c.sql} AS {quote_ident(c.name)}" for c in columns.aux]
         )
         keep = ", ".join(
-            (["__source_row"] if src.row_sql else [])
-            + [quote_ident(c.name) for c in columns.required]
+            [quote_ident(c.name) for c in columns.required]
+            + [row]
             + [quote_ident(c.name) for c in columns.dimensions]
         )
         raws = ", ".join(
@@ -467,19 +504,19 @@ class _Session:
             f"FROM (SELECT *, {reason} AS __reason FROM (SELECT {inner} FROM {src.from_sql}))",
             src.label,
         )
-        row = "__source_row" if src.row_sql else "rowid + 1"
         if dedupe_on is not None:
-            self._mark_duplicates(src, columns, work, quote_ident(dedupe_on), row)
+            self._mark_duplicates(src, columns, work, quote_ident(dedupe_on))
         rejected_cols = ", ".join(
             f"{quote_ident('__raw_' + c.name)} AS {quote_ident(c.name)}" for c in columns.required
         )
         self.sql(f"DROP TABLE IF EXISTS {_table_ref(rejected_table)}")
         self.sql(
-            f"CREATE TABLE {_table_ref(rejected_table)} AS SELECT "
-            f"CAST({row} AS BIGINT) AS source_row, {rejected_cols}, "
+            f"CREATE TABLE {_table_ref(rejected_table)} AS SELECT {row}, {rejected_cols}, "
             "__reason AS reason, __detail AS detail "
-            f"FROM {quote_ident(work)} WHERE __reason IS NOT NULL ORDER BY source_row"
+            f"FROM {quote_ident(work)} WHERE __reason IS NOT NULL ORDER BY {row}"
         )
+        if customer_sql is not None:
+            self._suggest_customers(rejected_table, customer_sql)
         counts = dict(
             self.sql(
                 f"SELECT coalesce(__reason, ''), count(*) FROM {quote_ident(work)} GROUP BY ALL"
@@ -490,11 +527,7 @@ class _Session:
         by_reason = {r: int(counts[r]) for r in REJECTION_ORDER if r in counts}
         if accepted != rows_read:
             self.sql(f"DELETE FROM {quote_ident(work)} WHERE __reason IS NOT NULL")
-        for extra in (
-            (["__source_row"] if src.row_sql else [])
-            + ["__reason", "__detail"]
-            + ["__raw_" + c.name for c in columns.required]
-        ):
+        for extra in ["__reason", "__detail"] + ["__raw_" + c.name for c in columns.required]:
             self.sql(f"ALTER TABLE {quote_ident(work)} DROP COLUMN {quote_ident(extra)}")
         self.sql(f"DROP TABLE IF EXISTS {_table_ref(table)}")
         self.sql(f"ALTER TABLE {quote_ident(work)} RENAME TO {quote_ident(_last_part(table))}")
@@ -517,13 +550,21 @@ class _Session:
             dimensions=tuple(c.name for c in columns.dimensions),
         )
 
-    def _mark_duplicates(
-        self, src: _Source, columns: _Columns, work: str, key: str, row: str
-    ) -> None:
+    def _suggest_customers(self, rejected_table: str, customer_sql: str) -> None:
+        """An unknown customer id that is a known one in another case says so in its detail."""
+        self.sql(
+            f"UPDATE {_table_ref(rejected_table)} AS r SET detail = r.detail || ' (did you mean ' "
+            "|| k.v || '? customer ids are case-sensitive)' FROM (SELECT lower(v) AS l, min(v) "
+            f"AS v FROM ({customer_sql}) AS c(v) GROUP BY 1) AS k "
+            "WHERE r.reason = 'unknown_customer' AND lower(r.customer_id) = k.l"
+        )
+
+    def _mark_duplicates(self, src: _Source, columns: _Columns, work: str, key: str) -> None:
         # Group by the 64-bit hash first (cheap), then compare the real keys of colliding hashes.
         dups = self.temp_name("dups")
         self.temp_tables.append(dups)
         table = quote_ident(work)
+        row = quote_ident(SOURCE_ROW_COLUMN)
         self.sql(
             f"CREATE TEMP TABLE {quote_ident(dups)} AS SELECT {key} AS k, "
             f"min({row}) AS first_row FROM {table} WHERE __reason IS NULL AND "
@@ -536,19 +577,26 @@ class _Session:
             return
         self.sql(
             f"UPDATE {table} AS w SET __reason = 'duplicate_event_id', "
-            f"__detail = 'event_id first seen at row ' || d.first_row, "
-            f"{', '.join(self._raw_fill(columns))} FROM {quote_ident(dups)} AS d "
+            f"__detail = 'event_id first seen at row ' || d.first_row "
+            f"FROM {quote_ident(dups)} AS d "
             f"WHERE w.__reason IS NULL AND w.{key} = d.k AND w.{row} <> d.first_row",
             src.label,
         )
-
-    @staticmethod
-    def _raw_fill(columns: _Columns) -> list[str]:
-        # Duplicates were accepted rows until now: fill their raw text for the rejected table.
-        return [
-            f"{quote_ident('__raw_' + c.name)} = CAST(w.{quote_ident(c.name)} AS VARCHAR)"
+        # Duplicates were accepted rows until now: their raw text is read again from the source.
+        raws = ", ".join(
+            f"{c.raw_source_sql} AS {quote_ident('__raw_' + c.name)}" for c in columns.required
+        )
+        fill = ", ".join(
+            f"{quote_ident('__raw_' + c.name)} = s.{quote_ident('__raw_' + c.name)}"
             for c in columns.required
-        ]
+        )
+        self.sql(
+            f"UPDATE {table} AS w SET {fill} FROM (SELECT {src.row_sql} AS __row, {raws} "
+            f"FROM {src.from_sql} WHERE {src.row_sql} IN (SELECT {row} FROM {table} "
+            "WHERE __reason = 'duplicate_event_id')) AS s "
+            f"WHERE w.{row} = s.__row AND w.__reason = 'duplicate_event_id'",
+            src.label,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,41 +604,179 @@ class _Session:
 # --------------------------------------------------------------------------------------------
 
 
-def _event_columns(session: _Session, src: _Source) -> _Columns:
-    fields = _required_fields(src, REQUIRED_EVENT_COLUMNS)
-    problems: list[tuple[str, str, str]] = []
-    aux: list[_Column] = []
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _JsonKey:
+    """One key of the JSON objects of a column, over all rows; spellings that differ only in
+    case are one key (DuckDB names are case-insensitive, so they could not be two columns)."""
+
+    name: str  # the spelling most rows use; on a tie, the first in code point order
+    spellings: tuple[str, ...]
+    kinds: frozenset[str]  # JSON types seen, NULL left out
+    scale: int  # the most decimal places of its numbers
+    exponent: bool  # a number written in exponent form
+    int_digits: int  # the most integer digits of its numbers
+
+    def pick(self, json_sql: str, function: str) -> str:
+        """`function(json, pointer)` of the row's spelling that holds a value (not JSON null)."""
+        return _json_pick(json_sql, self.spellings, function)
+
+    def conflict(self, json_sql: str, aux: list[_Column]) -> tuple[str, str, str] | None:
+        """`bad_value` for a row in which two spellings hold different values (its test is an
+        `aux` column)."""
+        if len(self.spellings) < 2:
+            return None
+        values = ", ".join(
+            f"json_extract_string({json_sql}, {_json_path(s)})" for s in self.spellings
+        )
+        flag = f"__case_conflict_{len(aux)}"
+        aux.append(
+            _Column(
+                name=flag,
+                sql=f"len(list_distinct([{values}])) > 1",  # list_distinct leaves nulls out
+            )
+        )
+        quoted = [repr(s) for s in self.spellings]
+        names = ", ".join(quoted[:-1]) + " and " + quoted[-1]
+        message = f"keys {names} differ only in case and hold different values"
+        return ("bad_value", quote_ident(flag), quote_literal(message))
+
+
+def _json_pick(json_sql: str, spellings: Sequence[str], function: str) -> str:
+    if len(spellings) == 1:
+        return f"{function}({json_sql}, {_json_path(spellings[0])})"
+    choices = ", ".join(
+        f"CASE WHEN json_type({json_sql}, {_json_path(s)}) <> 'NULL' "
+        f"THEN {function}({json_sql}, {_json_path(s)}) END"
+        for s in spellings
+    )
+    return f"coalesce({choices})"
+
+
+def _json_path(key: str) -> str:
+    return quote_literal("/" + _pointer(key))
+
+
+def _json_keys(session: _Session, src: _Source, json_sql: str) -> dict[str, _JsonKey]:
+    """The keys of the JSON objects in `json_sql` over every row, by lower-case name, in order."""
+    rows = session.sql(
+        "SELECT e.key, list(DISTINCT e.type), count(*), "
+        "max(CASE WHEN e.type = 'DOUBLE' THEN length(split_part(CAST(e.value AS VARCHAR), '.', 2))"
+        " END), "
+        "bool_or(e.type = 'DOUBLE' AND regexp_matches(CAST(e.value AS VARCHAR), '[eE]')), "
+        "max(CASE WHEN e.type IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN "
+        "length(split_part(ltrim(CAST(e.value AS VARCHAR), '-'), '.', 1)) END) "
+        f"FROM (SELECT {json_sql} AS __j FROM {src.from_sql}) AS s, json_each(s.__j) AS e "
+        "WHERE s.__j IS NOT NULL GROUP BY e.key ORDER BY e.key",
+        src.label,
+    )
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(str(row[0]).lower(), []).append(row)
+    keys = {}
+    for lower, members in groups.items():
+        members.sort(key=lambda r: (-int(r[2]), str(r[0])))
+        keys[lower] = _JsonKey(
+            name=str(members[0][0]),
+            spellings=tuple(str(r[0]) for r in members),
+            kinds=frozenset(str(t) for r in members for t in r[1]) - {"NULL"},
+            scale=max(int(r[3] or 0) for r in members),
+            exponent=any(bool(r[4]) for r in members),
+            int_digits=max(int(r[5] or 0) for r in members),
+        )
+    return dict(sorted(keys.items(), key=lambda item: item[1].name))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Fields:
+    """Where each required field is read: a source column, or NDJSON keys (any spelling)."""
+
+    src: _Source
+    columns: Mapping[str, str]  # field → source column (tables, CSV, Parquet)
+    keys: Mapping[str, _JsonKey]  # lower-case key → key (NDJSON)
+
+    def spellings(self, name: str) -> tuple[str, ...]:
+        key = self.keys.get(name)
+        return key.spellings if key is not None else (name,)
+
+    def json(self, name: str, function: str) -> str:
+        assert self.src.json_object is not None
+        return _json_pick(self.src.json_object, self.spellings(name), function)
+
+
+def _fields(session: _Session, src: _Source, names: Sequence[str]) -> _Fields:
+    """The required fields' places; InputError when a table lacks a required column.
+
+    Names are matched case-insensitively, in NDJSON keys as in column names."""
     if src.json_object is not None:
-        aux.append(_Column(name="__obj", sql=src.json_object))
-        problems.append(("malformed_json", "__obj IS NULL", "'the line is not a JSON object'"))
+        return _Fields(src=src, columns={}, keys=_json_keys(session, src, src.json_object))
+    by_lower = {c.lower(): c for c in src.types}
+    missing = [n for n in names if n not in by_lower]
+    if missing:
+        found = ", ".join(src.types) or "none"
+        noun = "column" if len(missing) == 1 else "columns"
+        raise InputError(
+            f"{src.label}: missing required {noun} {', '.join(missing)} (columns found: {found})"
+        )
+    return _Fields(src=src, columns={n: by_lower[n] for n in names}, keys={})
+
+
+def _malformed_json(src: _Source, aux: list[_Column]) -> list[tuple[str, str, str]]:
+    if src.json_object is None:
+        return []
+    aux.append(_Column(name="__obj", sql=src.json_object))
+    return [("malformed_json", "__obj IS NULL", "'the line is not a JSON object'")]
+
+
+def _key_conflicts(
+    fields: _Fields, names: Sequence[str], aux: list[_Column]
+) -> list[tuple[str, str, str]]:
+    """NDJSON: a required field given twice in one line, in spellings with different values."""
+    if fields.src.json_object is None:
+        return []
+    conflicts = (
+        fields.keys[n].conflict(fields.src.json_object, aux) for n in names if n in fields.keys
+    )
+    return [c for c in conflicts if c is not None]
+
+
+def _event_columns(session: _Session, src: _Source) -> _Columns:
+    fields = _fields(session, src, REQUIRED_EVENT_COLUMNS)
+    aux: list[_Column] = []
+    problems = _malformed_json(src, aux)
     required: list[_Column] = []
     for name in ("event_id", "customer_id", "event_name"):
-        required.append(_text_field(src, name, fields.get(name)))
-    ts = _timestamp_field(src, "timestamp", fields.get("timestamp"))
+        required.append(_text_field(fields, name))
+    ts = _timestamp_field(fields, "timestamp")
     required.append(ts)
     problems.append(_missing_problem(required))
-    problems.extend(_json_type_problems(src, ("event_id", "customer_id", "event_name"), aux))
-    taken = {c.lower() for c in REQUIRED_EVENT_COLUMNS} | {PROPERTIES_COLUMN}
+    problems.extend(_key_conflicts(fields, (*REQUIRED_EVENT_COLUMNS, PROPERTIES_COLUMN), aux))
+    problems.extend(_json_type_problems(fields, ("event_id", "customer_id", "event_name"), aux))
+    reserved = {c.lower() for c in REQUIRED_EVENT_COLUMNS} | {PROPERTIES_COLUMN}
+    taken = reserved | {SOURCE_ROW_COLUMN}
     dimensions: list[_Column] = []
     props: str | None = None
     if src.json_object is None:
         for col in src.types:
-            if col.lower() in taken:
+            if col.lower() in reserved:
                 continue
             dimensions.append(_Column(name=col, sql=quote_ident(col)))
         if src.all_text:
             dimensions = _typed_text_columns(session, src, dimensions)
-        taken |= {d.name.lower() for d in dimensions}
+        else:
+            dimensions = [_without_null_type(src, d) for d in dimensions]
+        dimensions = [_renamed(src, d, taken, INPUT_PREFIX) for d in dimensions]
         prop_col = next((c for c in src.types if c.lower() == PROPERTIES_COLUMN), None)
         if prop_col is not None:
             props = _properties_json(src, prop_col)
     else:
-        top = _json_columns(
-            session, src, src.json_object, exclude=taken, taken=set(taken), clash_prefix=None
+        top_keys = {k: v for k, v in fields.keys.items() if k not in reserved}
+        top, conflicts = _json_columns(
+            src, src.json_object, top_keys, aux, taken=taken, clash_prefix=INPUT_PREFIX
         )
         dimensions.extend(top)
-        taken |= {d.name.lower() for d in dimensions}
-        props = f"json_extract({src.json_object}, '/{PROPERTIES_COLUMN}')"
+        problems.extend(conflicts)
+        if PROPERTIES_COLUMN in fields.keys:
+            props = fields.json(PROPERTIES_COLUMN, "json_extract")
     if props is not None:
         aux.append(_Column(name="__props_type", sql=f"json_type({props})"))
         problems.append(
@@ -600,24 +786,18 @@ def _event_columns(session: _Session, src: _Source) -> _Columns:
                 "'properties is not a JSON object'",
             ),
         )
-    problems.append(
-        (
-            "bad_timestamp",
-            ts.invalid_sql or "timestamp IS NULL",
-            f"'not a timestamp: ' || coalesce({ts.raw_ref}, '')",
+        objects = f"CASE WHEN json_type({props}) = 'OBJECT' THEN {props} END"
+        flat, conflicts = _json_columns(
+            src,
+            objects,
+            _json_keys(session, src, objects),
+            aux,
+            taken=taken,
+            clash_prefix=PROPERTIES_COLUMN + ".",
         )
-    )
-    if props is not None:
-        dimensions.extend(
-            _json_columns(
-                session,
-                src,
-                f"CASE WHEN json_type({props}) = 'OBJECT' THEN {props} END",
-                exclude=set(),
-                taken=taken,
-                clash_prefix=PROPERTIES_COLUMN + ".",
-            )
-        )
+        dimensions.extend(flat)
+        problems.extend(conflicts)
+    problems.append(_bad_timestamp_problem(ts))
     return _Columns(
         required=tuple(required),
         dimensions=tuple(dimensions),
@@ -627,21 +807,19 @@ def _event_columns(session: _Session, src: _Source) -> _Columns:
 
 
 def _reported_columns(session: _Session, src: _Source) -> _Columns:
-    fields = _required_fields(src, REQUIRED_REPORTED_COLUMNS)
-    problems: list[tuple[str, str, str]] = []
+    fields = _fields(session, src, REQUIRED_REPORTED_COLUMNS)
     aux: list[_Column] = []
-    if src.json_object is not None:
-        aux.append(_Column(name="__obj", sql=src.json_object))
-        problems.append(("malformed_json", "__obj IS NULL", "'the line is not a JSON object'"))
+    problems = _malformed_json(src, aux)
     required = [
-        _text_field(src, "customer_id", fields.get("customer_id")),
-        _text_field(src, "feature_id", fields.get("feature_id")),
-        _timestamp_field(src, "timestamp", fields.get("timestamp")),
+        _text_field(fields, "customer_id"),
+        _text_field(fields, "feature_id"),
+        _timestamp_field(fields, "timestamp"),
     ]
-    quantity = _quantity_field(src, fields.get("quantity"))
+    quantity = _quantity_field(fields)
     required.append(quantity)
     problems.append(_missing_problem(required))
-    problems.extend(_json_type_problems(src, ("customer_id", "feature_id"), aux))
+    problems.extend(_key_conflicts(fields, REQUIRED_REPORTED_COLUMNS, aux))
+    problems.extend(_json_type_problems(fields, ("customer_id", "feature_id"), aux))
     raw_q = quantity.raw_ref
     problems.append(
         (
@@ -651,42 +829,17 @@ def _reported_columns(session: _Session, src: _Source) -> _Columns:
             f"decimal places: ' || {raw_q} ELSE 'quantity is negative: ' || {raw_q} END",
         )
     )
-    problems.append(
-        (
-            "bad_timestamp",
-            required[2].invalid_sql or "timestamp IS NULL",
-            f"'not a timestamp: ' || coalesce({required[2].raw_ref}, '')",
-        )
-    )
+    problems.append(_bad_timestamp_problem(required[2]))
     return _Columns(
         required=tuple(required), dimensions=(), problems=tuple(problems), aux=tuple(aux)
     )
 
 
-def _required_fields(src: _Source, names: Sequence[str]) -> dict[str, str]:
-    """The source column (or JSON key) for each required field; InputError if one is missing."""
+def _text_field(fields: _Fields, name: str) -> _Column:
+    src = fields.src
     if src.json_object is not None:
-        return {n: n for n in names}
-    by_lower = {c.lower(): c for c in src.types}
-    missing = [n for n in names if n not in by_lower]
-    if missing:
-        found = ", ".join(src.types) or "none"
-        noun = "column" if len(missing) == 1 else "columns"
-        raise InputError(
-            f"{src.label}: missing required {noun} {', '.join(missing)} (columns found: {found})"
-        )
-    return {n: by_lower[n] for n in names}
-
-
-def _json_get(src: _Source, key: str) -> str:
-    return f"json_extract({src.json_object}, {quote_literal('/' + _pointer(key))})"
-
-
-def _text_field(src: _Source, name: str, column: str | None) -> _Column:
-    if src.json_object is not None:
-        value = f"json_extract_string({src.json_object}, {quote_literal('/' + _pointer(name))})"
-        return _Column(name=name, sql=value)
-    assert column is not None
+        return _Column(name=name, sql=fields.json(name, "json_extract_string"))
+    column = fields.columns[name]
     typ = src.types[column]
     if typ not in _TEXT_TYPES and typ not in _INTEGER_TYPES:
         raise InputError(
@@ -695,20 +848,21 @@ def _text_field(src: _Source, name: str, column: str | None) -> _Column:
     return _Column(name=name, sql=f"CAST({quote_ident(column)} AS VARCHAR)")
 
 
-def _timestamp_field(src: _Source, name: str, column: str | None) -> _Column:
+def _timestamp_field(fields: _Fields, name: str) -> _Column:
+    src = fields.src
     if src.json_object is not None:
-        raw = f"json_extract_string({src.json_object}, {quote_literal('/' + _pointer(name))})"
-        typ = "VARCHAR"
-        ref = f"CASE WHEN json_type({_json_get(src, name)}) = 'VARCHAR' THEN {raw} END"
+        raw = fields.json(name, "json_extract_string")
+        ref = f"CASE WHEN {fields.json(name, 'json_type')} = 'VARCHAR' THEN {raw} END"
         return _Column(
             name=name,
             sql=_parse_timestamp_sql(ref),
             raw_sql=raw,
             missing_sql=_blank_sql(f"__raw_{name}"),
         )
-    assert column is not None
+    column = fields.columns[name]
     typ = src.types[column]
     ref = quote_ident(column)
+    output = quote_ident(name)
     if typ in _TEXT_TYPES:
         return _Column(
             name=name,
@@ -716,25 +870,42 @@ def _timestamp_field(src: _Source, name: str, column: str | None) -> _Column:
             raw_sql=ref,
             missing_sql=_blank_sql(f"__raw_{name}"),
         )
-    if typ in ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"):
-        sql = f"CAST({ref} AS TIMESTAMP)" if typ != "TIMESTAMP" else ref
+    if typ == "TIMESTAMP":
+        return _Column(
+            name=name,
+            sql=ref,
+            missing_sql=f"{output} IS NULL",
+            invalid_sql=f"NOT {_in_range_sql(output)}",
+        )
+    if typ in ("TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"):
+        sql = f"TRY_CAST({ref} AS TIMESTAMP)"  # a DATE can lie beyond TIMESTAMP's range
     elif typ == "TIMESTAMP WITH TIME ZONE":
         sql = f"timezone('UTC', {ref})"
     else:
         raise InputError(
             f"{src.label}: column {column} has type {typ}; expected a timestamp or ISO 8601 text"
         )
-    # Infinite values stay until the row is rejected as bad_timestamp (and deleted).
+    # Values out of range (infinite ones too) stay until their row is rejected as bad_timestamp.
     return _Column(
         name=name,
         sql=sql,
-        missing_sql=f"{quote_ident(name)} IS NULL",
-        invalid_sql=f"NOT isfinite({quote_ident(name)})",
+        src_sql=ref,
+        missing_sql=f"{quote_ident('__src_' + name)} IS NULL",
+        invalid_sql=f"{output} IS NULL OR NOT {_in_range_sql(output)}",
     )
 
 
-def _parse_timestamp_sql(text: str) -> str:
-    """SQL turning ISO 8601 text into a naive UTC TIMESTAMP, or NULL when it does not parse."""
+def _in_range_sql(timestamp: str) -> str:
+    """SQL: `timestamp` lies in the supported range [TIMESTAMP_MIN, TIMESTAMP_END)."""
+    return (
+        f"({timestamp} >= TIMESTAMP {quote_literal(TIMESTAMP_MIN)} AND "
+        f"{timestamp} < TIMESTAMP {quote_literal(TIMESTAMP_END)})"
+    )
+
+
+def _parse_timestamp_sql(text: str, *, bounded: bool = True) -> str:
+    """SQL turning ISO 8601 text into a naive UTC TIMESTAMP, or NULL when it does not parse
+    (or, `bounded`, when it lies outside the supported range)."""
     m = f"regexp_extract({text}, {quote_literal(_TIMESTAMP_PATTERN)}, ['b', 'z', 's', 'h', 'm'])"
     b = f"{m}.b"
     s = f"{m}.s"
@@ -746,18 +917,40 @@ def _parse_timestamp_sql(text: str) -> str:
         f"ELSE (CASE {s} WHEN '-' THEN -1 ELSE 1 END) * (try_cast({h} AS INTEGER) * 60 + "
         f"try_cast({mm} AS INTEGER)) * INTERVAL 1 MINUTE END"
     )
-    return f"CASE WHEN isfinite({value}) THEN {value} END"
+    keep = _in_range_sql(value) if bounded else f"isfinite({value})"
+    return f"CASE WHEN {keep} THEN {value} END"
 
 
-def _quantity_field(src: _Source, column: str | None) -> _Column:
+def _bad_timestamp_problem(ts: _Column) -> tuple[str, str, str]:
+    """`bad_timestamp`: text that is not an ISO 8601 timestamp, or a time outside the range."""
+    raw = f"coalesce({ts.raw_ref}, '')"
+    if ts.raw_sql is not None:  # text: parsed again without the range, to say which it is
+        parses = (
+            f"{_parse_timestamp_sql(quote_ident('__raw_' + ts.name), bounded=False)} IS NOT NULL"
+        )
+    else:
+        parses = f"isfinite({quote_ident(ts.name)})"
+    outside = (
+        f"outside the supported range {TIMESTAMP_MIN[:10]} to {TIMESTAMP_END[:10]} (exclusive, "
+        "UTC): "
+    )
+    detail = (
+        f"CASE WHEN coalesce({parses}, FALSE) THEN {quote_literal(outside)} "
+        f"ELSE 'not a timestamp: ' END || {raw}"
+    )
+    return ("bad_timestamp", ts.invalid_sql or f"{quote_ident(ts.name)} IS NULL", detail)
+
+
+def _quantity_field(fields: _Fields) -> _Column:
+    src = fields.src
     missing = _blank_sql("__raw_quantity")
     if src.json_object is not None:
-        raw = f"json_extract_string({src.json_object}, '/quantity')"
+        raw = fields.json("quantity", "json_extract_string")
         kinds = "('UBIGINT', 'BIGINT', 'DOUBLE', 'VARCHAR')"
-        text = f"CASE WHEN json_type({_json_get(src, 'quantity')}) IN {kinds} THEN {raw} END"
+        text = f"CASE WHEN {fields.json('quantity', 'json_type')} IN {kinds} THEN {raw} END"
         sql = _exact_decimal_sql(text)
         return _Column(name="quantity", sql=sql, raw_sql=raw, missing_sql=missing)
-    assert column is not None
+    column = fields.columns["quantity"]
     typ = src.types[column]
     ref = quote_ident(column)
     raw = f"CAST({ref} AS VARCHAR)"
@@ -793,15 +986,15 @@ def _missing_problem(required: Sequence[_Column]) -> tuple[str, str, str]:
 
 
 def _json_type_problems(
-    src: _Source, names: Sequence[str], aux: list[_Column]
+    fields: _Fields, names: Sequence[str], aux: list[_Column]
 ) -> list[tuple[str, str, str]]:
     """NDJSON: id fields must be JSON strings or integers."""
-    if src.json_object is None:
+    if fields.src.json_object is None:
         return []
     out = []
     for name in names:
         typ = f"__type_{name}"
-        aux.append(_Column(name=typ, sql=f"json_type({_json_get(src, name)})"))
+        aux.append(_Column(name=typ, sql=fields.json(name, "json_type")))
         out.append(
             (
                 "bad_value",
@@ -819,9 +1012,38 @@ def _properties_json(src: _Source, column: str) -> str:
         return f"CASE WHEN json_valid({ref}) THEN CAST({ref} AS JSON) ELSE to_json({ref}) END"
     if typ.startswith("STRUCT") or typ.startswith("MAP"):
         return f"to_json({ref})"
+    if typ == _NULL_TYPE:
+        return "CAST(NULL AS JSON)"
     raise InputError(
         f"{src.label}: column {column} has type {typ}; expected a JSON object (text) or a struct"
     )
+
+
+# An input column with no values at all (every CSV field empty, Arrow's null type, an NDJSON
+# key that is always null) is stored as this type: numeric, so any meter or formula can read it,
+# and every value is null, so no comparison or aggregate differs from any other type's.
+EMPTY_COLUMN_TYPE = "BIGINT"
+_NULL_TYPE = '"NULL"'
+
+
+def _without_null_type(src: _Source, column: _Column) -> _Column:
+    if src.types.get(column.name) != _NULL_TYPE:
+        return column
+    return _Column(name=column.name, sql=f"CAST({column.sql} AS {EMPTY_COLUMN_TYPE})")
+
+
+def _renamed(src: _Source, column: _Column, taken: set[str], prefix: str) -> _Column:
+    """`column`, renamed `prefix + name` when its name is `taken` (case-insensitively)."""
+    name = column.name
+    if name.lower() in taken:
+        name = prefix + name
+        if name.lower() in taken:
+            raise InputError(
+                f"{src.label}: column {column.name!r} clashes with columns {column.name!r} and "
+                f"{name!r}"
+            )
+    taken.add(name.lower())
+    return _Column(name=name, sql=column.sql)
 
 
 def _typed_text_columns(
@@ -845,11 +1067,13 @@ def _typed_text_columns(
     typed = []
     for i, c in enumerate(columns):
         n, ints, decs, scale, bools = row[5 * i : 5 * i + 5]
-        if n and ints == n:
+        if n == 0:
+            sql = f"CAST({c.sql} AS {EMPTY_COLUMN_TYPE})"
+        elif ints == n:
             sql = f"CAST({c.sql} AS BIGINT)"
-        elif n and decs == n:
+        elif decs == n:
             sql = f"CAST({c.sql} AS DECIMAL(38, {int(scale or 0)}))"
-        elif n and bools == n:
+        elif bools == n:
             sql = f"CAST(lower({c.sql}) AS BOOLEAN)"
         else:
             sql = c.sql
@@ -858,53 +1082,32 @@ def _typed_text_columns(
 
 
 def _json_columns(
-    session: _Session,
     src: _Source,
     json_sql: str,
+    keys: Mapping[str, _JsonKey],
+    aux: list[_Column],
     *,
-    exclude: set[str],
     taken: set[str],
-    clash_prefix: str | None,
-) -> list[_Column]:
-    """One column per key of the JSON objects in `json_sql`, with an exact SQL type per key.
+    clash_prefix: str,
+) -> tuple[list[_Column], list[tuple[str, str, str]]]:
+    """One column per key of the JSON objects in `json_sql`, with an exact SQL type per key, and
+    the `bad_value` problems of rows holding two spellings of a key with different values.
 
-    Keys in `exclude` (lower-case) are skipped. A key whose name is already `taken` (compared
-    case-insensitively, as DuckDB does) is renamed `clash_prefix + key`.
+    A key whose name is already `taken` (case-insensitively, as DuckDB compares names) is
+    renamed `clash_prefix + name`.
     """
-    rows = session.sql(
-        "SELECT e.key, list(DISTINCT e.type), "
-        "max(CASE WHEN e.type = 'DOUBLE' THEN length(split_part(CAST(e.value AS VARCHAR), '.', 2))"
-        " END), "
-        "bool_or(e.type = 'DOUBLE' AND regexp_matches(CAST(e.value AS VARCHAR), '[eE]')), "
-        "max(CASE WHEN e.type IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN "
-        "length(split_part(ltrim(CAST(e.value AS VARCHAR), '-'), '.', 1)) END) "
-        f"FROM (SELECT {json_sql} AS __j FROM {src.from_sql}) AS s, json_each(s.__j) AS e "
-        "WHERE s.__j IS NOT NULL GROUP BY e.key ORDER BY e.key",
-        src.label,
-    )
     columns = []
-    for key, types, scale, exponent, int_digits in rows:
-        key = str(key)
-        if key.lower() in exclude:
-            continue
-        name = key
-        if name.lower() in taken:
-            if clash_prefix is None:
-                continue
-            name = clash_prefix + key
-            if name.lower() in taken:
-                raise InputError(
-                    f"{src.label}: property {key!r} clashes with columns {key!r} and {name!r}"
-                )
-        taken.add(name.lower())
-        kinds = {str(t) for t in types} - {"NULL"}
-        pointer = quote_literal("/" + _pointer(key))
-        text = f"json_extract_string({json_sql}, {pointer})"
-        if kinds and kinds <= {"BIGINT", "UBIGINT"} and (int_digits or 0) <= 18:
+    problems = []
+    for key in keys.values():
+        text = key.pick(json_sql, "json_extract_string")
+        kinds = key.kinds
+        if not kinds:
+            sql = f"CAST(NULL AS {EMPTY_COLUMN_TYPE})"
+        elif kinds <= {"BIGINT", "UBIGINT"} and key.int_digits <= 18:
             sql = f"try_cast({text} AS BIGINT)"
-        elif kinds and kinds <= {"BIGINT", "UBIGINT", "DOUBLE"}:
-            places = min(int(scale or 0), 18)
-            if exponent or (int_digits or 0) + places > 38:
+        elif kinds <= {"BIGINT", "UBIGINT", "DOUBLE"}:
+            places = min(key.scale, 18)
+            if key.exponent or key.int_digits + places > 38:
                 sql = f"try_cast({text} AS DOUBLE)"  # the one case exact decimals cannot hold
             else:
                 sql = f"try_cast({text} AS DECIMAL(38, {places}))"
@@ -914,11 +1117,14 @@ def _json_columns(
             sql = text
         else:  # mixed kinds, objects or arrays: the JSON text (strings unquoted)
             sql = (
-                f"CASE WHEN json_type({json_sql}, {pointer}) = 'VARCHAR' THEN {text} "
-                f"ELSE CAST(json_extract({json_sql}, {pointer}) AS VARCHAR) END"
+                f"CASE WHEN {key.pick(json_sql, 'json_type')} = 'VARCHAR' THEN {text} "
+                f"ELSE CAST({key.pick(json_sql, 'json_extract')} AS VARCHAR) END"
             )
-        columns.append(_Column(name=name, sql=sql))
-    return columns
+        columns.append(_renamed(src, _Column(name=key.name, sql=sql), taken, clash_prefix))
+        conflict = key.conflict(json_sql, aux)
+        if conflict is not None:
+            problems.append(conflict)
+    return columns, problems
 
 
 # --------------------------------------------------------------------------------------------

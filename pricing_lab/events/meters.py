@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Literal
@@ -25,7 +25,15 @@ import duckdb
 
 from pricing_lab.catalog.model import Catalog, DisplayUnit, Feature, MeterFilter
 from pricing_lab.errors import InputError
-from pricing_lab.events.ingest import QUANTITY_TYPE, quote_ident, quote_literal
+from pricing_lab.events.ingest import (
+    QUANTITY_TYPE,
+    REJECTION_ORDER,
+    SOURCE_ROW_COLUMN,
+    IngestReport,
+    quote_ident,
+    quote_literal,
+)
+from pricing_lab.formula.decimal_eval import NUMERIC_TEXT_PATTERN
 from pricing_lab.money import normalized
 from pricing_lab.timeutil import naive_utc
 
@@ -42,7 +50,7 @@ SCALE = 12
 _UNIT = 10**SCALE
 _NUMERIC_TYPE = re.compile(
     r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-    r"FLOAT|DOUBLE|DECIMAL.*)\Z"
+    r"FLOAT|DOUBLE|DECIMAL.*|\"NULL\")\Z"  # "NULL": a column without values (Arrow's null type)
 )
 _PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")
 _EMPTY_MATCHED = (
@@ -119,7 +127,7 @@ def matched_usage_sql(
         columns = _columns(con, reported)
         if columns is not None:
             for feature in reported_features:
-                parts.append(_reported_feature_sql(feature, reported))
+                parts.append(_reported_feature_sql(feature, reported, columns))
     if not parts:
         return _EMPTY_MATCHED
     return " UNION ALL ".join(parts)
@@ -140,12 +148,14 @@ class EventMeter:
 
     `condition` holds for the events the meter matches; it is NULL (no match, as in a WHERE) for
     an event without an event name. `quantity` is the meter's per-event value, DECIMAL(38, 12)
-    (the `quantity` column of `match_events`).
+    (the `quantity` column of `match_events`); `out_of_range` holds where the dimension has a
+    value beyond that type (10^26), for which `quantity` is NULL.
     """
 
     feature_id: str
     condition: str
     quantity: str
+    out_of_range: str = "FALSE"
 
 
 def event_meters(
@@ -163,14 +173,18 @@ def event_meters(
     columns = _columns(con, events)
     if columns is None:
         raise InputError(f"no events table {events!r}: ingest events first")
-    return tuple(
-        EventMeter(
-            feature_id=feature.id,
-            condition=_event_condition_sql(feature, columns),
-            quantity=_per_event_value(feature, columns)[0],
+    meters = []
+    for feature in features:
+        quantity, _unique = _per_event_value(feature, columns)
+        meters.append(
+            EventMeter(
+                feature_id=feature.id,
+                condition=_event_condition_sql(feature, columns),
+                quantity=quantity,
+                out_of_range=_out_of_range_sql(feature, columns),
+            )
         )
-        for feature in features
-    )
+    return tuple(meters)
 
 
 def _event_condition_sql(feature: Feature, columns: Mapping[str, tuple[str, str]]) -> str:
@@ -208,16 +222,117 @@ def _per_event_value(feature: Feature, columns: Mapping[str, tuple[str, str]]) -
         return one, f"CAST({quote_ident(found[0])} AS VARCHAR)"
     if found is None:
         return f"CAST(NULL AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
-    name, typ = found
+    return _number_sql(feature, *found), "CAST(NULL AS VARCHAR)"
+
+
+def _number_sql(feature: Feature, name: str, typ: str) -> str:
+    """A dimension as the meter's DECIMAL(38, 12) value: NULL where it is not a number in that
+    range (text that is not a plain number, NaN, infinite, 10^26 or more); `_unusable_sql`
+    tells such a value from a null one."""
+    column = quote_ident(name)
+    if typ in ("VARCHAR", "JSON"):  # a text column: one odd value made the whole column text
+        numeric = f"regexp_full_match(trim({column}), {quote_literal(NUMERIC_TEXT_PATTERN)})"
+        return f"TRY_CAST(CASE WHEN {numeric} THEN trim({column}) END AS {QUANTITY_TYPE})"
     if not _NUMERIC_TYPE.match(typ):
+        assert feature.meter is not None
         raise InputError(
-            f"feature {feature.id}: {meter.aggregation} needs a numeric dimension, but "
+            f"feature {feature.id}: {feature.meter.aggregation} needs a numeric dimension, but "
             f"{name} is {typ}"
         )
-    return f"CAST({quote_ident(name)} AS {QUANTITY_TYPE})", "CAST(NULL AS VARCHAR)"
+    return f"TRY_CAST({column} AS {QUANTITY_TYPE})"
 
 
-def _reported_feature_sql(feature: Feature, reported: str) -> str:
+def _value_column(
+    feature: Feature, columns: Mapping[str, tuple[str, str]]
+) -> tuple[str, str] | None:
+    meter = feature.meter
+    assert meter is not None
+    if meter.aggregation in ("count", "count_unique"):
+        return None
+    return columns.get((meter.dimension or "").lower())
+
+
+def _out_of_range_sql(feature: Feature, columns: Mapping[str, tuple[str, str]]) -> str:
+    """SQL: the event's meter value exists but is not a number in DECIMAL(38, 12)'s range."""
+    found = _value_column(feature, columns)
+    if found is None or _always_fits(found[1]):
+        return "FALSE"
+    return f"({quote_ident(found[0])} IS NOT NULL AND {_number_sql(feature, *found)} IS NULL)"
+
+
+_FITTING_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+    | {'"NULL"'}
+)
+
+
+def _always_fits(typ: str) -> bool:
+    """Every value of the type is a number below 10^26 (the TRY_CAST cannot fail)."""
+    if typ in _FITTING_TYPES:
+        return True
+    scale = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", typ)
+    return scale is not None and int(scale.group(1)) - int(scale.group(2)) <= 26
+
+
+def reject_unusable_values(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, report: IngestReport
+) -> IngestReport:
+    """Move the events whose meter value is not a usable number to the rejected table.
+
+    A `sum`, `max`, `min` or `avg` meter reads its dimension as DECIMAL(38, 12); an event it
+    matches whose value is text that is not a number, NaN, infinite or 10^26 or more is rejected
+    as `bad_value` (naming the feature and the value) instead of counting as no usage. Returns
+    the report with the new counts; `timestamp` of these rows is the stored UTC time as text.
+    """
+    columns = _columns(con, report.table)
+    if columns is None:
+        return report
+    checks = []
+    for feature in metered_features(catalog):
+        meter = feature.meter
+        if meter is None or meter.source != "events":
+            continue
+        unusable = _out_of_range_sql(feature, columns)
+        if unusable == "FALSE":
+            continue
+        found = _value_column(feature, columns)
+        assert found is not None
+        condition = f"(coalesce({_event_condition_sql(feature, columns)}, FALSE) AND {unusable})"
+        detail = (
+            f"{quote_literal(f'{feature.id}: {found[0]} is not a number below 10^26: ')} || "
+            f"CAST({quote_ident(found[0])} AS VARCHAR)"
+        )
+        checks.append((condition, detail))
+    if not checks:
+        return report
+    events, rejected = quote_ident(report.table), quote_ident(report.rejected_table)
+    bad = " OR ".join(c for c, _ in checks)
+    found_rows = con.execute(f"SELECT count(*) FROM {events} WHERE {bad}").fetchall()[0][0]
+    if not found_rows:
+        return report
+    detail = "concat_ws('; ', " + ", ".join(f"CASE WHEN {c} THEN {d} END" for c, d in checks) + ")"
+    row = f"{quote_ident(SOURCE_ROW_COLUMN)}" if SOURCE_ROW_COLUMN in columns else "NULL"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {rejected} AS SELECT * FROM (SELECT * FROM {rejected} UNION ALL "
+        f"SELECT CAST({row} AS BIGINT), event_id, customer_id, event_name, "
+        "strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ'), 'bad_value', "
+        f"{detail} FROM {events} WHERE {bad}) ORDER BY source_row"
+    )
+    con.execute(f"DELETE FROM {events} WHERE {bad}")
+    by_reason = dict(report.rejected_by_reason)
+    by_reason["bad_value"] = by_reason.get("bad_value", 0) + int(found_rows)
+    ordered = {r: by_reason[r] for r in REJECTION_ORDER if r in by_reason}
+    return replace(
+        report,
+        accepted=report.accepted - int(found_rows),
+        rejected=report.rejected + int(found_rows),
+        rejected_by_reason=ordered,
+    )
+
+
+def _reported_feature_sql(
+    feature: Feature, reported: str, columns: Mapping[str, tuple[str, str]]
+) -> str:
     meter = feature.meter
     assert meter is not None
     if meter.aggregation in ("count", "count_unique"):
@@ -229,8 +344,10 @@ def _reported_feature_sql(feature: Feature, reported: str) -> str:
         if meter.aggregation == "count_unique"
         else "CAST(NULL AS VARCHAR)"
     )
+    # The input row when ingestion stored it, else the row of the table.
+    row = quote_ident(SOURCE_ROW_COLUMN) if SOURCE_ROW_COLUMN in columns else "rowid + 1"
     return (
-        "SELECT 'reported:' || CAST(rowid + 1 AS VARCHAR) AS event_id, "
+        f"SELECT 'reported:' || CAST({row} AS VARCHAR) AS event_id, "
         "CAST(customer_id AS VARCHAR) AS customer_id, CAST(timestamp AS TIMESTAMP) AS timestamp, "
         f"{quote_literal(feature.id)} AS feature_id, {quantity} AS quantity, "
         f"{unique} AS unique_value FROM {quote_ident(reported)} "

@@ -88,7 +88,13 @@ def read_subscriptions(
             raise InputError(f"{file}: cannot read subscriptions: {exc}") from exc
         label = str(file)
     else:
-        frame = con.sql(f"SELECT * FROM {quote_ident(str(subscriptions))}").pl()
+        try:
+            frame = con.sql(f"SELECT * FROM {quote_ident(str(subscriptions))}").pl()
+        except duckdb.Error:
+            raise InputError(
+                f"{subscriptions}: not a subscriptions table; give a .csv or .parquet file "
+                "(customer_id, plan_id, start, end) or a DuckDB table name"
+            ) from None
         label = str(subscriptions)
     missing = [c for c in ("customer_id", "plan_id", "start") if c not in frame.columns]
     if missing:

@@ -1,14 +1,22 @@
-"""The scenario comparison report: which charts and tables, in which order, from a `Comparison`."""
+"""The scenario comparison report: which sections, charts and tables, in which order.
+
+Each section is a function from a `Comparison` to a `ReportSection`; `SECTIONS` lists them in
+the report's order. The numbers come from `report.findings`, the tables' formats from
+`report.tables`.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
 
-from pricing_lab.report import charts
-from pricing_lab.report.html import Report, ReportSection, write_report
+from pricing_lab.report import charts, findings, views
+from pricing_lab.report import format as fmt
+from pricing_lab.report.html import Notes, Part, Report, ReportSection, write_report
+from pricing_lab.report.tables import Column, Table
 from pricing_lab.simulation.scenarios import Comparison, scenario_folder
 
 TRACE_ATTRIBUTION = (
@@ -19,49 +27,267 @@ TRACE_ATTRIBUTION = (
 )
 
 
-def comparison_report(
-    comparison: Comparison, *, title: str = "Pricing scenarios", footer: str = ""
-) -> Report:
-    """The report of a comparison: totals, money, per-customer changes, burn, balances."""
-    base = comparison.result(comparison.base)
-    others = comparison.customers.filter(pl.col("scenario") != comparison.base)
-    money_totals = comparison.totals.select("scenario", "recharge_revenue", "breakage")
-    sections = [
-        ReportSection(
-            title="Scenarios at a glance",
-            text=(
-                f"Base scenario: {comparison.base}. Each scenario replays the same events; "
-                "changes are against the base."
-            ),
-            charts=[charts.revenue_and_breakage(money_totals)],
-            tables=[("Totals per scenario", comparison.totals.sort("scenario"))],
+Section = Callable[[Comparison], ReportSection | None]
+CHANGES_SHOWN = 10  # rows of the "largest changes in credits consumed" table
+
+
+def headline_section(comparison: Comparison) -> ReportSection:
+    """What changes and what it is worth: one finding per scenario, the headline table, credits
+    consumed and money per scenario."""
+    frame = findings.headlines(comparison)
+    changes = findings.runout_changes(comparison)
+    notes = [_finding(row, changes, frame) for row in frame.iter_rows(named=True)]
+    notes = [note for note in notes if note]
+    parts: list[Part] = []
+    if notes:
+        parts.append(Notes(items=notes))
+    parts.append(views.headline_table(comparison, frame))
+    parts.append(charts.consumed_per_scenario(frame))
+    for price_currency, money in frame.group_by("price_currency", maintain_order=True):
+        per_scenario = money.group_by("scenario", maintain_order=True).agg(
+            pl.col("credit_revenue", "breakage").sum()
+        )
+        parts.append(
+            charts.revenue_and_breakage(
+                per_scenario, revenue="credit_revenue", currency=str(price_currency[0] or "")
+            )
+        )
+    customers = comparison.customers.select("customer_id").n_unique()
+    return ReportSection(
+        title="What changes",
+        text=(
+            f"Base scenario: {comparison.base}. Every scenario replays the same events for the "
+            f"same {customers:,} customers; changes are against the base. Credit revenue is "
+            "every paid credit × its cost basis (top-ups and auto-recharges), breakage the "
+            "money of expired paid credits."
         ),
-        ReportSection(
-            title="Per-customer change",
-            text="How each customer's credit consumption and run-out date move against the base.",
-            charts=[charts.change_distribution(others), charts.runout_shift(others)],
-            tables=[
-                (
-                    "Largest changes in credits consumed",
-                    others.sort("consumed_change", descending=True, nulls_last=True)
-                    .head(20)
-                    .with_columns(pl.col("consumed_change_pct").round(2)),
-                )
-            ],
-        ),
-        ReportSection(
-            title="Burn per feature",
-            text=f"Credits consumed per feature over time in {comparison.base}.",
-            charts=[charts.burn_per_feature(base.ledger)],
-            tables=[("Consumed per feature and scenario", comparison.features)],
-        ),
-        ReportSection(
-            title="Balances of the largest customers",
-            text=f"Balance over time of the largest consumers in {comparison.base}.",
-            charts=[charts.balance_over_time(base.ledger)],
-        ),
+        parts=parts,
+    )
+
+
+def _finding(row: dict[str, object], changes: pl.DataFrame, frame: pl.DataFrame) -> str:
+    """One scenario's changes against the base in a sentence (empty for the base itself)."""
+    scenario = str(row["scenario"])
+    if row["consumed_change"] is None:  # the base
+        return ""
+    price = str(row["price_currency"] or "")
+    several = frame["currency_id"].n_unique() > 1
+    where = f"{scenario} ({row['currency_id']})" if several else scenario
+    consumed = f"credits consumed {fmt.credits_change(row['consumed_change'])}"  # type: ignore[arg-type]
+    if row["consumed_change_pct"] is not None:
+        consumed += f" ({fmt.percent(row['consumed_change_pct'], sign=True)})"  # type: ignore[arg-type]
+    newly = changes.filter(
+        (pl.col("scenario") == scenario)
+        & (pl.col("currency_id") == row["currency_id"])
+        & (pl.col("change") == findings.NEWLY_RUNS_OUT)
+    )["customer_id"].to_list()
+    run_out = f"{fmt.count(row['customers_run_out'])} customers run out"  # type: ignore[arg-type]
+    run_out += f" ({fmt.count_change(row['customers_run_out_change'])}"  # type: ignore[arg-type]
+    if newly:
+        named = ", ".join(newly[:5]) + (f" and {len(newly) - 5:,} more" if len(newly) > 5 else "")
+        run_out += f"; newly: {named}"
+    run_out += ")"
+    denied = int(row["events_denied"])  # type: ignore[call-overload]
+    parts = [
+        consumed,
+        f"credit revenue {fmt.money_change(row['credit_revenue_change'], price)}",  # type: ignore[arg-type]
+        f"breakage {fmt.money_change(row['breakage_change'], price)}",  # type: ignore[arg-type]
+        run_out,
+        f"{fmt.count(denied)} events denied" if denied else "no event denied",
     ]
-    return Report(title=title, sections=sections, footer=footer)
+    return f"{where}: " + "; ".join(parts) + "."
+
+
+def runout_section(comparison: Comparison) -> ReportSection:
+    """Who runs out: the customers whose run-out changes (new run-outs first), then every
+    customer who runs out in some scenario with the time in each."""
+    changes = findings.runout_changes(comparison)
+    several = len(comparison.results) > 2
+    currencies = comparison.customers["currency_id"].n_unique() > 1
+    changed = Table(
+        title="Customers whose run-out changes",
+        frame=changes,
+        columns=[
+            *([Column(name="scenario")] if several else []),
+            Column(name="customer_id", header="customer"),
+            *([Column(name="currency_id", header="currency")] if currencies else []),
+            Column(name="plan"),
+            Column(name="change"),
+            Column(name="base_runout_at", header=f"runs out in {comparison.base} (UTC)"),
+            Column(name="runout_at", header="runs out in the scenario (UTC)"),
+            Column(name="runout_shift_days", header="shift", kind="days"),
+            Column(
+                name="consumed",
+                header="credits consumed",
+                kind="credits",
+                change="consumed_change",
+            ),
+        ],
+        empty="No customer's run-out changes in any scenario.",
+    )
+    order = findings.scenario_order(comparison)
+    ran_out = comparison.customers.filter(
+        pl.col("runout_at").is_not_null().any().over("customer_id", "currency_id")
+    )
+    wide = (
+        ran_out.pivot(on="scenario", index=["customer_id", "currency_id"], values="runout_at")
+        if ran_out.height
+        else pl.DataFrame(schema={"customer_id": pl.String, "currency_id": pl.String})
+    )
+    for name in order:
+        if name not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias(name))
+    wide = wide.with_columns(
+        pl.col("customer_id")
+        .replace_strict(dict(comparison.plans), default=findings.NO_PLAN, return_dtype=pl.String)
+        .alias("plan"),
+        pl.min_horizontal(*order).alias("__first"),
+    ).sort("__first", "customer_id", "currency_id")
+    everyone = Table(
+        title="Every customer who runs out, and when (UTC)",
+        frame=wide,
+        columns=[
+            Column(name="customer_id", header="customer"),
+            *([Column(name="currency_id", header="currency")] if currencies else []),
+            Column(name="plan"),
+            *(Column(name=name, header=name, kind="time") for name in order),
+        ],
+        empty="No customer runs out in any scenario.",
+        max_rows=100,
+    )
+    return ReportSection(
+        title="Who runs out",
+        text=(
+            "A customer runs out at the first consumption that leaves its balance at or below "
+            "zero or, under the block policy, at its first event denied for want of credits "
+            "(– : never within the replay)."
+        ),
+        parts=[changed, everyone],
+    )
+
+
+def balances_section(comparison: Comparison) -> ReportSection:
+    """The balances of the customers at risk, in every scenario, each on its own scale."""
+    at_risk = findings.customers_at_risk(comparison)
+    ledgers = {
+        name: _ledger_of(comparison, name, at_risk) for name in findings.scenario_order(comparison)
+    }
+    return ReportSection(
+        title="Balances of the customers at risk",
+        text=(
+            "Customers who run out in some scenario (new run-outs first), one panel each: the "
+            "lowest balance of each day in every scenario, as a share of the highest balance "
+            "that customer held, so a small customer reads as well as a large one. At or below "
+            "the line at zero the customer has run out (in overdraft, or denied under block)."
+        ),
+        parts=[charts.runout_balances(ledgers, at_risk)],
+    )
+
+
+def _ledger_of(
+    comparison: Comparison, scenario: str, customers: list[tuple[str, str]]
+) -> pl.DataFrame:
+    """The ledger entries of `customers` in one scenario; a ledger written to disk is scanned
+    for them only."""
+    keys = pl.DataFrame(
+        {"customer_id": [c for c, _ in customers], "currency_id": [c for _, c in customers]},
+        schema={"customer_id": pl.String, "currency_id": pl.String},
+    )
+    result = comparison.result(scenario)
+    if result.ledger_on_disk and result.written_to is not None:
+        scan = pl.scan_parquet(result.written_to / "ledger.parquet")
+        return scan.join(keys.lazy(), on=["customer_id", "currency_id"], how="semi").collect()
+    return result.ledger.join(keys, on=["customer_id", "currency_id"], how="semi")
+
+
+def consumption_section(comparison: Comparison) -> ReportSection:
+    """How each customer's consumption moves: histograms and the largest changes."""
+    others = comparison.customers.filter(pl.col("scenario") != comparison.base)
+    largest = (
+        others.filter(pl.col("consumed_change") != 0)
+        .with_columns(
+            (pl.col("consumed") - pl.col("consumed_change")).alias("base_consumed"),
+            pl.col("customer_id")
+            .replace_strict(
+                dict(comparison.plans), default=findings.NO_PLAN, return_dtype=pl.String
+            )
+            .alias("plan"),
+        )
+        .sort(pl.col("consumed_change").abs(), "customer_id", descending=[True, False])
+    )
+    several = len(comparison.results) > 2
+    table = Table(
+        title=f"Largest changes in credits consumed (top {CHANGES_SHOWN})",
+        frame=largest,
+        columns=[
+            *([Column(name="scenario")] if several else []),
+            Column(name="customer_id", header="customer"),
+            Column(name="plan"),
+            Column(name="base_consumed", header=f"consumed in {comparison.base}", kind="credits"),
+            Column(
+                name="consumed",
+                header="consumed in the scenario",
+                kind="credits",
+                change="consumed_change",
+                change_pct="consumed_change_pct",
+            ),
+            Column(name="runout_shift_days", header="run-out shift", kind="days"),
+        ],
+        empty="No customer's consumption changes.",
+        max_rows=CHANGES_SHOWN,
+        more="{hidden:,} more customers whose consumption changes: comparison_customers.parquet",
+    )
+    return ReportSection(
+        title="Per-customer change",
+        text="How each customer's credit consumption and run-out date move against the base.",
+        parts=[charts.change_distribution(others), charts.runout_shift(others), table],
+    )
+
+
+def burn_section(comparison: Comparison) -> ReportSection:
+    """Credits burned per feature over time in the base, and per feature and scenario."""
+    base = comparison.result(comparison.base)
+    features = Table(
+        title="Credits consumed per feature and scenario",
+        frame=comparison.features,
+        columns=[
+            Column(name="scenario"),
+            Column(name="feature_id", header="feature"),
+            Column(name="currency_id", header="currency"),
+            Column(
+                name="consumed", header="credits consumed", kind="credits", change="consumed_change"
+            ),
+        ],
+        empty="No feature consumed credits.",
+    )
+    return ReportSection(
+        title="Burn per feature",
+        text=f"Credits consumed per feature over time in {comparison.base}.",
+        parts=[charts.burn_per_feature(base.ledger), features],
+    )
+
+
+# The report's sections, in order. A section is a function of the comparison returning a
+# `ReportSection` (or None to leave it out): adding one to the report is adding it here.
+SECTIONS: tuple[Section, ...] = (
+    headline_section,
+    runout_section,
+    balances_section,
+    consumption_section,
+    burn_section,
+)
+
+
+def comparison_report(
+    comparison: Comparison,
+    *,
+    title: str = "Pricing scenarios",
+    footer: str = "",
+    sections: Sequence[Section] = SECTIONS,
+) -> Report:
+    """The report of a comparison: one `ReportSection` per function of `sections`."""
+    built = [section(comparison) for section in sections]
+    return Report(title=title, sections=[s for s in built if s is not None], footer=footer)
 
 
 def write_comparison(
@@ -77,6 +303,8 @@ def write_comparison(
         ("comparison_customers.parquet", comparison.customers),
         ("comparison_features.parquet", comparison.features),
         ("comparison_totals.parquet", comparison.totals),
+        ("comparison_margin.parquet", comparison.margin),
+        ("comparison_margin_totals.parquet", comparison.margin_totals),
     ):
         frame.write_parquet(folder / name, statistics=False)
         paths.append(folder / name)

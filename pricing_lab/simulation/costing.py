@@ -20,20 +20,23 @@ they are small enough, and sorted on a customer rank rather than the customer id
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
-from pricing_lab.events.ingest import quote_ident, quote_literal
+from pricing_lab.events.ingest import SOURCE_ROW_COLUMN, quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter, event_meters
 from pricing_lab.formula import Formula
-from pricing_lab.formula.ast import Arithmetic, Dimension, Negate, Node, Number
+from pricing_lab.formula.ast import Arithmetic, Call, Dimension, Negate, Node, Number, children
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding, normalized
 from pricing_lab.timeutil import naive_utc
@@ -132,19 +135,26 @@ def resolve_rates(catalog: Catalog) -> tuple[ResolvedRate, ...]:
 
 def subscriptions_frame(subscriptions: Iterable[Subscription]) -> pl.DataFrame:
     """Subscriptions as a table for the costing join (one row per subscription)."""
-    rows = [
-        {
-            "subscription_index": index,
-            "customer_id": s.customer_id,
-            "plan_id": s.plan_id,
-            "addons": list(s.addons),
-            "start": naive_utc(s.start),
-            "end": None if s.end is None else naive_utc(s.end),
-        }
-        for index, s in enumerate(subscriptions)
-    ]
+    items = list(subscriptions)
+    naive: dict[datetime, datetime] = {}  # thousands of subscriptions share a few start times
+
+    def plain(value: datetime) -> datetime:
+        if value not in naive:
+            naive[value] = naive_utc(value)
+        return naive[value]
+
     return pl.DataFrame(
-        rows,
+        {
+            "subscription_index": range(len(items)),
+            "customer_id": [s.customer_id for s in items],
+            "plan_id": [s.plan_id for s in items],
+            # Built by Arrow: Polars makes one Series per list from Python lists (slow).
+            "addons": pl.Series(
+                pa.array([list(s.addons) for s in items], type=pa.list_(pa.string()))
+            ),
+            "start": [plain(s.start) for s in items],
+            "end": [None if s.end is None else plain(s.end) for s in items],
+        },
         schema={
             "subscription_index": pl.Int64,
             "customer_id": pl.String,
@@ -285,6 +295,7 @@ def cost_events_many(
             subscriptions,
             catalog.currencies,
             events,
+            traceable=SOURCE_ROW_COLUMN in column_types,
         )
         results.update(zip(members, costings))
     return [results[i] for i in range(len(catalogs))]
@@ -305,9 +316,13 @@ def _cost_shared(
     subscriptions: Sequence[Subscription],
     currencies: Sequence[CreditCurrency],
     events: str,
+    *,
+    traceable: bool,
 ) -> list[Costing]:
     """One costing per rate set, from one query: the rate sets cost the same rows (see
-    `_rated_where`), each in its own raw-cost, cost and (when they differ) currency column."""
+    `_rated_where`), each in its own raw-cost, cost and (when they differ) currency column.
+    `traceable`: the events table has ingestion's `source_row`, copied to the rejected rows."""
+    source_row = "ev.source_row" if traceable else "CAST(NULL AS BIGINT)"
     features = _joint_features(rate_sets)
     sets = range(len(rate_sets))
     shared_currency = all(
@@ -342,13 +357,17 @@ def _cost_shared(
             LEFT JOIN ({_customer_order_sql(events)}) AS o ON o.customer_id = c.customer_id
             """
         )
-        bad = [f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0)" for k in sets]
+        limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
+        too_big = [f"(__out_of_range_{k} OR __cost_{k} >= {limit})" for k in sets]
+        bad = [
+            f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0 OR __cost_{k} >= {limit})" for k in sets
+        ]
         per_set = ", ".join(
             f"bool_or({bad[k]}) AS __bad_{k}, "
-            f"CASE WHEN bool_or(__raw_cost_{k} IS NULL) THEN 'formula_null' "
+            f"CASE WHEN bool_or({too_big[k]}) THEN 'cost_out_of_range' "
+            f"WHEN bool_or(__raw_cost_{k} IS NULL) THEN 'formula_null' "
             f"ELSE 'formula_negative' END AS __reason_{k}, "
-            f"string_agg(__feature_id || ' costs ' "
-            f"|| coalesce(CAST(__raw_cost_{k} AS VARCHAR), 'null'), '; ' ORDER BY __feature_id) "
+            f"string_agg({_rejection_detail_sql(k, limit)}, '; ' ORDER BY __feature_id) "
             f"FILTER (WHERE {bad[k]}) AS __detail_{k}"
             for k in sets
         )
@@ -397,7 +416,7 @@ def _cost_shared(
             _fetch(
                 con,
                 f"""
-                SELECT CAST(NULL AS BIGINT) AS source_row, ev.event_id, ev.customer_id,
+                SELECT {source_row} AS source_row, ev.event_id, ev.customer_id,
                        ev.event_name,
                        strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
                        b.__reason_{k} AS reason, b.__detail_{k} AS detail
@@ -440,6 +459,103 @@ def _cost_shared(
             )
         )
     return costings
+
+
+def dimension_problems(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, *, events: str = "events"
+) -> list[Problem]:
+    """Dimensions that the catalog's meters and credit rates read but table `events` lacks.
+
+    Only features whose meter's event name occurs in the events are checked (a day without image
+    requests may lack the image columns); names match case-insensitively, as columns do; `is_null`
+    and `is_not_null` filters may name an absent dimension on purpose, and so may a formula
+    that gives it a fallback (`required_dimensions`). Each problem suggests the
+    closest column names ("did you mean …"). A run with such a problem would reject or leave
+    unmatched every event of the feature.
+    """
+    columns = {name.lower(): name for name in _column_types(con, events)}
+    names = {
+        str(row[0])
+        for row in con.execute(f"SELECT DISTINCT event_name FROM {quote_ident(events)}").fetchall()
+    }
+    problems: list[Problem] = []
+
+    def check(path: str, dimension: str) -> None:
+        if dimension.lower() in columns or dimension == QUANTITY:
+            return
+        close = difflib.get_close_matches(dimension.lower(), list(columns), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(columns[c]) for c in close)}?" if close else ""
+        problems.append(
+            Problem(path=path, message=f"the events have no dimension {dimension!r}{hint}")
+        )
+
+    metered = {}
+    for feature in catalog.features:
+        meter = feature.meter
+        if meter is None or meter.source != "events" or meter.event_name not in names:
+            continue
+        metered[feature.id] = feature
+        where = f"features[{feature.id}].meter"
+        if meter.aggregation != "count" and meter.dimension:
+            check(f"{where}.dimension", meter.dimension)
+        for index, flt in enumerate(meter.filters):
+            if flt.operator not in ("is_null", "is_not_null"):
+                check(f"{where}.filters[{index}]", flt.dimension)
+    for rate in resolve_rates(catalog):
+        if rate.feature_id in metered:
+            for dimension in sorted(required_dimensions(rate.formula.tree)):
+                check(f"{rate.source}.formula", dimension)
+    return problems
+
+
+def required_dimensions(node: Node) -> set[str]:
+    """The dimensions a formula needs: all it reads except those only given a fallback, as an
+    argument of `coalesce` before its last one (`coalesce(pages, 1)` works without `pages`)."""
+    if isinstance(node, Dimension):
+        return {node.name}
+    if isinstance(node, Call) and node.name == "coalesce":
+        return required_dimensions(node.args[-1])
+    found: set[str] = set()
+    for child in children(node):
+        found |= required_dimensions(child)
+    return found
+
+
+def check_dimensions(
+    con: duckdb.DuckDBPyConnection,
+    catalogs: Mapping[str, Catalog],
+    *,
+    events: str = "events",
+    source: str = "events",
+) -> None:
+    """Raise `ValidationError` listing `dimension_problems` of every catalog (named, e.g. by
+    scenario: their paths start with the name when there are several)."""
+    problems = []
+    for name, catalog in catalogs.items():
+        for problem in dimension_problems(con, catalog, events=events):
+            path = f"{name}: {problem.path}" if len(catalogs) > 1 else problem.path
+            problems.append(Problem(path=path, message=problem.message))
+    if problems:
+        raise ValidationError(dict.fromkeys(problems), source=f"{source}: catalog dimensions")
+
+
+def cost_limit(scale: int) -> int:
+    """The smallest cost rejected as `cost_out_of_range` when the finest currency precision is
+    `scale`: the ledger keeps amounts as 64-bit integers of 10^-scale, so one event's cost stays
+    below 10^(18 - scale) (10^16 credits at precision 2) and cannot wrap them by itself."""
+    return 10 ** (18 - scale)
+
+
+def _rejection_detail_sql(k: int, limit: str) -> str:
+    """What is wrong with one feature's cost in rate set `k`, for the rejected row's detail."""
+    return (
+        f"CASE WHEN __out_of_range_{k} THEN __feature_id || ': a value is infinite, NaN or "
+        "beyond the exact decimal range (10^26)' "
+        f"WHEN __cost_{k} >= {limit} THEN __feature_id || ' costs ' || "
+        f"CAST(__cost_{k} AS VARCHAR) || ', at or above the limit of ' || "
+        f"CAST({limit} AS VARCHAR) || ' per event' "
+        f"ELSE __feature_id || ' costs ' || coalesce(CAST(__raw_cost_{k} AS VARCHAR), 'null') END"
+    )
 
 
 def check_event_ids(con: duckdb.DuckDBPyConnection, events: str = "events") -> None:
@@ -493,6 +609,7 @@ def _feature_costings(
     ]
     defaults = by_key.get(NO_PLAN, {})
     formula_types = {**column_types, QUANTITY: "DECIMAL(38,12)"}
+    by_lower = {name.lower(): name for name in column_types}
     result = []
     for meter in meters:
         feature = meter.feature_id
@@ -502,8 +619,14 @@ def _feature_costings(
         dimensions: set[str] = set()
         for rate_index in sorted(i for i in in_force if i is not None):
             rate = rates[rate_index]
-            dimensions.update(d for d in rate.formula.dimensions if d in column_types)
-            variant = (rate.currency_id, rate.formula.to_duckdb_sql(formula_types))
+            # Dimension names match columns case-insensitively, as DuckDB names do.
+            types = dict(formula_types)
+            for name in rate.formula.dimensions:
+                column = name if name in column_types else by_lower.get(name.lower())
+                if column is not None:
+                    types[name] = column_types[column]
+                    dimensions.add(column)
+            variant = (rate.currency_id, rate.formula.to_duckdb_sql(types))
             variant_of[rate_index] = variants.setdefault(variant, len(variants))
         result.append(
             FeatureCosting(
@@ -600,8 +723,8 @@ def _feature_sql(
     dimensions = [d for d in feature.dimensions if d not in _EVENT_COLUMNS]
     columns = ", ".join(quote_ident(c) for c in (*_EVENT_COLUMNS, *dimensions))
     matching = (
-        f"SELECT {columns}, CAST({meter.quantity} AS DECIMAL(38, 12)) AS {quote_ident(QUANTITY)} "
-        f"FROM {e} WHERE {meter.condition}"
+        f"SELECT {columns}, CAST({meter.quantity} AS DECIMAL(38, 12)) AS {quote_ident(QUANTITY)}, "
+        f"{meter.out_of_range} AS __quantity_out_of_range FROM {e} WHERE {meter.condition}"
     )
     sets = range(rate_sets)
     currencies = ", ".join(
@@ -609,10 +732,16 @@ def _feature_sql(
         + (" AS __currency_id" if shared_currency else f" AS __currency_id_{k}")
         for k in (sets[:1] if shared_currency else sets)
     )
-    raw_costs = ", ".join(
-        _case("__variant", [v[k][1] for v in feature.variants]) + f" AS __raw_cost_{k}"
-        for k in sets
+    # A value beyond the exact decimal range fails the row's cost, never the query: TRY makes
+    # it NULL, and the flag tells it from a formula that is null.
+    costs = [_case("__variant", [v[k][1] for v in feature.variants]) for k in sets]
+    raw_costs = ", ".join(f"TRY({cost}) AS __raw_cost_{k}" for k, cost in zip(sets, costs))
+    out_of_range = ", ".join(
+        f"CASE WHEN __raw_cost_{k} IS NULL THEN __quantity_out_of_range OR "
+        f"TRY(({cost}) IS NULL) IS NULL ELSE FALSE END AS __out_of_range_{k}"
+        for k, cost in zip(sets, costs)
     )
+    raw_names = ", ".join(f"__raw_cost_{k}" for k in sets)
     if feature.same_everywhere:
         with_variant = f"SELECT *, {feature.default_variant} AS __variant FROM ({matching})"
     else:
@@ -622,8 +751,9 @@ def _feature_sql(
         )
     return (
         f"SELECT event_id, customer_id, timestamp, {quote_literal(meter.feature_id)} AS "
-        f"__feature_id, CAST({rank} AS SMALLINT) AS __feature_rank, {currencies}, {raw_costs} "
-        f"FROM ({with_variant}) WHERE __variant IS NOT NULL"
+        f"__feature_id, CAST({rank} AS SMALLINT) AS __feature_rank, {currencies}, {raw_names}, "
+        f"{out_of_range} FROM (SELECT *, {raw_costs} FROM ({with_variant}) "
+        "WHERE __variant IS NOT NULL)"
     )
 
 
@@ -648,12 +778,14 @@ def _uncosted_sql(
         else [f"CAST(NULL AS VARCHAR) AS __currency_id_{k}" for k in sets]
     )
     raw_costs = [f"CAST(NULL AS DECIMAL(38, 12)) AS __raw_cost_{k}" for k in sets]
+    out_of_range = [f"FALSE AS __out_of_range_{k}" for k in sets]
     nulls = ", ".join(
         [
             "CAST(NULL AS VARCHAR) AS __feature_id",
             "CAST(NULL AS SMALLINT) AS __feature_rank",
             *currencies,
             *raw_costs,
+            *out_of_range,
         ]
     )
     always = [f for f in features if f.costed_everywhere]

@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 
 from pricing_lab.catalog.model import ID_PATTERN
-from pricing_lab.catalog.yaml_format import parse_yaml
+from pricing_lab.catalog.validate import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
+from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
 from pricing_lab.timeutil import as_utc
@@ -88,6 +89,12 @@ class _Reader:
         if not number.is_finite():
             self.problem(path, f"expected a finite number, got {value!r}")
             return None
+        if number and number.adjusted() >= MAX_INTEGER_DIGITS:
+            self.problem(path, f"must be less than 10^{MAX_INTEGER_DIGITS}, got {value!r}")
+            return None
+        if -number.as_tuple().exponent > MAX_DECIMAL_PLACES:  # type: ignore[operator]
+            self.problem(path, f"at most {MAX_DECIMAL_PLACES} decimal places, got {value!r}")
+            return None
         if positive and number <= 0:
             self.problem(path, f"must be > 0, got {number}")
         return number
@@ -97,27 +104,35 @@ class _Reader:
             return default
         try:
             number = Decimal(str(value).strip())
-            if number != number.to_integral_value():
+            if not number.is_finite():
                 raise InvalidOperation
-            return int(number)
         except InvalidOperation:
             self.problem(path, f"expected an integer, got {value!r}")
             return default
+        if number and number.adjusted() >= 18:  # checked first: 1e999999999 is an integer too
+            self.problem(path, f"must be less than 10^18 in size, got {value!r}")
+            return default
+        if number != number.to_integral_value():
+            self.problem(path, f"expected an integer, got {value!r}")
+            return default
+        return int(number)
 
     def timestamp(self, path: str, value: object, *, required: bool = True) -> datetime | None:
         if value is None or value == "":
             if required:
                 self.problem(path, "missing")
             return None
-        if isinstance(value, datetime):
-            return as_utc(value)
-        if isinstance(value, date):
-            return as_utc(datetime(value.year, value.month, value.day))
         try:
+            if isinstance(value, datetime):
+                return as_utc(value)
+            if isinstance(value, date):
+                return as_utc(datetime(value.year, value.month, value.day))
             return as_utc(datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
         except ValueError:
             self.problem(path, f"expected an ISO timestamp, got {value!r}")
-            return None
+        except OverflowError:  # an offset that moves year 1 or 9999 out of the calendar
+            self.problem(path, f"timestamp out of range: {value!r}")
+        return None
 
     def choice(self, path: str, value: object, options: Sequence[str], default: str) -> str:
         if value is None or value == "":
@@ -137,18 +152,19 @@ def load_customers(path: str | Path) -> CustomerInputs:
     if source.is_dir():
         return _from_tables(source)
     if source.suffix in (".duckdb", ".db"):
-        with duckdb.connect(str(source), read_only=True) as con:
-            return customers_from_duckdb(con)
+        try:
+            con = duckdb.connect(str(source), read_only=True)
+        except duckdb.Error as exc:
+            raise InputError(f"{source}: not a DuckDB database: {_first_line(exc)}") from None
+        with con:
+            return customers_from_duckdb(con, source=str(source))
     if source.suffix in (".yaml", ".yml"):
         return _from_yaml(source)
     raise InputError(f"{source}: expected a .yaml file, a folder of tables or a .duckdb file")
 
 
 def _from_yaml(path: Path) -> CustomerInputs:
-    try:
-        document = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+    document = parse_yaml(read_text_file(path, what="customers"), source=str(path))
     if not isinstance(document, Mapping) or not isinstance(document.get("customers"), list):
         raise InputError(f"{path}: expected a mapping with a `customers:` list")
     return customers_from_mapping(document, source=str(path))
@@ -167,7 +183,7 @@ def customers_from_mapping(document: Mapping[str, Any], *, source: str = "") -> 
             reader.problem(here, "expected a mapping")
             continue
         unknown = set(entry) - {"id", "subscriptions", "grants", "top_ups", "auto_recharge"}
-        for key in sorted(unknown):
+        for key in sorted(unknown, key=str):
             reader.problem(f"{here}.{key}", "unknown key")
         customer_id = reader.ident(f"{here}.id", entry.get("id"))
         ids.append(customer_id)
@@ -254,6 +270,9 @@ def _subscription(reader: _Reader, path: str, row: Mapping[str, Any]) -> Subscri
     addons_value = row.get("addons") or ()
     if isinstance(addons_value, str):
         addons_value = [a for a in addons_value.replace(";", ",").split(",") if a.strip()]
+    elif not isinstance(addons_value, list | tuple):
+        reader.problem(f"{path}.addons", f"expected a list of add-on ids, got {addons_value!r}")
+        addons_value = ()
     version = row.get("plan_version")
     start = reader.timestamp(f"{path}.start", row.get("start"))
     end = reader.timestamp(f"{path}.end", row.get("end"), required=False)
@@ -338,7 +357,7 @@ def _auto_recharge(reader: _Reader, path: str, row: Mapping[str, Any]) -> AutoRe
 
 
 def _unknown_keys(reader: _Reader, path: str, row: Mapping[str, Any], known: set[str]) -> None:
-    for key in sorted(set(row) - known):
+    for key in sorted(set(row) - known, key=str):
         reader.problem(f"{path}.{key}", "unknown key")
 
 
@@ -350,10 +369,17 @@ def _check_unique(reader: _Reader, path: str, values: Iterable[str], what: str) 
         seen.add(value)
 
 
-def _rows_of(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    relation = con.sql(sql)
-    columns = relation.columns
-    return [dict(zip(columns, row)) for row in relation.fetchall()]
+def _rows_of(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> list[dict[str, Any]]:
+    try:
+        relation = con.sql(sql)
+        columns = relation.columns
+        return [dict(zip(columns, row)) for row in relation.fetchall()]
+    except (duckdb.Error, ValueError, OverflowError) as exc:  # e.g. a date Python cannot hold
+        raise InputError(f"{label}: cannot read: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def _table_rows(
@@ -385,7 +411,7 @@ def _from_tables(folder: Path) -> CustomerInputs:
                 try:
                     con.execute(f'CREATE TABLE "{name}" AS {query}')
                 except duckdb.Error as exc:
-                    raise InputError(f"{file}: cannot read: {exc}") from None
+                    raise InputError(f"{file}: cannot read: {_first_line(exc)}") from None
     if not found:
         raise InputError(
             f"{folder}: no customer tables found (expected subscriptions, grants or auto_recharge"
@@ -409,7 +435,7 @@ def customers_from_duckdb(
     reader = _Reader()
 
     def rows(name: str) -> list[dict[str, Any]]:
-        return _rows_of(con, f'SELECT * FROM "{name}"') if name in present else []
+        return _rows_of(con, f'SELECT * FROM "{name}"', names[name]) if name in present else []
 
     subscription_rows = rows("subscriptions")
     for index, row in enumerate(subscription_rows):

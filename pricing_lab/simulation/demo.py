@@ -1,16 +1,15 @@
 """The demo main job: sample catalog + real usage → replay → two scenarios → HTML report.
 
 Everything it reads ships inside the package (the sample catalog, the attributed real LLM traces,
-the demo scenarios), so it runs offline from a fresh install. Customers are derived from the
-traces reproducibly: the largest consumers are on enterprise, the next on pro, the rest on free;
-every customer gets a welcome promotion; a fifth of pro customers have auto-recharge.
+the customers, the demo scenarios), so it runs offline from a fresh install. The customers file
+(`demo_customers.yaml`, a copy of `examples/customers.yaml`) was written from the traces by the
+rules of `demo_customers`: the largest consumers on enterprise, the next on pro, the rest on free;
+a welcome promotion for everyone; top-ups for enterprise; auto-recharge for pro and some free.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,22 +17,23 @@ from importlib.resources import files
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.catalog.store import open_store
 from pricing_lab.catalog.yaml_format import load_catalog
-from pricing_lab.events.real import DEFAULT_START, load_sample_events
+from pricing_lab.events.real import load_sample_events
 from pricing_lab.formula import check_formula
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
+from pricing_lab.progress import ProgressDisplay
 from pricing_lab.report.build import TRACE_ATTRIBUTION, write_comparison
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.scenarios import Comparison, Scenario, compare, scenarios_from_mapping
 
 SAMPLE_CATALOG = "ai_product.yaml"
 DEMO_SCENARIOS = "demo_scenarios.yaml"
+DEMO_CUSTOMERS = "demo_customers.yaml"
 CURRENCY = "credits"
-Say = Callable[[str], None]
+STEPS = 5
 
 
 def package_text(name: str) -> str:
@@ -141,10 +141,22 @@ class DemoResult:
     seconds: float
 
 
-def run_demo(out_dir: str | Path = "demo_out", *, say: Say | None = None) -> DemoResult:
+def packaged_customers() -> CustomerInputs:
+    """The demo's customers: the packaged copy of `examples/customers.yaml`."""
+    from pricing_lab.catalog.yaml_format import parse_yaml
+    from pricing_lab.simulation.customers import customers_from_mapping
+
+    document = parse_yaml(package_text(DEMO_CUSTOMERS), source=DEMO_CUSTOMERS)
+    assert isinstance(document, dict)
+    return customers_from_mapping(document, source=DEMO_CUSTOMERS)
+
+
+def run_demo(
+    out_dir: str | Path = "demo_out", *, progress: ProgressDisplay | None = None
+) -> DemoResult:
     """Build the demo store in `out_dir`, replay the sample usage, compare the demo scenarios,
-    write Parquet results and `report.html`. `say` receives progress lines."""
-    tell = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    write Parquet results and `report.html`. `progress` shows each step (nothing without it)."""
+    show = progress if progress is not None else ProgressDisplay(enabled=False)
     began = time.monotonic()
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,35 +164,36 @@ def run_demo(out_dir: str | Path = "demo_out", *, say: Say | None = None) -> Dem
     db.unlink(missing_ok=True)
     con = duckdb.connect(str(db))
 
-    tell("[1/5] applying the sample catalog (examples/ai_product.yaml) to " + str(db))
+    show.phase(f"[1/{STEPS}] applying the sample catalog (examples/ai_product.yaml) to {db}")
     catalog = load_catalog(
         package_text(SAMPLE_CATALOG), source=SAMPLE_CATALOG, check_formula=check_formula
     )
     store = open_store(con)
     store.apply(catalog, at=datetime.now(UTC))
 
-    tell("[2/5] loading the real LLM traces shipped in the package (Azure 2023, Mooncake)")
+    show.phase(f"[2/{STEPS}] loading the real LLM traces shipped in the package")
     ingest = load_sample_events(con)
-    tell(f"      {ingest.accepted:,} events accepted, {ingest.rejected} rejected")
+    show.note(f"{ingest.accepted:,} events accepted, {ingest.rejected} rejected")
 
-    start = DEFAULT_START
-    customers = demo_customers(con, start=start)
-    tell(
-        f"[3/5] {len(customers.subscriptions)} customers: "
+    show.phase(f"[3/{STEPS}] reading the customers (examples/customers.yaml)")
+    customers = packaged_customers()
+    show.note(
+        f"{len(customers.subscriptions)} customers: "
         + ", ".join(
             f"{count} on {plan}"
             for plan, count in sorted(_plan_counts(customers.subscriptions).items())
         )
     )
-
     base, scenarios = demo_scenarios()
+    scenario_phases = show.scenarios()
 
-    def progress(name: str, done: int, total: int) -> None:
-        if done < total:
-            tell(f"[4/5] replaying scenario {done + 1}/{total}: {name}")
+    def step(name: str, index: int, count: int) -> None:
+        if index < count:  # costing, then each scenario: step 4; writing is step 5
+            scenario_phases(name, index, count)
 
-    comparison = compare(con, catalog, customers, scenarios, base=base, progress=progress)
-    tell("[5/5] writing Parquet results and the HTML report")
+    show.phase(f"[4/{STEPS}] costing and replaying {len(scenarios)} scenarios")
+    comparison = compare(con, catalog, customers, scenarios, base=base, progress=step)
+    show.phase(f"[5/{STEPS}] writing Parquet results and the HTML report")
     write_comparison(comparison, folder, footer=attribution_line())
     con.close()
     return DemoResult(
@@ -202,15 +215,3 @@ def _plan_counts(subscriptions: tuple[Subscription, ...]) -> dict[str, int]:
 def attribution_line() -> str:
     """The traces' attribution as one line (it travels with every shown row)."""
     return TRACE_ATTRIBUTION
-
-
-def summary_table(comparison: Comparison) -> pl.DataFrame:
-    """The short table the demo prints: per scenario, money and credits at a glance."""
-    return comparison.totals.sort("scenario").select(
-        "scenario",
-        pl.col("consumed").alias("credits consumed"),
-        pl.col("customers_run_out").alias("customers run out"),
-        pl.col("events_denied").alias("events denied"),
-        pl.col("recharge_revenue").cast(pl.Decimal(38, 2)).alias("recharge revenue USD"),
-        pl.col("breakage").cast(pl.Decimal(38, 2)).alias("breakage USD"),
-    )

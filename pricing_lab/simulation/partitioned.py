@@ -42,6 +42,7 @@ from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.ledger.inputs import default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
 from pricing_lab.simulation import output_files
+from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import check_event_ids
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.output_files import TableWriter, write_table
@@ -298,6 +299,15 @@ class _PartitionedRun:
         range_customers = _customers_in(self.customers, span)
         try:
             costing = cost(self.con, self.catalog, range_customers, events=_PART_TABLE)
+            # What serving the range's events costs, before any is excluded (`serve_costs`).
+            serving = serve_costs(
+                self.con,
+                self.catalog,
+                range_customers.subscriptions,
+                events=_PART_TABLE,
+                start=start,
+                until=until,
+            )
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_PART_TABLE}")  # costed: no longer needed
         times = costing.consumptions["timestamp"]
@@ -308,7 +318,8 @@ class _PartitionedRun:
                 self.con,
                 self.catalog,
                 range_customers,
-                events=_PART_TABLE,  # not read: the range is costed
+                # Not read but for the costs to serve of events not served (rejected, denied).
+                events=self.events,
                 enforcement=self.enforcement,
                 start=start,
                 until=until,
@@ -316,6 +327,7 @@ class _PartitionedRun:
                 engine=self.engine,
                 costing=costing,
                 activity=self.activity,
+                serving=serving,
             )
         return result, _event_times(first), _event_times(last)
 
@@ -399,6 +411,7 @@ class _Outcome:
                 rejected_events=_owned(result.rejected_events),
                 plan_summary=_owned(result.plan_summary),
                 activity=None if result.activity is None else _owned(result.activity),
+                margin=_owned(result.margin),
             )
         )
         if first is not None:
@@ -436,6 +449,8 @@ class _Outcome:
             plan_summary=_added(
                 [r.plan_summary for r in self.results], by=["currency_id", "plan_id"]
             ),
+            # Ranges hold consecutive customer ids: stacked in range order, still sorted.
+            margin=_stacked([r.margin for r in self.results]),
             written_to=folder,
             ledger_on_disk=True,
             ledger_entries=int(sum(int(rows.sum()) for rows in self.window_rows)),
@@ -449,6 +464,7 @@ class _Outcome:
             write_table(result.balances, partial("balances.parquet"))
             if result.activity is not None:
                 write_table(result.activity, partial("activity.parquet"))
+            write_table(result.margin, partial("margin.parquet"))
             partial("summary.json").write_text(summary_json(result.summary_dict()), "utf-8")
         return result
 

@@ -23,16 +23,21 @@ import duckdb
 import polars as pl
 
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
-from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate
+from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate, Feature, UnitCost
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
 from pricing_lab.ledger.api import SharedWork
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
+from pricing_lab.scale.executors import Executor
+from pricing_lab.scale.run import in_buckets
+from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import cost_events, cost_events_many
 from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.simulation.margin import compare_margins
 from pricing_lab.simulation.simulate import SimulationResult, simulate
+from pricing_lab.timeutil import as_utc, timestamp_value
 
 Progress = Callable[[str, int, int], None]
 
@@ -45,6 +50,16 @@ class RateChange:
     formula: str | None = None
     per_unit: Decimal | None = None
     plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CostChange:
+    """A new cost to serve for one feature: from `valid_from` on (earlier entries kept), or with
+    `valid_from=None` in place of the feature's whole cost list."""
+
+    feature: str
+    formula: str
+    valid_from: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +85,8 @@ class Scenario:
     grant_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
     auto_recharge: AutoRechargeChange | None = None
     enforcement: Enforcement | None = None
+    costs: tuple[CostChange, ...] = ()
+    cost_factors: Mapping[str, Decimal] = field(default_factory=dict)
 
     def apply(self, catalog: Catalog, customers: CustomerInputs) -> tuple[Catalog, CustomerInputs]:
         """The catalog and customer inputs with this scenario's changes."""
@@ -110,6 +127,7 @@ def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
 
     return replace(
         catalog,
+        features=tuple(_costed(scenario, f) for f in catalog.features),
         default_credit_rates=rates(None, catalog.default_credit_rates),
         plans=tuple(
             replace(
@@ -128,6 +146,25 @@ def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
             for a in catalog.addons
         ),
     )
+
+
+def _costed(scenario: Scenario, feature: Feature) -> Feature:
+    """`feature` with the scenario's cost changes, then its cost factor, applied."""
+    cost = feature.cost
+    for change in scenario.costs:
+        if change.feature != feature.id:
+            continue
+        start = change.valid_from
+        new = UnitCost(formula=change.formula, valid_from=None if start is None else as_utc(start))
+        if new.valid_from is None:
+            cost = (new,)
+        else:
+            kept = [c for c in cost if c.valid_from is None or c.valid_from < new.valid_from]
+            cost = (*kept, new)
+    factor = scenario.cost_factors.get(feature.id)
+    if factor is not None:
+        cost = tuple(replace(c, formula=f"{format(factor, 'f')} * ({c.formula})") for c in cost)
+    return feature if cost == feature.cost else replace(feature, cost=cost)
 
 
 def _apply_customers(
@@ -188,6 +225,20 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
                 problems.append(Problem(path=path, message="give exactly one of formula, per_unit"))
             if change.formula is not None and (message := check_formula(change.formula)):
                 problems.append(Problem(path=f"{path}.formula", message=message))
+        costed = {f.id for f in catalog.features if f.cost}
+        for c_index, cost in enumerate(scenario.costs):
+            path = f"{here}.costs[{c_index}]"
+            if cost.feature not in metered:
+                problems.append(Problem(path=f"{path}.feature", message="unknown metered feature"))
+            if message := check_formula(cost.formula):
+                problems.append(Problem(path=f"{path}.formula", message=message))
+        for feature, factor in scenario.cost_factors.items():
+            path = f"{here}.cost_factors.{feature}"
+            changed = {c.feature for c in scenario.costs}
+            if feature not in costed | changed:
+                problems.append(Problem(path=path, message="no cost to serve to scale"))
+            if factor < 0:
+                problems.append(Problem(path=path, message="must be >= 0"))
         for feature in scenario.rate_multipliers:
             if feature not in metered:
                 problems.append(
@@ -228,13 +279,10 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
 
 def load_scenarios(path: str | Path) -> tuple[str, tuple[Scenario, ...]]:
     """Read a scenario YAML file: `(base name, scenarios)`. See docs/scenarios.md."""
-    from pricing_lab.catalog.yaml_format import parse_yaml
+    from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 
     file = Path(path)
-    try:
-        document = parse_yaml(file.read_text(encoding="utf-8"), source=str(file))
-    except FileNotFoundError:
-        raise InputError(f"{file}: no such scenario file") from None
+    document = parse_yaml(read_text_file(file, what="scenario"), source=str(file))
     if not isinstance(document, Mapping) or not isinstance(document.get("scenarios"), list):
         raise InputError(f"{file}: expected a mapping with a `scenarios:` list")
     return scenarios_from_mapping(document, source=str(file))
@@ -252,13 +300,15 @@ def scenarios_from_mapping(
         "grant_multipliers",
         "auto_recharge",
         "enforcement",
+        "costs",
+        "cost_factors",
     }
     for index, item in enumerate(document.get("scenarios") or []):
         here = f"scenarios[{index}]"
         if not isinstance(item, Mapping) or not item.get("name"):
             problems.append(Problem(path=here, message="expected a mapping with a name"))
             continue
-        for key in sorted(set(item) - known):
+        for key in sorted(set(item) - known, key=str):
             problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
         enforcement = item.get("enforcement")
         if enforcement not in (None, "overdraft", "block"):
@@ -275,7 +325,7 @@ def scenarios_from_mapping(
             if not isinstance(raw, Mapping) or "feature" not in raw:
                 problems.append(Problem(path=path, message="needs feature"))
                 continue
-            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}):
+            for key in sorted(set(raw) - {"feature", "formula", "per_unit", "plan"}, key=str):
                 problems.append(Problem(path=f"{path}.{key}", message="unknown key"))
             rates.append(
                 RateChange(
@@ -285,13 +335,14 @@ def scenarios_from_mapping(
                     plan=None if raw.get("plan") is None else str(raw["plan"]),
                 )
             )
+        costs = _cost_changes(item.get("costs"), f"{here}.costs", problems)
         recharge = item.get("auto_recharge")
         recharge_path = f"{here}.auto_recharge"
         if recharge is not None and not isinstance(recharge, Mapping):
             problems.append(Problem(path=recharge_path, message="expected a mapping"))
         elif recharge is not None:
             known_recharge = {"threshold", "target", "monthly_spend_limit", "grant_expiry"}
-            for key in sorted(set(recharge) - known_recharge - {"disabled"}):
+            for key in sorted(set(recharge) - known_recharge - {"disabled"}, key=str):
                 problems.append(Problem(path=f"{recharge_path}.{key}", message="unknown key"))
             if not isinstance(recharge.get("disabled", False), bool):
                 problems.append(
@@ -323,11 +374,44 @@ def scenarios_from_mapping(
                     disabled=recharge.get("disabled") is True,
                 ),
                 enforcement=enforcement,
+                costs=costs,
+                cost_factors=_decimals(item, "cost_factors", here, problems),
             )
         )
     if problems:
         raise ValidationError(problems, source=source)
     return str(document.get("base") or "base"), tuple(scenarios)
+
+
+def _cost_changes(raw: Any, path: str, problems: list[Problem]) -> tuple[CostChange, ...]:
+    """A scenario's `costs`: a list of `{feature, formula, from?}`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(Problem(path=path, message="expected a list"))
+        return ()
+    changes = []
+    for index, entry in enumerate(raw):
+        here = f"{path}[{index}]"
+        if not isinstance(entry, Mapping) or "feature" not in entry or "formula" not in entry:
+            problems.append(Problem(path=here, message="needs feature and formula"))
+            continue
+        for key in sorted(set(entry) - {"feature", "formula", "from"}, key=str):
+            problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
+        start = None
+        if entry.get("from") is not None:
+            try:
+                start = timestamp_value(entry["from"])
+            except ValueError:
+                problems.append(
+                    Problem(path=f"{here}.from", message=f"not a timestamp: {entry['from']!r}")
+                )
+        changes.append(
+            CostChange(
+                feature=str(entry["feature"]), formula=str(entry["formula"]), valid_from=start
+            )
+        )
+    return tuple(changes)
 
 
 def _decimal(value: Any, path: str, problems: list[Problem]) -> Decimal | None:
@@ -369,7 +453,10 @@ class Comparison:
 
     `customers`: one row per scenario, customer and currency with consumed, run-out time, denied
     events, recharge revenue, breakage and their change against the base. `features`: consumed per
-    scenario and feature with the change. `totals`: one row per scenario.
+    scenario and feature with the change. `totals`: one row per scenario. `margin` and
+    `margin_totals`: revenue recognised, breakage, cost to serve and gross margin per scenario and
+    customer, and per scenario, with the margin's change against the base
+    (`margin.compare_margins`).
     """
 
     base: str
@@ -379,9 +466,25 @@ class Comparison:
     totals: pl.DataFrame
     # Per scenario and customer, how many activity events of each kind (`activity_counts`).
     activity: pl.DataFrame = field(default_factory=pl.DataFrame)
+    margin: pl.DataFrame = field(default_factory=pl.DataFrame)
+    margin_totals: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # What the report and views say beside the numbers: each credit currency's price currency
+    # (`credits` → `USD`) and each customer's plan(s) (`free → pro` after a plan change).
+    price_currencies: Mapping[str, str] = field(default_factory=dict)
+    plans: Mapping[str, str] = field(default_factory=dict)
 
     def result(self, scenario: str) -> SimulationResult:
         return self.results[scenario]
+
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import comparison_text
+
+        return comparison_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import comparison_html
+
+        return comparison_html(self)
 
 
 def compare(
@@ -399,6 +502,8 @@ def compare(
     until: datetime | None = None,
     ingest: IngestReport | None = None,
     out_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    bucket_options: Mapping[str, Any] | None = None,
     activity: ActivityOptions | None = DEFAULT_ACTIVITY,
 ) -> Comparison:
     """Replay the base and every scenario over the events of table `events` and compare them.
@@ -414,8 +519,19 @@ def compare(
     one pass over the events (`costing.cost_events_many`).
     `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
     filled `events`) adds the rows rejected on reading to each scenario's rejected events.
+    `executor`: each scenario replayed in customer buckets on it and written into its folder
+    (`scale.run.simulate_in_buckets`, given `bucket_options` such as `buckets`); needs `out_dir`.
     `activity`: each scenario's activity stream (see `simulate`); `Comparison.activity` counts it.
     """
+    if executor is not None and out_dir is None:
+        raise ValueError("compare over an executor writes each scenario: give out_dir")
+    replay_scenario = (
+        simulate
+        if executor is None
+        else in_buckets(
+            executor, lambda name: scenario_folder(out_dir or ".", name), bucket_options
+        )
+    )
     problems = validate_scenarios(scenarios, catalog)
     if problems:
         raise ValidationError(problems, source="scenarios")
@@ -447,6 +563,9 @@ def compare(
     )
     # Each costed table (tens of millions of rows at scale) goes once its last scenario is done.
     uses_left = Counter(keys)
+    # Costs to serve, once per distinct set of unit costs (scenarios changing rates, credits or
+    # policies share the base's); each replay takes off the events it did not serve.
+    servings: dict[tuple[Any, ...], pl.DataFrame] = {}
     # The scenarios replay the same events: each takes over what the previous one checked and
     # built of them (event columns and order, grant table, the key table of invariant 3).
     shared = SharedWork()
@@ -455,9 +574,22 @@ def compare(
     for index, (scenario, (changed_catalog, changed_customers), key) in enumerate(
         zip(runs, inputs, keys)
     ):
-        if progress is not None and index > 0:
+        if progress is not None:  # index 0 a second time: the costing is done
             progress(scenario.name, index, len(runs))
-        results[scenario.name] = simulate(
+        serving_key = (
+            tuple((f.id, f.cost) for f in changed_catalog.features if f.cost),
+            changed_customers.subscriptions,
+        )
+        if serving_key not in servings:
+            servings[serving_key] = serve_costs(
+                con,
+                changed_catalog,
+                changed_customers.subscriptions,
+                events=events,
+                start=start,
+                until=until,
+            )
+        results[scenario.name] = replay_scenario(
             con,
             changed_catalog,
             changed_customers,
@@ -471,22 +603,31 @@ def compare(
             ingest=ingest,
             shared=shared,
             activity=activity,
+            serving=servings[serving_key],
         )
         uses_left[key] -= 1
         if uses_left[key] == 0:
             del costings[key]
         result = results[scenario.name]
         rows[scenario.name] = _scenario_rows(scenario.name, result)
-        if out_dir is not None:
+        if out_dir is not None and not result.ledger_on_disk:  # (in buckets: written already)
             folder = scenario_folder(out_dir, scenario.name)
             result.write(folder)
             results[scenario.name] = result.written(folder, keep_ledger=scenario.name == base)
     if progress is not None:
         progress("done", len(runs), len(runs))
     counts = [activity_counts(r.activity) for r in results.values() if r.activity is not None]
-    return replace(
+    comparison = replace(
         _comparison(base, results, rows), activity=pl.concat(counts) if counts else pl.DataFrame()
     )
+    plans: dict[str, str] = {}
+    for subscription in sorted(customers.subscriptions, key=lambda s: (s.customer_id, s.start)):
+        held = plans.get(subscription.customer_id)
+        plans[subscription.customer_id] = (
+            subscription.plan_id if held is None else f"{held} → {subscription.plan_id}"
+        )
+    prices = {currency.id: currency.price_currency for currency in catalog.currencies}
+    return replace(comparison, price_currencies=prices, plans=plans)
 
 
 def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]:
@@ -515,7 +656,11 @@ def _scenario_rows(
         "events_denied",
         pl.col("recharge_spend").alias("recharge_revenue"),
         "breakage",
-    ).join(runout_times(result.ledger), on=["customer_id", "currency_id"], how="left")
+    ).join(
+        runout_times(result.ledger, result.denied_events),
+        on=["customer_id", "currency_id"],
+        how="left",
+    )
     table = balances.with_columns(pl.lit(name).alias("scenario"))
     features = (
         result.ledger.lazy()  # lazy: only the columns used are filtered
@@ -618,12 +763,17 @@ def _comparison(
         .select("scenario", "currency_id", "feature_id", "consumed", "consumed_change")
         .sort("scenario", "currency_id", "feature_id")
     )
+    margin, margin_totals = compare_margins(
+        base, {name: result.margin for name, result in results.items()}
+    )
     return Comparison(
         base=base,
         results=dict(results),
         customers=customers_frame,
         features=features_frame,
         totals=pl.concat(totals, how="vertical_relaxed"),
+        margin=margin,
+        margin_totals=margin_totals,
     )
 
 
@@ -640,16 +790,20 @@ def _every_scenario(
     return filled.with_columns(*(pl.col(name).fill_null(0) for name in zero)).select(frame.columns)
 
 
-def runout_times(ledger: pl.DataFrame) -> pl.DataFrame:
+def runout_times(ledger: pl.DataFrame, denied_events: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per customer and currency, when credits ran out: the first consumption after which the
-    balance was at or below zero (an expiry emptying the balance is not running out)."""
-    return (
+    balance was at or below zero (an expiry emptying the balance is not running out) or, in
+    `block` mode, the first event denied for want of credits, whichever came first."""
+    keys = ["customer_id", "currency_id"]
+    consumed = (
         ledger.lazy()  # lazy: only the columns used are filtered
         .filter((pl.col("entry_type") == "CONSUMED") & (pl.col("balance_after") <= 0))
-        .group_by("customer_id", "currency_id")
-        .agg(pl.col("timestamp").min().alias("runout_at"))
-        .collect()
+        .select(*keys, pl.col("timestamp").alias("runout_at"))
     )
+    moments = [consumed]
+    if denied_events is not None and denied_events.height:
+        moments.append(denied_events.lazy().select(*keys, pl.col("timestamp").alias("runout_at")))
+    return pl.concat(moments).group_by(*keys).agg(pl.col("runout_at").min()).collect()
 
 
 # -- sweeps and goal seeking ----------------------------------------------------------------------
@@ -687,7 +841,9 @@ def share_within_included(result: SimulationResult) -> float:
     denied events. A grant expiring unused does not count against it.
     """
     balances = result.balances.join(
-        runout_times(result.ledger), on=["customer_id", "currency_id"], how="left"
+        runout_times(result.ledger, result.denied_events),
+        on=["customer_id", "currency_id"],
+        how="left",
     )
     if balances.is_empty():
         return 1.0

@@ -34,6 +34,7 @@ from pricing_lab.ledger.frames import TIMESTAMP
 from pricing_lab.ledger.model import CostedConsumptions, Enforcement, Subscription
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.simulation.margin import empty_margin, margin_summary, replay_margin
 from pricing_lab.simulation.output_files import write_table
 from pricing_lab.timeutil import as_utc
 
@@ -45,6 +46,7 @@ OUTPUT_FILES = (
     "rejected_events.parquet",
     "balances.parquet",
     "activity.parquet",
+    "margin.parquet",
     "summary.json",
 )
 
@@ -57,6 +59,7 @@ class SimulationResult:
     rejected_events: pl.DataFrame
     ingest: IngestReport | None = None
     plan_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
+    margin: pl.DataFrame = field(default_factory=empty_margin)  # `simulation.margin`
     # Where the outputs were already written (`written`): `write` to the same folder does nothing,
     # and with `ledger_on_disk` the ledger is not held in memory but read back from there.
     written_to: Path | None = None
@@ -71,6 +74,16 @@ class SimulationResult:
     @property
     def scenario(self) -> str:
         return self.replay.scenario
+
+    def __repr__(self) -> str:
+        from pricing_lab.report.views import simulation_text
+
+        return simulation_text(self)
+
+    def _repr_html_(self) -> str:
+        from pricing_lab.report.views import simulation_html
+
+        return simulation_html(self)
 
     @property
     def ledger(self) -> pl.DataFrame:
@@ -128,6 +141,7 @@ class SimulationResult:
             "currencies": _json_rows(self.summary),
             "features": _json_rows(features),
             "plans": _json_rows(self.plan_summary),
+            "margin": margin_summary(self.margin),
         }
 
     def write(self, out_dir: str | Path) -> list[Path]:
@@ -142,6 +156,7 @@ class SimulationResult:
             "denied_events.parquet": self.denied_events,
             "rejected_events.parquet": self.rejected_events,
             "balances.parquet": self.balances,
+            "margin.parquet": self.margin,
         }
         ledger_path = folder / "ledger.parquet"
         paths = [ledger_path]
@@ -330,6 +345,7 @@ def simulate(
     costing: Costing | None = None,
     shared: SharedWork | None = None,
     activity: ActivityOptions | None = DEFAULT_ACTIVITY,
+    serving: pl.DataFrame | None = None,
 ) -> SimulationResult:
     """Replay the events of table `events` through `catalog` and the customers' grants (SPEC §5/6).
 
@@ -338,7 +354,9 @@ def simulate(
     next (`ledger.api.SharedWork`: same outputs, less work). Rejected events are those of
     ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
     cost. `activity`: how the credit activity stream is derived (`ActivityOptions`: low-balance
-    thresholds, ending-soon days); None derives none.
+    thresholds, ending-soon days); None derives none. `serving`: the costs to serve of every event
+    in the horizon, computed earlier (`cost_to_serve.serve_costs`; those of events not served are
+    taken off from table `events`).
     """
     customers = customers if customers is not None else CustomerInputs()
     problems = customer_problems(customers, catalog)
@@ -363,12 +381,25 @@ def simulate(
         shared=shared,
     )
     plans = plan_summary(result.ledger, customers.subscriptions, balances=result.balances)
+    margin = replay_margin(
+        con,
+        catalog,
+        result.ledger,
+        grants=customers.grants,
+        subscriptions=customers.subscriptions,
+        not_served=pl.concat([costed.rejected["event_id"], result.denied_events["event_id"]]),
+        events=events,
+        start=result.start,
+        until=result.until,
+        serving=serving,
+    )
     return SimulationResult(
         replay=result,
         rejected_events=with_ingest_rejected(con, ingest, costed.rejected),
         ingest=ingest,
         plan_summary=plans,
         activity=None if activity is None else replay_activity(result, replay_input, activity),
+        margin=margin,
     )
 
 

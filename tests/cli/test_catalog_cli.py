@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,8 @@ def test_apply_then_apply_again_then_show(
     assert "    credit credits: 25000 monthly, no rollover" in shown
 
     assert main(["catalog", "show", "--db", db, "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["catalog"]["currencies"][0]["unit_price"] == "0.001"
+    data = json.loads(capsys.readouterr().out, parse_float=Decimal)
+    assert data["catalog"]["currencies"][0]["unit_price"] == Decimal("0.001")  # a JSON number
     assert {"kind": "plan", "id": "pro", "status": "active", "version": 1} in data["entities"]
 
 

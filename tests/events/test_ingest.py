@@ -49,6 +49,7 @@ def test_csv_events_are_typed_and_timestamps_are_utc(con, tmp_path: Path) -> Non
         "customer_id": "VARCHAR",
         "event_name": "VARCHAR",
         "timestamp": "TIMESTAMP",
+        "source_row": "BIGINT",
         "model": "VARCHAR",
         "input_tokens": "BIGINT",
         "price": "DECIMAL(38,2)",
@@ -256,7 +257,7 @@ def test_reported_usage(con, tmp_path: Path) -> None:
     )
     report = ingest_reported_usage(con, path, features=["storage"])
     assert con.execute("SELECT * FROM reported_usage").fetchall() == [
-        ("c1", "storage", datetime(2024, 1, 1), Decimal("1000.5"))
+        ("c1", "storage", datetime(2024, 1, 1), Decimal("1000.5"), 1)
     ]
     reasons = con.execute(
         "SELECT source_row, reason FROM rejected_reported_usage ORDER BY 1"

@@ -11,7 +11,12 @@ import pytest
 from pricing_lab.catalog.model import Catalog, DisplayUnit, Feature, Meter, MeterFilter
 from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import ingest_events
-from pricing_lab.events.meters import aggregate_usage, billable_quantity, match_events
+from pricing_lab.events.meters import (
+    aggregate_usage,
+    billable_quantity,
+    match_events,
+    reject_unusable_values,
+)
 
 EVENTS = """
 SELECT * FROM (VALUES
@@ -224,7 +229,25 @@ def test_reported_meter_reads_reported_usage(con, tmp_path) -> None:
     assert [(r[2], r[3], r[4], r[5]) for r in rows] == [("c1", "storage", 2, Decimal("7.5"))]
 
 
-def test_sum_over_text_dimension_is_an_input_error(events) -> None:
-    catalog = Catalog(features=(feature("f", aggregation="sum", dim="model"),))
+def test_sum_over_text_reads_numbers_and_rejects_the_other_values(events) -> None:
+    catalog = Catalog(features=(feature("f", aggregation="sum", dim="label"),))
+    quantities = dict(match_events(events, catalog).select("event_id, quantity").fetchall())
+    assert quantities["e4"] == Decimal(10) and quantities["e1"] is None
+    report = ingest_events(events, EVENTS, format="query")
+    report = reject_unusable_values(events, catalog, report)
+    assert report.rejected_by_reason == {"bad_value": 3}  # alpha, beta, gamma; x: an image
+    assert report.accepted + report.rejected == report.rows_read == 7
+    rejected = events.execute(
+        "SELECT source_row, event_id, detail FROM rejected_events ORDER BY 1"
+    ).fetchall()
+    assert [r[1] for r in rejected] == ["e1", "e2", "e7"]
+    assert rejected[0] == (1, "e1", "f: label is not a number below 10^26: alpha")
+
+
+def test_sum_over_a_boolean_dimension_is_an_input_error(con) -> None:
+    ingest_events(con, EVENTS.replace("'alpha'", "TRUE").replace("'beta'", "FALSE")
+                  .replace("'10'", "TRUE").replace("'9'", "TRUE").replace("'x'", "TRUE")
+                  .replace("'gamma'", "TRUE"), format="query")  # fmt: skip
+    catalog = Catalog(features=(feature("f", aggregation="sum", dim="label"),))
     with pytest.raises(InputError, match="sum needs a numeric dimension"):
-        match_events(events, catalog)
+        match_events(con, catalog)

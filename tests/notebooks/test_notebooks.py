@@ -2,7 +2,9 @@
 
 Each notebook runs with the current interpreter's ipykernel, in a temporary working directory (so
 its outputs land there), with `PRICING_LAB_EXAMPLES` pointing at the repository's examples. A cell
-error fails the test with the cell's traceback; then a few outputs an analyst reads are checked.
+error fails the test with the cell's traceback; then a few outputs an analyst reads are checked,
+and that no output needs the network (no chart loads Vega from a CDN). The notebooks' sources are
+Jupytext percent scripts (`notebooks/*.py`): each `.ipynb` must hold exactly the script's cells.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
@@ -28,11 +31,13 @@ EXPECTED_OUTPUT: dict[str, tuple[str, ...]] = {
         "summary_images",
         "40,216 rows read: 40,216 accepted, 0 rejected",
         "plan_change",
+        "image/svg+xml",
     ),
     "02_replay_credit_burn.ipynb": (
         "invariant 1 (running sums) holds: True; invariant 2 (no negative grant) holds: True",
         "check_invariants: 0 problems",
         "ledger.parquet",
+        "image/svg+xml",
     ),
     "03_what_if_formulas.ipynb": (
         "gpt-4o request with 1,200 input and 350 output tokens: 6.5 → 7.2 credits",
@@ -41,6 +46,9 @@ EXPECTED_OUTPUT: dict[str, tuple[str, ...]] = {
         "chat_all_tokens_1.2x",
         "goal seek: a free allowance of",
         "report written:",
+        "customer(s) run out only with the new formula",
+        "customers who run out",  # the comparison's headline view
+        "image/svg+xml",
     ),
     "04_export_to_snowflake.ipynb": (
         "AuthenticationRefusedError",
@@ -51,18 +59,37 @@ EXPECTED_OUTPUT: dict[str, tuple[str, ...]] = {
 }
 
 
+NETWORK_REFERENCES = ("cdn.jsdelivr.net", "https://cdn", "unpkg.com", "<script src=")
+
+
 def _output_text(notebook: nbformat.NotebookNode) -> str:
-    """Every text a reader sees in the outputs: streams, plain-text and HTML results."""
+    """Every text a reader sees in the outputs: streams, plain-text and HTML results, and the
+    kinds of rich output shown (e.g. `image/svg+xml` for a chart)."""
     parts: list[str] = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if "text" in output:
                 parts.append(str(output["text"]))
+            data = output.get("data", {})
+            parts.extend(data)
             for mime in ("text/plain", "text/html"):
-                value = output.get("data", {}).get(mime)
+                value = data.get(mime)
                 if value is not None:
                     parts.append(value if isinstance(value, str) else json.dumps(value))
     return "\n".join(parts)
+
+
+def _network_references(notebook: nbformat.NotebookNode) -> list[str]:
+    """(cell, mime type, reference) of every output that would load something from the web."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            for mime, value in output.get("data", {}).items():
+                text = value if isinstance(value, str) else json.dumps(value)
+                found += [
+                    f"cell {index} {mime}: {ref}" for ref in NETWORK_REFERENCES if ref in text
+                ]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +110,18 @@ def kernel_name() -> str:
 
 def test_every_notebook_is_checked() -> None:
     assert [p.name for p in NOTEBOOKS] == sorted(EXPECTED_OUTPUT)
+
+
+def test_each_notebook_is_its_percent_script() -> None:
+    scripts = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
+    assert [p.with_suffix(".ipynb") for p in scripts] == NOTEBOOKS
+    for script in scripts:
+        source = jupytext.read(script)
+        paired = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+        assert [(c.cell_type, c.source) for c in paired.cells] == [
+            (c.cell_type, c.source) for c in source.cells
+        ], f"{script.name} and its .ipynb differ: run `make notebooks`"
+        assert paired.metadata["jupytext"]["formats"] == "ipynb,py:percent"
 
 
 def test_notebooks_are_committed_without_outputs() -> None:
@@ -112,3 +151,12 @@ def test_notebook_runs_top_to_bottom(
     missing = [text for text in EXPECTED_OUTPUT[path.name] if text not in shown]
     assert not missing, f"{path.name}: outputs lack {missing}"
     assert (tmp_path / "notebook_out").is_dir()
+    assert _network_references(notebook) == []  # charts and views render offline
+
+    if path.name.startswith("03_"):
+        # exported to HTML, the charts are SVG images inside the page: no Vega to load
+        from nbconvert import HTMLExporter
+
+        page, _ = HTMLExporter().from_notebook_node(notebook)
+        assert page.count('src="data:image/svg+xml;base64,') >= 4  # the notebook's charts
+        assert "vegaEmbed" not in page and "cdn.jsdelivr.net/npm/vega" not in page

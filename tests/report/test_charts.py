@@ -116,12 +116,14 @@ def test_balance_over_time_picks_the_largest_consumers_by_default() -> None:
     ]
 
 
-def test_burn_per_feature_sums_each_day() -> None:
+def test_burn_per_feature_sums_each_day_and_drops_to_zero_on_idle_days() -> None:
     chart = burn_per_feature(SMALL, grain="1d")
     assert data(chart) == [
         {"feature_id": "chat", "timestamp": T0, "credits": 18.5},  # 10 + 6 + 2.5
         {"feature_id": "img", "timestamp": T0, "credits": 4.0},
         {"feature_id": "chat", "timestamp": h(24), "credits": 30.0},
+        {"feature_id": "img", "timestamp": h(24), "credits": 0.0},  # no image on day 2
+        {"feature_id": "chat", "timestamp": h(48), "credits": 0.0},  # no chat on day 3
         {"feature_id": "img", "timestamp": h(48), "credits": 7.5},
     ]
     assert encoding(chart) == {
@@ -194,6 +196,31 @@ def test_change_distribution_counts_customers_per_bin() -> None:
     }
 
 
+def test_balances_can_be_normalised_to_each_customers_peak() -> None:
+    # acme peaks at 100 credits, bob at 10: both lines end at their share of that peak
+    chart = balance_over_time(SMALL, ["acme", "bob"], grain="1d", normalize=True)
+    shares = [(r["customer_id"], r["share_of_peak"]) for r in data(chart)]
+    assert shares == [("acme", 0.8), ("acme", 0.5), ("bob", 0.75), ("bob", 0.0)]
+    assert [r["balance"] for r in data(chart)] == [80.0, 50.0, 7.5, 0.0]  # credits kept
+    assert chart.to_dict()["encoding"]["y"]["axis"]["format"] == "%"
+
+
+def test_counts_have_whole_number_ticks_and_empty_charts_say_so() -> None:
+    for chart in (change_distribution(COMPARISON), runout_shift(COMPARISON)):
+        axis = chart.to_dict()["encoding"]["y"]["axis"]
+        assert axis["tickMinStep"] == 1 and axis["format"] == "d"
+    nothing = COMPARISON.clear()
+    for chart, words in (
+        (change_distribution(nothing), "No customer consumed credits"),
+        (runout_shift(nothing), "No customer runs out"),
+        (burn_per_feature(SMALL.clear()), "No credits were consumed"),
+        (balance_over_time(SMALL, ["nobody"]), "No ledger entries"),
+    ):
+        spec = chart.to_dict()
+        assert spec["mark"]["type"] == "text"
+        assert words in data(chart)[0]["message"]
+
+
 def test_runout_shift_and_money_charts() -> None:
     shift = data(runout_shift(COMPARISON, bins=5))  # −2 … 3: bins of 1 day
     assert shift == [
@@ -209,7 +236,8 @@ def test_runout_shift_and_money_charts() -> None:
             "breakage": [Decimal("3.25"), Decimal("1.00")],
         }
     )
-    chart = revenue_and_breakage(totals)
+    chart = revenue_and_breakage(totals, currency="USD")
+    assert chart.to_dict()["encoding"]["y"]["title"] == "USD"
     assert sorted((r["scenario"], r["measure"], r["money"]) for r in data(chart)) == [
         ("base", "breakage", 3.25),
         ("base", "recharge revenue", 12.5),
@@ -217,6 +245,3 @@ def test_runout_shift_and_money_charts() -> None:
         ("x2", "recharge revenue", 20.0),
     ]
     assert encoding(chart)["xOffset"] == ("measure", "nominal")
-    # an empty comparison still gives a valid (empty) chart
-    empty = change_distribution(COMPARISON.clear())
-    assert data(empty) == [] and "encoding" in empty.to_dict()

@@ -10,7 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from pricing_lab.report.charts import balance_over_time, burn_per_feature, revenue_and_breakage
-from pricing_lab.report.html import Report, ReportSection, write_report
+from pricing_lab.report.html import Notes, Report, ReportSection, write_report
+from pricing_lab.report.tables import Column, Table
 from tests.report.browser import render
 
 T0 = datetime(2024, 1, 1)
@@ -51,16 +52,35 @@ def test_report_renders_every_chart_offline_without_console_errors(tmp_path: Pat
             "breakage": [Decimal("3.00"), Decimal("1.00")],
         }
     )
+    money = pl.DataFrame({"customer": ["acme"], "paid": [Decimal("1234567.891")]})
     report = Report(
         title="Test report",
         sections=[
             ReportSection(
                 title="Burn",
                 text="Two customers.",
-                charts=[balance_over_time(ledger), burn_per_feature(ledger)],
-                tables=[("ledger", ledger)],
+                parts=[
+                    Notes(items=["acme burned the most."]),
+                    balance_over_time(ledger),
+                    burn_per_feature(ledger),
+                    Table(title="ledger", frame=ledger),
+                ],
             ),
-            ReportSection(title="Money", charts=[revenue_and_breakage(totals)]),
+            ReportSection(
+                title="Money",
+                parts=[
+                    revenue_and_breakage(totals, currency="USD"),
+                    Table(
+                        title="paid",
+                        frame=money,
+                        columns=[
+                            Column(name="customer"),
+                            Column(name="paid", kind="money", currency="EUR"),
+                        ],
+                    ),
+                    Table(title="nothing here", frame=money.clear(), empty="No payments."),
+                ],
+            ),
         ],
         footer="data: test",
     )
@@ -74,5 +94,8 @@ def test_report_renders_every_chart_offline_without_console_errors(tmp_path: Pat
 
     assert page.console_errors == ""
     assert page.dom.count('class="marks"') == 3  # one rendered SVG per chart
-    assert "globex" in page.dom
+    assert "globex" in page.dom and "acme burned the most." in page.dom
+    assert "1,234,567.89 EUR" in page.dom  # money: thousands separators, cents, currency
+    assert "100.00" in page.dom and "No payments." in page.dom
+    assert "table-wrap" in page.dom  # tables scroll inside their box
     assert page.screenshot.stat().st_size > 10_000

@@ -64,9 +64,9 @@ def passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     shared = costing_module._cost_shared
 
-    def counting(con, rate_sets, *args):  # type: ignore[no-untyped-def]
+    def counting(con, rate_sets, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(len(rate_sets))
-        return shared(con, rate_sets, *args)
+        return shared(con, rate_sets, *args, **kwargs)
 
     monkeypatch.setattr(costing_module, "_cost_shared", counting)
     return seen

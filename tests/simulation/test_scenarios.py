@@ -153,8 +153,10 @@ customers AS (
 SELECT c.customer_id,
        coalesce((SELECT -sum(amount) FROM l WHERE l.customer_id = c.customer_id
                  AND entry_type = 'CONSUMED'), 0)::DECIMAL(38, 2) AS consumed,
-       (SELECT min(timestamp) FROM l WHERE l.customer_id = c.customer_id
-                 AND entry_type = 'CONSUMED' AND balance_after <= 0) AS runout_at,
+       (SELECT min(t) FROM (SELECT timestamp AS t FROM l WHERE l.customer_id = c.customer_id
+                 AND entry_type = 'CONSUMED' AND balance_after <= 0
+                 UNION ALL SELECT timestamp FROM denied d WHERE d.customer_id = c.customer_id)
+       ) AS runout_at,  -- a denied event (block) is running out too
        (SELECT count(*) FROM denied d WHERE d.customer_id = c.customer_id) AS events_denied,
        coalesce((SELECT sum(amount) * 0.01 FROM l WHERE l.customer_id = c.customer_id
                  AND entry_type = 'GRANTED' AND grant_source = 'auto_recharge'), 0)
@@ -418,7 +420,7 @@ def test_compare_cli_writes_parquet_scenarios_and_a_report(
     rejected = pl.read_parquet(out / "scenarios" / "today" / "rejected_events.parquet")
     assert rejected["reason"].to_list() == ["duplicate_event_id"]
     html = (out / "report.html").read_text()
-    assert html.count("class='chart'") == 5 and "https://" not in html.split("<body>")[1][:2000]
+    assert html.count("class='chart'") == 6 and "https://" not in html.split("<body>")[1][:2000]
     assert "today" in captured.out
 
 

@@ -33,6 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from tests.connectors.snowflake import strict
+from tests.connectors.snowflake.strict import StrictRules
+
 SLOTS = (1, 2)  # 1 is RSA_PUBLIC_KEY, 2 is RSA_PUBLIC_KEY_2
 
 
@@ -140,8 +143,10 @@ def _jwt_invalid() -> JSONResponse:
     )
 
 
-def build_app(registry: KeyRegistry) -> Starlette:
-    """The gateway app: the JWT-checking login route, then all of fakesnow's routes."""
+def build_app(registry: KeyRegistry, rules: StrictRules | None = None) -> Starlette:
+    """The gateway app: the JWT-checking login route, the stricter stand-in's query and upload
+    routes (`strict.py`), then all of fakesnow's routes."""
+    rules = rules if rules is not None else StrictRules()
 
     async def login_request(request: Request) -> Response:
         body = await request.body()
@@ -174,11 +179,17 @@ def build_app(registry: KeyRegistry) -> Starlette:
         if slot is None:
             return _jwt_invalid()
         # Starlette keeps the body read above on the request, so fakesnow reads it again.
-        return await fakesnow.server.login_request(request)
+        response = await fakesnow.server.login_request(request)
+        strict.after_login(rules, json.loads(body), response)
+        return response
 
     return Starlette(
         routes=[
             Route("/session/v1/login-request", login_request, methods=["POST"]),
+            # The local server's query endpoint (fakesnow's, plus `REMOVE @stage/path`) behind
+            # the stricter stand-in.
+            Route("/queries/v1/query-request", strict.query_handler(rules), methods=["POST"]),
+            Route("/fs_bucket/{path:path}", strict.bucket_handler(rules), methods=["PUT"]),
             Mount("/", app=fakesnow.server.app),
         ]
     )
@@ -197,8 +208,12 @@ class LoginGateway:
         self.host = "127.0.0.1"
         self.port = _free_port(self.host)
         self.registry = KeyRegistry()
+        self.rules = StrictRules()
         config = uvicorn.Config(
-            build_app(self.registry), host=self.host, port=self.port, log_level="warning"
+            build_app(self.registry, self.rules),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -196,3 +196,46 @@ def test_credentials_repr_and_str_hide_secrets(
         assert "******" in text
         assert_no_key_material(text)
     assert creds.private_key is not None and creds.private_key.reveal() == pem
+
+
+BROKEN_FILES = {
+    "not valid TOML": ('[default]\naccount = "acme"\nuser "loader"\n', "at line 3, column 6"),
+    "not UTF-8 text": (b'[default]\naccount = "\xff\xfe"\n', "is not UTF-8 text (at line 2)"),
+    "a connection that is not a table": ('default = "acme"\n', "not a table of settings"),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN_FILES))
+@pytest.mark.parametrize("named", [None, "default"])
+def test_an_existing_but_unusable_connections_toml_says_so_with_the_place_and_the_fix(
+    tmp_path: Path, broken: str, named: str | None
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    content, place = BROKEN_FILES[broken]
+    file = home / "connections.toml"
+    if isinstance(content, bytes):
+        file.write_bytes(content)
+    else:
+        file.write_text(content)
+    env = {"SNOWFLAKE_HOME": str(home), "SNOWFLAKE_USER": "loader"}
+
+    with pytest.raises((InvalidSettingsError, ConnectionNotFoundError)) as caught:
+        resolve_credentials(connection_name=named, environ=env)
+
+    message = str(caught.value)
+    assert str(file) in message and place in message
+    assert "file not found" not in message and "not set; looked in" not in message
+    assert caught.value.exit_code == 2
+    if broken != "a connection that is not a table":
+        assert "fix the file" in message and "SNOWFLAKE_HOME" in message
+
+
+def test_a_folder_named_connections_toml_is_not_reported_as_missing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "connections.toml").mkdir(parents=True)
+
+    with pytest.raises(InvalidSettingsError) as caught:
+        resolve_credentials(connection_name="prod", environ={"SNOWFLAKE_HOME": str(home)})
+
+    assert f"{home / 'connections.toml'}: is a folder, not a file" in str(caught.value)

@@ -398,3 +398,41 @@ def test_results_folder_of_a_comparison_exports_every_scenario_ledger(tmp_path: 
     assert table.name == "ledger_entries"
     assert rows.num_rows == len(LEDGER_V2) + len(LEDGER_V1)
     assert set(rows.column("REPLAY_ID").to_pylist()) == {"compare_2024_03"}
+
+
+def test_leftovers_of_a_killed_run_are_removed_by_the_next_run(
+    registered_snowflake_credentials: SnowflakeCredentials, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    connect = schema_connect(registered_snowflake_credentials)
+    export_tables(connect, sample_tables(ledger=LEDGER_V1))
+    # What a run killed between COPY and MERGE leaves: its staging table, its stage files (a
+    # second, older-style staging table too) and its local Parquet folder.
+    cursor = connect.cursor()
+    cursor.execute('CREATE TABLE "LEDGER_ENTRIES__STAGING_00000000DEADBEEF" ("ENTRY_ID" INT)')
+    cursor.execute('CREATE TABLE "PLANS__STAGING" ("PLAN_ID" VARCHAR)')
+    stray = tmp_path / "part-00000.parquet"
+    stray.write_bytes(b"PAR1")
+    cursor.execute(
+        f"PUT 'file://{stray}' @PRICING_LAB_EXPORT_STAGE/00000000deadbeef/ledger_entries/ "
+        "OVERWRITE = TRUE AUTO_COMPRESS = FALSE"
+    )
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    work = tmp_path / "work"
+    left = work / f"pricing-lab-export-{dead.stdout.strip()}-abc123"
+    left.mkdir(parents=True)
+    (left / "part-00000.parquet").write_bytes(b"PAR1")
+
+    report = export_tables(connect, sample_tables(ledger=LEDGER_V1), ExportOptions(work_dir=work))
+
+    assert report.status == "unchanged"  # nothing new, yet the leftovers are gone
+    assert table_names(connect) == set(ALL_TABLES)
+    assert fetch(connect, "LIST @PRICING_LAB_EXPORT_STAGE") == []
+    assert list(work.iterdir()) == []

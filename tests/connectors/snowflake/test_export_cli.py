@@ -189,17 +189,23 @@ def test_another_export_running_exits_3(
     assert "nightly job on etl-1" in err and "--wait" in err
 
 
-def test_a_compare_results_folder_exports_ledgers_summaries_and_comparisons(
-    tmp_path: Path, target: SchemaTarget, capsys: pytest.CaptureFixture[str]
-) -> None:
-    events = tmp_path / "events.csv"
+def _events_file(folder: Path, extra: str = "") -> Path:
+    """Three LLM requests of two customers (and `extra` CSV lines) in an events file."""
+    events = folder / "events.csv"
     events.write_text(
         "event_id,customer_id,event_name,timestamp,model,input_tokens,output_tokens\n"
         "e1,acme,llm.request,2024-01-05T10:00:00Z,gpt-4o,1000,500\n"
         "e2,acme,llm.request,2024-01-06T10:00:00Z,gpt-4o,2000,100\n"
-        "e3,bolt,llm.request,2024-01-06T11:00:00Z,gpt-4o-mini,1000,1000\n",
+        "e3,bolt,llm.request,2024-01-06T11:00:00Z,gpt-4o-mini,1000,1000\n" + extra,
         encoding="utf-8",
     )
+    return events
+
+
+def test_a_compare_results_folder_exports_ledgers_summaries_and_comparisons(
+    tmp_path: Path, target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = _events_file(tmp_path)
     out = tmp_path / "whatif"
     assert (
         main(
@@ -246,3 +252,97 @@ def test_a_compare_results_folder_exports_ledgers_summaries_and_comparisons(
     )
     # base: 7.50 + 6.00 + (0.15 * 1000 + 0.6 * 1000) / 1000 = 0.75 → 14.25
     assert [float(v) for (v,) in consumed] == [14.25]
+
+
+def _grants_file(folder: Path) -> None:
+    """grants.parquet with the columns `simulate` writes (written here until it writes them)."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from pricing_lab.outputs import GRANTS
+
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {
+            "grant_id": ["acme:promo", "acme:plan:1"],
+            "customer_id": ["acme", "acme"],
+            "currency_id": ["credits", "credits"],
+            "amount": ["2000.00", "25000.00"],
+            "type": ["PROMOTIONAL", "RECURRING"],
+            "priority": [1, 5],
+            "cost_basis": ["0.00", "0.0004"],
+            "source": ["input", "recurring"],
+            "scenario": ["base", "base"],
+        }
+    ).select(
+        pl.col("grant_id", "customer_id", "currency_id"),
+        pl.col("amount").cast(pl.Decimal(38, 2)),
+        pl.col("type", "priority"),
+        pl.lit(at).alias("effective_at").cast(pl.Datetime("us", "UTC")),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("expires_at"),
+        pl.col("cost_basis").cast(pl.Decimal(38, 4)),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("voided_at"),
+        pl.col("source", "scenario"),
+    )
+    assert frame.columns == list(GRANTS.columns)
+    frame.write_parquet(folder / GRANTS.file)
+
+
+def test_a_simulate_results_folder_exports_every_output_file(
+    tmp_path: Path, target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import polars as pl
+
+    # e4 has no customer: a rejected event.
+    events = _events_file(tmp_path, "e4,,llm.request,2024-01-06T12:00:00Z,gpt-4o,1,1\n")
+    customers = tmp_path / "customers.yaml"
+    customers.write_text(
+        "customers:\n  - id: acme\n    grants:\n"
+        "      - {currency: credits, amount: 10, type: PROMOTIONAL, effective_at: 2024-01-01}\n"
+        "  - id: bolt\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "sim_2024_01"
+    args = ["simulate", "--quiet", "--catalog", str(EXAMPLES / "ai_product.yaml")]
+    args += ["--events", str(events), "--customers", str(customers), "--out", str(out)]
+    assert main([*args, "--enforcement", "block"]) == 0
+    if not (out / "grants.parquet").exists():
+        _grants_file(out)
+    capsys.readouterr()
+
+    status, report_text, err = _export(capsys, "--results", str(out), "--json", "--quiet")
+
+    assert status == 0, err
+    moved = {t["name"]: t["inserted"] for t in json.loads(report_text)["tables"]}
+    for name, file in (
+        ("ledger_entries", "ledger.parquet"),
+        ("grants", "grants.parquet"),
+        ("balances", "balances.parquet"),
+        ("denied_events", "denied_events.parquet"),
+        ("rejected_events", "rejected_events.parquet"),
+    ):
+        rows = pl.read_parquet(out / file).height
+        assert rows > 0, file
+        assert moved[name] == rows, name
+        assert fetch(target, f'SELECT COUNT(*) FROM "{name.upper()}"') == [(rows,)]
+    assert fetch(target, 'SELECT "REASON", "SCENARIO", "REJECTED_ROW" FROM "REJECTED_EVENTS"') == [
+        ("missing_field", "base", 1)
+    ]
+    assert fetch(target, 'SELECT DISTINCT "SCENARIO" FROM "DENIED_EVENTS"') == [("base",)]
+
+    status, report_text, _ = _export(capsys, "--results", str(out), "--json", "--quiet")
+    assert (status, json.loads(report_text)["status"]) == (0, "unchanged")
+
+
+def test_export_help_names_exactly_the_files_the_project_writes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pricing_lab.outputs import COMPARISON_FILES, REPLAY_FILES, SUMMARY_FILE
+
+    with pytest.raises(SystemExit):
+        main(["export", "snowflake", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in [*(o.file for o in REPLAY_FILES), SUMMARY_FILE, *COMPARISON_FILES[:3]]:
+        assert name in text
+    assert "summary.parquet" not in text and "comparison.parquet" not in text

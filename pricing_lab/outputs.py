@@ -1,0 +1,158 @@
+"""The files a replay writes and their columns: one declaration per output, for every reader.
+
+`simulate` writes `REPLAY_FILES` (and `summary.json`) into its `--out` folder; `compare` and
+`demo` write them per scenario under `scenarios/NAME/`, beside `COMPARISON_FILES`. Each
+`OutputFile` names its file, its columns (Polars types; a `Decimal` column's scale is the
+replay's, so only its kind is declared) and what identifies a row within one replay of one
+scenario. Readers — the Snowflake export first — take names and schemas from here instead of
+declaring them again; a new output (credit activity, rollovers, margin) is one more entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+UTC_TIME = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputFile:
+    """One Parquet output of a replay.
+
+    `key`: the columns that identify a row within one replay of one scenario; empty when no
+    column does, and then `row_number` names a column numbering the rows 1, 2, … in the file's
+    order (the writers' order is deterministic). `incremental`: a column that only grows as a
+    replay's horizon grows (a longer replay appends rows above it).
+    """
+
+    name: str
+    file: str
+    columns: Mapping[str, pl.DataType | type[pl.DataType]]
+    key: tuple[str, ...] = ()
+    row_number: str | None = None
+    incremental: str | None = None
+    description: str = ""
+
+
+LEDGER = OutputFile(
+    name="ledger_entries",
+    file="ledger.parquet",
+    description="Ledger entries (SPEC §5), in ledger order.",
+    key=("entry_id",),
+    incremental="entry_id",
+    columns={
+        "entry_id": pl.Int64,
+        "timestamp": UTC_TIME,
+        "customer_id": pl.String,
+        "currency_id": pl.String,
+        "entry_type": pl.String,
+        "grant_id": pl.String,
+        "grant_type": pl.String,
+        "grant_source": pl.String,
+        "amount": pl.Decimal,
+        "balance_after": pl.Decimal,
+        "event_id": pl.String,
+        "feature_id": pl.String,
+        "scenario": pl.String,
+    },
+)
+GRANTS = OutputFile(
+    name="grants",
+    file="grants.parquet",
+    description="Credit grants: input, recurring, rollover and auto-recharge.",
+    key=("grant_id",),
+    columns={
+        "grant_id": pl.String,
+        "customer_id": pl.String,
+        "currency_id": pl.String,
+        "amount": pl.Decimal,
+        "type": pl.String,
+        "priority": pl.Int64,
+        "effective_at": UTC_TIME,
+        "expires_at": UTC_TIME,
+        "cost_basis": pl.Decimal,
+        "voided_at": UTC_TIME,
+        "source": pl.String,
+        "scenario": pl.String,
+    },
+)
+BALANCES = OutputFile(
+    name="balances",
+    file="balances.parquet",
+    description="Per customer and currency: granted, consumed, … final balance.",
+    key=("customer_id", "currency_id"),
+    columns={
+        "customer_id": pl.String,
+        "currency_id": pl.String,
+        "granted": pl.Decimal,
+        "consumed": pl.Decimal,
+        "expired": pl.Decimal,
+        "voided": pl.Decimal,
+        "final_balance": pl.Decimal,
+        "overdraft_debt": pl.Decimal,
+        "first_zero_at": UTC_TIME,
+        "recharges_issued": pl.Int64,
+        "recharge_spend": pl.Decimal,
+        "breakage": pl.Decimal,
+        "events_denied": pl.Int64,
+    },
+)
+DENIED_EVENTS = OutputFile(
+    name="denied_events",
+    file="denied_events.parquet",
+    description="Events denied in block mode, one row per event.",
+    key=("event_id",),
+    columns={
+        "event_id": pl.String,
+        "customer_id": pl.String,
+        "timestamp": UTC_TIME,
+        "reason": pl.String,
+        "currency_id": pl.String,
+        "cost": pl.Decimal,
+        "balance": pl.Decimal,
+        "scenario": pl.String,
+    },
+)
+REJECTED_EVENTS = OutputFile(
+    name="rejected_events",
+    file="rejected_events.parquet",
+    description="Events rejected on reading or costing, each with its reason.",
+    row_number="rejected_row",
+    columns={
+        "source_row": pl.Int64,
+        "event_id": pl.String,
+        "customer_id": pl.String,
+        "event_name": pl.String,
+        "timestamp": pl.String,
+        "reason": pl.String,
+        "detail": pl.String,
+    },
+)
+
+# What one replay writes, besides SUMMARY_FILE.
+REPLAY_FILES: tuple[OutputFile, ...] = (LEDGER, GRANTS, BALANCES, DENIED_EVENTS, REJECTED_EVENTS)
+SUMMARY_FILE = "summary.json"
+# What `compare` (and `demo`) write beside the scenarios' folders.
+SCENARIOS_FOLDER = "scenarios"
+COMPARISON_FILES = (
+    "comparison.json",
+    "comparison_customers.parquet",
+    "comparison_features.parquet",
+    "comparison_totals.parquet",
+)
+
+__all__ = [
+    "BALANCES",
+    "COMPARISON_FILES",
+    "DENIED_EVENTS",
+    "GRANTS",
+    "LEDGER",
+    "REJECTED_EVENTS",
+    "REPLAY_FILES",
+    "SCENARIOS_FOLDER",
+    "SUMMARY_FILE",
+    "OutputFile",
+]

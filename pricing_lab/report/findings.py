@@ -1,0 +1,206 @@
+"""What a comparison says, as tables: the headline per scenario, whose run-out changes, who is at
+risk. Plain functions from a `Comparison` to Polars frames; the report, the command line and the
+notebook views all show these same tables.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+
+from pricing_lab.simulation.scenarios import Comparison
+
+ZERO = Decimal(0)
+
+# Kinds of run-out change, in the order the report lists them (new run-outs first).
+NEWLY_RUNS_OUT = "newly runs out"
+RUNS_OUT_EARLIER = "runs out earlier"
+RUNS_OUT_LATER = "runs out later"
+NO_LONGER_RUNS_OUT = "no longer runs out"
+CHANGE_ORDER = (NEWLY_RUNS_OUT, RUNS_OUT_EARLIER, RUNS_OUT_LATER, NO_LONGER_RUNS_OUT)
+NO_PLAN = "(none)"
+
+_SUMMARY_FIGURES = ("consumed", "credit_revenue", "breakage")
+
+
+def scenario_order(comparison: Comparison) -> list[str]:
+    """The base first, then the other scenarios in the order they were replayed."""
+    names = list(comparison.results)
+    return [comparison.base] + [name for name in names if name != comparison.base]
+
+
+def headlines(comparison: Comparison) -> pl.DataFrame:
+    """One row per scenario and credit currency: what changes against the base.
+
+    Columns: `scenario`, `currency_id`, `price_currency` (the money credits are priced in),
+    `consumed` (credits), `credit_revenue`, `recharge_revenue` and `breakage` (money; credit
+    revenue is every paid credit × its cost basis, recharge revenue the auto-recharged part of
+    it), `customers_run_out`,
+    `newly_run_out` and `no_longer_run_out` (customers, against the base), `events_denied`, and for
+    each figure `*_change`, the scenario's value minus the base's (`consumed_change_pct` in
+    percent, null when the base consumed nothing). The base comes first.
+    """
+    order = scenario_order(comparison)
+    summaries = [
+        comparison.result(name)
+        .summary.select("currency_id", *_SUMMARY_FIGURES)
+        .with_columns(pl.lit(name).alias("scenario"))
+        for name in order
+    ]
+    money = pl.concat(summaries, how="vertical_relaxed")
+    people = comparison.customers.group_by("scenario", "currency_id").agg(
+        pl.col("runout_at").is_not_null().sum().cast(pl.Int64).alias("customers_run_out"),
+        (pl.col("runout_at").is_not_null() & pl.col("base_runout_at").is_null())
+        .sum()
+        .cast(pl.Int64)
+        .alias("newly_run_out"),
+        (pl.col("runout_at").is_null() & pl.col("base_runout_at").is_not_null())
+        .sum()
+        .cast(pl.Int64)
+        .alias("no_longer_run_out"),
+        pl.col("events_denied").sum().cast(pl.Int64),
+        pl.col("recharge_revenue").sum(),
+    )
+    currencies = pl.concat(
+        [money.select("currency_id"), people.select("currency_id")], how="vertical_relaxed"
+    ).unique()
+    grid = pl.DataFrame({"scenario": order}, schema={"scenario": pl.String}).join(
+        currencies, how="cross"
+    )
+    counts = ["customers_run_out", "newly_run_out", "no_longer_run_out", "events_denied"]
+    table = (
+        grid.join(money, on=["scenario", "currency_id"], how="left")
+        .join(people, on=["scenario", "currency_id"], how="left")
+        .with_columns(
+            pl.col(*_SUMMARY_FIGURES, "recharge_revenue").fill_null(ZERO),
+            pl.col(*counts).fill_null(0),
+        )
+    )
+    changed = [
+        "consumed",
+        "credit_revenue",
+        "recharge_revenue",
+        "breakage",
+        "customers_run_out",
+        "events_denied",
+    ]
+    base = table.filter(pl.col("scenario") == comparison.base).select(
+        "currency_id", *(pl.col(name).alias(f"base_{name}") for name in changed)
+    )
+    prices = comparison.price_currencies
+    order_index = {name: index for index, name in enumerate(order)}
+    return (
+        table.join(base, on="currency_id", how="left")
+        .with_columns(
+            *(
+                pl.when(pl.col("scenario") != comparison.base)
+                .then(pl.col(name) - pl.col(f"base_{name}").fill_null(0))
+                .alias(f"{name}_change")
+                for name in changed
+            ),
+            pl.when((pl.col("base_consumed") > 0) & (pl.col("scenario") != comparison.base))
+            .then(
+                (pl.col("consumed").cast(pl.Float64) / pl.col("base_consumed").cast(pl.Float64))
+                * 100.0
+                - 100.0
+            )
+            .alias("consumed_change_pct"),
+            pl.col("currency_id")
+            .replace_strict(prices, default="", return_dtype=pl.String)
+            .alias("price_currency"),
+            pl.col("scenario").replace_strict(order_index, return_dtype=pl.Int64).alias("__order"),
+        )
+        .sort("__order", "currency_id")
+        .select(
+            "scenario",
+            "currency_id",
+            "price_currency",
+            "consumed",
+            "consumed_change",
+            "consumed_change_pct",
+            "credit_revenue",
+            "credit_revenue_change",
+            "recharge_revenue",
+            "recharge_revenue_change",
+            "breakage",
+            "breakage_change",
+            "customers_run_out",
+            "customers_run_out_change",
+            "newly_run_out",
+            "no_longer_run_out",
+            "events_denied",
+            "events_denied_change",
+        )
+    )
+
+
+def runout_changes(comparison: Comparison) -> pl.DataFrame:
+    """The customers whose run-out differs from the base's, per scenario: who newly runs out,
+    who runs out earlier or later, who no longer runs out.
+
+    One row per scenario, customer and currency: `change` (one of CHANGE_ORDER), `plan`,
+    `base_runout_at`, `runout_at`, `runout_shift_days` (negative: earlier; null when either
+    never runs out), `consumed` and `consumed_change`. New run-outs come first, each kind by the
+    time credits run out, then by customer.
+    """
+    rows = comparison.customers.filter(
+        (pl.col("scenario") != comparison.base)
+        & (
+            pl.col("runout_at").is_null().ne(pl.col("base_runout_at").is_null())
+            | (pl.col("runout_at") != pl.col("base_runout_at"))
+        )
+    )
+    change = (
+        pl.when(pl.col("base_runout_at").is_null())
+        .then(pl.lit(NEWLY_RUNS_OUT))
+        .when(pl.col("runout_at").is_null())
+        .then(pl.lit(NO_LONGER_RUNS_OUT))
+        .when(pl.col("runout_at") < pl.col("base_runout_at"))
+        .then(pl.lit(RUNS_OUT_EARLIER))
+        .otherwise(pl.lit(RUNS_OUT_LATER))
+    )
+    rank = {name: index for index, name in enumerate(CHANGE_ORDER)}
+    order = {name: index for index, name in enumerate(scenario_order(comparison))}
+    return (
+        rows.with_columns(
+            change.alias("change"),
+            pl.col("customer_id")
+            .replace_strict(dict(comparison.plans), default=NO_PLAN, return_dtype=pl.String)
+            .alias("plan"),
+        )
+        .with_columns(
+            pl.col("change").replace_strict(rank, return_dtype=pl.Int64).alias("__rank"),
+            pl.col("scenario").replace_strict(order, return_dtype=pl.Int64).alias("__order"),
+            pl.coalesce("runout_at", "base_runout_at").alias("__when"),
+        )
+        .sort("__order", "__rank", "__when", "customer_id", "currency_id")
+        .select(
+            "scenario",
+            "customer_id",
+            "currency_id",
+            "plan",
+            "change",
+            "base_runout_at",
+            "runout_at",
+            "runout_shift_days",
+            "consumed",
+            "consumed_change",
+        )
+    )
+
+
+def customers_at_risk(comparison: Comparison, *, limit: int = 9) -> list[tuple[str, str]]:
+    """Up to `limit` (customer, currency) pairs that run out in some scenario: first those whose
+    run-out changes (new run-outs first, as in `runout_changes`), then the others that run out,
+    earliest first."""
+    changed = runout_changes(comparison).select("customer_id", "currency_id")
+    others = (
+        comparison.customers.filter(pl.col("runout_at").is_not_null())
+        .group_by("customer_id", "currency_id")
+        .agg(pl.col("runout_at").min())
+        .sort("runout_at", "customer_id", "currency_id")
+        .select("customer_id", "currency_id")
+    )
+    ordered = pl.concat([changed, others]).unique(maintain_order=True)
+    return [(row[0], row[1]) for row in ordered.head(limit).iter_rows()]

@@ -1,0 +1,113 @@
+"""The command-line options of a bucketed replay, shared by `simulate` and `compare`.
+
+`--executor local|processes|ray` turns a replay into a bucketed one (`run.simulate_in_buckets`);
+without it the commands run as before. `--buckets N|auto`, `--ray-address ADDR`, `--work-dir`
+(where the buckets are written: a folder or object-storage URI every worker can read) and
+`--task-memory GIB` (what one task may use; a customer needing more is refused up front).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pricing_lab.scale.executors import (
+    EXECUTORS,
+    Executor,
+    LocalExecutor,
+    ProcessExecutor,
+    RayExecutor,
+)
+from pricing_lab.scale.run import AUTO, DEFAULT_TASK_MEMORY, bucket_progress, simulate_in_buckets
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--executor`, `--buckets`, `--ray-address`, `--work-dir` and `--task-memory`."""
+    group = parser.add_argument_group("scale-out (see docs/scale-out.md)")
+    group.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="replay the customers in buckets on this executor: local (in this process), "
+        "processes (a local process pool), ray (a Ray cluster); the files are the same",
+    )
+    group.add_argument(
+        "--buckets",
+        type=_buckets,
+        default=AUTO,
+        help="number of customer buckets with --executor (default auto: ~1M events each, at "
+        "least two per parallel task)",
+    )
+    group.add_argument("--ray-address", help="Ray cluster to use (default: start a local Ray)")
+    group.add_argument(
+        "--work-dir",
+        help="where the buckets are written: a folder or URI (s3://…) all workers can read "
+        "(default: a temporary folder inside --out)",
+    )
+    group.add_argument(
+        "--task-memory",
+        type=_gib,
+        default=DEFAULT_TASK_MEMORY,
+        help=f"GiB one bucket task may use (default {DEFAULT_TASK_MEMORY >> 30})",
+    )
+
+
+def _buckets(text: str) -> int:
+    if text == "auto":
+        return AUTO
+    if text.isdigit() and 0 < int(text) <= 9999:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"not a number of buckets (1-9999): {text!r} (or 'auto')")
+
+
+def _gib(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a memory size in GiB: {text!r}")
+    return int(value * (1 << 30))
+
+
+@contextlib.contextmanager
+def executor_from_args(args: argparse.Namespace) -> Iterator[Executor | None]:
+    """The executor `--executor` names (None without the option), closed on exit."""
+    if args.executor is None:
+        yield None
+        return
+    executor: Executor
+    if args.executor == "processes":
+        executor = ProcessExecutor()
+    elif args.executor == "ray":
+        executor = RayExecutor(args.ray_address)
+    else:
+        executor = LocalExecutor()
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def bucket_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `simulate_in_buckets` / `compare` the options give."""
+    return {"buckets": args.buckets, "work_dir": args.work_dir, "task_memory": args.task_memory}
+
+
+def simulate_over_executor(
+    args: argparse.Namespace, con: Any, catalog: Any, customers: Any, options: dict[str, Any]
+) -> Any:
+    """`pricing-lab simulate --executor …`: the bucketed replay, files written into `--out`."""
+    quiet = args.quiet
+    with executor_from_args(args) as executor:
+        return simulate_in_buckets(
+            con,
+            catalog,
+            customers,
+            out_dir=Path(args.out),
+            executor=executor,
+            **bucket_options(args),
+            **(options | {"progress": None if quiet else bucket_progress()}),
+        )

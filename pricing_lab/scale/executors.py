@@ -1,0 +1,261 @@
+"""Executors: where bucket tasks run — in this process, in a local process pool, or on Ray.
+
+One small protocol (`Executor.run(job, items, memory)`: yield each item's index with its result,
+or with the exception it raised, as items finish) and three implementations. `run_all` is the one
+loop over it: it retries what failed (a retried bucket overwrites its files, see
+`bucket_replay`), reports progress and, when an item fails every attempt, stops with one message
+naming it. Executors are context managers: a pool or a Ray connection they opened is closed on
+exit; one executor can run several jobs (a comparison's scenarios) in between.
+
+Ray is an optional dependency (`pip install 'pricing-lab[ray]'`), imported only by `RayExecutor`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from pricing_lab.errors import InputError, PricingLabError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+Progress = Callable[[int, int], None]
+ATTEMPTS = 3  # tries per item before the run stops
+EXECUTORS = ("local", "processes", "ray")
+
+
+class TaskFailed(PricingLabError):
+    """An item (a bucket) failed on every attempt."""
+
+
+class ExecutorUnavailable(PricingLabError):
+    """The executor could not be started or reached (e.g. no Ray cluster at the address)."""
+
+
+class Executor(Protocol):
+    """Runs one picklable function over items; `memory[i]`: bytes item i may need."""
+
+    name: str
+
+    @property
+    def parallelism(self) -> int:
+        """How many items run at once."""
+        ...
+
+    def run(
+        self, job: Callable[[Any], Any], items: Sequence[Any], memory: Sequence[int]
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield `(index, result)` as items finish; `result` is the exception an item raised."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor opened (a pool, a Ray connection)."""
+        ...
+
+
+class _Closing:
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalExecutor(_Closing):
+    """Items one after the other in this process."""
+
+    name = "local"
+
+    @property
+    def parallelism(self) -> int:
+        return 1
+
+    def run(
+        self, job: Callable[[Any], Any], items: Sequence[Any], memory: Sequence[int]
+    ) -> Iterator[tuple[int, Any]]:
+        for index, item in enumerate(items):
+            try:
+                outcome = job(item)
+            except Exception as exc:
+                outcome = exc
+            yield index, outcome
+
+
+class ProcessExecutor(_Closing):
+    """Items in a pool of `workers` local processes (default: one per CPU).
+
+    Workers are spawned, not forked: the parent holds DuckDB and Polars thread pools, which a
+    fork would copy in whatever state they are in. A worker that dies breaks the pool: its items
+    fail, and the next attempt runs in a new pool."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def parallelism(self) -> int:
+        return self.workers
+
+    def _open(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return self._pool
+
+    def run(
+        self, job: Callable[[Any], Any], items: Sequence[Any], memory: Sequence[int]
+    ) -> Iterator[tuple[int, Any]]:
+        pool = self._open()
+        futures: dict[Future[Any], int] = {
+            pool.submit(job, item): i for i, item in enumerate(items)
+        }
+        broken = False
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = futures.pop(future)
+                error = future.exception()
+                broken = broken or isinstance(error, BrokenProcessPool)
+                yield index, error if error is not None else future.result()
+        if broken:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor(_Closing):
+    """Items as Ray tasks, each asking for `num_cpus` CPUs and its item's memory.
+
+    Connects to the cluster at `address` (`auto`, `ray://head:10001`, …), or starts a local Ray
+    when there is none; a Ray already initialised in this process is used as it is. A
+    connection this executor opened is shut down on `close`."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, num_cpus: float = 1) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self._owned = False
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ModuleNotFoundError:
+            raise InputError("the ray executor needs Ray: pip install 'pricing-lab[ray]'") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except Exception as exc:  # Ray raises plain exceptions: connection, start-up
+                ray.shutdown()
+                where = f"at {self.address}" if self.address else "locally"
+                raise ExecutorUnavailable(
+                    f"Ray could not be started or reached {where}: {exc}"
+                ) from None
+            self._owned = True
+        return ray
+
+    @property
+    def parallelism(self) -> int:
+        cpus = self._ray().cluster_resources().get("CPU", 1)
+        return max(1, int(cpus // self.num_cpus))
+
+    def run(
+        self, job: Callable[[Any], Any], items: Sequence[Any], memory: Sequence[int]
+    ) -> Iterator[tuple[int, Any]]:
+        ray = self._ray()
+        remote = ray.remote(_call)  # a trampoline: `job` may be any picklable callable
+        refs = {}
+        for index, (item, need) in enumerate(zip(items, memory, strict=True)):
+            options: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": 0}
+            if need > 0:
+                options["memory"] = int(need)
+            refs[remote.options(**options).remote(job, item)] = index
+        while refs:
+            finished, _ = ray.wait(list(refs), num_returns=1)
+            for ref in finished:
+                index = refs.pop(ref)
+                try:
+                    yield index, ray.get(ref)
+                except Exception as exc:  # the task's error (RayTaskError) or a lost worker
+                    yield index, exc
+
+    def close(self) -> None:
+        if self._owned:
+            import ray
+
+            ray.shutdown()
+            self._owned = False
+
+
+def _call(job: Callable[[Any], Any], item: Any) -> Any:
+    return job(item)
+
+
+def executor_named(name: str, *, ray_address: str | None = None) -> Executor:
+    """The executor for a `--executor` value: `local`, `processes` or `ray`."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor()
+    if name == "ray":
+        return RayExecutor(ray_address)
+    raise InputError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
+
+
+def run_all(
+    executor: Executor,
+    job: Callable[[Item], Result],
+    items: Sequence[Item],
+    *,
+    memory: Sequence[int] | None = None,
+    attempts: int = ATTEMPTS,
+    progress: Progress | None = None,
+    describe: Callable[[Item], str] = str,
+) -> list[Result]:
+    """`job` over every item on `executor`, results in item order; each failed item is tried
+    again, up to `attempts` times in all. `progress(done, total)` after each finished item."""
+    needs = list(memory) if memory is not None else [0] * len(items)
+    results: dict[int, Result] = {}
+    pending = list(range(len(items)))
+    errors: dict[int, BaseException] = {}
+    if progress is not None:
+        progress(0, len(items))
+    for _attempt in range(attempts):
+        errors = {}
+        outcomes = executor.run(job, [items[i] for i in pending], [needs[i] for i in pending])
+        for position, outcome in outcomes:
+            index = pending[position]
+            if isinstance(outcome, BaseException):
+                errors[index] = outcome
+                continue
+            results[index] = outcome
+            if progress is not None:
+                progress(len(results), len(items))
+        if not errors:
+            return [results[i] for i in range(len(items))]
+        pending = sorted(errors)
+    index = pending[0]
+    error = errors[index]
+    others = f" (and {len(pending) - 1} more)" if len(pending) > 1 else ""
+    raise TaskFailed(
+        f"{describe(items[index])} failed {attempts} times{others}; last error: "
+        f"{type(error).__name__}: {error}"
+    )

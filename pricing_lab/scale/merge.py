@@ -1,0 +1,185 @@
+"""The merge: every bucket's results into the files `simulate` writes, byte for byte.
+
+Buckets hold customers by hash, not by id range, so the ledger merge orders what it takes from
+the buckets by time and then customer id; one customer's entries at one instant all come from
+its one bucket, already in the customer's own order, and a stable sort keeps that order — the
+ledger order of `ledger.api.chronological`. The ledger is merged window by window of the time
+grid each bucket counted its rows in (`bucket_replay.time_grid`), so memory holds about a row
+group's worth per bucket, and `entry_id` is numbered across the whole ledger. Balances and
+denied events are sorted into customer order the same stable way; totals per currency, feature
+and plan add up (no customer is in two buckets), money at the whole replay's decimal places.
+Everything goes through `output_files.TableWriter`, as a replay held in memory does, so the
+bytes do not depend on the executor or the bucket count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pricing_lab.events.ingest import IngestReport
+from pricing_lab.ledger import ReplayResult
+from pricing_lab.ledger.frames import empty_ledger, ledger_schema
+from pricing_lab.scale.bucket_replay import read_done
+from pricing_lab.scale.buckets import Manifest, result_path
+from pricing_lab.scale.storage import Store
+from pricing_lab.simulation import output_files
+from pricing_lab.simulation.output_files import TableWriter, write_table
+from pricing_lab.simulation.simulate import OUTPUT_FILES, SimulationResult, summary_json
+
+
+def merge_buckets(
+    store: Store,
+    manifest: Manifest,
+    out_dir: str | Path,
+    *,
+    rejected_events: pl.DataFrame,
+    ingest: IngestReport | None = None,
+) -> SimulationResult:
+    """Merge the finished buckets of the job at `store` into the SPEC §6 files of `out_dir`.
+
+    Returns the result with its ledger on disk. The files are written as `.NAME.partial` and
+    renamed when all are written, so a failure leaves the folder's earlier outputs as they were.
+    Raises `ValueError` when a bucket has not finished.
+    """
+    buckets = range(manifest.buckets)
+    finished = [read_done(store, b) for b in buckets]
+    done = [record for record in finished if record is not None]
+    if len(done) < len(finished):
+        missing = [b for b, record in zip(buckets, finished) if record is None]
+        raise ValueError(f"buckets not finished: {missing[:10]}")
+    money = pl.Decimal(38, manifest.money_scale)
+
+    def tables(name: str) -> list[pl.DataFrame]:
+        return [_frame(store.read_table(result_path(b, f"{name}.parquet"))) for b in buckets]
+
+    replayed = ReplayResult(
+        scenario=manifest.scenario,
+        start=manifest.start,
+        until=manifest.until,
+        ledger=empty_ledger(manifest.scale),
+        denied_events=_in_customer_order(tables("denied_events"), ["customer_id"]),
+        balances=_in_customer_order(
+            [f.with_columns(pl.col("breakage").cast(money)) for f in tables("balances")],
+            ["customer_id", "currency_id"],
+        ),
+        summary=_added(
+            [
+                f.with_columns(pl.col("breakage", "credit_revenue").cast(money))
+                for f in tables("summary")
+            ],
+            by=["currency_id"],
+        ),
+    )
+    folder = Path(out_dir)
+    result = SimulationResult(
+        replay=replayed,
+        rejected_events=rejected_events,
+        ingest=ingest,
+        plan_summary=_added(tables("plan_summary"), by=["currency_id", "plan_id"]),
+        written_to=folder,
+        ledger_on_disk=True,
+        ledger_entries=sum(record.entries for record in done),
+        feature_totals=_added(tables("feature_totals"), by=["currency_id", "feature_id"]),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    try:
+        for name in OUTPUT_FILES:
+            written.append(name)
+            partial = folder / f".{name}.partial"
+            if name == "ledger.parquet":
+                counts = np.array([record.window_rows for record in done], dtype=np.int64)
+                _merge_ledger(store, manifest, counts, partial)
+            elif name == "summary.json":
+                partial.write_text(summary_json(result.summary_dict()), encoding="utf-8")
+            else:
+                frames = {
+                    "denied_events.parquet": result.denied_events,
+                    "rejected_events.parquet": result.rejected_events,
+                    "balances.parquet": result.balances,
+                }
+                write_table(frames[name], partial)
+    except BaseException:
+        for name in written:
+            (folder / f".{name}.partial").unlink(missing_ok=True)
+        raise
+    for name in OUTPUT_FILES:
+        os.replace(folder / f".{name}.partial", folder / name)
+    return result
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _in_customer_order(frames: list[pl.DataFrame], by: list[str]) -> pl.DataFrame:
+    """The buckets' rows in customer order; one customer's rows keep their bucket's order."""
+    return pl.concat(frames).sort(by, maintain_order=True)
+
+
+def _added(frames: list[pl.DataFrame], *, by: list[str]) -> pl.DataFrame:
+    """Totals of several buckets added up per `by` (every other column is a sum)."""
+    filled = [f for f in frames if f.height]
+    if not filled:
+        return frames[0]
+    return pl.concat(filled).group_by(by).agg(pl.exclude(by).sum()).sort(by)
+
+
+def _merge_ledger(store: Store, manifest: Manifest, counts: np.ndarray, path: Path) -> None:
+    """The buckets' ledgers, merged into ledger order and numbered, into `path`."""
+    schema = ledger_schema(manifest.scale)
+    readers = [_BucketLedger(store, b) for b in range(manifest.buckets)]
+    next_id = 1
+    with TableWriter(path, schema) as writer:
+        for windows in _window_batches(counts.sum(axis=0)):
+            taken = [reader.take(int(counts[b, windows].sum())) for b, reader in enumerate(readers)]
+            pieces = [_frame(t) for t in taken if t.num_rows]
+            if not pieces:
+                continue
+            merged = pl.concat(pieces).sort(["timestamp", "customer_id"], maintain_order=True)
+            merged = merged.with_columns(
+                pl.Series("entry_id", np.arange(next_id, next_id + merged.height, dtype=np.int64))
+            ).cast(schema)
+            next_id += merged.height
+            writer.write(merged)
+
+
+def _window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
+    """Consecutive windows grouped to hold at least a row group's rows each (the last: the rest)."""
+    first, held = 0, 0
+    for index, rows in enumerate(rows_per_window):
+        held += int(rows)
+        if held >= output_files.ROW_GROUP_ROWS:
+            yield slice(first, index + 1)
+            first, held = index + 1, 0
+    if held:
+        yield slice(first, len(rows_per_window))
+
+
+class _BucketLedger:
+    """One bucket's ledger file read front to back, any number of rows at a time."""
+
+    def __init__(self, store: Store, bucket: int) -> None:
+        self._file = store.parquet_file(result_path(bucket, "ledger.parquet"))
+        self._batches: Iterator[Any] = self._file.iter_batches()
+        self._held = self._file.schema_arrow.empty_table()
+
+    def take(self, rows: int) -> pa.Table:
+        pieces = []
+        while rows > 0:
+            if self._held.num_rows == 0:
+                self._held = pa.Table.from_batches([next(self._batches)])
+            piece = self._held.slice(0, rows)
+            self._held = self._held.slice(piece.num_rows)
+            pieces.append(piece)
+            rows -= piece.num_rows
+        return pa.concat_tables(pieces) if pieces else self._held.slice(0, 0)

@@ -1,0 +1,102 @@
+"""`pricing-lab forecast`: the table, the readable summary, --json, --backtest, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pricing_lab.cli import main
+from tests.forecast.helpers import CATALOG, DAY, START
+
+CUSTOMERS = """
+customers:
+  - id: poor
+    grants:
+      - {currency: CR, amount: 1450, type: PROMOTIONAL, effective_at: 2024-01-01}
+  - id: rich
+    top_ups:
+      - {currency: CR, amount: 100000, cost_basis: 0.001, at: 2024-01-01}
+"""
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    rows = [
+        (f"{c}-{d:03d}", c, "call", f"{(START + d * DAY):%Y-%m-%d} 12:00:00")
+        for c in ("poor", "rich")
+        for d in range(30)
+    ]
+    events = tmp_path / "events.csv"
+    pl.DataFrame(rows, schema=["event_id", "customer_id", "event_name", "timestamp"],
+                 orient="row").write_csv(events)  # fmt: skip
+    (tmp_path / "catalog.yaml").write_text(CATALOG)
+    (tmp_path / "customers.yaml").write_text(CUSTOMERS)
+    return {
+        "events": events,
+        "catalog": tmp_path / "catalog.yaml",
+        "customers": tmp_path / "customers.yaml",
+    }
+
+
+def _args(files: dict[str, Path], *extra: str) -> list[str]:
+    return [
+        "forecast", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
+        "--customers", str(files["customers"]), *extra,
+    ]  # fmt: skip
+
+
+def test_forecast_writes_the_table_and_names_who_runs_out_first(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(_args(files, "--as-of", "2024-01-11", "--horizon", "30d", "--out", str(out))) == 0
+    text = capsys.readouterr().out
+    assert "poor" in text and "P(run out) 100%" in text and "2024-01-15" in text
+    table = pl.read_parquet(out / "forecast.parquet")
+    assert table["customer_id"].to_list() == ["poor", "rich"]
+    assert table["run_out_probability"].to_list() == [1.0, 0.0]
+
+
+def test_forecast_json_and_csv(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "f.csv"
+    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(out), "--json")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["customer_currencies"] == 2
+    assert [r["customer_id"] for r in summary["first_to_run_out"]] == ["poor"]
+    assert pl.read_csv(out).height == 2
+
+
+def test_backtest_prints_calibration_and_errors(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bt"
+    args = _args(files, "--backtest", "--horizon", "14d", "--cut", "2024-01-11", "--out", str(out))
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "calibration" in text and "100.0%" in text
+    assert pl.read_parquet(out / "backtest.parquet").height == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--as-of", "2024-01-11", "--paths", "10"], "at least 1000"),
+        (["--horizon", "30d"], "--as-of is required"),
+        (["--as-of", "2024-01-11", "--horizon", "soon"], "horizon"),
+    ],
+)
+def test_bad_input_is_one_message_and_exit_2(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    assert main(_args(files, *extra, "--out", str(tmp_path / "x"))) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,86 @@
+"""`pricing-lab simulate|compare --executor …`: the files of the plain commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pricing_lab.cli import main
+from tests.scale.helpers import differing_files
+from tests.simulation.helpers import events_frame
+from tests.simulation.test_scenarios import CATALOG_YAML, EVENTS, SCENARIOS_YAML, customers_doc
+from tests.simulation.test_simulate import random_events, write_inputs
+
+
+def run(*args: object) -> int:
+    return main([str(a) for a in args])
+
+
+def test_simulate_on_a_process_pool_writes_the_files_of_a_plain_simulate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_inputs(tmp_path / "in", random_events(400, seed=11), more=True)
+    common = [
+        "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--customers", paths["customers"],
+    ]  # fmt: skip
+    assert run(*common, "--out", tmp_path / "plain", "--partitions", 1, "--quiet") == 0
+    capsys.readouterr()
+    status = run(*common, "--out", tmp_path / "pool", "--executor", "processes", "--buckets", 3)
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "buckets: 3/3 done" in err and " s" in err  # progress with elapsed time
+    assert differing_files(tmp_path / "plain", tmp_path / "pool") == []
+    status = run(*common, "--out", tmp_path / "auto", "--executor", "local", "--quiet")
+    assert status == 0
+    assert differing_files(tmp_path / "plain", tmp_path / "auto") == []
+
+
+def test_compare_in_buckets_writes_the_files_of_a_plain_compare(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "catalog.yaml").write_text(CATALOG_YAML)
+    (tmp_path / "scenarios.yaml").write_text(SCENARIOS_YAML)
+    events_frame(EVENTS).write_parquet(tmp_path / "events.parquet")
+    customers = customers_doc()["customers"]
+    (tmp_path / "customers.yaml").write_text(
+        "customers:\n" + "".join(f"  - {json.dumps(c)}\n" for c in customers)  # type: ignore[attr-defined]
+    )
+    common = [
+        "compare", "--catalog", tmp_path / "catalog.yaml", "--events", tmp_path / "events.parquet",
+        "--customers", tmp_path / "customers.yaml", "--scenarios", tmp_path / "scenarios.yaml",
+        "--quiet",
+    ]  # fmt: skip
+    assert run(*common, "--out", tmp_path / "plain") == 0
+    assert run(*common, "--out", tmp_path / "local", "--executor", "local", "--buckets", 2) == 0
+    plain = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.*"))
+    local = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.*"))
+    assert plain == local
+    for relative in plain:
+        if relative.suffix in (".parquet", ".json"):
+            left, right = tmp_path / "plain" / relative, tmp_path / "local" / relative
+            assert left.read_bytes() == right.read_bytes(), relative
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--buckets", "0", "not a number of buckets"),
+        ("--buckets", "many", "not a number of buckets"),
+        ("--executor", "spark", "invalid choice"),
+        ("--task-memory", "-1", "not a memory size"),
+    ],
+)
+def test_bad_scale_options_exit_2_with_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    with pytest.raises(SystemExit) as stopped:
+        run(
+            "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+            "--out", tmp_path / "out", "--executor", "local", option, value,
+        )  # fmt: skip
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,129 @@
+"""Bucketed replays in this process and in a process pool: the files of a plain replay, byte for
+byte, whatever the bucket count; failed buckets retried; oversized customers refused up front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pricing_lab.errors import InputError
+from pricing_lab.events.real import DEFAULT_START, load_sample_events
+from pricing_lab.ledger.model import Enforcement
+from pricing_lab.scale import LocalExecutor, ProcessExecutor, simulate_in_buckets
+from pricing_lab.scale.executors import TaskFailed
+from pricing_lab.scale.merge import merge_buckets
+from pricing_lab.scale.run import run_buckets, write_buckets
+from pricing_lab.scale.storage import Store
+from pricing_lab.simulation import output_files
+from pricing_lab.simulation.demo import demo_customers, sample_catalog
+from pricing_lab.simulation.simulate import simulate
+from tests.scale.helpers import AlwaysFailing, FailingOnce, attempts, differing_files, tie_inputs
+from tests.simulation.helpers import catalog
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessExecutor]:
+    with ProcessExecutor(2) as executor:
+        yield executor
+
+
+@pytest.mark.parametrize("enforcement", ["overdraft", "block"])
+def test_every_bucket_count_writes_the_bytes_of_a_plain_replay(
+    tmp_path: Path, enforcement: Enforcement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output_files, "ROW_GROUP_ROWS", 64)  # the merge crosses row groups
+    con, report, customers = tie_inputs()
+    whole = simulate(con, catalog(), customers, ingest=report, enforcement=enforcement)
+    whole.write(tmp_path / "whole")
+    for buckets in (1, 3, 16):
+        out = tmp_path / f"b{buckets}"
+        progress: list[tuple[int, int]] = []
+        result = simulate_in_buckets(
+            con,
+            catalog(),
+            customers,
+            out_dir=out,
+            buckets=buckets,
+            ingest=report,
+            enforcement=enforcement,
+            progress=lambda done, total, seen=progress: seen.append((done, total)),
+        )
+        assert differing_files(tmp_path / "whole", out) == [], buckets
+        assert progress[0] == (0, buckets) and progress[-1] == (buckets, buckets)
+        assert result.ledger.equals(whole.ledger)  # read back from the folder
+        assert result.summary_dict() == whole.summary_dict()
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            p.name for p in (tmp_path / "whole").iterdir()
+        )  # no scratch folder left
+
+
+def test_the_demo_on_a_process_pool_writes_the_bytes_of_a_plain_replay(
+    tmp_path: Path, pool: ProcessExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output_files, "ROW_GROUP_ROWS", 5_000)
+    con = duckdb.connect()
+    ingest = load_sample_events(con)
+    customers = demo_customers(con, start=DEFAULT_START)
+    whole = simulate(con, sample_catalog(), customers, ingest=ingest, enforcement="block")
+    whole.write(tmp_path / "whole")
+    assert whole.denied_events.height > 0
+    simulate_in_buckets(
+        con,
+        sample_catalog(),
+        customers,
+        out_dir=tmp_path / "pool",
+        executor=pool,
+        buckets=5,
+        ingest=ingest,
+        enforcement="block",
+    )
+    assert differing_files(tmp_path / "whole", tmp_path / "pool") == []
+
+
+def test_a_bucket_that_fails_once_is_retried_and_overwrites(
+    tmp_path: Path, pool: ProcessExecutor
+) -> None:
+    con, report, customers = tie_inputs()
+    simulate(con, catalog(), customers, ingest=report).write(tmp_path / "whole")
+    store = Store.at(tmp_path / "job")
+    job = write_buckets(con, catalog(), customers, store=store, buckets=3, ingest=report)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    done = run_buckets(job, pool, replay=FailingOnce(str(markers), bucket=1))
+    assert [d.bucket for d in done] == [0, 1, 2]
+    assert [attempts(markers, b) for b in range(3)] == [1, 2, 1]
+    merge_buckets(
+        store, job.manifest, tmp_path / "out", rejected_events=job.rejected_events, ingest=report
+    )
+    assert differing_files(tmp_path / "whole", tmp_path / "out") == []
+
+
+def test_a_bucket_failing_every_attempt_stops_the_run_with_its_name(tmp_path: Path) -> None:
+    con, report, customers = tie_inputs()
+    store = Store.at(tmp_path / "job")
+    job = write_buckets(con, catalog(), customers, store=store, buckets=3, ingest=report)
+    with pytest.raises(TaskFailed) as failed:
+        run_buckets(job, LocalExecutor(), replay=AlwaysFailing(bucket=2))
+    assert "bucket=0002 failed 3 times" in str(failed.value)
+    assert "OSError: disk full" in str(failed.value)
+
+
+def test_a_customer_too_big_for_a_task_is_named_before_anything_runs(tmp_path: Path) -> None:
+    con, report, customers = tie_inputs()
+    events = dict(con.execute("SELECT customer_id, count(*) FROM events GROUP BY 1").fetchall())
+    biggest = max(events, key=lambda c: events[c])
+    from pricing_lab.scale import run
+
+    # Memory for every customer but the biggest one(s).
+    limit = run.task_memory_needed(events[biggest]) - 1
+    named = sum(1 for n in events.values() if n == events[biggest])
+    with pytest.raises(InputError) as refused:
+        simulate_in_buckets(
+            con, catalog(), customers, out_dir=tmp_path / "out", task_memory=limit, ingest=report
+        )
+    assert f"'{biggest}' ({events[biggest]:,} events)" in str(refused.value)
+    assert f"{named} customer(s) too big" in str(refused.value)
+    assert list((tmp_path / "out").iterdir()) == []  # nothing written, no scratch left
