@@ -156,6 +156,28 @@ MARGIN = OutputFile(
     },
 )
 
+ACTIVITY = OutputFile(
+    name="credit_activity",
+    file="activity.parquet",
+    description="The credit activity stream (SPEC §6), in stream order (docs/activity.md).",
+    key=("activity_id",),
+    # Events before a replay's horizon depend on nothing after it: a longer replay appends.
+    incremental="activity_id",
+    columns={
+        "activity_id": pl.Int64,
+        "timestamp": UTC_TIME,
+        "customer_id": pl.String,
+        "currency_id": pl.String,
+        "kind": pl.String,
+        "grant_id": pl.String,
+        "amount": pl.Decimal,
+        "balance": pl.Decimal,
+        "threshold": pl.Decimal,
+        "money": pl.Decimal,
+        "scenario": pl.String,
+    },
+)
+
 # What one replay writes, besides SUMMARY_FILE.
 REPLAY_FILES: tuple[OutputFile, ...] = (
     LEDGER,
@@ -164,6 +186,7 @@ REPLAY_FILES: tuple[OutputFile, ...] = (
     DENIED_EVENTS,
     REJECTED_EVENTS,
     MARGIN,
+    ACTIVITY,
 )
 SUMMARY_FILE = "summary.json"
 # What `compare` (and `demo`) write beside the scenarios' folders.
@@ -176,6 +199,7 @@ COMPARISON_FILES = (
 )
 
 __all__ = [
+    "ACTIVITY",
     "BALANCES",
     "COMPARISON_FILES",
     "DENIED_EVENTS",

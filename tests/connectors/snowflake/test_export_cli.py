@@ -321,6 +321,7 @@ def test_a_simulate_results_folder_exports_every_output_file(
         ("balances", "balances.parquet"),
         ("denied_events", "denied_events.parquet"),
         ("rejected_events", "rejected_events.parquet"),
+        ("credit_activity", "activity.parquet"),
     ):
         rows = pl.read_parquet(out / file).height
         assert rows > 0, file
