@@ -11,7 +11,8 @@ The names a notebook needs, loaded lazily (importing `pricing_lab` stays fast an
 * scenarios — `Scenario`, `RateChange`, `CostChange`, `load_scenarios`, `compare`, `sweep`,
   `goal_seek`, `share_within_included`
 * margin — `margin_by`, `negative_margin_customers` (over `SimulationResult.margin`)
-* charts and reports — `charts` (module), `comparison_report`, `write_report`, `runout_changes`
+* charts and reports — `charts` (module), `comparison_report`, `write_report`, `runout_changes`,
+  `forecast_at_risk`
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
     from pricing_lab.report import charts
     from pricing_lab.report.build import comparison_report
-    from pricing_lab.report.findings import runout_changes
+    from pricing_lab.report.findings import forecast_at_risk, runout_changes
     from pricing_lab.report.html import write_report
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
     from pricing_lab.simulation.margin import margin_by, negative_margin_customers
@@ -84,6 +85,7 @@ _EXPORTS = {
     "write_report": "pricing_lab.report.html",
     "share_within_included": "pricing_lab.simulation.scenarios",
     "runout_changes": "pricing_lab.report.findings",
+    "forecast_at_risk": "pricing_lab.report.findings",
 }
 _MODULES = {"charts": "pricing_lab.report.charts"}
 
@@ -109,6 +111,7 @@ __all__ = [
     "compare",
     "comparison_report",
     "forecast",
+    "forecast_at_risk",
     "generate_events",
     "goal_seek",
     "ingest_events",

@@ -98,6 +98,134 @@ def _finding(row: dict[str, object], changes: pl.DataFrame, frame: pl.DataFrame)
     return f"{where}: " + "; ".join(parts) + "."
 
 
+def margin_section(comparison: Comparison) -> ReportSection | None:
+    """What each scenario is worth: revenue recognised, breakage, cost to serve, gross margin and
+    margin share with their change against the base, then the customers with negative margin.
+    Left out when the comparison has no margin."""
+    frame = findings.margin_headlines(comparison)
+    if frame.is_empty():
+        return None
+    currency = findings.margin_currency(comparison)
+
+    def money(name: str, header: str) -> Column:
+        return Column(
+            name=name, header=header, kind="money", currency=currency, change=f"{name}_change"
+        )
+
+    totals = Table(
+        title="Margin per scenario",
+        frame=frame,
+        columns=[
+            Column(name="scenario"),
+            money("revenue", "revenue recognised"),
+            money("breakage", "breakage"),
+            money("cost_to_serve", "cost to serve"),
+            money("gross_margin", "gross margin"),
+            Column(
+                name="margin_share_pct",
+                header="margin share",
+                kind="percent",
+                change="margin_share_pct_change",
+            ),
+            Column(
+                name="negative_margin_customers",
+                header="customers with negative margin",
+                kind="count",
+                change="negative_margin_customers_change",
+            ),
+            Column(name="unknown_cost_events", header="events of unknown cost", kind="count"),
+        ],
+    )
+    several = len(comparison.results) > 2
+    negative = Table(
+        title="Customers with negative margin",
+        frame=findings.negative_margins(comparison),
+        columns=[
+            *([Column(name="scenario")] if several else []),
+            Column(name="customer_id", header="customer"),
+            Column(name="plan"),
+            Column(name="revenue", header="revenue recognised", kind="money", currency=currency),
+            Column(name="breakage", kind="money", currency=currency),
+            Column(name="cost_to_serve", header="cost to serve", kind="money", currency=currency),
+            money("gross_margin", "gross margin"),
+        ],
+        empty="No customer has a negative margin in any scenario.",
+        max_rows=100,
+        more="{hidden:,} more customers with negative margin: comparison_margin.parquet",
+    )
+    return ReportSection(
+        title="Margin",
+        text=(
+            "Revenue recognised is every credit consumed × the cost basis of the grant it was "
+            "drawn from (overdraft consumption when its debt is settled), breakage the money of "
+            "expired credits, cost to serve what the served events cost us; gross margin = "
+            "revenue + breakage − cost to serve, margin share = gross margin ÷ (revenue + "
+            "breakage). Money rounded to cents; changes are against the base (the margin "
+            "share's in percentage points)."
+        ),
+        parts=[totals, negative],
+    )
+
+
+def forecast_section(forecast: pl.DataFrame, comparison: Comparison | None = None) -> ReportSection:
+    """Who may run out within a run-out forecast's horizon (`pricing_lab.forecast`): probability
+    and p10 / p50 / p90 instants, first run-out first, with each customer's gross margin in the
+    base scenario of `comparison` when it has margin."""
+    worth = None
+    currency = ""
+    if comparison is not None and not comparison.margin.is_empty():
+        worth = comparison.margin.filter(pl.col("scenario") == comparison.base)
+        currency = findings.margin_currency(comparison)
+    at_risk = findings.forecast_at_risk(forecast, worth)
+    if forecast.is_empty():
+        text = "The forecast has no customer."
+        empty = "No customer to forecast."
+    else:
+        as_of, end = forecast["as_of"][0], forecast["horizon_end"][0]
+        text = (
+            f"As of {fmt.timestamp(as_of)} UTC, over the horizon to {fmt.timestamp(end)} UTC: the "
+            "share of simulated paths in which the customer runs out, and the 10th, 50th and "
+            "90th percentiles of the run-out time (– : after the horizon)."
+        )
+        empty = f"No customer is at risk of running out before {fmt.timestamp(end)} UTC."
+        flagged = int(forecast["too_little_history"].sum())
+        if flagged:
+            text += (
+                f" {flagged:,} customer-currencies have too little history to forecast "
+                "(flagged, not guessed)."
+            )
+    currencies = forecast["currency_id"].n_unique() > 1
+    table = Table(
+        title="Customers who may run out within the horizon",
+        frame=at_risk,
+        columns=[
+            Column(name="customer_id", header="customer"),
+            *([Column(name="currency_id", header="currency")] if currencies else []),
+            Column(name="balance", header="balance at the start", kind="credits"),
+            Column(name="run_out_pct", header="probability", kind="percent"),
+            Column(name="run_out_p10", header="p10 (UTC)", kind="time"),
+            Column(name="run_out_p50", header="p50 (UTC)", kind="time"),
+            Column(name="run_out_p90", header="p90 (UTC)", kind="time"),
+            *(
+                [
+                    Column(
+                        name="gross_margin",
+                        header=f"gross margin in {comparison.base}",
+                        kind="money",
+                        currency=currency,
+                    )
+                ]
+                if worth is not None and comparison is not None
+                else []
+            ),
+        ],
+        empty=empty,
+        max_rows=100,
+        more="{hidden:,} more customers who may run out: forecast.parquet",
+    )
+    return ReportSection(title="Run-out forecast", text=text, parts=[table])
+
+
 def runout_section(comparison: Comparison) -> ReportSection:
     """Who runs out: the customers whose run-out changes (new run-outs first), then every
     customer who runs out in some scenario with the time in each."""
@@ -271,6 +399,7 @@ def burn_section(comparison: Comparison) -> ReportSection:
 # `ReportSection` (or None to leave it out): adding one to the report is adding it here.
 SECTIONS: tuple[Section, ...] = (
     headline_section,
+    margin_section,
     runout_section,
     balances_section,
     consumption_section,
@@ -284,17 +413,26 @@ def comparison_report(
     title: str = "Pricing scenarios",
     footer: str = "",
     sections: Sequence[Section] = SECTIONS,
+    forecast: pl.DataFrame | None = None,
 ) -> Report:
-    """The report of a comparison: one `ReportSection` per function of `sections`."""
+    """The report of a comparison: one `ReportSection` per function of `sections`, then, when a
+    run-out `forecast` table is given (`pricing_lab.forecast`), its run-out section."""
     built = [section(comparison) for section in sections]
+    if forecast is not None:
+        built.append(forecast_section(forecast, comparison))
     return Report(title=title, sections=[s for s in built if s is not None], footer=footer)
 
 
 def write_comparison(
-    comparison: Comparison, out_dir: str | Path, *, footer: str = ""
+    comparison: Comparison,
+    out_dir: str | Path,
+    *,
+    footer: str = "",
+    forecast: pl.DataFrame | None = None,
 ) -> list[Path]:
-    """Write a comparison: customers/features/totals Parquet, each scenario's outputs under
-    `scenarios/NAME/`, `comparison.json` (base and scenario names) and `report.html`. Returns the
+    """Write a comparison: customers/features/totals/margin Parquet, each scenario's outputs under
+    `scenarios/NAME/`, `comparison.json` (base and scenario names) and `report.html`; with a
+    run-out `forecast` table, `forecast.parquet` and the report's run-out section. Returns the
     paths written."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -308,6 +446,9 @@ def write_comparison(
     ):
         frame.write_parquet(folder / name, statistics=False)
         paths.append(folder / name)
+    if forecast is not None:
+        forecast.write_parquet(folder / "forecast.parquet", statistics=False)
+        paths.append(folder / "forecast.parquet")
     for name, result in comparison.results.items():
         paths.extend(result.write(scenario_folder(folder, name)))
     about = folder / "comparison.json"
@@ -317,5 +458,9 @@ def write_comparison(
         encoding="utf-8",
     )
     paths.append(about)
-    paths.append(write_report(comparison_report(comparison, footer=footer), folder / "report.html"))
+    paths.append(
+        write_report(
+            comparison_report(comparison, footer=footer, forecast=forecast), folder / "report.html"
+        )
+    )
     return paths

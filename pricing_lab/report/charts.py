@@ -416,3 +416,49 @@ def _histogram(data: pl.DataFrame, column: str, bins: int) -> pl.DataFrame:
         .select("scenario", "bin_start", "bin_end", "customers")
         .sort("scenario", "bin_start")
     )
+
+
+def runout_worth(at_risk: pl.DataFrame, *, currency: str = "", limit: int = 20) -> alt.Chart:
+    """What the customers who may run out are worth: one bar per customer (the first run-out at
+    the top, at most `limit`) of its gross margin, coloured by its chance of running out.
+
+    `at_risk` has one row per customer and currency with `customer_id`, `run_out_pct` and
+    `gross_margin` (`findings.forecast_at_risk` with the customers' margin)."""
+    title = "Who may run out, and what they are worth"
+    if at_risk.is_empty():
+        return no_data(title, "No customer is at risk of running out within the horizon.")
+    data = (
+        at_risk.head(limit)
+        .with_columns(
+            (
+                pl.col("customer_id") + pl.lit(" · ") + pl.col("currency_id")
+                if at_risk["currency_id"].n_unique() > 1
+                else pl.col("customer_id")
+            ).alias("who")
+        )
+        .select(
+            "who",
+            _as_float("gross_margin").fill_null(0.0),
+            pl.col("run_out_pct").round(1),
+            pl.col("run_out_p50").dt.strftime("%Y-%m-%d %H:%M").fill_null("after the horizon"),
+        )
+    )
+    unit = currency or "money"
+    return (
+        alt.Chart(data, title=title)
+        .mark_bar()
+        .encode(
+            y=alt.Y("who:N", title=None, sort=data["who"].to_list()),
+            x=alt.X("gross_margin:Q", title=f"gross margin ({unit})").axis(format=",.2f"),
+            color=alt.Color(
+                "run_out_pct:Q", title="chance of running out (%)", scale=alt.Scale(domain=[0, 100])
+            ),
+            tooltip=[
+                alt.Tooltip("who:N", title="customer"),
+                alt.Tooltip("gross_margin:Q", format=",.2f", title=unit),
+                alt.Tooltip("run_out_pct:Q", format=".1f", title="chance (%)"),
+                alt.Tooltip("run_out_p50:N", title="p50 run-out (UTC)"),
+            ],
+        )
+        .properties(width=420)
+    )

@@ -204,3 +204,95 @@ def customers_at_risk(comparison: Comparison, *, limit: int = 9) -> list[tuple[s
     )
     ordered = pl.concat([changed, others]).unique(maintain_order=True)
     return [(row[0], row[1]) for row in ordered.head(limit).iter_rows()]
+
+
+_MARGIN_FIGURES = (
+    "revenue",
+    "breakage",
+    "cost_to_serve",
+    "gross_margin",
+    "margin_share_pct",
+    "negative_margin_customers",
+)
+
+
+def margin_currency(comparison: Comparison) -> str:
+    """The money margins are in: the credit currencies' one price currency ("" when several,
+    which a catalog with costs to serve refuses)."""
+    prices = set(comparison.price_currencies.values())
+    return prices.pop() if len(prices) == 1 else ""
+
+
+def margin_headlines(comparison: Comparison) -> pl.DataFrame:
+    """One row per scenario (the base first): revenue recognised, breakage, cost to serve and gross
+    margin (money), `margin_share_pct` (percent of revenue + breakage, null when nothing was
+    recognised), `unknown_cost_events`, `negative_margin_customers`, and for each figure
+    `*_change`, the scenario's value minus the base's (null for the base; the share's change in
+    percentage points). Empty when the comparison has no margin."""
+    totals = comparison.margin_totals
+    if totals.is_empty():
+        return totals
+    order = {name: i for i, name in enumerate(scenario_order(comparison))}
+    frame = totals.with_columns((pl.col("margin_share") * 100.0).alias("margin_share_pct"))
+    base = frame.filter(pl.col("scenario") == comparison.base).select(
+        pl.col(name).alias(f"__base_{name}") for name in _MARGIN_FIGURES
+    )
+    is_base = pl.col("scenario") == comparison.base
+    return (
+        frame.join(base, how="cross")
+        .with_columns(
+            pl.when(~is_base).then(pl.col(name) - pl.col(f"__base_{name}")).alias(f"{name}_change")
+            for name in _MARGIN_FIGURES
+        )
+        .with_columns(
+            pl.col("scenario").replace_strict(order, return_dtype=pl.Int64).alias("__order")
+        )
+        .sort("__order")
+        .select(
+            "scenario",
+            *(c for name in _MARGIN_FIGURES for c in (name, f"{name}_change")),
+            "unknown_cost_events",
+        )
+    )
+
+
+def negative_margins(comparison: Comparison) -> pl.DataFrame:
+    """The customers whose gross margin is below 0, per scenario (the base first, worst first
+    within a scenario, then by id), with their plan and the change of their margin against the
+    base."""
+    margin = comparison.margin
+    if margin.is_empty():
+        return margin
+    order = {name: i for i, name in enumerate(scenario_order(comparison))}
+    return (
+        margin.filter(pl.col("gross_margin") < 0)
+        .with_columns(
+            pl.col("customer_id")
+            .replace_strict(dict(comparison.plans), default=NO_PLAN, return_dtype=pl.String)
+            .alias("plan"),
+            pl.col("scenario").replace_strict(order, return_dtype=pl.Int64).alias("__order"),
+        )
+        .sort("__order", "gross_margin", "customer_id")
+        .drop("__order")
+    )
+
+
+def forecast_at_risk(forecast: pl.DataFrame, worth: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Who may run out within a `forecast`'s horizon: its rows with a chance of running out, the
+    first p50 first (`run_out_ranking`), with `run_out_pct` (the probability in percent) and,
+    when `worth` is given (one row per customer: `customer_id` and margin figures such as
+    `margin_by(margin, ["customer_id"])`), those figures beside each row (null for a customer
+    without margin)."""
+    # Imported here: the forecast package loads its compiled kernel, which a report without a
+    # forecast does not need.
+    from pricing_lab.forecast import run_out_ranking
+
+    ranked = run_out_ranking(forecast).with_columns(
+        (pl.col("run_out_probability") * 100.0).alias("run_out_pct")
+    )
+    if worth is None:
+        return ranked
+    figures = [c for c in ("revenue", "breakage", "cost_to_serve", "gross_margin") if c in worth]
+    return ranked.join(
+        worth.select("customer_id", *figures), on="customer_id", how="left", maintain_order="left"
+    )

@@ -56,6 +56,12 @@ EXPECTED_OUTPUT: dict[str, tuple[str, ...]] = {
         "succeeded",
         "nothing new since the last successful export",
     ),
+    "05_who_runs_out_next_month.ipynb": (
+        "customers with negative margin",
+        "may run out by 2024-03-02; 0 flagged with too little history",
+        "gross_margin_usd",
+        "image/svg+xml",
+    ),
 }
 
 

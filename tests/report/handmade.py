@@ -42,6 +42,19 @@ default_credit_rates:
   - {feature: calls, mode: per_unit, per_unit: 1}
 """
 
+# The same catalog with a cost to serve: 0.005 USD a call. By hand (recognised revenue: alice's
+# consumed credits × 0.01; bob's and carol's promotions and overdrafts are worth 0):
+#   base           revenue 0.04  breakage 0.06  cost 0.060  margin 0.040  share 40%
+#   double         revenue 0.08  breakage 0.02  cost 0.060  margin 0.040  share 40%
+#   strict_double  revenue 0.08  breakage 0.02  cost 0.035  margin 0.065  share 65%
+# bob and carol have negative margin everywhere: −0.02 each (4 calls served), and under
+# strict_double bob −0.010 (2 calls served), carol −0.005 (1 call served).
+COSTED_CATALOG = CATALOG.replace(
+    "    meter: {source: events, event_name: api.call, aggregation: count}\n",
+    "    meter: {source: events, event_name: api.call, aggregation: count}\n"
+    '    cost: [{formula: "0.005"}]\n',
+)
+
 CUSTOMERS = {
     "customers": [
         {
@@ -92,16 +105,19 @@ def events() -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def handmade_comparison(scenarios: tuple[Scenario, ...] | None = None) -> Comparison:
-    """The comparison described above (or of `scenarios` over the same inputs)."""
+def handmade_comparison(
+    scenarios: tuple[Scenario, ...] | None = None, *, catalog: str = CATALOG
+) -> Comparison:
+    """The comparison described above (or of `scenarios` over the same inputs; with
+    `catalog=COSTED_CATALOG`, with costs to serve)."""
     con = duckdb.connect()
     ingest = ingest_events(con, events())
-    catalog = load_catalog(CATALOG, source="handmade.yaml")
+    loaded = load_catalog(catalog, source="handmade.yaml")
     customers = customers_from_mapping(CUSTOMERS, source="handmade customers")
     base, listed = scenarios_from_mapping(SCENARIOS)
     return compare(
         con,
-        catalog,
+        loaded,
         customers,
         listed if scenarios is None else scenarios,
         base=base,
