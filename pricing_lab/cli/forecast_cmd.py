@@ -1,4 +1,4 @@
-"""`pricing-lab forecast`: who runs out of credits within a horizon, and its backtest (SPEC §6)."""
+"""`pricing-lab forecast`: who runs out of credits within a horizon, and its backtest (the replay rules)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     horizon = parse_horizon(args.horizon)
     if args.paths < 1000:
-        raise InputError(f"--paths must be at least 1000 (SPEC §6), got {args.paths}")
+        raise InputError(f"--paths must be at least 1000 (the replay rules), got {args.paths}")
     if not args.backtest and args.as_of is None:
         raise InputError("--as-of is required (or --backtest)")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
