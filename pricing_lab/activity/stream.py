@@ -176,9 +176,10 @@ def activity(
         _spend_limit_reached(walked, settings, currency_list, scale, threshold_scale),
         _ending_soon(walked),
     ]
-    events = pl.concat([p.select(_PIECE) for p in pieces if p.height], how="vertical")
-    if events.is_empty():
+    found = [p.select(_PIECE) for p in pieces if p.height]
+    if not found:
         return pl.DataFrame(schema=schema)
+    events = pl.concat(found, how="vertical")
     ordered = events.sort(
         # Events caused by no entry share a position when no entry lies between them: time and
         # customer order them.

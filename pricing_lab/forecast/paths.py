@@ -290,6 +290,10 @@ def _path(  # pragma: no cover - compiled
     r = params[u, P_PROFILE]
     current = 0
     for d in range(n_days):
+        # Once run out, a path without auto-recharge has nothing left to tell: no expiry to come
+        # (breakage), the run-out instant taken.
+        if x[X_RUN_OUT] != NEVER_US and h == h_end and not recharge:
+            break
         ds = t0 + d * DAY_US
         de = min(ds + DAY_US, end)
         if d % length == 0:

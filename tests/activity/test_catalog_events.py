@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pricing_lab.activity.catalog_events import catalog_activity
-from pricing_lab.catalog.store import open_store
+from pricing_lab.catalog.store import CatalogStore, open_store
 from pricing_lab.catalog.yaml_format import load_catalog
 from pricing_lab.cli import main
 
@@ -37,7 +37,7 @@ addons:
 """  # noqa: E501
 
 
-def _history(path: Path | None = None):  # type: ignore[no-untyped-def]
+def _history(path: Path | None = None) -> CatalogStore:
     store = open_store(path)
     catalog = load_catalog(CATALOG)
     store.apply(catalog, at=T1)

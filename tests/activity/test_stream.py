@@ -291,3 +291,13 @@ def test_warnings_of_several_customers_between_the_same_entries_go_by_time_then_
         ("zed", "01-13 00:00", "grant.ending_soon"),
         ("amy", "01-14 00:00", "grant.ending_soon"),
     ]
+
+
+def test_a_ledger_with_nothing_to_tell_gives_an_empty_stream_with_its_columns() -> None:
+    frame = stream(
+        grants=[grant("g1", "10", at(1), voided=at(1))],  # voided before it took effect
+        consumptions=[event("e1", at(2))],  # costs nothing
+    )
+    assert frame.is_empty() and frame.columns[:5] == [
+        "activity_id", "timestamp", "customer_id", "currency_id", "kind"
+    ]  # fmt: skip

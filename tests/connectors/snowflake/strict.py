@@ -14,6 +14,14 @@ to show what plain fakesnow lets through), this layer reproduces:
   loaded again when it was modified within 64 days, skipped as "uncertain" otherwise. Re-creating,
   truncating or dropping the table forgets it. `advance_days(n)` moves this stand-in's clock.
 - **PUT without OVERWRITE** keeps a staged file of the same name (fakesnow always replaces it).
+- **Isolated sessions with lock waits**: a session's write waits while another session's open
+  transaction has written (Snowflake's locks; coarser here: one lock for the whole database),
+  then runs on what that transaction committed — DuckDB instead fails the second writer at once.
+  `BEGIN` is deferred to the transaction's first write, so its reads before that see the latest
+  committed data (read committed), like Snowflake's.
+- **Statement-level rollback in a transaction**: a failed statement inside `BEGIN … COMMIT` is
+  undone alone and the transaction goes on (DuckDB aborts the whole transaction); a DDL statement
+  commits the open transaction first. Done by replaying the transaction's earlier statements.
 
 Each behaviour has a test proving a naive exporter fails against it:
 `tests/connectors/snowflake/test_strict_standin.py`.
@@ -40,6 +48,10 @@ from connectors.snowflake import local
 LENIENT_PARAMETER = "PRICING_LAB_TEST_LENIENT"
 LOAD_METADATA_DAYS = 64
 DAY = 86400.0
+LOCK_WAIT_SECONDS = 30.0
+_SUCCESS = "SELECT 'Statement executed successfully.' AS \"status\""
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Copy)
+_DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 
 
 @dataclass
@@ -53,6 +65,27 @@ class StrictRules:
     keep: set[str] = field(default_factory=set)  # bucket paths a PUT must not overwrite
     lenient: set[str] = field(default_factory=set)  # session tokens let through unchanged
     offset: float = 0.0
+    # Sessions in BEGIN … COMMIT: token -> the statements run in its DuckDB transaction so far
+    # (None until its first write starts that transaction).
+    transactions: dict[str, list[dict[str, Any]] | None] = field(default_factory=dict)
+    writer: str | None = None  # the session whose transaction holds the database's write lock
+    released: threading.Condition = field(default_factory=threading.Condition)
+
+    def take_write_lock(self, token: str, timeout: float = LOCK_WAIT_SECONDS) -> bool:
+        with self.released:
+            return self.released.wait_for(
+                lambda: self.writer in (None, token), timeout
+            ) and self._own(token)
+
+    def _own(self, token: str) -> bool:
+        self.writer = token
+        return True
+
+    def release_write_lock(self, token: str) -> None:
+        with self.released:
+            if self.writer == token:
+                self.writer = None
+                self.released.notify_all()
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -119,7 +152,7 @@ def query_handler(rules: StrictRules) -> Any:
             loading = await run_in_threadpool(_prepare_copy, rules, connection, statement)
         if isinstance(statement, exp.Create | exp.Drop | exp.TruncateTable):
             _forget_loads(rules, connection, statement)
-        response = await local.query_request(local.with_body(request, payload))
+        response = await _in_transactions(rules, request, token, payload, statement)
         answer = json.loads(bytes(response.body)) if response.status_code == 200 else {}
         if answer.get("success") and loading:
             with rules.lock:
@@ -147,6 +180,101 @@ def bucket_handler(rules: StrictRules) -> Any:
         return response
 
     return bucket_upload
+
+
+# -- sessions and transactions ------------------------------------------------------------------
+
+
+def _word(statement: exp.Expression | None) -> str:
+    if isinstance(statement, exp.Transaction):
+        return "BEGIN"
+    if isinstance(statement, exp.Commit):
+        return "COMMIT"
+    if isinstance(statement, exp.Rollback):
+        return "ROLLBACK"
+    return ""
+
+
+def _succeeded(response: Response) -> bool:
+    return response.status_code == 200 and bool(json.loads(bytes(response.body)).get("success"))
+
+
+async def _run(request: Request, payload: dict[str, Any]) -> Response:
+    response: Response = await local.query_request(local.with_body(request, payload))
+    return response
+
+
+async def _duck(request: Request, payload: dict[str, Any], sql: str) -> Response:
+    return await _run(request, {**payload, "sqlText": sql, "bindings": None})
+
+
+async def _in_transactions(
+    rules: StrictRules,
+    request: Request,
+    token: str,
+    payload: dict[str, Any],
+    statement: exp.Expression | None,
+) -> Response:
+    """Run one statement with Snowflake's sessions: lock waits, deferred BEGIN, statement-level
+    rollback, DDL committing the open transaction."""
+    word = _word(statement)
+    open_transaction = token in rules.transactions
+    log = rules.transactions.get(token)
+    if word == "BEGIN":
+        rules.transactions.setdefault(token, None)
+        return await _duck(request, payload, _SUCCESS)
+    if word in ("COMMIT", "ROLLBACK"):
+        rules.transactions.pop(token, None)
+        if log is None:
+            return await _duck(request, payload, _SUCCESS)
+        response = await _run(request, payload)
+        rules.release_write_lock(token)
+        return response
+    writes = isinstance(statement, _WRITES)
+    if isinstance(statement, _DDL) and open_transaction:
+        rules.transactions.pop(token, None)  # DDL commits the open transaction first
+        if log is not None:
+            await _duck(request, payload, "COMMIT")
+            rules.release_write_lock(token)
+        open_transaction, log = False, None
+    if not (writes or isinstance(statement, _DDL)) or (open_transaction and log is not None):
+        response = await _run(request, payload)
+        if open_transaction and log is not None:
+            response = await _statement_rollback(rules, request, token, payload, response)
+        return response
+    if not await run_in_threadpool(rules.take_write_lock, token):
+        return _error(630, "Statement reached its lock wait timeout", "57014")
+    if not open_transaction:
+        try:
+            return await _run(request, payload)
+        finally:
+            rules.release_write_lock(token)
+    await _duck(request, payload, "BEGIN")
+    rules.transactions[token] = []
+    response = await _run(request, payload)
+    return await _statement_rollback(rules, request, token, payload, response)
+
+
+async def _statement_rollback(
+    rules: StrictRules,
+    request: Request,
+    token: str,
+    payload: dict[str, Any],
+    response: Response,
+) -> Response:
+    """Keep what the transaction did before a failed statement: DuckDB aborted it all, so roll
+    back and replay the statements that succeeded; the failure goes back to the client."""
+    log = rules.transactions.get(token)
+    if log is None:
+        return response
+    if _succeeded(response):
+        log.append(payload)
+        return response
+    await _duck(request, payload, "ROLLBACK")
+    await _duck(request, payload, "BEGIN")
+    for earlier in log:
+        await _run(request, earlier)
+    return response
 
 
 # -- MERGE ---------------------------------------------------------------------------------------

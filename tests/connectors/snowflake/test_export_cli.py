@@ -189,17 +189,23 @@ def test_another_export_running_exits_3(
     assert "nightly job on etl-1" in err and "--wait" in err
 
 
-def test_a_compare_results_folder_exports_ledgers_summaries_and_comparisons(
-    tmp_path: Path, target: SchemaTarget, capsys: pytest.CaptureFixture[str]
-) -> None:
-    events = tmp_path / "events.csv"
+def _events_file(folder: Path, extra: str = "") -> Path:
+    """Three LLM requests of two customers (and `extra` CSV lines) in an events file."""
+    events = folder / "events.csv"
     events.write_text(
         "event_id,customer_id,event_name,timestamp,model,input_tokens,output_tokens\n"
         "e1,acme,llm.request,2024-01-05T10:00:00Z,gpt-4o,1000,500\n"
         "e2,acme,llm.request,2024-01-06T10:00:00Z,gpt-4o,2000,100\n"
-        "e3,bolt,llm.request,2024-01-06T11:00:00Z,gpt-4o-mini,1000,1000\n",
+        "e3,bolt,llm.request,2024-01-06T11:00:00Z,gpt-4o-mini,1000,1000\n" + extra,
         encoding="utf-8",
     )
+    return events
+
+
+def test_a_compare_results_folder_exports_ledgers_summaries_and_comparisons(
+    tmp_path: Path, target: SchemaTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = _events_file(tmp_path)
     out = tmp_path / "whatif"
     assert (
         main(
@@ -288,15 +294,8 @@ def test_a_simulate_results_folder_exports_every_output_file(
 ) -> None:
     import polars as pl
 
-    events = tmp_path / "events.csv"
-    events.write_text(
-        "event_id,customer_id,event_name,timestamp,model,input_tokens,output_tokens\n"
-        "e1,acme,llm.request,2024-01-05T10:00:00Z,gpt-4o,1000,500\n"
-        "e2,acme,llm.request,2024-01-06T10:00:00Z,gpt-4o,2000,100\n"
-        "e3,bolt,llm.request,2024-01-06T11:00:00Z,gpt-4o-mini,1000,1000\n"
-        "e4,,llm.request,2024-01-06T12:00:00Z,gpt-4o,1,1\n",
-        encoding="utf-8",
-    )
+    # e4 has no customer: a rejected event.
+    events = _events_file(tmp_path, "e4,,llm.request,2024-01-06T12:00:00Z,gpt-4o,1,1\n")
     customers = tmp_path / "customers.yaml"
     customers.write_text(
         "customers:\n  - id: acme\n    grants:\n"

@@ -8,6 +8,7 @@ account would make. The export itself runs against the strict stand-in in every 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,62 @@ def test_put_without_overwrite_keeps_the_staged_file(
     assert (
         loaded == [("second run",)] if "lenient" in request.node.callspec.id else [("first run",)]
     )
+
+
+def test_a_failed_statement_in_a_transaction_is_rolled_back_alone(
+    session: Session, request: pytest.FixtureRequest
+) -> None:
+    # The naive exporter merges and records in one transaction and commits whatever happened,
+    # trusting that a failure rolls everything back.
+    session.run("CREATE TABLE T (K INT)")
+    session.run("BEGIN")
+    session.run("INSERT INTO T VALUES (1)")
+    with pytest.raises(sf_errors.ProgrammingError):
+        session.run("INSERT INTO MISSING_RECORD_TABLE VALUES (1)")
+    if "strict" in request.node.callspec.id:
+        session.run("INSERT INTO T VALUES (2)")  # the transaction goes on
+    session.run("COMMIT")
+
+    rows = session.run("SELECT K FROM T ORDER BY K")
+    # Snowflake commits the rows written around the failure: the "atomic" load was not.
+    assert rows == ([] if "lenient" in request.node.callspec.id else [(1,), (2,)])
+
+
+def test_sessions_wait_for_each_other_and_a_check_then_set_lock_admits_both(
+    registered_snowflake_credentials: SnowflakeCredentials,
+) -> None:
+    # The naive lock: read the holder, and if there is none, set it — in one transaction. On
+    # DuckDB the second writer fails at once; on Snowflake it waits for the first transaction,
+    # then overwrites it: both exports believe they hold the lock.
+    first = Session(registered_snowflake_credentials, strict=True)
+    schema = first.connection.schema
+    second_connection = connect(
+        dataclasses.replace(registered_snowflake_credentials, schema=schema),
+        session_parameters=TEST_SESSION_PARAMETERS,
+    )
+    second = second_connection.cursor()
+    first.run("CREATE TABLE LOCK_ROW (HOLDER VARCHAR)")
+    first.run("INSERT INTO LOCK_ROW VALUES (NULL)")
+    first.run("BEGIN")
+    second.execute("BEGIN")
+    assert first.run("SELECT HOLDER FROM LOCK_ROW") == [(None,)]
+    second.execute("SELECT HOLDER FROM LOCK_ROW")
+    assert second.fetchall() == [(None,)]  # both saw it free
+    first.run("UPDATE LOCK_ROW SET HOLDER = 'first'")
+    done = threading.Event()
+
+    def take() -> None:
+        second.execute("UPDATE LOCK_ROW SET HOLDER = 'second'")  # waits for the first
+        done.set()
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    assert not done.wait(1.0)  # still waiting on the first transaction's lock
+    first.run("COMMIT")
+    taker.join(30)
+    assert done.is_set()
+    second.execute("COMMIT")
+
+    assert first.run("SELECT HOLDER FROM LOCK_ROW") == [("second",)]
+    second_connection.close()
+    first.connection.close()
