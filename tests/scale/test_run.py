@@ -14,9 +14,8 @@ from pricing_lab.activity.stream import ActivityOptions
 from pricing_lab.errors import InputError
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
-from pricing_lab.scale import LocalExecutor, ProcessExecutor, simulate_in_buckets
+from pricing_lab.scale import LocalExecutor, ProcessExecutor, merge, simulate_in_buckets
 from pricing_lab.scale.executors import TaskFailed
-from pricing_lab.scale import merge
 from pricing_lab.scale.merge import merge_buckets
 from pricing_lab.scale.run import run_buckets, write_buckets
 from pricing_lab.scale.storage import Store
@@ -112,9 +111,7 @@ def test_a_bucket_that_fails_once_is_retried_and_overwrites(
     # An output file the merge has no rule for is named, and nothing is written.
     monkeypatch.setattr(merge, "OUTPUT_FILES", (*OUTPUT_FILES, "grants.parquet"))
     with pytest.raises(ValueError, match=r"no rule for output file\(s\) grants\.parquet"):
-        merge_buckets(
-            store, job.manifest, tmp_path / "again", rejected_events=job.rejected_events
-        )
+        merge_buckets(store, job.manifest, tmp_path / "again", rejected_events=job.rejected_events)
     assert not (tmp_path / "again").exists()
 
 
