@@ -34,7 +34,7 @@ def register_export(subparsers: Any) -> None:
     export = subparsers.add_parser(
         "export",
         help="export the catalog, ledgers and results to a warehouse",
-        description="Export to a warehouse (the export rules).",
+        description="Export the catalog and replay results to a warehouse.",
     )
     targets = export.add_subparsers(dest="export_target", metavar="TARGET")
     targets.required = True

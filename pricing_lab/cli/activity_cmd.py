@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "activity",
         help="credit activity: catalog events, send a replay's stream as webhooks",
-        description="Credit activity (the replay rules). A replay's stream is the activity.parquet "
+        description="Credit activity: what a credit platform would send as webhooks. "
+        "A replay's stream is the activity.parquet "
         "that `simulate` and `compare` write.",
     )
     actions = parser.add_subparsers(dest="activity_action", metavar="ACTION")

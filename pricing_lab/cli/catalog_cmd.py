@@ -67,7 +67,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def formula_checker() -> FormulaCheck | None:
-    """The formula module's checker (parse errors with line and column), if that module is installed."""
+    """The formula module's checker (parse errors with line and column), if installed."""
     try:
         from pricing_lab.formula import check_formula
     except ImportError:

@@ -1,4 +1,4 @@
-"""`pricing-lab forecast`: who runs out of credits within a horizon, and its backtest (the replay rules)."""
+"""`pricing-lab forecast`: who runs out of credits within a horizon, and its backtest."""
 
 from __future__ import annotations
 
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     horizon = parse_horizon(args.horizon)
     if args.paths < 1000:
-        raise InputError(f"--paths must be at least 1000 (the replay rules), got {args.paths}")
+        raise InputError(
+            f"--paths must be at least 1000 (fewer give unstable p10/p90 dates), got {args.paths}"
+        )
     if not args.backtest and args.as_of is None:
         raise InputError("--as-of is required (or --backtest)")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)

@@ -1,4 +1,4 @@
-"""`pricing-lab usage report`: ingest events and write a usage report (per customer, feature and period) to a file."""
+"""`pricing-lab usage report`: ingest events and write a usage report to a file."""
 
 from __future__ import annotations
 

@@ -4,10 +4,12 @@
 bucket's inputs, replays them with the manifest's horizon and settings, and writes under
 `results/bucket=NNNN/`: `ledger.parquet` (in ledger order, entry ids of the bucket alone),
 `denied_events.parquet`, `balances.parquet`, `summary.parquet`, `plan_summary.parquet`,
-`feature_totals.parquet` and, last, `done.json` (entry count and the ledger's rows per window
-of the merge's time grid). Names are fixed: a retried bucket first removes what an earlier
-attempt left and writes the same names again, so nothing is ever there twice, and a bucket
-without `done.json` is not done.
+`feature_totals.parquet`, `activity.parquet` (the bucket's activity stream, `replay_activity`
+with the manifest's options; not written when the replay derives none), `revenue.parquet`
+(`margin.recognised_revenue` of the bucket's ledger: what the margin needs of it) and, last,
+`done.json` (entry count and the ledger's rows per window of the merge's time grid). Names are
+fixed: a retried bucket first removes what an earlier attempt left and writes the same names
+again, so nothing is ever there twice, and a bucket without `done.json` is not done.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
 import numpy as np
 import polars as pl
 
+from pricing_lab.activity.stream import replay_activity
 from pricing_lab.catalog.model import CreditCurrency
-from pricing_lab.ledger import ReplayInput, ReplayResult, replay
+from pricing_lab.ledger import ReplayInput, replay
 from pricing_lab.ledger.balances import feature_summary
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.scale.buckets import (
@@ -35,19 +39,12 @@ from pricing_lab.scale.buckets import (
     result_path,
 )
 from pricing_lab.scale.storage import Store
+from pricing_lab.simulation.margin import recognised_revenue
 from pricing_lab.simulation.simulate import plan_summary
 from pricing_lab.timeutil import to_micros
 
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 DONE = "done.json"
-RESULT_TABLES = (
-    "ledger",
-    "denied_events",
-    "balances",
-    "summary",
-    "plan_summary",
-    "feature_totals",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,25 +72,21 @@ def time_grid(start: datetime, until: datetime) -> np.ndarray:
     return np.unique(np.linspace(lo, hi, TIME_WINDOWS + 1, dtype=np.float64)[1:-1].astype(np.int64))
 
 
-def replay_tables(
+def bucket_input(
     manifest: Manifest, currencies: tuple[CreditCurrency, ...], inputs: BucketInputs
-) -> ReplayResult:
-    """The replay of one bucket's tables with the job's horizon and settings: the one call into
-    the ledger engine."""
+) -> ReplayInput:
+    """The replay input of one bucket's tables with the job's horizon and settings."""
     enforcement: Enforcement = manifest.enforcement  # type: ignore[assignment]
-    return replay(
-        ReplayInput(
-            currencies=currencies,
-            grants=inputs.grants,
-            recurring=inputs.recurring,
-            auto_recharges=inputs.auto_recharges,
-            consumptions=inputs.consumptions,
-            enforcement=enforcement,
-            start=manifest.start,
-            until=manifest.until,
-            scenario=manifest.scenario,
-        ),
-        engine=manifest.engine,  # type: ignore[arg-type]
+    return ReplayInput(
+        currencies=currencies,
+        grants=inputs.grants,
+        recurring=inputs.recurring,
+        auto_recharges=inputs.auto_recharges,
+        consumptions=inputs.consumptions,
+        enforcement=enforcement,
+        start=manifest.start,
+        until=manifest.until,
+        scenario=manifest.scenario,
     )
 
 
@@ -103,16 +96,29 @@ def replay_bucket(task: BucketTask) -> BucketDone:
     store = task.store
     manifest, currencies = read_job_header(store)
     inputs = read_bucket_inputs(store, task.bucket)
-    replayed = replay_tables(manifest, currencies, inputs)
+    replay_input = bucket_input(manifest, currencies, inputs)
+    replayed = replay(replay_input, engine=manifest.engine)  # type: ignore[arg-type]
     ledger = replayed.ledger
+    with duckdb.connect() as con:
+        revenue = recognised_revenue(
+            con,
+            ledger,
+            grants=inputs.grants,
+            currencies=currencies,
+            subscriptions=inputs.subscriptions,
+        )
     tables = {
         "ledger": ledger,
+        "grants": replayed.grants,
         "denied_events": replayed.denied_events,
         "balances": replayed.balances,
         "summary": replayed.summary,
         "plan_summary": plan_summary(ledger, inputs.subscriptions, balances=replayed.balances),
         "feature_totals": feature_summary(ledger),
+        "revenue": revenue,
     }
+    if manifest.activity is not None:
+        tables["activity"] = replay_activity(replayed, replay_input, manifest.activity)
     micros = ledger["timestamp"].dt.epoch("us").to_numpy()
     bounds = np.searchsorted(micros, time_grid(manifest.start, manifest.until), side="left")
     window_rows = np.diff(np.concatenate([[0], bounds, [len(micros)]]))

@@ -5,11 +5,12 @@ consumptions, grants, the recurring entitlements of their subscriptions, auto-re
 and the subscriptions themselves (for the per-plan totals). Customers never share credits
 (SPEC §5), so a bucket replays on its own and gives exactly its customers' part of the whole
 replay. The replay-wide values (horizon, currencies, enforcement, scenario, engine, decimal
-places of amounts and money) are decided once, before any bucket runs, and written in the
-manifest. Layout under a job's root (a `storage.Store`):
+places of amounts and money, the activity stream's options) are decided once, before any bucket
+runs, and written in the manifest. Layout under a job's root (a `storage.Store`):
 
     manifest.json                       replay-wide values, bucket count, format version
     currencies.parquet                  the catalog's credit currencies
+    serving.parquet                     costs to serve of the events not rejected (`margin`)
     inputs/bucket=0042/consumptions.parquet   costed, in customer, time, event order
     inputs/bucket=0042/grants.parquet         (and recurring, auto_recharges, subscriptions)
     results/bucket=0042/…                     written by the bucket's replay (`bucket_replay`)
@@ -25,19 +26,22 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
+from pricing_lab.activity.stream import ActivityOptions
 from pricing_lab.catalog.model import CreditCurrency
 from pricing_lab.ledger.model import AutoRecharge, Grant, RecurringEntitlement, Subscription
 from pricing_lab.scale.records import records_table, table_records
 from pricing_lab.scale.storage import Store
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROW_GROUP_ROWS = 1 << 16  # rows per row group of the bucket files: read back a group at a time
 MANIFEST = "manifest.json"
 CURRENCIES = "currencies.parquet"
+SERVING = "serving.parquet"
 _RECORD_FILES: dict[str, type] = {
     "grants": Grant,
     "recurring": RecurringEntitlement,
@@ -77,6 +81,7 @@ class Manifest:
     engine: str
     scale: int  # decimal places of credit amounts (the largest currency precision)
     money_scale: int  # decimal places of money columns over the whole replay's grants
+    activity: ActivityOptions | None = None  # None: the replay derives no activity stream
 
     def to_json(self) -> str:
         values = {
@@ -89,6 +94,7 @@ class Manifest:
             "engine": self.engine,
             "scale": self.scale,
             "money_scale": self.money_scale,
+            "activity": None if self.activity is None else _activity_json(self.activity),
         }
         return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
@@ -102,7 +108,20 @@ class Manifest:
             )
         values["start"] = datetime.fromisoformat(values["start"])
         values["until"] = datetime.fromisoformat(values["until"])
-        return cls(**values)
+        chosen = values.pop("activity")
+        return cls(**values, activity=None if chosen is None else _activity_options(chosen))
+
+
+def _activity_json(options: ActivityOptions) -> dict[str, Any]:
+    thresholds = {c: [str(t) for t in ts] for c, ts in sorted(options.thresholds.items())}
+    return {"thresholds": thresholds, "ending_soon_days": options.ending_soon_days}
+
+
+def _activity_options(values: dict[str, Any]) -> ActivityOptions:
+    return ActivityOptions(
+        thresholds={c: tuple(Decimal(t) for t in ts) for c, ts in values["thresholds"].items()},
+        ending_soon_days=int(values["ending_soon_days"]),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

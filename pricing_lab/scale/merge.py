@@ -8,6 +8,10 @@ grid each bucket counted its rows in (`bucket_replay.time_grid`), so memory hold
 group's worth per bucket, and `entry_id` is numbered across the whole ledger. Balances and
 denied events are sorted into customer order the same stable way; totals per currency, feature
 and plan add up (no customer is in two buckets), money at the whole replay's decimal places.
+The activity streams are merged like the ledger (time, then customer) and numbered 1…n; the
+margin is the buckets' recognised revenue against the job's costs to serve (`serving.parquet`),
+less those of the events the buckets denied, through `margin.margin_table` as a whole replay.
+Each name of `simulate.OUTPUT_FILES` has its rule here; one without a rule is refused.
 Everything goes through `output_files.TableWriter`, as a replay held in memory does, so the
 bytes do not depend on the executor or the bucket count.
 """
@@ -15,7 +19,7 @@ bytes do not depend on the executor or the bucket count.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +27,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pricing_lab.activity.stream import merged_activity
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayResult
-from pricing_lab.ledger.frames import empty_ledger, grants_schema, ledger_schema
+from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.scale.bucket_replay import read_done
-from pricing_lab.scale.buckets import Manifest, result_path
+from pricing_lab.scale.buckets import SERVING, Manifest, result_path
 from pricing_lab.scale.storage import Store
 from pricing_lab.simulation import output_files
+from pricing_lab.simulation.cost_to_serve import without
+from pricing_lab.simulation.margin import margin_table
 from pricing_lab.simulation.output_files import TableWriter, write_table
 from pricing_lab.simulation.simulate import OUTPUT_FILES, SimulationResult, summary_json
 
@@ -41,12 +48,16 @@ def merge_buckets(
     *,
     rejected_events: pl.DataFrame,
     ingest: IngestReport | None = None,
+    denied_costs: Callable[[pl.Series], pl.DataFrame] | None = None,
 ) -> SimulationResult:
     """Merge the finished buckets of the job at `store` into the SPEC §6 files of `out_dir`.
 
     Returns the result with its ledger on disk. The files are written as `.NAME.partial` and
     renamed when all are written, so a failure leaves the folder's earlier outputs as they were.
-    Raises `ValueError` when a bucket has not finished.
+    `denied_costs(event_ids)`: the costs to serve of denied events (`serve_costs(only=…)` over
+    the events table), taken off the job's costs to serve; needed when a bucket denied events.
+    Raises `ValueError` when a bucket has not finished, or when `OUTPUT_FILES` names a file the
+    merge has no rule for.
     """
     buckets = range(manifest.buckets)
     finished = [read_done(store, b) for b in buckets]
@@ -59,14 +70,19 @@ def merge_buckets(
     def tables(name: str) -> list[pl.DataFrame]:
         return [_frame(store.read_table(result_path(b, f"{name}.parquet"))) for b in buckets]
 
+    denied = _in_customer_order(tables("denied_events"), ["customer_id"])
     replayed = ReplayResult(
         scenario=manifest.scenario,
         start=manifest.start,
         until=manifest.until,
         ledger=empty_ledger(manifest.scale),
-        # Buckets do not write their grants yet (issue 17 added the output): none here.
-        grants=pl.DataFrame(schema=grants_schema(manifest.scale, manifest.money_scale)),
-        denied_events=_in_customer_order(tables("denied_events"), ["customer_id"]),
+        # One customer's grants are in one bucket, in grant order; cost bases at the whole
+        # replay's money scale.
+        grants=_in_customer_order(
+            [f.with_columns(pl.col("cost_basis").cast(money)) for f in tables("grants")],
+            ["customer_id"],
+        ),
+        denied_events=denied,
         balances=_in_customer_order(
             [f.with_columns(pl.col("breakage").cast(money)) for f in tables("balances")],
             ["customer_id", "currency_id"],
@@ -85,36 +101,78 @@ def merge_buckets(
         rejected_events=rejected_events,
         ingest=ingest,
         plan_summary=_added(tables("plan_summary"), by=["currency_id", "plan_id"]),
+        margin=_margin(store, tables("revenue"), denied, denied_costs),
         written_to=folder,
         ledger_on_disk=True,
         ledger_entries=sum(record.entries for record in done),
         feature_totals=_added(tables("feature_totals"), by=["currency_id", "feature_id"]),
+        activity=None if manifest.activity is None else _activity(tables("activity")),
     )
+    counts = np.array([record.window_rows for record in done], dtype=np.int64)
+
+    def table(frame: pl.DataFrame | None) -> Callable[[Path], object] | None:
+        return None if frame is None else lambda path: write_table(frame, path)
+
+    # Every output file a replay writes, by name: None for one this replay does not write
+    # (no activity stream asked for). A name without a rule stops the merge before it writes.
+    writers: dict[str, Callable[[Path], object] | None] = {
+        "ledger.parquet": lambda path: _merge_ledger(store, manifest, counts, path),
+        "grants.parquet": table(result.grants),
+        "denied_events.parquet": table(result.denied_events),
+        "rejected_events.parquet": table(result.rejected_events),
+        "balances.parquet": table(result.balances),
+        "activity.parquet": table(result.activity),
+        "margin.parquet": table(result.margin),
+        "summary.json": lambda path: path.write_text(
+            summary_json(result.summary_dict()), encoding="utf-8"
+        ),
+    }
+    unknown = [name for name in OUTPUT_FILES if name not in writers]
+    if unknown:
+        raise ValueError(f"the bucket merge has no rule for output file(s) {', '.join(unknown)}")
+    chosen = [(name, writers[name]) for name in OUTPUT_FILES]
     folder.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     try:
-        for name in OUTPUT_FILES:
-            written.append(name)
-            partial = folder / f".{name}.partial"
-            if name == "ledger.parquet":
-                counts = np.array([record.window_rows for record in done], dtype=np.int64)
-                _merge_ledger(store, manifest, counts, partial)
-            elif name == "summary.json":
-                partial.write_text(summary_json(result.summary_dict()), encoding="utf-8")
-            else:
-                frames = {
-                    "denied_events.parquet": result.denied_events,
-                    "rejected_events.parquet": result.rejected_events,
-                    "balances.parquet": result.balances,
-                }
-                write_table(frames[name], partial)
+        for name, write in chosen:
+            if write is not None:
+                written.append(name)
+                write(folder / f".{name}.partial")
     except BaseException:
         for name in written:
             (folder / f".{name}.partial").unlink(missing_ok=True)
         raise
-    for name in OUTPUT_FILES:
+    for name in written:
         os.replace(folder / f".{name}.partial", folder / name)
     return result
+
+
+def _margin(
+    store: Store,
+    revenue: list[pl.DataFrame],
+    denied: pl.DataFrame,
+    denied_costs: Callable[[pl.Series], pl.DataFrame] | None,
+) -> pl.DataFrame:
+    """The whole replay's `margin_table`: the buckets' recognised revenue against the job's
+    costs to serve, less those of the events the buckets denied (as `replay_margin` does)."""
+    serving = _frame(store.read_table(SERVING))
+    if denied.height:
+        if denied_costs is None:
+            raise ValueError(
+                f"the buckets denied {denied.height} event(s): their costs to serve are needed "
+                "to merge the margin (denied_costs)"
+            )
+        serving = without(serving, denied_costs(denied["event_id"]))
+    filled = [f for f in revenue if f.height] or revenue[:1]
+    return margin_table(pl.concat(filled, how="vertical_relaxed"), serving)
+
+
+def _activity(streams: list[pl.DataFrame]) -> pl.DataFrame:
+    """The buckets' activity streams as the whole replay's: in time order, at one instant in
+    customer order (one customer's events keep their bucket's order), `activity_id` 1…n."""
+    filled = [f for f in streams if f.height] or streams[:1]
+    stacked = pl.concat(filled, how="vertical_relaxed")
+    return merged_activity([stacked.sort(["timestamp", "customer_id"], maintain_order=True)])
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

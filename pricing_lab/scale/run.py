@@ -7,7 +7,9 @@ or machines. Its three steps are public for callers that need them apart:
    customer too big for one task's memory (before anything runs), chooses the bucket count,
    costs the events (a group of buckets at a time, so the costed table is never whole in
    memory), writes each bucket's inputs, decides the horizon and every other replay-wide value
-   and writes them in the manifest (`buckets`).
+   and writes them in the manifest (`buckets`), and the costs to serve of the events costing
+   did not reject (`margin.served_costs`, in DuckDB over the events table: the merge takes off
+   those of the events the buckets deny and adds the buckets' recognised revenue to them).
 2. `run_buckets` — one `bucket_replay.replay_bucket` task per bucket on an executor (in-process,
    a local process pool or Ray), failed buckets retried, progress as buckets done / total.
 3. `merge.merge_buckets` — the output files, byte for byte those of a replay held in memory.
@@ -28,6 +30,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import IngestReport, quote_ident
@@ -37,6 +40,8 @@ from pricing_lab.ledger.inputs import default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.scale.bucket_replay import BucketDone, BucketTask, replay_bucket
 from pricing_lab.scale.buckets import (
+    ROW_GROUP_ROWS,
+    SERVING,
     Manifest,
     bucket_folder,
     bucket_of,
@@ -47,8 +52,10 @@ from pricing_lab.scale.buckets import (
 from pricing_lab.scale.executors import Executor, LocalExecutor, Progress, run_all
 from pricing_lab.scale.merge import merge_buckets
 from pricing_lab.scale.storage import Store
+from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, check_event_ids, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
+from pricing_lab.simulation.margin import served_costs
 from pricing_lab.simulation.simulate import (
     SimulationResult,
     customer_problems,
@@ -143,9 +150,12 @@ def write_buckets(
     scenario: str = "base",
     engine: str = "fast",
     costing: Costing | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
+    serving: pl.DataFrame | None = None,
 ) -> BucketJob:
     """Cost the events of table `events` and write the buckets of a replay under `store` (see
-    the module docstring); `costing`: the events already costed (a comparison costs once)."""
+    the module docstring); `costing`: the events already costed (a comparison costs once);
+    `activity` and `serving` as in `simulate`."""
     problems = customer_problems(customers, catalog)
     if problems:
         raise ValidationError(problems, source="customers")
@@ -215,6 +225,22 @@ def write_buckets(
         engine=engine,
         scale=prepared.scale,
         money_scale=money_scale(prepared),
+        activity=activity,
+    )
+    served = served_costs(
+        con,
+        catalog,
+        customers.subscriptions,
+        not_served=rejected["event_id"],
+        events=events,
+        start=prepared.start,
+        until=prepared.until,
+        serving=serving,
+    )
+    store.write_table(
+        SERVING,
+        served.to_arrow(compat_level=pl.CompatLevel.oldest()),
+        row_group_rows=ROW_GROUP_ROWS,
     )
     costed.write_empty(count)
     for bucket in range(count):
@@ -276,6 +302,8 @@ def simulate_in_buckets(
     engine: str = "fast",
     progress: Progress | None = None,
     costing: Costing | None = None,
+    activity: ActivityOptions | None = DEFAULT_ACTIVITY,
+    serving: pl.DataFrame | None = None,
 ) -> SimulationResult:
     """`simulate(...)` then `.write(out_dir)`, with the customers in buckets run by `executor`
     (default: in this process). The files are byte for byte the same whatever the executor and
@@ -312,10 +340,29 @@ def simulate_in_buckets(
             scenario=scenario,
             engine=engine,
             costing=costing,
+            activity=activity,
+            serving=serving,
         )
         run_buckets(job, runner, progress=progress)
+
+        def not_served_costs(denied: pl.Series) -> pl.DataFrame:
+            return serve_costs(
+                con,
+                catalog,
+                customers.subscriptions,
+                events=events,
+                start=job.manifest.start,
+                until=job.manifest.until,
+                only=denied,
+            )
+
         return merge_buckets(
-            store, job.manifest, folder, rejected_events=job.rejected_events, ingest=ingest
+            store,
+            job.manifest,
+            folder,
+            rejected_events=job.rejected_events,
+            ingest=ingest,
+            denied_costs=not_served_costs,
         )
 
 

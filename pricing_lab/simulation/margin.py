@@ -302,8 +302,37 @@ def replay_margin(
     `serving`: `serve_costs` of every event of the replay in the horizon, computed earlier (a
     comparison's scenarios with the same costs share it); the costs of the events not served
     are then computed from table `events` and taken off."""
+    served = served_costs(
+        con,
+        catalog,
+        subscriptions,
+        not_served=not_served,
+        events=events,
+        start=start,
+        until=until,
+        serving=serving,
+    )
+    revenue = recognised_revenue(
+        con, ledger, grants=grants, currencies=catalog.currencies, subscriptions=subscriptions
+    )
+    return margin_table(revenue, served)
+
+
+def served_costs(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    subscriptions: Sequence[Subscription],
+    *,
+    not_served: pl.Series,
+    events: str = "events",
+    start: datetime | None = None,
+    until: datetime | None = None,
+    serving: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The costs to serve of a replay (`replay_margin`'s): the events of table `events` within
+    `[start, until)` but those in `not_served`; `serving` as in `replay_margin`."""
     if serving is None:
-        serving = serve_costs(
+        return serve_costs(
             con,
             catalog,
             subscriptions,
@@ -312,15 +341,12 @@ def replay_margin(
             until=until,
             excluded=not_served,
         )
-    elif len(not_served):
+    if len(not_served):
         taken = serve_costs(
             con, catalog, subscriptions, events=events, start=start, until=until, only=not_served
         )
-        serving = without(serving, taken)
-    revenue = recognised_revenue(
-        con, ledger, grants=grants, currencies=catalog.currencies, subscriptions=subscriptions
-    )
-    return margin_table(revenue, serving)
+        return without(serving, taken)
+    return serving
 
 
 def margin_summary(margin: pl.DataFrame) -> dict[str, object]:

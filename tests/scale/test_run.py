@@ -4,22 +4,24 @@ byte, whatever the bucket count; failed buckets retried; oversized customers ref
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from pricing_lab.activity.stream import ActivityOptions
 from pricing_lab.errors import InputError
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
-from pricing_lab.scale import LocalExecutor, ProcessExecutor, simulate_in_buckets
+from pricing_lab.scale import LocalExecutor, ProcessExecutor, merge, simulate_in_buckets
 from pricing_lab.scale.executors import TaskFailed
 from pricing_lab.scale.merge import merge_buckets
 from pricing_lab.scale.run import run_buckets, write_buckets
 from pricing_lab.scale.storage import Store
 from pricing_lab.simulation import output_files
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
-from pricing_lab.simulation.simulate import simulate
+from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
 from tests.scale.helpers import AlwaysFailing, FailingOnce, attempts, differing_files, tie_inputs
 from tests.simulation.helpers import catalog
 
@@ -84,12 +86,19 @@ def test_the_demo_on_a_process_pool_writes_the_bytes_of_a_plain_replay(
 
 
 def test_a_bucket_that_fails_once_is_retried_and_overwrites(
-    tmp_path: Path, pool: ProcessExecutor
+    tmp_path: Path, pool: ProcessExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     con, report, customers = tie_inputs()
-    simulate(con, catalog(), customers, ingest=report).write(tmp_path / "whole")
+    # Low-balance thresholds travel in the manifest to every bucket's activity stream.
+    low = ActivityOptions(thresholds={"CR": (Decimal("150"), Decimal("12.5"))}, ending_soon_days=3)
+    whole = simulate(con, catalog(), customers, ingest=report, activity=low)
+    whole.write(tmp_path / "whole")
+    assert whole.activity is not None
+    assert "credits.low_balance" in set(whole.activity["kind"])
     store = Store.at(tmp_path / "job")
-    job = write_buckets(con, catalog(), customers, store=store, buckets=3, ingest=report)
+    job = write_buckets(
+        con, catalog(), customers, store=store, buckets=3, ingest=report, activity=low
+    )
     markers = tmp_path / "markers"
     markers.mkdir()
     done = run_buckets(job, pool, replay=FailingOnce(str(markers), bucket=1))
@@ -99,6 +108,11 @@ def test_a_bucket_that_fails_once_is_retried_and_overwrites(
         store, job.manifest, tmp_path / "out", rejected_events=job.rejected_events, ingest=report
     )
     assert differing_files(tmp_path / "whole", tmp_path / "out") == []
+    # An output file the merge has no rule for is named, and nothing is written.
+    monkeypatch.setattr(merge, "OUTPUT_FILES", (*OUTPUT_FILES, "rollovers.parquet"))
+    with pytest.raises(ValueError, match=r"no rule for output file\(s\) rollovers\.parquet"):
+        merge_buckets(store, job.manifest, tmp_path / "again", rejected_events=job.rejected_events)
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_bucket_failing_every_attempt_stops_the_run_with_its_name(tmp_path: Path) -> None:
