@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replay usage events through a catalog: ledger, balances, summary",
         description=(
             "Replay usage events through a catalog, the customers' subscriptions, grants and "
-            "auto-recharge settings, and write ledger.parquet, denied_events.parquet, "
-            "rejected_events.parquet, balances.parquet, margin.parquet, activity.parquet and "
-            "summary.json into --out."
+            "auto-recharge settings, and write ledger.parquet, grants.parquet, "
+            "denied_events.parquet, rejected_events.parquet, balances.parquet, margin.parquet, "
+            "activity.parquet and summary.json into --out."
         ),
     )
     add_replay_arguments(parser)
