@@ -78,7 +78,7 @@ def test_backtest_prints_calibration_and_errors(
     args = _args(files, "--backtest", "--horizon", "14d", "--cut", "2024-01-11", "--out", str(out))
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "calibration" in text and "100.0%" in text
+    assert "calibration" in text and "90.0%" in text
     assert pl.read_parquet(out / "backtest.parquet").height == 2
 
 
