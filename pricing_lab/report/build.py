@@ -343,8 +343,8 @@ def _ledger_of(
         schema={"customer_id": pl.String, "currency_id": pl.String},
     )
     result = comparison.result(scenario)
-    if result.ledger_on_disk and result.written_to is not None:
-        scan = pl.scan_parquet(result.written_to / "ledger.parquet")
+    if result.ledger_on_disk and result.ledger_path is not None:
+        scan = pl.scan_parquet(result.ledger_path)
         return scan.join(keys.lazy(), on=["customer_id", "currency_id"], how="semi").collect()
     return result.ledger.join(keys, on=["customer_id", "currency_id"], how="semi")
 
@@ -412,7 +412,7 @@ def burn_section(comparison: Comparison) -> ReportSection:
     return ReportSection(
         title="Burn per feature",
         text=f"Credits consumed per feature over time in {comparison.base}.",
-        parts=[charts.burn_per_feature(base.ledger), features],
+        parts=[charts.burn_per_feature(base.read_ledger()), features],
     )
 
 
