@@ -90,9 +90,11 @@ def _by_type(entry_type: str) -> pl.Expr:
 def balances_table(
     ledger: pl.DataFrame, denied_events: pl.DataFrame, prepared: PreparedReplay
 ) -> pl.DataFrame:
-    """Per customer and currency (SPEC §6): granted, consumed, expired, voided (all positive),
-    final balance, overdraft debt, first time the balance was at or below 0 after an entry,
-    recharges issued, recharge spend and breakage (money), events denied."""
+    """Per customer and currency (SPEC §6): granted, consumed, expired, voided, rolled over (all
+    positive; granted counts the rollover grants too, so granted − consumed − expired − voided −
+    rolled over is the final balance), final balance, overdraft debt, first time the balance was
+    at or below 0 after an entry, recharges issued, recharge spend and breakage (money), events
+    denied."""
     scale = prepared.scale
     credits = pl.Decimal(38, scale)
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
@@ -105,6 +107,7 @@ def balances_table(
         (-_by_type("CONSUMED")).alias("consumed"),
         (-_by_type("EXPIRED")).alias("expired"),
         (-_by_type("VOIDED")).alias("voided"),
+        (-_by_type("ROLLED_OVER")).alias("rolled_over"),
         pl.col("balance_after").last().alias("final_balance"),
         (-pl.col("amount").filter(pl.col("grant_type") == "OVERDRAFT").sum()).alias(
             "overdraft_debt"
@@ -138,7 +141,14 @@ def balances_table(
             "currency_id",
             *(
                 pl.col(name).fill_null(0).cast(credits)
-                for name in ("granted", "consumed", "expired", "voided", "final_balance")
+                for name in (
+                    "granted",
+                    "consumed",
+                    "expired",
+                    "voided",
+                    "rolled_over",
+                    "final_balance",
+                )
             ),
             pl.col("overdraft_debt").fill_null(0).cast(credits),
             pl.col("first_zero_at"),
@@ -203,7 +213,8 @@ def breakage_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFra
 def summary_table(
     ledger: pl.DataFrame, prepared: PreparedReplay, balances: pl.DataFrame
 ) -> pl.DataFrame:
-    """Totals per currency (SPEC §6): credits granted/consumed/expired/voided, final balance,
+    """Totals per currency (SPEC §6): credits granted/consumed/expired/voided/rolled over, final
+    balance,
     overdraft debt, customers, breakage (expired credits × their grant's cost basis) and credit
     revenue (credits of PAID grants × cost basis), both in money.
 
@@ -218,7 +229,15 @@ def summary_table(
         .group_by("currency_id")
         .agg(pl.col("money").sum().alias("credit_revenue"))
     )
-    credits = ["granted", "consumed", "expired", "voided", "final_balance", "overdraft_debt"]
+    credits = [
+        "granted",
+        "consumed",
+        "expired",
+        "voided",
+        "rolled_over",
+        "final_balance",
+        "overdraft_debt",
+    ]
     totals = (
         with_entries(balances, ledger)
         .group_by("currency_id")
