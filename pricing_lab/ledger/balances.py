@@ -17,6 +17,16 @@ from pricing_lab.money import decimal_places
 from pricing_lab.timeutil import as_utc
 
 ZERO = Decimal(0)
+# The credit figures of `balances_table` that add up per currency in `summary_table`.
+CREDIT_FIGURES = (
+    "granted",
+    "consumed",
+    "expired",
+    "voided",
+    "rolled_over",
+    "final_balance",
+    "overdraft_debt",
+)
 SUMMARY_ROWS = 2_000_000  # ledger rows `feature_summary` reads at a time
 
 
@@ -139,18 +149,7 @@ def balances_table(
         .select(
             "customer_id",
             "currency_id",
-            *(
-                pl.col(name).fill_null(0).cast(credits)
-                for name in (
-                    "granted",
-                    "consumed",
-                    "expired",
-                    "voided",
-                    "rolled_over",
-                    "final_balance",
-                )
-            ),
-            pl.col("overdraft_debt").fill_null(0).cast(credits),
+            *(pl.col(name).fill_null(0).cast(credits) for name in CREDIT_FIGURES),
             pl.col("first_zero_at"),
             pl.col("recharges_issued").fill_null(0),
             "recharge_spend",
@@ -229,20 +228,11 @@ def summary_table(
         .group_by("currency_id")
         .agg(pl.col("money").sum().alias("credit_revenue"))
     )
-    credits = [
-        "granted",
-        "consumed",
-        "expired",
-        "voided",
-        "rolled_over",
-        "final_balance",
-        "overdraft_debt",
-    ]
     totals = (
         with_entries(balances, ledger)
         .group_by("currency_id")
         .agg(
-            pl.col(*credits).sum(),
+            pl.col(*CREDIT_FIGURES).sum(),
             pl.len().cast(pl.Int64).alias("customers"),
             pl.col("breakage").sum(),
         )
@@ -259,11 +249,10 @@ def with_entries(balances: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
     with ledger entries. A row may stand for denied events alone; the ledger is asked only
     about rows with denied events and no credits moved (any other row has entries)."""
     keys = ["customer_id", "currency_id"]
-    figures = ["granted", "consumed", "expired", "voided", "final_balance", "overdraft_debt"]
     unsure = balances.filter(
         (pl.col("events_denied") > 0)
         & (pl.col("recharges_issued") == 0)
-        & pl.all_horizontal(pl.col(*figures) == 0)
+        & pl.all_horizontal(pl.col(*CREDIT_FIGURES) == 0)
     ).select(keys)
     if unsure.height == 0:
         return balances

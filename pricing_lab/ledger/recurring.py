@@ -19,6 +19,7 @@ from pricing_lab.catalog.model import Rollover
 from pricing_lab.ledger.calendar import add_months_array, cadence_months, month_index_array
 from pricing_lab.ledger.grant_table import grant_records, grant_table_schema
 from pricing_lab.ledger.model import Grant, RecurringEntitlement
+from pricing_lab.limits import MAX_DECIMAL_PLACES
 from pricing_lab.money import decimal_places, quantize
 from pricing_lab.timeutil import NEVER_US, to_micros
 
@@ -103,6 +104,9 @@ def rollover_grant_table(
     return table.with_columns(periods["grant_id"].alias("rolls_from"))
 
 
+_RULE = pl.Decimal(38, MAX_DECIMAL_PLACES)  # a rollover cap as given
+
+
 def _periods(
     rows: list[RecurringEntitlement], until: datetime, scale: int, caps: Mapping[int, Decimal]
 ) -> pl.DataFrame:
@@ -151,6 +155,15 @@ def _periods(
             "amount": pl.Series([e.amount for e in rows], dtype=pl.Decimal(38, scale)),
             "cadence": [e.cadence for e in rows],
             "cap": pl.Series([caps.get(i) for i in range(len(rows))], dtype=pl.Decimal(38, scale)),
+            # the rollover as given (not its cap) keeps the numbering the same in every caller
+            "max_amount": pl.Series(
+                [None if e.rollover is None else e.rollover.max_amount for e in rows],
+                dtype=_RULE,
+            ),
+            "max_percent": pl.Series(
+                [None if e.rollover is None else e.rollover.max_percent for e in rows],
+                dtype=_RULE,
+            ),
         },
         schema_overrides={"amount": pl.Decimal(38, scale), "cap": pl.Decimal(38, scale)},
     )
@@ -163,9 +176,9 @@ def _periods(
             pl.Series("next_expires", next_expires, dtype=pl.Int64),
             pl.Series("rolls", rolls, dtype=pl.Boolean),
         )
-        # Numbering in (start, kind, amount, cadence, expiry) order makes it independent of the
-        # input's row order.
-        .sort(*key, "start", "kind", "amount", "cadence", "expires")
+        # Numbering in (start, kind, amount, cadence, expiry, rollover) order makes it independent
+        # of the input's row order.
+        .sort(*key, "start", "kind", "amount", "cadence", "expires", "max_amount", "max_percent")
         .with_columns(pl.int_range(pl.len()).over(key).alias("index"))
         .with_columns(
             pl.concat_str(*key, pl.col("index").cast(pl.String), separator=":").alias("grant_id")
