@@ -282,17 +282,22 @@ def forecast_at_risk(forecast: pl.DataFrame, worth: pl.DataFrame | None = None) 
     first p50 first (`run_out_ranking`), with `run_out_pct` (the probability in percent) and,
     when `worth` is given (one row per customer: `customer_id` and margin figures such as
     `margin_by(margin, ["customer_id"])`), those figures beside each row (null for a customer
-    without margin)."""
+    without margin). A forecast per scenario (a `scenario` column, as `forecast_scenarios`
+    gives) is ranked within each scenario, scenarios in their order of appearance; its `worth`
+    then has a row per scenario and customer."""
     # Imported here: the forecast package loads its compiled kernel, which a report without a
     # forecast does not need.
     from pricing_lab.forecast import run_out_ranking
 
-    ranked = run_out_ranking(forecast).with_columns(
-        (pl.col("run_out_probability") * 100.0).alias("run_out_pct")
-    )
+    if "scenario" in forecast.columns:
+        names = forecast["scenario"].unique(maintain_order=True).to_list()
+        parts = [run_out_ranking(forecast.filter(pl.col("scenario") == n)) for n in names]
+        ranked = pl.concat(parts) if parts else forecast.clear()
+    else:
+        ranked = run_out_ranking(forecast)
+    ranked = ranked.with_columns((pl.col("run_out_probability") * 100.0).alias("run_out_pct"))
     if worth is None:
         return ranked
+    keys = [k for k in ("scenario", "customer_id") if k in ranked.columns and k in worth.columns]
     figures = [c for c in ("revenue", "breakage", "cost_to_serve", "gross_margin") if c in worth]
-    return ranked.join(
-        worth.select("customer_id", *figures), on="customer_id", how="left", maintain_order="left"
-    )
+    return ranked.join(worth.select(*keys, *figures), on=keys, how="left", maintain_order="left")

@@ -755,6 +755,7 @@ def _scenario_rows(
     name: str, result: SimulationResult
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One scenario's rows of the comparison: per customer, per feature, its totals."""
+    ledger = result.read_ledger()  # read once when it is on disk (a replay in buckets)
     balances = result.balances.select(
         "customer_id",
         "currency_id",
@@ -764,13 +765,13 @@ def _scenario_rows(
         "breakage",
         "rolled_over",
     ).join(
-        runout_times(result.ledger, result.denied_events),
+        runout_times(ledger, result.denied_events),
         on=["customer_id", "currency_id"],
         how="left",
     )
     table = balances.with_columns(pl.lit(name).alias("scenario"))
     features = (
-        result.ledger.lazy()  # lazy: only the columns used are filtered
+        ledger.lazy()  # lazy: only the columns used are filtered
         .filter(pl.col("entry_type") == "CONSUMED")
         .group_by("currency_id", "feature_id")
         .agg((-pl.col("amount")).sum().alias("consumed"))
@@ -955,7 +956,7 @@ def share_within_included(result: SimulationResult) -> float:
     denied events. A grant expiring unused does not count against it.
     """
     balances = result.balances.join(
-        runout_times(result.ledger, result.denied_events),
+        runout_times(result.read_ledger(), result.denied_events),
         on=["customer_id", "currency_id"],
         how="left",
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from pricing_lab.activity import KINDS, activity, replay_grants
+from pricing_lab.activity import KINDS, activity
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger import ReplayInput, replay
 from pricing_lab.ledger.recurring import recurring_grants
@@ -31,7 +31,7 @@ def test_the_stream_equals_a_row_by_row_reading(replay_input: ReplayInput) -> No
     thresholds = {c.id: THRESHOLDS[c.id] for c in replay_input.currencies}
     stream = activity(
         result.ledger,
-        replay_grants(replay_input, result.ledger, result.until),
+        result.grants,
         replay_input.auto_recharges,
         replay_input.currencies,
         thresholds=thresholds,
