@@ -416,12 +416,71 @@ def burn_section(comparison: Comparison) -> ReportSection:
     )
 
 
+def activity_section(comparison: Comparison) -> ReportSection | None:
+    """The notifications customers would receive (SPEC §6 "Credit activity"): per scenario and
+    kind, how many, the change against the base, how many customers get one and the most one
+    customer gets; then the customers whose notifications change most. Left out when the
+    comparison ran without an activity stream."""
+    if "kind" not in comparison.activity.columns:
+        return None
+    totals = findings.activity_totals(comparison)
+    changes = findings.activity_changes(comparison)
+    several = len(comparison.results) > 1
+    per_kind = Table(
+        title="Notifications per scenario and kind",
+        frame=totals,
+        columns=[
+            Column(name="scenario"),
+            Column(name="kind", header="notification"),
+            Column(name="events", header="notifications", kind="count", change="events_change"),
+            Column(name="customers", header="customers receiving one", kind="count"),
+            Column(name="most_to_one", header="most to one customer", kind="count"),
+        ],
+        empty="No scenario sends any notification.",
+    )
+    parts: list[Part] = [per_kind]
+    if several:
+        parts.append(
+            Table(
+                title="Customers whose notifications change most",
+                frame=changes,
+                columns=[
+                    Column(name="scenario"),
+                    Column(name="customer_id", header="customer"),
+                    Column(name="kind", header="notification"),
+                    Column(name="base_events", header=f"in {comparison.base}", kind="count"),
+                    Column(
+                        name="events",
+                        header="in the scenario",
+                        kind="count",
+                        change="events_change",
+                    ),
+                ],
+                empty="No customer's notifications change.",
+                max_rows=CHANGES_SHOWN,
+                more="{hidden:,} more changes: comparison_activity.parquet",
+            )
+        )
+    return ReportSection(
+        title="Credit activity",
+        text=(
+            "The activity notifications customers would receive over the replay (low balance, "
+            "depleted, overdraft started and settled, grants granted, ending soon, expired, "
+            "voided, rolled over and emptied, auto-recharge issued and spend limit reached), "
+            f"per scenario; changes are against {comparison.base}. Per customer: "
+            "comparison_activity.parquet."
+        ),
+        parts=parts,
+    )
+
+
 # The report's sections, in order. A section is a function of the comparison returning a
 # `ReportSection` (or None to leave it out): adding one to the report is adding it here.
 SECTIONS: tuple[Section, ...] = (
     headline_section,
     margin_section,
     runout_section,
+    activity_section,
     balances_section,
     consumption_section,
     burn_section,
