@@ -40,20 +40,14 @@ from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import Arithmetic, Call, Dimension, Negate, Node, Number, children
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding, normalized
+from pricing_lab.outputs import REJECTED_EVENTS
 from pricing_lab.timeutil import naive_utc
 
 NO_PLAN = ""  # plan key of the default rates (customers without a subscription)
 QUANTITY = "__quantity"  # the matched meter value, visible to per-unit rates only
 
-REJECTED_COLUMNS = {
-    "source_row": pl.Int64,
-    "event_id": pl.String,
-    "customer_id": pl.String,
-    "event_name": pl.String,
-    "timestamp": pl.String,
-    "reason": pl.String,
-    "detail": pl.String,
-}
+# The rejected events' columns, as `rejected_events.parquet` holds them (`outputs.REJECTED_EVENTS`).
+REJECTED_COLUMNS = dict(REJECTED_EVENTS.columns)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
