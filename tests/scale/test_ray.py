@@ -101,7 +101,7 @@ def test_a_comparisons_scenarios_on_ray_give_the_files_of_one_in_process(
     for name in names:
         folder = Path("scenarios") / name
         assert differing_files(tmp_path / "here" / folder, tmp_path / "ray" / folder) == [], name
-    assert there.result(base).ledger.equals(here.result(base).ledger)
+    assert there.result(base).read_ledger().equals(here.result(base).read_ledger())
 
 
 def test_the_cli_on_ray_writes_the_files_of_a_plain_simulate(
