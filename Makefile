@@ -8,8 +8,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 SYNC_STAMP := $(VENV)/.synced
-# The compiled ledger engine, cached on disk by numba: built once during set-up, again only when
-# the ledger's sources change (`python -m pricing_lab.ledger.compile`).
+# The compiled ledger engine and forecast kernel, cached on disk by numba: built once during
+# set-up, again only when the ledger's or the forecast's sources change
+# (`python -m pricing_lab.ledger.compile`).
 COMPILED_STAMP := $(VENV)/.ledger-compiled
 # Trust the platform's certificate store (corporate proxies add their own authority there).
 export UV_SYSTEM_CERTS ?= 1
@@ -27,7 +28,7 @@ $(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras
 	@touch $(SYNC_STAMP)
 
-$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py)
+$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py) $(wildcard pricing_lab/forecast/*.py)
 	$(RUN) python -m pricing_lab.ledger.compile
 	@touch $(COMPILED_STAMP)
 

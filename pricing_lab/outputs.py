@@ -105,6 +105,7 @@ BALANCES = OutputFile(
         "consumed": pl.Decimal,
         "expired": pl.Decimal,
         "voided": pl.Decimal,
+        "rolled_over": pl.Decimal,
         "final_balance": pl.Decimal,
         "overdraft_debt": pl.Decimal,
         "first_zero_at": UTC_TIME,

@@ -149,9 +149,11 @@ def simulation_html(result: SimulationResult) -> str:
     """`result._repr_html_()`: the same as a table."""
     from pricing_lab.report.html import table_html
 
+    # A ledger left on disk is read by an explicit call, never by the attribute.
+    ledger = "<code>.read_ledger()</code>" if result.ledger_on_disk else "<code>.ledger</code>"
     head = (
         f"<p><b>SimulationResult</b>: {html.escape(_replay_head(result))}. Tables: "
-        "<code>.ledger</code>, <code>.balances</code>, <code>.summary</code>, "
+        f"{ledger}, <code>.balances</code>, <code>.summary</code>, "
         "<code>.denied_events</code>, <code>.rejected_events</code>.</p>"
     )
     return head + table_html(replay_table(result.summary))

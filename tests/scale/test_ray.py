@@ -114,7 +114,7 @@ def test_a_comparisons_scenarios_on_ray_give_the_files_of_one_in_process(tmp_pat
     for name in names:
         folder = Path("scenarios") / name
         assert differing_files(tmp_path / "here" / folder, tmp_path / "ray" / folder) == [], name
-    assert on_ray.result(base).ledger.equals(here.result(base).ledger)
+    assert on_ray.result(base).read_ledger().equals(here.result(base).read_ledger())
 
 
 def test_the_cli_on_ray_writes_the_files_of_a_plain_simulate(
