@@ -25,7 +25,9 @@ needs ~15 GB). One part alone, without the baseline, on an existing file:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -145,7 +147,7 @@ def _run_part(part: str, events: Path, out: Path) -> dict[str, float]:
     catalog = sample_catalog()
     customers = workload_customers()
     steps: dict[str, float] = {}
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), _cpu_seconds()
     # As `pricing-lab simulate` does when partitioned: a database file, DuckDB's memory capped.
     con = spilling_connection(f"{out}.duckdb") if part == "partitioned" else duckdb.connect()
     report = ingest_events(con, str(events))
@@ -181,8 +183,15 @@ def _run_part(part: str, events: Path, out: Path) -> dict[str, float]:
             compare(con, catalog, customers, _scenarios(), ingest=report)
             steps["match + cost once, replay 5 scenarios"] = time.perf_counter() - mark
     steps["total"] = time.perf_counter() - began
+    # CPU time of every thread (DuckDB's, Polars' too): steadier than wall time on a shared machine.
+    steps["CPU seconds"] = _cpu_seconds() - cpu_began
     steps["peak RSS GiB"] = peak_rss_bytes() / 1024**3
     return steps
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _in_child(part: str, events: Path, out: Path) -> dict[str, float]:
@@ -194,6 +203,15 @@ def _in_child(part: str, events: Path, out: Path) -> dict[str, float]:
         raise RuntimeError(f"{part} failed:\n{done.stdout}\n{done.stderr}")
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
+
+
+def _digests(folder: Path) -> str:
+    """The SHA-256 (first 12 hex digits) of each output file in `folder`, by name."""
+    return ", ".join(
+        f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+    )
 
 
 def _print_steps(label: str, steps: dict[str, float]) -> None:
@@ -227,6 +245,8 @@ def main(argv: list[str]) -> int:
         parted = _in_child("partitioned", events, Path(scratch) / "partitioned")
         _print_steps("full replay in customer partitions (as pricing-lab simulate)", parted)
         print(f"  ratio to the baseline: {parted['total'] / baseline:.2f}")
+        # Outputs must not change with the code's speed: compare these digests before and after.
+        print(f"  output digests: {_digests(Path(scratch) / 'partitioned')}")
         if "--partitioned-only" in argv:
             return 0
         replay = _in_child("replay", events, Path(scratch) / "replay")
