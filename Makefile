@@ -14,6 +14,11 @@ SYNC_STAMP := $(VENV)/.synced
 COMPILED_STAMP := $(VENV)/.ledger-compiled
 # Trust the platform's certificate store (corporate proxies add their own authority there).
 export UV_SYSTEM_CERTS ?= 1
+# Every command starts Python processes (the CLI, test subprocesses, notebook kernels, Ray
+# workers): the environment's modules are compiled to bytecode once at set-up, and Python may
+# cache the project's own, so no process compiles them again (some machines set
+# PYTHONDONTWRITEBYTECODE).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test check lint typecheck unit bench long fmt clean setup browser lab notebooks
 
@@ -25,7 +30,7 @@ setup: $(COMPILED_STAMP)
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $(SYNC_STAMP)
 
 $(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py) $(wildcard pricing_lab/forecast/*.py)
