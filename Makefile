@@ -53,13 +53,13 @@ lint: $(SYNC_STAMP)
 typecheck: $(SYNC_STAMP)
 	$(RUN) mypy
 
-# Tests run in parallel workers (pytest-xdist), one per CPU by default: many wait on a subprocess,
-# the fakesnow server, Chromium or a notebook kernel. `make unit PYTEST_WORKERS=0` runs them in
-# one process. `worksteal` moves queued tests from a busy worker to an idle one (a few tests run
-# for a minute, most for well under a second).
+# Tests run in parallel workers (pytest-xdist), one per CPU by default; `make unit
+# PYTEST_WORKERS=0` runs them in one process. Each test module runs whole on one worker
+# (`loadfile`): a module's fixtures (a replay, a local Ray node, Snowflake reference tables) are
+# built once, never twice at the same time.
 PYTEST_WORKERS ?= auto
 unit: $(COMPILED_STAMP)
-	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist worksteal
+	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 fmt: $(SYNC_STAMP)
 	$(RUN) ruff format pricing_lab connectors tests benchmarks notebooks

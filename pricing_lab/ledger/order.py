@@ -53,6 +53,9 @@ EXPIRY, VOID, TAKES_EFFECT, EVENT = (int(phase) for phase in Phase)
 TYPE_RANK: dict[str, int] = {"PROMOTIONAL": 0, "RECURRING": 0, "PAID": 1, "OVERDRAFT": 2}
 # TYPE_RANK by grant type code (position in `model.GRANT_TYPES`), for compiled code.
 TYPE_RANK_BY_CODE = np.array([TYPE_RANK[t] for t in GRANT_TYPES], dtype=np.int64)
+# The source of rollover grants (SPEC §5): drawn before the other grants of equal earlier keys,
+# so credits carried from the last period go before the new period's.
+ROLLOVER_SOURCE = "rollover"
 
 
 def drawdown_key(grant: Grant) -> tuple[int, bool, datetime, int, datetime, bool, str]:
@@ -70,17 +73,9 @@ def drawdown_key(grant: Grant) -> tuple[int, bool, datetime, int, datetime, bool
         grant.expires_at if grant.expires_at is not None else NEVER,
         TYPE_RANK[grant.type],
         grant.effective_at,
-        not is_rollover(grant.source),
+        grant.source != ROLLOVER_SOURCE,
         grant.grant_id,
     )
-
-
-def is_rollover(source: str) -> bool:
-    """A grant of source `rollover`: drawn before other grants of equal earlier keys."""
-    return source == ROLLOVER_SOURCE
-
-
-ROLLOVER_SOURCE = "rollover"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,7 +180,7 @@ class DrawdownKeys(NamedTuple):
 def id_ranks(grant_ids: pl.Series, above: np.ndarray, rollover: np.ndarray) -> np.ndarray:
     """The id rank (see ID_SIDE) of table grants: `grant_ids`, whether each id sorts after the
     auto-recharge ids of its customer and currency (`above_recharge_ids`), whether it is a
-    rollover grant (`is_rollover`)."""
+    rollover grant (source ROLLOVER_SOURCE)."""
     position = grant_ids.rank("ordinal").cast(pl.Int64).to_numpy() - 1
     result: np.ndarray = 2 * (ID_SIDE * above.astype(np.int64) + position)
     result -= ROLLOVER_ID_RANK * rollover.astype(np.int64)

@@ -21,7 +21,7 @@ NO_LONGER_RUNS_OUT = "no longer runs out"
 CHANGE_ORDER = (NEWLY_RUNS_OUT, RUNS_OUT_EARLIER, RUNS_OUT_LATER, NO_LONGER_RUNS_OUT)
 NO_PLAN = "(none)"
 
-_SUMMARY_FIGURES = ("consumed", "credit_revenue", "breakage")
+_SUMMARY_FIGURES = ("consumed", "credit_revenue", "breakage", "rolled_over")
 
 
 def scenario_order(comparison: Comparison) -> list[str]:
@@ -36,7 +36,7 @@ def headlines(comparison: Comparison) -> pl.DataFrame:
     Columns: `scenario`, `currency_id`, `price_currency` (the money credits are priced in),
     `consumed` (credits), `credit_revenue`, `recharge_revenue` and `breakage` (money; credit
     revenue is every paid credit × its cost basis, recharge revenue the auto-recharged part of
-    it), `customers_run_out`,
+    it), `rolled_over` (credits carried into a next period, SPEC §5), `customers_run_out`,
     `newly_run_out` and `no_longer_run_out` (customers, against the base), `events_denied`, and for
     each figure `*_change`, the scenario's value minus the base's (`consumed_change_pct` in
     percent, null when the base consumed nothing). The base comes first.
@@ -82,6 +82,7 @@ def headlines(comparison: Comparison) -> pl.DataFrame:
         "credit_revenue",
         "recharge_revenue",
         "breakage",
+        "rolled_over",
         "customers_run_out",
         "events_denied",
     ]
@@ -125,6 +126,8 @@ def headlines(comparison: Comparison) -> pl.DataFrame:
             "recharge_revenue_change",
             "breakage",
             "breakage_change",
+            "rolled_over",
+            "rolled_over_change",
             "customers_run_out",
             "customers_run_out_change",
             "newly_run_out",

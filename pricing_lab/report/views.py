@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 def headline_table(comparison: Comparison, frame: pl.DataFrame | None = None) -> Table:
     """Per scenario (and currency, when there are several): credits consumed, credit, recharge
-    revenue and breakage, customers who run out and who newly / no longer run out, denied
-    events; each with its change against the base. `frame`: `findings.headlines(comparison)`
-    when the caller already has it."""
+    revenue and breakage, credits rolled over, customers who run out and who newly / no longer
+    run out, denied events; each with its change against the base. `frame`:
+    `findings.headlines(comparison)` when the caller already has it."""
     data = frame if frame is not None else headlines(comparison)
     several = data["currency_id"].n_unique() > 1
     columns = [
@@ -43,6 +43,12 @@ def headline_table(comparison: Comparison, frame: pl.DataFrame | None = None) ->
         _money("credit_revenue", "credit revenue", change=True),
         _money("recharge_revenue", "recharge revenue", change=True),
         _money("breakage", "breakage", change=True),
+        Column(
+            name="rolled_over",
+            header="credits rolled over",
+            kind="credits",
+            change="rolled_over_change",
+        ),
         Column(
             name="customers_run_out",
             header="customers who run out",
@@ -92,6 +98,7 @@ def replay_table(summary: pl.DataFrame, price_currencies: Mapping[str, str] | No
         ("consumed", "credits consumed"),
         ("expired", "credits expired"),
         ("voided", "credits voided"),
+        ("rolled_over", "credits rolled over"),
         ("final_balance", "final balance"),
         ("overdraft_debt", "overdraft debt"),
     ]

@@ -50,7 +50,10 @@ def test_compare_shows_what_rollover_changes(
     )  # fmt: skip
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    json.loads(captured.out)
+    printed = json.loads(captured.out, parse_float=Decimal)
+    headline = {row["scenario"]: row for row in printed["scenarios"]}
+    assert [headline[n]["rolled_over_change"] for n in ("carry_30", "carry_5")] == [30, 5]
+    assert headline["carry_30"]["no_longer_run_out"] == 1
     customers = pl.read_parquet(out / "comparison_customers.parquet")
     rows = {r["scenario"]: r for r in customers.iter_rows(named=True)}
     # base: the 100 January credits expire; February's 100 cover 100 of 120, 20 go to overdraft
