@@ -12,6 +12,11 @@ refuses any input whose amounts could leave that range. Times are int64 microsec
 come grouped in named tuples (`GrantColumns`, `Happenings`, `EventColumns`, `RechargeSettings`,
 built by `columns`), the state of the customer being replayed in `Book` and `Wallets`, what is
 written in `Entries`.
+
+The steps are compiled into `replay_customer` (`inline="always"`), and it is compiled without
+numba's reference counting (`_nrt=False`): it allocates nothing and only reads and writes arrays
+its caller holds, while with counting each use of a named tuple of arrays would increment and
+decrement every array's count, atomic operations that cost more than the rules themselves.
 """
 
 from __future__ import annotations
@@ -169,16 +174,16 @@ def write(
     n = entries.written[0]
     if n >= entries.rows.shape[0]:
         raise IndexError("ledger rows beyond the room made for them")
-    row = entries.rows[n]
-    row[O_TIME] = t
-    row[O_CUSTOMER] = c
-    row[O_CURRENCY] = k
-    row[O_TYPE] = entry_type
-    row[O_KIND] = book.kind[g]
-    row[O_REF] = book.ref[g]
-    row[O_AMOUNT] = amount
-    row[O_BALANCE] = wallets.balance[k]
-    row[O_EVENT] = event_row
+    rows = entries.rows
+    rows[n, O_TIME] = t
+    rows[n, O_CUSTOMER] = c
+    rows[n, O_CURRENCY] = k
+    rows[n, O_TYPE] = entry_type
+    rows[n, O_KIND] = book.kind[g]
+    rows[n, O_REF] = book.ref[g]
+    rows[n, O_AMOUNT] = amount
+    rows[n, O_BALANCE] = wallets.balance[k]
+    rows[n, O_EVENT] = event_row
     entries.written[0] = n + 1
 
 
@@ -194,7 +199,7 @@ def _leave_drawdown(wallets: Wallets, k: int, g: int) -> None:  # pragma: no cov
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def take_effect(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int
 ) -> None:  # pragma: no cover - compiled
@@ -218,7 +223,7 @@ def take_effect(
             _leave_drawdown(wallets, k, g)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def close(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int, entry_type: int
 ) -> None:  # pragma: no cover - compiled
@@ -231,7 +236,7 @@ def close(
         _leave_drawdown(wallets, book.currency[g], g)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def overdraft_grant(book: Book, wallets: Wallets, k: int) -> int:  # pragma: no cover - compiled
     """The customer's OVERDRAFT grant in currency k, created on first need (no GRANTED)."""
     if wallets.overdraft[k] < 0:
@@ -268,7 +273,7 @@ def consume(
         write(entries, book, wallets, c, t, debtor, CONSUMED, -left, event_row)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def auto_recharge(
     entries: Entries,
     book: Book,
@@ -334,7 +339,7 @@ def _new_grant(
     return g
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def replay_event(
     entries: Entries,
     book: Book,
@@ -374,7 +379,7 @@ def replay_event(
             auto_recharge(entries, book, wallets, settings, c, k, t, until)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _close_batch(
     entries: Entries,
     book: Book,
@@ -389,7 +394,7 @@ def _close_batch(
         close(entries, book, wallets, c, t, batch[b], entry_type)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)  # see the module docstring
 def replay_customer(
     entries: Entries,
     book: Book,
