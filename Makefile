@@ -8,8 +8,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 SYNC_STAMP := $(VENV)/.synced
-# The compiled ledger engine, cached on disk by numba: built once during set-up, again only when
-# the ledger's sources change (`python -m pricing_lab.ledger.compile`).
+# The compiled ledger engine and forecast kernel, cached on disk by numba: built once during
+# set-up, again only when the ledger's or the forecast's sources change
+# (`python -m pricing_lab.ledger.compile`).
 COMPILED_STAMP := $(VENV)/.ledger-compiled
 # Trust the platform's certificate store (corporate proxies add their own authority there).
 export UV_SYSTEM_CERTS ?= 1
@@ -27,7 +28,7 @@ $(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras
 	@touch $(SYNC_STAMP)
 
-$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py)
+$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py) $(wildcard pricing_lab/forecast/*.py)
 	$(RUN) python -m pricing_lab.ledger.compile
 	@touch $(COMPILED_STAMP)
 
@@ -52,8 +53,13 @@ lint: $(SYNC_STAMP)
 typecheck: $(SYNC_STAMP)
 	$(RUN) mypy
 
+# Tests run in parallel workers (pytest-xdist), one per CPU by default; `make unit
+# PYTEST_WORKERS=0` runs them in one process. Each test module runs whole on one worker
+# (`loadfile`): a module's fixtures (a replay, a local Ray node, Snowflake reference tables) are
+# built once, never twice at the same time.
+PYTEST_WORKERS ?= auto
 unit: $(COMPILED_STAMP)
-	$(RUN) pytest -q
+	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 fmt: $(SYNC_STAMP)
 	$(RUN) ruff format pricing_lab connectors tests benchmarks notebooks

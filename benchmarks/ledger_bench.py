@@ -6,6 +6,8 @@ reference and the fast engine on the same `--rows` consumptions (default 1M; eac
 of 5 runs, the engines taking turns) and the fast engine alone on `--big` consumptions (default
 10M; `--big=0` skips it). Run:
 `uv run --frozen --no-sync python -m benchmarks ledger --rows=100000 --big=0` for a quick run.
+`--rollover` instead measures rollover's cost: the same `--rows` consumptions with and without a
+50% rollover on the monthly plan credits, fast engine and invariant check, taking turns.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pricing_lab.catalog.model import CreditCurrency
+from pricing_lab.catalog.model import CreditCurrency, Rollover
 from pricing_lab.ledger import AutoRecharge, Grant, RecurringEntitlement, ReplayInput
 from pricing_lab.ledger.api import run_engine
 from pricing_lab.ledger.inputs import prepare
@@ -67,8 +69,9 @@ def consumptions(rows: int, seed: int = 5) -> pl.DataFrame:
     return frame
 
 
-def replay_input(frame: pl.DataFrame) -> ReplayInput:
-    """Monthly plan grants for every customer, a 30-day promotion, auto-recharge on 20%."""
+def replay_input(frame: pl.DataFrame, rollover: Rollover | None = None) -> ReplayInput:
+    """Monthly plan grants for every customer (with `rollover`), a 30-day promotion,
+    auto-recharge on 20%."""
     customers = [f"c{i:05d}" for i in range(CUSTOMERS)]
     recurring = tuple(
         RecurringEntitlement(
@@ -79,6 +82,7 @@ def replay_input(frame: pl.DataFrame) -> ReplayInput:
             amount=Decimal(300),
             cadence="monthly",
             start=datetime(2024, 1, 1 + i % 28, tzinfo=UTC),
+            rollover=rollover,
         )
         for i, c in enumerate(customers)
     )
@@ -139,8 +143,37 @@ def _median(actions):  # type: ignore[no-untyped-def]
     return median
 
 
+def rollover_cost(rows: int) -> int:
+    """The fast engine (and the invariant check) with and without rollover, medians, one run."""
+    frame = consumptions(rows)
+    half = Rollover(max_percent=Decimal(50))
+    print(f"rollover cost, {rows:,} consumptions, {CUSTOMERS:,} customers", flush=True)
+    plain = prepare(replay_input(frame))
+    rolling = prepare(replay_input(frame, half))
+    run_engine(prepare(replay_input(frame.head(1000), half)), "fast")  # compile / load the cache
+
+    def replay_and_check(prepared):  # type: ignore[no-untyped-def]
+        ledger, denied = run_engine(prepared, "fast")
+        assert check_invariants(ledger, denied, prepared) == []
+        return ledger
+
+    best = _median(
+        {
+            "without rollover": lambda: replay_and_check(plain),
+            "with rollover": lambda: replay_and_check(rolling),
+        }
+    )
+    with_ledger, with_time = best["with rollover"]
+    _, without_time = best["without rollover"]
+    rolled = with_ledger.filter(pl.col("entry_type") == "ROLLED_OVER").height
+    print(f"  ROLLED_OVER entries: {rolled:,}; with / without: {with_time / without_time:.3f}×")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     rows = _option(argv, "rows", 1_000_000)
+    if "--rollover" in argv:
+        return rollover_cost(rows)
     big = _option(argv, "big", 10_000_000)
     frame = consumptions(rows)
     print(f"ledger engine, {rows:,} consumptions, {CUSTOMERS:,} customers", flush=True)

@@ -25,6 +25,7 @@ needs ~15 GB). One part alone, without the baseline, on an existing file:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -196,6 +197,15 @@ def _in_child(part: str, events: Path, out: Path) -> dict[str, float]:
     return figures
 
 
+def _digests(folder: Path) -> str:
+    """The SHA-256 (first 12 hex digits) of each output file in `folder`, by name."""
+    return ", ".join(
+        f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+    )
+
+
 def _print_steps(label: str, steps: dict[str, float]) -> None:
     print(f"{label}: {steps['total']:.2f} s, peak RSS {steps['peak RSS GiB']:.2f} GiB")
     for name, value in steps.items():
@@ -227,6 +237,8 @@ def main(argv: list[str]) -> int:
         parted = _in_child("partitioned", events, Path(scratch) / "partitioned")
         _print_steps("full replay in customer partitions (as pricing-lab simulate)", parted)
         print(f"  ratio to the baseline: {parted['total'] / baseline:.2f}")
+        # Outputs must not change with the code's speed: compare these digests before and after.
+        print(f"  output digests: {_digests(Path(scratch) / 'partitioned')}")
         if "--partitioned-only" in argv:
             return 0
         replay = _in_child("replay", events, Path(scratch) / "replay")

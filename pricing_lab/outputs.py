@@ -36,6 +36,20 @@ class OutputFile:
     incremental: str | None = None
     description: str = ""
 
+    def schema(self, scale: int, **scales: int) -> pl.Schema:
+        """The file's columns as written: each Decimal column at `scale` decimal places, or at
+        the places `scales` gives it by name (e.g. `cost_basis=money_scale`)."""
+        unknown = sorted(set(scales) - set(self.columns))
+        if unknown:
+            raise ValueError(f"{self.file} has no column {', '.join(unknown)}")
+        columns: dict[str, pl.DataType] = {}
+        for name, dtype in self.columns.items():
+            if dtype is pl.Decimal or isinstance(dtype, pl.Decimal):
+                columns[name] = pl.Decimal(38, scales.get(name, scale))
+            else:
+                columns[name] = dtype() if isinstance(dtype, type) else dtype
+        return pl.Schema(columns)
+
 
 LEDGER = OutputFile(
     name="ledger_entries",
@@ -91,6 +105,7 @@ BALANCES = OutputFile(
         "consumed": pl.Decimal,
         "expired": pl.Decimal,
         "voided": pl.Decimal,
+        "rolled_over": pl.Decimal,
         "final_balance": pl.Decimal,
         "overdraft_debt": pl.Decimal,
         "first_zero_at": UTC_TIME,

@@ -24,6 +24,7 @@ from connectors.snowflake.tables import (
     CREDIT_CURRENCIES,
     CREDIT_RATES,
     ENTITLEMENTS,
+    FEATURE_COSTS,
     FEATURE_GROUP_MEMBERS,
     FEATURE_GROUPS,
     FEATURES,
@@ -43,6 +44,7 @@ from pricing_lab.errors import InputError
 # Catalog table → (spec, entity kind whose current status is joined on, id column).
 _CATALOG: tuple[tuple[TableSpec, str | None, str | None], ...] = (
     (FEATURES, "feature", "feature_id"),
+    (FEATURE_COSTS, None, None),
     (FEATURE_GROUPS, "feature_group", "group_id"),
     (FEATURE_GROUP_MEMBERS, None, None),
     (PLANS, "plan", "plan_id"),

@@ -187,6 +187,20 @@ FEATURES = TableSpec(
         ("meter_filters", VARCHAR, "JSON list of filters"),
     ),
 )
+FEATURE_COSTS = TableSpec(
+    name="feature_costs",
+    description=(
+        "Cost to serve of each feature version (docs/margin.md): its dated cost formulas, in order."
+    ),
+    key=("feature_id", "version", "position"),
+    columns=_cols(
+        ("feature_id", VARCHAR),
+        ("version", INTEGER),
+        ("position", INTEGER),
+        ("valid_from", TIMESTAMP, "in force from (UTC); null: from the start"),
+        ("formula", VARCHAR, "money per event, in the formula language"),
+    ),
+)
 FEATURE_GROUPS = TableSpec(
     name="feature_groups",
     description="Every version of every feature group.",
@@ -367,6 +381,7 @@ SCENARIO_COMPARISONS = TableSpec(
 
 CATALOG_SPECS: tuple[TableSpec, ...] = (
     FEATURES,
+    FEATURE_COSTS,
     FEATURE_GROUPS,
     FEATURE_GROUP_MEMBERS,
     PLANS,

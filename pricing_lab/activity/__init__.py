@@ -7,7 +7,6 @@ from pricing_lab.activity.stream import (
     activity_counts,
     merged_activity,
     replay_activity,
-    replay_grants,
 )
 
 __all__ = [
@@ -17,5 +16,4 @@ __all__ = [
     "activity_counts",
     "merged_activity",
     "replay_activity",
-    "replay_grants",
 ]

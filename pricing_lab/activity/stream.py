@@ -25,9 +25,7 @@ from pricing_lab.catalog.model import CreditCurrency
 from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.ledger.api import ReplayResult
 from pricing_lab.ledger.frames import TIMESTAMP, decimal_series
-from pricing_lab.ledger.grant_table import explicit_grant_table, grant_table_schema
 from pricing_lab.ledger.model import AutoRecharge, ReplayInput
-from pricing_lab.ledger.recurring import recurring_grant_table
 from pricing_lab.money import decimal_places, quantum
 from pricing_lab.timeutil import DAY_US, as_utc, to_micros
 
@@ -83,11 +81,12 @@ def check_options(options: ActivityOptions, currencies: Iterable[CreditCurrency]
 def replay_activity(
     result: ReplayResult, replay_input: ReplayInput, options: ActivityOptions | None = None
 ) -> pl.DataFrame:
-    """The activity stream of a replay's `result` from its `replay_input` (see `activity`)."""
+    """The activity stream of a replay's `result` (its ledger and the grants it used) with the
+    auto-recharge settings and currencies of its `replay_input` (see `activity`)."""
     chosen = options if options is not None else DEFAULT_ACTIVITY
     return activity(
         result.ledger,
-        replay_grants(replay_input, result.ledger, result.until),
+        result.grants,
         replay_input.auto_recharges,
         replay_input.currencies,
         thresholds=chosen.thresholds,
@@ -141,7 +140,7 @@ def activity(
     """The credit activity stream (SPEC §6) of one replay, in SPEC §6's order.
 
     `ledger`: the replay's ledger (`frames.ledger_schema`, in ledger order). `grants`: its grants
-    (at least `grant_id` and `expires_at`; `replay_grants` builds them from a `ReplayInput`).
+    (at least `grant_id` and `expires_at`: a replay result's `grants`).
     `thresholds`: per currency id, the low-balance thresholds (none: no `credits.low_balance`).
     `ending_soon_days`: how long before `expires_at` `grant.ending_soon` is sent. `scenario`: the
     name written in every row (default: the ledger's). `until`: the replay's horizon end (default
@@ -189,58 +188,6 @@ def activity(
         maintain_order=True,
     )
     return _stream(ordered, scale, schema, scenario)
-
-
-def replay_grants(replay_input: ReplayInput, ledger: pl.DataFrame, until: datetime) -> pl.DataFrame:
-    """Every grant of a replay as a grant table: the input's grants, the recurring periods that
-    start before `until`, and the grants the replay made (auto-recharge and rollover grants, from
-    their GRANTED entries; auto-recharge expiry from the customer's settings)."""
-    scale = ledger.schema["amount"].scale  # type: ignore[attr-defined]
-    table_schema = grant_table_schema(scale, scale)
-    given = explicit_grant_table(replay_input.grants, scale, scale).cast(table_schema)
-    recurring = recurring_grant_table(replay_input.recurring, until, scale).cast(table_schema)
-    known = pl.concat([given.select("grant_id"), recurring.select("grant_id")])
-    made = ledger.filter(
-        (pl.col("entry_type") == "GRANTED")
-        & pl.col("grant_source").is_in(["auto_recharge", "rollover"])
-    ).join(known, on="grant_id", how="anti")
-    expiry = _recharge_expiry(replay_input.auto_recharges)
-    made_table = made.join(expiry, on=["customer_id", "currency_id"], how="left").select(
-        "grant_id",
-        "customer_id",
-        "currency_id",
-        pl.col("grant_type").alias("type"),
-        pl.col("grant_source").alias("source"),
-        "amount",
-        pl.lit(0, dtype=pl.Int64).alias("priority"),
-        pl.col("timestamp").alias("effective_at"),
-        pl.when(pl.col("expiry") == "1_month")
-        .then(pl.col("timestamp").dt.offset_by("1mo"))
-        .when(pl.col("expiry") == "1_year")
-        .then(pl.col("timestamp").dt.offset_by("1y"))
-        .otherwise(None)
-        .alias("expires_at"),
-        pl.lit(None, dtype=TIMESTAMP).alias("voided_at"),
-        pl.lit(0, dtype=table_schema["cost_basis"]).alias("cost_basis"),
-    )
-    # A rollover grant expires with the new period's grant: `{old id}:rollover` is in force until
-    # the period grant it arrives beside expires (SPEC §5).
-    rollover = made.filter(pl.col("grant_source") == "rollover").select(
-        "grant_id",
-        pl.col("grant_id").str.strip_suffix(":rollover").alias("__old"),
-    )
-    if rollover.height:
-        periods = pl.concat([given, recurring]).select("grant_id", "customer_id", "expires_at")
-        following = _following_period(periods)
-        rolled = rollover.join(following, left_on="__old", right_on="grant_id", how="left").select(
-            "grant_id", pl.col("__next_expires").alias("__rolled_expires")
-        )
-        made_table = (
-            made_table.join(rolled, on="grant_id", how="left", maintain_order="left")
-            .with_columns(pl.coalesce("__rolled_expires", "expires_at").alias("expires_at"))
-            .drop("__rolled_expires")
-        )
-    return pl.concat([given, recurring, made_table.select(table_schema.names()).cast(table_schema)])
 
 
 def activity_counts(activity_table: pl.DataFrame) -> pl.DataFrame:
@@ -707,35 +654,6 @@ def _after_instant(rows: pl.DataFrame, found: pl.DataFrame) -> np.ndarray:
             ids = rows["customer_id"].slice(int(lo), int(hi - lo))
             after[i] = lo + int((ids <= customers[int(i)]).sum())
     return (2 * after.astype(np.int64) - 1).astype(np.int64)
-
-
-def _following_period(periods: pl.DataFrame) -> pl.DataFrame:
-    """For each period grant, the expiry of the grant that takes effect when it expires (the
-    next period of the same entitlement: same id up to the last `:` index)."""
-    indexed = periods.with_columns(
-        pl.col("grant_id").str.extract(r"^(.*):(\d+)$", 1).alias("__stem"),
-        pl.col("grant_id").str.extract(r"^(.*):(\d+)$", 2).cast(pl.Int64).alias("__index"),
-    ).filter(pl.col("__stem").is_not_null())
-    nexts = indexed.select(
-        "__stem",
-        (pl.col("__index") - 1).alias("__index"),
-        pl.col("expires_at").alias("__next_expires"),
-    )
-    return indexed.join(nexts, on=["__stem", "__index"], how="inner").select(
-        "grant_id", "__next_expires"
-    )
-
-
-def _recharge_expiry(settings: Iterable[AutoRecharge]) -> pl.DataFrame:
-    expiry = {(s.customer_id, s.currency_id): s.grant_expiry for s in settings}
-    return pl.DataFrame(
-        {
-            "customer_id": [key[0] for key in expiry],
-            "currency_id": [key[1] for key in expiry],
-            "expiry": list(expiry.values()),
-        },
-        schema={"customer_id": pl.String, "currency_id": pl.String, "expiry": pl.String},
-    )
 
 
 def _stream(ordered: pl.DataFrame, scale: int, schema: pl.Schema, scenario: str) -> pl.DataFrame:

@@ -137,8 +137,21 @@ def entitlement_text(entitlement: Entitlement) -> tuple[str, str, str]:
     return (
         "credit",
         entitlement.currency,
-        f"{_text(entitlement.amount)} {entitlement.cadence}, no rollover",
+        f"{_text(entitlement.amount)} {entitlement.cadence}, {_rollover_text(entitlement)}",
     )
+
+
+def _rollover_text(entitlement: CreditEntitlement) -> str:
+    """'no rollover', or the caps: 'rollover up to 500 and 50%'."""
+    rollover = entitlement.rollover
+    if rollover is None:
+        return "no rollover"
+    caps = []
+    if rollover.max_amount is not None:
+        caps.append(_text(rollover.max_amount))
+    if rollover.max_percent is not None:
+        caps.append(f"{_text(rollover.max_percent)}%")
+    return "rollover up to " + " and ".join(caps)
 
 
 def _rate_row(rate: CreditRate) -> list[object]:

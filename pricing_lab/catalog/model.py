@@ -187,12 +187,27 @@ class GroupEntitlement:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Rollover:
+    """How much of a period's unused credits carries into the next period (SPEC §5).
+
+    At least one cap is given; each applies when given: `max_amount` credits (> 0, at the
+    currency's precision) and `max_percent` of the entitlement's amount (0 < p ≤ 100, the
+    product rounded down to the currency's precision).
+    """
+
+    max_amount: Decimal | None = None
+    max_percent: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CreditEntitlement:
-    """A recurring grant of `amount` credits of `currency` each period; no rollover."""
+    """A recurring grant of `amount` credits of `currency` each period; unused credits expire at
+    the period's end unless `rollover` carries part of them into the next period."""
 
     currency: CurrencyId
     amount: Decimal
     cadence: Cadence = "monthly"
+    rollover: Rollover | None = None
 
 
 Entitlement: TypeAlias = (

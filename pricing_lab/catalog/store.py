@@ -40,6 +40,7 @@ from pricing_lab.catalog.model import (
     MeterFilter,
     Plan,
     Price,
+    Rollover,
     Status,
     UnitCost,
     UnitNames,
@@ -145,6 +146,9 @@ CREATE TABLE IF NOT EXISTS catalog_entitlements (
     value {_AMOUNT}, usage_limit {_AMOUNT}, period VARCHAR, currency_id VARCHAR,
     amount {_AMOUNT}, cadence VARCHAR,
     PRIMARY KEY (owner_kind, owner_id, version, position));
+-- Rollover of a credit entitlement (SPEC §5); added after the first stores were made.
+ALTER TABLE catalog_entitlements ADD COLUMN IF NOT EXISTS rollover_max_amount {_AMOUNT};
+ALTER TABLE catalog_entitlements ADD COLUMN IF NOT EXISTS rollover_max_percent {_AMOUNT};
 CREATE TABLE IF NOT EXISTS catalog_credit_rates (
     owner_kind VARCHAR NOT NULL, owner_id VARCHAR NOT NULL, version INTEGER NOT NULL,
     position INTEGER NOT NULL, feature_id VARCHAR NOT NULL, mode VARCHAR NOT NULL,
@@ -804,7 +808,7 @@ class CatalogStore:
             for position, entitlement in enumerate(o.entitlements):
                 execute(
                     "INSERT INTO catalog_entitlements VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [kind, o.id, version, position, *_entitlement_row(entitlement)],
                 )
             self._write_rates(kind, o.id, version, o.credit_rates)
@@ -1070,21 +1074,12 @@ def _filters_from_json(text: str | None) -> tuple[MeterFilter, ...]:
 
 
 def _entitlement_row(entitlement: Entitlement) -> list[object]:
-    """kind, feature_id, group_id, value, usage_limit, period, currency_id, amount, cadence."""
+    """kind, feature_id, group_id, value, usage_limit, period, currency_id, amount, cadence,
+    rollover_max_amount, rollover_max_percent."""
     if isinstance(entitlement, BooleanEntitlement):
-        return ["boolean", entitlement.feature, None, None, None, None, None, None, None]
+        return ["boolean", entitlement.feature, *[None] * 9]
     if isinstance(entitlement, ConfigurationEntitlement):
-        return [
-            "configuration",
-            entitlement.feature,
-            None,
-            entitlement.value,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ]
+        return ["configuration", entitlement.feature, None, entitlement.value, *[None] * 7]
     if isinstance(entitlement, MeteredEntitlement):
         return [
             "metered",
@@ -1093,27 +1088,24 @@ def _entitlement_row(entitlement: Entitlement) -> list[object]:
             None,
             entitlement.usage_limit,
             entitlement.period,
-            None,
-            None,
-            None,
+            *[None] * 5,
         ]
     if isinstance(entitlement, GroupEntitlement):
-        return ["group", None, entitlement.group, None, None, None, None, None, None]
+        return ["group", None, entitlement.group, *[None] * 8]
+    rollover = entitlement.rollover
     return [
         "credit",
-        None,
-        None,
-        None,
-        None,
-        None,
+        *[None] * 5,
         entitlement.currency,
         entitlement.amount,
         entitlement.cadence,
+        None if rollover is None else rollover.max_amount,
+        None if rollover is None else rollover.max_percent,
     ]
 
 
 def _entitlement_from_row(row: Sequence[Any]) -> Entitlement:
-    kind, feature, group, value, limit, period, currency, amount, cadence = row
+    kind, feature, group, value, limit, period, currency, amount, cadence, most, percent = row
     if kind == "boolean":
         return BooleanEntitlement(feature=feature)
     if kind == "configuration":
@@ -1126,7 +1118,15 @@ def _entitlement_from_row(row: Sequence[Any]) -> Entitlement:
         )
     if kind == "group":
         return GroupEntitlement(group=group)
-    return CreditEntitlement(currency=currency, amount=normalized(amount), cadence=cadence)
+    rollover = None
+    if most is not None or percent is not None:
+        rollover = Rollover(
+            max_amount=None if most is None else normalized(most),
+            max_percent=None if percent is None else normalized(percent),
+        )
+    return CreditEntitlement(
+        currency=currency, amount=normalized(amount), cadence=cadence, rollover=rollover
+    )
 
 
 # -- planning a diff ------------------------------------------------------------------------------

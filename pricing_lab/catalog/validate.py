@@ -69,8 +69,9 @@ _ENTITLEMENT_KEYS: dict[str, tuple[str, ...]] = {
     "configuration": ("kind", "feature", "value"),
     "metered": ("kind", "feature", "usage_limit", "period"),
     "group": ("kind", "group"),
-    "credit": ("kind", "currency", "amount", "cadence"),
+    "credit": ("kind", "currency", "amount", "cadence", "rollover"),
 }
+_ROLLOVER_KEYS = ("max_amount", "max_percent")
 _ALL_ENTITLEMENT_KEYS = tuple(dict.fromkeys(k for ks in _ENTITLEMENT_KEYS.values() for k in ks))
 _NUMERIC_OPERATORS = ("gt", "gte", "lt", "lte")
 _STRING_OPERATORS = ("contains", "starts_with", "ends_with")
@@ -149,6 +150,7 @@ class _Checker:
     existing: Catalog | None
     problems: list[Problem] = field(default_factory=list)
     currencies: dict[str, str] = field(default_factory=dict)  # id → path
+    precisions: dict[str, int] = field(default_factory=dict)  # currency id → precision
     price_currencies: set[str] = field(default_factory=set)
     costed_features: list[str] = field(default_factory=list)  # paths of features with a cost
     features: dict[str, _FeatureInfo] = field(default_factory=dict)
@@ -313,8 +315,11 @@ class _Checker:
         if precision is not None and not _is_precision(precision):
             self.add(_join(path, "precision"), f"must be an integer from 0 to {MAX_PRECISION}")
         self.choice(path, item, "rounding", ROUNDINGS)
-        if currency_id is not None:
-            self.register(self.currencies, currency_id, path, "currency")
+        registered = currency_id is not None and self.register(
+            self.currencies, currency_id, path, "currency"
+        )
+        if registered and (precision is None or _is_precision(precision)):
+            self.precisions[str(currency_id)] = 2 if precision is None else int(precision)  # type: ignore[call-overload]
 
     def register(self, seen: dict[str, str], record_id: str, path: str, noun: str) -> bool:
         if record_id in seen:
@@ -551,6 +556,7 @@ class _Checker:
         for currency in self.existing.currencies:
             if currency.id not in self.currencies:
                 self.currencies[currency.id] = f"stored currency {currency.id!r}"
+                self.precisions[currency.id] = currency.precision
                 self.price_currencies.add(currency.price_currency)
         for feature in self.existing.features:
             if feature.id not in self.file_feature_ids:
@@ -716,6 +722,9 @@ class _Checker:
                     credits[currency_id] = short
                 self.number(entry_path, item, "amount", positive=True)
                 self.choice(entry_path, item, "cadence", CADENCES)
+                if item.get("rollover") is not None:
+                    rollover_path = _join(entry_path, "rollover")
+                    self.check_rollover(rollover_path, item["rollover"], currency_id)
         for group_path, group_id in group_entries:
             group = self.groups[group_id]
             if group.status == "archived" and status == "active":
@@ -737,6 +746,28 @@ class _Checker:
                         f"feature group {group_id!r} contains configuration feature {member!r}: "
                         "add a configuration entitlement with its value",
                     )
+
+    def check_rollover(self, path: str, value: object, currency_id: str | None) -> None:
+        """SPEC §5 rollover: at least one cap; max_amount > 0 credits at the currency's precision,
+        0 < max_percent ≤ 100."""
+        item = self.mapping(path, value, _ROLLOVER_KEYS, (), what="a rollover")
+        if item is None:
+            return
+        if item.get("max_amount") is None and item.get("max_percent") is None:
+            self.add(path, "give max_amount, max_percent or both")
+        amount = self.number(path, item, "max_amount", positive=True)
+        precision = self.precisions.get(currency_id or "")
+        if amount is not None and precision is not None:
+            exponent = normalized(amount).as_tuple().exponent
+            assert isinstance(exponent, int)
+            if -exponent > precision:
+                self.add(
+                    _join(path, "max_amount"),
+                    f"more decimal places than currency {currency_id!r} keeps ({precision})",
+                )
+        percent = self.number(path, item, "max_percent", positive=True)
+        if percent is not None and percent > 100:
+            self.add(_join(path, "max_percent"), "must be <= 100")
 
     def check_rates(self, path: str, entries: list[object]) -> None:
         seen: dict[tuple[str, str | None], str] = {}

@@ -33,6 +33,7 @@ from pricing_lab.catalog.model import (
     MeterFilter,
     Plan,
     Price,
+    Rollover,
     UnitCost,
     UnitNames,
 )
@@ -277,10 +278,17 @@ def _entitlement(item: Mapping[str, Any]) -> Entitlement:
         )
     if kind == "group":
         return GroupEntitlement(group=item["group"])
+    rollover = item.get("rollover")
     return CreditEntitlement(
         currency=item["currency"],
         amount=_decimal(item["amount"]),
         cadence=item.get("cadence") or "monthly",
+        rollover=Rollover(
+            max_amount=_optional_decimal(rollover.get("max_amount")),
+            max_percent=_optional_decimal(rollover.get("max_percent")),
+        )
+        if rollover
+        else None,
     )
 
 
@@ -440,12 +448,20 @@ def _entitlement_doc(entitlement: Entitlement) -> dict[str, Any]:
         )
     if isinstance(entitlement, GroupEntitlement):
         return {"kind": "group", "group": entitlement.group}
-    return {
-        "kind": "credit",
-        "currency": entitlement.currency,
-        "amount": entitlement.amount,
-        "cadence": entitlement.cadence,
-    }
+    rollover = entitlement.rollover
+    return _drop_none(
+        {
+            "kind": "credit",
+            "currency": entitlement.currency,
+            "amount": entitlement.amount,
+            "cadence": entitlement.cadence,
+            "rollover": _drop_none(
+                {"max_amount": rollover.max_amount, "max_percent": rollover.max_percent}
+            )
+            if rollover is not None
+            else None,
+        }
+    )
 
 
 def _rate_doc(rate: CreditRate) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
 from pricing_lab.cli.simulate_cmd import activity_options, add_replay_arguments, load_inputs
@@ -27,11 +29,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scenarios", required=True, type=Path, help="scenario YAML file")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--json", action="store_true", help="print totals as JSON")
+    parser.add_argument(
+        "--forecast",
+        nargs="?",
+        const=_END,
+        type=_forecast_instant,
+        metavar="T",
+        help=(
+            "also forecast, per scenario, who runs out of credits within --forecast-horizon "
+            "after T (UTC ISO timestamp; without T: just after the last event), from the usage "
+            "before T: forecast.parquet and a run-out section in the report (docs/forecast.md)"
+        ),
+    )
+    parser.add_argument(
+        "--forecast-horizon",
+        default="30d",
+        help="with --forecast: how far after T, e.g. 30d, 2w, 36h (default 30d)",
+    )
     add_scale_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 _MONEY = ["revenue", "breakage", "cost_to_serve", "gross_margin", "gross_margin_change"]
+_END = "end"  # --forecast without an instant: as of just after the last event
+
+
+def _forecast_instant(text: str) -> object:
+    from pricing_lab.cli.simulate_cmd import _timestamp
+
+    return _END if text == _END else _timestamp(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.simulation.scenarios import compare, load_scenarios, scenario_folder
 
     base, scenarios = load_scenarios(args.scenarios)
+    if args.forecast is not None:
+        from pricing_lab.forecast import parse_horizon
+
+        horizon = parse_horizon(args.forecast_horizon)
     with ProgressDisplay(enabled=not args.quiet) as progress:
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args)
@@ -72,7 +102,17 @@ def run(args: argparse.Namespace) -> int:
                 bucket_options=bucket_options(args),
                 activity=activity_options(args, catalog.currencies),
             )
-        paths = write_comparison(comparison, args.out)
+        forecast = None
+        if args.forecast is not None:
+            from pricing_lab.forecast import forecast_scenarios
+
+            as_of = _last_event(con) if args.forecast == _END else args.forecast
+            progress.phase(f"forecasting run-outs per scenario as of {as_of:%Y-%m-%d %H:%M} UTC")
+            forecast = forecast_scenarios(
+                con, catalog, customers, scenarios, base=base, as_of=as_of, horizon=horizon,
+                enforcement=args.enforcement,
+            )  # fmt: skip
+        paths = write_comparison(comparison, args.out, forecast=forecast)
         paths.append(write_table(comparison.activity, args.out / "comparison_activity.parquet"))
     rejections = {
         name: rejection_report(
@@ -93,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "margin_share",
         "negative_margin_customers",
     )
+    at_risk = None if forecast is None else _likely_to_run_out(forecast)
     if args.json:
         print_json(
             {
@@ -100,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 "events": report.to_dict(),
                 "rejections": rejections,
                 "margin": rows(margin),
+                **({} if at_risk is None else {"forecast": rows(at_risk)}),
             }
         )
     else:
@@ -109,6 +151,34 @@ def run(args: argparse.Namespace) -> int:
             print_report(rejected)
         print("margin (money; change against the base):")
         print(margin.with_columns(pl.col(_MONEY).cast(pl.Decimal(38, 2))))
+        if at_risk is not None:
+            print(
+                f"run-out forecast over {args.forecast_horizon} (forecast.parquet): customer-"
+                "currencies more likely than not to run out, per scenario:"
+            )
+            print(at_risk)
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     enforce(args, rejections)
     return 0
+
+
+def _last_event(con: Any) -> datetime:
+    """Just after the last accepted event: a forecast from there sees the whole history."""
+    from pricing_lab.errors import InputError
+    from pricing_lab.timeutil import MICROSECOND, as_utc
+
+    (last,) = con.execute("SELECT max(timestamp) FROM events").fetchone()
+    if last is None:
+        raise InputError("--forecast: there are no events to forecast from")
+    return as_utc(last) + MICROSECOND
+
+
+def _likely_to_run_out(forecast: Any) -> Any:
+    """Per scenario: customer-currencies forecast, flagged, and with a run-out probability ≥ 50%."""
+    import polars as pl
+
+    return forecast.group_by("scenario", maintain_order=True).agg(
+        pl.len().alias("customer_currencies"),
+        pl.col("too_little_history").sum().alias("too_little_history"),
+        (pl.col("run_out_probability") >= 0.5).sum().alias("likely_to_run_out"),
+    )

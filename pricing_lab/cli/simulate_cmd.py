@@ -148,13 +148,16 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.events.meters import reject_unusable_values
+    from pricing_lab.events.plugins import plugin_events
     from pricing_lab.formula import check_formula
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
-    if not Path(args.events).exists():
+    # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file
+    source = plugin_events(str(args.events))
+    if source is None and not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
     if spilling:
         from pricing_lab.simulation.partitioned import spilling_connection
@@ -165,7 +168,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     else:
         con = duckdb.connect()
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
-    report = ingest_events(con, args.events, customers=ids)
+    report = ingest_events(con, args.events if source is None else source, customers=ids)
     check_dimensions(con, {"catalog": catalog}, source=str(args.events))
     report = reject_unusable_values(con, catalog, report)
     return con, catalog, customers, report

@@ -3,6 +3,7 @@
 * `forecast(con, catalog, customers, as_of=…, horizon="30d")` — one row per customer and
   currency: balance at T, probability of running out within the horizon, p10 / p50 / p90 run-out
   instants, expected breakage of grants expiring in it, too-little-history flag;
+* `forecast_scenarios(…)` — the same per what-if scenario of a comparison (a `scenario` column);
 * `backtest(…)` — cuts the history at several instants, forecasts from each, replays what really
   happened and compares, with a naive linear-burn baseline beside it; `backtest_summary` gives
   calibration and errors.
@@ -19,12 +20,14 @@ from typing import Any
 from pricing_lab.forecast.backtest import backtest, backtest_summary
 from pricing_lab.forecast.history import BurnModel
 from pricing_lab.forecast.run_out import forecast, parse_horizon, run_out_ranking
+from pricing_lab.forecast.scenarios import forecast_scenarios
 
 __all__ = [
     "BurnModel",
     "backtest",
     "backtest_summary",
     "forecast",
+    "forecast_scenarios",
     "parse_horizon",
     "run_out_ranking",
 ]

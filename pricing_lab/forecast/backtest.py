@@ -7,7 +7,12 @@ Beside it stands the naive baseline of SPEC §6: the balance at T divided by the
 the 14 days before T.
 
 Scoring (docs/forecast.md "Backtest"): calibration is the share of forecast customer-currencies
-whose actual run-out — or "after the horizon" — lies within [p10, p90]; the error of a date is
+whose actual run-out — or "after the horizon" — lies within [p10, p90], where "after the horizon"
+is one outcome that the forecast gives a probability 1 − p (p: the run-out probability): it
+counts inside by the part of that probability mass that lies between the 10% and 90% levels
+(the randomized probability integral transform for a forecast with an atom), so a forecast whose
+paths are distributed as the outcomes are scores 80% whatever the share of customers that surely
+do not run out. The error of a date is
 the absolute difference in days from the actual run-out, over those that actually ran out. A
 predicted date after the horizon (p50 "after H", or a naive date beyond it) counts as the horizon's
 end, for both forecasts alike; a naive date before T (a balance already at or below 0) counts as T.
@@ -39,6 +44,7 @@ from pricing_lab.simulation.simulate import cost, simulate
 from pricing_lab.timeutil import MICROSECOND, as_utc
 
 DEFAULT_CUTS = 4
+INTERVAL = (0.1, 0.9)  # the forecast's 80% interval: [p10, p90]
 DAY = timedelta(days=1)
 DAY_US = 86_400_000_000
 
@@ -61,9 +67,11 @@ def backtest(
     `cuts`: the forecast instants, or how many to spread evenly from two weeks after the first
     event to the last event minus the horizon. Returns one row per cut and customer-currency: the
     forecast's columns (`forecast`), then `actual_run_out` (null: not within the horizon),
-    `inside_interval`, `p50_error_days`, `naive_run_out` (null: no burn in the 14 days before the
-    cut), `naive_error_days`; the error columns are null unless the customer actually ran out.
-    Rows flagged for too little history carry no forecast and no scores.
+    `inside_interval` (plain: an actual "after H" is inside when p90 is after H), `inside_share`
+    (what calibration averages: 0 or 1 for an actual run-out, the share of the "after H" mass
+    between the 10% and 90% levels otherwise), `p50_error_days`, `naive_run_out` (null: no burn
+    in the 14 days before the cut), `naive_error_days`; the error columns are null unless the
+    customer actually ran out. Rows flagged for too little history carry no forecast and no scores.
     """
     span = parse_horizon(horizon)
     customers = customers if customers is not None else CustomerInputs()
@@ -208,9 +216,25 @@ def _scored(
             )
             .alias("naive_error_days"),
         )
+        .with_columns(
+            pl.when(flagged)
+            .then(None)
+            .when(actual.is_null())
+            .then(_share_of_after_horizon(pl.col("run_out_probability")))
+            .otherwise(pl.col("inside_interval").cast(pl.Float64))
+            .alias("inside_share")
+        )
         .drop("naive_daily_burn")
         .sort(KEYS)
     )
+
+
+def _share_of_after_horizon(p: pl.Expr) -> pl.Expr:
+    """Of the forecast's "after H" outcome (probability 1 − p, levels p … 1 of the run-out
+    instant's distribution), the share inside the 10%–90% levels: an outcome tied with many paths
+    takes a level drawn uniformly over its mass (randomized PIT), here its expected coverage."""
+    inside = (pl.lit(INTERVAL[1]) - pl.max_horizontal(p, pl.lit(INTERVAL[0]))).clip(lower_bound=0)
+    return pl.when(p < 1).then(inside / (1 - p)).otherwise(0.0)
 
 
 def _days_apart(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -219,10 +243,13 @@ def _days_apart(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 def backtest_summary(rows: pl.DataFrame) -> pl.DataFrame:
     """Per cut and over all cuts (`cut` = "all"): customer-currencies forecast and flagged, how
-    many ran out, calibration (share inside [p10, p90]), median absolute p50 error in days, the
-    naive baseline's, and their ratio. `calibration_at_risk` is the calibration over the
-    customer-currencies whose run-out was in question (forecast probability ≥ 10%, or ran out):
-    the others count as inside whatever the forecast."""
+    many ran out, calibration (mean `inside_share`: the share inside [p10, p90], an actual "after
+    H" counting by the part of its forecast probability between the 10% and 90% levels), median
+    absolute p50 error in days, the naive baseline's, and their ratio. `calibration_at_risk` is
+    the calibration over the customer-currencies whose run-out was in question (forecast
+    probability ≥ 10%, or ran out); `calibration_plain` counts every actual "after H" with p90
+    after H as inside (a population that mostly surely does not run out scores near 100% with it,
+    whatever the forecast)."""
     scored = pl.col("too_little_history").not_()
     ran_out = scored & pl.col("actual_run_out").is_not_null()
     at_risk = scored & ((pl.col("run_out_probability") >= 0.1) | ran_out)
@@ -230,8 +257,9 @@ def backtest_summary(rows: pl.DataFrame) -> pl.DataFrame:
         pl.len().cast(pl.Int64).alias("units"),
         pl.col("too_little_history").sum().cast(pl.Int64).alias("flagged"),
         ran_out.sum().cast(pl.Int64).alias("ran_out"),
-        pl.col("inside_interval").filter(scored).mean().alias("calibration"),
-        pl.col("inside_interval").filter(at_risk).mean().alias("calibration_at_risk"),
+        pl.col("inside_share").filter(scored).mean().alias("calibration"),
+        pl.col("inside_share").filter(at_risk).mean().alias("calibration_at_risk"),
+        pl.col("inside_interval").filter(scored).mean().alias("calibration_plain"),
         pl.col("p50_error_days").filter(ran_out).median().alias("p50_error_days"),
         pl.col("naive_error_days").filter(ran_out).median().alias("naive_error_days"),
     ]
@@ -252,6 +280,7 @@ def backtest_summary(rows: pl.DataFrame) -> pl.DataFrame:
             "ran_out",
             "calibration",
             "calibration_at_risk",
+            "calibration_plain",
             "p50_error_days",
             "naive_error_days",
             "error_ratio",

@@ -232,8 +232,10 @@ def _run(
     out_slot_expired = np.zeros(state.slots.height, dtype=np.int64)
     out_recharge_expired = np.zeros(n_units, dtype=np.int64)
     slots = _slot_array(state.slots)
+    # C order always (Polars gives Fortran order, an empty table C order): one compiled
+    # signature, the one set-up compiles (`ledger.compile.warm_up_forecast`).
     happenings = state.happenings.select("time", "phase", "slot").to_numpy().astype(np.int64)
-    happenings = happenings.reshape(-1, 3)
+    happenings = np.ascontiguousarray(happenings.reshape(-1, 3))
     workers = os.cpu_count() or 1
     bounds = np.linspace(0, n_units, min(n_units, 8 * workers) + 1).astype(np.int64)
 

@@ -17,6 +17,16 @@ from pricing_lab.money import decimal_places
 from pricing_lab.timeutil import as_utc
 
 ZERO = Decimal(0)
+# The credit figures of `balances_table` that add up per currency in `summary_table`.
+CREDIT_FIGURES = (
+    "granted",
+    "consumed",
+    "expired",
+    "voided",
+    "rolled_over",
+    "final_balance",
+    "overdraft_debt",
+)
 SUMMARY_ROWS = 2_000_000  # ledger rows `feature_summary` reads at a time
 
 
@@ -90,9 +100,11 @@ def _by_type(entry_type: str) -> pl.Expr:
 def balances_table(
     ledger: pl.DataFrame, denied_events: pl.DataFrame, prepared: PreparedReplay
 ) -> pl.DataFrame:
-    """Per customer and currency (SPEC §6): granted, consumed, expired, voided (all positive),
-    final balance, overdraft debt, first time the balance was at or below 0 after an entry,
-    recharges issued, recharge spend and breakage (money), events denied."""
+    """Per customer and currency (SPEC §6): granted, consumed, expired, voided, rolled over (all
+    positive; granted counts the rollover grants too, so granted − consumed − expired − voided −
+    rolled over is the final balance), final balance, overdraft debt, first time the balance was
+    at or below 0 after an entry, recharges issued, recharge spend and breakage (money), events
+    denied."""
     scale = prepared.scale
     credits = pl.Decimal(38, scale)
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
@@ -105,6 +117,7 @@ def balances_table(
         (-_by_type("CONSUMED")).alias("consumed"),
         (-_by_type("EXPIRED")).alias("expired"),
         (-_by_type("VOIDED")).alias("voided"),
+        (-_by_type("ROLLED_OVER")).alias("rolled_over"),
         pl.col("balance_after").last().alias("final_balance"),
         (-pl.col("amount").filter(pl.col("grant_type") == "OVERDRAFT").sum()).alias(
             "overdraft_debt"
@@ -136,11 +149,7 @@ def balances_table(
         .select(
             "customer_id",
             "currency_id",
-            *(
-                pl.col(name).fill_null(0).cast(credits)
-                for name in ("granted", "consumed", "expired", "voided", "final_balance")
-            ),
-            pl.col("overdraft_debt").fill_null(0).cast(credits),
+            *(pl.col(name).fill_null(0).cast(credits) for name in CREDIT_FIGURES),
             pl.col("first_zero_at"),
             pl.col("recharges_issued").fill_null(0),
             "recharge_spend",
@@ -203,7 +212,8 @@ def breakage_table(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFra
 def summary_table(
     ledger: pl.DataFrame, prepared: PreparedReplay, balances: pl.DataFrame
 ) -> pl.DataFrame:
-    """Totals per currency (SPEC §6): credits granted/consumed/expired/voided, final balance,
+    """Totals per currency (SPEC §6): credits granted/consumed/expired/voided/rolled over, final
+    balance,
     overdraft debt, customers, breakage (expired credits × their grant's cost basis) and credit
     revenue (credits of PAID grants × cost basis), both in money.
 
@@ -218,12 +228,11 @@ def summary_table(
         .group_by("currency_id")
         .agg(pl.col("money").sum().alias("credit_revenue"))
     )
-    credits = ["granted", "consumed", "expired", "voided", "final_balance", "overdraft_debt"]
     totals = (
         with_entries(balances, ledger)
         .group_by("currency_id")
         .agg(
-            pl.col(*credits).sum(),
+            pl.col(*CREDIT_FIGURES).sum(),
             pl.len().cast(pl.Int64).alias("customers"),
             pl.col("breakage").sum(),
         )
@@ -240,11 +249,10 @@ def with_entries(balances: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
     with ledger entries. A row may stand for denied events alone; the ledger is asked only
     about rows with denied events and no credits moved (any other row has entries)."""
     keys = ["customer_id", "currency_id"]
-    figures = ["granted", "consumed", "expired", "voided", "final_balance", "overdraft_debt"]
     unsure = balances.filter(
         (pl.col("events_denied") > 0)
         & (pl.col("recharges_issued") == 0)
-        & pl.all_horizontal(pl.col(*figures) == 0)
+        & pl.all_horizontal(pl.col(*CREDIT_FIGURES) == 0)
     ).select(keys)
     if unsure.height == 0:
         return balances

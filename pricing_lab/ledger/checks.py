@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from pricing_lab.catalog.model import CreditCurrency
+from pricing_lab.catalog.model import CreditCurrency, Rollover
 from pricing_lab.errors import Problem
 from pricing_lab.ledger.model import AutoRecharge, Grant, RecurringEntitlement
 from pricing_lab.limits import (
@@ -128,6 +128,29 @@ def recurring_problems(
             problems.append(Problem(path=path, message="cadence must be monthly or yearly"))
         if entitlement.end is not None and as_utc(entitlement.end) <= as_utc(entitlement.start):
             problems.append(Problem(path=path, message="end must be after start"))
+        problems += _rollover_problems(
+            f"{path}.rollover", entitlement.rollover, precisions.get(entitlement.currency_id)
+        )
+    return problems
+
+
+def _rollover_problems(
+    path: str, rollover: Rollover | None, precision: int | None
+) -> list[Problem]:
+    """SPEC §5: at least one cap; max_amount > 0 at the currency's precision; 0 < max_percent ≤
+    100 (the catalog's rule, for entitlements built in Python)."""
+    if rollover is None:
+        return []
+    problems: list[Problem] = []
+    if rollover.max_amount is None and rollover.max_percent is None:
+        problems.append(Problem(path=path, message="give max_amount, max_percent or both"))
+    if rollover.max_amount is not None:
+        problems += _amount_problems(f"{path}.max_amount", rollover.max_amount, precision)
+    percent = rollover.max_percent
+    if percent is not None:
+        problems += _number_problems(f"{path}.max_percent", percent)
+        if percent.is_finite() and not 0 < percent <= 100:
+            problems.append(Problem(path=f"{path}.max_percent", message="must be > 0 and <= 100"))
     return problems
 
 

@@ -30,6 +30,7 @@ from pricing_lab.ledger.kernel import (
 from pricing_lab.ledger.model import GRANT_SOURCES, GRANT_TYPES, AutoRecharge
 from pricing_lab.ledger.order import (
     EXPIRY,
+    ROLLOVER_SOURCE,
     TAKES_EFFECT,
     TYPE_RANK_BY_CODE,
     VOID,
@@ -152,13 +153,14 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
         schema={"customer_id": pl.String, "currency_id": pl.String},
     )
     above = above_recharge_ids(grants, recharging)
+    rollover = (grants["source"] == ROLLOVER_SOURCE).to_numpy()
     grant_type = _positions(grants["type"], GRANT_TYPES)[by_customer]
     keys = DrawdownKeys(
         priority=grants["priority"].to_numpy().astype(np.int64)[by_customer],
         expires=grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()[by_customer],
         type_rank=TYPE_RANK_BY_CODE[grant_type],
         effective=effective[takes_part][by_customer],
-        id_rank=id_ranks(grants["grant_id"], above)[by_customer],
+        id_rank=id_ranks(grants["grant_id"], above, rollover)[by_customer],
         recharge_number=np.zeros(len(by_customer), dtype=np.int64),
     )
     grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1)).astype(np.int64)
@@ -167,6 +169,8 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
         currency=currency,
         amount=amount[by_customer],
         keys=keys,
+        rolls_to=_rollover_links(grants, prepared.rollovers, by_customer),
+        is_rollover=rollover[by_customer],
     )
     happenings = _grant_happenings(
         grant_start, voided[takes_part][by_customer], until_us, currency, keys
@@ -314,6 +318,26 @@ def _kept_rows(
             last_event = event
             n_kept += 1
     return n_kept
+
+
+def _rollover_links(
+    grants: pl.DataFrame, rollovers: pl.DataFrame, by_customer: np.ndarray
+) -> np.ndarray:
+    """Per grant in `by_customer` order: the position (in that order) of the rollover grant it
+    may roll into (`rollovers`: grant_id, rolls_from), −1 for none."""
+    links = np.full(len(by_customer), -1, dtype=np.int64)
+    if rollovers.is_empty():
+        return links
+    rows = grants.select("grant_id").with_row_index("row")
+    pairs = rollovers.join(rows, on="grant_id").join(
+        rows, left_on="rolls_from", right_on="grant_id", suffix="_from"
+    )
+    position = np.empty(len(by_customer), dtype=np.int64)
+    position[by_customer] = np.arange(len(by_customer))
+    slot = pairs["row"].to_numpy().astype(np.int64)
+    source = pairs["row_from"].to_numpy().astype(np.int64)
+    links[position[source]] = position[slot]
+    return links
 
 
 @njit(cache=True, nogil=True)

@@ -1,11 +1,13 @@
-"""Compile the ledger engine once, during set-up: `python -m pricing_lab.ledger.compile`.
+"""Compile the ledger engine and the forecast kernel once, during set-up:
+`python -m pricing_lab.ledger.compile`.
 
-The fast engine, the invariant check and the calendar twins are numba functions cached on disk
-(`cache=True`, next to their modules in `__pycache__`). Compiling them takes a while (tens of
-seconds); loading them from the cache takes well under a second. `make setup` (and so `make demo`
-and `make test` on a fresh clone) runs this module, which replays a small input that reaches
-every compiled function with the argument types real replays use, so a user's first command loads
-the engine instead of compiling it.
+The fast engine, the invariant check, the calendar twins and the run-out forecast's Monte Carlo
+kernel (`pricing_lab.forecast.paths`) are numba functions cached on disk (`cache=True`, next to
+their modules in `__pycache__`). Compiling them takes a while (tens of seconds each); loading them
+from the cache takes well under a second. `make setup` (and so `make demo` and `make test` on a
+fresh clone) runs this module, which replays a small input that reaches every compiled function
+with the argument types real replays use, and runs a small forecast, so a user's first command
+(or notebook) loads them instead of compiling them.
 
 `compile_notice(say)` is for commands: if anything compiles while it is active (a cache missing
 or stale), `say` is called once, before the compile, with a line saying so.
@@ -24,8 +26,8 @@ import polars as pl
 from numba.core import event
 
 NOTICE = (
-    "compiling the ledger engine (once: later runs load it from its cache; `make setup` "
-    "does it ahead of time)…"
+    "compiling the ledger engine / forecast kernel (once: later runs load it from its cache; "
+    "`make setup` does it ahead of time)…"
 )
 
 
@@ -139,6 +141,37 @@ def warm_up() -> None:
             )
 
 
+def warm_up_forecast() -> None:
+    """Run a small forecast (one customer, ten days of usage, 1,000 paths) through the kernel."""
+    import duckdb
+
+    from pricing_lab.catalog.yaml_format import load_catalog
+    from pricing_lab.events.ingest import ingest_events
+    from pricing_lab.forecast import forecast
+
+    catalog = load_catalog(
+        """
+currencies:
+  - {id: CR, name: Credits, unit_price: 0.001, precision: 2}
+features:
+  - {id: call, name: Call, type: metered,
+     meter: {source: events, event_name: call, aggregation: count}}
+default_credit_rates:
+  - {feature: call, mode: per_unit, per_unit: 100}
+"""
+    )
+    start = datetime(2024, 1, 1)
+    rows = [(f"e{d}", "c", "call", start + timedelta(days=d, hours=12)) for d in range(10)]
+    con = duckdb.connect()
+    ingest_events(
+        con,
+        pl.DataFrame(
+            rows, schema=["event_id", "customer_id", "event_name", "timestamp"], orient="row"
+        ),
+    )
+    forecast(con, catalog, as_of=datetime(2024, 1, 11, tzinfo=UTC), horizon="30d")
+
+
 def main() -> int:
     began = time.perf_counter()
 
@@ -147,7 +180,9 @@ def main() -> int:
 
     with compile_notice(say):
         warm_up()
-    print(f"ledger engine ready ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+        warm_up_forecast()
+    took = time.perf_counter() - began
+    print(f"ledger engine and forecast kernel ready ({took:.1f} s)", file=sys.stderr)
     return 0
 
 

@@ -1,9 +1,11 @@
-"""Output tables of a replay: the ledger and denied-events schemas, built from integer minor units.
+"""Output tables of a replay: the ledger, denied-events and grants schemas, built from integer
+minor units.
 
 Both engines build their outputs here, so equal ledgers are equal DataFrames (and equal Parquet
-bytes). Amount columns are `Decimal(38, p)` with p the largest precision of the replay's currencies;
-each value is exact at its own currency's precision (a precision-2 currency in a scale-4 column
-reads 1.2300).
+bytes). The columns are those `pricing_lab.outputs` declares for each file (one declaration for
+writers and readers); amount columns are `Decimal(38, p)` with p the largest precision of the
+replay's currencies; each value is exact at its own currency's precision (a precision-2 currency
+in a scale-4 column reads 1.2300).
 """
 
 from __future__ import annotations
@@ -12,52 +14,29 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pricing_lab.ledger.grant_table import grant_table_schema
 from pricing_lab.ledger.model import ENTRY_TYPES
+from pricing_lab.outputs import DENIED_EVENTS, GRANTS, LEDGER, UTC_TIME
 
-TIMESTAMP = pl.Datetime("us", "UTC")
+TIMESTAMP = UTC_TIME
 
 
 def ledger_schema(scale: int) -> pl.Schema:
-    """The ledger's columns (SPEC §5), amounts at `scale` decimal places."""
-    columns: dict[str, pl.DataType] = {
-        "entry_id": pl.Int64(),
-        "timestamp": TIMESTAMP,
-        "customer_id": pl.String(),
-        "currency_id": pl.String(),
-        "entry_type": pl.String(),
-        "grant_id": pl.String(),
-        "grant_type": pl.String(),
-        "grant_source": pl.String(),
-        "amount": pl.Decimal(38, scale),
-        "balance_after": pl.Decimal(38, scale),
-        "event_id": pl.String(),
-        "feature_id": pl.String(),
-        "scenario": pl.String(),
-    }
-    return pl.Schema(columns)
+    """The ledger's columns (SPEC §5, `outputs.LEDGER`), amounts at `scale` decimal places."""
+    return LEDGER.schema(scale)
 
 
 def denied_schema(scale: int) -> pl.Schema:
-    """The denied events' columns (SPEC §5 `block` mode), amounts at `scale` decimal places."""
-    columns: dict[str, pl.DataType] = {
-        "event_id": pl.String(),
-        "customer_id": pl.String(),
-        "timestamp": TIMESTAMP,
-        "reason": pl.String(),
-        "currency_id": pl.String(),
-        "cost": pl.Decimal(38, scale),
-        "balance": pl.Decimal(38, scale),
-        "scenario": pl.String(),
-    }
-    return pl.Schema(columns)
+    """The denied events' columns (SPEC §5 `block` mode, `outputs.DENIED_EVENTS`), amounts at
+    `scale` decimal places."""
+    return DENIED_EVENTS.schema(scale)
 
 
 def grants_schema(scale: int, money_scale: int) -> pl.Schema:
-    """The grants a replay used (SPEC §6): the grant table's columns (`grant_table_schema`:
-    amounts at `scale` places, cost bases, money per credit, at `money_scale`) and the scenario.
-    The order of the columns is part of the contract (exports)."""
-    return pl.Schema({**grant_table_schema(scale, money_scale), "scenario": pl.String()})
+    """The grants a replay used (SPEC §6, `outputs.GRANTS`): amounts at `scale` places, cost
+    bases (money per credit) at `money_scale`, then the scenario. The order of the columns is
+    part of the contract (exports); the grant table (`grant_table.grant_table_schema`) is the
+    same without `scenario`."""
+    return GRANTS.schema(scale, cost_basis=money_scale)
 
 
 def decimal_series(name: str, unscaled: np.ndarray, scale: int) -> pl.Series:

@@ -16,9 +16,8 @@ from decimal import Decimal
 import polars as pl
 
 from pricing_lab.ledger.model import Grant
+from pricing_lab.outputs import GRANTS
 from pricing_lab.timeutil import as_utc
-
-TIMESTAMP = pl.Datetime("us", "UTC")
 
 
 def grant_table_schema(scale: int, basis_scale: int) -> pl.Schema:
@@ -26,20 +25,9 @@ def grant_table_schema(scale: int, basis_scale: int) -> pl.Schema:
 
     `expires_at` / `voided_at` are null for never; rows are in no particular order.
     """
-    columns: dict[str, pl.DataType] = {
-        "grant_id": pl.String(),
-        "customer_id": pl.String(),
-        "currency_id": pl.String(),
-        "amount": pl.Decimal(38, scale),
-        "type": pl.String(),
-        "priority": pl.Int64(),
-        "effective_at": TIMESTAMP,
-        "expires_at": TIMESTAMP,
-        "cost_basis": pl.Decimal(38, basis_scale),
-        "voided_at": TIMESTAMP,
-        "source": pl.String(),
-    }
-    return pl.Schema(columns)
+    # The `grants` output's columns (`pricing_lab.outputs.GRANTS`) before its `scenario`.
+    written = GRANTS.schema(scale, cost_basis=basis_scale)
+    return pl.Schema({name: dtype for name, dtype in written.items() if name != "scenario"})
 
 
 def explicit_grant_table(grants: Sequence[Grant], scale: int, basis_scale: int) -> pl.DataFrame:

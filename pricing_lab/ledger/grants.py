@@ -1,9 +1,11 @@
-"""The grants a replay used (SPEC §6 `grants`): input grants, recurring periods, auto-recharges.
+"""The grants a replay used (SPEC §6 `grants`): input grants, recurring periods, rollover grants,
+auto-recharges.
 
 Rows are the grants that take effect inside the horizon (each writes a GRANTED entry), sorted by
 customer, `effective_at` and grant id. The OVERDRAFT grant is not a grant given (it is the debt
 of what no grant covered, SPEC §5) and is left out. Auto-recharge grants are read off the ledger
-(their GRANTED entries) and the customers' settings, so both engines share this table.
+(their GRANTED entries) and the customers' settings, so both engines share this table; so are the
+rollover grants (the ones that took effect, at the amount their GRANTED entry says).
 """
 
 from __future__ import annotations
@@ -33,15 +35,33 @@ def grants_table(ledger: pl.DataFrame, prepared: PreparedReplay, money_scale: in
     )
     schema = frames.grants_schema(prepared.scale, money_scale)
     basis = schema["cost_basis"]
+    planned_rollover = pl.col("grant_id").is_in(prepared.rollovers["grant_id"].implode())
     given = pl.concat(
         [
-            table.filter(takes_part).with_columns(pl.col("cost_basis").cast(basis)),
+            table.filter(takes_part & ~planned_rollover).with_columns(
+                pl.col("cost_basis").cast(basis)
+            ),
+            rollover_grants(ledger, prepared).with_columns(pl.col("cost_basis").cast(basis)),
             recharge_grants(ledger, prepared).with_columns(pl.col("cost_basis").cast(basis)),
         ]
     )
     return given.sort("customer_id", "effective_at", "grant_id").with_columns(
         pl.lit(prepared.scenario, dtype=pl.String).alias("scenario")
     )
+
+
+def rollover_grants(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:
+    """The rollover grants that took effect (a GRANTED entry of a planned rollover grant), as a
+    grant table at the amount they received."""
+    planned = prepared.grant_table.join(
+        prepared.rollovers.select("grant_id"), on="grant_id", how="semi"
+    )
+    if planned.is_empty():
+        return planned
+    received = ledger.filter(
+        (pl.col("entry_type") == "GRANTED") & (pl.col("grant_source") == "rollover")
+    ).select("grant_id", pl.col("amount").cast(planned.schema["amount"]))
+    return planned.drop("amount").join(received, on="grant_id").select(planned.columns)
 
 
 def recharge_grants(ledger: pl.DataFrame, prepared: PreparedReplay) -> pl.DataFrame:

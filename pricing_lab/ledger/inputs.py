@@ -28,7 +28,7 @@ from pricing_lab.ledger.model import (
     ReplayInput,
 )
 from pricing_lab.ledger.order import EVENT_SORT_COLUMNS
-from pricing_lab.ledger.recurring import recurring_grant_table
+from pricing_lab.ledger.recurring import recurring_grant_table, rollover_grant_table
 from pricing_lab.money import decimal_places, from_minor_units, quantize
 from pricing_lab.timeutil import EPOCH, MICROSECOND, as_utc
 
@@ -56,9 +56,13 @@ class PreparedReplay:
     money_places: int  # the most decimal places of any cost basis or unit price
     start: datetime
     until: datetime
-    # Every grant of the input, then every recurring period (engines apply the horizon), as one
-    # table (`grant_table.grant_table_schema`).
+    # Every grant of the input, then every recurring period, then every rollover grant the replay
+    # may make (engines apply the horizon), as one table (`grant_table.grant_table_schema`). A
+    # rollover grant's amount there is its cap: what it receives is decided at the expiry of the
+    # grant it rolls from (`rollovers`).
     grant_table: pl.DataFrame
+    # The rollover grants of `grant_table`: grant_id, rolls_from (`recurring.rollover_grant_table`).
+    rollovers: pl.DataFrame
     auto_recharges: tuple[AutoRecharge, ...]
     consumptions: pl.DataFrame  # CONSUMPTION_SCHEMA, in order.EVENT_SORT_COLUMNS order
     enforcement: Enforcement
@@ -95,13 +99,16 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
     # The checks that need the input's tables: grant ids against every recurring period, events
     # in the order of things, the sizes the engines compute with.
     recurring = recurring_grant_table(replay_input.recurring, until, scale)
+    rollovers = rollover_grant_table(replay_input.recurring, until, precisions, scale)
     explicit = explicit_grant_table(replay_input.grants, scale, _basis_places(replay_input.grants))
     ordered = in_engine_order(data)
-    problems += checks.grant_id_problems(explicit["grant_id"], recurring["grant_id"])
+    problems += checks.grant_id_problems(
+        explicit["grant_id"], pl.concat([recurring["grant_id"], rollovers["grant_id"]])
+    )
     problems += checks.event_problems(ordered)
     grant_table = pl.concat(
-        [explicit, recurring.cast({"cost_basis": explicit["cost_basis"].dtype})]
-    )
+        [explicit, recurring, rollovers.drop("rolls_from")], how="vertical_relaxed"
+    ).cast({"cost_basis": explicit.schema["cost_basis"]})
     problems += _size_problems(
         grant_table, ordered, replay_input.auto_recharges, currencies, start, until, scale
     )
@@ -121,6 +128,7 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
         start=start,
         until=until,
         grant_table=grant_table,
+        rollovers=rollovers.select("grant_id", "rolls_from"),
         auto_recharges=tuple(replay_input.auto_recharges),
         consumptions=consumptions,
         enforcement=replay_input.enforcement,
@@ -278,7 +286,8 @@ def in_engine_order(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def prepared_grants(prepared: PreparedReplay) -> tuple[Grant, ...]:
-    """Every grant of a prepared replay as a record (the input's, then the recurring ones)."""
+    """Every grant of a prepared replay as a record (the input's, then the recurring ones, then
+    the rollover grants at their caps)."""
     return grant_records(prepared.grant_table)
 
 

@@ -48,7 +48,11 @@ def check_invariants(
     3. overdraft mode: each event's CONSUMED amounts equal its cost, feature by feature; block mode:
        each event is either fully consumed or listed once in the denied events;
     5. each CONSUMED entry draws from the first grant in draw-down order that still had credits
-       (the OVERDRAFT grant only when no other grant had any).
+       (the OVERDRAFT grant only when no other grant had any);
+
+    and rollover conserves credit: each ROLLED_OVER entry (−x on a grant) has, at the same instant
+    for the same customer and currency, the GRANTED entry (+x) of the grant `{its id}:rollover`,
+    and every rollover grant's GRANTED entry has its ROLLED_OVER entry.
 
     `hash_rows`: the 64-bit row hash that matches entries to costs (`row_lookup`); any function
     gives the same answer, a poor one only makes the check slower.
@@ -68,6 +72,7 @@ def check_invariants(
     problems += _remaining_never_negative(ledger, columns)
     problems += _costs_consumed(ledger, columns, denied_events, prepared, hash_rows)
     problems += _drawdown_order(ledger, columns, prepared)
+    problems += _rollovers_conserve(ledger)
     return problems
 
 
@@ -407,6 +412,37 @@ def _drawdown_order(
     )
 
 
+def _rollovers_conserve(ledger: pl.DataFrame) -> list[Problem]:
+    """ROLLED_OVER −x on grant g ⇔ GRANTED +x on `{g}:rollover` at the same instant (few rows:
+    one per rolled period at most)."""
+    keys = ["customer_id", "currency_id", "timestamp", "grant_id"]
+    rolled = ledger.filter(pl.col("entry_type") == "ROLLED_OVER").select(
+        "entry_id",
+        *keys[:3],
+        pl.concat_str(pl.col("grant_id"), pl.lit(":rollover")).alias("grant_id"),
+        (-pl.col("amount")).alias("amount"),
+    )
+    arrived = ledger.filter(
+        (pl.col("entry_type") == "GRANTED") & (pl.col("grant_source") == "rollover")
+    ).select("entry_id", *keys, "amount")
+    if rolled.is_empty() and arrived.is_empty():
+        return []
+    matched = rolled.join(arrived, on=[*keys, "amount"], how="full", coalesce=True, suffix="_in")
+    unmatched = (
+        matched.filter(pl.col("entry_id").is_null() | pl.col("entry_id_in").is_null())
+        .select(pl.coalesce("entry_id", "entry_id_in").alias("entry_id"))
+        .sort("entry_id")
+    )
+    return [
+        Problem(
+            path=f"ledger[entry_id={entry_id}]",
+            message="rollover: a ROLLED_OVER entry without its rollover grant's GRANTED entry "
+            "of the same amount at the same instant, or the other way round",
+        )
+        for entry_id in unmatched["entry_id"].head(MAX_LISTED).to_list()
+    ]
+
+
 def _drawdown_ranks(
     ledger: pl.DataFrame, columns: _Columns, prepared: PreparedReplay
 ) -> np.ndarray:
@@ -414,7 +450,7 @@ def _drawdown_ranks(
     input and recurring periods, and auto-recharge grants as their GRANTED entry and the recharge
     settings describe them (`grants.recharge_grants`). Grants known to neither (the OVERDRAFT
     grant) come last."""
-    described = ["grant_id", "priority", "expires_at", "type", "effective_at"]
+    described = ["grant_id", "priority", "expires_at", "type", "effective_at", "source"]
     known = pl.concat(
         [
             prepared.grant_table.select(described),

@@ -42,7 +42,7 @@ from pricing_lab.limits import GRANT_EXPIRIES
 from pricing_lab.timeutil import NEVER_US
 
 # Entry types: positions in model.ENTRY_TYPES.
-GRANTED, CONSUMED, EXPIRED, VOIDED, TRANSFER_SOURCE, TRANSFER_TARGET = (
+GRANTED, CONSUMED, EXPIRED, VOIDED, TRANSFER_SOURCE, TRANSFER_TARGET, ROLLED_OVER = (
     ENTRY_TYPES.index(name)
     for name in (
         "GRANTED",
@@ -51,13 +51,16 @@ GRANTED, CONSUMED, EXPIRED, VOIDED, TRANSFER_SOURCE, TRANSFER_TARGET = (
         "VOIDED",
         "CONSUMPTION_TRANSFER_SOURCE",
         "CONSUMPTION_TRANSFER_TARGET",
+        "ROLLED_OVER",
     )
 )
 # Where a grant comes from: the grant table (input and recurring), an auto-recharge, the overdraft.
 KIND_TABLE, KIND_RECHARGE, KIND_OVERDRAFT = 0, 1, 2
 # A grant's state during the replay (the reference engine's `_GrantState.active`, and whether it
-# was ever active): not yet taken effect, active, closed (expired or voided).
-PENDING, ACTIVE, CLOSED = 0, 1, 2
+# was ever active): not yet taken effect, active, closed (expired or voided); a rollover grant
+# waits until the grant it rolls from expires with credits to carry (then PENDING, at the amount
+# rolled) and never takes effect otherwise.
+PENDING, ACTIVE, CLOSED, WAITING = 0, 1, 2, 3
 # Auto-recharge grant expiries: positions in limits.GRANT_EXPIRIES.
 NO_EXPIRY, ONE_MONTH, ONE_YEAR = (GRANT_EXPIRIES.index(e) for e in ("none", "1_month", "1_year"))
 PAID_TYPE_RANK = TYPE_RANK["PAID"]  # auto-recharge grants are PAID
@@ -80,8 +83,10 @@ class GrantColumns(NamedTuple):
 
     start: np.ndarray
     currency: np.ndarray
-    amount: np.ndarray  # minor units
+    amount: np.ndarray  # minor units (a rollover grant's: its cap)
     keys: DrawdownKeys
+    rolls_to: np.ndarray  # index of the rollover grant this period grant may roll into, or −1
+    is_rollover: np.ndarray  # bool: a rollover grant
 
 
 class Happenings(NamedTuple):
@@ -128,6 +133,7 @@ class Book(NamedTuple):
     ref: np.ndarray  # index in GrantColumns (KIND_TABLE) or recharge number (KIND_RECHARGE)
     keys: DrawdownKeys
     held: np.ndarray  # [grants in the book]
+    rolls_to: np.ndarray  # local index of the rollover grant a grant may roll into, or −1
 
 
 class Wallets(NamedTuple):
@@ -203,7 +209,10 @@ def _leave_drawdown(wallets: Wallets, k: int, g: int) -> None:  # pragma: no cov
 def take_effect(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int
 ) -> None:  # pragma: no cover - compiled
-    """GRANTED, then settle overdraft debt from the new grant at once (SPEC §5)."""
+    """GRANTED, then settle overdraft debt from the new grant at once (SPEC §5). A rollover grant
+    that received nothing (still WAITING) takes no effect."""
+    if book.status[g] != PENDING:
+        return
     k = book.currency[g]
     book.status[g] = ACTIVE
     write(entries, book, wallets, c, t, g, GRANTED, book.amount[g], -1)
@@ -227,13 +236,35 @@ def take_effect(
 def close(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int, entry_type: int
 ) -> None:  # pragma: no cover - compiled
-    """EXPIRED / VOIDED: what remains leaves; an empty or closed grant writes nothing."""
+    """EXPIRED / VOIDED: what remains leaves; an empty or closed grant writes nothing. A period
+    grant with a rollover grant first rolls over (`roll_over`)."""
     if book.status[g] != ACTIVE:
         return
     book.status[g] = CLOSED
+    if entry_type == EXPIRED and book.rolls_to[g] >= 0:
+        roll_over(entries, book, wallets, c, t, g)
     if book.remaining[g] > 0:
         write(entries, book, wallets, c, t, g, entry_type, -book.remaining[g], -1)
         _leave_drawdown(wallets, book.currency[g], g)
+
+
+@njit(cache=True, inline="always")
+def roll_over(
+    entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int
+) -> None:  # pragma: no cover - compiled
+    """Grant g expires because its entitlement's next period starts: min(remaining, cap) leaves
+    it with ROLLED_OVER and becomes the amount of its rollover grant, which then takes effect in
+    this instant's take-effect phase (SPEC §5). Nothing to roll: the rollover grant stays
+    WAITING."""
+    slot = book.rolls_to[g]
+    rolled = min(book.remaining[g], book.amount[slot])
+    if rolled <= 0:
+        return
+    write(entries, book, wallets, c, t, g, ROLLED_OVER, -rolled, -1)
+    if book.remaining[g] == 0:
+        _leave_drawdown(wallets, book.currency[g], g)
+    book.amount[slot] = rolled
+    book.status[slot] = PENDING
 
 
 @njit(cache=True, inline="always")
@@ -330,6 +361,7 @@ def _new_grant(
     book.amount[g] = amount
     book.kind[g] = kind
     book.ref[g] = ref
+    book.rolls_to[g] = -1
     book.keys.priority[g] = 0
     book.keys.expires[g] = NEVER_US
     book.keys.type_rank[g] = PAID_TYPE_RANK
@@ -415,7 +447,8 @@ def replay_customer(
     for i in range(n_grants):
         g = first_grant + i
         book.remaining[i] = 0
-        book.status[i] = PENDING
+        book.status[i] = WAITING if grants.is_rollover[g] else PENDING
+        book.rolls_to[i] = grants.rolls_to[g] - first_grant if grants.rolls_to[g] >= 0 else -1
         book.currency[i] = grants.currency[g]
         book.amount[i] = grants.amount[g]
         book.kind[i] = KIND_TABLE
@@ -524,6 +557,7 @@ def replay_customers(
             recharge_number=np.zeros(capacity, dtype=np.int64),
         ),
         held=np.zeros(1, dtype=np.int64),
+        rolls_to=np.zeros(capacity, dtype=np.int64),
     )
     wallets = Wallets(
         balance=np.zeros(n_currencies, dtype=np.int64),

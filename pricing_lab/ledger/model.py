@@ -14,7 +14,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditEntitlement, CurrencyId
+from pricing_lab.catalog.model import (
+    Catalog,
+    CreditCurrency,
+    CreditEntitlement,
+    CurrencyId,
+    Rollover,
+)
 from pricing_lab.limits import ENFORCEMENTS as ENFORCEMENTS  # re-exported
 from pricing_lab.limits import GRANT_EXPIRIES as GRANT_EXPIRIES  # re-exported
 from pricing_lab.timeutil import Cadence
@@ -30,8 +36,16 @@ EventId: TypeAlias = str
 # codes (what an input may give: `pricing_lab.limits`).
 GrantType = Literal["PAID", "PROMOTIONAL", "RECURRING", "OVERDRAFT"]
 GRANT_TYPES: tuple[str, ...] = ("PAID", "PROMOTIONAL", "RECURRING", "OVERDRAFT")
-GrantSource = Literal["manual", "plan", "addon", "top_up", "auto_recharge", "overdraft"]
-GRANT_SOURCES: tuple[str, ...] = ("manual", "plan", "addon", "top_up", "auto_recharge", "overdraft")
+GrantSource = Literal["manual", "plan", "addon", "top_up", "auto_recharge", "overdraft", "rollover"]
+GRANT_SOURCES: tuple[str, ...] = (
+    "manual",
+    "plan",
+    "addon",
+    "top_up",
+    "auto_recharge",
+    "overdraft",
+    "rollover",
+)
 GrantExpiry = Literal["none", "1_month", "1_year"]
 Enforcement = Literal["overdraft", "block"]
 EntitlementSource = Literal["plan", "addon"]
@@ -42,6 +56,7 @@ EntryType = Literal[
     "VOIDED",
     "CONSUMPTION_TRANSFER_SOURCE",
     "CONSUMPTION_TRANSFER_TARGET",
+    "ROLLED_OVER",
 ]
 # Codes used by the fast engine's kernel; the order is only a numbering, not a ledger order.
 ENTRY_TYPES: tuple[str, ...] = (
@@ -51,6 +66,7 @@ ENTRY_TYPES: tuple[str, ...] = (
     "VOIDED",
     "CONSUMPTION_TRANSFER_SOURCE",
     "CONSUMPTION_TRANSFER_TARGET",
+    "ROLLED_OVER",
 )
 DENIED_REASON = "insufficient_credits"
 
@@ -94,6 +110,7 @@ class RecurringEntitlement:
     """One credit entitlement of one subscription: `amount` credits every period from `start`.
 
     `source_id` is the plan or add-on id that carries the entitlement; it names the grants.
+    `rollover` carries part of each period's unused credits into the next period (SPEC §5).
     """
 
     customer_id: CustomerId
@@ -104,6 +121,7 @@ class RecurringEntitlement:
     cadence: Cadence
     start: datetime
     end: datetime | None = None
+    rollover: Rollover | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +243,7 @@ def recurring_entitlements(
                             cadence=entitlement.cadence,
                             start=subscription.start,
                             end=subscription.end,
+                            rollover=entitlement.rollover,
                         )
                     )
     return tuple(result)

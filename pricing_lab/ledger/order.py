@@ -53,14 +53,19 @@ EXPIRY, VOID, TAKES_EFFECT, EVENT = (int(phase) for phase in Phase)
 TYPE_RANK: dict[str, int] = {"PROMOTIONAL": 0, "RECURRING": 0, "PAID": 1, "OVERDRAFT": 2}
 # TYPE_RANK by grant type code (position in `model.GRANT_TYPES`), for compiled code.
 TYPE_RANK_BY_CODE = np.array([TYPE_RANK[t] for t in GRANT_TYPES], dtype=np.int64)
+# The source of rollover grants (SPEC §5): drawn before the other grants of equal earlier keys,
+# so credits carried from the last period go before the new period's.
+ROLLOVER_SOURCE = "rollover"
 
 
-def drawdown_key(grant: Grant) -> tuple[int, bool, datetime, int, datetime, str]:
+def drawdown_key(grant: Grant) -> tuple[int, bool, datetime, int, datetime, bool, str]:
     """The draw-down order of SPEC §5: the smaller key is drawn first.
 
     priority ascending (lower is drawn first) → expires_at ascending, grants that never expire last
     (use what would be lost first) → PROMOTIONAL/RECURRING before PAID → effective_at ascending
-    (oldest first) → grant_id ascending (a total order: ties never depend on the input's row order).
+    (oldest first) → rollover grants before other grants (credits carried over from the last
+    period are used before the new period's) → grant_id ascending (a total order: ties never
+    depend on the input's row order).
     """
     return (
         grant.priority,
@@ -68,6 +73,7 @@ def drawdown_key(grant: Grant) -> tuple[int, bool, datetime, int, datetime, str]
         grant.expires_at if grant.expires_at is not None else NEVER,
         TYPE_RANK[grant.type],
         grant.effective_at,
+        grant.source != ROLLOVER_SOURCE,
         grant.grant_id,
     )
 
@@ -147,14 +153,17 @@ def overdraft_grant_ids(customer: str, currency: str) -> pl.Expr:
 
 # --- the compiled twin: draw-down order on integer keys ------------------------------------------
 
-# The grant id is the last draw-down key: in integers it is an id rank. An input grant's rank is
-# 2 × (ID_SIDE × above + its id's position among the replay's input grant ids in string order);
-# `above` says whether its id sorts after the customer's auto-recharge ids in its currency. Input
-# ids never start with that prefix (a validation rule), so each one sorts wholly before or after
-# every id the replay makes there: auto-recharge grants rank RECHARGE_ID_RANK, between the two
-# sides, and compare among themselves on the text of their number (`recharge_numbers_before`).
+# The last two draw-down keys (rollover or not, then grant id) are one id rank in integers. A table
+# grant's rank is 2 × (ID_SIDE × above + its id's position among the replay's table grant ids in
+# string order); `above` says whether its id sorts after the customer's auto-recharge ids in its
+# currency. Input ids never start with that prefix (a validation rule), so each one sorts wholly
+# before or after every id the replay makes there: auto-recharge grants rank RECHARGE_ID_RANK,
+# between the two sides, and compare among themselves on the text of their number
+# (`recharge_numbers_before`). A rollover grant's rank is ROLLOVER_ID_RANK lower: below every
+# other grant's, still in id order among rollover grants.
 ID_SIDE = 1 << 40
 RECHARGE_ID_RANK = 2 * ID_SIDE - 1
+ROLLOVER_ID_RANK = 4 * ID_SIDE
 
 
 class DrawdownKeys(NamedTuple):
@@ -168,11 +177,13 @@ class DrawdownKeys(NamedTuple):
     recharge_number: np.ndarray  # n of an auto-recharge grant's id (0 for input grants)
 
 
-def id_ranks(grant_ids: pl.Series, above: np.ndarray) -> np.ndarray:
-    """The id rank (see ID_SIDE) of input grants: `grant_ids`, and whether each id sorts after
-    the auto-recharge ids of its customer and currency (`above_recharge_ids`)."""
+def id_ranks(grant_ids: pl.Series, above: np.ndarray, rollover: np.ndarray) -> np.ndarray:
+    """The id rank (see ID_SIDE) of table grants: `grant_ids`, whether each id sorts after the
+    auto-recharge ids of its customer and currency (`above_recharge_ids`), whether it is a
+    rollover grant (source ROLLOVER_SOURCE)."""
     position = grant_ids.rank("ordinal").cast(pl.Int64).to_numpy() - 1
     result: np.ndarray = 2 * (ID_SIDE * above.astype(np.int64) + position)
+    result -= ROLLOVER_ID_RANK * rollover.astype(np.int64)
     return result
 
 
@@ -270,11 +281,12 @@ def happens_before(
 
 def drawdown_sort_keys() -> list[pl.Expr]:
     """`drawdown_key` as Polars sort keys (all ascending) over a grant table's columns
-    (`priority`, `expires_at` null for never, `type`, `effective_at`, `grant_id`)."""
+    (`priority`, `expires_at` null for never, `type`, `effective_at`, `source`, `grant_id`)."""
     return [
         pl.col("priority"),
         pl.col("expires_at").dt.epoch("us").fill_null(NEVER_US),
         pl.col("type").replace_strict(TYPE_RANK, return_dtype=pl.Int64),
         pl.col("effective_at"),
+        pl.col("source") != ROLLOVER_SOURCE,
         pl.col("grant_id"),
     ]

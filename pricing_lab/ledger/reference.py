@@ -7,6 +7,7 @@ things of `order.happening_key`. The fast engine must produce exactly this ledge
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from collections import defaultdict
@@ -75,6 +76,9 @@ class _CustomerReplay:
         default_factory=lambda: defaultdict(lambda: ZERO)
     )
     queue: list[tuple[tuple[object, ...], int, Happening]] = field(default_factory=list)
+    # The rollover grant each period grant may roll into, by that grant's id (at its cap: not
+    # scheduled with the others; it takes effect only when something rolls over, see `close`).
+    rollover_slots: dict[str, Grant] = field(default_factory=dict)
     sequence: itertools.count[int] = field(default_factory=itertools.count)
 
     # -- scheduling -------------------------------------------------------------------------------
@@ -159,12 +163,24 @@ class _CustomerReplay:
             self.write(at, overdraft, "CONSUMPTION_TRANSFER_TARGET", settled)
 
     def close(self, state: _GrantState, at: datetime, entry_type: EntryType) -> None:
-        """EXPIRED / VOIDED: what remains leaves; an empty or closed grant writes nothing."""
+        """EXPIRED / VOIDED: what remains leaves; an empty or closed grant writes nothing.
+
+        A period grant expiring because its entitlement's next period starts (it has a rollover
+        grant) first rolls over min(remaining, cap) (SPEC §5): ROLLED_OVER, then EXPIRED for the
+        rest; the rollover grant, worth what rolled, takes effect at this instant's take-effect
+        phase. Nothing rolled: no rollover grant.
+        """
         if not state.active:
             return
         state.active = False
+        slot = self.rollover_slots.get(state.grant.grant_id) if entry_type == "EXPIRED" else None
+        rolled = min(state.remaining, slot.amount) if slot is not None else ZERO
+        if rolled > 0:
+            self.write(at, state, "ROLLED_OVER", -rolled)
         if state.remaining > 0:
             self.write(at, state, entry_type, -state.remaining)
+        if slot is not None and rolled > 0:
+            self.schedule_grant(dataclasses.replace(slot, amount=rolled))
 
     def drawdown(self, currency: str) -> list[_GrantState]:
         """The grants an event can use now, in draw-down order (never the OVERDRAFT grant)."""
@@ -286,6 +302,7 @@ def replay_reference(
         recharges[setting.customer_id][setting.currency_id] = setting
     precisions = {c.id: c.precision for c in prepared.currencies}
     unit_prices = {c.id: c.unit_price for c in prepared.currencies}
+    rolls_from = dict(prepared.rollovers.select("grant_id", "rolls_from").iter_rows())
     entries: list[EntryRow] = []
     denied: list[DeniedRow] = []
     customers = sorted(set(grants_by_customer) | set(events_by_customer))
@@ -298,7 +315,10 @@ def replay_reference(
             unit_prices=unit_prices,
         )
         for grant in grants_by_customer.get(customer_id, []):
-            customer.schedule_grant(grant)
+            if grant.grant_id in rolls_from:
+                customer.rollover_slots[rolls_from[grant.grant_id]] = grant
+            else:
+                customer.schedule_grant(grant)
         for consumption in events_by_customer.get(customer_id, []):
             customer.schedule(
                 Happening(

@@ -170,11 +170,15 @@ def margin_section(comparison: Comparison) -> ReportSection | None:
 def forecast_section(forecast: pl.DataFrame, comparison: Comparison | None = None) -> ReportSection:
     """Who may run out within a run-out forecast's horizon (`pricing_lab.forecast`): probability
     and p10 / p50 / p90 instants, first run-out first, with each customer's gross margin in the
-    base scenario of `comparison` when it has margin."""
+    base scenario of `comparison` when it has margin. A forecast per scenario (a `scenario`
+    column: `forecast_scenarios`) is shown per scenario, with each scenario's margin."""
+    per_scenario = "scenario" in forecast.columns
     worth = None
     currency = ""
     if comparison is not None and not comparison.margin.is_empty():
-        worth = comparison.margin.filter(pl.col("scenario") == comparison.base)
+        worth = comparison.margin
+        if not per_scenario:
+            worth = worth.filter(pl.col("scenario") == comparison.base)
         currency = findings.margin_currency(comparison)
     at_risk = findings.forecast_at_risk(forecast, worth)
     if forecast.is_empty():
@@ -187,18 +191,35 @@ def forecast_section(forecast: pl.DataFrame, comparison: Comparison | None = Non
             "share of simulated paths in which the customer runs out, and the 10th, 50th and "
             "90th percentiles of the run-out time (– : after the horizon)."
         )
-        empty = f"No customer is at risk of running out before {fmt.timestamp(end)} UTC."
-        flagged = int(forecast["too_little_history"].sum())
-        if flagged:
+        if per_scenario:
+            counts = ", ".join(
+                f"{name} {at_risk.filter(pl.col('scenario') == name).height:,}"
+                for name in forecast["scenario"].unique(maintain_order=True)
+            )
             text += (
-                f" {flagged:,} customer-currencies have too little history to forecast "
+                " Each scenario is forecast with its own rates, credits and policies; customers "
+                f"who may run out per scenario: {counts}."
+            )
+        empty = f"No customer is at risk of running out before {fmt.timestamp(end)} UTC."
+        flagged = forecast.filter(pl.col("too_little_history"))
+        if per_scenario:
+            flagged = flagged.unique(["customer_id", "currency_id"])
+        if flagged.height:
+            text += (
+                f" {flagged.height:,} customer-currencies have too little history to forecast "
                 "(flagged, not guessed)."
             )
     currencies = forecast["currency_id"].n_unique() > 1
+    margin_header = (
+        "gross margin in the scenario"
+        if per_scenario
+        else f"gross margin in {comparison.base if comparison is not None else ''}"
+    )
     table = Table(
         title="Customers who may run out within the horizon",
         frame=at_risk,
         columns=[
+            *([Column(name="scenario")] if per_scenario else []),
             Column(name="customer_id", header="customer"),
             *([Column(name="currency_id", header="currency")] if currencies else []),
             Column(name="balance", header="balance at the start", kind="credits"),
@@ -210,12 +231,12 @@ def forecast_section(forecast: pl.DataFrame, comparison: Comparison | None = Non
                 [
                     Column(
                         name="gross_margin",
-                        header=f"gross margin in {comparison.base}",
+                        header=margin_header,
                         kind="money",
                         currency=currency,
                     )
                 ]
-                if worth is not None and comparison is not None
+                if worth is not None
                 else []
             ),
         ],
@@ -322,8 +343,8 @@ def _ledger_of(
         schema={"customer_id": pl.String, "currency_id": pl.String},
     )
     result = comparison.result(scenario)
-    if result.ledger_on_disk and result.written_to is not None:
-        scan = pl.scan_parquet(result.written_to / "ledger.parquet")
+    if result.ledger_on_disk and result.ledger_path is not None:
+        scan = pl.scan_parquet(result.ledger_path)
         return scan.join(keys.lazy(), on=["customer_id", "currency_id"], how="semi").collect()
     return result.ledger.join(keys, on=["customer_id", "currency_id"], how="semi")
 
@@ -391,7 +412,65 @@ def burn_section(comparison: Comparison) -> ReportSection:
     return ReportSection(
         title="Burn per feature",
         text=f"Credits consumed per feature over time in {comparison.base}.",
-        parts=[charts.burn_per_feature(base.ledger), features],
+        parts=[charts.burn_per_feature(base.read_ledger()), features],
+    )
+
+
+def activity_section(comparison: Comparison) -> ReportSection | None:
+    """The notifications customers would receive (SPEC §6 "Credit activity"): per scenario and
+    kind, how many, the change against the base, how many customers get one and the most one
+    customer gets; then the customers whose notifications change most. Left out when the
+    comparison ran without an activity stream."""
+    if "kind" not in comparison.activity.columns:
+        return None
+    totals = findings.activity_totals(comparison)
+    changes = findings.activity_changes(comparison)
+    several = len(comparison.results) > 1
+    per_kind = Table(
+        title="Notifications per scenario and kind",
+        frame=totals,
+        columns=[
+            Column(name="scenario"),
+            Column(name="kind", header="notification"),
+            Column(name="events", header="notifications", kind="count", change="events_change"),
+            Column(name="customers", header="customers receiving one", kind="count"),
+            Column(name="most_to_one", header="most to one customer", kind="count"),
+        ],
+        empty="No scenario sends any notification.",
+    )
+    parts: list[Part] = [per_kind]
+    if several:
+        parts.append(
+            Table(
+                title="Customers whose notifications change most",
+                frame=changes,
+                columns=[
+                    Column(name="scenario"),
+                    Column(name="customer_id", header="customer"),
+                    Column(name="kind", header="notification"),
+                    Column(name="base_events", header=f"in {comparison.base}", kind="count"),
+                    Column(
+                        name="events",
+                        header="in the scenario",
+                        kind="count",
+                        change="events_change",
+                    ),
+                ],
+                empty="No customer's notifications change.",
+                max_rows=CHANGES_SHOWN,
+                more="{hidden:,} more changes: comparison_activity.parquet",
+            )
+        )
+    return ReportSection(
+        title="Credit activity",
+        text=(
+            "The activity notifications customers would receive over the replay (low balance, "
+            "depleted, overdraft started and settled, grants granted, ending soon, expired, "
+            "voided, rolled over and emptied, auto-recharge issued and spend limit reached), "
+            f"per scenario; changes are against {comparison.base}. Per customer: "
+            "comparison_activity.parquet."
+        ),
+        parts=parts,
     )
 
 
@@ -401,6 +480,7 @@ SECTIONS: tuple[Section, ...] = (
     headline_section,
     margin_section,
     runout_section,
+    activity_section,
     balances_section,
     consumption_section,
     burn_section,

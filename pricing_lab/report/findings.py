@@ -21,7 +21,7 @@ NO_LONGER_RUNS_OUT = "no longer runs out"
 CHANGE_ORDER = (NEWLY_RUNS_OUT, RUNS_OUT_EARLIER, RUNS_OUT_LATER, NO_LONGER_RUNS_OUT)
 NO_PLAN = "(none)"
 
-_SUMMARY_FIGURES = ("consumed", "credit_revenue", "breakage")
+_SUMMARY_FIGURES = ("consumed", "credit_revenue", "breakage", "rolled_over")
 
 
 def scenario_order(comparison: Comparison) -> list[str]:
@@ -36,7 +36,7 @@ def headlines(comparison: Comparison) -> pl.DataFrame:
     Columns: `scenario`, `currency_id`, `price_currency` (the money credits are priced in),
     `consumed` (credits), `credit_revenue`, `recharge_revenue` and `breakage` (money; credit
     revenue is every paid credit × its cost basis, recharge revenue the auto-recharged part of
-    it), `customers_run_out`,
+    it), `rolled_over` (credits carried into a next period, SPEC §5), `customers_run_out`,
     `newly_run_out` and `no_longer_run_out` (customers, against the base), `events_denied`, and for
     each figure `*_change`, the scenario's value minus the base's (`consumed_change_pct` in
     percent, null when the base consumed nothing). The base comes first.
@@ -82,6 +82,7 @@ def headlines(comparison: Comparison) -> pl.DataFrame:
         "credit_revenue",
         "recharge_revenue",
         "breakage",
+        "rolled_over",
         "customers_run_out",
         "events_denied",
     ]
@@ -125,6 +126,8 @@ def headlines(comparison: Comparison) -> pl.DataFrame:
             "recharge_revenue_change",
             "breakage",
             "breakage_change",
+            "rolled_over",
+            "rolled_over_change",
             "customers_run_out",
             "customers_run_out_change",
             "newly_run_out",
@@ -277,22 +280,115 @@ def negative_margins(comparison: Comparison) -> pl.DataFrame:
     )
 
 
+def activity_totals(comparison: Comparison) -> pl.DataFrame:
+    """How many activity notifications of each kind customers would receive, per scenario
+    (`Comparison.activity`, SPEC §6 "Credit activity"): `scenario`, `kind`, `events`,
+    `events_change` (against the base), `customers` (receiving at least one), `most_to_one`
+    (the most one customer receives). Every scenario has a row for every kind any scenario sends
+    (0 when it sends none); scenarios in the comparison's order, kinds in SPEC §6 order."""
+    from pricing_lab.activity.stream import KINDS
+
+    counts = comparison.activity
+    if counts.is_empty():
+        return pl.DataFrame(
+            schema={"scenario": pl.String, "kind": pl.String, "events": pl.Int64,
+                    "events_change": pl.Int64, "customers": pl.Int64, "most_to_one": pl.Int64}
+        )  # fmt: skip
+    per_kind = counts.group_by("scenario", "kind").agg(
+        pl.col("events").sum().cast(pl.Int64),
+        pl.col("customer_id").n_unique().cast(pl.Int64).alias("customers"),
+        pl.col("events").max().cast(pl.Int64).alias("most_to_one"),
+    )
+    sent = set(per_kind["kind"].to_list())
+    kinds = [k for k in KINDS if k in sent] + sorted(sent.difference(KINDS))
+    grid = pl.DataFrame({"scenario": scenario_order(comparison)}).join(
+        pl.DataFrame({"kind": kinds}, schema={"kind": pl.String}), how="cross"
+    )
+    frame = grid.join(per_kind, on=["scenario", "kind"], how="left", maintain_order="left")
+    frame = frame.with_columns(pl.col("events", "customers", "most_to_one").fill_null(0))
+    base = frame.filter(pl.col("scenario") == comparison.base).select(
+        "kind", pl.col("events").alias("__base")
+    )
+    return (
+        frame.join(base, on="kind", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("scenario") == comparison.base)
+            .then(None)
+            .otherwise(pl.col("events") - pl.col("__base").fill_null(0))
+            .alias("events_change")
+        )
+        .select("scenario", "kind", "events", "events_change", "customers", "most_to_one")
+    )
+
+
+def activity_changes(comparison: Comparison) -> pl.DataFrame:
+    """Per scenario other than the base, customer and kind: the notifications the customer
+    would receive (`events`), in the base (`base_events`) and the change, for every pair that
+    differs; the largest changes first (then scenario order, customer, kinds in SPEC §6 order)."""
+    counts = comparison.activity
+    columns = ["scenario", "customer_id", "kind", "events", "base_events", "events_change"]
+    none = pl.DataFrame(schema={c: pl.String if c in columns[:3] else pl.Int64 for c in columns})
+    if counts.is_empty():
+        return none
+    base = counts.filter(pl.col("scenario") == comparison.base).select(
+        "customer_id", "kind", pl.col("events").alias("base_events")
+    )
+    from pricing_lab.activity.stream import KINDS
+
+    order = {name: index for index, name in enumerate(scenario_order(comparison))}
+    rank = {kind: index for index, kind in enumerate(KINDS)}
+    rows = []
+    for name in scenario_order(comparison)[1:]:
+        mine = counts.filter(pl.col("scenario") == name).select("customer_id", "kind", "events")
+        rows.append(
+            mine.join(base, on=["customer_id", "kind"], how="full", coalesce=True).select(
+                pl.lit(name).alias("scenario"),
+                "customer_id",
+                "kind",
+                pl.col("events").fill_null(0).cast(pl.Int64),
+                pl.col("base_events").fill_null(0).cast(pl.Int64),
+            )
+        )
+    if not rows:
+        return none
+    return (
+        pl.concat(rows)
+        .with_columns((pl.col("events") - pl.col("base_events")).alias("events_change"))
+        .filter(pl.col("events_change") != 0)
+        .with_columns(
+            pl.col("events_change").abs().alias("__size"),
+            pl.col("scenario").replace_strict(order, return_dtype=pl.Int64).alias("__order"),
+            pl.col("kind").replace_strict(rank, default=len(rank)).alias("__rank"),
+        )
+        .sort(
+            ["__size", "__order", "customer_id", "__rank", "kind"],
+            descending=[True, False, False, False, False],
+        )
+        .select(columns)
+    )
+
+
 def forecast_at_risk(forecast: pl.DataFrame, worth: pl.DataFrame | None = None) -> pl.DataFrame:
     """Who may run out within a `forecast`'s horizon: its rows with a chance of running out, the
     first p50 first (`run_out_ranking`), with `run_out_pct` (the probability in percent) and,
     when `worth` is given (one row per customer: `customer_id` and margin figures such as
     `margin_by(margin, ["customer_id"])`), those figures beside each row (null for a customer
-    without margin)."""
+    without margin). A forecast per scenario (a `scenario` column, as `forecast_scenarios`
+    gives) is ranked within each scenario, scenarios in their order of appearance; its `worth`
+    then has a row per scenario and customer."""
     # Imported here: the forecast package loads its compiled kernel, which a report without a
     # forecast does not need.
     from pricing_lab.forecast import run_out_ranking
 
-    ranked = run_out_ranking(forecast).with_columns(
-        (pl.col("run_out_probability") * 100.0).alias("run_out_pct")
-    )
+    if "scenario" in forecast.columns:
+        names = forecast["scenario"].unique(maintain_order=True).to_list()
+        parts = [run_out_ranking(forecast.filter(pl.col("scenario") == n)) for n in names]
+        ranked = pl.concat(parts) if parts else forecast.clear()
+    else:
+        ranked = run_out_ranking(forecast)
+    ranked = ranked.with_columns((pl.col("run_out_probability") * 100.0).alias("run_out_pct"))
     if worth is None:
         return ranked
+    keys = [k for k in ("scenario", "customer_id") if k in ranked.columns and k in worth.columns]
     figures = [c for c in ("revenue", "breakage", "cost_to_serve", "gross_margin") if c in worth]
-    return ranked.join(
-        worth.select("customer_id", *figures), on="customer_id", how="left", maintain_order="left"
-    )
+    return ranked.join(worth.select(*keys, *figures), on=keys, how="left", maintain_order="left")

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 def headline_table(comparison: Comparison, frame: pl.DataFrame | None = None) -> Table:
     """Per scenario (and currency, when there are several): credits consumed, credit, recharge
-    revenue and breakage, customers who run out and who newly / no longer run out, denied
-    events; each with its change against the base. `frame`: `findings.headlines(comparison)`
-    when the caller already has it."""
+    revenue and breakage, credits rolled over, customers who run out and who newly / no longer
+    run out, denied events; each with its change against the base. `frame`:
+    `findings.headlines(comparison)` when the caller already has it."""
     data = frame if frame is not None else headlines(comparison)
     several = data["currency_id"].n_unique() > 1
     columns = [
@@ -43,6 +43,12 @@ def headline_table(comparison: Comparison, frame: pl.DataFrame | None = None) ->
         _money("credit_revenue", "credit revenue", change=True),
         _money("recharge_revenue", "recharge revenue", change=True),
         _money("breakage", "breakage", change=True),
+        Column(
+            name="rolled_over",
+            header="credits rolled over",
+            kind="credits",
+            change="rolled_over_change",
+        ),
         Column(
             name="customers_run_out",
             header="customers who run out",
@@ -92,6 +98,7 @@ def replay_table(summary: pl.DataFrame, price_currencies: Mapping[str, str] | No
         ("consumed", "credits consumed"),
         ("expired", "credits expired"),
         ("voided", "credits voided"),
+        ("rolled_over", "credits rolled over"),
         ("final_balance", "final balance"),
         ("overdraft_debt", "overdraft debt"),
     ]
@@ -149,9 +156,11 @@ def simulation_html(result: SimulationResult) -> str:
     """`result._repr_html_()`: the same as a table."""
     from pricing_lab.report.html import table_html
 
+    # A ledger left on disk is read by an explicit call, never by the attribute.
+    ledger = "<code>.read_ledger()</code>" if result.ledger_on_disk else "<code>.ledger</code>"
     head = (
         f"<p><b>SimulationResult</b>: {html.escape(_replay_head(result))}. Tables: "
-        "<code>.ledger</code>, <code>.balances</code>, <code>.summary</code>, "
+        f"{ledger}, <code>.balances</code>, <code>.summary</code>, "
         "<code>.denied_events</code>, <code>.rejected_events</code>.</p>"
     )
     return head + table_html(replay_table(result.summary))

@@ -37,7 +37,7 @@ from pricing_lab.ledger.model import AutoRecharge, Grant, RecurringEntitlement, 
 from pricing_lab.scale.records import records_table, table_records
 from pricing_lab.scale.storage import Store
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: recurring entitlements carry their rollover
 ROW_GROUP_ROWS = 1 << 16  # rows per row group of the bucket files: read back a group at a time
 MANIFEST = "manifest.json"
 CURRENCIES = "currencies.parquet"

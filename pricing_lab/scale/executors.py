@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from pricing_lab.errors import InputError, PricingLabError
+from pricing_lab.scale.local_ray import LocalRay, start_local_ray
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -144,9 +145,10 @@ class ProcessExecutor(_Closing):
 class RayExecutor(_Closing):
     """Items as Ray tasks, each asking for `num_cpus` CPUs and its item's memory.
 
-    Connects to the cluster at `address` (`auto`, `ray://head:10001`, …), or starts a local Ray
-    when there is none; a Ray already initialised in this process is used as it is. A
-    connection this executor opened is shut down on `close`."""
+    Connects to the cluster at `address` (`auto`, `ray://head:10001`, `10.0.0.5:6379`, …);
+    without one it starts a private Ray node on this machine (`local_ray`: one that starts on a
+    loaded machine, where `ray.init()`'s may not). A Ray already initialised in this process is
+    used as it is. What this executor started or connected is stopped on `close`."""
 
     name = "ray"
 
@@ -154,6 +156,7 @@ class RayExecutor(_Closing):
         self.address = address
         self.num_cpus = num_cpus
         self._owned = False
+        self._node: LocalRay | None = None
 
     def _ray(self) -> Any:
         try:
@@ -161,11 +164,16 @@ class RayExecutor(_Closing):
         except ModuleNotFoundError:
             raise InputError("the ray executor needs Ray: pip install 'pricing-lab[ray]'") from None
         if not ray.is_initialized():
+            where = f"at {self.address}" if self.address else "locally"
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+                if self.address is None:
+                    self._node = start_local_ray(os.cpu_count() or 1)
+                    self._node.connect()
+                else:
+                    ray.init(address=self.address, log_to_driver=False)
             except Exception as exc:  # Ray raises plain exceptions: connection, start-up
                 ray.shutdown()
-                where = f"at {self.address}" if self.address else "locally"
+                self._stop_node()
                 raise ExecutorUnavailable(
                     f"Ray could not be started or reached {where}: {exc}"
                 ) from None
@@ -203,6 +211,12 @@ class RayExecutor(_Closing):
 
             ray.shutdown()
             self._owned = False
+        self._stop_node()
+
+    def _stop_node(self) -> None:
+        if self._node is not None:
+            self._node.stop()
+            self._node = None
 
 
 def _call(job: Callable[[Any], Any], item: Any) -> Any:

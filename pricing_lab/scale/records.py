@@ -3,7 +3,8 @@
 A bucket's customer inputs travel as Parquet files. Each dataclass field becomes one column:
 `Decimal` as its exact text (a Parquet decimal would need one scale for every row and would
 rewrite `1.50` as `1.5`), `datetime` as a UTC microsecond timestamp, tuples of text as lists,
-`int` and `str` as themselves. Reading a table back gives records equal to those written.
+`int` and `str` as themselves, a nested record (a recurring entitlement's `Rollover`) as a struct of
+its fields. Reading a table back gives records equal to those written.
 """
 
 from __future__ import annotations
@@ -39,8 +40,28 @@ def _column_kind(hint: Any) -> tuple[pa.DataType, Callable[[Any], Any], Callable
         return pa.bool_(), _same, _same
     if origin is tuple:
         return pa.list_(pa.string()), lambda v: list(v), lambda v: tuple(v or ())
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _record_kind(hint)
     # str, type aliases of str and Literal[...] of text
     return pa.string(), _same, _same
+
+
+def _record_kind(kind: type) -> tuple[pa.DataType, Callable[[Any], Any], Callable[[Any], Any]]:
+    """A nested record as a struct column of its fields (None stays null)."""
+    fields = {name: _column_kind(hint) for name, hint in _fields(kind)}
+
+    def to_column(value: Any) -> Any:
+        if value is None:
+            return None
+        return {name: f[1](getattr(value, name)) for name, f in fields.items()}
+
+    def from_column(value: Any) -> Any:
+        if value is None:
+            return None
+        return kind(**{name: f[2](value[name]) for name, f in fields.items()})
+
+    struct = pa.struct([(name, f[0]) for name, f in fields.items()])
+    return struct, to_column, from_column
 
 
 def _same(value: Any) -> Any:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,20 +40,14 @@ from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import Arithmetic, Call, Dimension, Negate, Node, Number, children
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding, normalized
+from pricing_lab.outputs import REJECTED_EVENTS
 from pricing_lab.timeutil import naive_utc
 
 NO_PLAN = ""  # plan key of the default rates (customers without a subscription)
 QUANTITY = "__quantity"  # the matched meter value, visible to per-unit rates only
 
-REJECTED_COLUMNS = {
-    "source_row": pl.Int64,
-    "event_id": pl.String,
-    "customer_id": pl.String,
-    "event_name": pl.String,
-    "timestamp": pl.String,
-    "reason": pl.String,
-    "detail": pl.String,
-}
+# The rejected events' columns, as `rejected_events.parquet` holds them (`outputs.REJECTED_EVENTS`).
+REJECTED_COLUMNS = dict(REJECTED_EVENTS.columns)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +254,44 @@ def cost_events_many(
     cost column per rate set; the costings then share their event columns (no copy). An event
     rejected under one rate set is removed from that set's consumptions only.
     """
+    with costed_events(con, catalogs, subscriptions_per_catalog, events=events) as costings:
+        return costings(None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerSpan:
+    """The customers with ids from `first` to `last` (both included); with `null_customer`,
+    also the events without a customer id."""
+
+    first: str
+    last: str
+    null_customer: bool = False
+
+    def sql(self, column: str) -> str:
+        """The condition that a row's `column` is in the span."""
+        inside = f"{column} BETWEEN {quote_literal(self.first)} AND {quote_literal(self.last)}"
+        return f"({column} IS NULL OR {inside})" if self.null_customer else f"({inside})"
+
+
+CostingsOf = Callable[[CustomerSpan | None], list[Costing]]
+
+
+@contextmanager
+def costed_events(
+    con: duckdb.DuckDBPyConnection,
+    catalogs: Sequence[Catalog],
+    subscriptions_per_catalog: Sequence[Sequence[Subscription]],
+    *,
+    events: str = "events",
+) -> Iterator[CostingsOf]:
+    """The events of table `events` matched and costed once (as `cost_events_many`), handed out
+    per span of customers: `costings(span)` is `cost_events_many` over the span's events only,
+    `costings(None)` over all of them.
+
+    A replay in customer ranges costs the whole table in one pass and takes each range's rows,
+    already rounded and checked, instead of copying and costing each range's events apart. The
+    costed rows live in DuckDB temporary tables until the block ends.
+    """
     if len(catalogs) != len(subscriptions_per_catalog):
         raise ValueError("cost_events_many: one subscription list per catalog")
     prepared = []
@@ -286,19 +319,31 @@ def cost_events_many(
         groups.setdefault((subscriptions, meters, currencies, _rated_where(features)), []).append(
             index
         )
-    results: dict[int, Costing] = {}
-    for members in groups.values():
-        catalog, subscriptions, _rates, _meters = prepared[members[0]]
-        costings = _cost_shared(
-            con,
-            [rate_sets[i] for i in members],
-            subscriptions,
-            catalog.currencies,
-            events,
-            traceable=SOURCE_ROW_COLUMN in column_types,
-        )
-        results.update(zip(members, costings))
-    return [results[i] for i in range(len(catalogs))]
+    tables: list[tuple[list[int], _CostedTables]] = []
+    try:
+        for number, members in enumerate(groups.values()):
+            catalog, subscriptions, _rates, _meters = prepared[members[0]]
+            built = _build_costed(
+                con,
+                [rate_sets[i] for i in members],
+                subscriptions,
+                catalog.currencies,
+                events,
+                traceable=SOURCE_ROW_COLUMN in column_types,
+                name=f"__costed_{number}",
+            )
+            tables.append((members, built))
+
+        def costings(span: CustomerSpan | None) -> list[Costing]:
+            results: dict[int, Costing] = {}
+            for members, built in tables:
+                results.update(zip(members, _fetch_costings(con, built, span)))
+            return [results[i] for i in range(len(catalogs))]
+
+        yield costings
+    finally:
+        for _members, built in tables:
+            con.execute(f"DROP TABLE IF EXISTS {built.costed}; DROP TABLE IF EXISTS {built.bad}")
 
 
 def _rated_where(features: Sequence[FeatureCosting]) -> tuple[Any, ...]:
@@ -310,7 +355,22 @@ def _rated_where(features: Sequence[FeatureCosting]) -> tuple[Any, ...]:
     )
 
 
-def _cost_shared(
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _CostedTables:
+    """Rate sets costed in one pass (`_build_costed`): the DuckDB tables holding the costed rows
+    (`costed`) and the events rejected in some set (`bad`), and what reading them needs."""
+
+    costed: str
+    bad: str
+    events: str
+    sets: int
+    currency_columns: tuple[str, ...]
+    rejected_counts: tuple[int, ...]
+    everywhere: int  # events rejected in every set
+    source_row: str
+
+
+def _build_costed(
     con: duckdb.DuckDBPyConnection,
     rate_sets: Sequence[Sequence[FeatureCosting]],
     subscriptions: Sequence[Subscription],
@@ -318,11 +378,12 @@ def _cost_shared(
     events: str,
     *,
     traceable: bool,
-) -> list[Costing]:
-    """One costing per rate set, from one query: the rate sets cost the same rows (see
-    `_rated_where`), each in its own raw-cost, cost and (when they differ) currency column.
-    `traceable`: the events table has ingestion's `source_row`, copied to the rejected rows."""
-    source_row = "ev.source_row" if traceable else "CAST(NULL AS BIGINT)"
+    name: str,
+) -> _CostedTables:
+    """Cost the rate sets in one query into temporary tables `name` and `name`_bad: the rate
+    sets cost the same rows (see `_rated_where`), each in its own raw-cost, cost and (when they
+    differ) currency column. `traceable`: the events table has ingestion's `source_row`, copied
+    to the rejected rows. The caller drops the tables."""
     features = _joint_features(rate_sets)
     sets = range(len(rate_sets))
     shared_currency = all(
@@ -345,13 +406,14 @@ def _cost_shared(
         + f" AS __cost_{k}"
         for k in sets
     )
+    costed, bad = quote_ident(name), quote_ident(f"{name}_bad")
     con.register("__subscriptions", _subscriptions_table(subscriptions, features).to_arrow())
     try:
-        # Materialized first: the sort below is cheaper on a stored table than inside the
+        # Materialized first: the sort when reading is cheaper on a stored table than inside the
         # pipeline, and the rejected events are found in it without working the costs out again.
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE __costed AS
+            CREATE OR REPLACE TEMP TABLE {costed} AS
             SELECT c.*, {rounded_costs}, o.__customer_rank
             FROM ({_costed_sql(features, events, len(rate_sets), shared_currency)}) AS c
             LEFT JOIN ({_customer_order_sql(events)}) AS o ON o.customer_id = c.customer_id
@@ -359,81 +421,106 @@ def _cost_shared(
         )
         limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
         too_big = [f"(__out_of_range_{k} OR __cost_{k} >= {limit})" for k in sets]
-        bad = [
+        problem = [
             f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0 OR __cost_{k} >= {limit})" for k in sets
         ]
         per_set = ", ".join(
-            f"bool_or({bad[k]}) AS __bad_{k}, "
+            f"bool_or({problem[k]}) AS __bad_{k}, "
             f"CASE WHEN bool_or({too_big[k]}) THEN 'cost_out_of_range' "
             f"WHEN bool_or(__raw_cost_{k} IS NULL) THEN 'formula_null' "
             f"ELSE 'formula_negative' END AS __reason_{k}, "
             f"string_agg({_rejection_detail_sql(k, limit)}, '; ' ORDER BY __feature_id) "
-            f"FILTER (WHERE {bad[k]}) AS __detail_{k}"
+            f"FILTER (WHERE {problem[k]}) AS __detail_{k}"
             for k in sets
         )
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE __bad AS
+            CREATE OR REPLACE TEMP TABLE {bad} AS
             SELECT event_id, {per_set}
-            FROM __costed
-            WHERE __feature_id IS NOT NULL AND ({" OR ".join(bad)})
+            FROM {costed}
+            WHERE __feature_id IS NOT NULL AND ({" OR ".join(problem)})
             GROUP BY event_id
             """
         )
-        # Per set: events rejected there; those rejected in every set leave in the query, the
-        # others are flagged and left out of that set's frame only.
         in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
         counts = con.execute(
             "SELECT "
             + ", ".join(f"count(*) FILTER (WHERE __bad_{k})" for k in sets)
-            + f", count(*) FILTER (WHERE {in_every_set}) FROM __bad"
+            + f", count(*) FILTER (WHERE {in_every_set}) FROM {bad}"
         ).fetchall()[0]
-        rejected_counts, everywhere = counts[:-1], counts[-1]
-        flagged = [k for k in sets if rejected_counts[k] > everywhere]
-        accepted = (
-            f"ANTI JOIN (SELECT event_id FROM __bad WHERE {in_every_set}) AS a "
-            "ON a.event_id = c.event_id"
-            if everywhere
-            else ""
-        )
-        flags = "".join(f", coalesce(b.__bad_{k}, FALSE) AS __rejected_{k}" for k in flagged)
-        flagging = "LEFT JOIN __bad AS b ON b.event_id = c.event_id" if flagged else ""
-        currency_select = ", ".join(dict.fromkeys(f"c.{column}" for column in currency_columns))
-        costs = ", ".join(f"c.__cost_{k}" for k in sets)
+    except duckdb.Error as exc:
+        con.execute(f"DROP TABLE IF EXISTS {costed}; DROP TABLE IF EXISTS {bad}")
+        raise InputError(f"costing events failed: {exc}") from None
+    finally:
+        con.unregister("__subscriptions")
+    return _CostedTables(
+        costed=costed,
+        bad=bad,
+        events=events,
+        sets=len(rate_sets),
+        currency_columns=tuple(currency_columns),
+        rejected_counts=tuple(int(n) for n in counts[:-1]),
+        everywhere=int(counts[-1]),
+        source_row="ev.source_row" if traceable else "CAST(NULL AS BIGINT)",
+    )
+
+
+def _fetch_costings(
+    con: duckdb.DuckDBPyConnection, built: _CostedTables, span: CustomerSpan | None
+) -> list[Costing]:
+    """One costing per rate set of `built`, of the customers in `span` (all without one)."""
+    sets = range(built.sets)
+    costed, bad = built.costed, built.bad
+    # Per set: events rejected there; those rejected in every set leave in the query, the
+    # others are flagged and left out of that set's frame only.
+    in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
+    flagged = [k for k in sets if built.rejected_counts[k] > built.everywhere]
+    accepted = (
+        f"ANTI JOIN (SELECT event_id FROM {bad} WHERE {in_every_set}) AS a "
+        "ON a.event_id = c.event_id"
+        if built.everywhere
+        else ""
+    )
+    flags = "".join(f", coalesce(b.__bad_{k}, FALSE) AS __rejected_{k}" for k in flagged)
+    flagging = f"LEFT JOIN {bad} AS b ON b.event_id = c.event_id" if flagged else ""
+    currency_select = ", ".join(dict.fromkeys(f"c.{column}" for column in built.currency_columns))
+    costs = ", ".join(f"c.__cost_{k}" for k in sets)
+    within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
+    try:
         frame = _fetch(
             con,
             f"""
             SELECT c.event_id, c.customer_id, c.timestamp, c.__feature_id AS feature_id,
                    {currency_select}, {costs}{flags}
-            FROM __costed AS c {accepted} {flagging}
+            FROM {costed} AS c {accepted} {flagging}
+            {within}
             ORDER BY c.__customer_rank, c.timestamp, c.event_id, c.__feature_rank
             """,
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        # The fast engine reads event_id and feature_id as one array of string views each: in one
-        # chunk, it takes them without copying them (a copy would live beside these columns).
+        # The fast engine reads event_id and feature_id as one array of string views each: in
+        # one chunk, it takes them without copying them (a copy would live beside these columns).
         frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())
+        rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
         rejected = [
             _fetch(
                 con,
                 f"""
-                SELECT {source_row} AS source_row, ev.event_id, ev.customer_id,
+                SELECT {built.source_row} AS source_row, ev.event_id, ev.customer_id,
                        ev.event_name,
                        strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
                        b.__reason_{k} AS reason, b.__detail_{k} AS detail
-                FROM __bad AS b JOIN {quote_ident(events)} AS ev ON ev.event_id = b.event_id
-                WHERE b.__bad_{k}
+                FROM {bad} AS b JOIN {quote_ident(built.events)} AS ev
+                    ON ev.event_id = b.event_id
+                WHERE b.__bad_{k} {rejected_within}
                 ORDER BY ev.customer_id, ev.timestamp, ev.event_id
                 """,
             )
-            if rejected_counts[k]
+            if built.rejected_counts[k]
             else pl.DataFrame(schema=REJECTED_COLUMNS)
             for k in sets
         ]
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
-    finally:
-        con.unregister("__subscriptions")
-        con.execute("DROP TABLE IF EXISTS __costed; DROP TABLE IF EXISTS __bad")
     costings = []
     for k in sets:
         columns: list[str | pl.Expr] = [
@@ -441,7 +528,7 @@ def _cost_shared(
             "customer_id",
             "timestamp",
             "feature_id",
-            pl.col(currency_columns[k]).alias("currency_id"),
+            pl.col(built.currency_columns[k]).alias("currency_id"),
             pl.col(f"__cost_{k}").alias("cost"),
         ]
         if k in flagged:

@@ -2,9 +2,10 @@
 
 Customers never share credits (SPEC §5), so replaying the customers of one partition gives
 exactly their entries of the whole replay. `simulate_partitioned` splits the customers into
-contiguous ranges of customer ids holding about equal numbers of events, replays one range at a
-time (`simulate` over that range's events, with the whole replay's horizon) and keeps each
-range's ledger in a temporary Arrow file. It then merges the ranges into `ledger.parquet`, window
+contiguous ranges of customer ids holding about equal numbers of events, costs all events in
+one pass (`costing.costed_events`), then replays one range at a time (`simulate` on that range's
+costed events, with the whole replay's horizon) and keeps each range's ledger in a temporary
+Arrow file. It then merges the ranges into `ledger.parquet`, window
 of time by window of time: at one instant a lower range's customers come first, which is the
 ledger order (time, customer id, the customer's own order; `ledger.api.chronological`), and
 `entry_id` is numbered across the whole ledger. The other outputs are small and combined in
@@ -39,17 +40,21 @@ from pricing_lab.events.ingest import IngestReport, quote_ident, quote_literal
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements
 from pricing_lab.ledger.balances import feature_summary, money_scale
 from pricing_lab.ledger.frames import empty_ledger, ledger_schema
-from pricing_lab.ledger.inputs import default_horizon, prepare
+from pricing_lab.ledger.inputs import PreparedReplay, default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
 from pricing_lab.simulation import output_files
 from pricing_lab.simulation.cost_to_serve import serve_costs
-from pricing_lab.simulation.costing import check_event_ids
+from pricing_lab.simulation.costing import (
+    Costing,
+    CostingsOf,
+    CustomerSpan,
+    costed_events,
+)
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.output_files import TableWriter, write_table
 from pricing_lab.simulation.simulate import (
     OUTPUT_FILES,
     SimulationResult,
-    cost,
     customer_problems,
     simulate,
     summary_json,
@@ -64,7 +69,6 @@ DUCKDB_MEMORY = "512MB"
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 _PART_BATCH_ROWS = 1 << 14  # rows per record batch of a range's temporary ledger file
 _PART_SLICE_ROWS = 1 << 20  # ledger rows converted to Arrow at a time while writing it
-_PART_TABLE = "__partition_events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +183,7 @@ def simulate_partitioned(
     if problems:
         raise ValidationError(problems, source="customers")
     try:
-        check_event_ids(con, events)
+        # (Event ids are checked once, when the events are costed.)
         [(first_event, last_event)] = con.execute(
             f"SELECT min(timestamp), max(timestamp) FROM {quote_ident(events)}"
         ).fetchall()
@@ -265,6 +269,29 @@ class _PartitionedRun:
         start, until = horizon
         # Every problem of the customer inputs at once, and the money scale of the whole replay.
         whole = prepare(self.whole_input(start, until))
+        # The events are matched and costed in one pass, and the costs to serve summed per
+        # customer in another; each range then takes its customers' rows.
+        with costed_events(
+            self.con, [self.catalog], [self.customers.subscriptions], events=self.events
+        ) as costings:
+            serving = serve_costs(
+                self.con,
+                self.catalog,
+                self.customers.subscriptions,
+                events=self.events,
+                start=start,
+                until=until,
+            )
+            return self._replay_ranges(whole, horizon, scratch, costings, serving)
+
+    def _replay_ranges(
+        self,
+        whole: PreparedReplay,
+        horizon: tuple[datetime, datetime],
+        scratch: Path,
+        costings: CostingsOf,
+        serving: pl.DataFrame,
+    ) -> _Outcome:
         grid = _time_grid(whole.start, whole.until)
         outcome = _Outcome(
             scratch=scratch,
@@ -277,7 +304,13 @@ class _PartitionedRun:
         total = sum(span.customers for span in self.spans)
         done = 0
         for index, span in enumerate(self.spans):
-            result, first, last = self._replay_range(span, start, until)
+            within = CustomerSpan(first=span.first, last=span.last, null_customer=index == 0)
+            [costing] = costings(within)
+            range_serving = serving.filter(
+                pl.col("customer_id").is_between(pl.lit(span.first), pl.lit(span.last))
+                | (pl.col("customer_id").is_null() & (index == 0))
+            )
+            result, first, last = self._replay_range(span, horizon, costing, range_serving)
             outcome.add(index, result, first, last, grid)
             del result  # its ledger is on disk now: not held while the next range replays
             done += span.customers
@@ -286,29 +319,16 @@ class _PartitionedRun:
         return outcome
 
     def _replay_range(
-        self, span: CustomerRange, start: datetime, until: datetime
+        self,
+        span: CustomerRange,
+        horizon: tuple[datetime, datetime],
+        costing: Costing,
+        serving: pl.DataFrame,
     ) -> tuple[SimulationResult, datetime | None, datetime | None]:
-        e = quote_ident(self.events)
-        inside = f"customer_id BETWEEN {quote_literal(span.first)} AND {quote_literal(span.last)}"
-        if span is self.spans[0]:
-            inside = f"customer_id IS NULL OR {inside}"  # refused by the replay's own checks
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_PART_TABLE} AS SELECT * FROM {e} WHERE {inside}"
-        )
+        """The replay of one range's customers, on their costed events (`costing`) and costs to
+        serve (`serving`); the first and last time of a costed event."""
+        start, until = horizon
         range_customers = _customers_in(self.customers, span)
-        try:
-            costing = cost(self.con, self.catalog, range_customers, events=_PART_TABLE)
-            # What serving the range's events costs, before any is excluded (`serve_costs`).
-            serving = serve_costs(
-                self.con,
-                self.catalog,
-                range_customers.subscriptions,
-                events=_PART_TABLE,
-                start=start,
-                until=until,
-            )
-        finally:
-            self.con.execute(f"DROP TABLE IF EXISTS {_PART_TABLE}")  # costed: no longer needed
         times = costing.consumptions["timestamp"]
         first = times.min() if len(times) else None
         last = times.max() if len(times) else None

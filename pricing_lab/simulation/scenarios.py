@@ -1,10 +1,12 @@
 """What-if scenarios (SPEC §6): named changes on a base, compared over the same events.
 
-A `Scenario` changes formulas or per-unit rates, scales rates, sets plan credit amounts, scales
-grants, overrides auto-recharge settings or the enforcement policy. `compare` costs the events
+A `Scenario` changes formulas or per-unit rates, scales rates, sets plan credit amounts, adds,
+changes or removes rollover on credit entitlements, scales grants, overrides auto-recharge settings
+or the enforcement policy. `compare` costs the events
 once per distinct set of rates (in one pass for the sets that can share it), replays every
 scenario, and returns per customer and per feature what changes against the base: credits
-consumed, the date credits run out, denied events, recharge revenue and breakage. `sweep`
+consumed, the date credits run out, denied events, recharge revenue, breakage and credits rolled
+over. `sweep`
 varies one parameter over a grid; `goal_seek` finds the value of one coefficient that meets a
 target.
 """
@@ -23,7 +25,16 @@ import duckdb
 import polars as pl
 
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, activity_counts
-from pricing_lab.catalog.model import Catalog, CreditEntitlement, CreditRate, Feature, UnitCost
+from pricing_lab.catalog.model import (
+    AddOn,
+    Catalog,
+    CreditEntitlement,
+    CreditRate,
+    Feature,
+    Plan,
+    Rollover,
+    UnitCost,
+)
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
@@ -62,6 +73,25 @@ class CostChange:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RolloverChange:
+    """Rollover on the credit entitlements of one plan or add-on (`plan`), in one currency or, with
+    `currency=None`, in each: `remove`, or the new caps (they replace the current rollover as a
+    whole: at least one of max_amount, max_percent, as in the catalog)."""
+
+    plan: str
+    currency: str | None = None
+    max_amount: Decimal | None = None
+    max_percent: Decimal | None = None
+    remove: bool = False
+
+    def rollover(self) -> Rollover | None:
+        """The entitlement's rollover after this change."""
+        if self.remove:
+            return None
+        return Rollover(max_amount=self.max_amount, max_percent=self.max_percent)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AutoRechargeChange:
     """New values for the customers' auto-recharge settings (None keeps the current value)."""
 
@@ -81,6 +111,7 @@ class Scenario:
     rates: tuple[RateChange, ...] = ()
     rate_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
     plan_credits: Mapping[str, Decimal] = field(default_factory=dict)
+    rollover: tuple[RolloverChange, ...] = ()
     grant_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
     auto_recharge: AutoRechargeChange | None = None
     enforcement: Enforcement | None = None
@@ -117,12 +148,20 @@ def _apply_catalog(scenario: Scenario, catalog: Catalog) -> Catalog:
 
     def credits(owner: str, entitlements: tuple[Any, ...]) -> tuple[Any, ...]:
         amount = scenario.plan_credits.get(owner)
-        if amount is None:
-            return entitlements
-        return tuple(
-            replace(e, amount=amount) if isinstance(e, CreditEntitlement) else e
-            for e in entitlements
-        )
+        if amount is not None:
+            entitlements = tuple(
+                replace(e, amount=amount) if isinstance(e, CreditEntitlement) else e
+                for e in entitlements
+            )
+        for change in scenario.rollover:
+            if change.plan == owner:
+                entitlements = tuple(
+                    replace(e, rollover=change.rollover())
+                    if isinstance(e, CreditEntitlement) and change.currency in (None, e.currency)
+                    else e
+                    for e in entitlements
+                )
+        return entitlements
 
     return replace(
         catalog,
@@ -262,6 +301,8 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
         for owner, amount in scenario.plan_credits.items():
             if amount <= 0:
                 problems.append(Problem(path=f"{here}.plan_credits.{owner}", message="must be > 0"))
+        for r_index, rollover in enumerate(scenario.rollover):
+            problems += _rollover_change_problems(f"{here}.rollover[{r_index}]", rollover, catalog)
         recharge = scenario.auto_recharge
         if recharge is not None and recharge.grant_expiry not in (None, *GRANT_EXPIRIES):
             problems.append(
@@ -270,6 +311,42 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
                     message=f"must be one of {', '.join(GRANT_EXPIRIES)}",
                 )
             )
+    return problems
+
+
+def _rollover_change_problems(path: str, change: RolloverChange, catalog: Catalog) -> list[Problem]:
+    """A rollover change names a plan or add-on with a credit entitlement (in `currency`, when
+    given), and either removes rollover or gives caps the catalog would accept."""
+    offers: list[Plan | AddOn] = [*catalog.plans, *catalog.addons]
+    offer = next((o for o in offers if o.id == change.plan), None)
+    if offer is None:
+        return [Problem(path=f"{path}.plan", message="unknown plan or add-on")]
+    credit = [e for e in offer.entitlements if isinstance(e, CreditEntitlement)]
+    currencies = [e.currency for e in credit if change.currency in (None, e.currency)]
+    if not currencies:
+        where = f" in currency {change.currency!r}" if change.currency else ""
+        return [Problem(path=path, message=f"{change.plan!r} has no credit entitlement{where}")]
+    caps = change.max_amount is not None or change.max_percent is not None
+    if change.remove:
+        if caps:
+            return [Problem(path=path, message="give remove or caps, not both")]
+        return []
+    problems: list[Problem] = []
+    if not caps:
+        problems.append(Problem(path=path, message="give max_amount, max_percent or remove"))
+    if change.max_amount is not None:
+        precision = min(
+            (c.precision for c in catalog.currencies if c.id in currencies), default=None
+        )
+        if change.max_amount <= 0:
+            problems.append(Problem(path=f"{path}.max_amount", message="must be > 0"))
+        elif precision is not None and change.max_amount != quantize(change.max_amount, precision):
+            problems.append(
+                Problem(path=f"{path}.max_amount", message=f"at most {precision} decimal places")
+            )
+    percent = change.max_percent
+    if percent is not None and not 0 < percent <= 100:
+        problems.append(Problem(path=f"{path}.max_percent", message="must be > 0 and <= 100"))
     return problems
 
 
@@ -295,7 +372,7 @@ def scenarios_from_mapping(
     for key in sorted(set(document) - {"base", "scenarios"}, key=str):
         problems.append(Problem(path=str(key), message="unknown key"))
     scenarios = []
-    known = {"name", "description", "rates", "rate_multipliers", "plan_credits"} | {
+    known = {"name", "description", "rates", "rate_multipliers", "plan_credits", "rollover"} | {
         "grant_multipliers",
         "auto_recharge",
         "enforcement",
@@ -335,6 +412,7 @@ def scenarios_from_mapping(
                 )
             )
         costs = _cost_changes(item.get("costs"), f"{here}.costs", problems)
+        rollover = _rollover_changes(item.get("rollover"), f"{here}.rollover", problems)
         recharge = item.get("auto_recharge")
         recharge_path = f"{here}.auto_recharge"
         if recharge is not None and not isinstance(recharge, Mapping):
@@ -354,6 +432,7 @@ def scenarios_from_mapping(
                 rates=tuple(rates),
                 rate_multipliers=_decimals(item, "rate_multipliers", here, problems),
                 plan_credits=_decimals(item, "plan_credits", here, problems),
+                rollover=rollover,
                 grant_multipliers=_decimals(item, "grant_multipliers", here, problems),
                 auto_recharge=None
                 if not isinstance(recharge, Mapping)
@@ -408,6 +487,38 @@ def _cost_changes(raw: Any, path: str, problems: list[Problem]) -> tuple[CostCha
         changes.append(
             CostChange(
                 feature=str(entry["feature"]), formula=str(entry["formula"]), valid_from=start
+            )
+        )
+    return tuple(changes)
+
+
+def _rollover_changes(raw: Any, path: str, problems: list[Problem]) -> tuple[RolloverChange, ...]:
+    """A scenario's `rollover`: a list (or one mapping) of `{plan, currency?, max_amount?,
+    max_percent?}` or `{plan, currency?, remove: true}`."""
+    if raw is None:
+        return ()
+    entries = [raw] if isinstance(raw, Mapping) else raw
+    if not isinstance(entries, list):
+        problems.append(Problem(path=path, message="expected a list"))
+        return ()
+    changes = []
+    for index, entry in enumerate(entries):
+        here = path if isinstance(raw, Mapping) else f"{path}[{index}]"
+        if not isinstance(entry, Mapping) or entry.get("plan") is None:
+            problems.append(Problem(path=here, message="needs plan"))
+            continue
+        allowed = {"plan", "currency", "max_amount", "max_percent", "remove"}
+        for key in sorted(set(entry) - allowed, key=str):
+            problems.append(Problem(path=f"{here}.{key}", message="unknown key"))
+        if not isinstance(entry.get("remove", False), bool):
+            problems.append(Problem(path=f"{here}.remove", message="expected true or false"))
+        changes.append(
+            RolloverChange(
+                plan=str(entry["plan"]),
+                currency=None if entry.get("currency") is None else str(entry["currency"]),
+                max_amount=_decimal(entry.get("max_amount"), f"{here}.max_amount", problems),
+                max_percent=_decimal(entry.get("max_percent"), f"{here}.max_percent", problems),
+                remove=entry.get("remove") is True,
             )
         )
     return tuple(changes)
@@ -644,6 +755,7 @@ def _scenario_rows(
     name: str, result: SimulationResult
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One scenario's rows of the comparison: per customer, per feature, its totals."""
+    ledger = result.read_ledger()  # read once when it is on disk (a replay in buckets)
     balances = result.balances.select(
         "customer_id",
         "currency_id",
@@ -651,14 +763,15 @@ def _scenario_rows(
         "events_denied",
         pl.col("recharge_spend").alias("recharge_revenue"),
         "breakage",
+        "rolled_over",
     ).join(
-        runout_times(result.ledger, result.denied_events),
+        runout_times(ledger, result.denied_events),
         on=["customer_id", "currency_id"],
         how="left",
     )
     table = balances.with_columns(pl.lit(name).alias("scenario"))
     features = (
-        result.ledger.lazy()  # lazy: only the columns used are filtered
+        ledger.lazy()  # lazy: only the columns used are filtered
         .filter(pl.col("entry_type") == "CONSUMED")
         .group_by("currency_id", "feature_id")
         .agg((-pl.col("amount")).sum().alias("consumed"))
@@ -670,6 +783,7 @@ def _scenario_rows(
         pl.col("events_denied").sum(),
         pl.col("recharge_revenue").sum(),
         pl.col("breakage").sum(),
+        pl.col("rolled_over").sum(),
         pl.col("runout_at").is_not_null().sum().alias("customers_run_out"),
         pl.len().alias("customers"),
     )
@@ -689,7 +803,7 @@ def _comparison(
         pl.concat(per_customer, how="vertical_relaxed"),
         list(results),
         keys,
-        zero=["consumed", "events_denied", "recharge_revenue", "breakage"],
+        zero=["consumed", "events_denied", "recharge_revenue", "breakage", "rolled_over"],
     )
     base_rows = customers_frame.filter(pl.col("scenario") == base).select(
         *keys,
@@ -698,6 +812,7 @@ def _comparison(
         pl.col("events_denied").alias("base_events_denied"),
         pl.col("recharge_revenue").alias("base_recharge_revenue"),
         pl.col("breakage").alias("base_breakage"),
+        pl.col("rolled_over").alias("base_rolled_over"),
     )
     customers_frame = (
         customers_frame.join(base_rows, on=keys, how="left")
@@ -722,6 +837,9 @@ def _comparison(
                 "recharge_revenue_change"
             ),
             (pl.col("breakage") - pl.col("base_breakage").fill_null(0)).alias("breakage_change"),
+            (pl.col("rolled_over") - pl.col("base_rolled_over").fill_null(0)).alias(
+                "rolled_over_change"
+            ),
         )
         .select(
             "scenario",
@@ -738,6 +856,8 @@ def _comparison(
             "recharge_revenue_change",
             "breakage",
             "breakage_change",
+            "rolled_over",
+            "rolled_over_change",
         )
         .sort("scenario", *keys)
     )
@@ -836,7 +956,7 @@ def share_within_included(result: SimulationResult) -> float:
     denied events. A grant expiring unused does not count against it.
     """
     balances = result.balances.join(
-        runout_times(result.ledger, result.denied_events),
+        runout_times(result.read_ledger(), result.denied_events),
         on=["customer_id", "currency_id"],
         how="left",
     )

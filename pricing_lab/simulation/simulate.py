@@ -25,7 +25,7 @@ import polars as pl
 
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, replay_activity
 from pricing_lab.catalog.model import Catalog
-from pricing_lab.errors import Problem, ValidationError
+from pricing_lab.errors import PricingLabError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
 from pricing_lab.ledger.balances import feature_summary, with_entries
@@ -39,8 +39,9 @@ from pricing_lab.timeutil import as_utc
 
 Progress = Callable[[int, int], None]
 NO_PLAN_NAME = "(none)"  # plan of ledger entries of a customer without a subscription then
+LEDGER_FILE = "ledger.parquet"
 OUTPUT_FILES = (
-    "ledger.parquet",
+    LEDGER_FILE,
     "grants.parquet",
     "denied_events.parquet",
     "rejected_events.parquet",
@@ -49,6 +50,18 @@ OUTPUT_FILES = (
     "margin.parquet",
     "summary.json",
 )
+
+
+class LedgerOnDisk(PricingLabError):
+    """`SimulationResult.ledger` of a result whose ledger is not in memory but in a file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        where = f"in {path}" if path is not None else "on disk, in a folder it does not name"
+        super().__init__(
+            f"this result's ledger is not held in memory but {where}: "
+            "call result.read_ledger() to read it (or scan that Parquet file)"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +74,7 @@ class SimulationResult:
     plan_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
     margin: pl.DataFrame = field(default_factory=empty_margin)  # `simulation.margin`
     # Where the outputs were already written (`written`): `write` to the same folder does nothing,
-    # and with `ledger_on_disk` the ledger is not held in memory but read back from there.
+    # and with `ledger_on_disk` the ledger is not held in memory: `read_ledger()` reads it there.
     written_to: Path | None = None
     ledger_on_disk: bool = False
     # Totals of a ledger that was never held whole (a partitioned replay): its entry count and
@@ -87,9 +100,25 @@ class SimulationResult:
 
     @property
     def ledger(self) -> pl.DataFrame:
-        if self.ledger_on_disk and self.written_to is not None:
-            return pl.read_parquet(self.written_to / "ledger.parquet")
+        """The ledger held in memory (SPEC §6). A result whose ledger was left on disk (a
+        partitioned replay, a comparison's other scenarios) has none: this raises
+        `LedgerOnDisk`, and `read_ledger()` reads it from there."""
+        if self.ledger_on_disk:
+            raise LedgerOnDisk(self.ledger_path)
         return self.replay.ledger
+
+    @property
+    def ledger_path(self) -> Path | None:
+        """Where the ledger was written (`written_to/ledger.parquet`), None before `write`."""
+        return None if self.written_to is None else self.written_to / LEDGER_FILE
+
+    def read_ledger(self) -> pl.DataFrame:
+        """The whole ledger: the one in memory, or the one on disk read from `ledger_path`."""
+        if not self.ledger_on_disk:
+            return self.replay.ledger
+        if self.ledger_path is None:
+            raise LedgerOnDisk(None)
+        return pl.read_parquet(self.ledger_path)
 
     @property
     def grants(self) -> pl.DataFrame:
@@ -109,9 +138,9 @@ class SimulationResult:
         return self.replay.summary
 
     def written(self, folder: str | Path, *, keep_ledger: bool = True) -> SimulationResult:
-        """This result after `write(folder)`. With `keep_ledger=False` the ledger leaves memory
-        and `ledger` reads it back from `folder/ledger.parquet` when asked (what a comparison of
-        many scenarios over tens of millions of events needs to fit in memory)."""
+        """This result after `write(folder)`. With `keep_ledger=False` the ledger leaves memory;
+        `read_ledger()` reads it back from `folder/ledger.parquet` (what a comparison of many
+        scenarios over tens of millions of events needs to fit in memory)."""
         replay = (
             self.replay if keep_ledger else replace(self.replay, ledger=self.replay.ledger.clear())
         )
@@ -124,7 +153,7 @@ class SimulationResult:
             entries, features = self.ledger_entries, self.feature_totals
         else:
             if ledger is None:
-                ledger = self.ledger
+                ledger = self.read_ledger()
             entries, features = ledger.height, feature_summary(ledger)
         rejected_by_reason = (
             self.rejected_events.group_by("reason").len().sort("reason").iter_rows()
@@ -164,14 +193,16 @@ class SimulationResult:
             "balances.parquet": self.balances,
             "margin.parquet": self.margin,
         }
-        ledger_path = folder / "ledger.parquet"
+        ledger_path = folder / LEDGER_FILE
         paths = [ledger_path]
         ledger: pl.DataFrame | None = None
-        if self.ledger_on_disk and self.written_to is not None:
+        if self.ledger_on_disk:
             # Written already, through the same writer: the file is copied, not encoded again.
-            shutil.copyfile(self.written_to / "ledger.parquet", ledger_path)
+            if self.ledger_path is None:
+                raise LedgerOnDisk(None)
+            shutil.copyfile(self.ledger_path, ledger_path)
             if self.ledger_entries is None:
-                ledger = self.ledger
+                ledger = self.read_ledger()
         else:
             ledger = self.ledger
         # The summary's aggregations run while the Parquet files are encoded (both release the

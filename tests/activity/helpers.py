@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from pricing_lab.activity import activity, replay_grants
+from pricing_lab.activity import activity
 from pricing_lab.ledger import ReplayInput
 from tests.ledger.helpers import CR, run, when
 
@@ -25,7 +25,7 @@ def stream(
     )
     return activity(
         result.ledger,
-        replay_grants(replay_input, result.ledger, result.until),
+        result.grants,
         replay_input.auto_recharges,
         replay_input.currencies,
         thresholds={c: [Decimal(t) for t in ts] for c, ts in (thresholds or {}).items()},

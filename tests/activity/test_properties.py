@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from pricing_lab.activity import KINDS, activity, replay_grants
+from pricing_lab.activity import KINDS, activity
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger import ReplayInput, replay
 from pricing_lab.ledger.recurring import recurring_grants
@@ -31,7 +31,7 @@ def test_the_stream_equals_a_row_by_row_reading(replay_input: ReplayInput) -> No
     thresholds = {c.id: THRESHOLDS[c.id] for c in replay_input.currencies}
     stream = activity(
         result.ledger,
-        replay_grants(replay_input, result.ledger, result.until),
+        result.grants,
         replay_input.auto_recharges,
         replay_input.currencies,
         thresholds=thresholds,
@@ -87,7 +87,12 @@ def _reference(
             add(i, "credits.overdraft_started", e)
         if overdraft and was < 0 <= now:
             add(i, "credits.overdraft_settled", e)
-        names = {"GRANTED": "granted", "EXPIRED": "expired", "VOIDED": "voided"}
+        names = {
+            "GRANTED": "granted",
+            "EXPIRED": "expired",
+            "VOIDED": "voided",
+            "ROLLED_OVER": "rolled_over",
+        }
         if kind_of_entry in names:
             add(i, f"grant.{names[kind_of_entry]}", e)
         if kind_of_entry in ("CONSUMED", TRANSFERS[0]) and not overdraft and was > 0 == now:
@@ -157,8 +162,10 @@ def _reference(
 def _expiring(
     replay_input: ReplayInput, entries: list[dict[str, Any]], until: datetime
 ) -> list[tuple[str, str, str, datetime]]:
-    """Every grant with an expiry: input grants, recurring periods, auto-recharge grants."""
-    grants = [*replay_input.grants, *recurring_grants(replay_input.recurring, until)]
+    """Every grant with an expiry: input grants, recurring periods, auto-recharge grants, rollover
+    grants (they expire with the period grant of their entitlement starting beside them)."""
+    periods = recurring_grants(replay_input.recurring, until)
+    grants = [*replay_input.grants, *periods]
     found = [
         (g.grant_id, g.customer_id, g.currency_id, g.expires_at)
         for g in grants
@@ -175,4 +182,13 @@ def _expiring(
                     else add_years(e["timestamp"], 1)
                 )
                 found.append((e["grant_id"], e["customer_id"], e["currency_id"], step))
+        if e["entry_type"] == "GRANTED" and e["grant_source"] == "rollover":
+            entitlement = e["grant_id"].removesuffix(":rollover").rsplit(":", 1)[0] + ":"
+            beside = next(
+                g
+                for g in periods
+                if g.grant_id.startswith(entitlement) and g.effective_at == e["timestamp"]
+            )
+            if beside.expires_at is not None:
+                found.append((e["grant_id"], e["customer_id"], e["currency_id"], beside.expires_at))
     return found

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
+from decimal import Decimal
 
-from pricing_lab.catalog.model import Feature, FeatureGroup
+from pricing_lab.catalog.model import CreditEntitlement, Feature, FeatureGroup, Rollover
 from pricing_lab.catalog.store import open_store
 from pricing_lab.catalog.yaml_format import load_catalog_file
 from tests.conftest import EXAMPLES
@@ -31,3 +33,16 @@ def test_text_is_escaped() -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
     group = FeatureGroup(id="g", name="A & B", features=("x",))
     assert "A &amp; B" in group._repr_html_()
+
+
+def test_a_plan_shows_its_rollover_caps() -> None:
+    catalog = load_catalog_file(EXAMPLES / "ai_product.yaml")
+    pro = catalog.plan("pro")
+    credit = next(e for e in pro.entitlements if isinstance(e, CreditEntitlement))
+    rolled = dataclasses.replace(
+        credit, rollover=Rollover(max_amount=Decimal(5000), max_percent=Decimal(20))
+    )
+    others = tuple(e for e in pro.entitlements if e is not credit)
+    html = dataclasses.replace(pro, entitlements=(*others, rolled))._repr_html_()
+    assert "25000 monthly, rollover up to 5000 and 20%" in html
+    assert "no rollover" not in html

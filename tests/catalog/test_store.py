@@ -356,3 +356,25 @@ def test_single_row_lookups_leave_the_shared_connection_usable(store: CatalogSto
     assert not store.is_empty()
     assert store.history().height > 0
     assert store.connection.sql("SELECT 42").fetchall() == [(42,)]
+
+
+def test_rollover_round_trips_and_a_change_publishes_a_new_version(store: CatalogStore) -> None:
+    text = SMALL.replace(
+        "{kind: credit, currency: credits, amount: 1000}",
+        "{kind: credit, currency: credits, amount: 1000, rollover: {max_percent: 50}}",
+    )
+    store.apply(load_catalog(text), at=T1)
+    wider = text.replace("{max_percent: 50}", "{max_amount: 250.5, max_percent: 50}")
+    store.apply(load_catalog(wider), at=T2)
+    first = store.plan_version("pro", 1).entitlements[2]
+    second = store.plan_version("pro", 2).entitlements[2]
+    assert isinstance(first, CreditEntitlement) and isinstance(second, CreditEntitlement)
+    assert first.rollover is not None and second.rollover is not None
+    assert (first.rollover.max_amount, first.rollover.max_percent) == (None, Decimal(50))
+    assert (second.rollover.max_amount, second.rollover.max_percent) == (
+        Decimal("250.5"),
+        Decimal(50),
+    )
+    dumped = dump_catalog(store.current())
+    assert "rollover:" in dumped and "max_amount: 250.5" in dumped and "max_percent: 50" in dumped
+    assert load_catalog(dumped) == store.current()

@@ -193,6 +193,31 @@ plans:
         ["plans[0].entitlements[0].amount: must be > 0"],
     ),
     (
+        "rollover caps out of range, on a plan and an add-on",
+        BASE
+        + "plans:\n  - id: pro\n    name: Pro\n    entitlements:\n"
+        + "      - {kind: credit, currency: credits, amount: 100, rollover: {max_amount: 0,"
+        + " max_percent: 101}}\n"
+        + "addons:\n  - id: extra\n    name: Extra\n    entitlements:\n"
+        + "      - {kind: credit, currency: credits, amount: 100, rollover: {max_amount: 1.005,"
+        + " max_percent: 0, cap: 3}}\n",
+        [
+            "plans[0].entitlements[0].rollover.max_amount: must be > 0",
+            "plans[0].entitlements[0].rollover.max_percent: must be <= 100",
+            "addons[0].entitlements[0].rollover.cap: unknown key for a rollover",
+            "addons[0].entitlements[0].rollover.max_amount: more decimal places than currency "
+            "'credits' keeps (2)",
+            "addons[0].entitlements[0].rollover.max_percent: must be > 0",
+        ],
+    ),
+    (
+        "rollover without a cap",
+        BASE
+        + "plans:\n  - id: pro\n    name: Pro\n    entitlements:\n"
+        + "      - {kind: credit, currency: credits, amount: 100, rollover: {}}\n",
+        ["plans[0].entitlements[0].rollover: give max_amount, max_percent or both"],
+    ),
+    (
         "granting an archived feature",
         BASE
         + "  - {id: legacy, name: Legacy, type: boolean, status: archived}\n"

@@ -91,13 +91,14 @@ def test_simulate_and_compare_print_tables_and_json_numbers(
     capsys.readouterr()
     assert main(["simulate", *common, "--out", str(tmp_path / "sim")]) == 0
     shown = capsys.readouterr()
-    figures = [line.split("  ")[0] for line in shown.out.splitlines()[5:14]]
+    figures = [line.split("  ")[0] for line in shown.out.splitlines()[5:15]]
     assert figures == [
         "customers",
         "credits granted",
         "credits consumed",
         "credits expired",
         "credits voided",
+        "credits rolled over",
         "final balance",
         "overdraft debt",
         "credit revenue",

@@ -53,12 +53,23 @@ def test_actual_run_out_and_naive_baseline(rows: pl.DataFrame) -> None:
     assert rich["p50_error_days"] is None
 
 
+def test_an_outcome_after_the_horizon_counts_by_its_share_between_p10_and_p90(
+    rows: pl.DataFrame,
+) -> None:
+    # `rich` surely does not run out (probability 0): "after H" holds all the forecast's mass, of
+    # which the levels 10%–90% are 80%; `poor` ran out inside [p10, p90].
+    shares = dict(rows.select("customer_id", "inside_share").iter_rows())
+    assert shares == {"poor": 1.0, "rich": pytest.approx(0.8)}
+
+
 def test_summary_scores_per_cut_and_overall(rows: pl.DataFrame) -> None:
     summary = backtest_summary(rows)
     assert summary["cut"].to_list() == [f"{T:%Y-%m-%dT%H:%M:%SZ}", "all"]
     overall = summary.row(1, named=True)
     assert (overall["units"], overall["flagged"], overall["ran_out"]) == (2, 0, 1)
-    assert overall["calibration"] == 1.0
+    assert overall["calibration"] == pytest.approx(0.9)
+    assert overall["calibration_plain"] == 1.0
+    assert overall["calibration_at_risk"] == 1.0  # `poor` only
     naive = rows.filter(pl.col("customer_id") == "poor")["naive_error_days"][0]
     assert overall["naive_error_days"] == pytest.approx(naive)
 

@@ -200,3 +200,15 @@ def test_customers_naming_what_the_catalog_lacks_are_refused_before_anything_run
     )
     with pytest.raises(InputError, match="unknown currency 'EUR'"):
         forecast(con, catalog(), customers, as_of=START, horizon="30d")
+
+
+def test_every_forecast_uses_the_kernel_set_up_compiles(table: pl.DataFrame) -> None:
+    # `make setup` compiles the kernel once with a small forecast (no grants, nothing happening
+    # in the horizon); a forecast with expiries, top-ups and recharges must reuse that compiled
+    # signature, not compile another one at run time (~50 s).
+    from pricing_lab.forecast import paths
+    from pricing_lab.ledger.compile import warm_up_forecast
+
+    warm_up_forecast()
+    assert table.height > 0  # the fixture's forecast, with expiries and top-ups, has run
+    assert len(paths.run_units.signatures) == 1

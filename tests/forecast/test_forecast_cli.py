@@ -78,7 +78,7 @@ def test_backtest_prints_calibration_and_errors(
     args = _args(files, "--backtest", "--horizon", "14d", "--cut", "2024-01-11", "--out", str(out))
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "calibration" in text and "100.0%" in text
+    assert "calibration" in text and "90.0%" in text
     assert pl.read_parquet(out / "backtest.parquet").height == 2
 
 
@@ -100,3 +100,53 @@ def test_bad_input_is_one_message_and_exit_2(
     assert main(_args(files, *extra, "--out", str(tmp_path / "x"))) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+SCENARIOS = """
+scenarios:
+  - name: generous
+    grant_multipliers: {PROMOTIONAL: 10}
+"""
+
+
+def test_compare_forecasts_every_scenario_into_the_report(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # base: `poor` has 450 credits on 11 January and burns 100 a day: out on the 15th at noon;
+    # `generous` gives it ten times the promotion (13,500 credits left): never within 30 days.
+    (tmp_path / "scenarios.yaml").write_text(SCENARIOS)
+    out = tmp_path / "cmp"
+    args = [
+        "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
+        "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
+        "--out", str(out), "--forecast", "2024-01-11", "--forecast-horizon", "30d", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "likely_to_run_out" in capsys.readouterr().out
+    table = pl.read_parquet(out / "forecast.parquet")
+    poor = table.filter(pl.col("customer_id") == "poor")
+    assert poor.select("scenario", "run_out_probability").rows() == [
+        ("base", 1.0),
+        ("generous", 0.0),
+    ]
+    assert f"{poor['run_out_p50'][0]:%Y-%m-%d %H}" == "2024-01-15 12"
+    html = (out / "report.html").read_text()
+    section = html[html.index("Run-out forecast") :]
+    assert "customers who may run out per scenario: base 1, generous 0" in section
+
+
+def test_compare_forecast_without_an_instant_starts_after_the_last_event(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "scenarios.yaml").write_text(SCENARIOS)
+    out = tmp_path / "cmp"
+    args = [
+        "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
+        "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
+        "--out", str(out), "--forecast", "--json", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [r["scenario"] for r in summary["forecast"]] == ["base", "generous"]
+    as_of = pl.read_parquet(out / "forecast.parquet")["as_of"].unique().to_list()
+    assert [f"{t:%Y-%m-%d %H:%M:%S.%f}" for t in as_of] == ["2024-01-30 12:00:00.000001"]

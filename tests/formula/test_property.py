@@ -86,7 +86,7 @@ def check_backends_agree(tree: Any, batch: list[dict[str, Any]]) -> None:
 
 
 @settings(
-    max_examples=2000,
+    max_examples=1000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

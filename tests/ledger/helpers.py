@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from pricing_lab.catalog.model import CreditCurrency
+from pricing_lab.catalog.model import CreditCurrency, Rollover
 from pricing_lab.ledger import (
     AutoRecharge,
     Consumption,
@@ -109,6 +109,7 @@ def entitlement(
     customer: str = "acme",
     currency: str = "CR",
     kind: str = "plan",
+    rollover: Rollover | None = None,
 ) -> RecurringEntitlement:
     return RecurringEntitlement(
         customer_id=customer,
@@ -119,6 +120,14 @@ def entitlement(
         cadence=cadence,  # type: ignore[arg-type]
         start=start,
         end=end,
+        rollover=rollover,
+    )
+
+
+def rollover(max_amount: str | None = None, max_percent: str | None = None) -> Rollover:
+    return Rollover(
+        max_amount=None if max_amount is None else Decimal(max_amount),
+        max_percent=None if max_percent is None else Decimal(max_percent),
     )
 
 

@@ -114,6 +114,13 @@ GRANTS = [
     _grant("acme:b"),
     _grant("zz", type="PAID", cost_basis=Decimal("0.01")),
     _grant("acme:auto", type="PAID", cost_basis=Decimal("0.01")),
+    # rollover grants come before the other grants tied with them, in id order among themselves,
+    # whichever side of the auto-recharge ids their ids sort
+    _grant("acme:zz:rollover", type="RECURRING", source="rollover"),
+    _grant("acme:a:rollover", type="RECURRING", source="rollover"),
+    _grant(
+        "recurring:rollover", type="RECURRING", source="rollover", effective_at=T0 + timedelta(1)
+    ),
 ]
 # Auto-recharge grants: PAID, priority 0, never expiring, effective at T0; numbers whose text
 # order differs from their numeric order (10 before 2, 1 before 10 before 100, 19 before 9).
@@ -145,7 +152,11 @@ def test_drawdown_order_agrees_in_every_form() -> None:
         effective=np.array([to_micros(g.effective_at) for g in grants], dtype=np.int64),
         id_rank=np.concatenate(
             [
-                id_ranks(table["grant_id"], above_recharge_ids(table, recharging)),
+                id_ranks(
+                    table["grant_id"],
+                    above_recharge_ids(table, recharging),
+                    (table["source"] == "rollover").to_numpy(),
+                ),
                 np.full(len(RECHARGE_NUMBERS), RECHARGE_ID_RANK, dtype=np.int64),
             ]
         ),
@@ -157,5 +168,9 @@ def test_drawdown_order_agrees_in_every_form() -> None:
 
     compiled = sorted(range(n), key=functools.cmp_to_key(compare))
     assert [grants[i].grant_id for i in compiled] == by_definition
+    # written by hand: the rollover grants of effective_at T0 lead the tie of priority 0, never
+    # expiring, promotional/recurring, effective T0 (before "acme:a", whose id sorts first)
+    tied = [g for g in by_definition if g in ("acme:a", "acme:a:rollover", "acme:zz:rollover")]
+    assert tied == ["acme:a:rollover", "acme:zz:rollover", "acme:a"]
     # a total order: no two grants compare equal
     assert all(compare(a, b) != 0 for a in range(n) for b in range(n) if a != b)

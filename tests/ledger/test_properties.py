@@ -15,16 +15,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pricing_lab.catalog.model import Rollover
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger import ReplayInput, check_invariants, replay
 from pricing_lab.ledger.api import run_engine
 from pricing_lab.ledger.inputs import prepare
-from tests.ledger.helpers import CR, TK, at, entitlement, event, grant, recharge
+from tests.ledger.helpers import CR, TK, at, entitlement, event, grant, recharge, rollover
 
 CUSTOMERS = ("a", "b", "c")
 # Few distinct instants, so that expiries, voids, grants and events often share one.
 INSTANTS = [at(1) + timedelta(days=d, hours=h) for d in range(0, 75, 3) for h in (0, 12)]
 MONTH_ENDS = [at(31), at(29, month=2), at(31, month=1, year=2023), at(30, month=1)]
+
+
+def rollovers(currency: str) -> st.SearchStrategy[Rollover | None]:
+    """No rollover (most often), or caps: an amount at the currency's precision, a percent, both."""
+    most = st.sampled_from(["1", "40", "250"] if currency == "TK" else ["0.01", "40", "250.5"])
+    percent = st.sampled_from(["10", "33.3", "50", "100"])
+    return (
+        st.none()
+        | st.none()
+        | st.builds(rollover, st.none() | most, percent)
+        | st.builds(rollover, most, st.none())
+    )
 
 
 @st.composite
@@ -81,6 +94,7 @@ def scenarios(draw: st.DrawFn) -> ReplayInput:
                 cadence=cadence,
                 customer=customer,
                 currency=currency,
+                rollover=draw(rollovers(currency)),
             )
         )
         if change is not None and draw(st.booleans()):  # plan change: the next plan starts
@@ -91,6 +105,7 @@ def scenarios(draw: st.DrawFn) -> ReplayInput:
                     change,
                     customer=customer,
                     currency=currency,
+                    rollover=draw(rollovers(currency)),
                 )
             )
     recharges = []

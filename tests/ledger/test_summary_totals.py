@@ -47,6 +47,7 @@ def _counted(replay_input: ReplayInput, ledger_rows: list[dict[str, object]]) ->
             "consumed": -figures["consumed"],
             "expired": -figures["expired"],
             "voided": -figures["voided"],
+            "rolled_over": -figures["rolled_over"],
             "final_balance": figures["final_balance"],
             "overdraft_debt": figures["overdraft_debt"],
             "customers": len(customers[currency]),

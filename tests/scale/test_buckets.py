@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
+from pricing_lab.catalog.model import Rollover
+from pricing_lab.ledger.model import AutoRecharge, Grant, RecurringEntitlement, Subscription
 from pricing_lab.scale.buckets import bucket_of, read_bucket_inputs, read_job_header
 from pricing_lab.scale.records import records_table, table_records
 from pricing_lab.scale.run import write_buckets
@@ -63,10 +64,24 @@ def test_customer_records_survive_parquet_exactly() -> None:
             customer_id="ann", currency_id="CR", threshold=Decimal("1E+1"), target=Decimal(200)
         ),
     )
+    recurring = tuple(
+        RecurringEntitlement(
+            customer_id="ann",
+            source_id="pro",
+            source_kind="plan",
+            currency_id="CR",
+            amount=Decimal("100.0"),
+            cadence="monthly",
+            start=when,
+            rollover=rollover,
+        )
+        for rollover in (None, Rollover(max_percent=Decimal("50.0")))
+    )
     for records, kind in (
         (grants, Grant),
         (subscriptions, Subscription),
         (recharges, AutoRecharge),
+        (recurring, RecurringEntitlement),
     ):
         back = table_records(records_table(records, kind), kind)
         assert back == records

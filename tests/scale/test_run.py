@@ -23,7 +23,7 @@ from pricing_lab.simulation import output_files
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
 from tests.scale.helpers import AlwaysFailing, FailingOnce, attempts, differing_files, tie_inputs
-from tests.simulation.helpers import catalog
+from tests.simulation.helpers import CATALOG_YAML, catalog
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_every_bucket_count_writes_the_bytes_of_a_plain_replay(
         )
         assert differing_files(tmp_path / "whole", out) == [], buckets
         assert progress[0] == (0, buckets) and progress[-1] == (buckets, buckets)
-        assert result.ledger.equals(whole.ledger)  # read back from the folder
+        assert result.read_ledger().equals(whole.ledger)  # read back from the folder
         assert result.summary_dict() == whole.summary_dict()
         assert sorted(p.name for p in out.iterdir()) == sorted(
             p.name for p in (tmp_path / "whole").iterdir()
@@ -91,13 +91,19 @@ def test_a_bucket_that_fails_once_is_retried_and_overwrites(
     con, report, customers = tie_inputs()
     # Low-balance thresholds travel in the manifest to every bucket's activity stream.
     low = ActivityOptions(thresholds={"CR": (Decimal("150"), Decimal("12.5"))}, ending_soon_days=3)
-    whole = simulate(con, catalog(), customers, ingest=report, activity=low)
+    # Plan credits roll over (zed never uses its Pro credits): the rollover travels in the
+    # bucket files to every bucket.
+    rolling = catalog(
+        CATALOG_YAML.replace("cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}")
+    )
+    whole = simulate(con, rolling, customers, ingest=report, activity=low)
     whole.write(tmp_path / "whole")
+    assert "ROLLED_OVER" in set(whole.ledger["entry_type"])
     assert whole.activity is not None
     assert "credits.low_balance" in set(whole.activity["kind"])
     store = Store.at(tmp_path / "job")
     job = write_buckets(
-        con, catalog(), customers, store=store, buckets=3, ingest=report, activity=low
+        con, rolling, customers, store=store, buckets=3, ingest=report, activity=low
     )
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import duckdb
+import polars as pl
 import pytest
 
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger.model import Subscription
-from pricing_lab.simulation.costing import Costing
+from pricing_lab.simulation.costing import Costing, CustomerSpan, costed_events
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.simulate import cost
 from tests.simulation.helpers import at, catalog, ev, load_events, naive
@@ -255,3 +256,31 @@ def test_costs_are_decimals_at_the_currency_precision() -> None:
     names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert not {n for n in names if n.startswith("__")}
     assert isinstance(con, duckdb.DuckDBPyConnection)
+
+
+def test_costing_once_and_taking_customer_spans_gives_each_span_its_own_costing() -> None:
+    rows = [
+        ev("a1", "amy", "m", naive(1), x="2", y="0"),  # rejected: f1 divides by zero
+        ev("a2", "amy", "m", naive(3), x="3", y="2"),
+        ev("b1", "bob", "m", naive(2), x="1", y="4"),
+        ev("b2", "bob", "m", naive(2), x="0.5", y="1"),  # rejected: f2 negative
+        ev("c1", "cy", "m", naive(1), x="1", y="1"),
+    ]
+    con, _ = load_events(rows)
+    rates = catalog(REJECTING)
+    spans = [CustomerSpan(first="amy", last="amy"), CustomerSpan(first="b", last="cy")]
+    with costed_events(con, [rates], [()]) as costings:
+        [amy], [others] = (costings(span) for span in spans)
+        [whole] = costings(None)
+    assert costs(amy) == [("a2", "f1", "1.50"), ("a2", "f2", "2.00")]
+    assert set(amy.rejected["event_id"]) == {"a1"}
+    assert [e for e, _f, _c in costs(others)] == ["b1", "b1", "c1", "c1"]
+    assert set(others.rejected["event_id"]) == {"b2"}
+    # the spans' rows are exactly the whole costing's, in its order
+    assert costs(whole) == costs(amy) + costs(others)
+    assert whole.rejected.equals(pl.concat([amy.rejected, others.rejected]))
+    # and separate costings of each customer's events agree with the spans
+    alone, _ = load_events([r for r in rows if r["customer_id"] == "amy"])
+    assert costs(cost(alone, rates, CustomerInputs())) == costs(amy)
+    names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert not {n for n in names if n.startswith("__")}  # the costed rows are dropped after

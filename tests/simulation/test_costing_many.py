@@ -62,13 +62,13 @@ def assert_same_as_separate(
 def passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many rate sets each costing pass over the events computed."""
     seen: list[int] = []
-    shared = costing_module._cost_shared
+    shared = costing_module._build_costed
 
     def counting(con, rate_sets, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(len(rate_sets))
         return shared(con, rate_sets, *args, **kwargs)
 
-    monkeypatch.setattr(costing_module, "_cost_shared", counting)
+    monkeypatch.setattr(costing_module, "_build_costed", counting)
     return seen
 
 

@@ -16,7 +16,7 @@ from pricing_lab.simulation import output_files, partitioned
 from pricing_lab.simulation.customers import customers_from_mapping
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.partitioned import customer_ranges, simulate_partitioned
-from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
+from pricing_lab.simulation.simulate import OUTPUT_FILES, LedgerOnDisk, simulate
 from tests.simulation.helpers import catalog, ev, load_events, naive
 from tests.simulation.test_simulate import cli, random_events, write_inputs
 
@@ -63,7 +63,9 @@ def test_partitioned_replay_of_the_demo_writes_the_same_bytes(
         assert len(done) == partitions and done[-1][0] == done[-1][1]
         assert result.balances.equals(whole.balances)
         assert result.summary_dict() == whole.summary_dict()
-        assert result.ledger.equals(whole.ledger)  # read back from the folder
+        assert result.read_ledger().equals(whole.ledger)  # read back from the folder
+        with pytest.raises(LedgerOnDisk, match=r"read_ledger\(\)"):
+            result.ledger  # noqa: B018  (not in memory: never read silently)
         assert not any(p.name.startswith(".") for p in out.iterdir())  # no scratch left
 
 

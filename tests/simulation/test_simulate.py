@@ -298,7 +298,7 @@ def test_cli_writes_the_five_files_with_spec_columns_and_decimal_amounts(
     ]  # fmt: skip
     balances = schema("balances.parquet")
     assert list(balances) == [
-        "customer_id", "currency_id", "granted", "consumed", "expired", "voided",
+        "customer_id", "currency_id", "granted", "consumed", "expired", "voided", "rolled_over",
         "final_balance", "overdraft_debt", "first_zero_at", "recharges_issued",
         "recharge_spend", "breakage", "events_denied",
     ]  # fmt: skip

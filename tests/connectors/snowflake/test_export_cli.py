@@ -26,6 +26,7 @@ from tests.connectors.snowflake.export_support import (
 
 CATALOG_TABLES = {
     "features": "catalog_features",
+    "feature_costs": "catalog_feature_costs",
     "feature_groups": "catalog_feature_groups",
     "feature_group_members": "catalog_feature_group_members",
     "plans": "catalog_plans",
@@ -103,6 +104,16 @@ def test_export_then_rerun_with_json_reports_and_exit_status_0(
     assert fetch(target, 'SELECT DISTINCT "REPLAY_ID" FROM "LEDGER_ENTRIES"') == [
         ("replay_2024_03",)
     ]
+    # The dated gpt-4o price cut of the example catalog: two cost entries, the second from
+    # 1 February 2024 (UTC), formulas as written.
+    costs = fetch(
+        target,
+        'SELECT "POSITION", "VALID_FROM" IS NULL, "VALID_FROM", "FORMULA" FROM "FEATURE_COSTS" '
+        'WHERE "FEATURE_ID" = \'llm_chat\' ORDER BY "POSITION"',
+    )
+    assert [(p, null) for p, null, _, _ in costs] == [(0, True), (1, False)]
+    assert f"{costs[1][2]:%Y-%m-%d %H:%M}" == "2024-02-01 00:00"
+    assert "0.00000175 * input_tokens" in costs[1][3]
     assert report["bytes"] > 0 and report["duration_seconds"] >= 0
     assert "export: [1/" in err  # progress on stderr
 

@@ -4,8 +4,8 @@ A first run (A) takes the lock with a lease that is always already over (a run s
 lease), a second run (B) takes the lock over, and a scheduler lets them pass their steps in a
 given interleaving. Whatever the interleaving, the tables end as one uninterrupted run leaves
 them, and no staging table or stage file is left behind. The default run covers the
-interleavings where B takes over at each of A's steps; `PRICING_LAB_LONG=1` runs every
-interleaving of their steps.
+interleavings where B takes over while A holds the lock (after A's lock, copy or merge step);
+`PRICING_LAB_LONG=1` runs every interleaving of their steps.
 """
 
 from __future__ import annotations
@@ -124,11 +124,12 @@ def _schedules() -> Iterator[tuple[str, ...]]:
 
 
 def _takeovers() -> list[tuple[str, ...]]:
-    """B takes over after each of A's steps; then B runs to its end before A goes on, or A goes
-    on first."""
+    """B takes over after each of A's steps while A holds the lock (lock, copy, merge); then B
+    runs to its end before A goes on, or A goes on first. (B before A's lock, or after A's last
+    step, is two runs one after the other: the long run covers them with every interleaving.)"""
     turns = len(GATES)
     result = []
-    for done in range(1, turns + 1):
+    for done in range(2, turns):
         before = ("A",) * done
         result.append((*before, *("B",) * turns, *("A",) * (turns - done)))
         if done in (2, 3):  # A at its copy or merge step when B takes over: A goes on first
