@@ -22,6 +22,7 @@ from numba import njit
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.ledger.kernel import (
     NO_LIMIT,
+    UNCOUNTED,
     EventColumns,
     GrantColumns,
     Happenings,
@@ -382,7 +383,7 @@ def _grant_happenings(
 
 # Compiled without numba's reference counting, as the kernel's `replay_customer` is (see
 # `kernel`): it allocates nothing, and `happens_before` is inlined into it.
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(nogil=True, **UNCOUNTED)
 def _sort_happenings(
     lo: int,
     hi: int,

@@ -21,7 +21,7 @@ decrement every array's count, atomic operations that cost more than the rules t
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -65,6 +65,9 @@ PENDING, ACTIVE, CLOSED, WAITING = 0, 1, 2, 3
 NO_EXPIRY, ONE_MONTH, ONE_YEAR = (GRANT_EXPIRIES.index(e) for e in ("none", "1_month", "1_year"))
 PAID_TYPE_RANK = TYPE_RANK["PAID"]  # auto-recharge grants are PAID
 NO_LIMIT = -1  # a monthly spend limit of none
+# Compile options of a function without numba's reference counting (see the module docstring):
+# it must allocate nothing. numba's type stubs do not list `_nrt`, hence a dict.
+UNCOUNTED: dict[str, Any] = {"cache": True, "_nrt": False}
 
 # Ledger rows as the kernel writes them (one int64 row per entry): time, customer code, currency
 # code, entry type, grant kind, grant reference (its index in GrantColumns for KIND_TABLE, its
@@ -426,7 +429,7 @@ def _close_batch(
         close(entries, book, wallets, c, t, batch[b], entry_type)
 
 
-@njit(cache=True, _nrt=False)  # see the module docstring
+@njit(**UNCOUNTED)
 def replay_customer(
     entries: Entries,
     book: Book,
