@@ -35,12 +35,13 @@ def test_demo_runs_prints_the_summary_and_writes_a_report_that_renders(tmp_path:
     # the headline: scenarios side by side, every figure with its change against the base
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["scenario", "base", "chat_output_1.2x"], result.stdout
-    shown = {line.split("  ")[0]: line for line in lines[2:10]}
+    shown = {line.split("  ")[0]: line for line in lines[2:11]}
     assert list(shown) == [
         "credits consumed",
         "credit revenue",
         "recharge revenue",
         "breakage",
+        "credits rolled over",
         "customers who run out",
         "newly run out",
         "no longer run out",

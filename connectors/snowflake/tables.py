@@ -265,6 +265,8 @@ ENTITLEMENTS = TableSpec(
         ("currency_id", VARCHAR),
         ("amount", AMOUNT),
         ("cadence", VARCHAR),
+        ("rollover_max_amount", AMOUNT, "credit entitlements: rollover cap in credits"),
+        ("rollover_max_percent", AMOUNT, "credit entitlements: rollover cap in % of amount"),
     ),
 )
 CREDIT_CURRENCIES = TableSpec(

@@ -34,10 +34,10 @@ from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.scale.bucket_replay import read_done
 from pricing_lab.scale.buckets import SERVING, Manifest, result_path
 from pricing_lab.scale.storage import Store
-from pricing_lab.simulation import output_files
 from pricing_lab.simulation.cost_to_serve import without
 from pricing_lab.simulation.margin import margin_table
 from pricing_lab.simulation.output_files import TableWriter, write_table
+from pricing_lab.simulation.partitioned import window_batches
 from pricing_lab.simulation.simulate import OUTPUT_FILES, SimulationResult, summary_json
 
 
@@ -200,7 +200,7 @@ def _merge_ledger(store: Store, manifest: Manifest, counts: np.ndarray, path: Pa
     readers = [_BucketLedger(store, b) for b in range(manifest.buckets)]
     next_id = 1
     with TableWriter(path, schema) as writer:
-        for windows in _window_batches(counts.sum(axis=0)):
+        for windows in window_batches(counts.sum(axis=0)):
             taken = [reader.take(int(counts[b, windows].sum())) for b, reader in enumerate(readers)]
             pieces = [_frame(t) for t in taken if t.num_rows]
             if not pieces:
@@ -211,18 +211,6 @@ def _merge_ledger(store: Store, manifest: Manifest, counts: np.ndarray, path: Pa
             ).cast(schema)
             next_id += merged.height
             writer.write(merged)
-
-
-def _window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
-    """Consecutive windows grouped to hold at least a row group's rows each (the last: the rest)."""
-    first, held = 0, 0
-    for index, rows in enumerate(rows_per_window):
-        held += int(rows)
-        if held >= output_files.ROW_GROUP_ROWS:
-            yield slice(first, index + 1)
-            first, held = index + 1, 0
-    if held:
-        yield slice(first, len(rows_per_window))
 
 
 class _BucketLedger:

@@ -56,6 +56,7 @@ from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, check_event_ids, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.margin import served_costs
+from pricing_lab.simulation.partitioned import input_customer_ids
 from pricing_lab.simulation.simulate import (
     SimulationResult,
     customer_problems,
@@ -171,7 +172,7 @@ def write_buckets(
         per_customer, buckets=buckets, parallelism=parallelism, task_memory=task_memory
     )
     recurring = recurring_entitlements(customers.subscriptions, catalog)
-    ids = {c for c in per_customer if c is not None} | _input_customer_ids(customers)
+    ids = {c for c in per_customer if c is not None} | input_customer_ids(customers)
     bucket_by_id = {customer: bucket_of(customer, count) for customer in sorted(ids)}
     bucket_events = [0] * count
     for customer, n in per_customer.items():
@@ -416,14 +417,6 @@ def bucket_progress(label: str = "buckets") -> Progress:
 
 def _safe_name(scenario: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
-
-
-def _input_customer_ids(customers: CustomerInputs) -> set[str]:
-    return (
-        {s.customer_id for s in customers.subscriptions}
-        | {g.customer_id for g in customers.grants}
-        | {r.customer_id for r in customers.auto_recharges}
-    )
 
 
 def _costing_groups(bucket_events: Sequence[int]) -> list[list[int]]:

@@ -96,7 +96,7 @@ def customer_ranges(
             "WHERE customer_id IS NOT NULL GROUP BY customer_id"
         ).fetchall()
     )
-    ids = sorted(set(counted) | _input_customer_ids(customers))
+    ids = sorted(set(counted) | input_customer_ids(customers))
     if not ids:
         return []
     weights = np.array([counted.get(c, 0) + 1 for c in ids], dtype=np.int64)
@@ -132,7 +132,8 @@ def spilling_connection(
     return con
 
 
-def _input_customer_ids(customers: CustomerInputs) -> set[str]:
+def input_customer_ids(customers: CustomerInputs) -> set[str]:
+    """Every customer id a subscription, grant or auto-recharge setting names."""
     return (
         {s.customer_id for s in customers.subscriptions}
         | {g.customer_id for g in customers.grants}
@@ -472,7 +473,7 @@ class _Outcome:
         counts = np.stack(self.window_rows)  # there is always at least one range
         next_id = 1
         with TableWriter(path, ledger_schema(self.scale)) as writer:
-            for windows in _window_batches(counts.sum(axis=0)):
+            for windows in window_batches(counts.sum(axis=0)):
                 taken = [
                     reader.take(int(counts[p, windows].sum())) for p, reader in enumerate(readers)
                 ]
@@ -499,7 +500,7 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return frame
 
 
-def _window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
+def window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
     """Consecutive windows grouped to hold at least a row group's rows each (the last: the rest)."""
     first, held = 0, 0
     for index, rows in enumerate(rows_per_window):

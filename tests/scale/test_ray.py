@@ -36,9 +36,27 @@ def on_ray() -> Iterator[RayExecutor]:
     assert not ray.is_initialized()
 
 
-def test_ray_writes_the_bytes_of_a_plain_replay_for_1_3_and_16_buckets(
-    on_ray: RayExecutor, tmp_path: Path
+def test_bucketed_replays_on_a_local_ray_node(
+    on_ray: RayExecutor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    subtests: pytest.Subtests,
 ) -> None:
+    # One test with subtests, not four tests: the test runner's workers take tests one by one,
+    # and each worker given one of four tests would start a Ray node of its own.
+    for name in ("buckets", "retry", "compare", "cli"):
+        (tmp_path / name).mkdir()
+    with subtests.test("1, 3 and 16 buckets give a plain replay's bytes"):
+        _bytes_of_a_plain_replay_for_1_3_and_16_buckets(on_ray, tmp_path / "buckets")
+    with subtests.test("a bucket failing once is retried and overwrites"):
+        _a_bucket_failing_once_is_retried_and_overwrites(on_ray, tmp_path / "retry")
+    with subtests.test("a comparison's scenarios"):
+        _a_comparisons_scenarios_give_the_files_of_one_in_process(on_ray, tmp_path / "compare")
+    with subtests.test("the CLI"):
+        _the_cli_writes_the_files_of_a_plain_simulate(on_ray, tmp_path / "cli", capsys)
+
+
+def _bytes_of_a_plain_replay_for_1_3_and_16_buckets(on_ray: RayExecutor, tmp_path: Path) -> None:
     con, report, customers = tie_inputs()
     whole = simulate(con, catalog(), customers, ingest=report, enforcement="block")
     whole.write(tmp_path / "whole")
@@ -60,9 +78,7 @@ def test_ray_writes_the_bytes_of_a_plain_replay_for_1_3_and_16_buckets(
     assert ray.is_initialized()  # a Ray the executor did not start stays up
 
 
-def test_a_bucket_failing_once_on_ray_is_retried_and_overwrites(
-    on_ray: RayExecutor, tmp_path: Path
-) -> None:
+def _a_bucket_failing_once_is_retried_and_overwrites(on_ray: RayExecutor, tmp_path: Path) -> None:
     con, report, customers = tie_inputs()
     simulate(con, catalog(), customers, ingest=report).write(tmp_path / "whole")
     store = Store.at(tmp_path / "job")
@@ -77,7 +93,7 @@ def test_a_bucket_failing_once_on_ray_is_retried_and_overwrites(
     assert differing_files(tmp_path / "whole", tmp_path / "out") == []
 
 
-def test_a_comparisons_scenarios_on_ray_give_the_files_of_one_in_process(
+def _a_comparisons_scenarios_give_the_files_of_one_in_process(
     on_ray: RayExecutor, tmp_path: Path
 ) -> None:
     path = tmp_path / "s.yaml"
@@ -104,9 +120,10 @@ def test_a_comparisons_scenarios_on_ray_give_the_files_of_one_in_process(
     assert there.result(base).read_ledger().equals(here.result(base).read_ledger())
 
 
-def test_the_cli_on_ray_writes_the_files_of_a_plain_simulate(
+def _the_cli_writes_the_files_of_a_plain_simulate(
     on_ray: RayExecutor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`--executor ray` uses the Ray this process is connected to (`on_ray`'s node)."""
     paths = write_inputs(tmp_path / "in", random_events(300, seed=5), more=True)
     common = [
         "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
