@@ -22,6 +22,7 @@ from numba import njit
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.ledger.kernel import (
     NO_LIMIT,
+    UNCOUNTED,
     EventColumns,
     GrantColumns,
     Happenings,
@@ -126,9 +127,9 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
         kept,
         new_event,
     )
-    event_row = row[:n_kept].copy()
-    event_time, event_cost, event_run = (kept[i, :n_kept].copy() for i in range(3))
-    del kept, row
+    # Views of the kept rows: the room of the rows left out is not worth a copy.
+    event_row = row[:n_kept]
+    event_time, event_cost, event_run = (kept[i, :n_kept] for i in range(3))
 
     # Grants that take part: take effect inside the horizon, not voided before that.
     grant_table = prepared.grant_table
@@ -181,7 +182,7 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
     events = EventColumns(
         start=np.searchsorted(event_run, first_run).astype(np.int64),
         time=event_time,
-        new_event=new_event[:n_kept].copy(),
+        new_event=new_event[:n_kept],
         currency=_event_currencies(table["currency_id"], currency_ids, event_row),
         cost=event_cost,
     )
@@ -349,15 +350,20 @@ def _grant_happenings(
     keys: DrawdownKeys,
 ) -> Happenings:  # pragma: no cover - compiled
     """Every grant's taking effect, and its expiry and void before `until`, customer by customer
-    in the order of things (an insertion sort per customer; a merge sort for one with many)."""
+    in the order of things (`_sort_happenings`)."""
     n_customers = len(grant_start) - 1
     n = 0
-    for g in range(len(currency)):
-        n += 1 + (keys.expires[g] < until) + (voided[g] < until)
+    most = 0  # the most happenings of one customer
+    for c in range(n_customers):
+        first = n
+        for g in range(grant_start[c], grant_start[c + 1]):
+            n += 1 + (keys.expires[g] < until) + (voided[g] < until)
+        most = max(most, n - first)
     start = np.empty(n_customers + 1, dtype=np.int64)
     time = np.empty(n, dtype=np.int64)
     phase = np.empty(n, dtype=np.int64)
     grant = np.empty(n, dtype=np.int64)
+    scratch = np.empty((3, most), dtype=np.int64)
     n = 0
     for c in range(n_customers):
         start[c] = n
@@ -370,16 +376,15 @@ def _grant_happenings(
                 n += 1
             time[n], phase[n], grant[n] = keys.effective[g], TAKES_EFFECT, g
             n += 1
-        order = _sorted_happenings(start[c], n, time, phase, grant, currency, keys)
-        time[start[c] : n] = time[order]
-        phase[start[c] : n] = phase[order]
-        grant[start[c] : n] = grant[order]
+        _sort_happenings(start[c], n, time, phase, grant, currency, keys, scratch)
     start[n_customers] = n
     return Happenings(start, time, phase, grant)
 
 
-@njit(cache=True, nogil=True)
-def _sorted_happenings(
+# Compiled without numba's reference counting, as the kernel's `replay_customer` is (see
+# `kernel`): it allocates nothing, and `happens_before` is inlined into it.
+@njit(nogil=True, **UNCOUNTED)
+def _sort_happenings(
     lo: int,
     hi: int,
     time: np.ndarray,
@@ -387,12 +392,16 @@ def _sorted_happenings(
     grant: np.ndarray,
     currency: np.ndarray,
     keys: DrawdownKeys,
-) -> np.ndarray:  # pragma: no cover - compiled
-    """Positions lo … hi − 1 in the order of things: insertion sort (a customer has few grants),
-    merge passes when it has many."""
-    order = np.arange(lo, hi)
-    if hi - lo <= 32:
-        for j in range(1, hi - lo):
+    scratch: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Sort happenings lo … hi − 1 into the order of things, in place: an insertion sort (a
+    customer has few grants), merge passes when it has many. `scratch`: 3 rows of room."""
+    m = hi - lo
+    order, spare = scratch[0], scratch[1]
+    for j in range(m):
+        order[j] = lo + j
+    if m <= 32:
+        for j in range(1, m):
             moving = order[j]
             i = j
             while i > 0 and happens_before(
@@ -403,28 +412,32 @@ def _sorted_happenings(
                 order[i] = order[i - 1]
                 i -= 1
             order[i] = moving
-        return order
-    spare = np.empty_like(order)
-    width = 1
-    while width < hi - lo:
-        for left in range(0, hi - lo, 2 * width):
-            mid, right = min(left + width, hi - lo), min(left + 2 * width, hi - lo)
-            i, j = left, mid
-            for to in range(left, right):
-                take_right = j < right and (
-                    i >= mid
-                    or happens_before(
-                        currency, keys,
-                        time[order[j]], phase[order[j]], grant[order[j]],
-                        time[order[i]], phase[order[i]], grant[order[i]],
-                    )
-                )  # fmt: skip
-                if take_right:
-                    spare[to] = order[j]
-                    j += 1
-                else:
-                    spare[to] = order[i]
-                    i += 1
-        order, spare = spare, order
-        width *= 2
-    return order
+    else:
+        width = 1
+        while width < m:
+            for left in range(0, m, 2 * width):
+                mid, right = min(left + width, m), min(left + 2 * width, m)
+                i, j = left, mid
+                for to in range(left, right):
+                    take_right = j < right and (
+                        i >= mid
+                        or happens_before(
+                            currency, keys,
+                            time[order[j]], phase[order[j]], grant[order[j]],
+                            time[order[i]], phase[order[i]], grant[order[i]],
+                        )
+                    )  # fmt: skip
+                    if take_right:
+                        spare[to] = order[j]
+                        j += 1
+                    else:
+                        spare[to] = order[i]
+                        i += 1
+            order, spare = spare, order
+            width *= 2
+    moved = scratch[2]
+    for column in (time, phase, grant):
+        for j in range(m):
+            moved[j] = column[order[j]]
+        for j in range(m):
+            column[lo + j] = moved[j]

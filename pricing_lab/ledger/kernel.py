@@ -12,11 +12,16 @@ refuses any input whose amounts could leave that range. Times are int64 microsec
 come grouped in named tuples (`GrantColumns`, `Happenings`, `EventColumns`, `RechargeSettings`,
 built by `columns`), the state of the customer being replayed in `Book` and `Wallets`, what is
 written in `Entries`.
+
+The steps are compiled into `replay_customer` (`inline="always"`), and it is compiled without
+numba's reference counting (`_nrt=False`): it allocates nothing and only reads and writes arrays
+its caller holds, while with counting each use of a named tuple of arrays would increment and
+decrement every array's count, atomic operations that cost more than the rules themselves.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -60,6 +65,9 @@ PENDING, ACTIVE, CLOSED, WAITING = 0, 1, 2, 3
 NO_EXPIRY, ONE_MONTH, ONE_YEAR = (GRANT_EXPIRIES.index(e) for e in ("none", "1_month", "1_year"))
 PAID_TYPE_RANK = TYPE_RANK["PAID"]  # auto-recharge grants are PAID
 NO_LIMIT = -1  # a monthly spend limit of none
+# Compile options of a function without numba's reference counting (see the module docstring):
+# it must allocate nothing. numba's type stubs do not list `_nrt`, hence a dict.
+UNCOUNTED: dict[str, Any] = {"cache": True, "_nrt": False}
 
 # Ledger rows as the kernel writes them (one int64 row per entry): time, customer code, currency
 # code, entry type, grant kind, grant reference (its index in GrantColumns for KIND_TABLE, its
@@ -175,16 +183,16 @@ def write(
     n = entries.written[0]
     if n >= entries.rows.shape[0]:
         raise IndexError("ledger rows beyond the room made for them")
-    row = entries.rows[n]
-    row[O_TIME] = t
-    row[O_CUSTOMER] = c
-    row[O_CURRENCY] = k
-    row[O_TYPE] = entry_type
-    row[O_KIND] = book.kind[g]
-    row[O_REF] = book.ref[g]
-    row[O_AMOUNT] = amount
-    row[O_BALANCE] = wallets.balance[k]
-    row[O_EVENT] = event_row
+    rows = entries.rows
+    rows[n, O_TIME] = t
+    rows[n, O_CUSTOMER] = c
+    rows[n, O_CURRENCY] = k
+    rows[n, O_TYPE] = entry_type
+    rows[n, O_KIND] = book.kind[g]
+    rows[n, O_REF] = book.ref[g]
+    rows[n, O_AMOUNT] = amount
+    rows[n, O_BALANCE] = wallets.balance[k]
+    rows[n, O_EVENT] = event_row
     entries.written[0] = n + 1
 
 
@@ -200,7 +208,7 @@ def _leave_drawdown(wallets: Wallets, k: int, g: int) -> None:  # pragma: no cov
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def take_effect(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int
 ) -> None:  # pragma: no cover - compiled
@@ -227,7 +235,7 @@ def take_effect(
             _leave_drawdown(wallets, k, g)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def close(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int, entry_type: int
 ) -> None:  # pragma: no cover - compiled
@@ -243,7 +251,7 @@ def close(
         _leave_drawdown(wallets, book.currency[g], g)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roll_over(
     entries: Entries, book: Book, wallets: Wallets, c: int, t: int, g: int
 ) -> None:  # pragma: no cover - compiled
@@ -262,7 +270,7 @@ def roll_over(
     book.status[slot] = PENDING
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def overdraft_grant(book: Book, wallets: Wallets, k: int) -> int:  # pragma: no cover - compiled
     """The customer's OVERDRAFT grant in currency k, created on first need (no GRANTED)."""
     if wallets.overdraft[k] < 0:
@@ -299,7 +307,7 @@ def consume(
         write(entries, book, wallets, c, t, debtor, CONSUMED, -left, event_row)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def auto_recharge(
     entries: Entries,
     book: Book,
@@ -366,7 +374,7 @@ def _new_grant(
     return g
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def replay_event(
     entries: Entries,
     book: Book,
@@ -406,7 +414,7 @@ def replay_event(
             auto_recharge(entries, book, wallets, settings, c, k, t, until)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _close_batch(
     entries: Entries,
     book: Book,
@@ -421,7 +429,7 @@ def _close_batch(
         close(entries, book, wallets, c, t, batch[b], entry_type)
 
 
-@njit(cache=True)
+@njit(**UNCOUNTED)
 def replay_customer(
     entries: Entries,
     book: Book,

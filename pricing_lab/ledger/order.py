@@ -206,29 +206,30 @@ def above_recharge_ids(grants: pl.DataFrame, recharging: pl.DataFrame) -> np.nda
 @njit(cache=True)
 def recharge_numbers_before(a: int, b: int) -> bool:  # pragma: no cover - compiled
     """str(a) < str(b) for non-negative integers: the order of auto-recharge grant ids, which end
-    in their number (…:10 sorts before …:9)."""
-    digits_a = np.zeros(20, dtype=np.int64)
-    digits_b = np.zeros(20, dtype=np.int64)
-    n_a, n_b = _digits(a, digits_a), _digits(b, digits_b)
-    for i in range(min(n_a, n_b)):
-        if digits_a[n_a - 1 - i] != digits_b[n_b - 1 - i]:
-            return digits_a[n_a - 1 - i] < digits_b[n_b - 1 - i]
+    in their number (…:10 sorts before …:9). Their leading digits, as many as the shorter has,
+    compare as numbers; on a tie the shorter sorts first. (Allocation-free: it is compiled into
+    functions that run without numba's reference counting, see `kernel`.)"""
+    n_a, n_b = _digit_count(a), _digit_count(b)
+    for _ in range(n_a - n_b):
+        a //= 10
+    for _ in range(n_b - n_a):
+        b //= 10
+    if a != b:
+        return a < b
     return n_a < n_b
 
 
 @njit(cache=True)
-def _digits(x: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
-    """The decimal digits of x ≥ 0 into `out`, least significant first; how many."""
-    n = 0
-    while True:
-        out[n] = x % 10
-        n += 1
+def _digit_count(x: int) -> int:  # pragma: no cover - compiled
+    """How many decimal digits x ≥ 0 has."""
+    n = 1
+    while x >= 10:
         x //= 10
-        if x == 0:
-            return n
+        n += 1
+    return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def drawdown_before(keys: DrawdownKeys, a: int, b: int) -> bool:  # pragma: no cover - compiled
     """Grant a is drawn before grant b (`drawdown_key`, on `keys`)."""
     if keys.priority[a] != keys.priority[b]:
@@ -244,7 +245,7 @@ def drawdown_before(keys: DrawdownKeys, a: int, b: int) -> bool:  # pragma: no c
     return recharge_numbers_before(keys.recharge_number[a], keys.recharge_number[b])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def grant_before(
     currency: np.ndarray, keys: DrawdownKeys, a: int, b: int
 ) -> bool:  # pragma: no cover - compiled
@@ -255,7 +256,7 @@ def grant_before(
     return drawdown_before(keys, a, b)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def happens_before(
     currency: np.ndarray,
     keys: DrawdownKeys,

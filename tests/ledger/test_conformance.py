@@ -122,8 +122,9 @@ GRANTS = [
         "recurring:rollover", type="RECURRING", source="rollover", effective_at=T0 + timedelta(1)
     ),
 ]
-# Auto-recharge grants: PAID, priority 0, never expiring, effective at T0, numbers 0, 2 and 10.
-RECHARGE_NUMBERS = [0, 2, 10]
+# Auto-recharge grants: PAID, priority 0, never expiring, effective at T0; numbers whose text
+# order differs from their numeric order (10 before 2, 1 before 10 before 100, 19 before 9).
+RECHARGE_NUMBERS = [0, 2, 10, 1, 100, 19, 9, 90]
 
 
 def _recharge(number: int) -> Grant:
