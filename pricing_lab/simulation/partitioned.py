@@ -63,8 +63,9 @@ from pricing_lab.simulation.simulate import (
 from pricing_lab.timeutil import as_utc, to_micros
 
 Progress = Callable[[int, int], None]
-# DuckDB's share of memory in `spilling_connection` (measured, 10M events: a 1GB cap → peak 3.38
-# GiB, 512MB → 2.25 GiB in the same time; 256MB → 2.13 GiB but slower to read).
+# DuckDB's share of memory in `spilling_connection`: beyond it DuckDB spills to disk, so a
+# partitioned replay's peak is bounded by its biggest range (the trade-off against read speed is
+# measured in benchmarks/README.md).
 DUCKDB_MEMORY = "512MB"
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 _PART_BATCH_ROWS = 1 << 14  # rows per record batch of a range's temporary ledger file
@@ -514,9 +515,8 @@ def window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
 
 def _write_part(ledger: pl.DataFrame, path: Path) -> None:
     # Plain strings: a string view column would carry its whole shared text buffers into every
-    # record batch (measured: ~1 GB of buffers in flight while merging 10M entries). Converted
-    # a slice at a time: the whole ledger as plain strings at once was a range's peak (a 15M-entry
-    # range: ~2.7 GB more).
+    # record batch, and the merge holds many batches at once. Converted a slice at a time: the
+    # whole ledger as plain strings at once would raise a range's peak by its size again.
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     schema = ledger.head(0).to_arrow().schema
     with (

@@ -205,8 +205,8 @@ class SimulationResult:
                 ledger = self.read_ledger()
         else:
             ledger = self.ledger
-        # The summary's aggregations run while the Parquet files are encoded (both release the
-        # GIL): ~0.3 s less for a 10M-entry ledger on two cores.
+        # The summary's aggregations run while the Parquet files are encoded: both release the
+        # GIL, so they overlap on a second core.
         with ThreadPoolExecutor(max_workers=1) as pool:
             summary = pool.submit(self.summary_dict, ledger)
             if not self.ledger_on_disk:
