@@ -6,11 +6,14 @@ monthly spend limit on 20% of customers), with low-balance thresholds 1000 and 1
 Both sides run `simulate(...)` then `write(out)` in this process, alternating, three times each;
 the figures are medians and the ratio is with / without (the target: ≤ 1.15).
 
-Run: `uv run --frozen --no-sync python -m benchmarks activity --rows=1000000`.
+Run: `uv run --frozen --no-sync python -m benchmarks activity --rows=1000000`. With `--rollover`
+the second side also has rollover on (50% of every plan's and add-on's monthly credits, issue 22's
+"activity and rollover on" against both off).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -21,6 +24,7 @@ import duckdb
 
 from benchmarks.replay_bench import CUSTOMERS, DATA, DAYS, START, _rows, workload_customers
 from pricing_lab.activity import ActivityOptions
+from pricing_lab.catalog.model import Catalog, CreditEntitlement, Rollover
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.synthetic import generate_events
 from pricing_lab.simulation.demo import sample_catalog
@@ -35,7 +39,8 @@ def main(argv: list[str]) -> int:
     events = DATA / f"replay_events_{rows}.parquet"
     if not events.exists():
         generate_events(events, events=rows, customers=CUSTOMERS, days=DAYS, seed=7, start=START)
-    catalog = sample_catalog()
+    plain = sample_catalog()
+    rolling = with_rollover(plain) if "--rollover" in argv else plain
     customers = workload_customers()
     con = duckdb.connect()
     report = ingest_events(con, str(events))
@@ -46,7 +51,7 @@ def main(argv: list[str]) -> int:
             began = time.perf_counter()
             result = simulate(
                 con,
-                catalog,
+                rolling if with_activity else plain,
                 customers,
                 ingest=report,
                 activity=ActivityOptions(thresholds=THRESHOLDS) if with_activity else None,
@@ -56,8 +61,28 @@ def main(argv: list[str]) -> int:
             if turn:
                 timings[with_activity].append(took)
             events_out = 0 if result.activity is None else result.activity.height
-            print(f"run {turn}: activity {with_activity}: {took:.2f} s, {events_out} events")
+            entries = result.replay.ledger.height
+            shown = f"{took:.2f} s, {events_out} activity events, {entries} ledger entries"
+            print(f"run {turn}: on {with_activity}: {shown}")
     without, with_ = statistics.median(timings[False]), statistics.median(timings[True])
     print(f"{rows} events: replay + write {without:.2f} s without activity, {with_:.2f} s with")
     print(f"ratio with / without: {with_ / without:.3f} (target <= 1.15)")
     return 0
+
+
+def with_rollover(catalog: Catalog) -> Catalog:
+    """`catalog` with 50% of every plan's and add-on's credit entitlement rolling over."""
+    half = Rollover(max_percent=Decimal(50))
+
+    def rolled(offer):  # type: ignore[no-untyped-def]
+        entitlements = tuple(
+            dataclasses.replace(e, rollover=half) if isinstance(e, CreditEntitlement) else e
+            for e in offer.entitlements
+        )
+        return dataclasses.replace(offer, entitlements=entitlements)
+
+    return dataclasses.replace(
+        catalog,
+        plans=tuple(rolled(p) for p in catalog.plans),
+        addons=tuple(rolled(a) for a in catalog.addons),
+    )
