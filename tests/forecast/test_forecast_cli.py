@@ -150,3 +150,16 @@ def test_compare_forecast_without_an_instant_starts_after_the_last_event(
     assert [r["scenario"] for r in summary["forecast"]] == ["base", "generous"]
     as_of = pl.read_parquet(out / "forecast.parquet")["as_of"].unique().to_list()
     assert [f"{t:%Y-%m-%d %H:%M:%S.%f}" for t in as_of] == ["2024-01-30 12:00:00.000001"]
+
+
+def test_a_catalog_with_rollover_is_named_as_not_forecast(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rolling = CATALOG.replace("cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}")
+    files["catalog"].write_text(rolling)
+    out = tmp_path / "out"
+    args = _args(files, "--as-of", "2024-01-11", "--horizon", "30d", "--out", str(out))
+    assert main(args) == 0
+    assert "note: rollover of basic is not forecast" in capsys.readouterr().err
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rollover_not_forecast"] == ["basic"]
