@@ -29,8 +29,8 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, InvariantViolation
 from pricing_lab.ledger.grant_table import explicit_grant_table, grant_table_schema
 from pricing_lab.ledger.model import AutoRecharge, recurring_entitlements
-from pricing_lab.ledger.order import TYPE_RANK, Phase
-from pricing_lab.ledger.recurring import recurring_grant_table
+from pricing_lab.ledger.order import ROLLOVER_SOURCE, TYPE_RANK, Phase
+from pricing_lab.ledger.recurring import recurring_grant_table, rollover_grant_table
 from pricing_lab.money import decimal_places, quantize, to_minor_units
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.timeutil import DAY_US, EPOCH, NEVER_US, add_months, month_start, to_micros
@@ -107,17 +107,26 @@ def credit_state(
     t_us, end_us = to_micros(as_of), to_micros(end)
     held = _held_at(ledger, precisions)
     recharged = _recharge_grants(ledger, customers.auto_recharges, catalog, scale, basis_scale)
+    entitlements = recurring_entitlements(customers.subscriptions, catalog)
+    money = pl.Decimal(38, basis_scale)
     attributes = pl.concat(
         [
             explicit_grant_table(customers.grants, scale, basis_scale),
-            recurring_grant_table(
-                recurring_entitlements(customers.subscriptions, catalog), end, scale
-            ).with_columns(pl.col("cost_basis").cast(pl.Decimal(38, basis_scale))),
+            recurring_grant_table(entitlements, end, scale).with_columns(
+                pl.col("cost_basis").cast(money)
+            ),
             recharged,
         ]
     )
+    # Rollover grants made before T (SPEC §5) are held like any grant; inside the horizon no
+    # period rolls over (docs/forecast.md), so they are never upcoming.
+    rolled = rollover_grant_table(entitlements, end, precisions, scale).select(attributes.columns)
     usable = held.filter((pl.col("grant_type") != "OVERDRAFT") & (pl.col("remaining") > 0))
-    active = usable.join(attributes, on=[*KEYS, "grant_id"], how="left")
+    active = usable.join(
+        pl.concat([attributes, rolled.with_columns(pl.col("cost_basis").cast(money))]),
+        on=[*KEYS, "grant_id"],
+        how="left",
+    )
     unknown = active.filter(pl.col("effective_at").is_null())
     if unknown.height:
         raise InvariantViolation(
@@ -169,6 +178,7 @@ _SLOT_COLUMNS = [
     *KEYS,
     "grant_id",
     "type",
+    "source",
     "priority",
     "effective_at",
     "expires_at",
@@ -297,7 +307,17 @@ def _ordered_slots(slots: pl.DataFrame, units: pl.DataFrame) -> pl.DataFrame:
                 "before_recharges"
             ),
         )
-        .sort("unit", "priority", "never", "expires_us", "type_rank", "effective_us", "grant_id")
+        .with_columns((pl.col("source") != ROLLOVER_SOURCE).alias("not_rollover"))
+        .sort(
+            "unit",
+            "priority",
+            "never",
+            "expires_us",
+            "type_rank",
+            "effective_us",
+            "not_rollover",
+            "grant_id",
+        )
         .with_columns(pl.int_range(pl.len()).over("unit").cast(pl.Int64).alias("slot"))
     )
 

@@ -163,3 +163,34 @@ def test_a_catalog_with_rollover_is_named_as_not_forecast(
     assert "note: rollover of basic is not forecast" in capsys.readouterr().err
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rollover_not_forecast"] == ["basic"]
+
+
+def test_credits_rolled_over_before_the_forecast_instant_count_in_its_balance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 300 credits a month from 2023-12-05, 50% rolling over; one 1-credit call a day from
+    # 2023-12-20 to 2024-01-10. At 2024-01-05: 300 - 16 = 284 left, 150 roll over (the cap), 134
+    # expire; the rollover grant is drawn first, 6 calls to T: 144 + 300 = 444 credits at T.
+    catalog = CATALOG.replace("per_unit: 100", "per_unit: 1").replace(
+        "cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}"
+    )
+    (tmp_path / "catalog.yaml").write_text(catalog)
+    (tmp_path / "customers.yaml").write_text(
+        "customers:\n  - id: sub\n    subscriptions:\n"
+        "      - {subscription_id: s1, plan: basic, start: 2023-12-05}\n"
+    )
+    first = START - 12 * DAY
+    days = [first + d * DAY for d in range(22)]
+    rows = [(f"e{n:03d}", "sub", "call", f"{day:%Y-%m-%d} 12:00:00") for n, day in enumerate(days)]
+    events = tmp_path / "events.csv"
+    pl.DataFrame(rows, schema=["event_id", "customer_id", "event_name", "timestamp"],
+                 orient="row").write_csv(events)  # fmt: skip
+    out = tmp_path / "out"
+    args = [
+        "forecast", "--catalog", str(tmp_path / "catalog.yaml"), "--events", str(events),
+        "--customers", str(tmp_path / "customers.yaml"), "--as-of", "2024-01-11",
+        "--horizon", "10d", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    table = pl.read_parquet(out / "forecast.parquet")
+    assert [str(b) for b in table["balance"]] == ["444.00"]
