@@ -149,14 +149,17 @@ def run(args: argparse.Namespace) -> int:
         for name, rejected in rejections.items():
             print(f"scenario {name}: ", end="")
             print_report(rejected)
-        print("margin (money; change against the base):")
-        print(margin.with_columns(pl.col(_MONEY).cast(pl.Decimal(38, 2))))
+        from pricing_lab.report.tables import text_table
+
+        shown = margin.with_columns(
+            pl.col(_MONEY).cast(pl.Decimal(38, 2)),
+            (pl.col("margin_share") * 100.0).alias("margin_share_pct"),
+        )
+        print("margin per scenario (money; change against the base):")
+        print(text_table(_margin_table(shown)))
         if at_risk is not None:
-            print(
-                f"run-out forecast over {args.forecast_horizon} (forecast.parquet): customer-"
-                "currencies more likely than not to run out, per scenario:"
-            )
-            print(at_risk)
+            print(f"run-out forecast over {args.forecast_horizon} (forecast.parquet):")
+            print(text_table(_run_out_table(at_risk)))
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     enforce(args, rejections)
     return 0
@@ -171,6 +174,44 @@ def _last_event(con: Any) -> datetime:
     if last is None:
         raise InputError("--forecast: there are no events to forecast from")
     return as_utc(last) + MICROSECOND
+
+
+def _margin_table(margin: Any) -> Any:
+    from pricing_lab.report.tables import Column, Table
+
+    return Table(
+        title="margin per scenario",
+        frame=margin,
+        columns=[
+            Column(name="scenario"),
+            Column(name="revenue", kind="number"),
+            Column(name="breakage", kind="number"),
+            Column(name="cost_to_serve", header="cost to serve", kind="number"),
+            Column(name="gross_margin", header="gross margin", kind="number"),
+            Column(name="gross_margin_change", header="margin change", kind="number"),
+            Column(name="margin_share_pct", header="margin share", kind="percent"),
+            Column(
+                name="negative_margin_customers", header="negative-margin customers", kind="count"
+            ),
+        ],
+    )
+
+
+def _run_out_table(at_risk: Any) -> Any:
+    from pricing_lab.report.tables import Column, Table
+
+    return Table(
+        title="run-out forecast per scenario",
+        frame=at_risk,
+        columns=[
+            Column(name="scenario"),
+            Column(name="customer_currencies", header="customer-currencies", kind="count"),
+            Column(name="too_little_history", header="too little history", kind="count"),
+            Column(
+                name="likely_to_run_out", header="more likely than not to run out", kind="count"
+            ),
+        ],
+    )
 
 
 def _likely_to_run_out(forecast: Any) -> Any:

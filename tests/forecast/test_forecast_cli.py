@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -122,7 +123,12 @@ def test_compare_forecasts_every_scenario_into_the_report(
         "--out", str(out), "--forecast", "2024-01-11", "--forecast-horizon", "30d", "--quiet",
     ]  # fmt: skip
     assert main(args) == 0
-    assert "likely_to_run_out" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "more likely than not to run out" in text
+    # per scenario: customer-currencies forecast, too little history, more likely than not
+    assert re.search(r"^base\s+2\s+0\s+1$", text, re.MULTILINE), text
+    assert re.search(r"^generous\s+2\s+0\s+0$", text, re.MULTILINE), text
+    assert re.search(r"^base\s+.*%\s+\d+$", text, re.MULTILINE), text  # margin share
     table = pl.read_parquet(out / "forecast.parquet")
     poor = table.filter(pl.col("customer_id") == "poor")
     assert poor.select("scenario", "run_out_probability").rows() == [
