@@ -67,7 +67,13 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     """The inputs shared by `simulate` and `compare`."""
     parser.add_argument("--catalog", required=True, type=Path, help="YAML catalog file")
     parser.add_argument(
-        "--events", required=True, help="usage events: .parquet, .csv, .ndjson file"
+        "--events",
+        required=True,
+        help=(
+            "usage events: a .parquet, .csv or .ndjson file, or a warehouse source such as "
+            "snowflake:DB.SCHEMA.TABLE or 'snowflake:SELECT …' (with the snowflake extra "
+            "installed; docs/scale-out.md)"
+        ),
     )
     parser.add_argument(
         "--customers",
