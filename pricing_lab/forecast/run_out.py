@@ -36,7 +36,7 @@ from pricing_lab.ledger.model import ENFORCEMENTS, Enforcement
 from pricing_lab.money import decimal_places, from_minor_units
 from pricing_lab.simulation.costing import Costing
 from pricing_lab.simulation.customers import CustomerInputs
-from pricing_lab.simulation.simulate import cost, customer_problems, simulate
+from pricing_lab.simulation.simulate import SimulationResult, cost, customer_problems, simulate
 from pricing_lab.timeutil import NEVER_US, as_utc, to_micros
 
 MIN_PATHS = 1000  # SPEC §6: at least 1,000 paths
@@ -146,7 +146,7 @@ def forecast_costed(
     if problems:
         raise ValidationError(problems, source="customers")
     history_rows = costing.consumptions.filter(pl.col("timestamp") < as_of)
-    ledger = _ledger_before(
+    before = _replay_before(
         con, catalog, customers, Costing(consumptions=history_rows, rejected=costing.rejected),
         as_of=as_of, enforcement=enforcement, events=events,
     )  # fmt: skip
@@ -154,7 +154,8 @@ def forecast_costed(
     history = burn_history(history_rows, precisions, as_of, model)
     state = credit_state(
         history_keys=history.units,
-        ledger=ledger,
+        ledger=None if before is None else before.ledger,
+        grants=None if before is None else before.grants,
         customers=customers,
         catalog=catalog,
         as_of=as_of,
@@ -173,7 +174,7 @@ def check_options(paths: int, enforcement: str) -> None:
         raise InputError(f"enforcement must be one of {', '.join(ENFORCEMENTS)}")
 
 
-def _ledger_before(
+def _replay_before(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
     customers: CustomerInputs,
@@ -182,8 +183,8 @@ def _ledger_before(
     as_of: datetime,
     enforcement: Enforcement,
     events: str,
-) -> pl.DataFrame | None:
-    """The ledger of the replay up to `as_of` (None when nothing happens before it)."""
+) -> SimulationResult | None:
+    """The replay up to `as_of` (None when nothing happens before it)."""
     starts = [as_utc(g.effective_at) for g in customers.grants]
     starts += [as_utc(s.start) for s in customers.subscriptions]
     times = costing.consumptions["timestamp"]
@@ -191,11 +192,10 @@ def _ledger_before(
         starts.append(times.min())  # type: ignore[arg-type]
     if not starts or min(starts) >= as_of:
         return None
-    result = simulate(
+    return simulate(
         con, catalog, customers, events=events, enforcement=enforcement, until=as_of,
         costing=costing,
     )  # fmt: skip
-    return result.ledger
 
 
 def _with_history(state: CreditState, history: BurnHistory) -> pl.DataFrame:

@@ -30,7 +30,7 @@ from pricing_lab.errors import InputError, InvariantViolation
 from pricing_lab.ledger.grant_table import explicit_grant_table, grant_table_schema
 from pricing_lab.ledger.model import AutoRecharge, recurring_entitlements
 from pricing_lab.ledger.order import ROLLOVER_SOURCE, TYPE_RANK, Phase
-from pricing_lab.ledger.recurring import recurring_grant_table, rollover_grant_table
+from pricing_lab.ledger.recurring import recurring_grant_table
 from pricing_lab.money import decimal_places, quantize, to_minor_units
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.timeutil import DAY_US, EPOCH, NEVER_US, add_months, month_start, to_micros
@@ -88,6 +88,7 @@ def credit_state(
     *,
     history_keys: pl.DataFrame,
     ledger: pl.DataFrame | None,
+    grants: pl.DataFrame | None,
     customers: CustomerInputs,
     catalog: Catalog,
     as_of: datetime,
@@ -95,8 +96,8 @@ def credit_state(
     seed: int,
 ) -> CreditState:
     """The state at `as_of` of every unit found in `history_keys` (customer_id, currency_id), in
-    the replay's `ledger` up to `as_of` (None: nothing before it), in the customers' grants and
-    entitlements taking effect before `end`, or in their auto-recharge settings."""
+    the replay's `ledger` and `grants` up to `as_of` (None: nothing before it), in the customers'
+    grants and entitlements taking effect before `end`, or in their auto-recharge settings."""
     precisions = {c.id: c.precision for c in catalog.currencies}
     scale = max(precisions.values(), default=0)
     basis_scale = max(
@@ -104,35 +105,29 @@ def credit_state(
         + [decimal_places(c.unit_price) for c in catalog.currencies],
         default=0,
     )
+    schema = grant_table_schema(scale, basis_scale)
     t_us, end_us = to_micros(as_of), to_micros(end)
     held = _held_at(ledger, precisions)
-    recharged = _recharge_grants(ledger, customers.auto_recharges, catalog, scale, basis_scale)
-    entitlements = recurring_entitlements(customers.subscriptions, catalog)
-    money = pl.Decimal(38, basis_scale)
-    attributes = pl.concat(
-        [
-            explicit_grant_table(customers.grants, scale, basis_scale),
-            recurring_grant_table(entitlements, end, scale).with_columns(
-                pl.col("cost_basis").cast(money)
-            ),
-            recharged,
-        ]
-    )
-    # Rollover grants made before T (SPEC §5) are held like any grant; inside the horizon no
-    # period rolls over (docs/forecast.md), so they are never upcoming.
-    rolled = rollover_grant_table(entitlements, end, precisions, scale).select(attributes.columns)
+    # The grants held at T are described by the replay itself (auto-recharge and rollover grants
+    # included); those taking effect inside the horizon come from the inputs. No period rolls
+    # over inside the horizon (docs/forecast.md).
+    used = pl.DataFrame(schema=schema) if grants is None else grants.select(schema.names())
     usable = held.filter((pl.col("grant_type") != "OVERDRAFT") & (pl.col("remaining") > 0))
-    active = usable.join(
-        pl.concat([attributes, rolled.with_columns(pl.col("cost_basis").cast(money))]),
-        on=[*KEYS, "grant_id"],
-        how="left",
-    )
+    active = usable.join(used.cast(schema), on=[*KEYS, "grant_id"], how="left")
     unknown = active.filter(pl.col("effective_at").is_null())
     if unknown.height:
         raise InvariantViolation(
-            f"the ledger holds grant {unknown['grant_id'][0]!r} that the replay's inputs do not "
+            f"the ledger holds grant {unknown['grant_id'][0]!r} that the replay's grants do not "
             "describe (run-out forecast)"
         )
+    attributes = pl.concat(
+        [
+            explicit_grant_table(customers.grants, scale, basis_scale),
+            recurring_grant_table(
+                recurring_entitlements(customers.subscriptions, catalog), end, scale
+            ).cast(schema),
+        ]
+    )
     upcoming = attributes.filter(
         pl.col("effective_at").dt.epoch("us").is_between(t_us, end_us, closed="left")
         & (pl.col("voided_at").is_null() | (pl.col("voided_at") > pl.col("effective_at")))
@@ -218,47 +213,6 @@ def _held_at(ledger: pl.DataFrame | None, precisions: dict[str, int]) -> pl.Data
         .with_columns(_units("amount", scale, precisions).alias("remaining"))
         .select(list(schema))
         .collect()
-    )
-
-
-def _recharge_grants(
-    ledger: pl.DataFrame | None,
-    settings: tuple[AutoRecharge, ...],
-    catalog: Catalog,
-    scale: int,
-    basis_scale: int,
-) -> pl.DataFrame:
-    """The auto-recharge grants the replay issued before T, as a grant table (SPEC §5: PAID,
-    priority 0, cost basis the unit price, expiring per the setting's `grant_expiry`)."""
-    schema = grant_table_schema(scale, basis_scale)
-    if ledger is None or ledger.height == 0:
-        return pl.DataFrame(schema=schema)
-    issued = ledger.filter(
-        (pl.col("entry_type") == "GRANTED") & (pl.col("grant_source") == "auto_recharge")
-    ).select(*KEYS, "grant_id", "timestamp", "amount")
-    months = {(s.customer_id, s.currency_id): EXPIRY_MONTHS[s.grant_expiry] for s in settings}
-    prices = {c.id: c.unit_price for c in catalog.currencies}
-    expires = [
-        add_months(at, months[(customer, currency)]) if months[(customer, currency)] else None
-        for customer, currency, at in issued.select(*KEYS, "timestamp").iter_rows()
-    ]
-    return pl.DataFrame(
-        {
-            "grant_id": issued["grant_id"],
-            "customer_id": issued["customer_id"],
-            "currency_id": issued["currency_id"],
-            "type": pl.repeat("PAID", issued.height, eager=True),
-            "source": pl.repeat("auto_recharge", issued.height, eager=True),
-            "amount": issued["amount"].cast(pl.Decimal(38, scale)),
-            "priority": pl.repeat(0, issued.height, dtype=pl.Int64, eager=True),
-            "effective_at": issued["timestamp"],
-            "expires_at": pl.Series(expires, dtype=TIMESTAMP),
-            "voided_at": pl.Series([None] * issued.height, dtype=TIMESTAMP),
-            "cost_basis": pl.Series(
-                [prices[k] for k in issued["currency_id"]], dtype=pl.Decimal(38, basis_scale)
-            ),
-        },
-        schema=schema,
     )
 
 
