@@ -17,10 +17,15 @@ of the table or query leave the warehouse.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 
+from connectors.snowflake.costing_sql import costing_sql
 from pricing_lab.errors import InputError
+from pricing_lab.events.plugins import CostingPlan
 
 _PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
@@ -39,31 +44,83 @@ def events_statement(spec: str) -> str:
 
 
 def read_events(spec: str) -> pa.Table:
-    """The rows of the table or query `spec` as one Arrow table (the entry point)."""
+    """The rows of the table or query `spec` as one Arrow table."""
+    return SOURCE.read(spec)
+
+
+class SnowflakeEventSource:
+    """The `snowflake` source (`pricing_lab.events.plugins.WarehouseSource`)."""
+
+    def read(self, spec: str) -> pa.Table:
+        """Every row and column of the table or query `spec`."""
+        statement = events_statement(spec)
+        with _connection(spec) as cursor:
+            names = _execute(cursor, spec, statement)
+            return _fetch(cursor, spec, names)
+
+    def cost(self, spec: str, plan_for: Callable[[pa.Schema], CostingPlan]) -> pa.Table:
+        """The rows of `spec` with the meters and rates of `plan_for(its columns)` evaluated in
+        the warehouse (`costing_sql`); every row and column when the warehouse cannot run the
+        plan."""
+        statement = events_statement(spec)
+        with _connection(spec) as cursor:
+            # One row tells the columns' types as the rows will come.
+            originals = _execute(cursor, spec, f"SELECT * FROM ({statement}) LIMIT 1", raw=True)
+            names = {_column_name(name): name for name in originals}
+            plan = plan_for(_fetch(cursor, spec, list(names)).schema)
+            if not plan.meters and not plan.rates and len(plan.keep) == len(names):
+                _execute(cursor, spec, statement)
+                return _fetch(cursor, spec, list(names))
+            try:
+                cursor.execute(costing_sql(statement, names, plan))
+            except Exception:  # e.g. a value beyond NUMBER(38, 12): every row, costed locally
+                _execute(cursor, spec, statement)
+                return _fetch(cursor, spec, list(names))
+            return _fetch(cursor, spec, [_column_name(d[0]) for d in cursor.description])
+
+
+SOURCE = SnowflakeEventSource()
+
+
+@contextmanager
+def _connection(spec: str) -> Iterator[Any]:
+    """A cursor of a key-pair connection made as the export makes it; closed at the end."""
     from connectors.snowflake.auth import SESSION_PARAMETERS, connect
     from connectors.snowflake.cli import passphrase_prompt
     from connectors.snowflake.config import resolve_credentials
     from connectors.snowflake.errors import SnowflakeDriverError
 
-    statement = events_statement(spec)
     credentials = resolve_credentials()
+    # Decimals come as Arrow decimals (exact), not as floating point.
     connection = connect(
-        credentials, prompt=passphrase_prompt(), session_parameters=SESSION_PARAMETERS
+        credentials,
+        prompt=passphrase_prompt(),
+        session_parameters=SESSION_PARAMETERS,
+        arrow_number_to_decimal=True,
     )
     try:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(statement)
-        except Exception as exc:  # the driver's ProgrammingError: unknown table, bad SQL
-            raise InputError(f"snowflake:{spec}: {exc}") from None
-        names = [_column_name(d[0]) for d in cursor.description]
-        parts = [part for part in cursor.fetch_arrow_batches() if part.num_rows]
-    except InputError:
+        yield connection.cursor()
+    except (InputError, SnowflakeDriverError):
         raise
     except Exception as exc:
         raise SnowflakeDriverError(f"reading snowflake:{spec} failed: {exc}") from None
     finally:
         connection.close()
+
+
+def _execute(cursor: Any, spec: str, statement: str, *, raw: bool = False) -> list[str]:
+    """Run the user's `statement` (a bad name or SQL is bad input); its columns' names."""
+    try:
+        cursor.execute(statement)
+    except Exception as exc:  # the driver's ProgrammingError: unknown table, bad SQL
+        first_line = (str(exc).strip().splitlines() or ["failed"])[0]  # not our wrapping SQL
+        raise InputError(f"snowflake:{spec}: {first_line}") from None
+    return [d[0] if raw else _column_name(d[0]) for d in cursor.description]
+
+
+def _fetch(cursor: Any, spec: str, names: list[str]) -> pa.Table:
+    """The rows of the executed statement as one Arrow table of columns `names`."""
+    parts = [part for part in cursor.fetch_arrow_batches() if part.num_rows]
     if not parts:
         return pa.table({name: pa.array([], pa.string()) for name in names})
     return pa.concat_tables(parts).rename_columns(names)
