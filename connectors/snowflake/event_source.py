@@ -4,14 +4,19 @@ entry-point group, registered in pyproject.toml).
 
 The connection is the export's: key-pair (SNOWFLAKE_JWT) login with credentials from SNOWFLAKE_*
 environment variables or connections.toml (`config.resolve_credentials`), the passphrase from
-SNOWFLAKE_PRIVATE_KEY_FILE_PWD or a prompt. The table or query's rows come back as Arrow batches
-(`fetch_arrow_batches`), and pricing_lab checks them like a file's rows (every rejected row
-reported with its reason), costs them and replays them. Column names Snowflake folded to upper
-case (unquoted identifiers: EVENT_ID) are given back in lower case (event_id).
+SNOWFLAKE_PRIVATE_KEY_FILE_PWD or a prompt. Column names Snowflake folded to upper case (unquoted
+identifiers: EVENT_ID) are given back in lower case (event_id).
 
-What this does not do yet (docs/scale-out.md): evaluate meters and rates in the warehouse and
-unload only costed consumptions as Parquet buckets (`COPY INTO @stage … PARTITION BY`); all events
-of the table or query leave the warehouse.
+`SOURCE` is a `pricing_lab.events.plugins.WarehouseSource`: `read` returns every row and column as
+Arrow batches; `cost` reads one row for the columns' types, asks pricing_lab for its costing plan
+and runs it as one query (`costing_sql`): the meters' filters and the rates' formulas are
+evaluated in Snowflake and only the columns pricing_lab still reads leave it, with one match
+column per meter and one raw-cost column per rate. pricing_lab checks the rows (every rejected row
+reported with its reason) and finishes the costing from those columns. When the costing query
+fails (a value beyond NUMBER(38, 12)), every row and column is read instead, costed locally with
+the same results. Not done (docs/scale-out.md): unloading the costed rows as Parquet buckets
+(`unload.py` writes the `COPY INTO @stage … PARTITION BY` SQL; the stand-in cannot run it), so the
+rows come back as Arrow batches.
 """
 
 from __future__ import annotations

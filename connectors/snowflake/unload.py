@@ -35,8 +35,8 @@ def unload_statements(
     query: str, *, stage: str, prefix: str, buckets: int, local_folder: str
 ) -> tuple[str, str]:
     """`COPY INTO` unloading `query`'s rows as Parquet under `@stage/prefix/bucket=NNNN/`, then
-    the `GET` fetching them into `local_folder` (events without a customer go to `bucket=null`,
-    Snowflake's name for a NULL partition)."""
+    the `GET` fetching them into `local_folder` (events without a customer go to Snowflake's
+    NULL partition)."""
     location = f"@{stage}/{prefix.strip('/')}/"
     copy = (
         f"COPY INTO {location} FROM ({query}) "
