@@ -37,9 +37,7 @@ def costing_sql(statement: str, names: Mapping[str, str], plan: CostingPlan) -> 
         f"AS {quote_identifier(rate.column)}"
         for rate in plan.rates
     ]
-    return (
-        f"SELECT {', '.join(selected)} FROM (SELECT {renamed} FROM ({statement})) AS __events"
-    )
+    return f"SELECT {', '.join(selected)} FROM (SELECT {renamed} FROM ({statement})) AS __events"
 
 
 def meter_sql(meter: PlanMeter, columns: Mapping[str, PlanColumn]) -> str:
@@ -49,9 +47,7 @@ def meter_sql(meter: PlanMeter, columns: Mapping[str, PlanColumn]) -> str:
     return "(" + " AND ".join(filter_sql(f, columns) for f in meter.filters) + ")"
 
 
-def rate_sql(
-    rate: PlanRate, event_name: str, match: str, columns: Mapping[str, PlanColumn]
-) -> str:
+def rate_sql(rate: PlanRate, event_name: str, match: str, columns: Mapping[str, PlanColumn]) -> str:
     """The rate's formula for the events its meter matches (`event_name`: the column of the
     events' names), NUMBER(38, 12); null elsewhere."""
     types = {name: column.type for name, column in columns.items()}

@@ -50,7 +50,9 @@ class PlanMeter:
     """One events-sourced meter: `column` (BOOLEAN, never null) holds where every filter holds.
 
     A filter's dimension is a key of `CostingPlan.columns`, or absent from the source (then it
-    is null for every event, SPEC §2 / `events.meters.filter_sql`)."""
+    is null for every event, SPEC §2 / `events.meters.filter_sql`). Its `value` is a tuple of
+    plain texts as the column's kind compares them (decimals, `true`/`false`, or text): the
+    values that cannot match it are already left out, as `filter_sql` leaves them out."""
 
     feature_id: str
     column: str

@@ -28,11 +28,13 @@ rate's formula for its cost column wherever the events table has them.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -57,6 +59,10 @@ from pricing_lab.formula.ast import (
     dimensions,
 )
 from pricing_lab.formula.render import render
+
+if TYPE_CHECKING:
+    from pricing_lab.simulation.costing import ResolvedRate
+    from pricing_lab.simulation.customers import CustomerInputs
 
 MATCH_PREFIX = "__warehouse_match_"
 COST_PREFIX = "__warehouse_cost_"
@@ -105,7 +111,7 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
     rates: dict[str, PlanRate] = {}
     read: dict[str, PlanColumn] = {}
     for catalog in catalogs:
-        features = {f.id: f for f in catalog.features}
+        by_id = {f.id: f for f in catalog.features}
         for feature in catalog.features:
             meter = feature.meter
             if meter is None or meter.source != "events":
@@ -130,24 +136,27 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
         for rate in resolved:
             named.update(rate.formula.dimensions)
             required.update(required_dimensions(rate.formula.tree))
-            feature = features.get(rate.feature_id)
-            if feature is None or feature.meter is None or meter_column(feature) not in meters:
+            owner = by_id.get(rate.feature_id)
+            if owner is None or owner.meter is None or meter_column(owner) not in meters:
                 continue
-            assert feature.meter.event_name is not None
-            quantity = _quantity(feature, by_lower, kinds)
+            assert owner.meter.event_name is not None
+            quantity = _quantity(owner, by_lower, kinds)
             if quantity is None:
                 continue
-            tree = _substituted(rate.formula.tree, QUANTITY, quantity)
+            tree = _with_dimensions(rate.formula.tree, {QUANTITY: quantity})
             columns = _formula_columns(tree, by_lower, kinds)
             if columns is None:
                 continue
-            column = rate_column(feature, rate.currency_id, rate.formula)
+            column = rate_column(owner, rate.currency_id, rate.formula)
             rates[column] = PlanRate(
-                feature_id=feature.id,
+                feature_id=owner.id,
                 column=column,
-                event_name=feature.meter.event_name,
-                meter_column=meter_column(feature),
-                formula=_renamed(tree, by_lower),
+                event_name=owner.meter.event_name,
+                meter_column=meter_column(owner),
+                # named as the source's columns (formulas match them case-insensitively)
+                formula=_with_dimensions(
+                    tree, {d: Dimension(name=by_lower[d.lower()]) for d in dimensions(tree)}
+                ),
             )
             read.update(columns)
     if any(name.lower() not in by_lower for name in required - {QUANTITY}):
@@ -240,24 +249,17 @@ def _quantity(
     return Dimension(name=name)
 
 
-def _substituted(node: Node, name: str, value: Node) -> Node:
-    """`node` with dimension `name` replaced by `value`."""
+def _with_dimensions(node: Node, replacements: Mapping[str, Node]) -> Node:
+    """`node` with each dimension named in `replacements` replaced."""
     if isinstance(node, Dimension):
-        return value if node.name == name else node
-    if isinstance(node, Negate):
-        return Negate(operand=_substituted(node.operand, name, value))
-    if isinstance(node, Arithmetic):
-        return replace(
-            node, left=_substituted(node.left, name, value), right=_substituted(node.right, name, value)
-        )
-    if isinstance(node, Comparison | Logical):
-        return replace(
-            node, left=_substituted(node.left, name, value), right=_substituted(node.right, name, value)
-        )
-    if isinstance(node, Not):
-        return Not(operand=_substituted(node.operand, name, value))
+        return replacements.get(node.name, node)
+    if isinstance(node, Negate | Not):
+        return replace(node, operand=_with_dimensions(node.operand, replacements))
+    if isinstance(node, Arithmetic | Comparison | Logical):
+        left = _with_dimensions(node.left, replacements)
+        return replace(node, left=left, right=_with_dimensions(node.right, replacements))
     if isinstance(node, Call):
-        return replace(node, args=tuple(_substituted(a, name, value) for a in node.args))
+        return replace(node, args=tuple(_with_dimensions(a, replacements) for a in node.args))
     return node
 
 
@@ -282,16 +284,11 @@ def _exact_everywhere(node: Node) -> bool:
         return False
     if isinstance(node, Call) and node.name not in _FUNCTIONS:
         return False
-    if not isinstance(node, Number | Dimension | Negate | Arithmetic | Comparison | Logical | Not | Call):
+    if not isinstance(
+        node, Number | Dimension | Negate | Arithmetic | Comparison | Logical | Not | Call
+    ):
         return False
     return all(_exact_everywhere(child) for child in children(node))
-
-
-def _renamed(node: Node, by_lower: Mapping[str, str]) -> Node:
-    """Dimensions named as the source's columns (formulas match columns case-insensitively)."""
-    for name in dimensions(node):
-        node = _substituted(node, name, Dimension(name=by_lower[name.lower()]))
-    return node
 
 
 def _formula_dimensions(text: str) -> tuple[str, ...]:
@@ -331,13 +328,13 @@ def _as_boolean(value: object) -> str | None:
 
 def warehouse_costed(
     catalog: Catalog,
-    rates: Sequence[object],
+    rates: Sequence[ResolvedRate],
     meters: Sequence[EventMeter],
     column_types: Mapping[str, str],
-) -> tuple[tuple, tuple[EventMeter, ...]]:  # type: ignore[type-arg]
-    """`rates` (`costing.ResolvedRate`) and `meters` reading the warehouse's columns wherever
-    the events table has them: a meter matches the events of its name whose match column is
-    true, a rate's formula is its cost column."""
+) -> tuple[tuple[ResolvedRate, ...], tuple[EventMeter, ...]]:
+    """`rates` and `meters` reading the warehouse's columns wherever the events table has them:
+    a meter matches the events of its name whose match column is true (the filters are never
+    null, so this is the meter's condition), a rate's formula is its cost column."""
     if not any(name.startswith((MATCH_PREFIX, COST_PREFIX)) for name in column_types):
         return tuple(rates), tuple(meters)
     features = {f.id: f for f in catalog.features}
@@ -346,21 +343,23 @@ def warehouse_costed(
         feature = features[meter.feature_id]
         column = meter_column(feature)
         if column in column_types and feature.meter is not None:
-            event_name = quote_literal(feature.meter.event_name or "")
-            meter = replace(meter, condition=f"event_name = {event_name} AND {quote_ident(column)}")
+            named = f"event_name = {quote_literal(feature.meter.event_name or '')}"
+            meter = replace(meter, condition=f"({named} AND {quote_ident(column)})")
         new_meters.append(meter)
     new_rates = []
     for rate in rates:
-        feature = features.get(rate.feature_id)  # type: ignore[attr-defined]
-        if feature is not None:
-            column = rate_column(feature, rate.currency_id, rate.formula)  # type: ignore[attr-defined]
+        owner = features.get(rate.feature_id)
+        if owner is not None:
+            column = rate_column(owner, rate.currency_id, rate.formula)
             if column in column_types:
-                rate = replace(rate, formula=Formula(Dimension(name=column)))  # type: ignore[type-var]
+                rate = replace(rate, formula=Formula(Dimension(name=column)))
         new_rates.append(rate)
     return tuple(new_rates), tuple(new_meters)
 
 
-def scenario_catalogs(args: object, catalog: Catalog, customers: object) -> list[Catalog]:
+def scenario_catalogs(
+    args: argparse.Namespace, catalog: Catalog, customers: CustomerInputs
+) -> list[Catalog]:
     """The catalog, then each scenario's (`compare --scenarios`): the rates a replay costs."""
     path = getattr(args, "scenarios", None)
     if path is None:

@@ -228,7 +228,7 @@ def test_a_comparison_costs_its_scenarios_in_the_warehouse_alike(
         "scenarios:\n"
         "  - name: base\n"
         "  - name: cheaper\n"
-        "    rates: [{feature: chat, formula: \"round(tokens * 0.0091, 2)\"}]\n"
+        '    rates: [{feature: chat, formula: "round(tokens * 0.0091, 2)"}]\n'
         "    rate_multipliers: {gpu: 0.7}\n"
     )
     common = ("--catalog", paths["catalog"], "--customers", paths["customers"], "--quiet")
