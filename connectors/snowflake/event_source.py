@@ -22,12 +22,14 @@ rows come back as Arrow batches.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 
+from connectors.snowflake.auth import Timeouts
 from connectors.snowflake.costing_sql import costing_sql
 from pricing_lab.errors import InputError
 from pricing_lab.events.plugins import CostingPlan
@@ -78,13 +80,23 @@ class SnowflakeEventSource:
                 return _fetch(cursor, spec, list(names))
             try:
                 cursor.execute(costing_sql(statement, names, plan))
-            except Exception:  # e.g. a value beyond NUMBER(38, 12): every row, costed locally
+            except Exception as exc:  # e.g. a value beyond NUMBER(38, 12): costed locally
+                first_line = (str(exc).strip().splitlines() or ["failed"])[0]
+                print(
+                    f"pricing-lab: costing in the warehouse failed ({first_line}); reading every "
+                    "row and column of snowflake:" + spec,
+                    file=sys.stderr,
+                )
                 _execute(cursor, spec, statement)
                 return _fetch(cursor, spec, list(names))
             return _fetch(cursor, spec, [_column_name(d[0]) for d in cursor.description])
 
 
 SOURCE = SnowflakeEventSource()
+
+# The driver's `network` timeout is also the longest one statement may run: costing a month of
+# a big table takes minutes, not the export's 45 s (auth.Timeouts).
+TIMEOUTS = Timeouts(network=3600)
 
 
 @contextmanager
@@ -101,6 +113,7 @@ def _connection(spec: str) -> Iterator[Any]:
         credentials,
         prompt=passphrase_prompt(),
         session_parameters=SESSION_PARAMETERS,
+        timeouts=TIMEOUTS,
         arrow_number_to_decimal=True,
     )
     try:

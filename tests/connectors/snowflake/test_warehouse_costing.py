@@ -9,15 +9,21 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
+from connectors.snowflake import event_source
+from connectors.snowflake.auth import Timeouts
 from connectors.snowflake.config import SnowflakeCredentials
 from connectors.snowflake.event_source import SOURCE
 from pricing_lab.catalog.yaml_format import load_catalog_file
 from pricing_lab.cli import main
+from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.warehouse_costing import COST_PREFIX, MATCH_PREFIX, costing_plan
 from pricing_lab.formula import check_formula
+from pricing_lab.simulation.costing import cost_events
+from pricing_lab.simulation.customers import load_customers
 from pricing_lab.simulation.simulate import OUTPUT_FILES
 from tests.connectors.snowflake.conftest import PASSPHRASE
 from tests.connectors.snowflake.export_support import schema_connect
@@ -217,6 +223,68 @@ def test_only_the_columns_the_catalog_reads_and_the_costs_leave_the_warehouse(
     # chat (default and pro), long_chat and gpu in the warehouse; split divides: costed locally
     assert sum(n.startswith(COST_PREFIX) for n in events.column_names) == 4
     assert events.num_rows == len(_rows())
+
+
+def test_the_costing_reads_the_warehouse_costs_not_the_dimensions(
+    warehouse: tuple[dict[str, Path], str],
+) -> None:
+    """With the dimensions blanked after the warehouse's query, every rate the warehouse
+    evaluated still costs what the file's events cost: its column is what the costing reads."""
+    paths, table = warehouse
+    catalog = load_catalog_file(paths["catalog"], check_formula=check_formula)
+    customers = load_customers(paths["customers"])
+    costed = {}
+    for name, events in (("file", paths["events"]), ("warehouse", None)):
+        con = duckdb.connect()
+        if events is None:
+            events = SOURCE.cost(table, lambda schema: costing_plan([catalog], schema))
+        ingest_events(con, events)
+        if name == "warehouse":
+            con.execute("UPDATE events SET tokens = NULL, seconds = NULL, region = 'x'")
+        costing = cost_events(con, catalog, customers.subscriptions)
+        costed[name] = costing.consumptions.filter(pl.col("feature_id") != "split")
+    assert set(costed["warehouse"]["feature_id"]) == {"chat", "long_chat", "gpu"}
+    assert costed["warehouse"].equals(costed["file"])
+
+
+def test_a_value_beyond_the_warehouse_decimals_is_costed_locally_alike(
+    warehouse: tuple[dict[str, Path], str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    paths, table = warehouse
+    # The stand-in answers the overflow with an HTTP 500, which the driver retries until then.
+    monkeypatch.setattr(event_source, "TIMEOUTS", Timeouts.all(2))
+    huge = 10**30  # NUMBER(38, 0) holds it; the rate's NUMBER(38, 12) cannot
+    frame = pl.read_parquet(paths["events"])
+    row = {**dict.fromkeys(frame.columns), "event_id": "huge", "customer_id": "bob"}
+    row |= {"event_name": "chat", "timestamp": datetime(2024, 1, 9), "region": "eu"}
+    extended = pl.concat(
+        [
+            frame.cast({"tokens": pl.Decimal(38, 0)}),
+            pl.DataFrame(
+                [row | {"tokens": huge}], schema=frame.schema | {"tokens": pl.Decimal(38, 0)}
+            ),
+        ]
+    )
+    extended.write_parquet(tmp_path / "events.parquet")
+    query = (
+        f"snowflake:SELECT * FROM {table} UNION ALL SELECT 'huge', 'bob', 'chat', "
+        f"'2024-01-09 00:00:00'::TIMESTAMP_NTZ, {huge}, NULL, 'eu', NULL, NULL"
+    )
+    common = ("--catalog", paths["catalog"], "--customers", paths["customers"], "--quiet")
+    for name, events in (("file", tmp_path / "events.parquet"), ("warehouse", query)):
+        status, _out, err = _run(
+            capsys, "simulate", *common, "--events", events, "--out", tmp_path / name
+        )
+        assert status == 0, err
+    assert "costing in the warehouse failed" in err
+    for name in OUTPUT_FILES:
+        expected = (tmp_path / "file" / name).read_bytes()
+        assert (tmp_path / "warehouse" / name).read_bytes() == expected, name
+    rejected = pl.read_parquet(tmp_path / "warehouse" / "rejected_events.parquet")
+    assert rejected.filter(pl.col("event_id") == "huge")["reason"].to_list() == ["bad_value"]
 
 
 def test_a_comparison_costs_its_scenarios_in_the_warehouse_alike(
