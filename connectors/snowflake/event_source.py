@@ -40,9 +40,10 @@ _QUERY = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
 
 
 def events_statement(spec: str) -> str:
-    """The SQL reading `spec`: a query as it is, or every row of a (qualified) table name."""
+    """The SQL reading `spec`: a query (without a final `;`), or every row of a (qualified)
+    table name."""
     if _QUERY.match(spec):
-        return spec
+        return re.sub(r"[\s;]+\Z", "", spec)  # wrapped in a subquery when costed
     if _TABLE.fullmatch(spec.strip()):
         return f"SELECT * FROM {spec.strip()}"
     raise InputError(

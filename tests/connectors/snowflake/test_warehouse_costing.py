@@ -51,7 +51,9 @@ features:
       source: events
       event_name: chat
       aggregation: count
-      filters: [{dimension: tokens, operator: gt, value: 300}]
+      filters:
+        - {dimension: tokens, operator: gt, value: 300}
+        - {dimension: seconds, operator: lt, value: 19.5}
   - id: gpu
     name: GPU time
     type: metered
@@ -67,7 +69,13 @@ features:
   - id: split
     name: Split work
     type: metered
-    meter: {source: events, event_name: render, aggregation: count}
+    meter:
+      source: events
+      event_name: render
+      aggregation: count
+      filters:
+        - {dimension: cached, operator: equals, value: "false"}
+        - {dimension: model, operator: contains, value: "-"}
 default_credit_rates:
   - {feature: chat, currency: CR, mode: formula, formula: "round(tokens * 0.0137, 3) - 0.4"}
   - {feature: long_chat, currency: CR, mode: per_unit, per_unit: 0.125}
@@ -100,6 +108,7 @@ COLUMNS = (
     ("seconds", "NUMBER(12, 4)"),
     ("region", "VARCHAR"),
     ("model", "VARCHAR"),
+    ("cached", "BOOLEAN"),
     ("comment", "VARCHAR"),  # read by no meter nor rate: stays in the warehouse
 )
 
@@ -115,16 +124,17 @@ def _rows() -> list[tuple[object, ...]]:
         tokens = None if i % 17 == 5 else (i * 37) % 450
         seconds = None if i % 13 == 4 else Decimal((i * 7919) % 20000) / 1000
         name = "render" if i % 4 == 0 else "chat"
+        cached = None if i % 11 == 0 else i % 3 == 0
         rows.append(
             (f"e{i:03d}", names[i % 3], name, when, tokens, seconds, regions[i % 4],
-             models[i % 5], f"note {i}")
+             models[i % 5], cached, f"note {i}")
         )  # fmt: skip
     rows += [
-        ("e-nocustomer", None, "chat", datetime(2024, 1, 3), 10, None, "eu", "big", ""),
-        ("e050", "bob", "chat", datetime(2024, 1, 4), 99, None, "eu", "big", "dup"),
-        ("e-old", "acme", "chat", datetime(1850, 1, 1), 5, None, "eu", "big", ""),
-        ("e-stranger", "zed", "chat", datetime(2024, 1, 5), 5, None, "eu", "big", ""),
-        ("e-noname", "acme", None, datetime(2024, 1, 6), 5, None, "eu", "big", ""),
+        ("e-nocustomer", None, "chat", datetime(2024, 1, 3), 10, None, "eu", "big", None, ""),
+        ("e050", "bob", "chat", datetime(2024, 1, 4), 99, None, "eu", "big", None, "dup"),
+        ("e-old", "acme", "chat", datetime(1850, 1, 1), 5, None, "eu", "big", None, ""),
+        ("e-stranger", "zed", "chat", datetime(2024, 1, 5), 5, None, "eu", "big", None, ""),
+        ("e-noname", "acme", None, datetime(2024, 1, 6), 5, None, "eu", "big", None, ""),
     ]
     return rows
 
@@ -151,6 +161,7 @@ def warehouse(
             "timestamp": pl.Datetime("us"),
             "tokens": pl.Int64,
             "seconds": pl.Decimal(12, 4),
+            "cached": pl.Boolean,
         },
         orient="row",
     )
@@ -217,7 +228,7 @@ def test_only_the_columns_the_catalog_reads_and_the_costs_leave_the_warehouse(
     plain = [n for n in events.column_names if not n.startswith((MATCH_PREFIX, COST_PREFIX))]
     assert plain == [
         "event_id", "customer_id", "event_name", "timestamp", "tokens", "seconds", "region",
-        "model",
+        "model", "cached",
     ]  # fmt: skip
     assert sum(n.startswith(MATCH_PREFIX) for n in events.column_names) == 4
     # chat (default and pro), long_chat and gpu in the warehouse; split divides: costed locally
@@ -271,7 +282,7 @@ def test_a_value_beyond_the_warehouse_decimals_is_costed_locally_alike(
     extended.write_parquet(tmp_path / "events.parquet")
     query = (
         f"snowflake:SELECT * FROM {table} UNION ALL SELECT 'huge', 'bob', 'chat', "
-        f"'2024-01-09 00:00:00'::TIMESTAMP_NTZ, {huge}, NULL, 'eu', NULL, NULL"
+        f"'2024-01-09 00:00:00'::TIMESTAMP_NTZ, {huge}, NULL, 'eu', NULL, NULL, NULL"
     )
     common = ("--catalog", paths["catalog"], "--customers", paths["customers"], "--quiet")
     for name, events in (("file", tmp_path / "events.parquet"), ("warehouse", query)):
