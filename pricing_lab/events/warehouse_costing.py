@@ -14,8 +14,9 @@ and why (docs/scale-out.md, "Usage straight from the warehouse"):
   currency's precision and the cost rejections (`formula_null`, `formula_negative`,
   `cost_out_of_range`), from the warehouse's raw costs;
 - filters on floating-point columns, a text column compared with a number, `contains` & co. on
-  a non-text column, and formulas with `/` (the stand-in divides in floating point) or reading a
-  column that is not an integer or a decimal of at most 12 places: evaluated locally as before.
+  a non-text column, and formulas with `/`, `ceil` or `floor` (the stand-in computes them in
+  floating point) or reading a column that is not an integer or a decimal of at most 12
+  places: evaluated locally as before.
 
 Only the columns pricing_lab still reads leave the warehouse: the four required ones and the
 dimensions the catalogs' meters, rates and unit costs name (the usage reports, the cost to serve
@@ -69,8 +70,9 @@ COST_PREFIX = "__warehouse_cost_"
 
 _NUMERIC_KINDS = ("integer", "decimal")
 _PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")  # as events.meters reads filter values
-# Functions the warehouse evaluates exactly as DuckDB does (`/` is left out: see the docstring).
-_FUNCTIONS = frozenset({"min", "max", "abs", "round", "ceil", "floor", "if", "coalesce"})
+# Functions the warehouse evaluates exactly as DuckDB does. Left out, like `/`: `ceil` and
+# `floor`, exact on Snowflake but computed through floating point by the stand-in.
+_FUNCTIONS = frozenset({"min", "max", "abs", "round", "if", "coalesce"})
 
 
 def meter_column(feature: Feature) -> str:

@@ -80,8 +80,8 @@ default_credit_rates:
   - {feature: chat, currency: CR, mode: formula, formula: "round(tokens * 0.0137, 3) - 0.4"}
   - {feature: long_chat, currency: CR, mode: per_unit, per_unit: 0.125}
   - {feature: gpu, currency: GPU, mode: formula,
-     formula: "if(seconds > 10, ceil(seconds * 1.00049, 2), max(seconds, 0.5)) * 0.333"}
-  - {feature: split, currency: CR, mode: formula, formula: "coalesce(seconds, 3) / 7"}
+     formula: "if(seconds > 10, round(seconds * 1.00049, 2), max(seconds, 0.5)) * 0.333"}
+  - {feature: split, currency: CR, mode: formula, formula: "ceil(coalesce(seconds, 3) / 7, 2)"}
 plans:
   - id: pro
     name: Pro
@@ -135,6 +135,7 @@ def _rows() -> list[tuple[object, ...]]:
         ("e-old", "acme", "chat", datetime(1850, 1, 1), 5, None, "eu", "big", None, ""),
         ("e-stranger", "zed", "chat", datetime(2024, 1, 5), 5, None, "eu", "big", None, ""),
         ("e-noname", "acme", None, datetime(2024, 1, 6), 5, None, "eu", "big", None, ""),
+        ("e-nosec", "bob", "render", datetime(2024, 1, 7), None, None, "eu", "sd-1", False, ""),
     ]
     return rows
 
