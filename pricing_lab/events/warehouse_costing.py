@@ -97,7 +97,7 @@ def _digest(*parts: str) -> str:
 def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
     """What the warehouse can evaluate of `catalogs` over a source of columns `schema` (as the
     source gives them back), and which columns must still leave it."""
-    from pricing_lab.simulation.costing import QUANTITY, required_dimensions, resolve_rates
+    from pricing_lab.simulation.costing import QUANTITY, resolve_rates
 
     types = _duckdb_types(schema)
     by_lower = {name.lower(): name for name in types}
@@ -106,38 +106,24 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
         return everything  # ingestion makes columns of its own there
     if any(name not in by_lower for name in REQUIRED_EVENT_COLUMNS):
         return everything  # ingestion names the missing column
+    try:
+        resolved = [resolve_rates(catalog) for catalog in catalogs]
+    except (InputError, ValidationError):
+        return everything  # the local costing reports the catalog's problem
     kinds = column_kinds(types)
-    named: set[str] = set()  # dimensions read locally: kept where the source has them
-    required: set[str] = set()  # those `costing.dimension_problems` reports when missing
     meters: dict[str, PlanMeter] = {}
     rates: dict[str, PlanRate] = {}
     read: dict[str, PlanColumn] = {}
-    for catalog in catalogs:
+    for catalog, catalog_rates in zip(catalogs, resolved, strict=True):
         by_id = {f.id: f for f in catalog.features}
         for feature in catalog.features:
-            meter = feature.meter
-            if meter is None or meter.source != "events":
+            if feature.meter is None or feature.meter.source != "events":
                 continue
-            named.update(flt.dimension for flt in meter.filters)
-            required.update(
-                f.dimension for f in meter.filters if f.operator not in ("is_null", "is_not_null")
-            )
-            if meter.dimension:
-                named.add(meter.dimension)
-                required.add(meter.dimension)
-            for cost in feature.cost:
-                named.update(_formula_dimensions(cost.formula))
             planned = _plan_meter(feature, by_lower, kinds)
             if planned is not None:
                 meters[planned.column] = planned
                 read.update(_filter_columns(planned.filters, kinds))
-        try:
-            resolved = resolve_rates(catalog)
-        except (InputError, ValidationError):
-            return everything  # the local costing reports the catalog's problem
-        for rate in resolved:
-            named.update(rate.formula.dimensions)
-            required.update(required_dimensions(rate.formula.tree))
+        for rate in catalog_rates:
             owner = by_id.get(rate.feature_id)
             if owner is None or owner.meter is None or meter_column(owner) not in meters:
                 continue
@@ -161,6 +147,7 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
                 ),
             )
             read.update(columns)
+    named, required = _named_dimensions(catalogs, resolved)
     if any(name.lower() not in by_lower for name in required - {QUANTITY}):
         keep = tuple(types)  # a dimension is missing: the local check names the close ones
     else:
@@ -169,6 +156,36 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
     return CostingPlan(
         keep=keep, columns=read, meters=tuple(meters.values()), rates=tuple(rates.values())
     )
+
+
+def _named_dimensions(
+    catalogs: Sequence[Catalog], resolved: Sequence[Sequence[ResolvedRate]]
+) -> tuple[set[str], set[str]]:
+    """The dimensions the catalogs' meters, rates and unit costs read (kept where the source
+    has them: the usage report, the cost to serve and the checks read them locally), and those
+    `costing.dimension_problems` reports when the source lacks them."""
+    from pricing_lab.simulation.costing import required_dimensions
+
+    named: set[str] = set()
+    required: set[str] = set()
+    for catalog, catalog_rates in zip(catalogs, resolved, strict=True):
+        for feature in catalog.features:
+            meter = feature.meter
+            if meter is None or meter.source != "events":
+                continue
+            for flt in meter.filters:
+                named.add(flt.dimension)
+                if flt.operator not in ("is_null", "is_not_null"):
+                    required.add(flt.dimension)
+            if meter.dimension:
+                named.add(meter.dimension)
+                required.add(meter.dimension)
+            for cost in feature.cost:
+                named.update(_formula_dimensions(cost.formula))
+        for rate in catalog_rates:
+            named.update(rate.formula.dimensions)
+            required.update(required_dimensions(rate.formula.tree))
+    return named, required
 
 
 def _duckdb_types(schema: pa.Schema) -> dict[str, str]:
