@@ -164,7 +164,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
     # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file; a
     # warehouse source evaluates the meters and rates of the catalog and scenarios there
-    source = plugin_events(str(args.events), scenario_catalogs(args, catalog, customers))
+    source = plugin_events(str(args.events), lambda: scenario_catalogs(args, catalog, customers))
     if source is None and not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
     if spilling:

@@ -103,27 +103,36 @@ class WarehouseSource(Protocol):
         ...
 
 
-def plugin_events(text: str, catalogs: Sequence[Catalog] = ()) -> pa.Table | None:
+def plugin_events(
+    text: str, catalogs: Callable[[], Sequence[Catalog]] | None = None
+) -> pa.Table | None:
     """The events `text` names through a registered source (`NAME:SPEC`), or None when no
     source is registered under NAME (then `text` is a path).
 
-    With `catalogs` (the base and every scenario) and a `WarehouseSource`, the catalogs' meters
-    and rates are evaluated in the warehouse where they can be exactly
-    (`warehouse_costing.costing_plan`)."""
+    With `catalogs` (giving the base and every scenario, asked only for a warehouse source) and
+    a `WarehouseSource`, the catalogs' meters and rates are evaluated in the warehouse where
+    they can be exactly (`warehouse_costing.costing_plan`)."""
     name, colon, spec = text.partition(":")
     if not colon or not name.isidentifier():
         return None
     for entry in entry_points(group=GROUP, name=name):
         source = entry.load()
         if isinstance(source, WarehouseSource):
-            if not catalogs:
-                return source.read(spec)
-            from pricing_lab.events.warehouse_costing import costing_plan
-
-            return source.cost(spec, lambda schema: costing_plan(catalogs, schema))
+            return _warehouse_events(source, spec, catalogs)
         table: pa.Table = source(spec)
         return table
     return None
+
+
+def _warehouse_events(
+    source: WarehouseSource, spec: str, catalogs: Callable[[], Sequence[Catalog]] | None
+) -> pa.Table:
+    if catalogs is None:
+        return source.read(spec)
+    from pricing_lab.events.warehouse_costing import costing_plan
+
+    costed = catalogs()
+    return source.cost(spec, lambda schema: costing_plan(costed, schema))
 
 
 def column_kinds(types: Mapping[str, str]) -> dict[str, PlanColumn]:
