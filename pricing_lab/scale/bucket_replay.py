@@ -39,6 +39,7 @@ from pricing_lab.scale.buckets import (
     result_path,
 )
 from pricing_lab.scale.storage import Store
+from pricing_lab.scale.workers import duckdb_config
 from pricing_lab.simulation.margin import recognised_revenue
 from pricing_lab.simulation.simulate import plan_summary
 from pricing_lab.timeutil import to_micros
@@ -99,7 +100,7 @@ def replay_bucket(task: BucketTask) -> BucketDone:
     replay_input = bucket_input(manifest, currencies, inputs)
     replayed = replay(replay_input, engine=manifest.engine)  # type: ignore[arg-type]
     ledger = replayed.ledger
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
         revenue = recognised_revenue(
             con,
             ledger,
