@@ -155,14 +155,16 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.events.meters import reject_unusable_values
     from pricing_lab.events.plugins import plugin_events
+    from pricing_lab.events.warehouse_costing import scenario_catalogs
     from pricing_lab.formula import check_formula
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
-    # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file
-    source = plugin_events(str(args.events))
+    # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file; a
+    # warehouse source evaluates the meters and rates of the catalog and scenarios there
+    source = plugin_events(str(args.events), lambda: scenario_catalogs(args, catalog, customers))
     if source is None and not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
     if spilling:

@@ -13,7 +13,7 @@ that bound is beyond the limit, naming the customer, currency and limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -66,6 +66,7 @@ def policy_problems(enforcement: str) -> list[Problem]:
 def grant_problems(grants: Sequence[Grant], precisions: dict[str, int]) -> list[Problem]:
     """Each input grant on its own: currency, amount, type, source, cost basis, dates, and ids
     reserved for the grants the replay makes (duplicate ids: `grant_id_problems`)."""
+    amount_messages, number_messages = _by_value(_amount_messages), _by_value(_number_messages)
     problems: list[Problem] = []
     for index, grant in enumerate(grants):
         path = f"grants[{index}]"
@@ -80,14 +81,14 @@ def grant_problems(grants: Sequence[Grant], precisions: dict[str, int]) -> list[
                 )
         if grant.currency_id not in precisions:
             problems.append(Problem(path=path, message=f"unknown currency {grant.currency_id!r}"))
-        problems += _amount_problems(path, grant.amount, precisions.get(grant.currency_id))
+        problems += _at(path, amount_messages(grant.amount, precisions.get(grant.currency_id)))
         if grant.type not in INPUT_GRANT_TYPES:
             allowed = ", ".join(INPUT_GRANT_TYPES)
             problems.append(Problem(path=path, message=f"type must be one of {allowed}"))
         if grant.source not in INPUT_GRANT_SOURCES:
             allowed = ", ".join(INPUT_GRANT_SOURCES)
             problems.append(Problem(path=path, message=f"source must be one of {allowed}"))
-        problems += _number_problems(f"{path}.cost_basis", grant.cost_basis)
+        problems += _at(f"{path}.cost_basis", number_messages(grant.cost_basis))
         if grant.cost_basis < 0:
             problems.append(Problem(path=path, message="cost_basis must not be negative"))
         if grant.expires_at is not None and as_utc(grant.expires_at) <= as_utc(grant.effective_at):
@@ -114,6 +115,7 @@ def grant_id_problems(input_ids: pl.Series, recurring_ids: pl.Series) -> list[Pr
 def recurring_problems(
     recurring: Sequence[RecurringEntitlement], precisions: dict[str, int]
 ) -> list[Problem]:
+    amount_messages = _by_value(_amount_messages)
     problems: list[Problem] = []
     for index, entitlement in enumerate(recurring):
         path = f"recurring[{index}]"
@@ -121,8 +123,8 @@ def recurring_problems(
             problems.append(
                 Problem(path=path, message=f"unknown currency {entitlement.currency_id!r}")
             )
-        problems += _amount_problems(
-            path, entitlement.amount, precisions.get(entitlement.currency_id)
+        problems += _at(
+            path, amount_messages(entitlement.amount, precisions.get(entitlement.currency_id))
         )
         if entitlement.cadence not in ("monthly", "yearly"):
             problems.append(Problem(path=path, message="cadence must be monthly or yearly"))
@@ -160,6 +162,7 @@ def recharge_problems(
     """One setting per customer and currency, known currency and expiry, figures within limits
     (the spend arithmetic in the replay's integers included)."""
     by_id = {c.id: c for c in currencies}
+    number_messages = _by_value(_number_messages)
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for index, setting in enumerate(settings):
@@ -182,7 +185,7 @@ def recharge_problems(
         for name in ("threshold", "target", "monthly_spend_limit"):
             value = getattr(setting, name)
             if value is not None:
-                problems += _number_problems(f"{path}.{name}", value)
+                problems += _at(f"{path}.{name}", number_messages(value))
         if setting.monthly_spend_limit is not None and setting.monthly_spend_limit < 0:
             problems.append(Problem(path=path, message="monthly_spend_limit must not be negative"))
         if setting.target < 0 or setting.threshold < 0:
@@ -326,20 +329,51 @@ def listed_events(event_ids: pl.Series, message: str) -> list[Problem]:
 
 
 def _amount_problems(path: str, amount: Decimal, precision: int | None) -> list[Problem]:
-    if not amount.is_finite() or amount <= 0:
-        return [Problem(path=path, message="amount must be greater than 0")]
-    problems = _number_problems(path, amount)
-    if not problems and precision is not None and amount != quantize(amount, precision):
-        return [Problem(path=path, message=f"amount has more than {precision} decimal places")]
-    return problems
+    return _at(path, _amount_messages(amount, precision))
 
 
 def _number_problems(path: str, value: Decimal) -> list[Problem]:
+    return _at(path, _number_messages(value))
+
+
+def _at(path: str, messages: tuple[str, ...]) -> list[Problem]:
+    return [Problem(path=path, message=message) for message in messages]
+
+
+def _by_value(check: Callable[..., tuple[str, ...]]) -> Callable[..., tuple[str, ...]]:
+    """`check` answering each distinct finite value once per wrapped function: thousands of
+    customers' records share a few amounts, and the answers depend on the value only (equal
+    decimals have the same places and digits). The memo lives as long as the wrapper, which
+    the check functions below make per call."""
+    answers: dict[tuple[object, ...], tuple[str, ...]] = {}
+
+    def checked(value: Decimal, *rest: object) -> tuple[str, ...]:
+        if not value.is_finite():  # a signalling NaN cannot be hashed
+            return check(value, *rest)
+        key = (value, *rest)
+        found = answers.get(key)
+        if found is None:
+            found = answers[key] = check(value, *rest)
+        return found
+
+    return checked
+
+
+def _amount_messages(amount: Decimal, precision: int | None) -> tuple[str, ...]:
+    if not amount.is_finite() or amount <= 0:
+        return ("amount must be greater than 0",)
+    messages = _number_messages(amount)
+    if not messages and precision is not None and amount != quantize(amount, precision):
+        return (f"amount has more than {precision} decimal places",)
+    return messages
+
+
+def _number_messages(value: Decimal) -> tuple[str, ...]:
     """A figure the replay's tables cannot hold: not finite, too many places or digits."""
     if not value.is_finite():
-        return [Problem(path=path, message="must be a finite number")]
+        return ("must be a finite number",)
     if decimal_places(value) > MAX_DECIMAL_PLACES:
-        return [Problem(path=path, message=f"at most {MAX_DECIMAL_PLACES} decimal places")]
+        return (f"at most {MAX_DECIMAL_PLACES} decimal places",)
     if abs(value) >= Decimal(10) ** MAX_INTEGER_DIGITS:
-        return [Problem(path=path, message=f"must be less than 10^{MAX_INTEGER_DIGITS}")]
-    return []
+        return (f"must be less than 10^{MAX_INTEGER_DIGITS}",)
+    return ()

@@ -100,7 +100,8 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
     # in the order of things, the sizes the engines compute with.
     recurring = recurring_grant_table(replay_input.recurring, until, scale)
     rollovers = rollover_grant_table(replay_input.recurring, until, precisions, scale)
-    explicit = explicit_grant_table(replay_input.grants, scale, _basis_places(replay_input.grants))
+    basis_places = _basis_places(replay_input.grants)
+    explicit = explicit_grant_table(replay_input.grants, scale, basis_places)
     ordered = in_engine_order(data)
     problems += checks.grant_id_problems(
         explicit["grant_id"], pl.concat([recurring["grant_id"], rollovers["grant_id"]])
@@ -124,7 +125,7 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
     return PreparedReplay(
         currencies=currencies,
         scale=scale,
-        money_places=max(_basis_places(replay_input.grants), *prices),
+        money_places=max(basis_places, *prices),
         start=start,
         until=until,
         grant_table=grant_table,
@@ -137,7 +138,8 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
 
 
 def _basis_places(grants: Sequence[Grant]) -> int:
-    return max((decimal_places(g.cost_basis) for g in grants), default=0)
+    # Per distinct value: thousands of grants share a few cost bases (checked finite already).
+    return max((decimal_places(basis) for basis in {g.cost_basis for g in grants}), default=0)
 
 
 def _normalised(

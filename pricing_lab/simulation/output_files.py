@@ -5,10 +5,15 @@ A replay held in memory (`SimulationResult.write`) and a replay run in customer 
 write through `TableWriter`. Row groups hold exactly `ROW_GROUP_ROWS` rows (the last one the
 rest) and every row group is one contiguous Arrow chunk, so the bytes depend only on the rows,
 not on how they were produced or chunked.
+
+Each row group is encoded and compressed by the writer's own thread while the caller prepares
+the next rows (Parquet encoding releases the GIL): the same calls on the same file writer in the
+same order, so the same bytes, with the encoding on a second core.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -36,6 +41,9 @@ class TableWriter:
         self._writer = pq.ParquetWriter(str(path), self._arrow_schema, **_PARQUET_OPTIONS)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        # One row group at a time is encoded in the background: memory holds one group more.
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
+        self._encoding: Future[None] | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
         """Append `frame`'s rows (its schema must be the writer's)."""
@@ -49,7 +57,20 @@ class TableWriter:
             self._flush(final=False)
 
     def close(self) -> None:
-        self._flush(final=True)
+        try:
+            self._flush(final=True)
+            self._wait()
+        finally:
+            self._abandon()
+
+    def _wait(self) -> None:
+        """Wait for the row group being encoded; its error, if any, is raised here."""
+        encoding, self._encoding = self._encoding, None
+        if encoding is not None:
+            encoding.result()
+
+    def _abandon(self) -> None:
+        self._encoder.shutdown(wait=True)
         self._writer.close()
 
     def __enter__(self) -> TableWriter:
@@ -64,7 +85,7 @@ class TableWriter:
         if kind is None:
             self.close()
         else:
-            self._writer.close()
+            self._abandon()
 
     def _flush(self, *, final: bool) -> None:
         if not self._pending:
@@ -74,7 +95,10 @@ class TableWriter:
         while table.num_rows - written >= ROW_GROUP_ROWS or (final and written < table.num_rows):
             size = min(ROW_GROUP_ROWS, table.num_rows - written)
             group = table.slice(written, size).combine_chunks()
-            self._writer.write_table(group, row_group_size=size)
+            self._wait()
+            self._encoding = self._encoder.submit(
+                self._writer.write_table, group, row_group_size=size
+            )
             written += size
         rest = table.slice(written)
         self._pending = [rest] if rest.num_rows else []
