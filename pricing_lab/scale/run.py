@@ -68,7 +68,7 @@ AUTO = 0  # `buckets=AUTO`: buckets sized for AUTO_TASK_MEMORY, at least two per
 EVENTS_PER_COSTING = 2_000_000  # events costed at once while the buckets are written
 # Peak memory of a bucket's replay: a fixed part (interpreter, libraries, compiled engine) and a
 # part per event of the bucket (costed rows, ledger, checks, revenue), measured on pool workers
-# (~0.45 GiB and ~720 bytes; benchmarks/README.md "scale-out") with a margin.
+# (0.42–0.57 GiB and 670–750 bytes; benchmarks/README.md "scale-out") with a margin.
 TASK_BASE_MEMORY = 512 << 20
 BYTES_PER_EVENT = 900
 DEFAULT_TASK_MEMORY = 8 << 30
