@@ -14,16 +14,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pricing_lab.catalog.model import MeterFilter
-from pricing_lab.events.plugins import CostingPlan, PlanColumn, PlanMeter, PlanRate
+from pricing_lab.events.plugins import (
+    ROW_COLUMN,
+    STAYED_COLUMN,
+    CostingPlan,
+    PlanColumn,
+    PlanMeter,
+    PlanRate,
+    StayRule,
+)
 from pricing_lab.formula.snowflake_sql import to_snowflake_sql
 from pricing_lab.formula.sql_base import quote_identifier, quote_string
 
 WORKING = "NUMBER(38, 12)"
 
 
-def costing_sql(statement: str, names: Mapping[str, str], plan: CostingPlan) -> str:
+def costing_sql(
+    statement: str, names: Mapping[str, str], plan: CostingPlan, customers: str | None = None
+) -> str:
     """The query running `plan` over `statement`'s rows. `names`: each column's name as the
-    plan knows it (the source's, lower-cased when Snowflake folded it) → its Snowflake name."""
+    plan knows it (the source's, lower-cased when Snowflake folded it) → its Snowflake name;
+    `customers`: the table of known customer ids (column `customer_id`) a `plan.stay` with a
+    customer list reads."""
     renamed = ", ".join(
         f"{quote_identifier(original)} AS {quote_identifier(name)}"
         for name, original in names.items()
@@ -37,7 +49,72 @@ def costing_sql(statement: str, names: Mapping[str, str], plan: CostingPlan) -> 
         f"AS {quote_identifier(rate.column)}"
         for rate in plan.rates
     ]
-    return f"SELECT {', '.join(selected)} FROM (SELECT {renamed} FROM ({statement})) AS __events"
+    events = f"(SELECT {renamed} FROM ({statement}))"
+    if plan.stay is None:
+        return f"SELECT {', '.join(selected)} FROM {events} AS __events"
+    stay = plan.stay
+    matched = " OR ".join(
+        f"({quote_identifier(stay.columns['event_name'])} = {quote_string(m.event_name)} "
+        f"AND {matches[m.column]})"
+        for m in plan.meters
+    )
+    candidate = f"{accepted_sql(stay, customers)} AND NOT ({matched or 'FALSE'})"
+    event_id = quote_identifier(stay.columns["event_id"])
+    customer = quote_identifier(stay.columns["customer_id"])
+    ts = quote_identifier(stay.columns["timestamp"])
+    # Rows numbered in one order (SEQ8 alone may leave gaps), which the result keeps.
+    numbered = (
+        f"SELECT *, ROW_NUMBER() OVER (ORDER BY __seq) AS {quote_identifier(ROW_COLUMN)}, "
+        f"COUNT(*) OVER (PARTITION BY {event_id}) AS __copies "
+        f"FROM (SELECT *, SEQ8() AS __seq FROM {events})"
+    )
+    row = quote_identifier(ROW_COLUMN)
+    flagged = (
+        f"SELECT *, ROW_NUMBER() OVER (PARTITION BY {customer}, __candidate "
+        f"ORDER BY {ts}, {row}) AS __first, ROW_NUMBER() OVER (PARTITION BY {customer}, "
+        f"__candidate ORDER BY {ts} DESC, {row} DESC) AS __last "
+        f"FROM (SELECT *, ({candidate}) AND __copies = 1 AS __candidate FROM ({numbered}))"
+    )
+    staying = "__candidate AND __first > 1 AND __last > 1"
+    counted = (
+        f"SELECT *, {staying} AS __stays, CAST(SUM(IFF({staying}, 1, 0)) OVER () AS BIGINT) "
+        f"AS {quote_identifier(STAYED_COLUMN)} FROM ({flagged})"
+    )
+    selected += [row, quote_identifier(STAYED_COLUMN)]
+    return (
+        f"SELECT {', '.join(selected)} FROM ({counted}) AS __events WHERE NOT __stays "
+        f"ORDER BY {row}"
+    )
+
+
+# The supported time range (`events.ingest.TIMESTAMP_MIN` / `TIMESTAMP_END`) less one day at
+# each end: a row near an end leaves and is checked locally.
+_CERTAIN_FROM = "1900-01-02 00:00:00"
+_CERTAIN_UNTIL = "2199-12-31 00:00:00"
+
+
+def accepted_sql(stay: StayRule, customers: str | None) -> str:
+    """A condition true only for rows `events.ingest` accepts whatever the other rows are (no
+    missing field, a time in range, a known customer; duplicate ids are the caller's)."""
+    tests = []
+    for field, kind in stay.kinds.items():
+        column = quote_identifier(stay.columns[field])
+        if kind == "text":
+            blank = f"{column} = '' OR STARTSWITH({column}, ' ')"
+            tests.append(f"{column} IS NOT NULL AND NOT ({blank})")
+        elif kind == "integer":
+            tests.append(f"{column} IS NOT NULL")
+        else:
+            tests.append(
+                f"{column} >= {quote_string(_CERTAIN_FROM)}::TIMESTAMP_NTZ AND "
+                f"{column} < {quote_string(_CERTAIN_UNTIL)}::TIMESTAMP_NTZ"
+            )
+    if stay.customers is not None:
+        if customers is None:
+            return "FALSE"
+        customer = quote_identifier(stay.columns["customer_id"])
+        tests.append(f"CAST({customer} AS VARCHAR) IN (SELECT customer_id FROM {customers})")
+    return "(" + " AND ".join(f"({t})" for t in tests) + ")"
 
 
 def meter_sql(meter: PlanMeter, columns: Mapping[str, PlanColumn]) -> str:

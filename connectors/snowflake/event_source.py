@@ -33,6 +33,7 @@ from connectors.snowflake.auth import Timeouts
 from connectors.snowflake.costing_sql import costing_sql
 from pricing_lab.errors import InputError
 from pricing_lab.events.plugins import CostingPlan
+from pricing_lab.formula.sql_base import quote_identifier
 
 _PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
@@ -80,7 +81,8 @@ class SnowflakeEventSource:
                 _execute(cursor, spec, statement)
                 return _fetch(cursor, spec, list(names))
             try:
-                cursor.execute(costing_sql(statement, names, plan))
+                customers = _customer_table(cursor, plan)
+                cursor.execute(costing_sql(statement, names, plan, customers))
             except Exception as exc:  # e.g. a value beyond NUMBER(38, 12): costed locally
                 first_line = (str(exc).strip().splitlines() or ["failed"])[0]
                 print(
@@ -94,6 +96,21 @@ class SnowflakeEventSource:
 
 
 SOURCE = SnowflakeEventSource()
+
+CUSTOMERS_TABLE = "__pricing_lab_customers"
+
+
+def _customer_table(cursor: Any, plan: CostingPlan) -> str | None:
+    """The known customer ids of `plan.stay` in a temporary table of the session (bound
+    values, not SQL text), or None when the plan has no customer list."""
+    if plan.stay is None or plan.stay.customers is None:
+        return None
+    table = quote_identifier(CUSTOMERS_TABLE)
+    cursor.execute(f"CREATE OR REPLACE TEMPORARY TABLE {table} (customer_id VARCHAR)")
+    if plan.stay.customers:
+        cursor.executemany(f"INSERT INTO {table} VALUES (%s)", [(c,) for c in plan.stay.customers])
+    return table
+
 
 # The driver's `network` timeout is also the longest one statement may run: costing a month of
 # a big table takes minutes, not the export's 45 s (auth.Timeouts).

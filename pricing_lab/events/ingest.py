@@ -8,7 +8,10 @@ Rules where the spec is silent are listed in docs/events.md; the main ones:
 - required columns are found case-insensitively (DuckDB identifiers are case-insensitive);
 - ids are text; integer id columns are converted to their decimal text;
 - one reason per rejected row, the first that applies in `REJECTION_ORDER`;
-- duplicates are looked for among rows that pass every other check: the first such row wins.
+- duplicates are looked for among rows that pass every other check: the first such row wins;
+- the rows of a warehouse source that it kept back, certainly accepted and matching no meter
+  (`events.plugins.StayRule`), count as read and accepted; the rows it sent carry their place
+  among all rows (`plugins.ROW_COLUMN`), reported as `source_row`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import csv
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
 
 from pricing_lab.errors import InputError, InvariantViolation
+from pricing_lab.events.plugins import ROW_COLUMN, STAYED_COLUMN
 
 SourceFormat = Literal["parquet", "csv", "ndjson", "table", "query"]
 EventSource = str | Path | duckdb.DuckDBPyRelation | Any  # Any: a Polars DataFrame or Arrow table
@@ -159,10 +163,12 @@ def ingest_events(
     unreadable file, non-UTF-8 or ragged CSV), naming the file and the problem.
     """
     with _Session(con) as session:
-        src = session.open(source, format, csv_delimiter=csv_delimiter)
+        src, stayed = session.warehouse_rows(
+            session.open(source, format, csv_delimiter=csv_delimiter)
+        )
         columns = _event_columns(session, src)
         customer_sql = session.customer_set(customers)
-        return session.validate_and_store(
+        report = session.validate_and_store(
             src,
             columns,
             table=table,
@@ -171,6 +177,9 @@ def ingest_events(
             feature_sql=None,
             dedupe_on="event_id",
         )
+    if not stayed:
+        return report
+    return replace(report, rows_read=report.rows_read + stayed, accepted=report.accepted + stayed)
 
 
 def ingest_reported_usage(
@@ -412,6 +421,18 @@ class _Session:
             types={},
             json_object="obj",
         )
+
+    def warehouse_rows(self, src: _Source) -> tuple[_Source, int]:
+        """`src` read as rows a warehouse source sent (`plugins.ROW_COLUMN` numbering them among
+        all its rows, `plugins.STAYED_COLUMN` counting the rows it kept back), and that count;
+        any other source as it is, and 0."""
+        if ROW_COLUMN not in src.types or STAYED_COLUMN not in src.types:
+            return src, 0
+        [(stayed,)] = self.sql(
+            f"SELECT max({quote_ident(STAYED_COLUMN)}) FROM {src.from_sql}", src.label
+        )
+        types = {k: v for k, v in src.types.items() if k not in (ROW_COLUMN, STAYED_COLUMN)}
+        return replace(src, row_sql=quote_ident(ROW_COLUMN), types=types), int(stayed or 0)
 
     # ---- reference sets ---------------------------------------------------------------------
 
