@@ -7,6 +7,11 @@ matches; null for the others). The filters follow `pricing_lab.events.meters.fil
 rule for the column kinds the plan gives (integers and decimals compare numerically, text as
 text, booleans as booleans; a dimension the source lacks is null); the formulas are
 `pricing_lab.formula.snowflake_sql`'s.
+
+With `plan.stay` the rows ingestion certainly accepts (`accepted_sql`), whose event id occurs once
+and that no meter matches stay in the warehouse, but for each customer's earliest and latest; the
+others leave in the order `SEQ8()` numbered them, with that number (`plugins.ROW_COLUMN`) and
+the count kept back (`plugins.STAYED_COLUMN`).
 """
 
 from __future__ import annotations

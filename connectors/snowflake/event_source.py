@@ -11,8 +11,10 @@ identifiers: EVENT_ID) are given back in lower case (event_id).
 Arrow batches; `cost` reads one row for the columns' types, asks pricing_lab for its costing plan
 and runs it as one query (`costing_sql`): the meters' filters and the rates' formulas are
 evaluated in Snowflake and only the columns pricing_lab still reads leave it, with one match
-column per meter and one raw-cost column per rate. pricing_lab checks the rows (every rejected row
-reported with its reason) and finishes the costing from those columns. When the costing query
+column per meter and one raw-cost column per rate; rows certainly accepted that match no meter
+stay there, counted (the known customer ids sent as a temporary table of bound values).
+pricing_lab checks the rows (every rejected row reported with its reason) and finishes the
+costing from those columns. When the costing query
 fails (a value beyond NUMBER(38, 12)), every row and column is read instead, costed locally with
 the same results. Not done (docs/scale-out.md): unloading the costed rows as Parquet buckets
 (`unload.py` writes the `COPY INTO @stage … PARTITION BY` SQL; the stand-in cannot run it), so the

@@ -9,7 +9,8 @@ A registered source is either
   plan (plain data, built by `events.warehouse_costing`) names the meters' filters and the rates'
   formulas the warehouse can evaluate exactly as pricing_lab would; the source returns the events
   with only the columns pricing_lab still reads, plus one match column per meter and one raw-cost
-  column per rate. pricing_lab then checks those rows and finishes the costing (rate by
+  column per rate; the rows certainly accepted that match no meter may stay there, counted
+  (`StayRule`). pricing_lab then checks those rows and finishes the costing (rate by
   subscription, rounding, rejections) reading the warehouse's columns instead of evaluating the
   filters and formulas again (`warehouse_costing.warehouse_costed`).
 """
