@@ -106,9 +106,11 @@ class KernelInput:
 
 
 def kernel_input(prepared: PreparedReplay) -> KernelInput:
-    """The kernel's arrays for a prepared replay. The consumption rows are taken on a second
-    thread while the grants' columns are built (neither needs the other until the customers are
-    numbered; the compiled pass and Polars release the GIL)."""
+    """The kernel's arrays for a prepared replay. Two threads share the work: the consumption
+    rows are taken on the second while the grants' columns are built (neither needs the other
+    until the customers are numbered), then the grants' happenings are sorted there while the
+    event columns and auto-recharge settings are built (the compiled passes and Polars release
+    the GIL)."""
     start_us, until_us = to_micros(prepared.start), to_micros(prepared.until)
     currency_ids = tuple(c.id for c in prepared.currencies)
     precisions = np.array([c.precision for c in prepared.currencies], dtype=np.int64)
@@ -131,48 +133,57 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
             },
             schema={"customer_id": pl.String, "currency_id": pl.String},
         )
-        above = above_recharge_ids(grants, recharging)
+        above = _above_recharge_ids(grants, recharging)
         rollover = (grants["source"] == ROLLOVER_SOURCE).to_numpy()
         id_rank = id_ranks(grants["grant_id"], above, rollover)
         kept = taking.result()
-    customers = pl.concat([kept.run_customers, grant_customers]).unique().sort()
-    n_customers = len(customers)
+        customers = pl.concat([kept.run_customers, grant_customers]).unique().sort()
+        n_customers = len(customers)
 
-    # Grants by customer code (stable: the table order within a customer is kept).
-    owner = _positions(grants["customer_id"], customers)
-    by_customer = np.argsort(owner, kind="stable")
-    currency = currency_of_row[by_customer]
-    grant_type = _positions(grants["type"], GRANT_TYPES)[by_customer]
-    keys = DrawdownKeys(
-        priority=grants["priority"].to_numpy().astype(np.int64)[by_customer],
-        expires=grants["expires_at"].to_physical().fill_null(NEVER_US).to_numpy()[by_customer],
-        type_rank=TYPE_RANK_BY_CODE[grant_type],
-        effective=effective[takes_part][by_customer],
-        id_rank=id_rank[by_customer],
-        recharge_number=np.zeros(len(by_customer), dtype=np.int64),
-    )
-    grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1)).astype(np.int64)
-    grant_columns = GrantColumns(
-        start=grant_start,
-        currency=currency,
-        amount=amount[by_customer],
-        keys=keys,
-        rolls_to=_rollover_links(grants, prepared.rollovers, by_customer),
-        is_rollover=rollover[by_customer],
-    )
-    happenings = _grant_happenings(
-        grant_start, voided[takes_part][by_customer], until_us, currency, keys
-    )
-
-    run_code = _positions(kept.run_customers, customers)  # increasing, as the runs are
-    first_run = np.searchsorted(run_code, np.arange(n_customers + 1))
-    events = EventColumns(
-        start=np.searchsorted(kept.run, first_run).astype(np.int64),
-        time=kept.time,
-        new_event=kept.new_event,
-        currency=_event_currencies(table["currency_id"], currency_ids, kept.row),
-        cost=kept.cost,
-    )
+        # Grants by customer code (stable: the table order within a customer is kept).
+        owner = _positions(grants["customer_id"], customers)
+        by_customer = np.argsort(owner, kind="stable")
+        currency = currency_of_row[by_customer]
+        grant_type = _positions(grants["type"], GRANT_TYPES)[by_customer]
+        keys = DrawdownKeys(
+            priority=grants["priority"].to_numpy().astype(np.int64)[by_customer],
+            expires=grants["expires_at"].to_physical().fill_null(NEVER_US).to_numpy()[by_customer],
+            type_rank=TYPE_RANK_BY_CODE[grant_type],
+            effective=effective[takes_part][by_customer],
+            id_rank=id_rank[by_customer],
+            recharge_number=np.zeros(len(by_customer), dtype=np.int64),
+        )
+        grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1))
+        grant_start = grant_start.astype(np.int64)
+        # The grants' happenings are sorted on the second thread meanwhile.
+        sorting = pool.submit(
+            _grant_happenings,
+            grant_start,
+            voided[takes_part][by_customer],
+            until_us,
+            currency,
+            keys,
+        )
+        grant_columns = GrantColumns(
+            start=grant_start,
+            currency=currency,
+            amount=amount[by_customer],
+            keys=keys,
+            rolls_to=_rollover_links(grants, prepared.rollovers, by_customer),
+            is_rollover=rollover[by_customer],
+        )
+        run_code = _positions(kept.run_customers, customers)  # increasing, as the runs are
+        first_run = np.searchsorted(run_code, np.arange(n_customers + 1))
+        events = EventColumns(
+            start=np.searchsorted(kept.run, first_run).astype(np.int64),
+            time=kept.time,
+            new_event=kept.new_event,
+            currency=_event_currencies(table["currency_id"], currency_ids, kept.row),
+            cost=kept.cost,
+        )
+        settings = _recharge_settings(prepared, customers, currency_ids)
+        grant_source = _positions(grants["source"], GRANT_SOURCES)[by_customer]
+        happenings = sorting.result()
     return KernelInput(
         customers=customers,
         currency_ids=currency_ids,
@@ -180,11 +191,11 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
         grants=grant_columns,
         grant_row=np.flatnonzero(takes_part)[by_customer],
         grant_type=grant_type,
-        grant_source=_positions(grants["source"], GRANT_SOURCES)[by_customer],
+        grant_source=grant_source,
         happenings=happenings,
         events=events,
         event_row=kept.row,
-        settings=_recharge_settings(prepared, customers, currency_ids),
+        settings=settings,
         block=prepared.enforcement == "block",
         until=until_us,
     )
@@ -230,6 +241,16 @@ def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Ke
         run=kept[2, :n_kept],
         new_event=new_event[:n_kept],
     )
+
+
+def _above_recharge_ids(grants: pl.DataFrame, recharging: pl.DataFrame) -> np.ndarray:
+    """`order.above_recharge_ids`, asked only of the grants of customers with an auto-recharge
+    setting (False for the others, as it would answer)."""
+    rows = grants["customer_id"].is_in(recharging["customer_id"].implode()).to_numpy()
+    above = np.zeros(grants.height, dtype=np.bool_)
+    if rows.any():
+        above[rows] = above_recharge_ids(grants.filter(pl.Series(rows)), recharging)
+    return above
 
 
 def _minor_units(
