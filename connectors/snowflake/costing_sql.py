@@ -20,6 +20,8 @@ from collections.abc import Mapping
 
 from pricing_lab.catalog.model import MeterFilter
 from pricing_lab.events.plugins import (
+    DETAIL_COLUMN,
+    REASON_COLUMN,
     ROW_COLUMN,
     STAYED_COLUMN,
     CostingPlan,
@@ -47,17 +49,40 @@ def costing_sql(
     )
     event_name = next(name for name in names if name.lower() == "event_name")
     matches = {m.column: meter_sql(m, plan.columns) for m in plan.meters}
-    selected = [quote_identifier(name) for name in plan.keep]
-    selected += [f"{sql} AS {quote_identifier(column)}" for column, sql in matches.items()]
-    selected += [
-        f"{rate_sql(rate, event_name, matches[rate.meter_column], plan.columns)} "
-        f"AS {quote_identifier(rate.column)}"
-        for rate in plan.rates
-    ]
     events = f"(SELECT {renamed} FROM ({statement}))"
     if plan.stay is None:
+        selected = [quote_identifier(name) for name in plan.keep]
+        selected += [f"{sql} AS {quote_identifier(column)}" for column, sql in matches.items()]
+        selected += [
+            f"{rate_sql(rate, event_name, matches[rate.meter_column], plan.columns)} "
+            f"AS {quote_identifier(rate.column)}"
+            for rate in plan.rates
+        ]
         return f"SELECT {', '.join(selected)} FROM {events} AS __events"
     stay = plan.stay
+    # A row rejected here leaves with the required fields, its reason and its detail only.
+    reason, detail = quote_identifier(REASON_COLUMN), quote_identifier(DETAIL_COLUMN)
+    required = set(stay.columns.values())
+
+    def unless_rejected(sql: str) -> str:
+        return f"IFF({reason} IS NULL, {sql}, NULL)"
+
+    selected = [
+        quote_identifier(name)
+        if name in required
+        else f"{unless_rejected(quote_identifier(name))} AS {quote_identifier(name)}"
+        for name in plan.keep
+    ]
+    selected += [
+        f"{unless_rejected(sql)} AS {quote_identifier(column)}" for column, sql in matches.items()
+    ]
+    selected += [
+        f"{unless_rejected(rate_sql(rate, event_name, matches[rate.meter_column], plan.columns))}"
+        f" AS {quote_identifier(rate.column)}"
+        for rate in plan.rates
+    ]
+    why, what = rejection_sql(stay, customers)
+    events = f"(SELECT *, {why} AS {reason}, {what} AS {detail} FROM {events})"
     matched = " OR ".join(
         f"({quote_identifier(stay.columns['event_name'])} = {quote_string(m.event_name)} "
         f"AND {matches[m.column]})"
@@ -85,7 +110,7 @@ def costing_sql(
         f"SELECT *, {staying} AS __stays, CAST(SUM(IFF({staying}, 1, 0)) OVER () AS BIGINT) "
         f"AS {quote_identifier(STAYED_COLUMN)} FROM ({flagged})"
     )
-    selected += [row, quote_identifier(STAYED_COLUMN)]
+    selected += [row, quote_identifier(STAYED_COLUMN), reason, detail]
     return (
         f"SELECT {', '.join(selected)} FROM ({counted}) AS __events WHERE NOT __stays "
         f"ORDER BY {row}"
@@ -96,6 +121,44 @@ def costing_sql(
 # each end: a row near an end leaves and is checked locally.
 _CERTAIN_FROM = "1900-01-02 00:00:00"
 _CERTAIN_UNTIL = "2199-12-31 00:00:00"
+
+
+def rejection_sql(stay: StayRule, customers: str | None) -> tuple[str, str]:
+    """The reason and detail of the rows rejected in the warehouse, as `events.ingest` words
+    them (null for the others): `missing_field` always (the first reason a row of a table can
+    have), `unknown_customer` when no field is missing and the time is certainly in range (else
+    `bad_timestamp`, checked locally, could come first)."""
+    blanks = []
+    for field in ("event_id", "customer_id", "event_name", "timestamp"):
+        column = quote_identifier(stay.columns[field])
+        blank = f"{column} IS NULL"
+        if stay.kinds[field] == "text":  # null, or nothing but spaces (DuckDB's trim)
+            blank = f"({blank} OR LTRIM({column}, ' ') = '')"
+        blanks.append((field, blank))
+    missing = " OR ".join(blank for _, blank in blanks)
+    # ', a, b' less its leading separator
+    named = " || ".join(f"IFF({blank}, {quote_string(', ' + f)}, '')" for f, blank in blanks)
+    cases = [(f"({missing})", "'missing_field'", f"'missing ' || SUBSTR({named}, 3)")]
+    if stay.customers is not None and customers is not None:
+        customer = f"CAST({quote_identifier(stay.columns['customer_id'])} AS VARCHAR)"
+        cases.append(
+            (
+                f"{_in_time_sql(stay)} AND {customer} NOT IN (SELECT customer_id FROM {customers})",
+                "'unknown_customer'",
+                f"'customer ' || {customer} || ' is not in the customer list'",
+            )
+        )
+    reason = "CASE " + " ".join(f"WHEN {c} THEN {r}" for c, r, _ in cases) + " END"
+    detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in cases) + " END"
+    return reason, detail
+
+
+def _in_time_sql(stay: StayRule) -> str:
+    column = quote_identifier(stay.columns["timestamp"])
+    return (
+        f"({column} >= {quote_string(_CERTAIN_FROM)}::TIMESTAMP_NTZ AND "
+        f"{column} < {quote_string(_CERTAIN_UNTIL)}::TIMESTAMP_NTZ)"
+    )
 
 
 def accepted_sql(stay: StayRule, customers: str | None) -> str:
@@ -110,10 +173,7 @@ def accepted_sql(stay: StayRule, customers: str | None) -> str:
         elif kind == "integer":
             tests.append(f"{column} IS NOT NULL")
         else:
-            tests.append(
-                f"{column} >= {quote_string(_CERTAIN_FROM)}::TIMESTAMP_NTZ AND "
-                f"{column} < {quote_string(_CERTAIN_UNTIL)}::TIMESTAMP_NTZ"
-            )
+            tests.append(_in_time_sql(stay))
     if stay.customers is not None:
         if customers is None:
             return "FALSE"

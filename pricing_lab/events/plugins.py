@@ -98,6 +98,10 @@ class StayRule:
 # number of rows that stayed (added to the rows read and accepted).
 ROW_COLUMN = "__warehouse_row"
 STAYED_COLUMN = "__warehouse_stayed"
+# And the reason and detail of a row rejected in the warehouse (null for the others), worded as
+# ingestion words them; such a row leaves with its required fields only.
+REASON_COLUMN = "__warehouse_reason"
+DETAIL_COLUMN = "__warehouse_detail"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

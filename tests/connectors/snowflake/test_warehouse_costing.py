@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.compute as pc
 import pytest
 
 from connectors.snowflake import event_source
@@ -22,7 +23,7 @@ from pricing_lab.catalog.yaml_format import load_catalog_file
 from pricing_lab.cli import main
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.meters import event_meters
-from pricing_lab.events.plugins import ROW_COLUMN, STAYED_COLUMN
+from pricing_lab.events.plugins import DETAIL_COLUMN, REASON_COLUMN, ROW_COLUMN, STAYED_COLUMN
 from pricing_lab.events.warehouse_costing import COST_PREFIX, MATCH_PREFIX, costing_plan
 from pricing_lab.formula import check_formula
 from pricing_lab.simulation.costing import cost_events
@@ -240,7 +241,8 @@ def test_only_the_columns_read_and_the_costs_leave_the_warehouse_and_the_costing
     plain = [
         n
         for n in events.column_names
-        if not n.startswith((MATCH_PREFIX, COST_PREFIX)) and n not in (ROW_COLUMN, STAYED_COLUMN)
+        if not n.startswith((MATCH_PREFIX, COST_PREFIX))
+        and n not in (ROW_COLUMN, STAYED_COLUMN, REASON_COLUMN, DETAIL_COLUMN)
     ]
     assert plain == [
         "event_id", "customer_id", "event_name", "timestamp", "tokens", "seconds", "region",
@@ -263,12 +265,13 @@ def test_only_the_columns_read_and_the_costs_leave_the_warehouse_and_the_costing
     assert costed["warehouse"].equals(costed["file"])
 
 
-def test_rows_matching_no_meter_stay_in_the_warehouse_but_for_each_customers_first_and_last(
+def test_rows_matching_no_meter_stay_in_the_warehouse_and_rejected_rows_leave_reasoned(
     warehouse: tuple[dict[str, Path], str],
 ) -> None:
     """Of the rows certainly accepted, with an id of their own, that match no meter, only each
     customer's earliest and latest leave the warehouse (they set the default horizon); the
-    others are counted. Rejected, duplicated and matched rows all leave."""
+    others are counted. Rejected, duplicated and matched rows all leave: those rejected for a
+    missing field or an unknown customer with their reason and detail, without dimensions."""
     paths, table = warehouse
     catalog = load_catalog_file(paths["catalog"], check_formula=check_formula)
     known = ["acme", "bob", "carol"]
@@ -295,6 +298,16 @@ def test_rows_matching_no_meter_stay_in_the_warehouse_but_for_each_customers_fir
     places = events[ROW_COLUMN].to_pylist()
     assert places == sorted(places)
     assert [_rows()[n - 1][0] for n in places] == events["event_id"].to_pylist()
+    # rows rejected there leave with their reason and detail, their dimensions left behind;
+    # a time out of range is judged locally
+    rejected = pl.from_arrow(events.filter(pc.is_valid(events[REASON_COLUMN])))
+    assert isinstance(rejected, pl.DataFrame)
+    assert sorted(rejected.select("event_id", REASON_COLUMN, DETAIL_COLUMN).rows()) == [
+        ("e-nocustomer", "missing_field", "missing customer_id"),
+        ("e-noname", "missing_field", "missing event_name"),
+        ("e-stranger", "unknown_customer", "customer zed is not in the customer list"),
+    ]
+    assert rejected["tokens"].null_count() == rejected["region"].null_count() == 3
 
 
 def test_a_value_beyond_the_warehouse_decimals_is_costed_locally_alike(
