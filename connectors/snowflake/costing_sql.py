@@ -89,6 +89,8 @@ def costing_sql(
         for m in plan.meters
     )
     candidate = f"{accepted_sql(stay, customers)} AND NOT ({matched or 'FALSE'})"
+    if not stay.keep_back:
+        candidate = "FALSE"
     event_id = quote_identifier(stay.columns["event_id"])
     customer = quote_identifier(stay.columns["customer_id"])
     ts = quote_identifier(stay.columns["timestamp"])

@@ -86,11 +86,15 @@ class StayRule:
     blank-looking id leaves and is checked locally), `integer` (not null) or `timestamp` (a time
     without zone inside the supported range, one day's margin at each end). `customers`: the
     known customer ids when a customer list is given (ingestion rejects the others as
-    `unknown_customer`)."""
+    `unknown_customer`). Without `keep_back` (a meter is evaluated locally, so the warehouse
+    cannot tell which rows no meter matches) every row leaves; the rows rejected for a missing
+    field or an unknown customer are still rejected there (`connectors.snowflake.costing_sql.
+    rejection_sql`)."""
 
     columns: Mapping[str, str]
     kinds: Mapping[str, Literal["text", "integer", "timestamp"]]
     customers: tuple[str, ...] | None
+    keep_back: bool = True
 
 
 # The columns a plan with a `StayRule` adds to the rows that leave: each row's 1-based place

@@ -172,7 +172,7 @@ def costing_plan(
         columns=read,
         meters=tuple(meters.values()),
         rates=tuple(rates.values()),
-        stay=_stay_rule(types, by_lower, customers) if every_meter else None,
+        stay=_stay_rule(types, by_lower, customers, keep_back=every_meter),
     )
 
 
@@ -193,10 +193,15 @@ _STAY_FIELDS = {
 
 
 def _stay_rule(
-    types: Mapping[str, str], by_lower: Mapping[str, str], customers: Sequence[str] | None
+    types: Mapping[str, str],
+    by_lower: Mapping[str, str],
+    customers: Sequence[str] | None,
+    *,
+    keep_back: bool,
 ) -> StayRule | None:
-    """Which rows may stay in the warehouse, or None when its SQL cannot tell for certain that
-    ingestion accepts a row (`_STAY_KINDS`)."""
+    """Which rows may stay in the warehouse (with `keep_back`: every events-sourced meter is
+    evaluated there) or be rejected there, or None when its SQL cannot tell for certain how
+    ingestion judges a row (`_STAY_KINDS`)."""
     kinds: dict[str, Literal["text", "integer", "timestamp"]] = {}
     for name, wanted in _STAY_FIELDS.items():
         kind = _STAY_KINDS.get(types[by_lower[name]].upper())
@@ -207,6 +212,7 @@ def _stay_rule(
         columns={name: by_lower[name] for name in _STAY_FIELDS},
         kinds=kinds,
         customers=None if customers is None else tuple(str(c) for c in customers),
+        keep_back=keep_back,
     )
 
 

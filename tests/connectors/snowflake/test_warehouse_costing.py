@@ -308,6 +308,13 @@ def test_rows_matching_no_meter_stay_in_the_warehouse_and_rejected_rows_leave_re
         ("e-stranger", "unknown_customer", "customer zed is not in the customer list"),
     ]
     assert rejected["tokens"].null_count() == rejected["region"].null_count() == 3
+    # a meter evaluated locally (a text compared with a number): no row stays, rejections alike
+    local = paths["catalog"].with_name("local.yaml")
+    local.write_text(CATALOG.replace("operator: in, value: [eu, us]", "operator: gt, value: 5"))
+    kept_local = load_catalog_file(local, check_formula=check_formula)
+    every = SOURCE.cost(table, lambda schema: costing_plan([kept_local], schema, customers=known))
+    assert every.num_rows == len(_rows()) and every[STAYED_COLUMN][0].as_py() == 0
+    assert every.filter(pc.is_valid(every[REASON_COLUMN])).num_rows == 3
 
 
 def test_a_value_beyond_the_warehouse_decimals_is_costed_locally_alike(
