@@ -1,6 +1,6 @@
 """A costing plan (`pricing_lab.events.plugins.CostingPlan`) as one Snowflake query.
 
-The query reads the events table or query once and returns every row with the plan's kept
+The query reads the events table or query once and returns its rows with the plan's kept
 columns, one BOOLEAN match column per meter (never null: every filter holds) and one
 NUMBER(38, 12) raw-cost column per rate (the formula, for the events of the meter's name it
 matches; null for the others). The filters follow `pricing_lab.events.meters.filter_sql` rule by
@@ -11,7 +11,9 @@ text, booleans as booleans; a dimension the source lacks is null); the formulas 
 With `plan.stay` the rows ingestion certainly accepts (`accepted_sql`), whose event id occurs once
 and that no meter matches stay in the warehouse, but for each customer's earliest and latest; the
 others leave in the order `SEQ8()` numbered them, with that number (`plugins.ROW_COLUMN`) and
-the count kept back (`plugins.STAYED_COLUMN`).
+the count kept back (`plugins.STAYED_COLUMN`). A row rejected for a missing field or an unknown
+customer (`rejection_sql`, worded as `events.ingest` words it) leaves with its required fields,
+reason and detail only.
 """
 
 from __future__ import annotations

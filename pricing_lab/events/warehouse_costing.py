@@ -11,7 +11,8 @@ and why (docs/scale-out.md, "Usage straight from the warehouse"):
 - every check of SPEC §4 (missing fields, timestamps, duplicate ids, unknown customers, unusable
   meter values) of the rows that leave, so rejected rows are counted and reasoned by the one
   implementation; the warehouse keeps back only rows it can tell ingestion accepts and no meter
-  matches (`_stay_rule`, `plugins.StayRule`), counted;
+  matches (`_stay_rule`, `plugins.StayRule`), counted, and words the reason and detail of the
+  rows it can tell ingestion rejects for a missing field or an unknown customer;
 - which rate applies (the customer's subscription at the event's time), the rounding to the
   currency's precision and the cost rejections (`formula_null`, `formula_negative`,
   `cost_out_of_range`), from the warehouse's raw costs;
