@@ -9,13 +9,17 @@ same meter or rate finds its column again whatever catalog object carries it. Wh
 and why (docs/scale-out.md, "Usage straight from the warehouse"):
 
 - every check of SPEC §4 (missing fields, timestamps, duplicate ids, unknown customers, unusable
-  meter values), so rejected rows are counted and reasoned by the one implementation;
+  meter values) of the rows that leave, so rejected rows are counted and reasoned by the one
+  implementation; the warehouse keeps back only rows it can tell ingestion accepts and no meter
+  matches (`_stay_rule`, `plugins.StayRule`), counted, and words the reason and detail of the
+  rows it can tell ingestion rejects for a missing field or an unknown customer;
 - which rate applies (the customer's subscription at the event's time), the rounding to the
   currency's precision and the cost rejections (`formula_null`, `formula_negative`,
   `cost_out_of_range`), from the warehouse's raw costs;
 - filters on floating-point columns, a text column compared with a number, `contains` & co. on
-  a non-text column, and formulas with `/` (the stand-in divides in floating point) or reading a
-  column that is not an integer or a decimal of at most 12 places: evaluated locally as before.
+  a non-text column, and formulas with `/`, `ceil` or `floor` (the stand-in computes them in
+  floating point) or reading a column that is not an integer or a decimal of at most 12
+  places: evaluated locally as before.
 
 Only the columns pricing_lab still reads leave the warehouse: the four required ones and the
 dimensions the catalogs' meters, rates and unit costs name (the usage reports, the cost to serve
@@ -34,7 +38,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import pyarrow as pa
@@ -43,7 +47,14 @@ from pricing_lab.catalog.model import Catalog, Feature, MeterFilter
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import REQUIRED_EVENT_COLUMNS, quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter
-from pricing_lab.events.plugins import CostingPlan, PlanColumn, PlanMeter, PlanRate, column_kinds
+from pricing_lab.events.plugins import (
+    CostingPlan,
+    PlanColumn,
+    PlanMeter,
+    PlanRate,
+    StayRule,
+    column_kinds,
+)
 from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import (
     Arithmetic,
@@ -69,8 +80,9 @@ COST_PREFIX = "__warehouse_cost_"
 
 _NUMERIC_KINDS = ("integer", "decimal")
 _PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")  # as events.meters reads filter values
-# Functions the warehouse evaluates exactly as DuckDB does (`/` is left out: see the docstring).
-_FUNCTIONS = frozenset({"min", "max", "abs", "round", "ceil", "floor", "if", "coalesce"})
+# Functions the warehouse evaluates exactly as DuckDB does. Left out, like `/`: `ceil` and
+# `floor`, exact on Snowflake but computed through floating point by the stand-in.
+_FUNCTIONS = frozenset({"min", "max", "abs", "round", "if", "coalesce"})
 
 
 def meter_column(feature: Feature) -> str:
@@ -92,10 +104,13 @@ def _digest(*parts: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
+def costing_plan(
+    catalogs: Sequence[Catalog], schema: pa.Schema, *, customers: Sequence[str] | None = None
+) -> CostingPlan:
     """What the warehouse can evaluate of `catalogs` over a source of columns `schema` (as the
-    source gives them back), and which columns must still leave it."""
-    from pricing_lab.simulation.costing import QUANTITY, required_dimensions, resolve_rates
+    source gives them back), which columns must still leave it, and which rows may stay
+    (`_stay_rule`; `customers`: the known customer ids when a customer list is given)."""
+    from pricing_lab.simulation.costing import QUANTITY, resolve_rates
 
     types = _duckdb_types(schema)
     by_lower = {name.lower(): name for name in types}
@@ -104,38 +119,26 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
         return everything  # ingestion makes columns of its own there
     if any(name not in by_lower for name in REQUIRED_EVENT_COLUMNS):
         return everything  # ingestion names the missing column
+    try:
+        resolved = [resolve_rates(catalog) for catalog in catalogs]
+    except (InputError, ValidationError):
+        return everything  # the local costing reports the catalog's problem
     kinds = column_kinds(types)
-    named: set[str] = set()  # dimensions read locally: kept where the source has them
-    required: set[str] = set()  # those `costing.dimension_problems` reports when missing
     meters: dict[str, PlanMeter] = {}
     rates: dict[str, PlanRate] = {}
     read: dict[str, PlanColumn] = {}
-    for catalog in catalogs:
+    every_meter = True  # every events-sourced meter is evaluated in the warehouse
+    for catalog, catalog_rates in zip(catalogs, resolved, strict=True):
         by_id = {f.id: f for f in catalog.features}
         for feature in catalog.features:
-            meter = feature.meter
-            if meter is None or meter.source != "events":
+            if feature.meter is None or feature.meter.source != "events":
                 continue
-            named.update(flt.dimension for flt in meter.filters)
-            required.update(
-                f.dimension for f in meter.filters if f.operator not in ("is_null", "is_not_null")
-            )
-            if meter.dimension:
-                named.add(meter.dimension)
-                required.add(meter.dimension)
-            for cost in feature.cost:
-                named.update(_formula_dimensions(cost.formula))
             planned = _plan_meter(feature, by_lower, kinds)
+            every_meter = every_meter and planned is not None
             if planned is not None:
                 meters[planned.column] = planned
                 read.update(_filter_columns(planned.filters, kinds))
-        try:
-            resolved = resolve_rates(catalog)
-        except (InputError, ValidationError):
-            return everything  # the local costing reports the catalog's problem
-        for rate in resolved:
-            named.update(rate.formula.dimensions)
-            required.update(required_dimensions(rate.formula.tree))
+        for rate in catalog_rates:
             owner = by_id.get(rate.feature_id)
             if owner is None or owner.meter is None or meter_column(owner) not in meters:
                 continue
@@ -159,14 +162,89 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
                 ),
             )
             read.update(columns)
+    named, required = _named_dimensions(catalogs, resolved)
     if any(name.lower() not in by_lower for name in required - {QUANTITY}):
         keep = tuple(types)  # a dimension is missing: the local check names the close ones
     else:
         wanted = {c.lower() for c in REQUIRED_EVENT_COLUMNS} | {n.lower() for n in named}
         keep = tuple(name for name in types if name.lower() in wanted)
     return CostingPlan(
-        keep=keep, columns=read, meters=tuple(meters.values()), rates=tuple(rates.values())
+        keep=keep,
+        columns=read,
+        meters=tuple(meters.values()),
+        rates=tuple(rates.values()),
+        stay=_stay_rule(types, by_lower, customers, keep_back=every_meter),
     )
+
+
+# The DuckDB types of each required field whose values the warehouse can tell for certain that
+# ingestion accepts (`plugins.StayRule`): ids as text or integers, names as text, times without
+# a zone. Other types (a text timestamp, a time with a zone): no row stays.
+_STAY_KINDS: Mapping[str, Literal["text", "integer", "timestamp"]] = {
+    "VARCHAR": "text",
+    **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT"), "integer"),
+    **dict.fromkeys(("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"), "timestamp"),
+}
+_STAY_FIELDS = {
+    "event_id": ("text", "integer"),
+    "customer_id": ("text", "integer"),
+    "event_name": ("text",),
+    "timestamp": ("timestamp",),
+}
+
+
+def _stay_rule(
+    types: Mapping[str, str],
+    by_lower: Mapping[str, str],
+    customers: Sequence[str] | None,
+    *,
+    keep_back: bool,
+) -> StayRule | None:
+    """Which rows may stay in the warehouse (with `keep_back`: every events-sourced meter is
+    evaluated there) or be rejected there, or None when its SQL cannot tell for certain how
+    ingestion judges a row (`_STAY_KINDS`)."""
+    kinds: dict[str, Literal["text", "integer", "timestamp"]] = {}
+    for name, wanted in _STAY_FIELDS.items():
+        kind = _STAY_KINDS.get(types[by_lower[name]].upper())
+        if kind is None or kind not in wanted:
+            return None
+        kinds[name] = kind
+    return StayRule(
+        columns={name: by_lower[name] for name in _STAY_FIELDS},
+        kinds=kinds,
+        customers=None if customers is None else tuple(str(c) for c in customers),
+        keep_back=keep_back,
+    )
+
+
+def _named_dimensions(
+    catalogs: Sequence[Catalog], resolved: Sequence[Sequence[ResolvedRate]]
+) -> tuple[set[str], set[str]]:
+    """The dimensions the catalogs' meters, rates and unit costs read (kept where the source
+    has them: the usage report, the cost to serve and the checks read them locally), and those
+    `costing.dimension_problems` reports when the source lacks them."""
+    from pricing_lab.simulation.costing import required_dimensions
+
+    named: set[str] = set()
+    required: set[str] = set()
+    for catalog, catalog_rates in zip(catalogs, resolved, strict=True):
+        for feature in catalog.features:
+            meter = feature.meter
+            if meter is None or meter.source != "events":
+                continue
+            for flt in meter.filters:
+                named.add(flt.dimension)
+                if flt.operator not in ("is_null", "is_not_null"):
+                    required.add(flt.dimension)
+            if meter.dimension:
+                named.add(meter.dimension)
+                required.add(meter.dimension)
+            for cost in feature.cost:
+                named.update(_formula_dimensions(cost.formula))
+        for rate in catalog_rates:
+            named.update(rate.formula.dimensions)
+            required.update(required_dimensions(rate.formula.tree))
+    return named, required
 
 
 def _duckdb_types(schema: pa.Schema) -> dict[str, str]:
@@ -189,7 +267,12 @@ def _plan_meter(
         if planned is None:
             return None
         filters.append(planned)
-    return PlanMeter(feature_id=feature.id, column=meter_column(feature), filters=tuple(filters))
+    return PlanMeter(
+        feature_id=feature.id,
+        column=meter_column(feature),
+        event_name=meter.event_name,
+        filters=tuple(filters),
+    )
 
 
 def _plan_filter(

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import duckdb
 import numpy as np
-import polars as pl
 
 from pricing_lab.activity.stream import replay_activity
 from pricing_lab.catalog.model import CreditCurrency
@@ -58,12 +57,14 @@ class BucketTask:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BucketDone:
-    """What a finished bucket reports: its size, time and the process's peak memory so far."""
+    """What a finished bucket reports: its size, time (wall and CPU of the process that ran
+    it: every thread's) and that process's peak memory so far."""
 
     bucket: int
     consumptions: int
     entries: int
     seconds: float
+    cpu_seconds: float
     peak_memory: int  # bytes: the peak resident size of the process that ran it
 
 
@@ -93,12 +94,19 @@ def bucket_input(
 
 def replay_bucket(task: BucketTask) -> BucketDone:
     """Replay one bucket and write its results (see the module docstring)."""
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     store = task.store
     manifest, currencies = read_job_header(store)
     inputs = read_bucket_inputs(store, task.bucket)
+    consumptions = inputs.consumptions.height
+    replayed = replay(
+        bucket_input(manifest, currencies, inputs),
+        engine=manifest.engine,  # type: ignore[arg-type]
+    )
+    # The costed consumptions are not needed past the replay: let go of them before the outputs
+    # are derived (a task's peak is there).
+    inputs = replace(inputs, consumptions=inputs.consumptions.clear())
     replay_input = bucket_input(manifest, currencies, inputs)
-    replayed = replay(replay_input, engine=manifest.engine)  # type: ignore[arg-type]
     ledger = replayed.ledger
     with duckdb.connect(config=duckdb_config()) as con:
         revenue = recognised_revenue(
@@ -125,16 +133,15 @@ def replay_bucket(task: BucketTask) -> BucketDone:
     window_rows = np.diff(np.concatenate([[0], bounds, [len(micros)]]))
     store.remove(f"results/{bucket_folder(task.bucket)}")  # what an earlier attempt left
     for name, frame in tables.items():
-        store.write_table(
-            result_path(task.bucket, f"{name}.parquet"),
-            frame.to_arrow(compat_level=pl.CompatLevel.oldest()),
-            row_group_rows=ROW_GROUP_ROWS,
+        store.write_frame(
+            result_path(task.bucket, f"{name}.parquet"), frame, row_group_rows=ROW_GROUP_ROWS
         )
     done = BucketDone(
         bucket=task.bucket,
-        consumptions=inputs.consumptions.height,
+        consumptions=consumptions,
         entries=ledger.height,
         seconds=time.perf_counter() - began,
+        cpu_seconds=time.process_time() - began_cpu,
         peak_memory=_peak_memory(),
     )
     record = {"entries": done.entries, "window_rows": [int(n) for n in window_rows]}

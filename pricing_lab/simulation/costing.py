@@ -365,10 +365,12 @@ class _CostedTables:
 
     costed: str
     bad: str
+    events: str
     sets: int
     currency_columns: tuple[str, ...]
     rejected_counts: tuple[int, ...]
     everywhere: int  # events rejected in every set
+    source_row: str
 
 
 def _build_costed(
@@ -410,17 +412,14 @@ def _build_costed(
     costed, bad = quote_ident(name), quote_ident(f"{name}_bad")
     con.register("__subscriptions", _subscriptions_table(subscriptions, features).to_arrow())
     try:
-        # Materialized in the engines' order, once: every read of it (the whole table, or a span
-        # of customers after another) keeps that order without sorting again (DuckDB keeps a
-        # table's insertion order through filters), and the rejected events are found in it
-        # without working the costs out again.
+        # Materialized first: the sort when reading is cheaper on a stored table than inside the
+        # pipeline, and the rejected events are found in it without working the costs out again.
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {costed} AS
-            SELECT c.*, {rounded_costs}
+            SELECT c.*, {rounded_costs}, o.__customer_rank
             FROM ({_costed_sql(features, events, len(rate_sets), shared_currency)}) AS c
             LEFT JOIN ({_customer_order_sql(events)}) AS o ON o.customer_id = c.customer_id
-            ORDER BY o.__customer_rank, c.timestamp, c.event_id, c.__feature_rank
             """
         )
         limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
@@ -437,20 +436,13 @@ def _build_costed(
             f"FILTER (WHERE {problem[k]}) AS __detail_{k}"
             for k in sets
         )
-        # With the rejected events' own columns, looked up once: a span's rejected rows are then
-        # read from this small table, not joined with the whole events table again.
-        source_row = "ev.source_row" if traceable else "CAST(NULL AS BIGINT)"
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {bad} AS
-            SELECT b.*, {source_row} AS __source_row, ev.customer_id, ev.event_name,
-                   ev.timestamp
-            FROM (
-                SELECT event_id, {per_set}
-                FROM {costed}
-                WHERE __feature_id IS NOT NULL AND ({" OR ".join(problem)})
-                GROUP BY event_id
-            ) AS b JOIN {quote_ident(events)} AS ev ON ev.event_id = b.event_id
+            SELECT event_id, {per_set}
+            FROM {costed}
+            WHERE __feature_id IS NOT NULL AND ({" OR ".join(problem)})
+            GROUP BY event_id
             """
         )
         in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
@@ -467,10 +459,12 @@ def _build_costed(
     return _CostedTables(
         costed=costed,
         bad=bad,
+        events=events,
         sets=len(rate_sets),
         currency_columns=tuple(currency_columns),
         rejected_counts=tuple(int(n) for n in counts[:-1]),
         everywhere=int(counts[-1]),
+        source_row="ev.source_row" if traceable else "CAST(NULL AS BIGINT)",
     )
 
 
@@ -480,10 +474,18 @@ def _fetch_costings(
     """One costing per rate set of `built`, of the customers in `span` (all without one)."""
     sets = range(built.sets)
     costed, bad = built.costed, built.bad
-    # Per set: events rejected there. Those rejected in every set leave the frame; the others
-    # are flagged and left out of that set's frame only. The costed rows are read in the order
-    # they are stored (the engines'), so the rejected ones are taken out here, not by a join.
+    # Per set: events rejected there; those rejected in every set leave in the query, the
+    # others are flagged and left out of that set's frame only.
+    in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
     flagged = [k for k in sets if built.rejected_counts[k] > built.everywhere]
+    accepted = (
+        f"ANTI JOIN (SELECT event_id FROM {bad} WHERE {in_every_set}) AS a "
+        "ON a.event_id = c.event_id"
+        if built.everywhere
+        else ""
+    )
+    flags = "".join(f", coalesce(b.__bad_{k}, FALSE) AS __rejected_{k}" for k in flagged)
+    flagging = f"LEFT JOIN {bad} AS b ON b.event_id = c.event_id" if flagged else ""
     currency_select = ", ".join(dict.fromkeys(f"c.{column}" for column in built.currency_columns))
     costs = ", ".join(f"c.__cost_{k}" for k in sets)
     within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
@@ -492,36 +494,28 @@ def _fetch_costings(
             con,
             f"""
             SELECT c.event_id, c.customer_id, c.timestamp, c.__feature_id AS feature_id,
-                   {currency_select}, {costs}
-            FROM {costed} AS c
+                   {currency_select}, {costs}{flags}
+            FROM {costed} AS c {accepted} {flagging}
             {within}
+            ORDER BY c.__customer_rank, c.timestamp, c.event_id, c.__feature_rank
             """,
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        if built.everywhere:
-            in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
-            rejected_ids = _fetch(con, f"SELECT event_id FROM {bad} WHERE {in_every_set}")
-            frame = frame.filter(~pl.col("event_id").is_in(rejected_ids["event_id"].implode()))
-        for k in flagged:
-            rejected_ids = _fetch(con, f"SELECT event_id FROM {bad} WHERE __bad_{k}")
-            frame = frame.with_columns(
-                pl.col("event_id")
-                .is_in(rejected_ids["event_id"].implode())
-                .alias(f"__rejected_{k}")
-            )
         # The fast engine reads event_id and feature_id as one array of string views each: in
         # one chunk, it takes them without copying them (a copy would live beside these columns).
         frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())
-        rejected_within = "" if span is None else f"AND {span.sql('b.customer_id')}"
+        rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
         rejected = [
             _fetch(
                 con,
                 f"""
-                SELECT b.__source_row AS source_row, b.event_id, b.customer_id, b.event_name,
-                       strftime(b.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
+                SELECT {built.source_row} AS source_row, ev.event_id, ev.customer_id,
+                       ev.event_name,
+                       strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
                        b.__reason_{k} AS reason, b.__detail_{k} AS detail
-                FROM {bad} AS b
+                FROM {bad} AS b JOIN {quote_ident(built.events)} AS ev
+                    ON ev.event_id = b.event_id
                 WHERE b.__bad_{k} {rejected_within}
-                ORDER BY b.customer_id, b.timestamp, b.event_id
+                ORDER BY ev.customer_id, ev.timestamp, ev.event_id
                 """,
             )
             if built.rejected_counts[k]
