@@ -174,7 +174,8 @@ def main(argv: list[str]) -> int:
                 seconds, done = _timed(job, executor)
                 times[name].append(seconds)
                 per_bucket.setdefault(name, done)
-                print(f"  {name}: {seconds:.1f} s", flush=True)
+                cpu = sum(d.cpu_seconds for d in done)
+                print(f"  {name}: {seconds:.1f} s (buckets' CPU {cpu:.1f} s)", flush=True)
                 if name not in ledgers and len(executors) > 1:
                     out = Path(scratch) / f"out-{len(ledgers)}"
                     began = time.perf_counter()
@@ -201,20 +202,21 @@ def main(argv: list[str]) -> int:
         for name, done in per_bucket.items():
             if name == NAMES["local"]:
                 continue
-            print(f"per bucket ({name}, first round): events, replay s, peak RSS of its worker")
+            print(f"per bucket ({name}, first round): events, replay s (CPU), its worker's peak")
             for one_bucket in done:
                 n = job.bucket_events[one_bucket.bucket]
                 print(
                     f"  bucket {one_bucket.bucket:4d}: {n:>11,} events "
-                    f"{one_bucket.seconds:6.1f} s {one_bucket.peak_memory / (1 << 30):5.2f} GiB"
+                    f"{one_bucket.seconds:6.1f} s (CPU {one_bucket.cpu_seconds:5.1f} s) "
+                    f"{one_bucket.peak_memory / (1 << 30):5.2f} GiB"
                 )
             sizes = [job.bucket_events[d.bucket] for d in done]
-            rates = [d.seconds / max(job.bucket_events[d.bucket], 1) * 1e6 for d in done]
+            rates = [d.cpu_seconds / max(job.bucket_events[d.bucket], 1) * 1e6 for d in done]
             peaks = [d.peak_memory / (1 << 30) for d in done]
             print(
                 f"  {min(sizes):,}–{max(sizes):,} events per bucket; "
                 f"{min(d.seconds for d in done):.1f}–{max(d.seconds for d in done):.1f} s; "
-                f"median {statistics.median(rates):.2f} s per million events; "
+                f"median {statistics.median(rates):.2f} CPU s per million events; "
                 f"worker peak {min(peaks):.2f}–{max(peaks):.2f} GiB"
             )
     return 0

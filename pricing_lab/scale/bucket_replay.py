@@ -109,6 +109,7 @@ def replay_bucket(task: BucketTask) -> BucketDone:
     replay_input = bucket_input(manifest, currencies, inputs)
     ledger = replayed.ledger
     with duckdb.connect(config=duckdb_config()) as con:
+        con.execute("SET enable_progress_bar = false")  # a task prints nothing (run_all reports)
         revenue = recognised_revenue(
             con,
             ledger,

@@ -38,7 +38,7 @@ def start_worker(threads: int = WORKER_THREADS) -> None:
     os.environ.update(worker_environment(threads))
 
 
-def duckdb_config() -> dict[str, int]:
+def duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
     """The config of a DuckDB connection opened by a bucket task: the worker's thread count in
     a worker started with `worker_environment`, DuckDB's own default elsewhere."""
     threads = os.environ.get(_THREADS_VARIABLE, "")

@@ -147,13 +147,13 @@ def test_empty_buckets_are_whole_too(tmp_path: Path, buckets: int) -> None:
 
 
 def test_auto_buckets_follow_the_memory_model_and_keep_every_worker_busy() -> None:
-    # Tasks of 2 GiB: (2 GiB − 768 MiB) / 1,200 bytes = 1,118,481 events per bucket.
+    # Tasks of 2 GiB: half of (2 GiB − 512 MiB) / 900 bytes = 894,784 events per bucket.
     ten_million = {f"c{i}": 1_000 for i in range(10_000)}
-    assert bucket_count(ten_million, parallelism=2) == 9
+    assert bucket_count(ten_million, parallelism=2) == 12
     hundred_million = {f"c{i}": 1_000 for i in range(100_000)}
-    assert bucket_count(hundred_million, parallelism=2) == 90  # same size: flat per bucket
-    # Tasks given less memory get smaller buckets: (1.5 GiB − 768 MiB) / 1,200 = 671,088.
-    assert bucket_count(ten_million, parallelism=2, task_memory=3 << 29) == 15
+    assert bucket_count(hundred_million, parallelism=2) == 112  # same size: flat per bucket
+    # Tasks given less memory get smaller buckets: half of (1 GiB − 512 MiB) / 900 = 298,261.
+    assert bucket_count(ten_million, parallelism=2, task_memory=1 << 30) == 34
     # Few events: still two buckets per worker, so the load balances.
     assert bucket_count({"a": 10, "b": 5}, parallelism=8) == 16
     assert bucket_count(ten_million, buckets=3, parallelism=2) == 3  # as asked
