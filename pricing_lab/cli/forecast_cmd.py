@@ -98,19 +98,13 @@ def run(args: argparse.Namespace) -> int:
     if args.backtest:
         return _backtest(args, con, catalog, customers, common)
     from pricing_lab.forecast import forecast, run_out_ranking
+    from pricing_lab.forecast.run_out import offers_with_rollover, rollover_note
 
     table = forecast(con, catalog, customers, as_of=args.as_of, **common)
     path = _write(table, args.out, "forecast")
-    rolling = _rolling_offers(catalog)
+    rolling = offers_with_rollover(catalog)
     if rolling:
-        # The forecast's known future lets periods that end within the horizon expire whole
-        # (docs/forecast.md): say so rather than let the figures pass for rollover-aware ones.
-        print(
-            f"note: rollover of {', '.join(rolling)} is not forecast: credits of a period ending "
-            "within the horizon count as expiring, so run-out probabilities for their customers "
-            "are upper bounds (docs/forecast.md)",
-            file=sys.stderr,
-        )
+        print(rollover_note(rolling), file=sys.stderr)
     ranking = run_out_ranking(table, args.top)
     flagged = int(table["too_little_history"].sum())
     at_risk = int(table.filter(table["run_out_probability"] >= 0.5).height)
@@ -198,19 +192,6 @@ def _backtest(
     )
     print(f"wrote {path}")
     return 0
-
-
-def _rolling_offers(catalog: Any) -> list[str]:
-    """Ids of the plans and add-ons with a credit entitlement that rolls over."""
-    from pricing_lab.catalog.model import CreditEntitlement
-
-    return sorted(
-        offer.id
-        for offer in (*catalog.plans, *catalog.addons)
-        if any(
-            isinstance(e, CreditEntitlement) and e.rollover is not None for e in offer.entitlements
-        )
-    )
 
 
 def _write(table: Any, out: Path, name: str) -> Path:

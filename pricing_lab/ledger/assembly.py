@@ -35,6 +35,7 @@ from pricing_lab.ledger.kernel import (
     D_EVENT,
     KIND_RECHARGE,
     KIND_TABLE,
+    N_OUT,
     O_AMOUNT,
     O_BALANCE,
     O_CURRENCY,
@@ -81,11 +82,11 @@ def ledger_frame(
     rows: list[np.ndarray], inputs: KernelInput, prepared: PreparedReplay
 ) -> pl.DataFrame:
     """The ledger, in ledger order, from the kernel's rows: `rows` is [one buffer, per customer
-    range the first row and the number of rows written]; the list is emptied, so that the
-    buffer is freed once its rows are staged."""
+    range the first row and the number of rows written]; the list is emptied: once its rows are
+    staged, the buffer's memory holds the output columns (`_in_dead_memory`)."""
     buffer, starts, lengths = rows
     rows.clear()
-    kernel_rows = [buffer]  # dropped once staged
+    kernel_rows = [buffer]  # its memory is reused once staged
     del buffer
     scale = prepared.scale
     n = int(lengths.sum())
@@ -156,7 +157,11 @@ def ledger_frame(
                 staged,
             )
         )
-        kernel_rows.clear()  # staged: the kernel's rows are no longer needed
+        # Staged: the kernel's rows are dead, and the output columns take their pages.
+        written = int((starts + lengths).max()) * N_OUT
+        views, numbers, money = _in_dead_memory(
+            kernel_rows.pop(), written, [(len(STRING_COLUMNS), n, 2), (2, n), (2, n, 2)]
+        )
         # 4. Each bucket sorted, its rows written as output columns.
         tables = [
             _string_views(inputs.customers),
@@ -173,9 +178,8 @@ def ledger_frame(
         constants = {"scenario": prepared.scenario}
         if len(inputs.currency_ids) == 1:
             constants["currency_id"] = inputs.currency_ids[0]
-        views = np.empty((len(tables), n, 2), dtype=np.int64)
-        numbers = np.empty((2, n), dtype=np.int64)  # entry_id, timestamp
-        money = np.empty((2, n, 2), dtype=np.int64)  # amount, balance_after as decimal128
+        # views: the string columns; numbers: entry_id, timestamp; money: amount,
+        # balance_after as decimal128.
         valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
         names = tuple(table[0] for table in tables)
         currency_column = "currency_id" not in constants
@@ -218,6 +222,28 @@ def ledger_frame(
         pl.lit(value, dtype=pl.String).alias(name) for name, value in constants.items()
     )
     return ledger.select(frames.ledger_schema(scale).names())
+
+
+def _in_dead_memory(
+    dead: np.ndarray, written: int, shapes: list[tuple[int, ...]]
+) -> list[np.ndarray]:
+    """Uninitialised int64 arrays of `shapes` in the memory of `dead` (an int64 array no longer
+    needed, written up to element `written` of its flat form), one after the other: the pages it
+    wrote are mapped already, where fresh memory costs a page fault and the zeroing of a page
+    on first write. Arrays that do not fit after the others are fresh memory; if the arrays
+    placed would leave more than an eighth of their size in written pages unused (the outputs
+    keep `dead` alive), all are fresh memory."""
+    free = dead.reshape(-1)
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    ends = np.cumsum(sizes)
+    fits = ends <= len(free)
+    placed = int(ends[fits][-1]) if fits.any() else 0
+    if placed == 0 or written - placed > sum(sizes) // 8:
+        return [np.empty(shape, dtype=np.int64) for shape in shapes]
+    return [
+        free[end - size : end].reshape(shape) if fit else np.empty(shape, dtype=np.int64)
+        for shape, size, end, fit in zip(shapes, sizes, ends.tolist(), fits, strict=True)
+    ]
 
 
 def denied_frame(denied: np.ndarray, inputs: KernelInput, prepared: PreparedReplay) -> pl.DataFrame:

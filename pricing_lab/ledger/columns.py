@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -104,21 +106,124 @@ class KernelInput:
 
 
 def kernel_input(prepared: PreparedReplay) -> KernelInput:
-    """The kernel's arrays for a prepared replay."""
+    """The kernel's arrays for a prepared replay. Two threads share the work: the consumption
+    rows are taken on the second while the grants' columns are built (neither needs the other
+    until the customers are numbered), then the grants' happenings are sorted there while the
+    event columns and auto-recharge settings are built (the compiled passes and Polars release
+    the GIL)."""
     start_us, until_us = to_micros(prepared.start), to_micros(prepared.until)
     currency_ids = tuple(c.id for c in prepared.currencies)
     precisions = np.array([c.precision for c in prepared.currencies], dtype=np.int64)
     table = prepared.consumptions
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        taking = pool.submit(_kept_consumptions, table, start_us, until_us)
+        # Grants that take part: take effect inside the horizon, not voided before that.
+        grant_table = prepared.grant_table
+        effective = grant_table["effective_at"].to_physical().to_numpy()
+        voided = grant_table["voided_at"].to_physical().fill_null(NEVER_US).to_numpy()
+        takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
+        grants = grant_table.filter(pl.Series(takes_part))
+        grant_customers = grants["customer_id"].unique()
+        currency_of_row = _positions(grants["currency_id"], currency_ids)
+        amount = _minor_units(grants["amount"], currency_of_row, precisions, prepared.scale)
+        recharging = pl.DataFrame(
+            {
+                "customer_id": [s.customer_id for s in prepared.auto_recharges],
+                "currency_id": [s.currency_id for s in prepared.auto_recharges],
+            },
+            schema={"customer_id": pl.String, "currency_id": pl.String},
+        )
+        above = _above_recharge_ids(grants, recharging)
+        rollover = (grants["source"] == ROLLOVER_SOURCE).to_numpy()
+        id_rank = id_ranks(grants["grant_id"], above, rollover)
+        kept = taking.result()
+        customers = pl.concat([kept.run_customers, grant_customers]).unique().sort()
+        n_customers = len(customers)
+
+        # Grants by customer code (stable: the table order within a customer is kept).
+        owner = _positions(grants["customer_id"], customers)
+        by_customer = np.argsort(owner, kind="stable")
+        currency = currency_of_row[by_customer]
+        grant_type = _positions(grants["type"], GRANT_TYPES)[by_customer]
+        keys = DrawdownKeys(
+            priority=grants["priority"].to_numpy().astype(np.int64)[by_customer],
+            expires=grants["expires_at"].to_physical().fill_null(NEVER_US).to_numpy()[by_customer],
+            type_rank=TYPE_RANK_BY_CODE[grant_type],
+            effective=effective[takes_part][by_customer],
+            id_rank=id_rank[by_customer],
+            recharge_number=np.zeros(len(by_customer), dtype=np.int64),
+        )
+        grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1))
+        grant_start = grant_start.astype(np.int64)
+        # The grants' happenings are sorted on the second thread meanwhile.
+        sorting = pool.submit(
+            _grant_happenings,
+            grant_start,
+            voided[takes_part][by_customer],
+            until_us,
+            currency,
+            keys,
+        )
+        grant_columns = GrantColumns(
+            start=grant_start,
+            currency=currency,
+            amount=amount[by_customer],
+            keys=keys,
+            rolls_to=_rollover_links(grants, prepared.rollovers, by_customer),
+            is_rollover=rollover[by_customer],
+        )
+        run_code = _positions(kept.run_customers, customers)  # increasing, as the runs are
+        first_run = np.searchsorted(run_code, np.arange(n_customers + 1))
+        events = EventColumns(
+            start=np.searchsorted(kept.run, first_run).astype(np.int64),
+            time=kept.time,
+            new_event=kept.new_event,
+            currency=_event_currencies(table["currency_id"], currency_ids, kept.row),
+            cost=kept.cost,
+        )
+        settings = _recharge_settings(prepared, customers, currency_ids)
+        grant_source = _positions(grants["source"], GRANT_SOURCES)[by_customer]
+        happenings = sorting.result()
+    return KernelInput(
+        customers=customers,
+        currency_ids=currency_ids,
+        precisions=precisions,
+        grants=grant_columns,
+        grant_row=np.flatnonzero(takes_part)[by_customer],
+        grant_type=grant_type,
+        grant_source=grant_source,
+        happenings=happenings,
+        events=events,
+        event_row=kept.row,
+        settings=settings,
+        block=prepared.enforcement == "block",
+        until=until_us,
+    )
+
+
+class _Kept(NamedTuple):
+    """The consumption rows the kernel replays (`_kept_consumptions`)."""
+
+    run_customers: pl.Series  # the customer id of each run of equal customer ids, in order
+    row: np.ndarray  # each kept row's row in the table
+    time: np.ndarray
+    cost: np.ndarray
+    run: np.ndarray  # its customer run
+    new_event: np.ndarray  # bool: it starts an event among the kept rows
+
+
+def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Kept:
+    """The consumption rows inside [start_us, until_us) with a cost (`_kept_rows`)."""
     customer_column, event_column = table["customer_id"], table["event_id"]
     new_customer = customer_column.ne_missing(customer_column.shift(1))
-    run_customers = customer_column.filter(new_customer)  # one id per run of equal ids
+    cost = table["cost_units"]
     n = table.height
     row = np.empty(n, dtype=np.int64)
     kept = np.empty((3, n), dtype=np.int64)  # time, cost, customer run
     new_event = np.empty(n, dtype=np.bool_)
     n_kept = _kept_rows(
-        table["timestamp"].dt.epoch("us").to_numpy(),
-        table["cost_units"].fill_null(0).to_numpy(),
+        table["timestamp"].to_physical().to_numpy(),  # microseconds (CONSUMPTION_SCHEMA)
+        (cost.fill_null(0) if cost.null_count() else cost).to_numpy(),
         new_customer.to_numpy(),
         event_column.ne_missing(event_column.shift(1)).to_numpy(),
         start_us,
@@ -128,79 +233,24 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
         new_event,
     )
     # Views of the kept rows: the room of the rows left out is not worth a copy.
-    event_row = row[:n_kept]
-    event_time, event_cost, event_run = (kept[i, :n_kept] for i in range(3))
-
-    # Grants that take part: take effect inside the horizon, not voided before that.
-    grant_table = prepared.grant_table
-    effective = grant_table["effective_at"].dt.epoch("us").to_numpy()
-    voided = grant_table["voided_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()
-    takes_part = (effective >= start_us) & (effective < until_us) & (voided > effective)
-    grants = grant_table.filter(pl.Series(takes_part))
-    customers = pl.concat([run_customers, grants["customer_id"]]).unique().sort()
-    n_customers = len(customers)
-
-    # Grants by customer code (stable: the table order within a customer is kept).
-    owner = _positions(grants["customer_id"], customers)
-    by_customer = np.argsort(owner, kind="stable")
-    currency_of_row = _positions(grants["currency_id"], currency_ids)
-    currency = currency_of_row[by_customer]
-    amount = _minor_units(grants["amount"], currency_of_row, precisions, prepared.scale)
-    recharging = pl.DataFrame(
-        {
-            "customer_id": [s.customer_id for s in prepared.auto_recharges],
-            "currency_id": [s.currency_id for s in prepared.auto_recharges],
-        },
-        schema={"customer_id": pl.String, "currency_id": pl.String},
-    )
-    above = above_recharge_ids(grants, recharging)
-    rollover = (grants["source"] == ROLLOVER_SOURCE).to_numpy()
-    grant_type = _positions(grants["type"], GRANT_TYPES)[by_customer]
-    keys = DrawdownKeys(
-        priority=grants["priority"].to_numpy().astype(np.int64)[by_customer],
-        expires=grants["expires_at"].dt.epoch("us").fill_null(NEVER_US).to_numpy()[by_customer],
-        type_rank=TYPE_RANK_BY_CODE[grant_type],
-        effective=effective[takes_part][by_customer],
-        id_rank=id_ranks(grants["grant_id"], above, rollover)[by_customer],
-        recharge_number=np.zeros(len(by_customer), dtype=np.int64),
-    )
-    grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1)).astype(np.int64)
-    grant_columns = GrantColumns(
-        start=grant_start,
-        currency=currency,
-        amount=amount[by_customer],
-        keys=keys,
-        rolls_to=_rollover_links(grants, prepared.rollovers, by_customer),
-        is_rollover=rollover[by_customer],
-    )
-    happenings = _grant_happenings(
-        grant_start, voided[takes_part][by_customer], until_us, currency, keys
-    )
-
-    run_code = _positions(run_customers, customers)  # increasing, as the runs are
-    first_run = np.searchsorted(run_code, np.arange(n_customers + 1))
-    events = EventColumns(
-        start=np.searchsorted(event_run, first_run).astype(np.int64),
-        time=event_time,
+    return _Kept(
+        run_customers=customer_column.filter(new_customer),  # one id per run of equal ids
+        row=row[:n_kept],
+        time=kept[0, :n_kept],
+        cost=kept[1, :n_kept],
+        run=kept[2, :n_kept],
         new_event=new_event[:n_kept],
-        currency=_event_currencies(table["currency_id"], currency_ids, event_row),
-        cost=event_cost,
     )
-    return KernelInput(
-        customers=customers,
-        currency_ids=currency_ids,
-        precisions=precisions,
-        grants=grant_columns,
-        grant_row=np.flatnonzero(takes_part)[by_customer],
-        grant_type=grant_type,
-        grant_source=_positions(grants["source"], GRANT_SOURCES)[by_customer],
-        happenings=happenings,
-        events=events,
-        event_row=event_row,
-        settings=_recharge_settings(prepared, customers, currency_ids),
-        block=prepared.enforcement == "block",
-        until=until_us,
-    )
+
+
+def _above_recharge_ids(grants: pl.DataFrame, recharging: pl.DataFrame) -> np.ndarray:
+    """`order.above_recharge_ids`, asked only of the grants of customers with an auto-recharge
+    setting (False for the others, as it would answer)."""
+    rows = grants["customer_id"].is_in(recharging["customer_id"].implode()).to_numpy()
+    above = np.zeros(grants.height, dtype=np.bool_)
+    if rows.any():
+        above[rows] = above_recharge_ids(grants.filter(pl.Series(rows)), recharging)
+    return above
 
 
 def _minor_units(

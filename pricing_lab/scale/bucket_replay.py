@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import duckdb
 import numpy as np
-import polars as pl
 
 from pricing_lab.activity.stream import replay_activity
 from pricing_lab.catalog.model import CreditCurrency
@@ -39,6 +38,7 @@ from pricing_lab.scale.buckets import (
     result_path,
 )
 from pricing_lab.scale.storage import Store
+from pricing_lab.scale.workers import duckdb_config
 from pricing_lab.simulation.margin import recognised_revenue
 from pricing_lab.simulation.simulate import plan_summary
 from pricing_lab.timeutil import to_micros
@@ -57,12 +57,14 @@ class BucketTask:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BucketDone:
-    """What a finished bucket reports: its size, time and the process's peak memory so far."""
+    """What a finished bucket reports: its size, time (wall and CPU of the process that ran
+    it: every thread's) and that process's peak memory so far."""
 
     bucket: int
     consumptions: int
     entries: int
     seconds: float
+    cpu_seconds: float
     peak_memory: int  # bytes: the peak resident size of the process that ran it
 
 
@@ -92,14 +94,22 @@ def bucket_input(
 
 def replay_bucket(task: BucketTask) -> BucketDone:
     """Replay one bucket and write its results (see the module docstring)."""
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     store = task.store
     manifest, currencies = read_job_header(store)
     inputs = read_bucket_inputs(store, task.bucket)
+    consumptions = inputs.consumptions.height
+    replayed = replay(
+        bucket_input(manifest, currencies, inputs),
+        engine=manifest.engine,  # type: ignore[arg-type]
+    )
+    # The costed consumptions are not needed past the replay: let go of them before the outputs
+    # are derived (a task's peak is there).
+    inputs = replace(inputs, consumptions=inputs.consumptions.clear())
     replay_input = bucket_input(manifest, currencies, inputs)
-    replayed = replay(replay_input, engine=manifest.engine)  # type: ignore[arg-type]
     ledger = replayed.ledger
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
+        con.execute("SET enable_progress_bar = false")  # a task prints nothing (run_all reports)
         revenue = recognised_revenue(
             con,
             ledger,
@@ -124,16 +134,15 @@ def replay_bucket(task: BucketTask) -> BucketDone:
     window_rows = np.diff(np.concatenate([[0], bounds, [len(micros)]]))
     store.remove(f"results/{bucket_folder(task.bucket)}")  # what an earlier attempt left
     for name, frame in tables.items():
-        store.write_table(
-            result_path(task.bucket, f"{name}.parquet"),
-            frame.to_arrow(compat_level=pl.CompatLevel.oldest()),
-            row_group_rows=ROW_GROUP_ROWS,
+        store.write_frame(
+            result_path(task.bucket, f"{name}.parquet"), frame, row_group_rows=ROW_GROUP_ROWS
         )
     done = BucketDone(
         bucket=task.bucket,
-        consumptions=inputs.consumptions.height,
+        consumptions=consumptions,
         entries=ledger.height,
         seconds=time.perf_counter() - began,
+        cpu_seconds=time.process_time() - began_cpu,
         peak_memory=_peak_memory(),
     )
     record = {"entries": done.entries, "window_rows": [int(n) for n in window_rows]}

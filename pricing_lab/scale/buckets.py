@@ -172,14 +172,14 @@ def write_customer_records(
 
 def write_consumptions(store: Store, bucket: int, consumptions: pl.DataFrame) -> None:
     """One bucket's costed consumptions (in costing's order: customer, time, event)."""
-    table = consumptions.to_arrow(compat_level=pl.CompatLevel.oldest())
-    store.write_table(input_path(bucket, "consumptions"), table, row_group_rows=ROW_GROUP_ROWS)
+    store.write_frame(
+        input_path(bucket, "consumptions"), consumptions, row_group_rows=ROW_GROUP_ROWS
+    )
 
 
 def read_bucket_inputs(store: Store, bucket: int) -> BucketInputs:
     """What `write_customer_records` and `write_consumptions` wrote for `bucket`."""
-    frame = pl.from_arrow(store.read_table(input_path(bucket, "consumptions")))
-    assert isinstance(frame, pl.DataFrame)
+    frame = store.read_frame(input_path(bucket, "consumptions"))
     records: dict[str, Any] = {
         name: table_records(store.read_table(input_path(bucket, name)), kind)
         for name, kind in _RECORD_FILES.items()

@@ -4,14 +4,20 @@ One small protocol (`Executor.run(job, items, memory)`: yield each item's index 
 or with the exception it raised, as items finish) and three implementations. `run_all` is the one
 loop over it: it retries what failed (a retried bucket overwrites its files, see
 `bucket_replay`), reports progress and, when an item fails every attempt, stops with one message
-naming it. Executors are context managers: a pool or a Ray connection they opened is closed on
-exit; one executor can run several jobs (a comparison's scenarios) in between.
+naming it. Items are handed out largest first (by the memory each needs, which grows with its
+events), so the biggest bucket does not start last and finish alone. Executors are context
+managers: a pool or a Ray connection they opened is closed on exit; one executor can run several
+jobs (a comparison's scenarios) in between.
+
+The worker processes of the pool and of Ray run with one thread per library each
+(`workers.worker_environment`): the parallelism comes from the workers, one per CPU.
 
 Ray is an optional dependency (`pip install 'pricing-lab[ray]'`), imported only by `RayExecutor`.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 from pricing_lab.errors import InputError, PricingLabError
 from pricing_lab.scale.local_ray import LocalRay, start_local_ray
+from pricing_lab.scale.workers import WORKER_THREADS, start_worker, worker_environment
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -96,7 +103,8 @@ class LocalExecutor(_Closing):
 
 
 class ProcessExecutor(_Closing):
-    """Items in a pool of `workers` local processes (default: one per CPU).
+    """Items in a pool of `workers` local processes (default: one per CPU), each limited to
+    `threads` threads per library (`workers.start_worker`, the pool's initializer).
 
     Workers are spawned, not forked: the parent holds DuckDB and Polars thread pools, which a
     fork would copy in whatever state they are in. A worker that dies breaks the pool: its items
@@ -104,8 +112,9 @@ class ProcessExecutor(_Closing):
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, threads: int = WORKER_THREADS) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.threads = threads
         self._pool: ProcessPoolExecutor | None = None
 
     @property
@@ -115,7 +124,12 @@ class ProcessExecutor(_Closing):
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=start_worker,
+                initargs=(self.threads,),
+            )
         return self._pool
 
     def run(
@@ -143,7 +157,8 @@ class ProcessExecutor(_Closing):
 
 
 class RayExecutor(_Closing):
-    """Items as Ray tasks, each asking for `num_cpus` CPUs and its item's memory.
+    """Items as Ray tasks, each asking for `num_cpus` CPUs and its item's memory, in a worker
+    whose libraries use as many threads as the task has CPUs (a `runtime_env`).
 
     Connects to the cluster at `address` (`auto`, `ray://head:10001`, `10.0.0.5:6379`, …);
     without one it starts a private Ray node on this machine (`local_ray`: one that starts on a
@@ -192,7 +207,11 @@ class RayExecutor(_Closing):
         remote = ray.remote(_call)  # a trampoline: `job` may be any picklable callable
         refs = {}
         for index, (item, need) in enumerate(zip(items, memory, strict=True)):
-            options: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": 0}
+            options: dict[str, Any] = {
+                "num_cpus": self.num_cpus,
+                "max_retries": 0,
+                "runtime_env": {"env_vars": worker_environment(math.ceil(self.num_cpus))},
+            }
             if need > 0:
                 options["memory"] = int(need)
             refs[remote.options(**options).remote(job, item)] = index
@@ -245,10 +264,11 @@ def run_all(
     describe: Callable[[Item], str] = str,
 ) -> list[Result]:
     """`job` over every item on `executor`, results in item order; each failed item is tried
-    again, up to `attempts` times in all. `progress(done, total)` after each finished item."""
+    again, up to `attempts` times in all, the largest (`memory`) first. `progress(done, total)`
+    after each finished item."""
     needs = list(memory) if memory is not None else [0] * len(items)
     results: dict[int, Result] = {}
-    pending = list(range(len(items)))
+    pending = sorted(range(len(items)), key=lambda i: -needs[i])  # stable: ties in item order
     errors: dict[int, BaseException] = {}
     if progress is not None:
         progress(0, len(items))
@@ -265,8 +285,8 @@ def run_all(
                 progress(len(results), len(items))
         if not errors:
             return [results[i] for i in range(len(items))]
-        pending = sorted(errors)
-    index = pending[0]
+        pending = sorted(errors, key=lambda i: -needs[i])
+    index = min(pending)
     error = errors[index]
     others = f" (and {len(pending) - 1} more)" if len(pending) > 1 else ""
     raise TaskFailed(

@@ -64,14 +64,18 @@ from pricing_lab.simulation.simulate import (
 )
 from pricing_lab.timeutil import as_utc
 
-AUTO = 0  # `buckets=AUTO`: about EVENTS_PER_BUCKET events each, at least two per parallel task
-EVENTS_PER_BUCKET = 1_000_000
+AUTO = 0  # `buckets=AUTO`: buckets sized for AUTO_TASK_MEMORY, at least two per parallel task
 EVENTS_PER_COSTING = 2_000_000  # events costed at once while the buckets are written
 # Peak memory of a bucket's replay: a fixed part (interpreter, libraries, compiled engine) and a
-# part per event of the bucket (costed rows, ledger, checks; see benchmarks/README.md).
-TASK_BASE_MEMORY = 768 << 20
-BYTES_PER_EVENT = 1_200
+# part per event of the bucket (costed rows, ledger, checks, revenue), measured on pool workers
+# (0.42–0.57 GiB and 670–750 bytes; benchmarks/README.md "scale-out") with a margin.
+TASK_BASE_MEMORY = 512 << 20
+BYTES_PER_EVENT = 900
 DEFAULT_TASK_MEMORY = 8 << 30
+# `auto` sizes buckets for tasks of 2 GiB, a CPU's share of memory on common machines, at half
+# what such a task holds on average: buckets of hashed customers are uneven (a big customer
+# lands in one), and many buckets per worker balance the load (the largest go first).
+AUTO_TASK_MEMORY = 2 << 30
 _BUCKET_EVENTS = "__bucket_events"
 _BUCKET_CUSTOMERS = "__bucket_customers"
 
@@ -102,6 +106,13 @@ class BucketJob:
         return [task_memory_needed(n) for n in self.bucket_events]
 
 
+def events_per_bucket(task_memory: int = DEFAULT_TASK_MEMORY) -> int:
+    """The events of a bucket `auto` aims at on average: half what a task of AUTO_TASK_MEMORY
+    (or of `task_memory`, if less) replays by the memory model."""
+    budget = min(task_memory, AUTO_TASK_MEMORY) - TASK_BASE_MEMORY
+    return max(1, budget // BYTES_PER_EVENT // 2)
+
+
 def bucket_count(
     events_per_customer: dict[str | None, int],
     *,
@@ -109,9 +120,9 @@ def bucket_count(
     parallelism: int = 1,
     task_memory: int = DEFAULT_TASK_MEMORY,
 ) -> int:
-    """The number of buckets: `buckets`, or with AUTO enough for about EVENTS_PER_BUCKET events
-    each and at least two per parallel task. Raises `InputError` naming every customer whose
-    events alone need more than `task_memory` (one customer is never split)."""
+    """The number of buckets: `buckets`, or with AUTO enough for `events_per_bucket` events
+    each on average, and at least two per parallel task. Raises `InputError` naming every
+    customer whose events alone need more than `task_memory` (one customer is never split)."""
     too_big = sorted(
         (
             (count, customer)
@@ -131,7 +142,7 @@ def bucket_count(
     if buckets > 0:
         return buckets
     total = sum(events_per_customer.values())
-    return max(1, math.ceil(total / EVENTS_PER_BUCKET), 2 * parallelism)
+    return max(1, math.ceil(total / events_per_bucket(task_memory)), 2 * parallelism)
 
 
 def write_buckets(

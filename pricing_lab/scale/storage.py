@@ -14,6 +14,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -56,6 +57,24 @@ class Store:
             compression="zstd",
             compression_level=1,
         )
+
+    def write_frame(self, relative: str, frame: pl.DataFrame, *, row_group_rows: int) -> None:
+        """A Polars frame as Parquet, written by Polars: no Arrow copy of the frame first (a
+        bucket task writes tables of millions of rows; this halves the writing's CPU)."""
+        fs, path = self._path(relative)
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        with fs.open_output_stream(path) as out:
+            frame.write_parquet(
+                out, compression="zstd", compression_level=1, row_group_size=row_group_rows
+            )
+
+    def read_frame(self, relative: str) -> pl.DataFrame:
+        """A Parquet file as a Polars frame, read by Polars."""
+        fs, path = self._path(relative)
+        if isinstance(fs, pafs.LocalFileSystem):
+            return pl.read_parquet(path)
+        with fs.open_input_file(path) as source:
+            return pl.read_parquet(source)
 
     def read_table(self, relative: str) -> pa.Table:
         fs, path = self._path(relative)

@@ -36,6 +36,7 @@ from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import SOURCE_ROW_COLUMN, quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter, event_meters
+from pricing_lab.events.warehouse_costing import warehouse_costed
 from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import Arithmetic, Call, Dimension, Negate, Node, Number, children
 from pricing_lab.ledger.model import Subscription
@@ -313,6 +314,8 @@ def costed_events(
     groups: dict[tuple[Any, ...], list[int]] = {}
     rate_sets: list[list[FeatureCosting]] = []
     for index, (catalog, subscriptions, rates, meters) in enumerate(prepared):
+        # Meters and rates a warehouse source already evaluated read its columns instead.
+        rates, meters = warehouse_costed(catalog, rates, meters, column_types)
         features = _feature_costings(rates, subscriptions, meters, column_types)
         rate_sets.append(features)
         currencies = tuple((c.id, c.precision, c.rounding) for c in catalog.currencies)

@@ -35,9 +35,10 @@ def test_init_writes_commented_starter_files_that_run_as_they_are(
     scenarios = ["--scenarios", str(lab / "scenarios.yaml")]
     assert main(["compare", *inputs, *scenarios, "--out", str(out), "--json"]) == 0
     headline = {row["scenario"]: row for row in json.loads(capsys.readouterr().out)["scenarios"]}
-    assert list(headline) == ["base", "chat_x1.2", "bigger_free", "strict"]
+    assert list(headline) == ["base", "chat_x1.2", "bigger_free", "strict", "pro_rollover"]
     assert headline["strict"]["events_denied"] > 0  # the block scenario denies events
     assert headline["bigger_free"]["no_longer_run_out"] > 0
+    assert headline["base"]["rolled_over"] == 0 < headline["pro_rollover"]["rolled_over"]
     assert (out / "report.html").exists()
 
 

@@ -171,6 +171,23 @@ def test_a_catalog_with_rollover_is_named_as_not_forecast(
     assert json.loads(capsys.readouterr().out)["rollover_not_forecast"] == ["basic"]
 
 
+def test_compare_forecast_names_the_offers_whose_rollover_it_does_not_model(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rolling = CATALOG.replace("cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}")
+    files["catalog"].write_text(rolling)
+    (tmp_path / "scenarios.yaml").write_text(SCENARIOS)
+    args = [
+        "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
+        "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
+        "--out", str(tmp_path / "cmp"), "--forecast", "2024-01-11", "--json", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "note: rollover of basic is not forecast" in captured.err
+    assert json.loads(captured.out)["rollover_not_forecast"] == ["basic"]
+
+
 def test_credits_rolled_over_before_the_forecast_instant_count_in_its_balance(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -64,3 +64,22 @@ class AlwaysFailing:
         if task.bucket == self.bucket:
             raise OSError("disk full")
         return replay_bucket(task)
+
+
+def library_threads(_item: object) -> dict[str, int]:
+    """The thread counts the libraries of the process running this task use."""
+    import numba
+    import polars as pl
+    import pyarrow as pa
+
+    from pricing_lab.scale.workers import duckdb_config
+
+    with duckdb.connect(config=duckdb_config()) as con:
+        row = con.execute("SELECT current_setting('threads')").fetchone()
+    assert row is not None
+    return {
+        "polars": pl.thread_pool_size(),
+        "duckdb": int(row[0]),
+        "arrow": pa.cpu_count(),
+        "numba": numba.get_num_threads(),
+    }

@@ -16,7 +16,7 @@ from pricing_lab.catalog.model import Rollover
 from pricing_lab.ledger.model import AutoRecharge, Grant, RecurringEntitlement, Subscription
 from pricing_lab.scale.buckets import bucket_of, read_bucket_inputs, read_job_header
 from pricing_lab.scale.records import records_table, table_records
-from pricing_lab.scale.run import write_buckets
+from pricing_lab.scale.run import bucket_count, write_buckets
 from pricing_lab.scale.storage import Store
 from pricing_lab.simulation.simulate import simulate
 from tests.scale.helpers import tie_inputs
@@ -144,3 +144,16 @@ def test_empty_buckets_are_whole_too(tmp_path: Path, buckets: int) -> None:
     assert len(filled) == buckets and sum(filled) > 0
     if buckets == 16:
         assert 0 in filled  # seven customers in sixteen buckets: some are empty, and readable
+
+
+def test_auto_buckets_follow_the_memory_model_and_keep_every_worker_busy() -> None:
+    # Tasks of 2 GiB: half of (2 GiB − 512 MiB) / 900 bytes = 894,784 events per bucket.
+    ten_million = {f"c{i}": 1_000 for i in range(10_000)}
+    assert bucket_count(ten_million, parallelism=2) == 12
+    hundred_million = {f"c{i}": 1_000 for i in range(100_000)}
+    assert bucket_count(hundred_million, parallelism=2) == 112  # same size: flat per bucket
+    # Tasks given less memory get smaller buckets: half of (1 GiB − 512 MiB) / 900 = 298,261.
+    assert bucket_count(ten_million, parallelism=2, task_memory=1 << 30) == 34
+    # Few events: still two buckets per worker, so the load balances.
+    assert bucket_count({"a": 10, "b": 5}, parallelism=8) == 16
+    assert bucket_count(ten_million, buckets=3, parallelism=2) == 3  # as asked

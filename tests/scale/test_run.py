@@ -3,6 +3,7 @@ byte, whatever the bucket count; failed buckets retried; oversized customers ref
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,14 +16,21 @@ from pricing_lab.errors import InputError
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.scale import LocalExecutor, ProcessExecutor, merge, simulate_in_buckets
-from pricing_lab.scale.executors import TaskFailed
+from pricing_lab.scale.executors import TaskFailed, run_all
 from pricing_lab.scale.merge import merge_buckets
 from pricing_lab.scale.run import run_buckets, write_buckets
 from pricing_lab.scale.storage import Store
 from pricing_lab.simulation import output_files
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.simulate import OUTPUT_FILES, simulate
-from tests.scale.helpers import AlwaysFailing, FailingOnce, attempts, differing_files, tie_inputs
+from tests.scale.helpers import (
+    AlwaysFailing,
+    FailingOnce,
+    attempts,
+    differing_files,
+    library_threads,
+    tie_inputs,
+)
 from tests.simulation.helpers import CATALOG_YAML, catalog
 
 
@@ -83,6 +91,29 @@ def test_the_demo_on_a_process_pool_writes_the_bytes_of_a_plain_replay(
         enforcement="block",
     )
     assert differing_files(tmp_path / "whole", tmp_path / "pool") == []
+
+
+def test_pool_workers_use_one_thread_per_library_and_leave_this_process_alone(
+    pool: ProcessExecutor,
+) -> None:
+    before = dict(os.environ)
+    in_workers = run_all(pool, library_threads, [0, 1])
+    assert in_workers == [{"polars": 1, "duckdb": 1, "arrow": 1, "numba": 1}] * 2
+    assert dict(os.environ) == before
+    here = library_threads(0)
+    assert here["duckdb"] == os.cpu_count()  # this process: DuckDB's default, every core
+
+
+def test_the_biggest_items_are_handed_out_first_and_results_kept_in_order() -> None:
+    started: list[str] = []
+
+    def job(item: str) -> str:
+        started.append(item)
+        return item.upper()
+
+    results = run_all(LocalExecutor(), job, ["a", "b", "c", "d"], memory=[1, 30, 20, 30])
+    assert started == ["b", "d", "c", "a"]
+    assert results == ["A", "B", "C", "D"]
 
 
 def test_a_bucket_that_fails_once_is_retried_and_overwrites(

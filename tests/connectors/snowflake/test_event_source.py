@@ -90,5 +90,6 @@ def test_events_from_a_snowflake_table_or_query_give_the_files_of_a_parquet_file
 
 def test_a_snowflake_source_that_is_neither_a_table_nor_a_query_is_refused() -> None:
     assert events_statement("DB.S.T") == "SELECT * FROM DB.S.T"
+    assert events_statement("SELECT * FROM T ; \n") == "SELECT * FROM T"
     with pytest.raises(InputError, match="not a table name"):
         events_statement("DB.S.T; DROP TABLE X")
