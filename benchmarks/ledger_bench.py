@@ -8,14 +8,20 @@ of 5 runs, the engines taking turns) and the fast engine alone on `--big` consum
 `uv run --frozen --no-sync python -m benchmarks ledger --rows=100000 --big=0` for a quick run.
 `--rollover` instead measures rollover's cost: the same `--rows` consumptions with and without a
 50% rollover on the monthly plan credits, fast engine and invariant check, taking turns.
+`--phases` instead times the fast engine's phases on the `--rows` consumptions, in one process:
+input columns (`columns.kernel_input`), the kernel (`fast._run_kernel`), output assembly
+(`assembly`), each one's median wall and CPU time (all threads) over REPEATS runs.
 """
 
 from __future__ import annotations
 
+import resource
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -170,10 +176,54 @@ def rollover_cost(rows: int) -> int:
     return 0
 
 
+def phases(rows: int) -> int:
+    """The fast engine's phases, one after the other, REPEATS times: median wall and CPU."""
+    from pricing_lab.ledger import assembly, columns, fast
+
+    frame = consumptions(rows)
+    print(f"fast engine phases, {rows:,} consumptions, {CUSTOMERS:,} customers", flush=True)
+    prepared = prepare(replay_input(frame))
+    run_engine(prepare(replay_input(frame.head(1000))), "fast")  # compile / load the cache
+    run_engine(prepared, "fast")  # a first run, not counted
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    timings: dict[str, list[tuple[float, float]]] = {}
+
+    def timed(label: str, action: Callable[..., Any], *args: Any) -> Any:
+        wall, used = time.perf_counter(), cpu()
+        value = action(*args)
+        timings.setdefault(label, []).append((time.perf_counter() - wall, cpu() - used))
+        return value
+
+    def outputs(kernel_rows: Any, denied: Any, inputs: Any) -> Any:
+        ledger = assembly.ledger_frame(kernel_rows, inputs, prepared)
+        return ledger, assembly.denied_frame(denied, inputs, prepared)
+
+    for _ in range(REPEATS):
+        inputs = timed("input columns", columns.kernel_input, prepared)
+        kernel_rows, denied = timed("kernel", fast._run_kernel, inputs, None)
+        timed("output assembly", outputs, kernel_rows, denied, inputs)
+    for label, runs in timings.items():
+        walls, cpus = sorted(w for w, _ in runs), sorted(c for _, c in runs)
+        middle = len(runs) // 2
+        print(
+            f"  {label:<20} wall median {walls[middle] * 1000:7.1f} ms "
+            f"(runs {walls[0] * 1000:.1f}–{walls[-1] * 1000:.1f}), "
+            f"CPU median {cpus[middle] * 1000:7.1f} ms",
+            flush=True,
+        )
+    return 0
+
+
 def main(argv: list[str]) -> int:
     rows = _option(argv, "rows", 1_000_000)
     if "--rollover" in argv:
         return rollover_cost(rows)
+    if "--phases" in argv:
+        return phases(rows)
     big = _option(argv, "big", 10_000_000)
     frame = consumptions(rows)
     print(f"ledger engine, {rows:,} consumptions, {CUSTOMERS:,} customers", flush=True)

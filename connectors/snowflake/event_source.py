@@ -11,8 +11,10 @@ identifiers: EVENT_ID) are given back in lower case (event_id).
 Arrow batches; `cost` reads one row for the columns' types, asks pricing_lab for its costing plan
 and runs it as one query (`costing_sql`): the meters' filters and the rates' formulas are
 evaluated in Snowflake and only the columns pricing_lab still reads leave it, with one match
-column per meter and one raw-cost column per rate. pricing_lab checks the rows (every rejected row
-reported with its reason) and finishes the costing from those columns. When the costing query
+column per meter and one raw-cost column per rate; rows certainly accepted that match no meter
+stay there, counted (the known customer ids sent as a temporary table of bound values).
+pricing_lab checks the rows (every rejected row reported with its reason) and finishes the
+costing from those columns. When the costing query
 fails (a value beyond NUMBER(38, 12)), every row and column is read instead, costed locally with
 the same results. Not done (docs/scale-out.md): unloading the costed rows as Parquet buckets
 (`unload.py` writes the `COPY INTO @stage … PARTITION BY` SQL; the stand-in cannot run it), so the
@@ -33,6 +35,7 @@ from connectors.snowflake.auth import Timeouts
 from connectors.snowflake.costing_sql import costing_sql
 from pricing_lab.errors import InputError
 from pricing_lab.events.plugins import CostingPlan
+from pricing_lab.formula.sql_base import quote_identifier
 
 _PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TABLE = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
@@ -80,7 +83,8 @@ class SnowflakeEventSource:
                 _execute(cursor, spec, statement)
                 return _fetch(cursor, spec, list(names))
             try:
-                cursor.execute(costing_sql(statement, names, plan))
+                customers = _customer_table(cursor, plan)
+                cursor.execute(costing_sql(statement, names, plan, customers))
             except Exception as exc:  # e.g. a value beyond NUMBER(38, 12): costed locally
                 first_line = (str(exc).strip().splitlines() or ["failed"])[0]
                 print(
@@ -94,6 +98,21 @@ class SnowflakeEventSource:
 
 
 SOURCE = SnowflakeEventSource()
+
+CUSTOMERS_TABLE = "__pricing_lab_customers"
+
+
+def _customer_table(cursor: Any, plan: CostingPlan) -> str | None:
+    """The known customer ids of `plan.stay` in a temporary table of the session (bound
+    values, not SQL text), or None when the plan has no customer list."""
+    if plan.stay is None or plan.stay.customers is None:
+        return None
+    table = quote_identifier(CUSTOMERS_TABLE)
+    cursor.execute(f"CREATE OR REPLACE TEMPORARY TABLE {table} (customer_id VARCHAR)")
+    if plan.stay.customers:
+        cursor.executemany(f"INSERT INTO {table} VALUES (%s)", [(c,) for c in plan.stay.customers])
+    return table
+
 
 # The driver's `network` timeout is also the longest one statement may run: costing a month of
 # a big table takes minutes, not the export's 45 s (auth.Timeouts).

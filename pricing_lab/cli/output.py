@@ -137,6 +137,7 @@ def _plan_table(plans: pl.DataFrame) -> Table:
             Column(name="granted", header="credits granted", kind="credits"),
             Column(name="consumed", header="credits consumed", kind="credits"),
             Column(name="expired", header="credits expired", kind="credits"),
+            Column(name="rolled_over", header="credits rolled over", kind="credits"),
         ],
     )
 

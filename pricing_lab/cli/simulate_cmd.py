@@ -164,7 +164,10 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
     # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file; a
     # warehouse source evaluates the meters and rates of the catalog and scenarios there
-    source = plugin_events(str(args.events), lambda: scenario_catalogs(args, catalog, customers))
+    ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
+    source = plugin_events(
+        str(args.events), lambda: scenario_catalogs(args, catalog, customers), customers=ids
+    )
     if source is None and not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
     if spilling:
@@ -175,7 +178,6 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
         con = spilling_connection(scratch)
     else:
         con = duckdb.connect()
-    ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
     report = ingest_events(con, args.events if source is None else source, customers=ids)
     check_dimensions(con, {"catalog": catalog}, source=str(args.events))
     report = reject_unusable_values(con, catalog, report)

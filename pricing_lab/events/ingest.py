@@ -8,7 +8,10 @@ Rules where the spec is silent are listed in docs/events.md; the main ones:
 - required columns are found case-insensitively (DuckDB identifiers are case-insensitive);
 - ids are text; integer id columns are converted to their decimal text;
 - one reason per rejected row, the first that applies in `REJECTION_ORDER`;
-- duplicates are looked for among rows that pass every other check: the first such row wins.
+- duplicates are looked for among rows that pass every other check: the first such row wins;
+- the rows of a warehouse source that it kept back, certainly accepted and matching no meter
+  (`events.plugins.StayRule`), count as read and accepted; the rows it sent carry their place
+  among all rows (`plugins.ROW_COLUMN`), reported as `source_row`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import csv
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
 
 from pricing_lab.errors import InputError, InvariantViolation
+from pricing_lab.events.plugins import DETAIL_COLUMN, REASON_COLUMN, ROW_COLUMN, STAYED_COLUMN
 
 SourceFormat = Literal["parquet", "csv", "ndjson", "table", "query"]
 EventSource = str | Path | duckdb.DuckDBPyRelation | Any  # Any: a Polars DataFrame or Arrow table
@@ -159,10 +163,14 @@ def ingest_events(
     unreadable file, non-UTF-8 or ragged CSV), naming the file and the problem.
     """
     with _Session(con) as session:
-        src = session.open(source, format, csv_delimiter=csv_delimiter)
+        src, stayed, given = session.warehouse_rows(
+            session.open(source, format, csv_delimiter=csv_delimiter)
+        )
         columns = _event_columns(session, src)
+        if given:
+            columns = _with_given_reasons(columns)
         customer_sql = session.customer_set(customers)
-        return session.validate_and_store(
+        report = session.validate_and_store(
             src,
             columns,
             table=table,
@@ -170,7 +178,11 @@ def ingest_events(
             customer_sql=customer_sql,
             feature_sql=None,
             dedupe_on="event_id",
+            given_reasons=given,
         )
+    if not stayed:
+        return report
+    return replace(report, rows_read=report.rows_read + stayed, accepted=report.accepted + stayed)
 
 
 def ingest_reported_usage(
@@ -413,6 +425,22 @@ class _Session:
             json_object="obj",
         )
 
+    def warehouse_rows(self, src: _Source) -> tuple[_Source, int, bool]:
+        """`src` read as rows a warehouse source sent (`plugins.ROW_COLUMN` numbering them among
+        all its rows, `plugins.STAYED_COLUMN` counting the rows it kept back), that count, and
+        whether it gives rows rejected there (`plugins.REASON_COLUMN`, `DETAIL_COLUMN`); any
+        other source as it is, 0 and False."""
+        if ROW_COLUMN not in src.types or STAYED_COLUMN not in src.types:
+            return src, 0, False
+        [(stayed,)] = self.sql(
+            f"SELECT max({quote_ident(STAYED_COLUMN)}) FROM {src.from_sql}", src.label
+        )
+        given = REASON_COLUMN in src.types and DETAIL_COLUMN in src.types
+        own = (ROW_COLUMN, STAYED_COLUMN, REASON_COLUMN, DETAIL_COLUMN)
+        types = {k: v for k, v in src.types.items() if k not in own}
+        src = replace(src, row_sql=quote_ident(ROW_COLUMN), types=types)
+        return src, int(stayed or 0), given
+
     # ---- reference sets ---------------------------------------------------------------------
 
     def customer_set(self, customers: Iterable[str] | str | None) -> str | None:
@@ -446,6 +474,7 @@ class _Session:
         customer_sql: str | None,
         feature_sql: str | None,
         dedupe_on: str | None,
+        given_reasons: bool = False,
     ) -> IngestReport:
         problems = list(columns.problems)
         if feature_sql is not None:
@@ -468,6 +497,9 @@ class _Session:
             "CASE " + " ".join(f"WHEN {c} THEN {quote_literal(r)}" for r, c, _ in problems) + " END"
         )
         detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for _, c, d in problems) + " END"
+        if given_reasons:  # rows a warehouse rejected: its reason and detail, not checked again
+            reason = f"coalesce({_GIVEN_REASON}, {reason})"
+            detail = f"CASE WHEN {_GIVEN_REASON} IS NOT NULL THEN {_GIVEN_DETAIL} ELSE {detail} END"
 
         work = self.temp_name("work")
         self.temp_tables.append(work)
@@ -718,6 +750,19 @@ def _fields(session: _Session, src: _Source, names: Sequence[str]) -> _Fields:
             f"{src.label}: missing required {noun} {', '.join(missing)} (columns found: {found})"
         )
     return _Fields(src=src, columns={n: by_lower[n] for n in names}, keys={})
+
+
+_GIVEN_REASON = quote_ident("__given_reason")
+_GIVEN_DETAIL = quote_ident("__given_detail")
+
+
+def _with_given_reasons(columns: _Columns) -> _Columns:
+    """`columns` carrying a warehouse source's reason and detail of the rows it rejected."""
+    given = (
+        _Column(name="__given_reason", sql=quote_ident(REASON_COLUMN)),
+        _Column(name="__given_detail", sql=quote_ident(DETAIL_COLUMN)),
+    )
+    return replace(columns, aux=(*columns.aux, *given))
 
 
 def _malformed_json(src: _Source, aux: list[_Column]) -> list[tuple[str, str, str]]:

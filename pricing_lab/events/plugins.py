@@ -9,7 +9,8 @@ A registered source is either
   plan (plain data, built by `events.warehouse_costing`) names the meters' filters and the rates'
   formulas the warehouse can evaluate exactly as pricing_lab would; the source returns the events
   with only the columns pricing_lab still reads, plus one match column per meter and one raw-cost
-  column per rate. pricing_lab then checks those rows and finishes the costing (rate by
+  column per rate; the rows certainly accepted that match no meter may stay there, counted
+  (`StayRule`). pricing_lab then checks those rows and finishes the costing (rate by
   subscription, rounding, rejections) reading the warehouse's columns instead of evaluating the
   filters and formulas again (`warehouse_costing.warehouse_costed`).
 """
@@ -56,6 +57,7 @@ class PlanMeter:
 
     feature_id: str
     column: str
+    event_name: str
     filters: tuple[MeterFilter, ...]
 
 
@@ -73,6 +75,40 @@ class PlanRate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StayRule:
+    """Which rows stay in the warehouse, counted rather than sent: those ingestion certainly
+    accepts (SPEC §4, the checks as `events.ingest` makes them) that match no meter of the plan
+    and whose event id occurs once, but for each customer's earliest and latest such row (they
+    carry the replay's default horizon and the customer's presence).
+
+    `columns`: each required field's column (named as the plan's columns); `kinds`: how the
+    field is checked: `text` (not null, not empty, not starting with a space: a row with a
+    blank-looking id leaves and is checked locally), `integer` (not null) or `timestamp` (a time
+    without zone inside the supported range, one day's margin at each end). `customers`: the
+    known customer ids when a customer list is given (ingestion rejects the others as
+    `unknown_customer`). Without `keep_back` (a meter is evaluated locally, so the warehouse
+    cannot tell which rows no meter matches) every row leaves; the rows rejected for a missing
+    field or an unknown customer are still rejected there (`connectors.snowflake.costing_sql.
+    rejection_sql`)."""
+
+    columns: Mapping[str, str]
+    kinds: Mapping[str, Literal["text", "integer", "timestamp"]]
+    customers: tuple[str, ...] | None
+    keep_back: bool = True
+
+
+# The columns a plan with a `StayRule` adds to the rows that leave: each row's 1-based place
+# among all the source's rows (ingestion reports it as `source_row`), and on every row the
+# number of rows that stayed (added to the rows read and accepted).
+ROW_COLUMN = "__warehouse_row"
+STAYED_COLUMN = "__warehouse_stayed"
+# And the reason and detail of a row rejected in the warehouse (null for the others), worded as
+# ingestion words them; such a row leaves with its required fields only.
+REASON_COLUMN = "__warehouse_reason"
+DETAIL_COLUMN = "__warehouse_detail"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CostingPlan:
     """What a warehouse source evaluates where the events live.
 
@@ -84,6 +120,7 @@ class CostingPlan:
     columns: Mapping[str, PlanColumn]
     meters: tuple[PlanMeter, ...]
     rates: tuple[PlanRate, ...]
+    stay: StayRule | None = None
 
 
 @runtime_checkable
@@ -96,7 +133,9 @@ class WarehouseSource(Protocol):
 
     def cost(self, spec: str, plan_for: Callable[[pa.Schema], CostingPlan]) -> pa.Table:
         """Every row of `spec` with the columns of `plan_for(its columns as read gives them)`:
-        `plan.keep`, then one column per plan meter and rate. Raises `InputError` for a bad name
+        `plan.keep`, then one column per plan meter and rate; with `plan.stay`, only the rows
+        it does not keep in the warehouse, in their order, with `ROW_COLUMN` and
+        `STAYED_COLUMN`. Raises `InputError` for a bad name
         or query. When the warehouse cannot run the plan (a value beyond NUMBER(38, 12), which
         pricing_lab rejects row by row but a warehouse query fails on) it returns `read(spec)`:
         the costing then evaluates every meter and rate locally, with the same results."""
@@ -104,35 +143,42 @@ class WarehouseSource(Protocol):
 
 
 def plugin_events(
-    text: str, catalogs: Callable[[], Sequence[Catalog]] | None = None
+    text: str,
+    catalogs: Callable[[], Sequence[Catalog]] | None = None,
+    customers: Sequence[str] | None = None,
 ) -> pa.Table | None:
     """The events `text` names through a registered source (`NAME:SPEC`), or None when no
     source is registered under NAME (then `text` is a path).
 
     With `catalogs` (giving the base and every scenario, asked only for a warehouse source) and
     a `WarehouseSource`, the catalogs' meters and rates are evaluated in the warehouse where
-    they can be exactly (`warehouse_costing.costing_plan`)."""
+    they can be exactly (`warehouse_costing.costing_plan`), and the rows matching none of them
+    that ingestion certainly accepts (`customers`: the known customer ids, when a list is
+    given) stay there, counted."""
     name, colon, spec = text.partition(":")
     if not colon or not name.isidentifier():
         return None
     for entry in entry_points(group=GROUP, name=name):
         source = entry.load()
         if isinstance(source, WarehouseSource):
-            return _warehouse_events(source, spec, catalogs)
+            return _warehouse_events(source, spec, catalogs, customers)
         table: pa.Table = source(spec)
         return table
     return None
 
 
 def _warehouse_events(
-    source: WarehouseSource, spec: str, catalogs: Callable[[], Sequence[Catalog]] | None
+    source: WarehouseSource,
+    spec: str,
+    catalogs: Callable[[], Sequence[Catalog]] | None,
+    customers: Sequence[str] | None,
 ) -> pa.Table:
     if catalogs is None:
         return source.read(spec)
     from pricing_lab.events.warehouse_costing import costing_plan
 
     costed = catalogs()
-    return source.cost(spec, lambda schema: costing_plan(costed, schema))
+    return source.cost(spec, lambda schema: costing_plan(costed, schema, customers=customers))
 
 
 def column_kinds(types: Mapping[str, str]) -> dict[str, PlanColumn]:

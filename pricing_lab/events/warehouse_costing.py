@@ -9,7 +9,10 @@ same meter or rate finds its column again whatever catalog object carries it. Wh
 and why (docs/scale-out.md, "Usage straight from the warehouse"):
 
 - every check of SPEC §4 (missing fields, timestamps, duplicate ids, unknown customers, unusable
-  meter values), so rejected rows are counted and reasoned by the one implementation;
+  meter values) of the rows that leave, so rejected rows are counted and reasoned by the one
+  implementation; the warehouse keeps back only rows it can tell ingestion accepts and no meter
+  matches (`_stay_rule`, `plugins.StayRule`), counted, and words the reason and detail of the
+  rows it can tell ingestion rejects for a missing field or an unknown customer;
 - which rate applies (the customer's subscription at the event's time), the rounding to the
   currency's precision and the cost rejections (`formula_null`, `formula_negative`,
   `cost_out_of_range`), from the warehouse's raw costs;
@@ -35,7 +38,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import pyarrow as pa
@@ -44,7 +47,14 @@ from pricing_lab.catalog.model import Catalog, Feature, MeterFilter
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import REQUIRED_EVENT_COLUMNS, quote_ident, quote_literal
 from pricing_lab.events.meters import EventMeter
-from pricing_lab.events.plugins import CostingPlan, PlanColumn, PlanMeter, PlanRate, column_kinds
+from pricing_lab.events.plugins import (
+    CostingPlan,
+    PlanColumn,
+    PlanMeter,
+    PlanRate,
+    StayRule,
+    column_kinds,
+)
 from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import (
     Arithmetic,
@@ -94,9 +104,12 @@ def _digest(*parts: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
+def costing_plan(
+    catalogs: Sequence[Catalog], schema: pa.Schema, *, customers: Sequence[str] | None = None
+) -> CostingPlan:
     """What the warehouse can evaluate of `catalogs` over a source of columns `schema` (as the
-    source gives them back), and which columns must still leave it."""
+    source gives them back), which columns must still leave it, and which rows may stay
+    (`_stay_rule`; `customers`: the known customer ids when a customer list is given)."""
     from pricing_lab.simulation.costing import QUANTITY, resolve_rates
 
     types = _duckdb_types(schema)
@@ -114,12 +127,14 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
     meters: dict[str, PlanMeter] = {}
     rates: dict[str, PlanRate] = {}
     read: dict[str, PlanColumn] = {}
+    every_meter = True  # every events-sourced meter is evaluated in the warehouse
     for catalog, catalog_rates in zip(catalogs, resolved, strict=True):
         by_id = {f.id: f for f in catalog.features}
         for feature in catalog.features:
             if feature.meter is None or feature.meter.source != "events":
                 continue
             planned = _plan_meter(feature, by_lower, kinds)
+            every_meter = every_meter and planned is not None
             if planned is not None:
                 meters[planned.column] = planned
                 read.update(_filter_columns(planned.filters, kinds))
@@ -154,7 +169,51 @@ def costing_plan(catalogs: Sequence[Catalog], schema: pa.Schema) -> CostingPlan:
         wanted = {c.lower() for c in REQUIRED_EVENT_COLUMNS} | {n.lower() for n in named}
         keep = tuple(name for name in types if name.lower() in wanted)
     return CostingPlan(
-        keep=keep, columns=read, meters=tuple(meters.values()), rates=tuple(rates.values())
+        keep=keep,
+        columns=read,
+        meters=tuple(meters.values()),
+        rates=tuple(rates.values()),
+        stay=_stay_rule(types, by_lower, customers, keep_back=every_meter),
+    )
+
+
+# The DuckDB types of each required field whose values the warehouse can tell for certain that
+# ingestion accepts (`plugins.StayRule`): ids as text or integers, names as text, times without
+# a zone. Other types (a text timestamp, a time with a zone): no row stays.
+_STAY_KINDS: Mapping[str, Literal["text", "integer", "timestamp"]] = {
+    "VARCHAR": "text",
+    **dict.fromkeys(("TINYINT", "SMALLINT", "INTEGER", "BIGINT"), "integer"),
+    **dict.fromkeys(("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"), "timestamp"),
+}
+_STAY_FIELDS = {
+    "event_id": ("text", "integer"),
+    "customer_id": ("text", "integer"),
+    "event_name": ("text",),
+    "timestamp": ("timestamp",),
+}
+
+
+def _stay_rule(
+    types: Mapping[str, str],
+    by_lower: Mapping[str, str],
+    customers: Sequence[str] | None,
+    *,
+    keep_back: bool,
+) -> StayRule | None:
+    """Which rows may stay in the warehouse (with `keep_back`: every events-sourced meter is
+    evaluated there) or be rejected there, or None when its SQL cannot tell for certain how
+    ingestion judges a row (`_STAY_KINDS`)."""
+    kinds: dict[str, Literal["text", "integer", "timestamp"]] = {}
+    for name, wanted in _STAY_FIELDS.items():
+        kind = _STAY_KINDS.get(types[by_lower[name]].upper())
+        if kind is None or kind not in wanted:
+            return None
+        kinds[name] = kind
+    return StayRule(
+        columns={name: by_lower[name] for name in _STAY_FIELDS},
+        kinds=kinds,
+        customers=None if customers is None else tuple(str(c) for c in customers),
+        keep_back=keep_back,
     )
 
 
@@ -208,7 +267,12 @@ def _plan_meter(
         if planned is None:
             return None
         filters.append(planned)
-    return PlanMeter(feature_id=feature.id, column=meter_column(feature), filters=tuple(filters))
+    return PlanMeter(
+        feature_id=feature.id,
+        column=meter_column(feature),
+        event_name=meter.event_name,
+        filters=tuple(filters),
+    )
 
 
 def _plan_filter(

@@ -51,7 +51,7 @@ def currency_problems(currencies: Sequence[CreditCurrency]) -> list[Problem]:
         if not 0 <= currency.precision <= MAX_PRECISION:
             problems.append(Problem(path=path, message=f"precision must be 0 to {MAX_PRECISION}"))
         problems += _number_problems(f"{path}.unit_price", currency.unit_price)
-        if currency.unit_price < 0:
+        if _negative(currency.unit_price):
             problems.append(Problem(path=path, message="unit_price must not be negative"))
     return problems
 
@@ -89,7 +89,7 @@ def grant_problems(grants: Sequence[Grant], precisions: dict[str, int]) -> list[
             allowed = ", ".join(INPUT_GRANT_SOURCES)
             problems.append(Problem(path=path, message=f"source must be one of {allowed}"))
         problems += _at(f"{path}.cost_basis", number_messages(grant.cost_basis))
-        if grant.cost_basis < 0:
+        if _negative(grant.cost_basis):
             problems.append(Problem(path=path, message="cost_basis must not be negative"))
         if grant.expires_at is not None and as_utc(grant.expires_at) <= as_utc(grant.effective_at):
             problems.append(Problem(path=path, message="expires_at must be after effective_at"))
@@ -186,9 +186,9 @@ def recharge_problems(
             value = getattr(setting, name)
             if value is not None:
                 problems += _at(f"{path}.{name}", number_messages(value))
-        if setting.monthly_spend_limit is not None and setting.monthly_spend_limit < 0:
+        if setting.monthly_spend_limit is not None and _negative(setting.monthly_spend_limit):
             problems.append(Problem(path=path, message="monthly_spend_limit must not be negative"))
-        if setting.target < 0 or setting.threshold < 0:
+        if _negative(setting.target) or _negative(setting.threshold):
             problems.append(Problem(path=path, message="threshold and target must not be negative"))
         limit = setting.monthly_spend_limit
         if currency is not None and limit is not None and limit.is_finite() and limit >= 0:
@@ -334,6 +334,11 @@ def _amount_problems(path: str, amount: Decimal, precision: int | None) -> list[
 
 def _number_problems(path: str, value: Decimal) -> list[Problem]:
     return _at(path, _number_messages(value))
+
+
+def _negative(value: Decimal) -> bool:
+    """Below 0 (a NaN, reported as not finite, is not compared: comparing it raises)."""
+    return not value.is_nan() and value < 0
 
 
 def _at(path: str, messages: tuple[str, ...]) -> list[Problem]:

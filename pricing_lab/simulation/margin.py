@@ -145,6 +145,19 @@ def _settled(
     currency, the k-th credit settled pays for the k-th credit consumed on overdraft (both in
     ledger order). Rows: each overlap of a consumption with a settlement, with the consumption's
     feature and the settlement's time and grant."""
+    # Settlements pay the oldest debt first: consumption beyond what a customer's settlements
+    # add up to is never recognised, and most overdraft consumption never is. Only the
+    # consumption starting below that total is matched (a prefix, so its running sums are the
+    # same).
+    keys = ["customer_id", "currency_id"]
+    if not overdrawn["entry_id"].is_sorted():
+        overdrawn = overdrawn.sort("entry_id")
+    totals = settling.group_by(keys).agg(pl.col("credits").sum().alias("__settled"))
+    overdrawn = (
+        overdrawn.join(totals, on=keys, how="inner", maintain_order="left")
+        .filter(pl.col("credits").cum_sum().over(keys) - pl.col("credits") < pl.col("__settled"))
+        .drop("__settled")
+    )
     if overdrawn.is_empty() or settling.is_empty():
         return overdrawn.head(0).select(
             "customer_id",

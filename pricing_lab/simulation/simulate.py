@@ -243,8 +243,9 @@ def plan_summary(
     """Credits per currency and plan (SPEC §6 "the same per plan").
 
     Each ledger entry counts for the plan the customer was subscribed to at the entry's time
-    (`(none)` without a subscription): granted, consumed, expired and voided credits, and the
-    number of customers with entries under that plan.
+    (`(none)` without a subscription): granted, consumed, expired, voided and rolled-over
+    credits (granted counts rollover grants too, as in the balances), and the number of
+    customers with entries under that plan.
 
     `balances` (the same replay's `balances_table`) spares most of the work: a customer without
     a subscription, or with one subscription spanning the whole ledger, has every entry under
@@ -281,7 +282,8 @@ def plan_summary(
     return _per_plan(pl.concat(placed))
 
 
-_PLAN_TOTALS = {"granted": 1, "consumed": -1, "expired": -1, "voided": -1}  # name: sign
+# name: sign (credits as positive amounts)
+_PLAN_TOTALS = {"granted": 1, "consumed": -1, "expired": -1, "voided": -1, "rolled_over": -1}
 
 
 def _subscription_spans(subscriptions: Sequence[Subscription]) -> pl.DataFrame:

@@ -479,3 +479,26 @@ def test_validation_lists_every_problem_at_once() -> None:
     with pytest.raises(ValidationError) as caught:
         run(grants=[grant("a", "0", at(1)), grant("b", "1", at(1), currency="XX")])
     assert len(caught.value.problems) == 2
+
+
+def test_the_same_bad_figure_is_reported_for_each_record_and_currency() -> None:
+    # 1.5 has too many places for TK (precision 0) but not for CR (precision 2); every record
+    # with a bad figure is named, however many share it.
+    with pytest.raises(ValidationError) as caught:
+        run(
+            currencies=(CR, TK),
+            grants=[
+                grant("a", "1.5", at(1), currency="TK"),
+                grant("b", "1.5", at(1)),
+                grant("c", "1.50", at(1), currency="TK"),
+                grant("d", "1", at(1), cost_basis="NaN"),
+                grant("e", "1", at(1), cost_basis="NaN"),
+            ],
+        )
+    places = [(p.path, p.message) for p in caught.value.problems]
+    assert places == [
+        ("grants[0]", "amount has more than 0 decimal places"),
+        ("grants[2]", "amount has more than 0 decimal places"),
+        ("grants[3].cost_basis", "must be a finite number"),
+        ("grants[4].cost_basis", "must be a finite number"),
+    ]

@@ -51,7 +51,7 @@ def _varied_customers(customers: CustomerInputs) -> tuple[CustomerInputs, dict[s
 
 def _counted_by_hand(
     result: SimulationResult, subscriptions: tuple[Subscription, ...]
-) -> dict[tuple[str, str], tuple[int, Decimal, Decimal, Decimal, Decimal]]:
+) -> dict[tuple[str, str], tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]:
     spans = defaultdict(list)
     for s in subscriptions:
         spans[s.customer_id].append(s)
@@ -78,6 +78,7 @@ def _counted_by_hand(
             -totals[key]["CONSUMED"],
             -totals[key]["EXPIRED"],
             -totals[key]["VOIDED"],
+            -totals[key]["ROLLED_OVER"],
         )
         for key in customers
     }

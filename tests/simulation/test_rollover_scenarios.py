@@ -75,6 +75,14 @@ def test_compare_shows_what_rollover_changes(
     assert grants.filter(pl.col("source") == "rollover")["grant_id"].to_list() == [
         "acme:basic:CR:0:rollover"
     ]
+    summary = json.loads((out / "scenarios" / "carry_30" / "summary.json").read_text())
+    basic = next(p for p in summary["plans"] if p["plan_id"] == "basic")
+    # granted counts the rollover grant: 100 + 100 + 30; the 30 rolled over leave January's grant
+    assert (basic["granted"], basic["rolled_over"], basic["expired"]) == (
+        "230.00",
+        "30.00",
+        "70.00",
+    )
     totals = pl.read_parquet(out / "comparison_totals.parquet")
     assert [str(v) for v in totals.sort("scenario")["rolled_over"]] == ["0.00", "30.00", "5.00"]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,32 @@ def _no_key_material_in_logs(
 @pytest.fixture(scope="session")
 def _login_gateway() -> Iterator[LoginGateway]:
     gateway = LoginGateway().start()
-    yield gateway
+    with seq8_in_scan_order():
+        yield gateway
     gateway.stop()
+
+
+@contextmanager
+def seq8_in_scan_order() -> Iterator[None]:
+    """The stand-in's SEQ8 numbering rows in the order the scan makes them, as Snowflake's does.
+
+    fakesnow runs sqlglot's translation, a row number ordered on a constant, which DuckDB's
+    unstable sort numbers in no particular order; DuckDB numbers an empty window in scan order
+    (the warehouse costing numbers the source's rows with SEQ8, `connectors.snowflake.
+    costing_sql`)."""
+    from sqlglot import exp
+    from sqlglot.dialects.duckdb import DuckDB
+
+    transforms = DuckDB.Generator.TRANSFORMS
+    before = transforms.get(exp.Seq8)
+    transforms[exp.Seq8] = lambda _generator, _node: "(ROW_NUMBER() OVER () - 1)"
+    try:
+        yield
+    finally:
+        if before is None:
+            del transforms[exp.Seq8]
+        else:
+            transforms[exp.Seq8] = before
 
 
 @pytest.fixture()

@@ -5,12 +5,14 @@ reasons and the rounded decimal costs included."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.compute as pc
 import pytest
 
 from connectors.snowflake import event_source
@@ -20,6 +22,8 @@ from connectors.snowflake.event_source import SOURCE
 from pricing_lab.catalog.yaml_format import load_catalog_file
 from pricing_lab.cli import main
 from pricing_lab.events.ingest import ingest_events
+from pricing_lab.events.meters import event_meters
+from pricing_lab.events.plugins import DETAIL_COLUMN, REASON_COLUMN, ROW_COLUMN, STAYED_COLUMN
 from pricing_lab.events.warehouse_costing import COST_PREFIX, MATCH_PREFIX, costing_plan
 from pricing_lab.formula import check_formula
 from pricing_lab.simulation.costing import cost_events
@@ -204,11 +208,16 @@ def test_costed_in_the_warehouse_the_files_are_those_of_a_parquet_file(
 ) -> None:
     paths, table = warehouse
     common = ("--catalog", paths["catalog"], "--customers", paths["customers"], "--quiet")
+    printed = {}
     for name, events in (("file", paths["events"]), ("warehouse", f"snowflake:{table}")):
-        status, _out, err = _run(
+        status, out, err = _run(
             capsys, "simulate", *common, "--events", events, "--out", tmp_path / name, "--json"
         )
         assert status == 0, err
+        printed[name] = out.replace(str(tmp_path / name), "OUT")
+    # the rows that stayed in the warehouse are counted as read and accepted
+    assert printed["warehouse"] == printed["file"]
+    assert json.loads(printed["file"])["events"]["read"] == len(_rows())
     for name in OUTPUT_FILES:
         expected = (tmp_path / "file" / name).read_bytes()
         assert (tmp_path / "warehouse" / name).read_bytes() == expected, name
@@ -229,7 +238,12 @@ def test_only_the_columns_read_and_the_costs_leave_the_warehouse_and_the_costing
     paths, table = warehouse
     catalog = load_catalog_file(paths["catalog"], check_formula=check_formula)
     events = SOURCE.cost(table, lambda schema: costing_plan([catalog], schema))
-    plain = [n for n in events.column_names if not n.startswith((MATCH_PREFIX, COST_PREFIX))]
+    plain = [
+        n
+        for n in events.column_names
+        if not n.startswith((MATCH_PREFIX, COST_PREFIX))
+        and n not in (ROW_COLUMN, STAYED_COLUMN, REASON_COLUMN, DETAIL_COLUMN)
+    ]
     assert plain == [
         "event_id", "customer_id", "event_name", "timestamp", "tokens", "seconds", "region",
         "model", "cached",
@@ -237,7 +251,7 @@ def test_only_the_columns_read_and_the_costs_leave_the_warehouse_and_the_costing
     assert sum(n.startswith(MATCH_PREFIX) for n in events.column_names) == 4
     # chat (default and pro), long_chat and gpu in the warehouse; split divides: costed locally
     assert sum(n.startswith(COST_PREFIX) for n in events.column_names) == 4
-    assert events.num_rows == len(_rows())
+    assert events.num_rows + events[STAYED_COLUMN][0].as_py() == len(_rows())
     customers = load_customers(paths["customers"])
     costed = {}
     for name, source in (("file", paths["events"]), ("warehouse", events)):
@@ -249,6 +263,58 @@ def test_only_the_columns_read_and_the_costs_leave_the_warehouse_and_the_costing
         costed[name] = costing.consumptions.filter(pl.col("feature_id") != "split")
     assert set(costed["warehouse"]["feature_id"]) == {"chat", "long_chat", "gpu"}
     assert costed["warehouse"].equals(costed["file"])
+
+
+def test_rows_matching_no_meter_stay_in_the_warehouse_and_rejected_rows_leave_reasoned(
+    warehouse: tuple[dict[str, Path], str],
+) -> None:
+    """Of the rows certainly accepted, with an id of their own, that match no meter, only each
+    customer's earliest and latest leave the warehouse (they set the default horizon); the
+    others are counted. Rejected, duplicated and matched rows all leave: those rejected for a
+    missing field or an unknown customer with their reason and detail, without dimensions."""
+    paths, table = warehouse
+    catalog = load_catalog_file(paths["catalog"], check_formula=check_formula)
+    known = ["acme", "bob", "carol"]
+    events = SOURCE.cost(table, lambda schema: costing_plan([catalog], schema, customers=known))
+    left = set(events["event_id"].to_pylist())
+    # The file's events that ingestion accepts and no meter matches, as the local meters see it.
+    con = duckdb.connect()
+    ingest_events(con, paths["events"], customers=known)
+    matched = " OR ".join(f"coalesce({m.condition}, FALSE)" for m in event_meters(con, catalog))
+    unmatched = pl.from_arrow(
+        con.sql(
+            f"SELECT event_id, customer_id FROM events WHERE NOT ({matched}) "
+            "AND event_id <> 'e050' ORDER BY timestamp, source_row"  # e050: a duplicated id
+        ).arrow()
+    )
+    assert isinstance(unmatched, pl.DataFrame)
+    edges = set(unmatched.group_by("customer_id").agg(pl.col("event_id").first())["event_id"])
+    edges |= set(unmatched.group_by("customer_id").agg(pl.col("event_id").last())["event_id"])
+    everything = {row[0] for row in _rows()}
+    stayed = everything - left
+    assert stayed == set(unmatched["event_id"]) - edges
+    assert events[STAYED_COLUMN][0].as_py() == len(stayed) > 30
+    # each row that left carries its place among all rows, in order
+    places = events[ROW_COLUMN].to_pylist()
+    assert places == sorted(places)
+    assert [_rows()[n - 1][0] for n in places] == events["event_id"].to_pylist()
+    # rows rejected there leave with their reason and detail, their dimensions left behind;
+    # a time out of range is judged locally
+    rejected = pl.from_arrow(events.filter(pc.is_valid(events[REASON_COLUMN])))
+    assert isinstance(rejected, pl.DataFrame)
+    assert sorted(rejected.select("event_id", REASON_COLUMN, DETAIL_COLUMN).rows()) == [
+        ("e-nocustomer", "missing_field", "missing customer_id"),
+        ("e-noname", "missing_field", "missing event_name"),
+        ("e-stranger", "unknown_customer", "customer zed is not in the customer list"),
+    ]
+    assert rejected["tokens"].null_count() == rejected["region"].null_count() == 3
+    # a meter evaluated locally (a text compared with a number): no row stays, rejections alike
+    local = paths["catalog"].with_name("local.yaml")
+    local.write_text(CATALOG.replace("operator: in, value: [eu, us]", "operator: gt, value: 5"))
+    kept_local = load_catalog_file(local, check_formula=check_formula)
+    every = SOURCE.cost(table, lambda schema: costing_plan([kept_local], schema, customers=known))
+    assert every.num_rows == len(_rows()) and every[STAYED_COLUMN][0].as_py() == 0
+    assert every.filter(pc.is_valid(every[REASON_COLUMN])).num_rows == 3
 
 
 def test_a_value_beyond_the_warehouse_decimals_is_costed_locally_alike(
