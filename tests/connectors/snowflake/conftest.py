@@ -150,12 +150,16 @@ def seq8_in_scan_order() -> Iterator[None]:
     unstable sort numbers in no particular order; DuckDB numbers an empty window in scan order
     (the warehouse costing numbers the source's rows with SEQ8, `connectors.snowflake.
     costing_sql`)."""
-    from sqlglot import exp
+    from sqlglot import exp, generator
     from sqlglot.dialects.duckdb import DuckDB
 
+    # sqlglot builds each generator class's dispatch table from TRANSFORMS on first use and keeps
+    # it (`generator._DISPATCH_CACHE`): another test that ran fakesnow earlier in this process
+    # (tests/formula) has built it already, so it is dropped here and again on the way out.
     transforms = DuckDB.Generator.TRANSFORMS
     before = transforms.get(exp.Seq8)
     transforms[exp.Seq8] = lambda _generator, _node: "(ROW_NUMBER() OVER () - 1)"
+    generator._DISPATCH_CACHE.clear()
     try:
         yield
     finally:
@@ -163,6 +167,7 @@ def seq8_in_scan_order() -> Iterator[None]:
             del transforms[exp.Seq8]
         else:
             transforms[exp.Seq8] = before
+        generator._DISPATCH_CACHE.clear()
 
 
 @pytest.fixture()
