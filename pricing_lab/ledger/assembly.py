@@ -15,7 +15,6 @@ comes from), amounts as decimal128.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,6 +44,7 @@ from pricing_lab.ledger.kernel import (
     O_REF,
     O_TIME,
     O_TYPE,
+    engine_threads,
 )
 from pricing_lab.ledger.model import DENIED_REASON, ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES
 from pricing_lab.ledger.order import overdraft_grant_ids, recharge_grant_ids
@@ -95,7 +95,7 @@ def ledger_frame(
     n_currencies = max(len(inputs.currency_ids), 1)
     n_pairs = max(len(inputs.customers) * n_currencies, 1)
     n_buckets = int(min(max(n // ROWS_PER_BUCKET, 1), MAX_BUCKETS))
-    workers = os.cpu_count() or 1
+    workers = engine_threads()
     # Groups of whole ranges with about equal numbers of rows, one per core.
     cuts = np.searchsorted(np.cumsum(lengths), np.linspace(0, n, workers + 1)[1:-1], "right")
     groups = [

@@ -10,7 +10,6 @@ write (`KernelInput.room`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,7 @@ import polars as pl
 from pricing_lab.ledger.assembly import denied_frame, ledger_frame
 from pricing_lab.ledger.columns import KernelInput, kernel_input
 from pricing_lab.ledger.inputs import PreparedReplay
-from pricing_lab.ledger.kernel import N_DENIED, N_OUT, Entries, replay_customers
+from pricing_lab.ledger.kernel import N_DENIED, N_OUT, Entries, engine_threads, replay_customers
 
 
 def replay_fast(
@@ -68,7 +67,7 @@ def _run_kernel(
         return entries
 
     starts, lengths, denied = [], [], []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=engine_threads()) as pool:
         for (first, end), entries in zip(chunks, pool.map(replay, chunks), strict=True):
             starts.append(room[first])
             lengths.append(entries.written[0])

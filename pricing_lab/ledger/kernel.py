@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+from numba import config as numba_config
 from numba import njit
 
 from pricing_lab.ledger.calendar import add_months_us, month_index_us
@@ -40,6 +41,14 @@ from pricing_lab.ledger.order import (
 )
 from pricing_lab.limits import GRANT_EXPIRIES
 from pricing_lab.timeutil import NEVER_US
+
+
+def engine_threads() -> int:
+    """The threads the engine runs its customer ranges and output groups on: numba's thread
+    count (`NUMBA_NUM_THREADS`, which numba reads at import; the machine's cores by default), so
+    a process limited to one thread, such as a scale-out worker, runs the engine on one."""
+    return max(int(numba_config.NUMBA_NUM_THREADS), 1)  # type: ignore[attr-defined]
+
 
 # Entry types: positions in model.ENTRY_TYPES.
 GRANTED, CONSUMED, EXPIRED, VOIDED, TRANSFER_SOURCE, TRANSFER_TARGET, ROLLED_OVER = (

@@ -72,6 +72,7 @@ def library_threads(_item: object) -> dict[str, int]:
     import polars as pl
     import pyarrow as pa
 
+    from pricing_lab.ledger.kernel import engine_threads
     from pricing_lab.scale.workers import duckdb_config
 
     with duckdb.connect(config=duckdb_config()) as con:
@@ -82,4 +83,5 @@ def library_threads(_item: object) -> dict[str, int]:
         "duckdb": int(row[0]),
         "arrow": pa.cpu_count(),
         "numba": numba.get_num_threads(),
+        "engine": engine_threads(),
     }

@@ -98,7 +98,7 @@ def test_pool_workers_use_one_thread_per_library_and_leave_this_process_alone(
 ) -> None:
     before = dict(os.environ)
     in_workers = run_all(pool, library_threads, [0, 1])
-    assert in_workers == [{"polars": 1, "duckdb": 1, "arrow": 1, "numba": 1}] * 2
+    assert in_workers == [{"polars": 1, "duckdb": 1, "arrow": 1, "numba": 1, "engine": 1}] * 2
     assert dict(os.environ) == before
     here = library_threads(0)
     assert here["duckdb"] == os.cpu_count()  # this process: DuckDB's default, every core
