@@ -52,8 +52,14 @@ _RECORD_FILES: dict[str, type] = {
 
 def bucket_of(customer_id: str, buckets: int) -> int:
     """The bucket (0 … buckets − 1) of one customer id: stable across machines and runs."""
+    return customer_hash(customer_id) % buckets
+
+
+def customer_hash(customer_id: str) -> int:
+    """The number a customer's bucket is taken modulo the bucket count of: the first 8 bytes of
+    the SHA-256 of the UTF-8 id, big-endian."""
     digest = hashlib.sha256(customer_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % buckets
+    return int.from_bytes(digest[:8], "big")
 
 
 def bucket_folder(bucket: int) -> str:

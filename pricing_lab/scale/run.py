@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions
@@ -45,6 +46,7 @@ from pricing_lab.scale.buckets import (
     Manifest,
     bucket_folder,
     bucket_of,
+    customer_hash,
     write_consumptions,
     write_customer_records,
     write_job_header,
@@ -142,7 +144,31 @@ def bucket_count(
     if buckets > 0:
         return buckets
     total = sum(events_per_customer.values())
-    return max(1, math.ceil(total / events_per_bucket(task_memory)), 2 * parallelism)
+    count = max(1, math.ceil(total / events_per_bucket(task_memory)), 2 * parallelism)
+    return _apart(events_per_customer, count, limit=min(task_memory, AUTO_TASK_MEMORY))
+
+
+def _apart(events_per_customer: dict[str | None, int], count: int, *, limit: int) -> int:
+    """`count`, or the smallest larger count (up to 4×) whose every bucket fits a task of
+    `limit` bytes by the memory model: customers hash into buckets unevenly, and two big ones
+    may share one. When none fits, the count up to 4× whose largest bucket is smallest; when
+    the biggest customer alone passes `limit`, `count` (its bucket cannot fit)."""
+    if not events_per_customer:
+        return count
+    hashes = np.array(
+        [0 if c is None else customer_hash(c) for c in events_per_customer], dtype=np.uint64
+    )
+    events = np.array(list(events_per_customer.values()), dtype=np.int64)
+    if task_memory_needed(int(events.max())) > limit:
+        return count
+    best, smallest = count, None
+    for candidate in range(count, 4 * count + 1):
+        largest = int(np.bincount(hashes % np.uint64(candidate), weights=events).max())
+        if task_memory_needed(largest) <= limit:
+            return candidate
+        if smallest is None or largest < smallest:
+            best, smallest = candidate, largest
+    return best
 
 
 def write_buckets(

@@ -157,3 +157,25 @@ def test_auto_buckets_follow_the_memory_model_and_keep_every_worker_busy() -> No
     # Few events: still two buckets per worker, so the load balances.
     assert bucket_count({"a": 10, "b": 5}, parallelism=8) == 16
     assert bucket_count(ten_million, buckets=3, parallelism=2) == 3  # as asked
+
+
+def test_auto_buckets_keep_two_big_customers_apart_when_together_they_pass_the_task_memory() -> (
+    None
+):
+    # 10M events as above (12 buckets), plus two customers of 1.2M events that hash into the
+    # same one of 12 buckets: together 2.4M events, over a 2 GiB task by the memory model (512
+    # MiB + 900 bytes per event), each alone under it.
+    events = {f"c{i}": 1_000 for i in range(10_000)}
+    same = [
+        c for c in (f"big{i}" for i in range(1_000)) if bucket_of(c, 12) == bucket_of("big0", 12)
+    ]
+    big = {same[0]: 1_200_000, same[1]: 1_200_000}
+    count = bucket_count({**events, **big}, parallelism=2)
+    assert count > 12 and bucket_of(same[0], count) != bucket_of(same[1], count)
+    sizes = [0] * count
+    for customer, n in {**events, **big}.items():
+        sizes[bucket_of(customer, count)] += n
+    assert 512 * 2**20 + 900 * max(sizes) <= 2 * 2**30
+    # A customer bigger than the 2 GiB aim alone (but within the default 8 GiB task) keeps its
+    # bucket; the count is not raised for it.
+    assert bucket_count({**events, "huge": 3_000_000}, parallelism=2) == 15
