@@ -385,7 +385,7 @@ def filter_sql(flt: MeterFilter, columns: Mapping[str, tuple[str, str]]) -> str:
     text = f"CAST({col} AS VARCHAR)"
     if op in ("contains", "starts_with", "ends_with"):
         func = {"contains": "contains", "starts_with": "starts_with", "ends_with": "suffix"}[op]
-        return f"coalesce({func}({text}, {quote_literal(_as_text(flt.value))}), FALSE)"
+        return f"coalesce({func}({text}, {quote_literal(filter_text(flt.value))}), FALSE)"
     if op in ("equals", "not_equals", "in"):
         values = flt.value if isinstance(flt.value, tuple) else (flt.value,)
         if numeric:
@@ -395,7 +395,7 @@ def filter_sql(flt: MeterFilter, columns: Mapping[str, tuple[str, str]]) -> str:
             literals = [b for b in (_as_boolean(v) for v in values) if b is not None]
             target = col
         else:
-            literals = [quote_literal(_as_text(v)) for v in values if v is not None]
+            literals = [quote_literal(filter_text(v)) for v in values if v is not None]
             target = text
         if op == "not_equals":
             if not literals:
@@ -414,10 +414,11 @@ def filter_sql(flt: MeterFilter, columns: Mapping[str, tuple[str, str]]) -> str:
         return f"coalesce({col} {symbol} {number}, FALSE)"
     if isinstance(flt.value, Decimal | int | float) and number is not None:
         return f"coalesce(try_cast({text} AS DECIMAL(38, {SCALE})) {symbol} {number}, FALSE)"
-    return f"coalesce({text} {symbol} {quote_literal(_as_text(flt.value))}, FALSE)"
+    return f"coalesce({text} {symbol} {quote_literal(filter_text(flt.value))}, FALSE)"
 
 
-def _as_text(value: object) -> str:
+def filter_text(value: object) -> str:
+    """A filter value as the text a text column is compared with."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
@@ -425,15 +426,21 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _as_number(value: object) -> str | None:
-    """A validated plain decimal literal, or None when `value` is not a number."""
+def filter_number(value: object) -> str | None:
+    """A filter value as plain decimal text (`-12.5`), or None when it is not a number."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, Decimal | int | float):
         text = format(Decimal(str(value)), "f")
     else:
         text = str(value).strip()
-    if not _PLAIN_NUMBER.match(text):
+    return text if _PLAIN_NUMBER.match(text) else None
+
+
+def _as_number(value: object) -> str | None:
+    """A validated plain decimal literal, or None when `value` is not a number."""
+    text = filter_number(value)
+    if text is None:
         return None
     return f"CAST({quote_literal(text)} AS DECIMAL(38, {min(SCALE, _scale(text))}))"
 
@@ -443,7 +450,7 @@ def _scale(text: str) -> int:
 
 
 def _as_boolean(value: object) -> str | None:
-    text = _as_text(value).strip().lower()
+    text = filter_text(value).strip().lower()
     return {"true": "TRUE", "false": "FALSE"}.get(text)
 
 

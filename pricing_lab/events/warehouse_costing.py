@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -46,7 +45,7 @@ import pyarrow as pa
 from pricing_lab.catalog.model import Catalog, Feature, MeterFilter
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import REQUIRED_EVENT_COLUMNS, quote_ident, quote_literal
-from pricing_lab.events.meters import EventMeter
+from pricing_lab.events.meters import EventMeter, filter_number, filter_text
 from pricing_lab.events.plugins import (
     CostingPlan,
     PlanColumn,
@@ -79,7 +78,6 @@ MATCH_PREFIX = "__warehouse_match_"
 COST_PREFIX = "__warehouse_cost_"
 
 _NUMERIC_KINDS = ("integer", "decimal")
-_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")  # as events.meters reads filter values
 # Functions the warehouse evaluates exactly as DuckDB does. Left out, like `/`: `ceil` and
 # `floor`, exact on Snowflake but computed through floating point by the stand-in.
 _FUNCTIONS = frozenset({"min", "max", "abs", "round", "if", "coalesce"})
@@ -295,20 +293,20 @@ def _plan_filter(
     if op in ("contains", "starts_with", "ends_with"):
         if column.kind != "text":
             return None
-        return replace(flt, dimension=name, value=(_as_text(flt.value),))
+        return replace(flt, dimension=name, value=(filter_text(flt.value),))
     if op in ("equals", "not_equals", "in"):
         if column.kind in _NUMERIC_KINDS:
-            texts = [n for n in (_as_number(v) for v in values) if n is not None]
+            texts = [n for n in (filter_number(v) for v in values) if n is not None]
         elif column.kind == "boolean":
             texts = [b for b in (_as_boolean(v) for v in values) if b is not None]
         else:
-            texts = [_as_text(v) for v in values if v is not None]
+            texts = [filter_text(v) for v in values if v is not None]
         return replace(flt, dimension=name, value=tuple(texts))
     if column.kind in _NUMERIC_KINDS:
-        number = _as_number(flt.value)
+        number = filter_number(flt.value)
         return replace(flt, dimension=name, value=() if number is None else (number,))
     if column.kind == "text" and not isinstance(flt.value, Decimal | int | float):
-        return replace(flt, dimension=name, value=(_as_text(flt.value),))
+        return replace(flt, dimension=name, value=(filter_text(flt.value),))
     return None  # a text dimension compared with a number: DuckDB's TRY_CAST rules
 
 
@@ -381,27 +379,8 @@ def _formula_dimensions(text: str) -> tuple[str, ...]:
         return ()
 
 
-def _as_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value)
-
-
-def _as_number(value: object) -> str | None:
-    """A filter value as the plain decimal text `events.meters` compares with, or None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, Decimal | int | float):
-        text = format(Decimal(str(value)), "f")
-    else:
-        text = str(value).strip()
-    return text if _PLAIN_NUMBER.match(text) else None
-
-
 def _as_boolean(value: object) -> str | None:
-    return {"true": "true", "false": "false"}.get(_as_text(value).strip().lower())
+    return {"true": "true", "false": "false"}.get(filter_text(value).strip().lower())
 
 
 # --------------------------------------------------------------------------------------------
