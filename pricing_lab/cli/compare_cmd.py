@@ -51,7 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-_MONEY = ["revenue", "breakage", "cost_to_serve", "gross_margin", "gross_margin_change"]
 _END = "end"  # --forecast without an instant: as of just after the last event
 
 
@@ -62,7 +61,6 @@ def _forecast_instant(text: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
 
     from pricing_lab.cli.output import comparison_json, comparison_text, print_json, rows
     from pricing_lab.progress import ProgressDisplay
@@ -161,14 +159,13 @@ def run(args: argparse.Namespace) -> int:
         for name, rejected in rejections.items():
             print(f"scenario {name}: ", end="")
             print_report(rejected)
+        from pricing_lab.report.build import margin_totals_table
         from pricing_lab.report.tables import text_table
 
-        shown = margin.with_columns(
-            pl.col(_MONEY).cast(pl.Decimal(38, 2)),
-            (pl.col("margin_share") * 100.0).alias("margin_share_pct"),
-        )
-        print("margin per scenario (money; change against the base):")
-        print(text_table(_margin_table(shown)))
+        margin_table = margin_totals_table(comparison)
+        if margin_table is not None:
+            print("margin per scenario (change against the base in parentheses):")
+            print(text_table(margin_table))
         if at_risk is not None:
             print(f"run-out forecast over {args.forecast_horizon} (forecast.parquet):")
             print(text_table(_run_out_table(at_risk)))
@@ -186,27 +183,6 @@ def _last_event(con: Any) -> datetime:
     if last is None:
         raise InputError("--forecast: there are no events to forecast from")
     return as_utc(last) + MICROSECOND
-
-
-def _margin_table(margin: Any) -> Any:
-    from pricing_lab.report.tables import Column, Table
-
-    return Table(
-        title="margin per scenario",
-        frame=margin,
-        columns=[
-            Column(name="scenario"),
-            Column(name="revenue", kind="number"),
-            Column(name="breakage", kind="number"),
-            Column(name="cost_to_serve", header="cost to serve", kind="number"),
-            Column(name="gross_margin", header="gross margin", kind="number"),
-            Column(name="gross_margin_change", header="margin change", kind="number"),
-            Column(name="margin_share_pct", header="margin share", kind="percent"),
-            Column(
-                name="negative_margin_customers", header="negative-margin customers", kind="count"
-            ),
-        ],
-    )
 
 
 def _run_out_table(at_risk: Any) -> Any:
@@ -230,8 +206,10 @@ def _likely_to_run_out(forecast: Any) -> Any:
     """Per scenario: customer-currencies forecast, flagged, and with a run-out probability ≥ 50%."""
     import polars as pl
 
+    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT
+
     return forecast.group_by("scenario", maintain_order=True).agg(
         pl.len().alias("customer_currencies"),
         pl.col("too_little_history").sum().alias("too_little_history"),
-        (pl.col("run_out_probability") >= 0.5).sum().alias("likely_to_run_out"),
+        (pl.col("run_out_probability") >= LIKELY_TO_RUN_OUT).sum().alias("likely_to_run_out"),
     )

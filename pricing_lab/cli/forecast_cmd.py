@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backtest:
         return _backtest(args, con, catalog, customers, common)
     from pricing_lab.forecast import forecast, run_out_ranking
-    from pricing_lab.forecast.run_out import offers_with_rollover, rollover_note
+    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, offers_with_rollover, rollover_note
 
     table = forecast(con, catalog, customers, as_of=args.as_of, **common)
     path = _write(table, args.out, "forecast")
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(rollover_note(rolling), file=sys.stderr)
     ranking = run_out_ranking(table, args.top)
     flagged = int(table["too_little_history"].sum())
-    at_risk = int(table.filter(table["run_out_probability"] >= 0.5).height)
+    at_risk = int(table.filter(table["run_out_probability"] >= LIKELY_TO_RUN_OUT).height)
     if args.json:
         print(
             json.dumps(

@@ -40,6 +40,8 @@ from pricing_lab.simulation.simulate import SimulationResult, cost, customer_pro
 from pricing_lab.timeutil import NEVER_US, as_utc, to_micros
 
 MIN_PATHS = 1000  # SPEC §6: at least 1,000 paths
+# "More likely than not to run out": the probability the commands count a customer-currency at.
+LIKELY_TO_RUN_OUT = 0.5
 TIMESTAMP = pl.Datetime("us", "UTC")
 _HORIZON = re.compile(r"\s*(\d+)\s*([hdw])\s*\Z")
 _HORIZON_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}

@@ -98,10 +98,10 @@ def _finding(row: dict[str, object], changes: pl.DataFrame, frame: pl.DataFrame)
     return f"{where}: " + "; ".join(parts) + "."
 
 
-def margin_section(comparison: Comparison) -> ReportSection | None:
-    """What each scenario is worth: revenue recognised, breakage, cost to serve, gross margin and
-    margin share with their change against the base, then the customers with negative margin.
-    Left out when the comparison has no margin."""
+def margin_totals_table(comparison: Comparison) -> Table | None:
+    """Margin per scenario: revenue recognised, breakage, cost to serve, gross margin (money) and
+    margin share, each with its change against the base, customers with negative margin and
+    events of unknown cost. The report's and `compare`'s terminal table. None without margin."""
     frame = findings.margin_headlines(comparison)
     if frame.is_empty():
         return None
@@ -112,7 +112,7 @@ def margin_section(comparison: Comparison) -> ReportSection | None:
             name=name, header=header, kind="money", currency=currency, change=f"{name}_change"
         )
 
-    totals = Table(
+    return Table(
         title="Margin per scenario",
         frame=frame,
         columns=[
@@ -136,6 +136,22 @@ def margin_section(comparison: Comparison) -> ReportSection | None:
             Column(name="unknown_cost_events", header="events of unknown cost", kind="count"),
         ],
     )
+
+
+def margin_section(comparison: Comparison) -> ReportSection | None:
+    """What each scenario is worth: revenue recognised, breakage, cost to serve, gross margin and
+    margin share with their change against the base, then the customers with negative margin.
+    Left out when the comparison has no margin."""
+    totals = margin_totals_table(comparison)
+    if totals is None:
+        return None
+    currency = findings.margin_currency(comparison)
+
+    def money(name: str, header: str) -> Column:
+        return Column(
+            name=name, header=header, kind="money", currency=currency, change=f"{name}_change"
+        )
+
     several = len(comparison.results) > 2
     negative = Table(
         title="Customers with negative margin",

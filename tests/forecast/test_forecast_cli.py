@@ -128,7 +128,7 @@ def test_compare_forecasts_every_scenario_into_the_report(
     # per scenario: customer-currencies forecast, too little history, more likely than not
     assert re.search(r"^base\s+2\s+0\s+1$", text, re.MULTILINE), text
     assert re.search(r"^generous\s+2\s+0\s+0$", text, re.MULTILINE), text
-    assert re.search(r"^base\s+.*%\s+\d+$", text, re.MULTILINE), text  # margin share
+    assert re.search(r"^base\s+.*%\s+\d+\s+\d+$", text, re.MULTILINE), text  # margin share
     table = pl.read_parquet(out / "forecast.parquet")
     poor = table.filter(pl.col("customer_id") == "poor")
     assert poor.select("scenario", "run_out_probability").rows() == [
