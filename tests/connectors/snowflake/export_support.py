@@ -10,6 +10,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -25,7 +26,7 @@ from connectors.snowflake.tables import (
     Column,
     ExportTable,
 )
-from tests.connectors.snowflake.conftest import TEST_SESSION_PARAMETERS
+from tests.connectors.snowflake.conftest import PASSPHRASE, TEST_SESSION_PARAMETERS
 
 D = Decimal
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -47,6 +48,27 @@ class SchemaTarget:
         if self._reader is None:
             self._reader = self()
         return self._reader.cursor()
+
+
+def credentials_environment(
+    credentials: SnowflakeCredentials, schema: str, home: Path
+) -> dict[str, str]:
+    """The SNOWFLAKE_* variables a command line run reads to log into the stand-in as
+    `credentials` (key file and PASSPHRASE) in `schema`; `home` is a SNOWFLAKE_HOME without a
+    connections.toml."""
+    assert credentials.private_key_file is not None
+    return {
+        "SNOWFLAKE_ACCOUNT": credentials.account,
+        "SNOWFLAKE_USER": credentials.user,
+        "SNOWFLAKE_PRIVATE_KEY_FILE": str(credentials.private_key_file),
+        "SNOWFLAKE_PRIVATE_KEY_FILE_PWD": PASSPHRASE,
+        "SNOWFLAKE_DATABASE": str(credentials.database),
+        "SNOWFLAKE_SCHEMA": schema,
+        "SNOWFLAKE_HOST": str(credentials.host),
+        "SNOWFLAKE_PORT": str(credentials.port),
+        "SNOWFLAKE_PROTOCOL": "http",
+        "SNOWFLAKE_HOME": str(home),
+    }
 
 
 def schema_connect(credentials: SnowflakeCredentials, schema: str | None = None) -> SchemaTarget:

@@ -14,8 +14,7 @@ from connectors.snowflake.event_source import events_statement
 from pricing_lab.cli import main
 from pricing_lab.errors import InputError
 from pricing_lab.simulation.simulate import OUTPUT_FILES
-from tests.connectors.snowflake.conftest import PASSPHRASE
-from tests.connectors.snowflake.export_support import schema_connect
+from tests.connectors.snowflake.export_support import credentials_environment, schema_connect
 from tests.simulation.test_simulate import random_events, write_inputs
 
 
@@ -38,19 +37,8 @@ def warehouse_events(
     )
     rows = pl.read_parquet(paths["events"]).rows()
     cursor.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)", rows)
-    assert creds.private_key_file is not None
-    for name, value in {
-        "SNOWFLAKE_ACCOUNT": creds.account,
-        "SNOWFLAKE_USER": creds.user,
-        "SNOWFLAKE_PRIVATE_KEY_FILE": str(creds.private_key_file),
-        "SNOWFLAKE_PRIVATE_KEY_FILE_PWD": PASSPHRASE,
-        "SNOWFLAKE_DATABASE": str(creds.database),
-        "SNOWFLAKE_SCHEMA": target.schema,
-        "SNOWFLAKE_HOST": str(creds.host),
-        "SNOWFLAKE_PORT": str(creds.port),
-        "SNOWFLAKE_PROTOCOL": "http",
-        "SNOWFLAKE_HOME": str(tmp_path / "no-snowflake-home"),
-    }.items():
+    environment = credentials_environment(creds, target.schema, tmp_path / "no-snowflake-home")
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return paths, table
 

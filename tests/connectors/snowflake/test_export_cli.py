@@ -15,10 +15,10 @@ from pricing_lab.catalog.store import open_store
 from pricing_lab.catalog.yaml_format import load_catalog_file
 from pricing_lab.cli import main
 from tests.conftest import EXAMPLES
-from tests.connectors.snowflake.conftest import PASSPHRASE
 from tests.connectors.snowflake.export_support import (
     LEDGER_V2,
     SchemaTarget,
+    credentials_environment,
     fetch,
     ledger_frame,
     schema_connect,
@@ -57,18 +57,8 @@ def target(
     creds = registered_snowflake_credentials
     schema_target = schema_connect(creds)
     assert creds.private_key_file is not None
-    environment = {
-        "SNOWFLAKE_ACCOUNT": creds.account,
-        "SNOWFLAKE_USER": creds.user,
-        "SNOWFLAKE_PRIVATE_KEY_FILE": str(creds.private_key_file),
-        "SNOWFLAKE_PRIVATE_KEY_FILE_PWD": PASSPHRASE,
-        "SNOWFLAKE_DATABASE": str(creds.database),
-        "SNOWFLAKE_SCHEMA": schema_target.schema,
-        "SNOWFLAKE_HOST": str(creds.host),
-        "SNOWFLAKE_PORT": str(creds.port),
-        "SNOWFLAKE_PROTOCOL": "http",
-        "SNOWFLAKE_HOME": str(Path(str(creds.private_key_file)).parent / "no-snowflake-home"),
-    }
+    home = Path(str(creds.private_key_file)).parent / "no-snowflake-home"
+    environment = credentials_environment(creds, schema_target.schema, home)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv(FAIL_AFTER_ENV, raising=False)

@@ -29,8 +29,7 @@ from pricing_lab.formula import check_formula
 from pricing_lab.simulation.costing import cost_events
 from pricing_lab.simulation.customers import load_customers
 from pricing_lab.simulation.simulate import OUTPUT_FILES
-from tests.connectors.snowflake.conftest import PASSPHRASE
-from tests.connectors.snowflake.export_support import schema_connect
+from tests.connectors.snowflake.export_support import credentials_environment, schema_connect
 
 CATALOG = """
 currencies:
@@ -180,19 +179,8 @@ def warehouse(
     cursor.execute(f"CREATE TABLE {table} ({', '.join(f'{n} {t}' for n, t in COLUMNS)})")
     marks = ", ".join(["%s"] * len(COLUMNS))
     cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
-    assert creds.private_key_file is not None
-    for name, value in {
-        "SNOWFLAKE_ACCOUNT": creds.account,
-        "SNOWFLAKE_USER": creds.user,
-        "SNOWFLAKE_PRIVATE_KEY_FILE": str(creds.private_key_file),
-        "SNOWFLAKE_PRIVATE_KEY_FILE_PWD": PASSPHRASE,
-        "SNOWFLAKE_DATABASE": str(creds.database),
-        "SNOWFLAKE_SCHEMA": target.schema,
-        "SNOWFLAKE_HOST": str(creds.host),
-        "SNOWFLAKE_PORT": str(creds.port),
-        "SNOWFLAKE_PROTOCOL": "http",
-        "SNOWFLAKE_HOME": str(tmp_path / "no-snowflake-home"),
-    }.items():
+    environment = credentials_environment(creds, target.schema, tmp_path / "no-snowflake-home")
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return paths, table
 
