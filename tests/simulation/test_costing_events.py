@@ -162,6 +162,29 @@ def test_consumptions_are_ordered_by_customer_time_event_and_feature() -> None:
     assert schema["cost"] == pl.Decimal(38, 2)
 
 
+def test_without_ties_in_time_the_order_is_by_customer_then_time_not_event_id() -> None:
+    rows = [
+        ev("e1", "b", "chat", naive(7), tokens=2),  # later than e8: time decides, not the id
+        ev("e8", "b", "img", naive(3)),
+        ev("e2", "b", "other", naive(5)),
+        ev("e9", "a", "chat", naive(2), tokens=2),
+        ev("e0", "c", "img", naive(1)),
+        ev("e4", "a", "img", naive(1)),  # the same time as e0, another customer
+    ]
+    result = cost(load_events(rows)[0], catalog(), CustomerInputs())
+    order = result.consumptions.select("customer_id", "event_id", "feature_id").rows()
+    assert order == [
+        ("a", "e4", None),
+        ("a", "e9", "chat"),
+        ("a", "e9", "chat_requests"),
+        ("b", "e8", None),
+        ("b", "e2", None),
+        ("b", "e1", "chat"),
+        ("b", "e1", "chat_requests"),
+        ("c", "e0", None),
+    ]
+
+
 LARGE = """
 currencies:
   - {{id: CR, name: Credits, unit_price: 0.01, precision: 2, rounding: {rounding}}}
