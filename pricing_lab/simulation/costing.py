@@ -512,11 +512,15 @@ def _fetch_costings(
             {f"ORDER BY {order}" if built.tied else ""}
             """,
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        if not built.tied:
+        if built.tied:
+            # The fast engine reads event_id and feature_id as one array of string views each:
+            # in one chunk, it takes them without copying them (a copy would live beside them).
+            frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())
+        else:
+            # One chunk per column before the gather (gathering across DuckDB's many chunks is
+            # several times slower); the gathered columns are one chunk each, as the engine reads.
+            frame = frame.rechunk()
             frame = frame[_engine_order(frame)].drop("__customer_rank", "__feature_rank")
-        # The fast engine reads event_id and feature_id as one array of string views each: in
-        # one chunk, it takes them without copying them (a copy would live beside these columns).
-        frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())
         rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
         rejected = [
             _fetch(
