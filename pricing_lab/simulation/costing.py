@@ -372,9 +372,6 @@ class _CostedTables:
     rejected_counts: tuple[int, ...]
     everywhere: int  # events rejected in every set
     source_row: str
-    # Two events of one customer at the same time (or an event without a time): then the
-    # event ids decide their order, and the rows are read sorted by DuckDB (`_engine_order`).
-    tied: bool
 
 
 def _build_costed(
@@ -455,11 +452,6 @@ def _build_costed(
             + ", ".join(f"count(*) FILTER (WHERE __bad_{k})" for k in sets)
             + f", count(*) FILTER (WHERE {in_every_set}) FROM {bad}"
         ).fetchall()[0]
-        # A hash collision only reports a tie that is not there: the slower, exact way is taken.
-        [(tied,)] = con.execute(
-            "SELECT count(*) > count(DISTINCT hash(customer_id, timestamp)) "
-            f"OR count(timestamp) < count(*) FROM {quote_ident(events)}"
-        ).fetchall()
     except duckdb.Error as exc:
         con.execute(f"DROP TABLE IF EXISTS {costed}; DROP TABLE IF EXISTS {bad}")
         raise InputError(f"costing events failed: {exc}") from None
@@ -474,7 +466,6 @@ def _build_costed(
         rejected_counts=tuple(int(n) for n in counts[:-1]),
         everywhere=int(counts[-1]),
         source_row="ev.source_row" if traceable else "CAST(NULL AS BIGINT)",
-        tied=bool(tied),
     )
 
 
@@ -499,28 +490,21 @@ def _fetch_costings(
     currency_select = ", ".join(dict.fromkeys(f"c.{column}" for column in built.currency_columns))
     costs = ", ".join(f"c.__cost_{k}" for k in sets)
     within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
-    order = "c.__customer_rank, c.timestamp, c.event_id, c.__feature_rank"
     try:
         frame = _fetch(
             con,
             f"""
             SELECT c.event_id, c.customer_id, c.timestamp, c.__feature_id AS feature_id,
-                   {currency_select}, {costs}{flags}
-                   {"" if built.tied else ", c.__customer_rank, c.__feature_rank"}
+                   {currency_select}, {costs}{flags}, c.__customer_rank, c.__feature_rank
             FROM {costed} AS c {accepted} {flagging}
             {within}
-            {f"ORDER BY {order}" if built.tied else ""}
             """,
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        if built.tied:
-            # The fast engine reads event_id and feature_id as one array of string views each:
-            # in one chunk, it takes them without copying them (a copy would live beside them).
-            frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())
-        else:
-            # One chunk per column before the gather (gathering across DuckDB's many chunks is
-            # several times slower); the gathered columns are one chunk each, as the engine reads.
-            frame = frame.rechunk()
-            frame = frame[_engine_order(frame)].drop("__customer_rank", "__feature_rank")
+        # One chunk per column before the gather (gathering across DuckDB's many chunks is
+        # several times slower). The gathered columns are one chunk each, as the fast engine
+        # reads event_id and feature_id: one array of string views each, taken without a copy.
+        frame = frame.rechunk()
+        frame = frame[_engine_order(frame)].drop("__customer_rank", "__feature_rank")
         rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
         rejected = [
             _fetch(
@@ -570,28 +554,40 @@ def _fetch_costings(
 
 
 def _engine_order(frame: pl.DataFrame) -> np.ndarray:
-    """The row order of costed rows on (customer, time, event id, feature), the engines' order,
-    when no two events of one customer share a time (`_CostedTables.tied` is false): then the
-    customer's rank, the time and the feature's rank decide it, and the event id never does.
+    """The row order of costed rows (`__customer_rank`, `timestamp`, `event_id`,
+    `__feature_rank`): the engines' order, customers without an id last.
 
-    Sorting these whole numbers here costs a fraction of DuckDB's sort of the rows with their
-    text (which also works within DuckDB's memory cap). An event's rows share the customer and
-    time, so they stay together, feature by feature; an event without a costed feature has one
-    row, with null feature. Events without a customer come last, as DuckDB orders NULLs."""
-    customer_ranks = frame["__customer_rank"]
-    if customer_ranks.null_count():
-        customer_ranks = customer_ranks.fill_null(int(customer_ranks.max() or 0) + 1)
-    ranks = customer_ranks.to_numpy().astype(np.int64)
+    When no two events of one customer share a time, whole numbers decide it: the customer's
+    rank, the time and the feature's rank (an event's rows share its customer and time; an event
+    without a costed feature has one row, with null feature), sorted here as one 64-bit key
+    where they fit. That costs a fraction of sorting the rows with their text in DuckDB (under
+    its memory cap). When two events of one customer share a time, the event ids decide, and
+    the rows are sorted on all four columns."""
+
+    def by_text() -> np.ndarray:
+        keys = ("__customer_rank", "timestamp", "event_id", "__feature_rank")
+        return frame.select(pl.arg_sort_by(*keys, nulls_last=True)).to_series().to_numpy()
+
+    if frame.height < 2 or frame["timestamp"].null_count():
+        return by_text()
+    rank = pl.col("__customer_rank")
+    ranks = frame.select(rank.fill_null(rank.max().fill_null(0) + 1)).to_series().to_numpy()
+    ranks = ranks.astype(np.int64)
     times = frame["timestamp"].dt.epoch("us").to_numpy()
     features = frame["__feature_rank"].fill_null(-1).to_numpy().astype(np.int64) + 1
-    if not len(ranks):
-        return np.arange(0)
     ranks -= ranks.min()
     times = times - times.min()
     bits = [int(column.max()).bit_length() for column in (ranks, times, features)]
     if sum(bits) > 63:  # the three do not fit one 64-bit key: sorted as three keys
-        return np.lexsort((features, times, ranks))
-    return np.argsort((ranks << (bits[1] + bits[2])) | (times << bits[2]) | features)
+        order = np.lexsort((features, times, ranks))
+    else:
+        order = np.argsort((ranks << (bits[1] + bits[2])) | (times << bits[2]) | features)
+    ranks, times = ranks[order], times[order]
+    together = np.flatnonzero((ranks[1:] == ranks[:-1]) & (times[1:] == times[:-1]))
+    events = frame["event_id"]
+    if (events.gather(order[together]) != events.gather(order[together + 1])).any():
+        return by_text()
+    return order
 
 
 def dimension_problems(
