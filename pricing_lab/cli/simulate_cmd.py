@@ -15,7 +15,7 @@ from pricing_lab.cli.rejections import (
     rejection_report,
 )
 from pricing_lab.errors import InputError
-from pricing_lab.scale.cli_options import add_scale_arguments
+from pricing_lab.scale.cli_options import add_scale_arguments, check_scale_arguments
 from pricing_lab.timeutil import as_utc
 
 
@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.simulation.partitioned import simulate_partitioned
     from pricing_lab.simulation.simulate import OUTPUT_FILES, cost, simulate
 
+    check_scale_arguments(args)
     with ProgressDisplay(enabled=not args.quiet) as progress:
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
             from pricing_lab.scale.cli_options import simulate_over_executor
 
-            progress.phase("replaying in customer buckets", unit="customers")
+            progress.phase("replaying in customer buckets", unit="buckets done")
             result = simulate_over_executor(args, con, catalog, customers, options)
             paths = [args.out / name for name in OUTPUT_FILES]
         elif partitions > 1:

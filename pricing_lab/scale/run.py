@@ -18,9 +18,7 @@ or machines. Its three steps are public for callers that need them apart:
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -433,23 +431,6 @@ def in_buckets(
         )
 
     return replay_scenario
-
-
-def bucket_progress(label: str = "buckets") -> Progress:
-    """A progress callback writing `label: done/total done, elapsed` as one line on stderr."""
-    began = time.monotonic()
-
-    def report(done: int, total: int) -> None:
-        end = "\n" if done == total else ""
-        elapsed = time.monotonic() - began
-        print(
-            f"\r{label}: {done}/{total} done, {elapsed:.1f} s",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return report
 
 
 def _safe_name(scenario: str) -> str:

@@ -30,7 +30,8 @@ def test_simulate_on_a_process_pool_writes_the_files_of_a_plain_simulate(
     status = run(*common, "--out", tmp_path / "pool", "--executor", "processes", "--buckets", 3)
     err = capsys.readouterr().err
     assert status == 0, err
-    assert "buckets: 3/3 done" in err and " s" in err  # progress with elapsed time
+    # Progress with elapsed time, as whole lines when stderr is not a terminal.
+    assert "replaying in customer buckets: 3/3 buckets done · " in err and "\r" not in err
     assert differing_files(tmp_path / "plain", tmp_path / "pool") == []
     status = run(*common, "--out", tmp_path / "auto", "--executor", "local", "--quiet")
     assert status == 0
@@ -84,3 +85,48 @@ def test_bad_scale_options_exit_2_with_one_message(
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--buckets", "3"], "--buckets needs --executor"),
+        (
+            ["--executor", "processes", "--ray-address", "auto"],
+            "--ray-address needs --executor ray",
+        ),
+    ],
+)
+def test_bucket_options_without_their_executor_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    status = run(
+        "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--out", tmp_path / "out", *options,
+    )  # fmt: skip
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_address_where_nothing_listens_exits_2_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    began = time.monotonic()
+    status = run(
+        "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--out", tmp_path / "out", "--executor", "ray", "--ray-address", address, "--quiet",
+    )  # fmt: skip
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"no Ray cluster reachable at {address}" in err and "Traceback" not in err
+    assert time.monotonic() - began < 60  # ray.init alone would retry for many minutes
