@@ -360,6 +360,7 @@ def simulate_in_buckets(
         store = Store.at(
             scratch if work_dir is None else f"{work_dir.rstrip('/')}/{_safe_name(scenario)}"
         )
+        store.create()
         job = write_buckets(
             con,
             catalog,

@@ -130,3 +130,20 @@ def test_a_ray_address_where_nothing_listens_exits_2_at_once(
     err = capsys.readouterr().err
     assert f"no Ray cluster reachable at {address}" in err and "Traceback" not in err
     assert time.monotonic() - began < 60  # ray.init alone would retry for many minutes
+
+
+@pytest.mark.parametrize("place", ["a-file/work", "bogus://bucket/work"])
+def test_a_work_dir_that_cannot_be_used_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], place: str
+) -> None:
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    (tmp_path / "a-file").write_text("not a folder")
+    work_dir = place if "://" in place else str(tmp_path / place)
+    status = run(
+        "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--out", tmp_path / "out", "--executor", "local", "--work-dir", work_dir, "--quiet",
+    )  # fmt: skip
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"work directory {work_dir}/base: cannot write there" in err
+    assert "internal error" not in err
