@@ -136,7 +136,7 @@ def bucket_count(
         more = f" and {len(too_big) - 5} more" if len(too_big) > 5 else ""
         raise InputError(
             f"{len(too_big)} customer(s) too big for one task's memory of "
-            f"{task_memory / (1 << 30):.1f} GiB (about {BYTES_PER_EVENT} bytes per event plus "
+            f"{task_memory / (1 << 30):.3g} GiB (about {BYTES_PER_EVENT} bytes per event plus "
             f"{TASK_BASE_MEMORY >> 20} MiB): {named}{more}; give tasks more memory"
         )
     if buckets > 0:
