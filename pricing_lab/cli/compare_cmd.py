@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
-from pricing_lab.cli.simulate_cmd import activity_options, add_replay_arguments, load_inputs
+from pricing_lab.cli.simulate_cmd import (
+    activity_options,
+    add_replay_arguments,
+    load_inputs,
+    output_folder,
+)
 from pricing_lab.scale.cli_options import (
     add_scale_arguments,
     bucket_options,
@@ -33,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_replay_arguments(parser)
     parser.add_argument("--scenarios", required=True, type=Path, help="scenario YAML file")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     parser.add_argument("--json", action="store_true", help="print totals as JSON")
     parser.add_argument(
         "--forecast",

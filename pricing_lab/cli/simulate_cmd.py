@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_replay_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     parser.add_argument("--scenario", default="base", help="scenario name written in the ledger")
     parser.add_argument(
         "--engine",
@@ -131,6 +131,18 @@ def activity_options(args: argparse.Namespace, currencies: Any) -> Any:
     options = ActivityOptions(thresholds=thresholds, ending_soon_days=args.ending_soon_days)
     check_options(options, currencies)
     return options
+
+
+def output_folder(text: str) -> Path:
+    """`--out`: a folder, existing or not; refused when it, or the nearest of its parents that
+    exists, is a file (nothing could be written there)."""
+    folder = Path(text)
+    place = folder
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if place.exists() and not place.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {place} is a file, not a folder")
+    return folder
 
 
 def _timestamp(text: str) -> datetime:

@@ -1,0 +1,26 @@
+"""`--out` of `simulate` and `compare`: a folder; a file in its place is bad input (exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pricing_lab.cli import main
+
+
+@pytest.mark.parametrize("command", ["simulate", "compare"])
+@pytest.mark.parametrize("out", ["a-file", "a-file/results"])
+def test_an_output_folder_where_a_file_is_exits_2_with_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, out: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    arguments = [command, "--catalog", "c.yaml", "--events", "e.csv", "--out", str(tmp_path / out)]
+    if command == "compare":
+        arguments += ["--scenarios", "s.yaml"]
+    with pytest.raises(SystemExit) as stopped:
+        main(arguments)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a-file'} is a file, not a folder" in err
+    assert "internal error" not in err and "Traceback" not in err
