@@ -166,7 +166,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.events.meters import reject_unusable_values
-    from pricing_lab.events.plugins import plugin_events
+    from pricing_lab.events.plugins import plugin_events, source_name, source_names
     from pricing_lab.events.warehouse_costing import scenario_catalogs
     from pricing_lab.formula import check_formula
     from pricing_lab.simulation.costing import check_dimensions
@@ -181,6 +181,13 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
         str(args.events), lambda: scenario_catalogs(args, catalog, customers), customers=ids
     )
     if source is None and not Path(args.events).exists():
+        name = source_name(str(args.events))
+        if name is not None:
+            known = ", ".join(source_names()) or "none installed"
+            raise InputError(
+                f"{args.events}: no such events file, nor an event source {name!r} "
+                f"(event sources: {known})"
+            )
         raise InputError(f"{args.events}: no such events file")
     if spilling:
         from pricing_lab.simulation.partitioned import spilling_connection

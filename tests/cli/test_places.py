@@ -1,4 +1,5 @@
-"""`--out` of `simulate` and `compare`: a folder; a file in its place is bad input (exit 2)."""
+"""Where `simulate` and `compare` read and write: `--out` a folder (a file in its place is bad
+input, exit 2); `--events` a file or a registered event source `NAME:SPEC`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pricing_lab.cli import main
+from tests.simulation.test_simulate import random_events, write_inputs
 
 
 @pytest.mark.parametrize("command", ["simulate", "compare"])
@@ -24,3 +26,17 @@ def test_an_output_folder_where_a_file_is_exits_2_with_one_message(
     err = capsys.readouterr().err
     assert f"{tmp_path / 'a-file'} is a file, not a folder" in err
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_events_of_an_unknown_source_name_the_sources_there_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    status = main(
+        ["simulate", "--catalog", str(paths["catalog"]), "--events", "snowflak:DB.S.T",
+         "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "snowflak:DB.S.T: no such events file, nor an event source 'snowflak'" in err
+    assert "(event sources: snowflake)" in err  # registered by the connectors package
