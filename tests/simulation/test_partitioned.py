@@ -215,7 +215,6 @@ def test_a_partitioned_replay_leaves_duckdb_as_it_was(tmp_path: Path, in_file: b
     assert con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall() == tables
 
 
-
 def test_a_range_bigger_than_duckdbs_memory_cap_is_replayed(tmp_path: Path) -> None:
     # A range's costed rows can be more than DuckDB may hold under a partitioned replay's cap
     # (100M events in 2M-event ranges under 512 MB failed so): the range still replays, exactly.
