@@ -413,8 +413,8 @@ def _build_costed(
     costed, bad = quote_ident(name), quote_ident(f"{name}_bad")
     con.register("__subscriptions", _subscriptions_table(subscriptions, features).to_arrow())
     try:
-        # Materialized first: the sort when reading is cheaper on a stored table than inside the
-        # pipeline, and the rejected events are found in it without working the costs out again.
+        # Materialized first: each customer span is read from the stored rows, and the rejected
+        # events are found in them without working the costs out again.
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {costed} AS
@@ -500,9 +500,12 @@ def _fetch_costings(
             {within}
             """,
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        # One chunk per column before the gather (gathering across DuckDB's many chunks is
-        # several times slower). The gathered columns are one chunk each, as the fast engine
-        # reads event_id and feature_id: one array of string views each, taken without a copy.
+        # Sorted here, not by DuckDB: DuckDB's sort must hold pinned memory that grows with the
+        # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
+        # it fails for a range of a few million rows; the range is in memory anyway. One chunk
+        # per column before the gather (gathering across DuckDB's many chunks is several times
+        # slower); the gathered columns are one chunk each, as the fast engine reads event_id
+        # and feature_id: one array of string views each, taken without a copy.
         frame = frame.rechunk()
         frame = frame[_engine_order(frame)].drop("__customer_rank", "__feature_rank")
         rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
