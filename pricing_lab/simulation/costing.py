@@ -502,12 +502,9 @@ def _fetch_costings(
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
         # Sorted here, not by DuckDB: DuckDB's sort must hold pinned memory that grows with the
         # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
-        # it fails for a range of a few million rows; the range is in memory anyway. One chunk
-        # per column before the gather (gathering across DuckDB's many chunks is several times
-        # slower); the gathered columns are one chunk each, as the fast engine reads event_id
-        # and feature_id: one array of string views each, taken without a copy.
-        frame = frame.rechunk()
-        frame = frame[_engine_order(frame)].drop("__customer_rank", "__feature_rank")
+        # it fails for a range of a few million rows; the range is in memory anyway.
+        frame = frame.with_columns(frame["event_id"].rechunk())  # `_engine_order` gathers it
+        frame = _in_order(frame, _engine_order(frame)).drop("__customer_rank", "__feature_rank")
         rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
         rejected = [
             _fetch(
@@ -554,6 +551,19 @@ def _fetch_costings(
             )
         )
     return costings
+
+
+def _in_order(frame: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
+    """The rows of `frame` in `order`, a column at a time: each column is made one chunk before
+    the gather (gathering across DuckDB's many chunks is several times slower) and dropped from
+    `frame` once gathered, so the rows are held about once, not twice. The gathered columns are
+    one chunk each, as the fast engine reads event_id and feature_id: one array of string views
+    each, taken without a copy."""
+    gathered = []
+    for name in frame.columns:
+        gathered.append(frame[name].rechunk().gather(order))
+        frame = frame.drop(name)
+    return pl.DataFrame(gathered)
 
 
 def _engine_order(frame: pl.DataFrame) -> np.ndarray:
