@@ -3,13 +3,13 @@
 The kernel writes customer by customer, so a sort on time that keeps the row order at equal times
 puts its rows in ledger order (customer codes follow customer ids, and a customer's own order at
 one instant is its row order; `api.chronological`). Compiled passes do it in a way that stays
-cache-friendly at tens of millions of rows, split across cores in threads: find the time span
-and the grants the kernel made (`_span_and_grants`); count rows per time bucket
-(`_count_buckets`); move rows into their buckets, keeping their order, as what the output columns
-need (`_stage_by_time`); then sort each bucket and write every output column straight into NumPy
-buffers that Arrow and Polars take without a copy (`_emit_ledger`): strings as Arrow string views
-(16 bytes: a short string inline, else a reference into the data buffers of the table of names it
-comes from), amounts as decimal128.
+cache-friendly at tens of millions of rows, split across cores in threads: from the time span
+of the kernel's rows (which the kernel reports, with the grants it made), count rows per time
+bucket (`_count_buckets`); move rows into their buckets, keeping their order, as what the output
+columns need (`_stage_by_time`); then sort each bucket and write every output column straight into
+NumPy buffers that Arrow and Polars take without a copy (`_emit_ledger`): strings as Arrow string
+views (16 bytes: a short string inline, else a reference into the data buffers of the table of
+names it comes from), amounts as decimal128.
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ from pricing_lab.ledger.model import DENIED_REASON, ENTRY_TYPES, GRANT_SOURCES, 
 from pricing_lab.ledger.order import overdraft_grant_ids, recharge_grant_ids
 
 # Staged rows (in time buckets, `_stage_by_time`): time, amount and balance at the replay's
-# scale, grant code among the grant names, S_CODES = (customer × currencies + currency) << 10 |
-# entry type << 7 | grant type << 5 | grant source << 2 | feature_id not null << 1 | event_id
-# not null, then the event_id and feature_id string views.
-S_TIME, S_AMOUNT, S_BALANCE, S_GRANT, S_CODES, S_EVENT_VIEWS = range(6)
-N_STAGED = S_EVENT_VIEWS + 4
+# scale, S_CODES = (customer × currencies + currency) << 10 | entry type << 7 | grant type << 5 |
+# grant source << 2 | feature_id not null << 1 | event_id not null, S_REFS = the grant's code
+# among the grant names << 32 | (the consumption table row of a CONSUMED entry's event) + 1 (0
+# for none). Both fit in 32 bits: a replay held in memory has fewer than 2^31 grants and rows.
+S_TIME, S_AMOUNT, S_BALANCE, S_CODES, S_REFS = range(5)
+N_STAGED = 5
+REF_BITS = 32
 # Grant types and sources of the grants the kernel makes (positions in model.GRANT_TYPES /
 # model.GRANT_SOURCES).
 PAID_CODE, OVERDRAFT_CODE = GRANT_TYPES.index("PAID"), GRANT_TYPES.index("OVERDRAFT")
@@ -81,10 +83,12 @@ StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
 def ledger_frame(
     rows: list[np.ndarray], inputs: KernelInput, prepared: PreparedReplay
 ) -> pl.DataFrame:
-    """The ledger, in ledger order, from the kernel's rows: `rows` is [one buffer, per customer
-    range the first row and the number of rows written]; the list is emptied: once its rows are
-    staged, the buffer's memory holds the output columns (`_in_dead_memory`)."""
-    buffer, starts, lengths = rows
+    """The ledger, in ledger order, from the kernel's rows: `rows` is what `fast._run_kernel`
+    returns ([one buffer, per customer range the first row and the number of rows written, the
+    rows' earliest and latest time, auto-recharges made and OVERDRAFT grants per customer ×
+    currency pair]); the list is emptied: once its rows are staged, the buffer's memory holds the
+    output columns (`_in_dead_memory`)."""
+    buffer, starts, lengths, span, recharges, overdrafts = rows
     rows.clear()
     kernel_rows = [buffer]  # its memory is reused once staged
     del buffer
@@ -93,7 +97,6 @@ def ledger_frame(
     if n == 0:
         return frames.empty_ledger(scale)
     n_currencies = max(len(inputs.currency_ids), 1)
-    n_pairs = max(len(inputs.customers) * n_currencies, 1)
     n_buckets = int(min(max(n // ROWS_PER_BUCKET, 1), MAX_BUCKETS))
     workers = engine_threads()
     # Groups of whole ranges with about equal numbers of rows, one per core.
@@ -109,20 +112,11 @@ def ledger_frame(
         def each_group(task: Callable[[int], Any]) -> list[Any]:
             return list(pool.map(task, range(len(groups))))
 
-        # 1. The time span, and the grants the kernel made: recharges per customer × currency
-        # pair, pairs with an overdraft grant.
-        recharges = np.zeros((len(groups), n_pairs), dtype=np.int64)
-        overdrafts = np.zeros((len(groups), n_pairs), dtype=np.bool_)
-        spans = each_group(
-            lambda g: _span_and_grants(
-                kernel_rows[0], *groups[g], n_currencies, recharges[g], overdrafts[g]
-            )
-        )
-        t0 = min(first for first, _ in spans)
-        # Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
-        shift = ((max(last for _, last in spans) - t0) // n_buckets).bit_length()
+        # 1. Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
+        t0 = int(span[0])
+        shift = ((int(span[1]) - t0) // n_buckets).bit_length()
         grant_names, recharge_base, overdraft_code = _grant_names(
-            inputs, prepared, recharges.max(axis=0), np.logical_or.reduce(overdrafts, axis=0)
+            inputs, prepared, recharges, overdrafts
         )
         # 2. Rows per time bucket and group; a group's rows go after earlier groups' rows.
         counts = np.zeros((len(groups), n_buckets), dtype=np.int64)
@@ -150,9 +144,7 @@ def ledger_frame(
                 recharge_base,
                 overdraft_code,
                 inputs.event_row,
-                event_ids[0],
                 event_ids[1],
-                feature_ids[0],
                 feature_ids[1],
                 staged,
             )
@@ -356,35 +348,6 @@ def _decimal_column(name: str, pairs: np.ndarray, scale: int) -> pl.Series:
 
 
 @njit(cache=True, nogil=True)
-def _span_and_grants(
-    rows: np.ndarray,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    n_currencies: int,
-    recharges: np.ndarray,
-    overdrafts: np.ndarray,
-) -> tuple[int, int]:  # pragma: no cover - compiled
-    """The first and last time of the kernel's rows (parts `starts`/`lengths` of `rows`), and
-    the grants the kernel made: how many recharges per customer × currency pair (`recharges`),
-    the pairs with an overdraft grant (`overdrafts`)."""
-    t0 = np.iinfo(np.int64).max
-    t1 = np.iinfo(np.int64).min
-    for p in range(len(starts)):
-        for r in range(starts[p], starts[p] + lengths[p]):
-            t = rows[r, O_TIME]
-            t0 = min(t0, t)
-            t1 = max(t1, t)
-            kind = rows[r, O_KIND]
-            if kind != KIND_TABLE:
-                pair = rows[r, O_CUSTOMER] * n_currencies + rows[r, O_CURRENCY]
-                if kind == KIND_RECHARGE:
-                    recharges[pair] = max(recharges[pair], rows[r, O_REF] + 1)
-                else:
-                    overdrafts[pair] = True
-    return t0, t1
-
-
-@njit(cache=True, nogil=True)
 def _count_buckets(
     rows: np.ndarray,
     starts: np.ndarray,
@@ -415,16 +378,14 @@ def _stage_by_time(
     recharge_base: np.ndarray,
     overdraft_code: np.ndarray,
     event_row: np.ndarray,
-    event_ids: np.ndarray,
     event_valid: np.ndarray,
-    feature_ids: np.ndarray,
     feature_valid: np.ndarray,
     staged: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Move the kernel's rows into their time buckets of `staged` (bucket b from row
     fill_from[b] on), keeping their order, as what the output columns need (`S_*`): amounts at
     the replay's scale, the grant's code among the grant names (`_grant_names`), its type and
-    source, and the event's event_id and feature_id views."""
+    source, the event's row in the consumption table."""
     filled = fill_from.copy()
     for p in range(len(starts)):
         for r in range(starts[p], starts[p] + lengths[p]):
@@ -448,21 +409,16 @@ def _stage_by_time(
             staged[to, S_TIME] = rows[r, O_TIME]
             staged[to, S_AMOUNT] = rows[r, O_AMOUNT] * factors[k]
             staged[to, S_BALANCE] = rows[r, O_BALANCE] * factors[k]
-            staged[to, S_GRANT] = grant
             codes = ((c * n_currencies + k) << 10) | (rows[r, O_TYPE] << 7) | (kind_type << 5)
             codes |= source << 2
             event = rows[r, O_EVENT]
             if event < 0:
                 staged[to, S_CODES] = codes
-                for column in range(S_EVENT_VIEWS, S_EVENT_VIEWS + 4):
-                    staged[to, column] = 0
+                staged[to, S_REFS] = grant << REF_BITS
                 continue
             position = event_row[event]
             staged[to, S_CODES] = codes | event_valid[position] | (feature_valid[position] << 1)
-            staged[to, S_EVENT_VIEWS] = event_ids[position, 0]
-            staged[to, S_EVENT_VIEWS + 1] = event_ids[position, 1]
-            staged[to, S_EVENT_VIEWS + 2] = feature_ids[position, 0]
-            staged[to, S_EVENT_VIEWS + 3] = feature_ids[position, 1]
+            staged[to, S_REFS] = (grant << REF_BITS) | (position + 1)
 
 
 @njit(cache=True, nogil=True)
@@ -526,9 +482,11 @@ def _emit_ledger(
 ) -> None:  # pragma: no cover - compiled
     """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
     output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
-    decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
-    event_id and feature_id come staged) and `valid` (event_id, feature_id not null)."""
-    customers, currencies, entry_types, grant_ids, grant_types, grant_sources, _, _ = tables
+    decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`)
+    and `valid` (event_id, feature_id not null)."""
+    customers, currencies, entry_types, grant_ids, grant_types = tables[:5]
+    grant_sources, event_ids, feature_ids = tables[5:]
+    low = (1 << REF_BITS) - 1
     times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
     order = np.empty(0, dtype=np.int64)
     counts = np.empty(0, dtype=np.int64)
@@ -556,7 +514,8 @@ def _emit_ledger(
             money[1, i, 0] = balance
             money[1, i, 1] = balance >> 63
             entry_type, grant_type, source = (codes >> 7) & 7, (codes >> 5) & 3, (codes >> 2) & 7
-            grant = staged[r, S_GRANT]
+            refs = staged[r, S_REFS]
+            grant, position = refs >> REF_BITS, (refs & low) - 1
             for half in range(2):
                 views[0, i, half] = customers[c, half]
                 if currency_column:
@@ -565,7 +524,11 @@ def _emit_ledger(
                 views[3, i, half] = grant_ids[grant, half]
                 views[4, i, half] = grant_types[grant_type, half]
                 views[5, i, half] = grant_sources[source, half]
-                views[6, i, half] = staged[r, S_EVENT_VIEWS + half]
-                views[7, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
+                if position >= 0:
+                    views[6, i, half] = event_ids[position, half]
+                    views[7, i, half] = feature_ids[position, half]
+                else:
+                    views[6, i, half] = 0
+                    views[7, i, half] = 0
             valid[0, i] = codes & 1
             valid[1, i] = (codes >> 1) & 1
