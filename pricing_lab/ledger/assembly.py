@@ -50,13 +50,11 @@ from pricing_lab.ledger.model import DENIED_REASON, ENTRY_TYPES, GRANT_SOURCES, 
 from pricing_lab.ledger.order import overdraft_grant_ids, recharge_grant_ids
 
 # Staged rows (in time buckets, `_stage_by_time`): time, amount and balance at the replay's
-# scale, S_CODES = (customer × currencies + currency) << 10 | entry type << 7 | grant type << 5 |
-# grant source << 2 | feature_id not null << 1 | event_id not null, S_REFS = the grant's code
-# among the grant names << 32 | (the consumption table row of a CONSUMED entry's event) + 1 (0
-# for none). Both fit in 32 bits: a replay held in memory has fewer than 2^31 grants and rows.
-S_TIME, S_AMOUNT, S_BALANCE, S_CODES, S_REFS = range(5)
-N_STAGED = 5
-REF_BITS = 32
+# scale, grant code among the grant names, S_CODES = (customer × currencies + currency) << 10 |
+# entry type << 7 | grant type << 5 | grant source << 2 | feature_id not null << 1 | event_id
+# not null, then the event_id and feature_id string views.
+S_TIME, S_AMOUNT, S_BALANCE, S_GRANT, S_CODES, S_EVENT_VIEWS = range(6)
+N_STAGED = S_EVENT_VIEWS + 4
 # Grant types and sources of the grants the kernel makes (positions in model.GRANT_TYPES /
 # model.GRANT_SOURCES).
 PAID_CODE, OVERDRAFT_CODE = GRANT_TYPES.index("PAID"), GRANT_TYPES.index("OVERDRAFT")
@@ -144,7 +142,9 @@ def ledger_frame(
                 recharge_base,
                 overdraft_code,
                 inputs.event_row,
+                event_ids[0],
                 event_ids[1],
+                feature_ids[0],
                 feature_ids[1],
                 staged,
             )
@@ -378,14 +378,16 @@ def _stage_by_time(
     recharge_base: np.ndarray,
     overdraft_code: np.ndarray,
     event_row: np.ndarray,
+    event_ids: np.ndarray,
     event_valid: np.ndarray,
+    feature_ids: np.ndarray,
     feature_valid: np.ndarray,
     staged: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Move the kernel's rows into their time buckets of `staged` (bucket b from row
     fill_from[b] on), keeping their order, as what the output columns need (`S_*`): amounts at
     the replay's scale, the grant's code among the grant names (`_grant_names`), its type and
-    source, the event's row in the consumption table."""
+    source, and the event's event_id and feature_id views."""
     filled = fill_from.copy()
     for p in range(len(starts)):
         for r in range(starts[p], starts[p] + lengths[p]):
@@ -409,16 +411,21 @@ def _stage_by_time(
             staged[to, S_TIME] = rows[r, O_TIME]
             staged[to, S_AMOUNT] = rows[r, O_AMOUNT] * factors[k]
             staged[to, S_BALANCE] = rows[r, O_BALANCE] * factors[k]
+            staged[to, S_GRANT] = grant
             codes = ((c * n_currencies + k) << 10) | (rows[r, O_TYPE] << 7) | (kind_type << 5)
             codes |= source << 2
             event = rows[r, O_EVENT]
             if event < 0:
                 staged[to, S_CODES] = codes
-                staged[to, S_REFS] = grant << REF_BITS
+                for column in range(S_EVENT_VIEWS, S_EVENT_VIEWS + 4):
+                    staged[to, column] = 0
                 continue
             position = event_row[event]
             staged[to, S_CODES] = codes | event_valid[position] | (feature_valid[position] << 1)
-            staged[to, S_REFS] = (grant << REF_BITS) | (position + 1)
+            staged[to, S_EVENT_VIEWS] = event_ids[position, 0]
+            staged[to, S_EVENT_VIEWS + 1] = event_ids[position, 1]
+            staged[to, S_EVENT_VIEWS + 2] = feature_ids[position, 0]
+            staged[to, S_EVENT_VIEWS + 3] = feature_ids[position, 1]
 
 
 @njit(cache=True, nogil=True)
@@ -482,11 +489,9 @@ def _emit_ledger(
 ) -> None:  # pragma: no cover - compiled
     """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
     output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
-    decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`)
-    and `valid` (event_id, feature_id not null)."""
-    customers, currencies, entry_types, grant_ids, grant_types = tables[:5]
-    grant_sources, event_ids, feature_ids = tables[5:]
-    low = (1 << REF_BITS) - 1
+    decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
+    event_id and feature_id come staged) and `valid` (event_id, feature_id not null)."""
+    customers, currencies, entry_types, grant_ids, grant_types, grant_sources, _, _ = tables
     times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
     order = np.empty(0, dtype=np.int64)
     counts = np.empty(0, dtype=np.int64)
@@ -514,8 +519,7 @@ def _emit_ledger(
             money[1, i, 0] = balance
             money[1, i, 1] = balance >> 63
             entry_type, grant_type, source = (codes >> 7) & 7, (codes >> 5) & 3, (codes >> 2) & 7
-            refs = staged[r, S_REFS]
-            grant, position = refs >> REF_BITS, (refs & low) - 1
+            grant = staged[r, S_GRANT]
             for half in range(2):
                 views[0, i, half] = customers[c, half]
                 if currency_column:
@@ -524,11 +528,7 @@ def _emit_ledger(
                 views[3, i, half] = grant_ids[grant, half]
                 views[4, i, half] = grant_types[grant_type, half]
                 views[5, i, half] = grant_sources[source, half]
-                if position >= 0:
-                    views[6, i, half] = event_ids[position, half]
-                    views[7, i, half] = feature_ids[position, half]
-                else:
-                    views[6, i, half] = 0
-                    views[7, i, half] = 0
+                views[6, i, half] = staged[r, S_EVENT_VIEWS + half]
+                views[7, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
             valid[0, i] = codes & 1
             valid[1, i] = (codes >> 1) & 1
