@@ -62,16 +62,17 @@ AUTO_RECHARGE_SOURCE, OVERDRAFT_SOURCE = (
     GRANT_SOURCES.index("auto_recharge"),
     GRANT_SOURCES.index("overdraft"),
 )
-# The ledger's string columns built from views, in `_emit_ledger`'s order.
+# The ledger's string columns built from views, in `_emit_ledger`'s order; the last,
+# currency_id, only when the replay has more than one currency (else it is a constant column).
 STRING_COLUMNS = (
     "customer_id",
-    "currency_id",
     "entry_type",
     "grant_id",
     "grant_type",
     "grant_source",
     "event_id",
     "feature_id",
+    "currency_id",
 )
 ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
 # A string column as Arrow string views: views (int64 pairs), not null, data buffers.
@@ -149,32 +150,33 @@ def ledger_frame(
                 staged,
             )
         )
-        # Staged: the kernel's rows are dead, and the output columns take their pages.
+        # One value for every row (the scenario, a replay's only currency): a Polars scalar
+        # column, filled in only if something needs it.
+        constants = {"scenario": prepared.scenario}
+        if len(inputs.currency_ids) == 1:
+            constants["currency_id"] = inputs.currency_ids[0]
+        currency_column = "currency_id" not in constants
+        # Staged: the kernel's rows are dead, and the output columns take their pages. views:
+        # the string columns; numbers: entry_id, timestamp; money: amount, balance_after as
+        # decimal128.
         written = int((starts + lengths).max()) * N_OUT
+        n_views = len(STRING_COLUMNS) - (not currency_column)
         views, numbers, money = _in_dead_memory(
-            kernel_rows.pop(), written, [(len(STRING_COLUMNS), n, 2), (2, n), (2, n, 2)]
+            kernel_rows.pop(), written, [(n_views, n, 2), (2, n), (2, n, 2)]
         )
         # 4. Each bucket sorted, its rows written as output columns.
         tables = [
             _string_views(inputs.customers),
-            _string_views(pl.Series(inputs.currency_ids, dtype=pl.String)),
             _string_views(pl.Series(ENTRY_TYPES, dtype=pl.String)),
             _string_views(grant_names),
             _string_views(pl.Series(GRANT_TYPES, dtype=pl.String)),
             _string_views(pl.Series(GRANT_SOURCES, dtype=pl.String)),
             event_ids,
             feature_ids,
+            _string_views(pl.Series(inputs.currency_ids, dtype=pl.String)),
         ]
-        # One value for every row (the scenario, a replay's only currency): a Polars scalar
-        # column, filled in only if something needs it.
-        constants = {"scenario": prepared.scenario}
-        if len(inputs.currency_ids) == 1:
-            constants["currency_id"] = inputs.currency_ids[0]
-        # views: the string columns; numbers: entry_id, timestamp; money: amount,
-        # balance_after as decimal128.
         valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
         names = tuple(table[0] for table in tables)
-        currency_column = "currency_id" not in constants
         cuts = np.searchsorted(bucket_starts, np.linspace(0, n, workers + 1))
         ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
         list(
@@ -196,7 +198,7 @@ def ledger_frame(
             )
         )
     strings = {
-        name: _string_column(name, views[i], buffers, valid[i - 6] if i in (6, 7) else None)
+        name: _string_column(name, views[i], buffers, valid[i - 5] if i in (5, 6) else None)
         for i, (name, (_, _, buffers)) in enumerate(zip(STRING_COLUMNS, tables, strict=True))
         if name not in constants
     }
@@ -490,8 +492,9 @@ def _emit_ledger(
     """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
     output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
     decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
-    event_id and feature_id come staged) and `valid` (event_id, feature_id not null)."""
-    customers, currencies, entry_types, grant_ids, grant_types, grant_sources, _, _ = tables
+    event_id and feature_id come staged; currency_id only if `currency_column`) and `valid`
+    (event_id, feature_id not null)."""
+    customers, entry_types, grant_ids, grant_types, grant_sources, _, _, currencies = tables
     times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
     order = np.empty(0, dtype=np.int64)
     counts = np.empty(0, dtype=np.int64)
@@ -522,13 +525,13 @@ def _emit_ledger(
             grant = staged[r, S_GRANT]
             for half in range(2):
                 views[0, i, half] = customers[c, half]
+                views[1, i, half] = entry_types[entry_type, half]
+                views[2, i, half] = grant_ids[grant, half]
+                views[3, i, half] = grant_types[grant_type, half]
+                views[4, i, half] = grant_sources[source, half]
+                views[5, i, half] = staged[r, S_EVENT_VIEWS + half]
+                views[6, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
                 if currency_column:
-                    views[1, i, half] = currencies[k, half]
-                views[2, i, half] = entry_types[entry_type, half]
-                views[3, i, half] = grant_ids[grant, half]
-                views[4, i, half] = grant_types[grant_type, half]
-                views[5, i, half] = grant_sources[source, half]
-                views[6, i, half] = staged[r, S_EVENT_VIEWS + half]
-                views[7, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
+                    views[7, i, half] = currencies[k, half]
             valid[0, i] = codes & 1
             valid[1, i] = (codes >> 1) & 1
