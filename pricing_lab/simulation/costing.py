@@ -494,12 +494,19 @@ def _fetch_costings(
             con,
             f"""
             SELECT c.event_id, c.customer_id, c.timestamp, c.__feature_id AS feature_id,
-                   {currency_select}, {costs}{flags}
+                   {currency_select}, {costs}{flags}, c.__customer_rank, c.__feature_rank
             FROM {costed} AS c {accepted} {flagging}
             {within}
-            ORDER BY c.__customer_rank, c.timestamp, c.event_id, c.__feature_rank
             """,
+        )
+        # Sorted here, not by DuckDB: DuckDB's sort must hold pinned memory that grows with the
+        # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
+        # it fails for a range of a few million rows; the range is in memory anyway. The keys
+        # order every row (an event's features by rank), nulls last as in DuckDB.
+        frame = frame.sort(
+            ["__customer_rank", "timestamp", "event_id", "__feature_rank"], nulls_last=True
         ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
+        frame = frame.drop("__customer_rank", "__feature_rank")
         # The fast engine reads event_id and feature_id as one array of string views each: in
         # one chunk, it takes them without copying them (a copy would live beside these columns).
         frame = frame.with_columns(frame["event_id"].rechunk(), frame["feature_id"].rechunk())

@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.simulation import output_files, partitioned
@@ -212,3 +213,20 @@ def test_a_partitioned_replay_leaves_duckdb_as_it_was(tmp_path: Path, in_file: b
     _same_files(tmp_path / "whole", tmp_path / "p")
     assert _memory_limit_mib(con) == pytest.approx(512 * 10**6 / 2**20, abs=0.5)
     assert con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall() == tables
+
+
+def test_a_range_bigger_than_duckdbs_memory_cap_is_replayed(tmp_path: Path) -> None:
+    # A range's costed rows can be more than DuckDB may hold under a partitioned replay's cap
+    # (100M events in 2M-event ranges under 512 MB failed so): the range still replays, exactly.
+    events = tmp_path / "events.parquet"
+    duckdb.execute(
+        "COPY (SELECT 'e' || i AS event_id, 'c' || (i % 40) AS customer_id, 'chat' AS event_name, "
+        "TIMESTAMP '2024-01-01' + to_seconds(i * 7) AS timestamp, i % 900 AS tokens "
+        f"FROM range(150000) AS t(i)) TO '{events}'"
+    )
+    memory = duckdb.connect()
+    simulate(memory, catalog(), ingest=ingest_events(memory, str(events))).write(tmp_path / "whole")
+    con = partitioned.spilling_connection(tmp_path / "db", memory_limit="32MB")
+    ingest = ingest_events(con, str(events))
+    simulate_partitioned(con, catalog(), ingest=ingest, out_dir=tmp_path / "p", partitions=1)
+    _same_files(tmp_path / "whole", tmp_path / "p")
