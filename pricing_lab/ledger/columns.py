@@ -213,7 +213,8 @@ class _Kept(NamedTuple):
 
 
 def index_dtype(n: int) -> type[np.signedinteger]:
-    """The integer type of indexes below `n`: 32 bits while they fit (half the memory)."""
+    """The integer type of indexes below `n`: 32 bits while they fit (half the memory; a table
+    of 2^31 rows or more runs the compiled passes' 64-bit form, compiled at its first use)."""
     return np.int32 if n < 2**31 else np.int64
 
 
