@@ -41,6 +41,18 @@ class ValidationError(InputError):
         lines = [f"{head}{count} {noun}:"] + [f"  {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Raised in a worker process (a bucket task), it is pickled back to the driver: rebuild
+        # it from its problems, not from the message (the default would pass the message as
+        # `problems`, one problem per character).
+        return (_validation_error, (type(self), self.problems, self.source))
+
+
+def _validation_error(
+    kind: type[ValidationError], problems: Sequence[Problem], source: str
+) -> ValidationError:
+    return kind(problems, source=source)
+
 
 class InvariantViolation(PricingLabError):
     """A ledger broke a SPEC §5 invariant: always a bug in pricing_lab, never user error."""

@@ -133,9 +133,10 @@ class ProgressDisplay:
     ) -> None:
         self.close(failed=error is not None)
 
-    def scenarios(self) -> ScenarioProgress:
+    def scenarios(self, *, unit: str = "") -> ScenarioProgress:
         """A `compare` progress callback `(scenario, index, count)` shown as phases: costing
-        first (the first call), then replaying scenario k/n, then writing."""
+        first (the first call), then replaying scenario k/n (`unit`: what `update` counts in
+        it), then writing."""
         started = [False]
 
         def report(name: str, index: int, count: int) -> None:
@@ -145,7 +146,7 @@ class ProgressDisplay:
             elif index >= count:
                 self.phase("writing the comparison and the report")
             else:
-                self.phase(f"replaying scenario {index + 1}/{count}: {name}")
+                self.phase(f"replaying scenario {index + 1}/{count}: {name}", unit=unit)
 
         return report
 

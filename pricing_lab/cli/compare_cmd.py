@@ -9,8 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from pricing_lab.cli.rejections import enforce, print_report, rejection_report
-from pricing_lab.cli.simulate_cmd import activity_options, add_replay_arguments, load_inputs
-from pricing_lab.scale.cli_options import add_scale_arguments, bucket_options, executor_from_args
+from pricing_lab.cli.simulate_cmd import (
+    activity_options,
+    add_replay_arguments,
+    load_inputs,
+    output_folder,
+)
+from pricing_lab.scale.cli_options import (
+    add_scale_arguments,
+    bucket_options,
+    check_scale_arguments,
+    executor_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_replay_arguments(parser)
     parser.add_argument("--scenarios", required=True, type=Path, help="scenario YAML file")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     parser.add_argument("--json", action="store_true", help="print totals as JSON")
     parser.add_argument(
         "--forecast",
@@ -69,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.simulation.output_files import write_table
     from pricing_lab.simulation.scenarios import compare, load_scenarios, scenario_folder
 
+    check_scale_arguments(args)
     base, scenarios = load_scenarios(args.scenarios)
     if args.forecast is not None:
         from pricing_lab.forecast import parse_horizon
@@ -92,13 +103,13 @@ def run(args: argparse.Namespace) -> int:
                 scenarios,
                 base=base,
                 enforcement=args.enforcement,
-                progress=progress.scenarios(),
+                progress=progress.scenarios(unit="buckets done" if args.executor else ""),
                 start=args.start,
                 until=args.until,
                 ingest=report,
                 out_dir=args.out,  # each scenario written as soon as it is replayed
                 executor=executor,  # None: in this process, without buckets
-                bucket_options=bucket_options(args),
+                bucket_options=bucket_options(args) | {"progress": progress.update},
                 activity=activity_options(args, catalog.currencies),
             )
         forecast = None

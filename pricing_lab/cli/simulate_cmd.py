@@ -15,7 +15,7 @@ from pricing_lab.cli.rejections import (
     rejection_report,
 )
 from pricing_lab.errors import InputError
-from pricing_lab.scale.cli_options import add_scale_arguments
+from pricing_lab.scale.cli_options import add_scale_arguments, check_scale_arguments
 from pricing_lab.timeutil import as_utc
 
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_replay_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     parser.add_argument("--scenario", default="base", help="scenario name written in the ledger")
     parser.add_argument(
         "--engine",
@@ -133,6 +133,18 @@ def activity_options(args: argparse.Namespace, currencies: Any) -> Any:
     return options
 
 
+def output_folder(text: str) -> Path:
+    """`--out`: a folder, existing or not; refused when it, or the nearest of its parents that
+    exists, is a file (nothing could be written there)."""
+    folder = Path(text)
+    place = folder
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if place.exists() and not place.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {place} is a file, not a folder")
+    return folder
+
+
 def _timestamp(text: str) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
@@ -154,7 +166,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.events.meters import reject_unusable_values
-    from pricing_lab.events.plugins import plugin_events
+    from pricing_lab.events.plugins import plugin_events, source_name, source_names
     from pricing_lab.events.warehouse_costing import scenario_catalogs
     from pricing_lab.formula import check_formula
     from pricing_lab.simulation.costing import check_dimensions
@@ -169,6 +181,13 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
         str(args.events), lambda: scenario_catalogs(args, catalog, customers), customers=ids
     )
     if source is None and not Path(args.events).exists():
+        name = source_name(str(args.events))
+        if name is not None:
+            known = ", ".join(source_names()) or "none installed"
+            raise InputError(
+                f"{args.events}: no such events file, nor an event source {name!r} "
+                f"(event sources: {known})"
+            )
         raise InputError(f"{args.events}: no such events file")
     if spilling:
         from pricing_lab.simulation.partitioned import spilling_connection
@@ -190,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.simulation.partitioned import simulate_partitioned
     from pricing_lab.simulation.simulate import OUTPUT_FILES, cost, simulate
 
+    check_scale_arguments(args)
     with ProgressDisplay(enabled=not args.quiet) as progress:
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
@@ -212,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
             from pricing_lab.scale.cli_options import simulate_over_executor
 
-            progress.phase("replaying in customer buckets", unit="customers")
+            progress.phase("replaying in customer buckets", unit="buckets done")
             result = simulate_over_executor(args, con, catalog, customers, options)
             paths = [args.out / name for name in OUTPUT_FILES]
         elif partitions > 1:

@@ -155,9 +155,10 @@ def plugin_events(
     they can be exactly (`warehouse_costing.costing_plan`), and the rows matching none of them
     that ingestion certainly accepts (`customers`: the known customer ids, when a list is
     given) stay there, counted."""
-    name, colon, spec = text.partition(":")
-    if not colon or not name.isidentifier():
+    name = source_name(text)
+    if name is None:
         return None
+    spec = text.partition(":")[2]
     for entry in entry_points(group=GROUP, name=name):
         source = entry.load()
         if isinstance(source, WarehouseSource):
@@ -165,6 +166,17 @@ def plugin_events(
         table: pa.Table = source(spec)
         return table
     return None
+
+
+def source_name(text: str) -> str | None:
+    """NAME of a `NAME:SPEC` events text (NAME an identifier), else None (a path)."""
+    name, colon, _spec = text.partition(":")
+    return name if colon and name.isidentifier() else None
+
+
+def source_names() -> list[str]:
+    """The names the installed event sources are registered under, sorted."""
+    return sorted({entry.name for entry in entry_points(group=GROUP)})
 
 
 def _warehouse_events(

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from pricing_lab.scale.run import (
         AUTO,
         BucketJob,
-        bucket_progress,
         run_buckets,
         simulate_in_buckets,
         write_buckets,
@@ -46,7 +45,6 @@ _EXPORTS = {
     "executor_named": "pricing_lab.scale.executors",
     "AUTO": "pricing_lab.scale.run",
     "BucketJob": "pricing_lab.scale.run",
-    "bucket_progress": "pricing_lab.scale.run",
     "run_buckets": "pricing_lab.scale.run",
     "simulate_in_buckets": "pricing_lab.scale.run",
     "write_buckets": "pricing_lab.scale.run",
@@ -62,7 +60,6 @@ __all__ = [
     "ProcessExecutor",
     "RayExecutor",
     "bucket_of",
-    "bucket_progress",
     "executor_named",
     "replay_bucket",
     "run_buckets",

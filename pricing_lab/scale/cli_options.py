@@ -14,14 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pricing_lab.scale.executors import (
-    EXECUTORS,
-    Executor,
-    LocalExecutor,
-    ProcessExecutor,
-    RayExecutor,
-)
-from pricing_lab.scale.run import AUTO, DEFAULT_TASK_MEMORY, bucket_progress, simulate_in_buckets
+from pricing_lab.errors import InputError
+from pricing_lab.scale.executors import EXECUTORS, Executor, executor_named
+from pricing_lab.scale.run import AUTO, DEFAULT_TASK_MEMORY, simulate_in_buckets
 
 
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +31,6 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--buckets",
         type=_buckets,
-        default=AUTO,
         help="number of customer buckets with --executor (default auto: ~1M events each, at "
         "least two per parallel task)",
     )
@@ -49,9 +43,27 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--task-memory",
         type=_gib,
-        default=DEFAULT_TASK_MEMORY,
         help=f"GiB one bucket task may use (default {DEFAULT_TASK_MEMORY >> 30})",
     )
+
+
+def check_scale_arguments(args: argparse.Namespace) -> None:
+    """Refuse the bucket options without `--executor` (they would do nothing) and
+    `--ray-address` with another executor."""
+    given = [
+        option
+        for option, value in (
+            ("--buckets", args.buckets),
+            ("--ray-address", args.ray_address),
+            ("--work-dir", args.work_dir),
+            ("--task-memory", args.task_memory),
+        )
+        if value is not None
+    ]
+    if given and args.executor is None:
+        raise InputError(f"{', '.join(given)} needs --executor local, processes or ray")
+    if args.ray_address is not None and args.executor != "ray":
+        raise InputError(f"--ray-address needs --executor ray (not {args.executor})")
 
 
 def _buckets(text: str) -> int:
@@ -78,13 +90,7 @@ def executor_from_args(args: argparse.Namespace) -> Iterator[Executor | None]:
     if args.executor is None:
         yield None
         return
-    executor: Executor
-    if args.executor == "processes":
-        executor = ProcessExecutor()
-    elif args.executor == "ray":
-        executor = RayExecutor(args.ray_address)
-    else:
-        executor = LocalExecutor()
+    executor = executor_named(args.executor, ray_address=args.ray_address)
     try:
         yield executor
     finally:
@@ -93,14 +99,18 @@ def executor_from_args(args: argparse.Namespace) -> Iterator[Executor | None]:
 
 def bucket_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `simulate_in_buckets` / `compare` the options give."""
-    return {"buckets": args.buckets, "work_dir": args.work_dir, "task_memory": args.task_memory}
+    return {
+        "buckets": AUTO if args.buckets is None else args.buckets,
+        "work_dir": args.work_dir,
+        "task_memory": DEFAULT_TASK_MEMORY if args.task_memory is None else args.task_memory,
+    }
 
 
 def simulate_over_executor(
     args: argparse.Namespace, con: Any, catalog: Any, customers: Any, options: dict[str, Any]
 ) -> Any:
-    """`pricing-lab simulate --executor …`: the bucketed replay, files written into `--out`."""
-    quiet = args.quiet
+    """`pricing-lab simulate --executor …`: the bucketed replay, files written into `--out`;
+    `options["progress"]` (the command's progress display) counts buckets done."""
     with executor_from_args(args) as executor:
         return simulate_in_buckets(
             con,
@@ -109,5 +119,5 @@ def simulate_over_executor(
             out_dir=Path(args.out),
             executor=executor,
             **bucket_options(args),
-            **(options | {"progress": None if quiet else bucket_progress()}),
+            **options,
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 Progress = Callable[[int, int], None]
 ATTEMPTS = 3  # tries per item before the run stops
+CONNECT_TIMEOUT = 10.0  # seconds to wait for a Ray cluster's address to accept a connection
 EXECUTORS = ("local", "processes", "ray")
 
 
@@ -43,6 +45,10 @@ class TaskFailed(PricingLabError):
 
 class ExecutorUnavailable(PricingLabError):
     """The executor could not be started or reached (e.g. no Ray cluster at the address)."""
+
+
+class ClusterUnreachable(ExecutorUnavailable, InputError):
+    """Nothing answers at the Ray address given (`--ray-address`): bad input, exit 2."""
 
 
 class Executor(Protocol):
@@ -160,7 +166,8 @@ class RayExecutor(_Closing):
     """Items as Ray tasks, each asking for `num_cpus` CPUs and its item's memory, in a worker
     whose libraries use as many threads as the task has CPUs (a `runtime_env`).
 
-    Connects to the cluster at `address` (`auto`, `ray://head:10001`, `10.0.0.5:6379`, …);
+    Connects to the cluster at `address` (`auto`, `10.0.0.5:6379`, or `ray://head:10001` with
+    `ray[client]` installed); an address where nothing listens is refused at once;
     without one it starts a private Ray node on this machine (`local_ray`: one that starts on a
     loaded machine, where `ray.init()`'s may not). A Ray already initialised in this process is
     used as it is. What this executor started or connected is stopped on `close`."""
@@ -185,7 +192,10 @@ class RayExecutor(_Closing):
                     self._node = start_local_ray(os.cpu_count() or 1)
                     self._node.connect()
                 else:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, log_to_driver=False)
+            except ClusterUnreachable:
+                raise
             except Exception as exc:  # Ray raises plain exceptions: connection, start-up
                 ray.shutdown()
                 self._stop_node()
@@ -221,7 +231,10 @@ class RayExecutor(_Closing):
                 index = refs.pop(ref)
                 try:
                     yield index, ray.get(ref)
-                except Exception as exc:  # the task's error (RayTaskError) or a lost worker
+                except ray.exceptions.RayTaskError as exc:  # the error the task raised
+                    cause = exc.cause
+                    yield index, cause if isinstance(cause, BaseException) else exc
+                except Exception as exc:  # a lost worker, a task that could not be placed
                     yield index, exc
 
     def close(self) -> None:
@@ -236,6 +249,20 @@ class RayExecutor(_Closing):
         if self._node is not None:
             self._node.stop()
             self._node = None
+
+
+def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse a `host:port` (or `ray://host:port`) address where nothing accepts a connection:
+    `ray.init` would retry it for many minutes. `auto` and other forms are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterUnreachable(
+            f"no Ray cluster reachable at {address} ({exc.strerror or exc}); check --ray-address"
+        ) from None
 
 
 def _call(job: Callable[[Any], Any], item: Any) -> Any:
@@ -264,8 +291,9 @@ def run_all(
     describe: Callable[[Item], str] = str,
 ) -> list[Result]:
     """`job` over every item on `executor`, results in item order; each failed item is tried
-    again, up to `attempts` times in all, the largest (`memory`) first. `progress(done, total)`
-    after each finished item."""
+    again, up to `attempts` times in all, the largest (`memory`) first. An item refused as bad
+    input (`InputError`) stops the run at once with that error: it would fail every attempt.
+    `progress(done, total)` after each finished item."""
     needs = list(memory) if memory is not None else [0] * len(items)
     results: dict[int, Result] = {}
     pending = sorted(range(len(items)), key=lambda i: -needs[i])  # stable: ties in item order
@@ -277,6 +305,8 @@ def run_all(
         outcomes = executor.run(job, [items[i] for i in pending], [needs[i] for i in pending])
         for position, outcome in outcomes:
             index = pending[position]
+            if isinstance(outcome, InputError):
+                raise outcome  # bad input (e.g. the replay's exactness refusal): no retry helps
             if isinstance(outcome, BaseException):
                 errors[index] = outcome
                 continue

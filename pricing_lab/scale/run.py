@@ -18,9 +18,7 @@ or machines. Its three steps are public for callers that need them apart:
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,7 +136,7 @@ def bucket_count(
         more = f" and {len(too_big) - 5} more" if len(too_big) > 5 else ""
         raise InputError(
             f"{len(too_big)} customer(s) too big for one task's memory of "
-            f"{task_memory / (1 << 30):.1f} GiB (about {BYTES_PER_EVENT} bytes per event plus "
+            f"{task_memory / (1 << 30):.3g} GiB (about {BYTES_PER_EVENT} bytes per event plus "
             f"{TASK_BASE_MEMORY >> 20} MiB): {named}{more}; give tasks more memory"
         )
     if buckets > 0:
@@ -362,6 +360,7 @@ def simulate_in_buckets(
         store = Store.at(
             scratch if work_dir is None else f"{work_dir.rstrip('/')}/{_safe_name(scenario)}"
         )
+        store.create()
         job = write_buckets(
             con,
             catalog,
@@ -433,23 +432,6 @@ def in_buckets(
         )
 
     return replay_scenario
-
-
-def bucket_progress(label: str = "buckets") -> Progress:
-    """A progress callback writing `label: done/total done, elapsed` as one line on stderr."""
-    began = time.monotonic()
-
-    def report(done: int, total: int) -> None:
-        end = "\n" if done == total else ""
-        elapsed = time.monotonic() - began
-        print(
-            f"\r{label}: {done}/{total} done, {elapsed:.1f} s",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return report
 
 
 def _safe_name(scenario: str) -> str:

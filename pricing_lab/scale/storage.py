@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pricing_lab.errors import InputError
+
 
 @dataclass(frozen=True, slots=True)
 class Store:
@@ -31,6 +33,16 @@ class Store:
         """A store at a local folder (made absolute) or at a URI such as `s3://bucket/prefix`."""
         text = str(place)
         return cls(text if "://" in text else str(Path(text).resolve()))
+
+    def create(self) -> None:
+        """Create the root (a no-op on object stores where it exists); a place that cannot be
+        used — an unknown URI scheme, a folder that cannot be made, an unreachable store — is
+        bad input, named with the reason, before anything is written."""
+        try:
+            fs, base = self._fs()
+            fs.create_dir(base, recursive=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"work directory {self.root}: cannot write there: {exc}") from None
 
     def _fs(self) -> tuple[pafs.FileSystem, str]:
         if "://" in self.root:

@@ -30,7 +30,8 @@ def test_simulate_on_a_process_pool_writes_the_files_of_a_plain_simulate(
     status = run(*common, "--out", tmp_path / "pool", "--executor", "processes", "--buckets", 3)
     err = capsys.readouterr().err
     assert status == 0, err
-    assert "buckets: 3/3 done" in err and " s" in err  # progress with elapsed time
+    # Progress with elapsed time, as whole lines when stderr is not a terminal.
+    assert "replaying in customer buckets: 3/3 buckets done · " in err and "\r" not in err
     assert differing_files(tmp_path / "plain", tmp_path / "pool") == []
     status = run(*common, "--out", tmp_path / "auto", "--executor", "local", "--quiet")
     assert status == 0
@@ -63,6 +64,15 @@ def test_compare_in_buckets_writes_the_files_of_a_plain_compare(tmp_path: Path) 
             assert left.read_bytes() == right.read_bytes(), relative
 
 
+def simulate_a_few_events(tmp_path: Path, *options: object) -> int:
+    """`pricing-lab simulate` of five events into `tmp_path/out` with `options`."""
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    return run(
+        "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--out", tmp_path / "out", *options,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -75,12 +85,61 @@ def test_compare_in_buckets_writes_the_files_of_a_plain_compare(tmp_path: Path) 
 def test_bad_scale_options_exit_2_with_one_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
 ) -> None:
-    paths = write_inputs(tmp_path, random_events(5, seed=1))
     with pytest.raises(SystemExit) as stopped:
-        run(
-            "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
-            "--out", tmp_path / "out", "--executor", "local", option, value,
-        )  # fmt: skip
+        simulate_a_few_events(tmp_path, "--executor", "local", option, value)
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--buckets", "3"], "--buckets needs --executor"),
+        (
+            ["--executor", "processes", "--ray-address", "auto"],
+            "--ray-address needs --executor ray",
+        ),
+    ],
+)
+def test_bucket_options_without_their_executor_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    assert simulate_a_few_events(tmp_path, *options) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_address_where_nothing_listens_exits_2_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    began = time.monotonic()
+    status = simulate_a_few_events(
+        tmp_path, "--executor", "ray", "--ray-address", address, "--quiet"
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"no Ray cluster reachable at {address}" in err and "Traceback" not in err
+    assert time.monotonic() - began < 60  # ray.init alone would retry for many minutes
+
+
+@pytest.mark.parametrize("place", ["a-file/work", "bogus://bucket/work"])
+def test_a_work_dir_that_cannot_be_used_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], place: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    work_dir = place if "://" in place else str(tmp_path / place)
+    status = simulate_a_few_events(
+        tmp_path, "--executor", "local", "--work-dir", work_dir, "--quiet"
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"work directory {work_dir}/base: cannot write there" in err
+    assert "internal error" not in err

@@ -178,3 +178,24 @@ def test_a_customer_too_big_for_a_task_is_named_before_anything_runs(tmp_path: P
     assert f"'{biggest}' ({events[biggest]:,} events)" in str(refused.value)
     assert f"{named} customer(s) too big" in str(refused.value)
     assert list((tmp_path / "out").iterdir()) == []  # nothing written, no scratch left
+
+
+def test_a_bucket_refused_as_bad_input_stops_the_run_with_the_replays_message(
+    tmp_path: Path, pool: ProcessExecutor
+) -> None:
+    # SPEC §5 "Exactness": 11 events of 0.9 billion credits at precision 9 go beyond the 64-bit
+    # limit. The bucket's refusal comes back from the worker whole (its problems, not one per
+    # character) and at once: no retry can change bad input.
+    from tests.simulation.helpers import ev, events_frame, naive
+
+    con = duckdb.connect()
+    rows = [ev(f"e{i}", "acme", "chat", naive(5 + i), tokens=1_800_000_000) for i in range(11)]
+    con.register("frame", events_frame(rows).to_arrow())
+    con.execute("CREATE TABLE events AS SELECT * FROM frame")
+    nano = catalog(CATALOG_YAML.replace("precision: 2", "precision: 9"))
+    with pytest.raises(InputError) as refused:
+        simulate_in_buckets(con, nano, out_dir=tmp_path / "out", executor=pool, buckets=2)
+    message = str(refused.value)
+    assert "1 problem:" in message and "failed" not in message
+    assert "customer 'acme', currency 'CR'" in message and "9223372036.854775807" in message
+    assert list((tmp_path / "out").iterdir()) == []

@@ -44,13 +44,17 @@ def warehouse_events(
 
 
 def _simulate(
-    capsys: pytest.CaptureFixture[str], paths: dict[str, Path], events: str, out: Path
+    capsys: pytest.CaptureFixture[str],
+    paths: dict[str, Path],
+    events: str,
+    out: Path,
+    *options: str,
 ) -> str:
     """`pricing-lab simulate` of `events`; its stderr, after checking it exited with 0."""
     status = main(
         [
             "simulate", "--catalog", str(paths["catalog"]), "--events", events,
-            "--customers", str(paths["customers"]), "--out", str(out), "--quiet",
+            "--customers", str(paths["customers"]), "--out", str(out), "--quiet", *options,
         ]
     )  # fmt: skip
     err = capsys.readouterr().err
@@ -68,10 +72,13 @@ def test_events_from_a_snowflake_table_or_query_give_the_files_of_a_parquet_file
     _simulate(capsys, paths, f"snowflake:{table}", tmp_path / "table")
     query = f"snowflake:SELECT * FROM {table} WHERE customer_id <> 'nobody'"
     _simulate(capsys, paths, query, tmp_path / "query")
+    buckets = ("--executor", "local", "--buckets", "3")  # docs/scale-out.md: in buckets too
+    _simulate(capsys, paths, f"snowflake:{table}", tmp_path / "buckets", *buckets)
     for name in OUTPUT_FILES:
         expected = (tmp_path / "file" / name).read_bytes()
         assert (tmp_path / "table" / name).read_bytes() == expected, name
         assert (tmp_path / "query" / name).read_bytes() == expected, name
+        assert (tmp_path / "buckets" / name).read_bytes() == expected, name
     assert pl.read_parquet(tmp_path / "table" / "ledger.parquet").height > 100
     assert pl.read_parquet(tmp_path / "table" / "rejected_events.parquet").height >= 1
 
