@@ -3,13 +3,13 @@
 The kernel writes customer by customer, so a sort on time that keeps the row order at equal times
 puts its rows in ledger order (customer codes follow customer ids, and a customer's own order at
 one instant is its row order; `api.chronological`). Compiled passes do it in a way that stays
-cache-friendly at tens of millions of rows, split across cores in threads: find the time span
-and the grants the kernel made (`_span_and_grants`); count rows per time bucket
-(`_count_buckets`); move rows into their buckets, keeping their order, as what the output columns
-need (`_stage_by_time`); then sort each bucket and write every output column straight into NumPy
-buffers that Arrow and Polars take without a copy (`_emit_ledger`): strings as Arrow string views
-(16 bytes: a short string inline, else a reference into the data buffers of the table of names it
-comes from), amounts as decimal128.
+cache-friendly at tens of millions of rows, split across cores in threads: from the time span
+of the kernel's rows (which the kernel reports, with the grants it made), count rows per time
+bucket (`_count_buckets`); move rows into their buckets, keeping their order, as what the output
+columns need (`_stage_by_time`); then sort each bucket and write every output column straight into
+NumPy buffers that Arrow and Polars take without a copy (`_emit_ledger`): strings as Arrow string
+views (16 bytes: a short string inline, else a reference into the data buffers of the table of
+names it comes from), amounts as decimal128.
 """
 
 from __future__ import annotations
@@ -62,16 +62,17 @@ AUTO_RECHARGE_SOURCE, OVERDRAFT_SOURCE = (
     GRANT_SOURCES.index("auto_recharge"),
     GRANT_SOURCES.index("overdraft"),
 )
-# The ledger's string columns built from views, in `_emit_ledger`'s order.
+# The ledger's string columns built from views, in `_emit_ledger`'s order; the last,
+# currency_id, only when the replay has more than one currency (else it is a constant column).
 STRING_COLUMNS = (
     "customer_id",
-    "currency_id",
     "entry_type",
     "grant_id",
     "grant_type",
     "grant_source",
     "event_id",
     "feature_id",
+    "currency_id",
 )
 ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
 # A string column as Arrow string views: views (int64 pairs), not null, data buffers.
@@ -81,10 +82,12 @@ StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
 def ledger_frame(
     rows: list[np.ndarray], inputs: KernelInput, prepared: PreparedReplay
 ) -> pl.DataFrame:
-    """The ledger, in ledger order, from the kernel's rows: `rows` is [one buffer, per customer
-    range the first row and the number of rows written]; the list is emptied: once its rows are
-    staged, the buffer's memory holds the output columns (`_in_dead_memory`)."""
-    buffer, starts, lengths = rows
+    """The ledger, in ledger order, from the kernel's rows: `rows` is what `fast._run_kernel`
+    returns ([one buffer, per customer range the first row and the number of rows written, the
+    rows' earliest and latest time, auto-recharges made and OVERDRAFT grants per customer ×
+    currency pair]); the list is emptied: once its rows are staged, the buffer's memory holds the
+    output columns (`_in_dead_memory`)."""
+    buffer, starts, lengths, span, recharges, overdrafts = rows
     rows.clear()
     kernel_rows = [buffer]  # its memory is reused once staged
     del buffer
@@ -93,7 +96,6 @@ def ledger_frame(
     if n == 0:
         return frames.empty_ledger(scale)
     n_currencies = max(len(inputs.currency_ids), 1)
-    n_pairs = max(len(inputs.customers) * n_currencies, 1)
     n_buckets = int(min(max(n // ROWS_PER_BUCKET, 1), MAX_BUCKETS))
     workers = engine_threads()
     # Groups of whole ranges with about equal numbers of rows, one per core.
@@ -109,20 +111,11 @@ def ledger_frame(
         def each_group(task: Callable[[int], Any]) -> list[Any]:
             return list(pool.map(task, range(len(groups))))
 
-        # 1. The time span, and the grants the kernel made: recharges per customer × currency
-        # pair, pairs with an overdraft grant.
-        recharges = np.zeros((len(groups), n_pairs), dtype=np.int64)
-        overdrafts = np.zeros((len(groups), n_pairs), dtype=np.bool_)
-        spans = each_group(
-            lambda g: _span_and_grants(
-                kernel_rows[0], *groups[g], n_currencies, recharges[g], overdrafts[g]
-            )
-        )
-        t0 = min(first for first, _ in spans)
-        # Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
-        shift = ((max(last for _, last in spans) - t0) // n_buckets).bit_length()
+        # 1. Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
+        t0 = int(span[0])
+        shift = ((int(span[1]) - t0) // n_buckets).bit_length()
         grant_names, recharge_base, overdraft_code = _grant_names(
-            inputs, prepared, recharges.max(axis=0), np.logical_or.reduce(overdrafts, axis=0)
+            inputs, prepared, recharges, overdrafts
         )
         # 2. Rows per time bucket and group; a group's rows go after earlier groups' rows.
         counts = np.zeros((len(groups), n_buckets), dtype=np.int64)
@@ -157,32 +150,33 @@ def ledger_frame(
                 staged,
             )
         )
-        # Staged: the kernel's rows are dead, and the output columns take their pages.
+        # One value for every row (the scenario, a replay's only currency): a Polars scalar
+        # column, filled in only if something needs it.
+        constants = {"scenario": prepared.scenario}
+        if len(inputs.currency_ids) == 1:
+            constants["currency_id"] = inputs.currency_ids[0]
+        currency_column = "currency_id" not in constants
+        # Staged: the kernel's rows are dead, and the output columns take their pages. views:
+        # the string columns; numbers: entry_id, timestamp; money: amount, balance_after as
+        # decimal128.
         written = int((starts + lengths).max()) * N_OUT
+        n_views = len(STRING_COLUMNS) - (not currency_column)
         views, numbers, money = _in_dead_memory(
-            kernel_rows.pop(), written, [(len(STRING_COLUMNS), n, 2), (2, n), (2, n, 2)]
+            kernel_rows.pop(), written, [(n_views, n, 2), (2, n), (2, n, 2)]
         )
         # 4. Each bucket sorted, its rows written as output columns.
         tables = [
             _string_views(inputs.customers),
-            _string_views(pl.Series(inputs.currency_ids, dtype=pl.String)),
             _string_views(pl.Series(ENTRY_TYPES, dtype=pl.String)),
             _string_views(grant_names),
             _string_views(pl.Series(GRANT_TYPES, dtype=pl.String)),
             _string_views(pl.Series(GRANT_SOURCES, dtype=pl.String)),
             event_ids,
             feature_ids,
+            _string_views(pl.Series(inputs.currency_ids, dtype=pl.String)),
         ]
-        # One value for every row (the scenario, a replay's only currency): a Polars scalar
-        # column, filled in only if something needs it.
-        constants = {"scenario": prepared.scenario}
-        if len(inputs.currency_ids) == 1:
-            constants["currency_id"] = inputs.currency_ids[0]
-        # views: the string columns; numbers: entry_id, timestamp; money: amount,
-        # balance_after as decimal128.
         valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
         names = tuple(table[0] for table in tables)
-        currency_column = "currency_id" not in constants
         cuts = np.searchsorted(bucket_starts, np.linspace(0, n, workers + 1))
         ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
         list(
@@ -204,7 +198,7 @@ def ledger_frame(
             )
         )
     strings = {
-        name: _string_column(name, views[i], buffers, valid[i - 6] if i in (6, 7) else None)
+        name: _string_column(name, views[i], buffers, valid[i - 5] if i in (5, 6) else None)
         for i, (name, (_, _, buffers)) in enumerate(zip(STRING_COLUMNS, tables, strict=True))
         if name not in constants
     }
@@ -356,35 +350,6 @@ def _decimal_column(name: str, pairs: np.ndarray, scale: int) -> pl.Series:
 
 
 @njit(cache=True, nogil=True)
-def _span_and_grants(
-    rows: np.ndarray,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    n_currencies: int,
-    recharges: np.ndarray,
-    overdrafts: np.ndarray,
-) -> tuple[int, int]:  # pragma: no cover - compiled
-    """The first and last time of the kernel's rows (parts `starts`/`lengths` of `rows`), and
-    the grants the kernel made: how many recharges per customer × currency pair (`recharges`),
-    the pairs with an overdraft grant (`overdrafts`)."""
-    t0 = np.iinfo(np.int64).max
-    t1 = np.iinfo(np.int64).min
-    for p in range(len(starts)):
-        for r in range(starts[p], starts[p] + lengths[p]):
-            t = rows[r, O_TIME]
-            t0 = min(t0, t)
-            t1 = max(t1, t)
-            kind = rows[r, O_KIND]
-            if kind != KIND_TABLE:
-                pair = rows[r, O_CUSTOMER] * n_currencies + rows[r, O_CURRENCY]
-                if kind == KIND_RECHARGE:
-                    recharges[pair] = max(recharges[pair], rows[r, O_REF] + 1)
-                else:
-                    overdrafts[pair] = True
-    return t0, t1
-
-
-@njit(cache=True, nogil=True)
 def _count_buckets(
     rows: np.ndarray,
     starts: np.ndarray,
@@ -527,8 +492,9 @@ def _emit_ledger(
     """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
     output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
     decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
-    event_id and feature_id come staged) and `valid` (event_id, feature_id not null)."""
-    customers, currencies, entry_types, grant_ids, grant_types, grant_sources, _, _ = tables
+    event_id and feature_id come staged; currency_id only if `currency_column`) and `valid`
+    (event_id, feature_id not null)."""
+    customers, entry_types, grant_ids, grant_types, grant_sources, _, _, currencies = tables
     times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
     order = np.empty(0, dtype=np.int64)
     counts = np.empty(0, dtype=np.int64)
@@ -559,13 +525,13 @@ def _emit_ledger(
             grant = staged[r, S_GRANT]
             for half in range(2):
                 views[0, i, half] = customers[c, half]
+                views[1, i, half] = entry_types[entry_type, half]
+                views[2, i, half] = grant_ids[grant, half]
+                views[3, i, half] = grant_types[grant_type, half]
+                views[4, i, half] = grant_sources[source, half]
+                views[5, i, half] = staged[r, S_EVENT_VIEWS + half]
+                views[6, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
                 if currency_column:
-                    views[1, i, half] = currencies[k, half]
-                views[2, i, half] = entry_types[entry_type, half]
-                views[3, i, half] = grant_ids[grant, half]
-                views[4, i, half] = grant_types[grant_type, half]
-                views[5, i, half] = grant_sources[source, half]
-                views[6, i, half] = staged[r, S_EVENT_VIEWS + half]
-                views[7, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
+                    views[7, i, half] = currencies[k, half]
             valid[0, i] = codes & 1
             valid[1, i] = (codes >> 1) & 1

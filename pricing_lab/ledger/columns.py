@@ -205,40 +205,50 @@ class _Kept(NamedTuple):
     """The consumption rows the kernel replays (`_kept_consumptions`)."""
 
     run_customers: pl.Series  # the customer id of each run of equal customer ids, in order
-    row: np.ndarray  # each kept row's row in the table
+    row: np.ndarray  # each kept row's row in the table (`index_dtype`)
     time: np.ndarray
     cost: np.ndarray
-    run: np.ndarray  # its customer run
+    run: np.ndarray  # its customer run (`index_dtype`)
     new_event: np.ndarray  # bool: it starts an event among the kept rows
+
+
+def index_dtype(n: int) -> type[np.signedinteger]:
+    """The integer type of indexes below `n`: 32 bits while they fit (half the memory; a table
+    of 2^31 rows or more runs the compiled passes' 64-bit form, compiled at its first use)."""
+    return np.int32 if n < 2**31 else np.int64
 
 
 def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Kept:
     """The consumption rows inside [start_us, until_us) with a cost (`_kept_rows`)."""
     customer_column, event_column = table["customer_id"], table["event_id"]
-    new_customer = customer_column.ne_missing(customer_column.shift(1))
     cost = table["cost_units"]
     n = table.height
-    row = np.empty(n, dtype=np.int64)
-    kept = np.empty((3, n), dtype=np.int64)  # time, cost, customer run
+    row = np.empty(n, dtype=index_dtype(n))
+    run = np.empty(n, dtype=index_dtype(n))
+    time = np.empty(n, dtype=np.int64)
+    kept_cost = np.empty(n, dtype=np.int64)
     new_event = np.empty(n, dtype=np.bool_)
     n_kept = _kept_rows(
         table["timestamp"].to_physical().to_numpy(),  # microseconds (CONSUMPTION_SCHEMA)
         (cost.fill_null(0) if cost.null_count() else cost).to_numpy(),
-        new_customer.to_numpy(),
-        event_column.ne_missing(event_column.shift(1)).to_numpy(),
+        # Runs of equal ids (a null equal to a null), numbered from 0.
+        customer_column.rle_id().to_numpy(),
+        event_column.rle_id().to_numpy(),
         start_us,
         until_us,
         row,
-        kept,
+        time,
+        kept_cost,
+        run,
         new_event,
     )
     # Views of the kept rows: the room of the rows left out is not worth a copy.
     return _Kept(
-        run_customers=customer_column.filter(new_customer),  # one id per run of equal ids
+        run_customers=customer_column.rle().struct.field("value"),  # one id per run
         row=row[:n_kept],
-        time=kept[0, :n_kept],
-        cost=kept[1, :n_kept],
-        run=kept[2, :n_kept],
+        time=time[:n_kept],
+        cost=kept_cost[:n_kept],
+        run=run[:n_kept],
         new_event=new_event[:n_kept],
     )
 
@@ -342,31 +352,29 @@ def _positions(values: pl.Series, names: Sequence[str] | pl.Series) -> np.ndarra
 def _kept_rows(
     time: np.ndarray,
     cost: np.ndarray,
-    new_customer: np.ndarray,
-    new_event: np.ndarray,
+    customer_run: np.ndarray,
+    event_run: np.ndarray,
     start: int,
     until: int,
     kept_row: np.ndarray,
-    kept: np.ndarray,
+    kept_time: np.ndarray,
+    kept_cost: np.ndarray,
+    kept_run: np.ndarray,
     kept_new_event: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
-    """The consumption rows inside [start, until) with a cost, in one pass: their table row (in
-    `kept_row`), time, cost and customer run (runs of equal customer ids, counted from 0) in
-    `kept`, whether each starts a new event among the kept rows; returns how many."""
+    """The consumption rows inside [start, until) with a cost, in one pass: their table row,
+    time, cost and customer run (runs of equal customer ids), whether each starts a new event
+    (run of equal event ids) among the kept rows; returns how many."""
     n_kept = 0
-    run = -1
-    event = 0
     last_event = -1
     for row in range(len(time)):
-        run += new_customer[row]
-        event += new_event[row]
         if start <= time[row] < until and cost[row] > 0:
             kept_row[n_kept] = row
-            kept[0, n_kept] = time[row]
-            kept[1, n_kept] = cost[row]
-            kept[2, n_kept] = run
-            kept_new_event[n_kept] = event != last_event
-            last_event = event
+            kept_time[n_kept] = time[row]
+            kept_cost[n_kept] = cost[row]
+            kept_run[n_kept] = customer_run[row]
+            kept_new_event[n_kept] = event_run[row] != last_event
+            last_event = event_run[row]
             n_kept += 1
     return n_kept
 

@@ -20,6 +20,7 @@ from pricing_lab.ledger.assembly import denied_frame, ledger_frame
 from pricing_lab.ledger.columns import KernelInput, kernel_input
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.ledger.kernel import N_DENIED, N_OUT, Entries, engine_threads, replay_customers
+from pricing_lab.timeutil import NEVER_US
 
 
 def replay_fast(
@@ -35,13 +36,17 @@ def replay_fast(
 def _run_kernel(
     inputs: KernelInput, progress: Callable[[int, int], None] | None
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """[the kernel's row buffer, each range's first row, each range's row count], and the denied
-    rows of every range, in customer order."""
+    """[the kernel's row buffer, each range's first row, each range's row count, the earliest
+    and latest time of the rows, auto-recharges made per customer × currency pair, pairs that
+    made an OVERDRAFT grant], and the denied rows of every range, in customer order."""
     chunks = inputs.chunks()
     room = inputs.room()
     # Only the pages of the rows written are ever touched.
     buffer = np.empty((int(room[-1]), N_OUT), dtype=np.int64)
     n_currencies = max(len(inputs.currency_ids), 1)
+    n_pairs = max(len(inputs.customers) * n_currencies, 1)
+    recharges = np.zeros(n_pairs, dtype=np.int64)
+    overdrafts = np.zeros(n_pairs, dtype=np.bool_)
 
     def replay(chunk: tuple[int, int]) -> Entries:
         first, end = chunk
@@ -50,6 +55,9 @@ def _run_kernel(
             rows=buffer[room[first] : room[end]],
             denied=np.empty((n_denied, N_DENIED), dtype=np.int64),
             written=np.zeros(2, dtype=np.int64),
+            span=np.array([NEVER_US, -1], dtype=np.int64),
+            recharges=recharges,  # customers never share pairs: ranges write their own
+            overdrafts=overdrafts,
         )
         replay_customers(
             first,
@@ -67,15 +75,20 @@ def _run_kernel(
         return entries
 
     starts, lengths, denied = [], [], []
+    span = [NEVER_US, -1]
     with ThreadPoolExecutor(max_workers=engine_threads()) as pool:
         for (first, end), entries in zip(chunks, pool.map(replay, chunks), strict=True):
             starts.append(room[first])
             lengths.append(entries.written[0])
             denied.append(entries.denied[: entries.written[1]])
+            span = [min(span[0], int(entries.span[0])), max(span[1], int(entries.span[1]))]
             if progress is not None:
                 progress(end, len(inputs.customers))
     return [
         buffer,
         np.array(starts, dtype=np.int64),
         np.array(lengths, dtype=np.int64),
+        np.array(span, dtype=np.int64),
+        recharges,
+        overdrafts,
     ], np.concatenate(denied) if denied else np.empty((0, N_DENIED), dtype=np.int64)

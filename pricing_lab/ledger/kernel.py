@@ -166,11 +166,15 @@ class Wallets(NamedTuple):
 
 
 class Entries(NamedTuple):
-    """What the replay writes: ledger rows (N_OUT columns) and denied rows (N_DENIED)."""
+    """What the replay writes: ledger rows (N_OUT columns) and denied rows (N_DENIED), the time
+    span of the rows and the grants it made (what the outputs need to place and name them)."""
 
     rows: np.ndarray
     denied: np.ndarray
     written: np.ndarray  # [ledger rows written, denied rows written]
+    span: np.ndarray  # [earliest, latest] time of the rows written (NEVER_US, −1 for none)
+    recharges: np.ndarray  # per customer × currency (c × currencies + k): auto-recharges made
+    overdrafts: np.ndarray  # bool, per customer × currency: an OVERDRAFT grant was made
 
 
 @njit(cache=True, inline="always")
@@ -550,7 +554,8 @@ def replay_customers(
     capacity: int,
     entries: Entries,
 ) -> None:  # pragma: no cover - compiled
-    """Replay customers first … end − 1 into `entries` (room made beforehand: `columns.room`).
+    """Replay customers first … end − 1 into `entries` (room made beforehand: `columns.room`),
+    with the time span of their rows and the grants the replay made for them.
     `capacity`: the most grants one of them can hold (its table grants, one OVERDRAFT grant per
     currency, one auto-recharge per consumption row)."""
     book = Book(
@@ -587,6 +592,15 @@ def replay_customers(
     )
     batch = np.zeros(capacity, dtype=np.int64)
     for c in range(first, end):
+        before = entries.written[0]
         replay_customer(
             entries, book, wallets, batch, grants, happenings, events, settings, c, block, until
         )
+        # A customer's rows are in time order: its first and last row bound its times.
+        after = entries.written[0]
+        if after > before:
+            entries.span[0] = min(entries.span[0], entries.rows[before, O_TIME])
+            entries.span[1] = max(entries.span[1], entries.rows[after - 1, O_TIME])
+        for k in range(n_currencies):
+            entries.recharges[c * n_currencies + k] = wallets.recharges[k]
+            entries.overdrafts[c * n_currencies + k] = wallets.overdraft[k] >= 0
