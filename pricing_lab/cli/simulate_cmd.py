@@ -52,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 AUTO = 0
-EVENTS_PER_PARTITION = 2_000_000
+# A range's replay holds its costed rows, its ledger and its outputs in memory: at 1.75M events
+# a range, 10M events replay in 6 ranges with a peak under 3 GB (benchmarks/README.md).
+EVENTS_PER_PARTITION = 1_750_000
 
 
 def _partitions(text: str) -> int:
