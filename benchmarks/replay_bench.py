@@ -20,7 +20,10 @@ Run: `uv run --frozen --no-sync python -m benchmarks replay --rows=1000000`;
 (the in-memory one would not fit; generating the file takes a while, and the baseline's sort
 needs ~15 GB). One part alone, without the baseline, on an existing file:
 `… replay --part=partitioned --events=benchmarks/data/replay_events_100000000.parquet --out=DIR`
-(prints its figures as JSON; peak RSS is the part's own, from VmHWM).
+(prints its figures as JSON; peak RSS is the part's own, from VmHWM). 100M events of 100k
+customers: `… replay --part=partitioned --tenants=10
+--events=benchmarks/data/replay_events_10000000_x10.parquet --out=DIR` (the file the scale bench
+makes with `scale --rows=10000000 --tenants=10`).
 """
 
 from __future__ import annotations
@@ -142,10 +145,13 @@ def _scenarios() -> list[Scenario]:
     ]
 
 
-def _run_part(part: str, events: Path, out: Path) -> dict[str, float]:
-    """One measured part, in this (fresh) process: seconds per step and peak RSS."""
+def _run_part(part: str, events: Path, out: Path, tenants: int = 1) -> dict[str, float]:
+    """One measured part, in this (fresh) process: seconds per step and peak RSS. `tenants`:
+    the customers of the scale bench's `--tenants` events (`scale_bench.tenant_events`)."""
+    from benchmarks.scale_bench import tenant_customers  # it imports this module
+
     catalog = sample_catalog()
-    customers = workload_customers()
+    customers = tenant_customers(tenants)
     steps: dict[str, float] = {}
     began, cpu_began = time.perf_counter(), _cpu_seconds()
     # As `pricing-lab simulate` does when partitioned: a database file, DuckDB's memory capped.
@@ -225,7 +231,8 @@ def main(argv: list[str]) -> int:
     part = _part(argv)
     if part is not None:
         options = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
-        steps = _run_part(part, Path(options["events"]), Path(options["out"]))
+        tenants = int(options.get("tenants", "1"))
+        steps = _run_part(part, Path(options["events"]), Path(options["out"]), tenants)
         print(json.dumps(steps))
         return 0
     rows = _rows(argv)
