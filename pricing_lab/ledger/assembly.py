@@ -44,6 +44,7 @@ from pricing_lab.ledger.kernel import (
     O_REF,
     O_TIME,
     O_TYPE,
+    KernelRows,
     engine_threads,
 )
 from pricing_lab.ledger.model import DENIED_REASON, ENTRY_TYPES, GRANT_SOURCES, GRANT_TYPES
@@ -79,18 +80,11 @@ ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pa
 StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
 
 
-def ledger_frame(
-    rows: list[np.ndarray], inputs: KernelInput, prepared: PreparedReplay
-) -> pl.DataFrame:
-    """The ledger, in ledger order, from the kernel's rows: `rows` is what `fast._run_kernel`
-    returns ([one buffer, per customer range the first row and the number of rows written, the
-    rows' earliest and latest time, auto-recharges made and OVERDRAFT grants per customer ×
-    currency pair]); the list is emptied: once its rows are staged, the buffer's memory holds the
-    output columns (`_in_dead_memory`)."""
-    buffer, starts, lengths, span, recharges, overdrafts = rows
-    rows.clear()
-    kernel_rows = [buffer]  # its memory is reused once staged
-    del buffer
+def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay) -> pl.DataFrame:
+    """The ledger, in ledger order, from the kernel's rows (`made`, whose buffer is taken: once
+    its rows are staged, its memory holds the output columns, `_in_dead_memory`)."""
+    kernel_rows = made.buffer  # emptied below: nothing else holds the buffer then
+    starts, lengths = made.starts, made.lengths
     scale = prepared.scale
     n = int(lengths.sum())
     if n == 0:
@@ -112,10 +106,10 @@ def ledger_frame(
             return list(pool.map(task, range(len(groups))))
 
         # 1. Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
-        t0 = int(span[0])
-        shift = ((int(span[1]) - t0) // n_buckets).bit_length()
+        t0 = int(made.span[0])
+        shift = ((int(made.span[1]) - t0) // n_buckets).bit_length()
         grant_names, recharge_base, overdraft_code = _grant_names(
-            inputs, prepared, recharges, overdrafts
+            inputs, prepared, made.recharges, made.overdrafts
         )
         # 2. Rows per time bucket and group; a group's rows go after earlier groups' rows.
         counts = np.zeros((len(groups), n_buckets), dtype=np.int64)

@@ -19,7 +19,14 @@ import polars as pl
 from pricing_lab.ledger.assembly import denied_frame, ledger_frame
 from pricing_lab.ledger.columns import KernelInput, kernel_input
 from pricing_lab.ledger.inputs import PreparedReplay
-from pricing_lab.ledger.kernel import N_DENIED, N_OUT, Entries, engine_threads, replay_customers
+from pricing_lab.ledger.kernel import (
+    N_DENIED,
+    N_OUT,
+    Entries,
+    KernelRows,
+    engine_threads,
+    replay_customers,
+)
 from pricing_lab.timeutil import NEVER_US
 
 
@@ -35,10 +42,9 @@ def replay_fast(
 
 def _run_kernel(
     inputs: KernelInput, progress: Callable[[int, int], None] | None
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """[the kernel's row buffer, each range's first row, each range's row count, the earliest
-    and latest time of the rows, auto-recharges made per customer × currency pair, pairs that
-    made an OVERDRAFT grant], and the denied rows of every range, in customer order."""
+) -> tuple[KernelRows, np.ndarray]:
+    """The kernel's rows and what it made (`KernelRows`), and the denied rows of every range, in
+    customer order."""
     chunks = inputs.chunks()
     room = inputs.room()
     # Only the pages of the rows written are ever touched.
@@ -84,11 +90,12 @@ def _run_kernel(
             span = [min(span[0], int(entries.span[0])), max(span[1], int(entries.span[1]))]
             if progress is not None:
                 progress(end, len(inputs.customers))
-    return [
-        buffer,
-        np.array(starts, dtype=np.int64),
-        np.array(lengths, dtype=np.int64),
-        np.array(span, dtype=np.int64),
-        recharges,
-        overdrafts,
-    ], np.concatenate(denied) if denied else np.empty((0, N_DENIED), dtype=np.int64)
+    made = KernelRows(
+        buffer=[buffer],
+        starts=np.array(starts, dtype=np.int64),
+        lengths=np.array(lengths, dtype=np.int64),
+        span=np.array(span, dtype=np.int64),
+        recharges=recharges,
+        overdrafts=overdrafts,
+    )
+    return made, np.concatenate(denied) if denied else np.empty((0, N_DENIED), dtype=np.int64)

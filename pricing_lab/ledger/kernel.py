@@ -177,6 +177,18 @@ class Entries(NamedTuple):
     overdrafts: np.ndarray  # bool, per customer × currency: an OVERDRAFT grant was made
 
 
+class KernelRows(NamedTuple):
+    """What a replay's kernel runs (`fast._run_kernel`) hand to the output assembly."""
+
+    buffer: list[np.ndarray]  # the row buffer, alone in a list: the assembly takes it out, so
+    # that once its rows are staged its pages hold the output columns (`assembly._in_dead_memory`)
+    starts: np.ndarray  # per customer range: its first row in the buffer
+    lengths: np.ndarray  # per customer range: the rows it wrote
+    span: np.ndarray  # [earliest, latest] time of every row written
+    recharges: np.ndarray  # per customer × currency pair: auto-recharges made
+    overdrafts: np.ndarray  # bool, per customer × currency pair: an OVERDRAFT grant was made
+
+
 @njit(cache=True, inline="always")
 def write(
     entries: Entries,
