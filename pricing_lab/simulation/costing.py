@@ -568,7 +568,8 @@ def _in_order(frame: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
 
 def _engine_order(frame: pl.DataFrame) -> np.ndarray:
     """The row order of costed rows (`__customer_rank`, `timestamp`, `event_id`,
-    `__feature_rank`): the engines' order, customers without an id last.
+    `__feature_rank`): the engines' order (`ledger.order.EVENT_SORT_COLUMNS`, the ranks standing
+    for the customer and feature ids they follow), customers without an id last.
 
     When no two events of one customer share a time, whole numbers decide it: the customer's
     rank, the time and the feature's rank (an event's rows share its customer and time; an event
