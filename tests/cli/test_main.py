@@ -23,3 +23,20 @@ def test_unknown_command_is_exit_2_without_traceback() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "invalid choice" in result.stderr
+
+
+def test_output_cut_off_by_the_reader_is_no_internal_error() -> None:
+    # `pricing-lab … --json | head -c 100`: the reader closes the pipe before the output ends.
+    script = (
+        "import sys\n"
+        "from pricing_lab.cli import main\n"
+        "sys.stdout.close = lambda: None\n"
+        "def cut(*args): raise BrokenPipeError(32, 'Broken pipe')\n"
+        "sys.stdout.write = cut\n"
+        "raise SystemExit(main(['formula', 'check', 'a + b']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 141
+    assert result.stderr == ""
