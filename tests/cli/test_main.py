@@ -40,3 +40,14 @@ def test_output_cut_off_by_the_reader_is_no_internal_error() -> None:
     )
     assert result.returncode == 141
     assert result.stderr == ""
+
+
+def test_activity_send_refuses_a_timeout_that_is_not_a_number_as_bad_input(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from pricing_lab.cli import main
+
+    monkeypatch.setenv("HOOK_SECRET", "s")
+    command = ["activity", "send", str(tmp_path), "--to", "http://127.0.0.1:9/", "--secret-env"]
+    assert main([*command, "HOOK_SECRET", "--timeout", "nan", "--rate", "inf"]) == 2
+    assert capsys.readouterr().err == "pricing-lab: --rate, --timeout: must be a positive number\n"
