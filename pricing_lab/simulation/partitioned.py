@@ -48,6 +48,7 @@ from pricing_lab.simulation.costing import (
     Costing,
     CostingsOf,
     CustomerSpan,
+    check_event_ids,
     costed_events,
 )
 from pricing_lab.simulation.customers import CustomerInputs
@@ -185,12 +186,13 @@ def simulate_partitioned(
     if problems:
         raise ValidationError(problems, source="customers")
     try:
-        # (Event ids are checked once, when the events are costed.)
-        [(first_event, last_event)] = con.execute(
-            f"SELECT min(timestamp), max(timestamp) FROM {quote_ident(events)}"
+        [(first_event, last_event, rows)] = con.execute(
+            f"SELECT min(timestamp), max(timestamp), count(*) FROM {quote_ident(events)}"
         ).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"reading table {events!r} failed: {exc}") from None
+    if not _ids_made_unique(ingest, events, rows):
+        check_event_ids(con, events)
     # No customer id anywhere: one range, of the events without one (the replay refuses them).
     spans = customer_ranges(con, customers, max(1, partitions), events=events) or [
         CustomerRange(first="", last="", customers=0, events=0)
@@ -224,6 +226,17 @@ def simulate_partitioned(
                 continue
             return outcome.finish(folder, ingest=ingest, con=con)
     raise AssertionError("the horizon of a partitioned replay did not settle")  # pragma: no cover
+
+
+def _ids_made_unique(ingest: IngestReport | None, events: str, rows: int) -> bool:
+    """Whether table `events` (of `rows` rows) is the one ingestion (`ingest`) stored, rows and
+    all, with its event ids made distinct: then they are not checked a second time."""
+    return (
+        ingest is not None
+        and ingest.table == events
+        and ingest.unique_column == "event_id"
+        and ingest.accepted == rows
+    )
 
 
 def _event_times(value: object) -> datetime | None:

@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
 from pricing_lab.ledger.model import Enforcement
@@ -230,3 +231,29 @@ def test_a_range_bigger_than_duckdbs_memory_cap_is_replayed(tmp_path: Path) -> N
     ingest = ingest_events(con, str(events))
     simulate_partitioned(con, catalog(), ingest=ingest, out_dir=tmp_path / "p", partitions=1)
     _same_files(tmp_path / "whole", tmp_path / "p")
+
+
+def test_event_ids_are_refused_once_ingested_and_checked_in_any_other_table(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        ev("e1", "acme", "chat", naive(2), tokens=10),
+        ev("e2", "bolt", "chat", naive(3), tokens=10),
+        ev("e1", "bolt", "chat", naive(4), tokens=10),  # ingestion keeps the first e1
+    ]
+    con, report = load_events(rows)
+    result = simulate_partitioned(
+        con, catalog(), ingest=report, out_dir=tmp_path / "ingested", partitions=2
+    )
+    rejected = result.rejected_events.select("event_id", "reason", "detail").rows()
+    assert rejected == [("e1", "duplicate_event_id", "event_id first seen at row 1")]
+    consumed = result.read_ledger().filter(pl.col("entry_type") == "CONSUMED")
+    served = consumed.select("event_id", "customer_id").unique(maintain_order=True)
+    assert served.rows() == [("e1", "acme"), ("e2", "bolt")]
+    # Rows added after ingestion, or a table ingestion did not build, are checked again.
+    con.execute("INSERT INTO events SELECT * FROM events WHERE event_id = 'e2'")
+    for ingest in (report, None):
+        with pytest.raises(InputError, match="1 event ids appear more than once, e.g. 'e2'"):
+            simulate_partitioned(
+                con, catalog(), ingest=ingest, out_dir=tmp_path / "again", partitions=2
+            )
