@@ -13,12 +13,13 @@ import pytest
 from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
+from pricing_lab.ledger.balances import feature_summary
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.simulation import output_files, partitioned
 from pricing_lab.simulation.customers import customers_from_mapping
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.partitioned import customer_ranges, simulate_partitioned
-from pricing_lab.simulation.simulate import OUTPUT_FILES, LedgerOnDisk, simulate
+from pricing_lab.simulation.simulate import OUTPUT_FILES, LedgerOnDisk, cost, simulate
 from tests.simulation.helpers import catalog, ev, load_events, naive
 from tests.simulation.test_simulate import cli, random_events, write_inputs
 
@@ -257,3 +258,20 @@ def test_event_ids_are_refused_once_ingested_and_checked_in_any_other_table(
             simulate_partitioned(
                 con, catalog(), ingest=ingest, out_dir=tmp_path / "again", partitions=2
             )
+
+
+@pytest.mark.parametrize("enforcement", ["overdraft", "block"])
+def test_feature_totals_from_the_costs_are_those_of_the_ledger(enforcement: Enforcement) -> None:
+    con, report = load_events(_tie_rows())
+    customers = customers_from_mapping(TIE_CUSTOMERS)
+    costing = cost(con, catalog(), customers)
+    # A horizon leaving events out at both ends.
+    result = simulate(
+        con, catalog(), customers, ingest=report, costing=costing, enforcement=enforcement,
+        start=naive(2, month=1), until=naive(3, 12, month=2),
+    )  # fmt: skip
+    if enforcement == "block":
+        assert result.denied_events.height > 0
+    totals = partitioned.feature_totals(costing.consumptions, result.replay)
+    assert totals.height > 1
+    assert totals.equals(feature_summary(result.ledger))
