@@ -10,9 +10,13 @@ per-customer sizes — the Zipf head among them — stay those of one tenant. `-
 
 The buckets are written once (`scale.write_buckets`: costing included, timed apart); then the
 bucket replays run, taking turns, `--rounds` times each (default 2; the median is kept), on the
-executors of `--executors` (default `local,processes,ray`):
+executors of `--executors` (default `local,one-worker,processes,ray`):
 
-* `local`: one after another in this process (`LocalExecutor`): the baseline;
+* `local`: one after another in this process (`LocalExecutor`, whose engine threads split a
+  bucket's customers between the cores): the baseline;
+* `one-worker`: the pool's bucket tasks one after another in a pool of one worker
+  (`ProcessExecutor(1)`: the same task, the same one thread per library): the serial run of
+  exactly the work the pool spreads over its workers;
 * `processes`: a local process pool of 2 workers (`ProcessExecutor(2)`, worker start-up
   included);
 * `ray`: a private local Ray node of 2 CPUs (`RayExecutor()`; the node's start-up not timed).
@@ -51,7 +55,12 @@ from pricing_lab.simulation.demo import sample_catalog
 from pricing_lab.simulation.partitioned import spilling_connection
 
 POOL = "process pool (2)"
-NAMES = {"local": "one after another", "processes": POOL, "ray": "ray (num_cpus=2)"}
+NAMES = {
+    "local": "one after another",
+    "one-worker": "pool's tasks in one worker",
+    "processes": POOL,
+    "ray": "ray (num_cpus=2)",
+}
 
 
 def _option(argv: list[str], name: str, default: str) -> str:
@@ -127,7 +136,7 @@ def main(argv: list[str]) -> int:
     chosen = _option(argv, "buckets", "auto")
     buckets = AUTO if chosen == "auto" else _number(chosen)
     rounds = _number(_option(argv, "rounds", "2"))
-    wanted = _option(argv, "executors", "local,processes,ray").split(",")
+    wanted = _option(argv, "executors", "local,one-worker,processes,ray").split(",")
     one = DATA / f"replay_events_{rows}.parquet"
     if not one.exists():
         print(f"generating {rows:,} events for {CUSTOMERS:,} customers …", flush=True)
@@ -136,6 +145,8 @@ def main(argv: list[str]) -> int:
     executors: dict[str, Executor] = {}
     if "local" in wanted:
         executors[NAMES["local"]] = LocalExecutor()
+    if "one-worker" in wanted:
+        executors[NAMES["one-worker"]] = ProcessExecutor(1)
     if "processes" in wanted:
         executors[POOL] = ProcessExecutor(2)
     if "ray" in wanted:
@@ -196,11 +207,14 @@ def main(argv: list[str]) -> int:
         if NAMES["local"] in median and POOL in median:
             ratio = median[NAMES["local"]] / median[POOL]
             print(f"  process pool vs one after another: {ratio:.2f}x faster (target >= 1.5)")
+        if NAMES["one-worker"] in median and POOL in median:
+            ratio = median[NAMES["one-worker"]] / median[POOL]
+            print(f"  process pool vs its tasks in one worker: {ratio:.2f}x faster (target >= 1.5)")
         if NAMES["ray"] in median and POOL in median:
             ratio = median[NAMES["ray"]] / median[POOL]
             print(f"  ray vs process pool: {ratio:.2f}x the pool's time (target <= 1.3)")
         for name, done in per_bucket.items():
-            if name == NAMES["local"]:
+            if name in (NAMES["local"], NAMES["one-worker"]):
                 continue
             print(f"per bucket ({name}, first round): events, replay s (CPU), its worker's peak")
             for one_bucket in done:
