@@ -375,18 +375,17 @@ def feature_totals(consumptions: pl.DataFrame, replayed: ReplayResult) -> pl.Dat
     adding up to its cost, and any other has none. So the consumed credits are those costs, the
     events those rows (one per event and feature), and the customers counted by their runs of
     rows, with no pass over the ledger's text columns."""
-    served = consumptions.filter(
+    served = consumptions.lazy().filter(
         pl.col("feature_id").is_not_null()
         & (pl.col("cost") > 0)
         & pl.col("timestamp").is_between(replayed.start, replayed.until, closed="left")
     )
     if replayed.denied_events.height:
-        denied = replayed.denied_events.select("event_id")
+        denied = replayed.denied_events.lazy().select("event_id")
         served = served.join(denied, on="event_id", how="anti", maintain_order="left")
     keys = ["currency_id", "feature_id"]
     return (
-        served.lazy()
-        .with_columns(pl.col("customer_id").rle_id().alias("__customer"))
+        served.select(*keys, "cost", pl.col("customer_id").rle_id().alias("__customer"))
         .group_by(keys)
         .agg(
             pl.col("cost").sum().cast(replayed.ledger.schema["amount"]).alias("consumed"),
