@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
             f"{report.rejected:,} rejected"
         )
-        with executor_from_args(args) as executor:
+        with executor_from_args(args, progress.phase) as executor:
             comparison = compare(
                 con,
                 catalog,
@@ -113,18 +112,11 @@ def run(args: argparse.Namespace) -> int:
                 activity=activity_options(args, catalog.currencies),
             )
         forecast = None
-        rolling: list[str] = []
         if args.forecast is not None:
             from pricing_lab.forecast import forecast_scenarios
-            from pricing_lab.forecast.run_out import offers_with_rollover, rollover_note
 
             as_of = _last_event(con) if args.forecast == _END else args.forecast
             progress.phase(f"forecasting run-outs per scenario as of {as_of:%Y-%m-%d %H:%M} UTC")
-            rolling = sorted(
-                {offer for c in (catalog, *changed.values()) for offer in offers_with_rollover(c)}
-            )
-            if rolling:
-                print(rollover_note(rolling), file=sys.stderr)
             forecast = forecast_scenarios(
                 con, catalog, customers, scenarios, base=base, as_of=as_of, horizon=horizon,
                 enforcement=args.enforcement,
@@ -158,11 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 "events": report.to_dict(),
                 "rejections": rejections,
                 "margin": rows(margin),
-                **(
-                    {}
-                    if at_risk is None
-                    else {"forecast": rows(at_risk), "rollover_not_forecast": rolling}
-                ),
+                **({} if at_risk is None else {"forecast": rows(at_risk)}),
             }
         )
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -98,13 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if args.backtest:
         return _backtest(args, con, catalog, customers, common)
     from pricing_lab.forecast import forecast, run_out_ranking
-    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, offers_with_rollover, rollover_note
+    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT
 
     table = forecast(con, catalog, customers, as_of=args.as_of, **common)
     path = _write(table, args.out, "forecast")
-    rolling = offers_with_rollover(catalog)
-    if rolling:
-        print(rollover_note(rolling), file=sys.stderr)
     ranking = run_out_ranking(table, args.top)
     flagged = int(table["too_little_history"].sum())
     at_risk = int(table.filter(table["run_out_probability"] >= LIKELY_TO_RUN_OUT).height)
@@ -121,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
                     "customer_currencies": table.height,
                     "too_little_history": flagged,
                     "likely_to_run_out": at_risk,
-                    "rollover_not_forecast": rolling,
                     "first_to_run_out": [_json_row(row) for row in ranking.iter_rows(named=True)],
                     "out": str(path),
                 },

@@ -17,6 +17,9 @@ balance at or below 0 (or, in `block` mode, an event is denied). What one simula
   expiry, a calendar month start) and things at one instant follow the ledger's order: expiries,
   voids, grants taking effect (each settling overdraft debt), then events, each followed by its
   auto-recharge;
+* a period grant expiring because the next period starts moves min(remaining, cap) into its
+  rollover grant's slot (SPEC §5; only the rest is expired), and that slot takes effect in the
+  take-effect phase of the same instant; a rollover grant never rolls over itself;
 * each event's cost is drawn from the usable grants in draw-down order (the overdraft takes what
   they cannot cover, or in `block` mode an event costing more than the balance is denied);
   recharge grants join the draw-down order by their key, and the monthly spend limit is counted
@@ -62,7 +65,8 @@ PAID_RANK = 1  # ledger.order.TYPE_RANK["PAID"]: recharge grants are PAID
 
 # Columns of the slot array (one row per grant a unit can draw inside the horizon).
 (
-    S_REMAINING,  # credits at T (usable grants) or the amount (grants taking effect later)
+    S_REMAINING,  # credits at T (usable grants), the amount (grants taking effect later), or 0
+    # (rollover grants: they receive what their period grant rolls over)
     S_ACTIVE,  # 1: usable at T
     S_PRIORITY,
     S_NEVER,  # 1: never expires
@@ -70,8 +74,10 @@ PAID_RANK = 1  # ledger.order.TYPE_RANK["PAID"]: recharge grants are PAID
     S_TYPE,  # draw-down type rank
     S_EFFECTIVE,  # µs
     S_BEFORE,  # 1: its id sorts before the unit's recharge grant ids
-) = range(8)
-N_SLOT_COLUMNS = 8
+    S_ROLLS_INTO,  # the slot of the rollover grant it rolls into at its expiry (−1: none)
+    S_ROLL_CAP,  # the most it rolls over (minor units)
+) = range(10)
+N_SLOT_COLUMNS = 10
 
 # Columns of the happening array; phases are `ledger.order.Phase`.
 H_TIME, H_PHASE, H_SLOT = range(3)
@@ -351,7 +357,15 @@ def _path(  # pragma: no cover - compiled
                     rem[s] -= _settle(rem[s], x)
                 elif act[s]:
                     if phase == EXPIRY:
-                        out_slot_expired[g0 + s] += rem[s]
+                        # A period grant ending because the next period starts rolls
+                        # min(remaining, cap) into its rollover grant, which takes effect later
+                        # at this instant; only the rest expires.
+                        into = slots[g0 + s, S_ROLLS_INTO]
+                        if into >= 0:
+                            rem[into] = min(rem[s], slots[g0 + s, S_ROLL_CAP])
+                            out_slot_expired[g0 + s] += rem[s] - rem[into]
+                        else:
+                            out_slot_expired[g0 + s] += rem[s]
                     x[X_BALANCE] -= rem[s]
                     rem[s] = 0
                     act[s] = False

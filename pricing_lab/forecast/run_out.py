@@ -63,32 +63,6 @@ COLUMNS = (
 )
 
 
-def offers_with_rollover(catalog: Catalog) -> list[str]:
-    """Ids of the plans and add-ons with a credit entitlement that rolls over, sorted. The
-    forecast does not roll over periods ending inside its horizon (docs/forecast.md): their
-    credits count as expiring, so run-out probabilities for these offers' customers are upper
-    bounds, and the commands say so."""
-    from pricing_lab.catalog.model import AddOn, CreditEntitlement, Plan
-
-    offers: tuple[Plan | AddOn, ...] = (*catalog.plans, *catalog.addons)
-    return sorted(
-        offer.id
-        for offer in offers
-        if any(
-            isinstance(e, CreditEntitlement) and e.rollover is not None for e in offer.entitlements
-        )
-    )
-
-
-def rollover_note(offers: list[str]) -> str:
-    """The note the commands print when `offers` (from `offers_with_rollover`) is not empty."""
-    return (
-        f"note: rollover of {', '.join(offers)} is not forecast: credits of a period ending "
-        "within the horizon count as expiring, so run-out probabilities for their customers "
-        "are upper bounds (docs/forecast.md)"
-    )
-
-
 def parse_horizon(horizon: timedelta | str) -> timedelta:
     """A horizon as a positive timedelta: given as one, or as text `30d`, `12h`, `2w`."""
     if isinstance(horizon, str):
@@ -293,6 +267,8 @@ def _slot_array(slots: pl.DataFrame) -> np.ndarray:
         pl.col("type_rank"),
         pl.col("effective_us"),
         pl.col("before_recharges").cast(pl.Int64),
+        pl.col("rolls_into"),
+        pl.col("roll_cap"),
     ]
     array = slots.select(columns).to_numpy().astype(np.int64)
     return np.ascontiguousarray(array.reshape(-1, kernel.N_SLOT_COLUMNS))

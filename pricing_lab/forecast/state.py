@@ -3,12 +3,15 @@
 Read from the replay of the history up to T (its ledger: every grant's remaining credits, the
 overdraft debt, the auto-recharges issued so far) and from the replay's own inputs (grants,
 subscriptions' credit entitlements, auto-recharge settings): the grants usable at T, the grants that
-take effect inside the horizon (scheduled grants and top-ups, recurring periods), every expiry and
-void inside the horizon, and the calendar months over which the recharge spend limit counts. The
-rules are the ledger's (SPEC §5, docs/ledger.md); this module only puts them in arrays:
+take effect inside the horizon (scheduled grants and top-ups, recurring periods, the rollover
+grants of periods ending inside it), every expiry and void inside the horizon, and the calendar
+months over which the recharge spend limit counts. The rules are the ledger's (SPEC §5,
+docs/ledger.md); this module only puts them in arrays:
 
 * a unit's grants ("slots") are listed in draw-down order (`ledger.order`: priority, expiry with
-  never last, promotional/recurring before paid, effective time, grant id);
+  never last, promotional/recurring before paid, effective time, rollover grants first, grant id);
+* a period grant that rolls over inside the horizon knows the slot of its rollover grant (listed by
+  `ledger.recurring.rollover_grant_table`, the replay's own list) and the cap of what rolls;
 * its happenings are sorted by time, then the order of things at one instant (`ledger.order.Phase`:
   expiries, voids, grants taking effect), then draw-down order;
 * credits are integer minor units; recharge spend is counted in integer money units exactly as the
@@ -28,9 +31,9 @@ import polars as pl
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, InvariantViolation
 from pricing_lab.ledger.grant_table import explicit_grant_table, grant_table_schema
-from pricing_lab.ledger.model import AutoRecharge, recurring_entitlements
+from pricing_lab.ledger.model import AutoRecharge, RecurringEntitlement, recurring_entitlements
 from pricing_lab.ledger.order import ROLLOVER_SOURCE, TYPE_RANK, Phase
-from pricing_lab.ledger.recurring import recurring_grant_table
+from pricing_lab.ledger.recurring import recurring_grant_table, rollover_grant_table
 from pricing_lab.money import decimal_places, quantize, to_minor_units
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.timeutil import DAY_US, EPOCH, NEVER_US, add_months, month_start, to_micros
@@ -68,7 +71,9 @@ class CreditState:
 
     `units`: customer_id, currency_id (sorted), precision, balance (minor units at T).
     `slots`: one row per grant a unit can draw inside the horizon, in draw-down order per unit:
-    unit, grant_id, cost_basis (Decimal) and the kernel's columns (`slot_arrays`).
+    unit, grant_id, cost_basis (Decimal) and the kernel's columns (`run_out._slot_array`), among
+    them `rolls_into` (the slot of the rollover grant a period grant expiring inside the horizon
+    rolls into, −1: none) and `roll_cap` (the most that rolls, minor units).
     `happenings`: time (µs), phase (`Phase`), slot (index within its unit), sorted per unit.
     `month_starts`: UTC calendar month starts strictly inside (T, end) (the recharge spend
     restarts). `add_months_days`: for each UTC day from T's to end's, the day one month and one
@@ -109,8 +114,8 @@ def credit_state(
     t_us, end_us = to_micros(as_of), to_micros(end)
     held = _held_at(ledger, precisions)
     # The grants held at T are described by the replay itself (auto-recharge and rollover grants
-    # included); those taking effect inside the horizon come from the inputs. No period rolls
-    # over inside the horizon (docs/forecast.md).
+    # included); those taking effect inside the horizon come from the inputs, and so do the
+    # rollover grants of periods ending inside it (the ledger's list, up to the horizon's end).
     used = pl.DataFrame(schema=schema) if grants is None else grants.select(schema.names())
     usable = held.filter((pl.col("grant_type") != "OVERDRAFT") & (pl.col("remaining") > 0))
     active = usable.join(used.cast(schema), on=[*KEYS, "grant_id"], how="left")
@@ -120,30 +125,31 @@ def credit_state(
             f"the ledger holds grant {unknown['grant_id'][0]!r} that the replay's grants do not "
             "describe (run-out forecast)"
         )
+    entitlements = recurring_entitlements(customers.subscriptions, catalog)
     attributes = pl.concat(
         [
             explicit_grant_table(customers.grants, scale, basis_scale),
-            recurring_grant_table(
-                recurring_entitlements(customers.subscriptions, catalog), end, scale
-            ).cast(schema),
+            recurring_grant_table(entitlements, end, scale).cast(schema),
         ]
     )
+    inside = pl.col("effective_at").dt.epoch("us").is_between(t_us, end_us, closed="left")
     upcoming = attributes.filter(
-        pl.col("effective_at").dt.epoch("us").is_between(t_us, end_us, closed="left")
-        & (pl.col("voided_at").is_null() | (pl.col("voided_at") > pl.col("effective_at")))
+        inside & (pl.col("voided_at").is_null() | (pl.col("voided_at") > pl.col("effective_at")))
     ).with_columns(
         _units("amount", scale, precisions).alias("remaining"), pl.lit(False).alias("active")
     )
+    no_roll = {"rolls_from": pl.lit(None, dtype=pl.String), "cap": pl.lit(0, dtype=pl.Int64)}
     slots = pl.concat(
         [
-            active.with_columns(pl.lit(True).alias("active")).select(_SLOT_COLUMNS),
-            upcoming.select(_SLOT_COLUMNS),
+            active.with_columns(pl.lit(True).alias("active"), **no_roll).select(_SLOT_COLUMNS),
+            upcoming.with_columns(**no_roll).select(_SLOT_COLUMNS),
         ]
     )
+    slots = pl.concat([slots, _rollover_slots(entitlements, slots, schema, scale, precisions, end)])
     units = _units_table(history_keys, held, slots, customers.auto_recharges).with_columns(
         pl.col("currency_id").replace_strict(precisions, return_dtype=pl.Int64).alias("precision")
     )
-    slots = _ordered_slots(slots, units)
+    slots = _linked(_ordered_slots(slots, units))
     happenings = _happenings(slots, t_us, end_us)
     params = np.zeros((units.height, N_PARAMS), dtype=np.int64)
     slot_bounds = _bounds(slots["unit"].to_numpy(), units.height)
@@ -181,7 +187,49 @@ _SLOT_COLUMNS = [
     "cost_basis",
     "remaining",
     "active",
+    "rolls_from",  # a rollover grant: the id of the period grant it receives credits from
+    "cap",  # a rollover grant: the most it can receive (minor units)
 ]
+
+
+def _rollover_slots(
+    entitlements: tuple[RecurringEntitlement, ...],
+    slots: pl.DataFrame,
+    schema: pl.Schema,
+    scale: int,
+    precisions: dict[str, int],
+    end: datetime,
+) -> pl.DataFrame:
+    """The rollover grants that periods ending inside [T, end) may make (SPEC §5), as slots that
+    are not usable yet and hold nothing: the kernel fills one with what its period grant rolls at
+    that grant's expiry. Only those of period grants the unit holds at T or receives inside the
+    horizon: a grant held empty at T can roll nothing."""
+    rollovers = rollover_grant_table(entitlements, end, precisions, scale)
+    sources = slots.select(*KEYS, pl.col("grant_id").alias("rolls_from"))
+    return (
+        rollovers.join(sources, on=[*KEYS, "rolls_from"], how="semi")
+        .with_columns(
+            _units("amount", scale, precisions).alias("cap"),
+            pl.col("cost_basis").cast(schema["cost_basis"]),
+            pl.lit(0, dtype=pl.Int64).alias("remaining"),
+            pl.lit(False).alias("active"),
+        )
+        .select(_SLOT_COLUMNS)
+    )
+
+
+def _linked(slots: pl.DataFrame) -> pl.DataFrame:
+    """`slots` (ordered) with `rolls_into`, the slot of the rollover grant each period grant may
+    roll into (−1: none), and `roll_cap`, the most that rolls (minor units)."""
+    links = slots.filter(pl.col("rolls_from").is_not_null()).select(
+        "unit",
+        pl.col("rolls_from").alias("grant_id"),
+        pl.col("slot").alias("rolls_into"),
+        pl.col("cap").alias("roll_cap"),
+    )
+    return slots.join(
+        links, on=["unit", "grant_id"], how="left", maintain_order="left"
+    ).with_columns(pl.col("rolls_into").fill_null(-1), pl.col("roll_cap").fill_null(0))
 
 
 def _units(column: str, scale: int, precisions: dict[str, int]) -> pl.Expr:

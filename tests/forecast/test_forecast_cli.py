@@ -158,42 +158,15 @@ def test_compare_forecast_without_an_instant_starts_after_the_last_event(
     assert [f"{t:%Y-%m-%d %H:%M:%S.%f}" for t in as_of] == ["2024-01-30 12:00:00.000001"]
 
 
-def test_a_catalog_with_rollover_is_named_as_not_forecast(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    rolling = CATALOG.replace("cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}")
-    files["catalog"].write_text(rolling)
-    out = tmp_path / "out"
-    args = _args(files, "--as-of", "2024-01-11", "--horizon", "30d", "--out", str(out))
-    assert main(args) == 0
-    assert "note: rollover of basic is not forecast" in capsys.readouterr().err
-    assert main([*args, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["rollover_not_forecast"] == ["basic"]
-
-
-def test_compare_forecast_names_the_offers_whose_rollover_it_does_not_model(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    rolling = CATALOG.replace("cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}")
-    files["catalog"].write_text(rolling)
-    (tmp_path / "scenarios.yaml").write_text(SCENARIOS)
-    args = [
-        "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
-        "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
-        "--out", str(tmp_path / "cmp"), "--forecast", "2024-01-11", "--json", "--quiet",
-    ]  # fmt: skip
-    assert main(args) == 0
-    captured = capsys.readouterr()
-    assert "note: rollover of basic is not forecast" in captured.err
-    assert json.loads(captured.out)["rollover_not_forecast"] == ["basic"]
-
-
-def test_credits_rolled_over_before_the_forecast_instant_count_in_its_balance(
+def test_rollover_before_the_forecast_instant_is_in_its_balance_and_inside_its_horizon_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 300 credits a month from 2023-12-05, 50% rolling over; one 1-credit call a day from
     # 2023-12-20 to 2024-01-10. At 2024-01-05: 300 - 16 = 284 left, 150 roll over (the cap), 134
     # expire; the rollover grant is drawn first, 6 calls to T: 144 + 300 = 444 credits at T.
+    # Inside the horizon (to Feb 10), 25 calls to Feb 5 leave 119 in the rollover grant, which
+    # expires (a rollover grant never rolls over), and 300 in the period's grant: 150 roll over,
+    # 150 expire. Expected expired: 119 + 150 = 269.
     catalog = CATALOG.replace("per_unit: 100", "per_unit: 1").replace(
         "cadence: monthly}", "cadence: monthly, rollover: {max_percent: 50}}"
     )
@@ -212,8 +185,12 @@ def test_credits_rolled_over_before_the_forecast_instant_count_in_its_balance(
     args = [
         "forecast", "--catalog", str(tmp_path / "catalog.yaml"), "--events", str(events),
         "--customers", str(tmp_path / "customers.yaml"), "--as-of", "2024-01-11",
-        "--horizon", "10d", "--out", str(out),
+        "--horizon", "30d", "--out", str(out),
     ]  # fmt: skip
-    assert main(args) == 0, capsys.readouterr().err
+    assert main(args) == 0
+    assert "rollover" not in capsys.readouterr().err  # it is forecast: nothing to warn about
     table = pl.read_parquet(out / "forecast.parquet")
     assert [str(b) for b in table["balance"]] == ["444.00"]
+    assert [str(e) for e in table["expected_expired"]] == ["269.00"]
+    assert main([*args, "--json"]) == 0
+    assert "rollover_not_forecast" not in json.loads(capsys.readouterr().out)
