@@ -111,7 +111,19 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         source = source.select(f"*, {extracts}")
         columns.update({name.lower(): name for name in from_properties})
     present = [d for d in formula.dimensions if d.lower() in columns]
-    value = formula.evaluate_duckdb(con, source).select("value").set_alias("v")
+    types = dict(zip(source.columns, (str(t) for t in source.types), strict=True))
+    sql = formula.to_duckdb_sql({**types, **formula.dimension_types(types)})
+    # As in a replay (docs/events.md): a value beyond the exact decimal range fails that event's
+    # cost (`cost_out_of_range`), never the whole check. The second TRY is in an outer SELECT, as
+    # in costing: in one SELECT, DuckDB shares the formula between both TRYs and raises.
+    value = (
+        source.select(f"*, TRY({sql}) AS {_VALUE}")
+        .select(
+            f"{_VALUE} AS value, CASE WHEN {_VALUE} IS NULL THEN TRY(({sql}) IS NULL) IS NULL "
+            "ELSE FALSE END AS out_of_range"
+        )
+        .set_alias("v")
+    )
     nulls = ", ".join(
         f"count(*) FILTER (WHERE {quote_identifier(d)} IS NULL) AS {quote_identifier('n:' + d)}"
         for d in present
@@ -119,8 +131,9 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     source_counts = source.aggregate(f"count(*) AS rows{', ' + nulls if nulls else ''}")
     try:
         counted = source_counts.fetchall()[0]
-        rejected_null, rejected_negative = value.aggregate(
-            "count(*) FILTER (WHERE value IS NULL), count(*) FILTER (WHERE value < 0)"
+        rejected_null, rejected_negative, out_of_range = value.aggregate(
+            "count(*) FILTER (WHERE value IS NULL AND NOT out_of_range), "
+            "count(*) FILTER (WHERE value < 0), count(*) FILTER (WHERE out_of_range)"
         ).fetchall()[0]
     except duckdb.Error as exc:
         raise FormulaError(f"evaluating the formula over {path} failed: {exc}") from exc
@@ -144,9 +157,13 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         "rejected": {
             "formula_null": int(rejected_null),
             "formula_negative": int(rejected_negative),
-            "total": int(rejected_null) + int(rejected_negative),
+            "cost_out_of_range": int(out_of_range),
+            "total": int(rejected_null) + int(rejected_negative) + int(out_of_range),
         },
     }
+
+
+_VALUE = "__pricing_lab_formula_value"
 
 
 def _json_path(name: str) -> str:
@@ -173,6 +190,11 @@ def _text(report: dict[str, Any]) -> str:
         rejected = events["rejected"]
         lines.append(
             f"rejected: {rejected['total']} of {rows} events "
-            f"({rejected['formula_null']} null cost, {rejected['formula_negative']} negative cost)"
+            f"({rejected['formula_null']} null cost, {rejected['formula_negative']} negative cost"
+            + (
+                f", {rejected['cost_out_of_range']} out of the exact decimal range)"
+                if rejected["cost_out_of_range"]
+                else ")"
+            )
         )
     return "\n".join(lines)
