@@ -11,15 +11,7 @@ from pricing_lab.errors import InputError
 from pricing_lab.formula import Formula, FormulaError
 from pricing_lab.formula.sql_base import quote_identifier, quote_string
 
-_READERS = {
-    ".parquet": "read_parquet",
-    ".pq": "read_parquet",
-    ".csv": "read_csv_auto",
-    ".tsv": "read_csv_auto",
-    ".json": "read_json_auto",
-    ".ndjson": "read_json_auto",
-    ".jsonl": "read_json_auto",
-}
+_READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "ndjson": "read_json_auto"}
 
 
 def register(subparsers: Any) -> None:
@@ -75,10 +67,14 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise InputError(f"{path}: no such event file")
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        known = ", ".join(sorted(_READERS))
+    # The event files `simulate` reads, by the same suffixes.
+    from pricing_lab.events.ingest import SUFFIX_FORMATS
+
+    kind = SUFFIX_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        known = ", ".join(SUFFIX_FORMATS)
         raise InputError(f"{path}: unknown event file type {path.suffix!r} (known: {known})")
+    reader = _READERS[kind]
     con = duckdb.connect()
     literal = quote_string(str(path))
     try:

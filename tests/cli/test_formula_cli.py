@@ -128,7 +128,7 @@ def test_missing_or_unknown_event_file_is_exit_2(run_cli, tmp_path: Path) -> Non
     result = run_cli("formula", "check", "a", "--events", str(tmp_path / "nope.parquet"))
     assert result.returncode == 2
     assert "no such event file" in result.stderr
-    other = tmp_path / "events.xlsx"
+    other = tmp_path / "events.tsv"  # not an event file `simulate` reads either
     other.write_text("x")
     result = run_cli("formula", "check", "a", "--events", str(other))
     assert result.returncode == 2
