@@ -213,6 +213,18 @@ COMPARISON_FILES = (
     "comparison_totals.parquet",
 )
 
+
+def result_file_names() -> list[str]:
+    """The files of a results folder its readers take (the Snowflake export's `--results`), as
+    `simulate`, `compare` and `demo` write them: for help texts and errors."""
+    return [
+        *(o.file for o in REPLAY_FILES),
+        SUMMARY_FILE,
+        *COMPARISON_FILES[:3],
+        f"{SCENARIOS_FOLDER}/NAME/…",
+    ]
+
+
 __all__ = [
     "ACTIVITY",
     "BALANCES",
@@ -226,4 +238,5 @@ __all__ = [
     "SCENARIOS_FOLDER",
     "SUMMARY_FILE",
     "OutputFile",
+    "result_file_names",
 ]

@@ -15,19 +15,15 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.snowflake.auth import DEFAULT_TIMEOUT_SECONDS
-from connectors.snowflake.export import ExportOptions, ExportReport, RetryPolicy, export_tables
-from connectors.snowflake.export_sources import (
-    catalog_tables,
-    combine,
-    result_file_names,
-    results_folder_tables,
-    select_tables,
-)
-from connectors.snowflake.tables import ExportTable, specs_by_name
 from pricing_lab.errors import InputError, PricingLabError
+from pricing_lab.outputs import result_file_names
+
+if TYPE_CHECKING:  # the export loads Arrow, Polars and the connector: imported when it runs
+    from connectors.snowflake.export import ExportReport
+    from connectors.snowflake.tables import ExportTable
 
 
 def register_export(subparsers: Any) -> None:
@@ -110,6 +106,14 @@ def register_export(subparsers: Any) -> None:
 
 
 def _tables(args: argparse.Namespace) -> list[ExportTable]:
+    from connectors.snowflake.export_sources import (
+        catalog_tables,
+        combine,
+        results_folder_tables,
+        select_tables,
+    )
+    from connectors.snowflake.tables import specs_by_name
+
     if args.tables is not None:
         specs_by_name(args.tables)  # unknown names are bad input, listed at once
     if args.db is None and not args.results:
@@ -155,6 +159,8 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 
 def run_export_command(args: argparse.Namespace) -> int:
     """Handler of `export snowflake`: returns the exit status; prints the report or the error."""
+    from connectors.snowflake.export import ExportOptions, RetryPolicy, export_tables
+
     try:
         # Written so that NaN fails each test (every comparison with NaN is false).
         if not (

@@ -40,6 +40,7 @@ from connectors.snowflake.tables import (
 )
 from pricing_lab import outputs
 from pricing_lab.errors import InputError
+from pricing_lab.outputs import result_file_names
 
 # Catalog table → (spec, entity kind whose current status is joined on, id column).
 _CATALOG: tuple[tuple[TableSpec, str | None, str | None], ...] = (
@@ -53,16 +54,6 @@ _CATALOG: tuple[tuple[TableSpec, str | None, str | None], ...] = (
     (CREDIT_CURRENCIES, None, None),
     (CREDIT_RATES, None, None),
 )
-
-
-def result_file_names() -> list[str]:
-    """Every file `--results DIR` reads, as the project writes them (for --help and errors)."""
-    return [
-        *(o.file for o in outputs.REPLAY_FILES),
-        outputs.SUMMARY_FILE,
-        *outputs.COMPARISON_FILES[:3],
-        f"{outputs.SCENARIOS_FOLDER}/NAME/…",
-    ]
 
 
 def catalog_tables(store: Any) -> list[ExportTable]:

@@ -6,13 +6,11 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pricing_lab.catalog.html import entitlement_text, filter_value_text
-from pricing_lab.catalog.model import AddOn, CreditRate, Plan
-from pricing_lab.catalog.store import CatalogStore, EntityKind, open_store
-from pricing_lab.catalog.yaml_format import catalog_to_document, load_catalog_file, plain_decimal
-from pricing_lab.cli.output import json_text
+if TYPE_CHECKING:  # the store and the formats load DuckDB and Polars: imported when a command runs
+    from pricing_lab.catalog.model import AddOn, CreditRate, Plan
+    from pricing_lab.catalog.store import CatalogStore, EntityKind
 
 DEFAULT_DB = "pricing_lab.duckdb"
 
@@ -66,6 +64,9 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    from pricing_lab.catalog.store import open_store
+    from pricing_lab.catalog.yaml_format import load_catalog_file
+
     catalog = load_catalog_file(args.file)
     with open_store(Path(args.db)) as store:
         diff = store.apply(catalog, at=datetime.now(UTC))
@@ -74,6 +75,9 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
+    from pricing_lab.catalog.store import open_store
+    from pricing_lab.catalog.yaml_format import load_catalog_file
+
     catalog = load_catalog_file(args.file)
     db = Path(args.db)
     # A store that does not exist yet is empty: diff against memory rather than create the file.
@@ -91,6 +95,9 @@ def _print_diff(as_json: dict[str, Any] | None, text: str) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from pricing_lab.catalog.store import open_store
+    from pricing_lab.cli.output import json_text
+
     db = Path(args.db)
     with open_store(db, read_only=True) as store:
         if args.json:
@@ -102,6 +109,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def show_json(store: CatalogStore) -> dict[str, Any]:
     """The catalog in force as its document form plus entity versions."""
+    from pricing_lab.catalog.yaml_format import catalog_to_document
+
     entities = store.tables()["entities"]
     return {
         "catalog": catalog_to_document(store.current()),
@@ -119,6 +128,9 @@ def show_json(store: CatalogStore) -> dict[str, Any]:
 
 def show_lines(store: CatalogStore) -> list[str]:
     """The catalog in force as readable text: one section per kind of entity."""
+    from pricing_lab.catalog.html import entitlement_text, filter_value_text
+    from pricing_lab.catalog.yaml_format import plain_decimal
+
     catalog = store.current()
     if store.is_empty():
         return ["the catalog store is empty (run `pricing-lab catalog apply FILE`)"]
@@ -182,6 +194,8 @@ def show_lines(store: CatalogStore) -> list[str]:
 
 
 def _rate_text(rate: CreditRate) -> str:
+    from pricing_lab.catalog.yaml_format import plain_decimal
+
     currency = f" ({rate.currency})" if rate.currency else ""
     if rate.mode == "per_unit":
         per_unit = plain_decimal(rate.per_unit) if rate.per_unit is not None else "?"

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from pricing_lab.report import format as fmt
 from pricing_lab.report.tables import Column, Table, text_table
-from pricing_lab.report.views import headline_table, replay_table
 
 if TYPE_CHECKING:
     import polars as pl
@@ -105,6 +104,8 @@ def simulation_text(
 ) -> str:
     """What `pricing-lab simulate` prints: the horizon and events, then every key figure per
     currency and per plan, then the files written."""
+    from pricing_lab.report import views  # the report's whole stack: only when printing one
+
     events = summary["events"]
     read = events.get("read")
     span = " → ".join(
@@ -117,7 +118,7 @@ def simulation_text(
         + f"{events['rejected']:,} rejected, {events['denied']:,} denied; "
         f"{summary['ledger_entries']:,} ledger entries",
         "",
-        text_table(replay_table(result.summary, price_currencies), transpose=True),
+        text_table(views.replay_table(result.summary, price_currencies), transpose=True),
     ]
     plans = result.plan_summary
     if plans.height:
@@ -144,7 +145,9 @@ def _plan_table(plans: pl.DataFrame) -> Table:
 
 def comparison_text(comparison: Comparison) -> str:
     """The headline of a comparison, scenarios side by side, each figure with its change."""
-    return text_table(headline_table(comparison), transpose=True)
+    from pricing_lab.report import views  # the report's whole stack: only when printing one
+
+    return text_table(views.headline_table(comparison), transpose=True)
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:

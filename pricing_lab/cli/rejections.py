@@ -12,11 +12,12 @@ import argparse
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pricing_lab.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 EXAMPLES = 3  # example event ids (or input rows) shown per reason
 
@@ -61,6 +62,8 @@ def rejection_report(
     `known_customers`: the customer list the run was given; unknown customer ids that match one
     of them except for case are listed under `case_mismatches` (ids are case-sensitive).
     """
+    import polars as pl
+
     by_reason: dict[str, Any] = {}
     if rejected.height:
         for reason in sorted(rejected["reason"].drop_nulls().unique().to_list()):
@@ -85,6 +88,8 @@ def rejection_report(
 
 
 def _case_mismatches(rejected: pl.DataFrame, known: Iterable[str]) -> dict[str, Any]:
+    import polars as pl
+
     by_lower: dict[str, str] = {}
     for customer in known:
         by_lower.setdefault(customer.lower(), customer)

@@ -26,12 +26,12 @@ if TYPE_CHECKING:
         executor_named,
     )
     from pricing_lab.scale.run import (
-        AUTO,
         BucketJob,
         run_buckets,
         simulate_in_buckets,
         write_buckets,
     )
+    from pricing_lab.scale.sizing import AUTO
 
 _EXPORTS = {
     "BucketDone": "pricing_lab.scale.bucket_replay",
@@ -43,7 +43,7 @@ _EXPORTS = {
     "ProcessExecutor": "pricing_lab.scale.executors",
     "RayExecutor": "pricing_lab.scale.executors",
     "executor_named": "pricing_lab.scale.executors",
-    "AUTO": "pricing_lab.scale.run",
+    "AUTO": "pricing_lab.scale.sizing",
     "BucketJob": "pricing_lab.scale.run",
     "run_buckets": "pricing_lab.scale.run",
     "simulate_in_buckets": "pricing_lab.scale.run",

@@ -16,7 +16,7 @@ from typing import Any
 
 from pricing_lab.errors import InputError
 from pricing_lab.scale.executors import EXECUTORS, Executor, RayExecutor, executor_named
-from pricing_lab.scale.run import AUTO, DEFAULT_TASK_MEMORY, simulate_in_buckets
+from pricing_lab.scale.sizing import AUTO, DEFAULT_TASK_MEMORY
 
 
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +129,8 @@ def simulate_over_executor(
     """`pricing-lab simulate --executor …`: the bucketed replay, files written into `--out`;
     `phase` (the command's progress display) names its steps, and `options["progress"]` counts
     buckets done."""
+    from pricing_lab.scale.run import simulate_in_buckets
+
     with executor_from_args(args, phase) as executor:
         phase("replaying in customer buckets", unit="buckets done")
         return simulate_in_buckets(

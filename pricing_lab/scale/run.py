@@ -51,6 +51,13 @@ from pricing_lab.scale.buckets import (
 )
 from pricing_lab.scale.executors import Executor, LocalExecutor, Progress, run_all
 from pricing_lab.scale.merge import merge_buckets
+from pricing_lab.scale.sizing import (
+    AUTO,
+    AUTO_TASK_MEMORY,
+    BYTES_PER_EVENT,
+    DEFAULT_TASK_MEMORY,
+    TASK_BASE_MEMORY,
+)
 from pricing_lab.scale.storage import Store
 from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, check_event_ids, cost_events
@@ -64,18 +71,7 @@ from pricing_lab.simulation.simulate import (
 )
 from pricing_lab.timeutil import as_utc
 
-AUTO = 0  # `buckets=AUTO`: buckets sized for AUTO_TASK_MEMORY, at least two per parallel task
 EVENTS_PER_COSTING = 2_000_000  # events costed at once while the buckets are written
-# Peak memory of a bucket's replay: a fixed part (interpreter, libraries, compiled engine) and a
-# part per event of the bucket (costed rows, ledger, checks, revenue), measured on pool workers
-# (0.42–0.57 GiB and 670–750 bytes; benchmarks/README.md "scale-out") with a margin.
-TASK_BASE_MEMORY = 512 << 20
-BYTES_PER_EVENT = 900
-DEFAULT_TASK_MEMORY = 8 << 30
-# `auto` sizes buckets for tasks of 2 GiB, a CPU's share of memory on common machines, at half
-# what such a task holds on average: buckets of hashed customers are uneven (a big customer
-# lands in one), and many buckets per worker balance the load (the largest go first).
-AUTO_TASK_MEMORY = 2 << 30
 _BUCKET_EVENTS = "__bucket_events"
 _BUCKET_CUSTOMERS = "__bucket_customers"
 
