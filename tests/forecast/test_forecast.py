@@ -6,7 +6,7 @@ day's call varies between paths, so each answer is a day, checked as [start, end
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
@@ -178,6 +178,19 @@ def test_bad_options_are_input_errors() -> None:
             parse_horizon(text)
     assert parse_horizon("2w") == timedelta(days=14)
     assert parse_horizon("36h") == timedelta(hours=36)
+
+
+def test_a_horizon_or_path_count_beyond_what_can_run_is_refused_not_an_internal_error() -> None:
+    assert parse_horizon("3653d") == timedelta(days=3653)
+    for text in ("3654d", "4000000d", "99999999999999999999d", "522w"):
+        with pytest.raises(InputError, match="at most 3653 days"):
+            parse_horizon(text)
+    con = duckdb.connect()
+    daily_calls(con, {"a": 10})
+    with pytest.raises(InputError, match="after year 9999"):
+        forecast(con, catalog(), as_of=datetime(9999, 12, 1, tzinfo=UTC), horizon="60d")
+    with pytest.raises(InputError, match="at most 10,000,000"):
+        forecast(con, catalog(), as_of=T, horizon="30d", paths=10**11)
 
 
 def test_the_package_is_the_function_too() -> None:
