@@ -6,11 +6,13 @@ Every case runs both engines (they must agree) and compares the ledger with rows
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from pricing_lab.errors import ValidationError
+from pricing_lab.ledger import balance_at
 from tests.ledger.helpers import CR, TK, at, entitlement, entries, event, grant, recharge, run
 
 
@@ -452,6 +454,25 @@ def test_balances_per_currency_are_separate() -> None:
         ("01-02 00:00", "CONSUMED", "cr", "-1.00", "4.00", "e1", "chat"),
         ("01-02 00:00", "CONSUMED", "tk", "-2.00", "5.00", "e1", "image"),
     ]
+
+
+def test_balance_query_at_an_instant_gives_totals_and_grants_left_at_the_currency_scale() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1), expires=at(5)), grant("g2", "4", at(3), type="PAID")],
+        consumptions=[event("e1", at(2), ("chat", "6")), event("e2", at(4), ("chat", "9"))],
+    )
+
+    def query(when: datetime, customer: str = "acme") -> tuple[object, ...]:
+        b = balance_at(result.ledger, customer, "CR", when)
+        left = [(g.grant_id, str(g.remaining)) for g in b.grants]
+        return str(b.balance), str(b.granted), str(b.consumed), left
+
+    assert query(at(1, 12)) == ("10.00", "10.00", "0.00", [("g1", "10.00")])
+    assert query(at(3)) == ("8.00", "14.00", "6.00", [("g1", "4.00"), ("g2", "4.00")])
+    # e2 costs 9: 4 from g1 (expiring first), 4 from g2, 1 into overdraft
+    assert query(at(4)) == ("-1.00", "14.00", "15.00", [("acme:overdraft:CR", "-1.00")])
+    assert query(at(1) - timedelta(days=1)) == ("0.00", "0.00", "0.00", [])
+    assert query(at(4), "nobody") == ("0.00", "0.00", "0.00", [])
 
 
 @pytest.mark.parametrize(
