@@ -13,7 +13,18 @@ import pytest
 
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger import balance_at
-from tests.ledger.helpers import CR, TK, at, entitlement, entries, event, grant, recharge, run
+from tests.ledger.helpers import (
+    CR,
+    TK,
+    at,
+    entitlement,
+    entries,
+    event,
+    grant,
+    recharge,
+    rollover,
+    run,
+)
 
 
 def test_a_grant_takes_effect_and_an_event_consumes_it() -> None:
@@ -310,6 +321,33 @@ def test_yearly_recurring_from_feb_29_gives_feb_28() -> None:
         ("02-28 00:00", "GRANTED", "acme:pro:CR:1"),
     ]
     assert result.ledger["grant_source"].unique().to_list() == ["addon"]
+
+
+def test_the_same_plan_subscribed_again_counts_on_and_does_not_roll_across_subscriptions() -> None:
+    # One subscription ends Feb 1 as another to the same plan starts: a different entitlement, so
+    # January's grant expires whole (no rollover) and the ids keep counting (docs/ledger.md).
+    cap = rollover(max_amount="5")
+    result = run(
+        recurring=[
+            entitlement("p", "10", at(1), end=at(1, month=2), rollover=cap),
+            entitlement("p", "10", at(1, month=2), rollover=cap),
+        ],
+        consumptions=[
+            event("e1", at(5), ("chat", "1")),
+            event("e2", at(5, month=3), ("chat", "1")),
+        ],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "acme:p:CR:0", "10.00", "10.00"),
+        ("01-05 00:00", "CONSUMED", "acme:p:CR:0", "-1.00", "9.00", "e1", "chat"),
+        ("02-01 00:00", "EXPIRED", "acme:p:CR:0", "-9.00", "0.00"),
+        ("02-01 00:00", "GRANTED", "acme:p:CR:1", "10.00", "10.00"),
+        ("03-01 00:00", "ROLLED_OVER", "acme:p:CR:1", "-5.00", "5.00"),
+        ("03-01 00:00", "EXPIRED", "acme:p:CR:1", "-5.00", "0.00"),
+        ("03-01 00:00", "GRANTED", "acme:p:CR:1:rollover", "5.00", "5.00"),
+        ("03-01 00:00", "GRANTED", "acme:p:CR:2", "10.00", "15.00"),
+        ("03-05 00:00", "CONSUMED", "acme:p:CR:1:rollover", "-1.00", "14.00", "e2", "chat"),
+    ]
 
 
 def test_plan_change_ends_one_plan_and_starts_another() -> None:
