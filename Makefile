@@ -9,8 +9,8 @@ VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 SYNC_STAMP := $(VENV)/.synced
 # The compiled ledger engine and forecast kernel, cached on disk by numba: built once during
-# set-up, again only when the ledger's or the forecast's sources change
-# (`python -m pricing_lab.ledger.compile`).
+# set-up, again only when a source they are built from changes (`python -m
+# pricing_lab.ledger.compile`, which also drops caches built from other sources).
 COMPILED_STAMP := $(VENV)/.ledger-compiled
 # Trust the platform's certificate store (corporate proxies add their own authority there).
 export UV_SYSTEM_CERTS ?= 1
@@ -33,7 +33,7 @@ $(SYNC_STAMP): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $(SYNC_STAMP)
 
-$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py) $(wildcard pricing_lab/forecast/*.py)
+$(COMPILED_STAMP): $(SYNC_STAMP) $(wildcard pricing_lab/ledger/*.py pricing_lab/forecast/*.py pricing_lab/activity/*.py) pricing_lab/timeutil.py pricing_lab/limits.py pricing_lab/money.py
 	$(RUN) python -m pricing_lab.ledger.compile
 	@touch $(COMPILED_STAMP)
 

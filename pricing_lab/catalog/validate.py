@@ -87,10 +87,11 @@ def validate_catalog(
     """Every problem of a catalog, in file order, each with its path (empty list: valid).
 
     `catalog` is a `Catalog` or its document form (what `yaml_format.parse_yaml` returns).
-    `check_formula` validates formula text (returns an error message or None); without it only
-    the presence of formula text is checked. `existing` is the catalog already in a store: ids
-    it defines resolve references the document does not define itself, a feature's type cannot
-    change, and a feature an active stored plan or add-on grants cannot be archived.
+    `check_formula` validates formula text (returns an error message or None); without it the
+    formula module's `check_formula` does (parse errors with line, column and caret).
+    `existing` is the catalog already in a store: ids it defines resolve references the
+    document does not define itself, a feature's type cannot change, and a feature an active
+    stored plan or add-on grants cannot be archived.
     """
     if isinstance(catalog, Catalog):
         from pricing_lab.catalog.yaml_format import catalog_to_document
@@ -98,6 +99,10 @@ def validate_catalog(
         document: object = catalog_to_document(catalog)
     else:
         document = catalog
+    if check_formula is None:
+        from pricing_lab.formula import check_formula as parse_check
+
+        check_formula = parse_check
     checker = _Checker(check_formula=check_formula, existing=existing)
     checker.check_document(document)
     return checker.problems
@@ -236,6 +241,14 @@ class _Checker:
         non_negative: bool = False,
         stored_as_amount: bool = True,
     ) -> Decimal | None:
+        if isinstance(value, float):
+            # A binary float is not the number the user meant (0.1 is 0.1000000000000000055…).
+            self.add(
+                path,
+                f"expected an exact number (int or Decimal), got the float {value!r}; "
+                f"write Decimal({str(value)!r})",
+            )
+            return None
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             self.add(path, f"expected a number, got {type_name(value)}")
             return None

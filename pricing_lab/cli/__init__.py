@@ -82,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("pricing-lab: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`… | head`): not an error of ours, and nothing to say.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off by its pipe
     except Exception as exc:  # a bug: still one message, the traceback only on request
         if os.environ.get("PRICING_LAB_DEBUG") == "1":
             raise

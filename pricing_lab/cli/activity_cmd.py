@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -104,12 +105,12 @@ def run_send(args: argparse.Namespace) -> int:
             ("--timeout", args.timeout),
             ("--backoff", args.backoff),
         )
-        if value <= 0
+        if not 0 < value < math.inf  # NaN fails too
     ]
     if args.max_retries < 0 or (args.max_events is not None and args.max_events < 0):
         problems.append("--max-retries/--max-events")
     if problems:
-        raise InputError(f"{', '.join(problems)}: must be positive")
+        raise InputError(f"{', '.join(problems)}: must be a positive number")
     events = read_activity(args.activity)
     folder = args.activity if args.activity.is_dir() else args.activity.parent
     cursor = args.cursor or folder / "activity.cursor.json"

@@ -11,7 +11,6 @@ from typing import Any
 from pricing_lab.catalog.html import entitlement_text, filter_value_text
 from pricing_lab.catalog.model import AddOn, CreditRate, Plan
 from pricing_lab.catalog.store import CatalogStore, EntityKind, open_store
-from pricing_lab.catalog.validate import FormulaCheck
 from pricing_lab.catalog.yaml_format import catalog_to_document, load_catalog_file, plain_decimal
 from pricing_lab.cli.output import json_text
 
@@ -66,17 +65,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def formula_checker() -> FormulaCheck | None:
-    """The formula module's checker (parse errors with line and column), if installed."""
-    try:
-        from pricing_lab.formula import check_formula
-    except ImportError:
-        return None
-    return check_formula
-
-
 def run_apply(args: argparse.Namespace) -> int:
-    catalog = load_catalog_file(args.file, check_formula=formula_checker())
+    catalog = load_catalog_file(args.file)
     with open_store(Path(args.db)) as store:
         diff = store.apply(catalog, at=datetime.now(UTC))
     _print_diff(diff.to_json() if args.json else None, str(diff))
@@ -84,7 +74,7 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    catalog = load_catalog_file(args.file, check_formula=formula_checker())
+    catalog = load_catalog_file(args.file)
     db = Path(args.db)
     # A store that does not exist yet is empty: diff against memory rather than create the file.
     with open_store(db if db.exists() else None, read_only=db.exists()) as store:

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
             f"{report.rejected:,} rejected"
         )
-        with executor_from_args(args) as executor:
+        with executor_from_args(args, progress.phase) as executor:
             comparison = compare(
                 con,
                 catalog,

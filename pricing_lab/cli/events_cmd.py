@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--events", type=_count, default=10_000, help="events (default 10000)")
     generate.add_argument("--customers", type=_count, default=100, help="customers (default 100)")
     generate.add_argument("--days", type=_count, default=30, help="days covered (default 30)")
-    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--seed", type=_count, default=0, help="random seed ≥ 0 (default 0)")
     generate.add_argument(
         "--start", type=_day, default=None, help="first day, UTC (default 2024-01-01)"
     )

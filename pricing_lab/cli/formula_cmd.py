@@ -85,20 +85,32 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         source = con.sql(f"SELECT * FROM {reader}({literal})")
     except duckdb.Error as exc:
         raise InputError(f"{path}: cannot read events: {exc}") from exc
-    columns = set(source.columns)
-    # Dimensions found only inside a `properties` JSON column are read from it as text.
+    # Dimensions match columns case-insensitively, as everywhere (docs/events.md). One that is
+    # not a column but a `properties` key (in any spelling of that key) is read from it as text.
+    columns = {name.lower(): name for name in source.columns}
+    properties = columns.get("properties")
     from_properties = [
-        d for d in formula.dimensions if d not in columns and "properties" in columns
+        d for d in formula.dimensions if d.lower() not in columns and properties is not None
     ]
-    if from_properties:
+    if from_properties and properties is not None:
+        json_value = f"TRY_CAST({quote_identifier(properties)} AS JSON)"
+        spellings: dict[str, list[str]] = {}
+        for (key,) in (
+            source.select(f"unnest(json_keys({json_value})) AS k").distinct().order("k").fetchall()
+        ):
+            spellings.setdefault(str(key).lower(), []).append(str(key))
         extracts = ", ".join(
-            f'json_extract_string(CAST("properties" AS JSON), {_json_path(name)}) AS '
-            f"{quote_identifier(name)}"
+            "coalesce("
+            + ", ".join(
+                f"json_extract_string({json_value}, {_json_path(key)})"
+                for key in spellings.get(name.lower(), [name])
+            )
+            + f") AS {quote_identifier(name)}"
             for name in from_properties
         )
         source = source.select(f"*, {extracts}")
-        columns |= set(from_properties)
-    present = [d for d in formula.dimensions if d in columns]
+        columns.update({name.lower(): name for name in from_properties})
+    present = [d for d in formula.dimensions if d.lower() in columns]
     value = formula.evaluate_duckdb(con, source).select("value").set_alias("v")
     nulls = ", ".join(
         f"count(*) FILTER (WHERE {quote_identifier(d)} IS NULL) AS {quote_identifier('n:' + d)}"
@@ -116,7 +128,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     null_counts = dict(zip(present, (int(c) for c in counted[1:]), strict=True))
     dimensions: dict[str, Any] = {}
     for name in formula.dimensions:
-        missing = name not in columns
+        missing = name.lower() not in columns
         count = rows if missing else null_counts[name]
         dimensions[name] = {
             "column": "missing"

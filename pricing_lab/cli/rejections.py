@@ -45,7 +45,7 @@ def _share(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a share: {text!r} (e.g. 0.05 or 5%)") from None
     if not 0 <= share <= 1:
-        raise argparse.ArgumentTypeError(f"a share is between 0 and 1 (0%% to 100%%): {text!r}")
+        raise argparse.ArgumentTypeError(f"a share is between 0 and 1 (0% to 100%): {text!r}")
     return share
 
 

@@ -234,8 +234,7 @@ def run(args: argparse.Namespace) -> int:
         if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
             from pricing_lab.scale.cli_options import simulate_over_executor
 
-            progress.phase("replaying in customer buckets", unit="buckets done")
-            result = simulate_over_executor(args, con, catalog, customers, options)
+            result = simulate_over_executor(args, con, catalog, customers, options, progress.phase)
             paths = [args.out / name for name in OUTPUT_FILES]
         elif partitions > 1:
             progress.phase(

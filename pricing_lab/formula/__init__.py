@@ -82,6 +82,21 @@ class Formula:
 
         return to_polars(self.tree, schema)
 
+    def dimension_types(self, column_types: Mapping[str, str]) -> dict[str, str]:
+        """The column type of each dimension this formula reads, keyed by the formula's spelling.
+
+        Dimension names match columns case-insensitively, as DuckDB identifiers do (an exact
+        match first): `Output_Tokens` reads the column `output_tokens`. A dimension with no
+        column is left out (it is null in every row).
+        """
+        by_lower = {name.lower(): name for name in column_types}
+        found = {}
+        for name in self.dimensions:
+            column = name if name in column_types else by_lower.get(name.lower())
+            if column is not None:
+                found[name] = column_types[column]
+        return found
+
     def evaluate(self, row: Mapping[str, Any]) -> Decimal | None:
         """The reference value for one event (dimension name → value); None means null."""
         return evaluate(self.tree, row)
@@ -95,8 +110,8 @@ class Formula:
         are read from the relation, so the SQL is the exact per-type reading.
         """
         relation = _relation(con, relation_or_table_sql)
-        types = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
-        sql = self.to_duckdb_sql(types)
+        columns = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
+        sql = self.to_duckdb_sql({**columns, **self.dimension_types(columns)})
         try:
             return relation.select(f"{sql} AS {RESULT_COLUMN}")
         except Exception as exc:  # binder errors surface here (e.g. an unusual column type)

@@ -9,18 +9,26 @@ fresh clone) runs this module, which replays a small input that reaches every co
 with the argument types real replays use, and runs a small forecast, so a user's first command
 (or notebook) loads them instead of compiling them.
 
+numba checks a cached function against its own file only, so a change to a rule inlined from
+another module (a calendar or order twin inside the kernel) or to a constant read at compile time
+would leave the old machine code in use. So this module keeps a digest of every source the compiled
+functions come from or read (`COMPILED_SOURCES`) and, when it differs from the one the caches were
+built from, removes those caches before compiling again.
+
 `compile_notice(say)` is for commands: if anything compiles while it is active (a cache missing
 or stale), `say` is called once, before the compile, with a line saying so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 from numba.core import event
@@ -29,6 +37,52 @@ NOTICE = (
     "compiling the ledger engine / forecast kernel (once: later runs load it from its cache; "
     "`make setup` does it ahead of time)…"
 )
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+# What the compiled functions are written in or read at compile time: the folders holding numba
+# functions, and the modules they take constants from.
+COMPILED_SOURCES = ("ledger", "forecast", "activity", "timeutil.py", "limits.py", "money.py")
+DIGEST_NAME = "ledger/__pycache__/compiled-sources.sha256"
+
+
+def sources_digest(package: Path = PACKAGE) -> str:
+    """SHA-256 of the `COMPILED_SOURCES` files of `package` (names and contents, in order)."""
+    digest = hashlib.sha256()
+    for name in COMPILED_SOURCES:
+        path = package / name
+        for source in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            digest.update(source.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def drop_stale_caches(package: Path = PACKAGE) -> int:
+    """Remove numba's caches of the `COMPILED_SOURCES` folders of `package` unless they were
+    built from its sources as they are (the digest `record_sources` wrote); returns how many
+    cache files were removed."""
+    recorded = package / DIGEST_NAME
+    if recorded.exists() and recorded.read_text() == sources_digest(package):
+        return 0
+    stale = [
+        cache
+        for name in COMPILED_SOURCES
+        if (package / name).is_dir()
+        for cache in (package / name / "__pycache__").glob("*.nb[ic]")
+    ]
+    for cache in stale:
+        cache.unlink(missing_ok=True)
+    return len(stale)
+
+
+def record_sources(package: Path = PACKAGE) -> None:
+    """Write the digest of the sources the caches were just built from."""
+    recorded = package / DIGEST_NAME
+    try:
+        recorded.parent.mkdir(exist_ok=True)
+        recorded.write_text(sources_digest(package))
+    except OSError:
+        pass  # a read-only install: numba keeps its caches elsewhere, and checks them itself
 
 
 @contextmanager
@@ -178,9 +232,11 @@ def main() -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    drop_stale_caches()
     with compile_notice(say):
         warm_up()
         warm_up_forecast()
+    record_sources()
     took = time.perf_counter() - began
     print(f"ledger engine and forecast kernel ready ({took:.1f} s)", file=sys.stderr)
     return 0

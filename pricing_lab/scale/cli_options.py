@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pricing_lab.errors import InputError
-from pricing_lab.scale.executors import EXECUTORS, Executor, executor_named
+from pricing_lab.scale.executors import EXECUTORS, Executor, RayExecutor, executor_named
 from pricing_lab.scale.run import AUTO, DEFAULT_TASK_MEMORY, simulate_in_buckets
 
 
@@ -85,13 +85,25 @@ def _gib(text: str) -> int:
 
 
 @contextlib.contextmanager
-def executor_from_args(args: argparse.Namespace) -> Iterator[Executor | None]:
-    """The executor `--executor` names (None without the option), closed on exit."""
+def executor_from_args(
+    args: argparse.Namespace, phase: Callable[[str], None] | None = None
+) -> Iterator[Executor | None]:
+    """The executor `--executor` names (None without the option), closed on exit. Ray is
+    started or reached before it is handed over, shown by `phase` (the command's progress
+    display) as a step of its own: a local node takes seconds to start."""
     if args.executor is None:
         yield None
         return
     executor = executor_named(args.executor, ray_address=args.ray_address)
     try:
+        if isinstance(executor, RayExecutor):
+            if phase is not None:
+                phase(
+                    "starting a local Ray node"
+                    if args.ray_address is None
+                    else f"connecting to the Ray cluster at {args.ray_address}"
+                )
+            executor.connect()
         yield executor
     finally:
         executor.close()
@@ -107,11 +119,18 @@ def bucket_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def simulate_over_executor(
-    args: argparse.Namespace, con: Any, catalog: Any, customers: Any, options: dict[str, Any]
+    args: argparse.Namespace,
+    con: Any,
+    catalog: Any,
+    customers: Any,
+    options: dict[str, Any],
+    phase: Callable[..., None],
 ) -> Any:
     """`pricing-lab simulate --executor …`: the bucketed replay, files written into `--out`;
-    `options["progress"]` (the command's progress display) counts buckets done."""
-    with executor_from_args(args) as executor:
+    `phase` (the command's progress display) names its steps, and `options["progress"]` counts
+    buckets done."""
+    with executor_from_args(args, phase) as executor:
+        phase("replaying in customer buckets", unit="buckets done")
         return simulate_in_buckets(
             con,
             catalog,

@@ -17,6 +17,7 @@ Ray is an optional dependency (`pip install 'pricing-lab[ray]'`), imported only 
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -180,6 +181,11 @@ class RayExecutor(_Closing):
         self._owned = False
         self._node: LocalRay | None = None
 
+    def connect(self) -> None:
+        """Start the private local node, or reach the cluster at `address`, now rather than at
+        the first `parallelism` or `run` (a command shows it as a step of its own)."""
+        self._ray()
+
     def _ray(self) -> Any:
         try:
             import ray
@@ -193,7 +199,10 @@ class RayExecutor(_Closing):
                     self._node.connect()
                 else:
                     _check_reachable(self.address)
-                    ray.init(address=self.address, log_to_driver=False)
+                    # Ray's INFO lines would land among the command's progress lines.
+                    ray.init(
+                        address=self.address, log_to_driver=False, logging_level=logging.WARNING
+                    )
             except ClusterUnreachable:
                 raise
             except Exception as exc:  # Ray raises plain exceptions: connection, start-up

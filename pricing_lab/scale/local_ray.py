@@ -28,6 +28,7 @@ listens on every interface, so on a shared network run a cluster and pass its ad
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -78,14 +79,15 @@ class LocalRay:
         Ray would start the workers with `uv run … python` in an uploaded copy of the current
         folder, which has no `.venv` (git-ignored), so they would start in an empty environment
         and never register. The node's workers already use this interpreter and get this
-        folder on their path."""
+        folder on their path. Ray's own INFO lines ("Connecting to existing Ray cluster …") are
+        left out of the command's stderr; its warnings and errors are not."""
         import ray
         from ray._private import ray_constants
 
         hook = getattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", False)
         ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         try:
-            ray.init(address=self.address, log_to_driver=False)
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
         finally:
             ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = hook
 

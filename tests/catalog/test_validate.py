@@ -337,7 +337,21 @@ plans:
 
     problems = validate_catalog(parse_yaml(text), check_formula=check)
     assert [str(p) for p in problems] == ["plans[1].credit_rates[0].formula: missing ')'"]
-    assert validate_catalog(parse_yaml(text)) == []  # without a checker, text is enough
+    # Without a checker the formula module's parser checks it, as `load_catalog_file` and
+    # `store.apply` from Python do: a bad formula is never stored to fail only in a replay.
+    (problem,) = validate_catalog(parse_yaml(text))
+    assert problem.path == "plans[1].credit_rates[0].formula"
+    assert problem.message.startswith("line 1, column 21: expected ')'")
+
+
+def test_a_float_amount_from_python_is_refused_with_the_exact_spelling() -> None:
+    from pricing_lab.catalog.model import Catalog, CreditCurrency
+
+    catalog = Catalog(currencies=(CreditCurrency(id="c", name="C", unit_price=0.1),))  # type: ignore[arg-type]
+    assert [str(p) for p in validate_catalog(catalog)] == [
+        "currencies[0].unit_price: expected an exact number (int or Decimal), got the float 0.1; "
+        "write Decimal('0.1')"
+    ]
 
 
 def test_a_python_catalog_is_validated_with_the_same_paths() -> None:

@@ -128,3 +128,22 @@ def test_missing_or_unknown_event_file_is_exit_2(run_cli, tmp_path: Path) -> Non
     result = run_cli("formula", "check", "a", "--events", str(other))
     assert result.returncode == 2
     assert "unknown event file type" in result.stderr
+
+
+def test_coverage_matches_dimensions_case_insensitively(run_cli, tmp_path: Path) -> None:
+    # As in `simulate` (docs/events.md): `Input_Tokens` reads the column `input_tokens`, and `x`
+    # reads the `properties` key `X`; a malformed `properties` value is null, not a failed check.
+    path = tmp_path / "events.csv"
+    path.write_text(
+        'event_id,input_tokens,properties\ne1,10,"{""X"": 3}"\ne2,,"{""x"": 4}"\ne3,5,not json\n'
+    )
+    result = run_cli("formula", "check", "Input_Tokens + x", "--events", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["events"]
+    assert report["dimensions"]["Input_Tokens"]["null_events"] == 1
+    assert report["dimensions"]["x"] == {
+        "column": "properties",
+        "null_events": 1,
+        "null_share": 0.333333,
+    }
+    assert report["rejected"] == {"formula_null": 2, "formula_negative": 0, "total": 2}

@@ -72,3 +72,13 @@ def test_events_generate_writes_the_same_events_in_any_format(
     assert parquet["customer_id"].n_unique() <= 7
     assert main([*common, "--out", str(tmp_path / "e.xlsx")]) == 2
     assert "must end in .parquet" in capsys.readouterr().err
+
+
+def test_events_generate_refuses_a_negative_seed_as_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["events", "generate", "--out", str(tmp_path / "e.csv"), "--seed", "-1"])
+    assert exit_.value.code == 2
+    assert "argument --seed: not a whole number: '-1'" in capsys.readouterr().err
+    assert not (tmp_path / "e.csv").exists()

@@ -23,3 +23,31 @@ def test_unknown_command_is_exit_2_without_traceback() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "invalid choice" in result.stderr
+
+
+def test_output_cut_off_by_the_reader_is_no_internal_error() -> None:
+    # `pricing-lab … --json | head -c 100`: the reader closes the pipe before the output ends.
+    script = (
+        "import sys\n"
+        "from pricing_lab.cli import main\n"
+        "sys.stdout.close = lambda: None\n"
+        "def cut(*args): raise BrokenPipeError(32, 'Broken pipe')\n"
+        "sys.stdout.write = cut\n"
+        "raise SystemExit(main(['formula', 'check', 'a + b']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 141
+    assert result.stderr == ""
+
+
+def test_activity_send_refuses_a_timeout_that_is_not_a_number_as_bad_input(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from pricing_lab.cli import main
+
+    monkeypatch.setenv("HOOK_SECRET", "s")
+    command = ["activity", "send", str(tmp_path), "--to", "http://127.0.0.1:9/", "--secret-env"]
+    assert main([*command, "HOOK_SECRET", "--timeout", "nan", "--rate", "inf"]) == 2
+    assert capsys.readouterr().err == "pricing-lab: --rate, --timeout: must be a positive number\n"

@@ -149,3 +149,13 @@ def test_unusable_scenario_and_customer_files_are_one_message(
         assert main([*args, "--quiet"]) == 2
         err = capsys.readouterr().err
         assert message in err and "internal error" not in err, err
+
+
+def test_a_share_out_of_range_is_exit_2_with_a_plain_percent_sign(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(simulate(tmp_path, "--max-rejected", "150%"))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "a share is between 0 and 1 (0% to 100%): '150%'" in err

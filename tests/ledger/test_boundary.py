@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
 from numba import njit
 
 from pricing_lab.ledger import ReplayInput, replay, replay_partition
-from pricing_lab.ledger.compile import NOTICE, compile_notice
+from pricing_lab.ledger.compile import (
+    NOTICE,
+    compile_notice,
+    drop_stale_caches,
+    record_sources,
+)
 from pricing_lab.ledger.frames import grants_schema
 from pricing_lab.ledger.inputs import records_frame
 from tests.ledger.helpers import CR, TK, at, entitlement, event, grant, recharge
@@ -145,6 +151,30 @@ def test_a_command_that_compiles_says_so_once() -> None:
     with compile_notice(said.append):
         assert _never_compiled_before(3) == 4  # already compiled
     assert said == [NOTICE]
+
+
+def test_set_up_drops_compiled_caches_built_from_other_sources(tmp_path: Path) -> None:
+    """numba checks a cache against its own file only: a rule inlined from another module (the
+    calendar twin in the kernel) could change under it. Set-up drops the caches when any source
+    they come from changed since they were built."""
+    for name in ("ledger", "forecast", "activity"):
+        (tmp_path / name / "__pycache__").mkdir(parents=True)
+        (tmp_path / name / "rules.py").write_text("A = 1\n")
+    for name in ("timeutil.py", "limits.py", "money.py"):
+        (tmp_path / name).write_text("")
+    kernel_cache = tmp_path / "ledger" / "__pycache__" / "kernel.run-1.py311.nbi"
+
+    def built() -> None:
+        kernel_cache.write_bytes(b"machine code")
+        record_sources(tmp_path)
+
+    built()
+    assert drop_stale_caches(tmp_path) == 0 and kernel_cache.exists()  # nothing changed
+    (tmp_path / "forecast" / "rules.py").write_text("A = 2\n")  # another module's rule
+    assert drop_stale_caches(tmp_path) == 1 and not kernel_cache.exists()
+    built()
+    (tmp_path / "timeutil.py").write_text("DAY = 86400\n")  # a constant read at compile time
+    assert drop_stale_caches(tmp_path) == 1 and not kernel_cache.exists()
 
 
 def test_a_grant_with_the_overdraft_source_is_refused() -> None:

@@ -135,6 +135,7 @@ def _the_cli_writes_the_files_of_a_plain_simulate(
     )
     err = capsys.readouterr().err
     assert status == 0, err
+    assert "starting a local Ray node" in err  # its own step: a node takes seconds to start
     assert "replaying in customer buckets: 4/4 buckets done · " in err
     assert differing_files(tmp_path / "plain", tmp_path / "ray") == []
     assert pl.read_parquet(tmp_path / "ray" / "ledger.parquet").height > 0
