@@ -534,6 +534,41 @@ def test_bad_inputs_are_refused_with_every_problem(fields: dict[str, object], me
     assert message in str(caught.value)
 
 
+def test_replay_problems_name_the_record_by_its_id_not_its_position() -> None:
+    # A customer file's grants and plans reach the replay as one list: a position there names
+    # nothing the user wrote, the ids do (as the customer checks' `grants[acme:grant:0]`).
+    cap = rollover(max_amount="5")
+    with pytest.raises(ValidationError) as caught:
+        run(
+            grants=[
+                grant("ok", "1", at(1)),
+                grant("x", "1.001", at(1)),
+                grant("acme:p:CR:0:rollover", "1", at(1)),
+            ],
+            recurring=[
+                entitlement("p", "10", at(1), rollover=cap),
+                entitlement("q", "2.001", at(1)),
+            ],
+            until=at(1, month=3),
+        )
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("grants[x]", "amount has more than 2 decimal places"),
+        ("recurring[acme:q:CR]", "amount has more than 2 decimal places"),
+    ]
+    with pytest.raises(ValidationError) as caught:
+        run(
+            grants=[grant("acme:p:CR:0:rollover", "1", at(1))],
+            recurring=[entitlement("p", "10", at(1), rollover=cap)],
+            until=at(1, month=3),
+        )
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        (
+            "grants[acme:p:CR:0:rollover]",
+            "'acme:p:CR:0:rollover' is the id of a recurring or rollover grant the replay makes",
+        )
+    ]
+
+
 def test_validation_lists_every_problem_at_once() -> None:
     with pytest.raises(ValidationError) as caught:
         run(grants=[grant("a", "0", at(1)), grant("b", "1", at(1), currency="XX")])
@@ -556,8 +591,8 @@ def test_the_same_bad_figure_is_reported_for_each_record_and_currency() -> None:
         )
     places = [(p.path, p.message) for p in caught.value.problems]
     assert places == [
-        ("grants[0]", "amount has more than 0 decimal places"),
-        ("grants[2]", "amount has more than 0 decimal places"),
-        ("grants[3].cost_basis", "must be a finite number"),
-        ("grants[4].cost_basis", "must be a finite number"),
+        ("grants[a]", "amount has more than 0 decimal places"),
+        ("grants[c]", "amount has more than 0 decimal places"),
+        ("grants[d].cost_basis", "must be a finite number"),
+        ("grants[e].cost_basis", "must be a finite number"),
     ]
