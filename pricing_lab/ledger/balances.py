@@ -71,7 +71,8 @@ def balance_at(
     amounts = rows["amount"].to_list()
     types = rows["entry_type"].to_list()
     # Totals at the ledger's scale even when no entry counts (0.00, not 0), like its amounts.
-    zero = ZERO.scaleb(-(ledger.schema["amount"].scale or 0))
+    dtype = ledger.schema["amount"]
+    zero = ZERO.scaleb(-(dtype.scale or 0)) if isinstance(dtype, pl.Decimal) else ZERO
     per_grant = (
         rows.group_by("grant_id", "grant_type", "grant_source")
         .agg(
