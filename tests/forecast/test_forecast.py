@@ -16,6 +16,7 @@ import pytest
 import pricing_lab
 from pricing_lab.errors import InputError
 from pricing_lab.forecast import forecast, parse_horizon, run_out_ranking
+from pricing_lab.forecast.history import BurnModel, burn_history
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
 from pricing_lab.simulation.customers import CustomerInputs
 from tests.forecast.helpers import DAY, START, T, catalog, daily_calls
@@ -225,3 +226,23 @@ def test_every_forecast_uses_the_kernel_set_up_compiles(table: pl.DataFrame) -> 
     warm_up_forecast()
     assert table.height > 0  # the fixture's forecast, with expiries and top-ups, has run
     assert len(paths.run_units.signatures) == 1
+
+
+def test_history_days_are_24_hour_windows_starting_at_their_boundary() -> None:
+    # T is midnight. Calls at T − 2 d + 6 h and at T − 1 d exactly are two different days (the
+    # second opens the day just before T); a call exactly 14 days before T is inside the naive
+    # baseline's 14 days. Each call costs 1 credit.
+    consumptions = pl.DataFrame(
+        {
+            "event_id": ["a", "b", "c"],
+            "customer_id": ["x"] * 3,
+            "timestamp": [T - 2 * DAY + timedelta(hours=6), T - DAY, T - 14 * DAY],
+            "feature_id": ["calls"] * 3,
+            "currency_id": ["CR"] * 3,
+            "cost": [Decimal("1.00")] * 3,
+        },
+        schema_overrides={"cost": pl.Decimal(38, 2), "timestamp": pl.Datetime("us", "UTC")},
+    )
+    history = burn_history(consumptions, {"CR": 2}, T, BurnModel())
+    unit = history.units.row(0, named=True)
+    assert (unit["days_with_usage"], unit["window_days"], unit["naive_burn"]) == (3, 14, 300)
