@@ -26,6 +26,7 @@ from pricing_lab.errors import Problem, ValidationError
 from pricing_lab.ledger.api import ReplayResult
 from pricing_lab.ledger.frames import TIMESTAMP, decimal_series
 from pricing_lab.ledger.model import AutoRecharge, ReplayInput
+from pricing_lab.limits import EXACT_UNITS, MAX_DECIMAL_PLACES
 from pricing_lab.money import decimal_places, quantum
 from pricing_lab.timeutil import DAY_US, as_utc, to_micros
 
@@ -228,14 +229,26 @@ def _check(
 ) -> None:
     problems: list[Problem] = []
     known = {c.id for c in currencies}
+    # The ledger's scale: its amounts are at the largest precision among the replay's currencies.
+    scale = max((c.precision for c in currencies), default=0)
     for currency_id, values in thresholds.items():
         if currency_id not in known:
             problems.append(Problem(path=f"thresholds[{currency_id}]", message="unknown currency"))
         for value in values:
             if not value.is_finite():
-                problems.append(
-                    Problem(path=f"thresholds[{currency_id}]", message=f"not a number: {value}")
+                message = f"not a number: {value}"
+            elif decimal_places(value) > MAX_DECIMAL_PLACES:
+                message = f"{value} has more than {MAX_DECIMAL_PLACES} decimal places"
+            elif abs(value).scaleb(places := max(scale, decimal_places(value))) > EXACT_UNITS:
+                # Balances are 64-bit units of the ledger's scale (limits.EXACT_UNITS): no
+                # balance reaches such a threshold, and it could not be written beside them.
+                message = (
+                    f"{value} is beyond what the replay computes exactly ({EXACT_UNITS} units "
+                    f"of {Decimal(1).scaleb(-places)} credits)"
                 )
+            else:
+                continue
+            problems.append(Problem(path=f"thresholds[{currency_id}]", message=message))
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         problems.append(
             Problem(path="ending_soon_days", message=f"must be a whole number ≥ 1, got {days!r}")

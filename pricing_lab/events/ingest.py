@@ -101,6 +101,9 @@ class IngestReport:
     rejected: int
     rejected_by_reason: Mapping[str, int] = field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
+    # The column whose values ingestion left distinct in `table` (`event_id` for events: the
+    # first of duplicated ids is kept); None when rows may repeat (reported usage).
+    unique_column: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view (for `--json` output and logs)."""
@@ -580,6 +583,7 @@ class _Session:
             rejected=rejected,
             rejected_by_reason=by_reason,
             dimensions=tuple(c.name for c in columns.dimensions),
+            unique_column=dedupe_on,
         )
 
     def _suggest_customers(self, rejected_table: str, customer_sql: str) -> None:

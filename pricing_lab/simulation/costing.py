@@ -256,6 +256,7 @@ def cost_events_many(
     cost column per rate set; the costings then share their event columns (no copy). An event
     rejected under one rate set is removed from that set's consumptions only.
     """
+    check_event_ids(con, events)
     with costed_events(con, catalogs, subscriptions_per_catalog, events=events) as costings:
         return costings(None)
 
@@ -292,7 +293,8 @@ def costed_events(
 
     A replay in customer ranges costs the whole table in one pass and takes each range's rows,
     already rounded and checked, instead of copying and costing each range's events apart. The
-    costed rows live in DuckDB temporary tables until the block ends.
+    costed rows live in DuckDB temporary tables until the block ends. The event ids must be
+    distinct: the caller checks them first (`check_event_ids`) unless ingestion made them so.
     """
     if len(catalogs) != len(subscriptions_per_catalog):
         raise ValueError("cost_events_many: one subscription list per catalog")
@@ -309,7 +311,6 @@ def costed_events(
         prepared.append((catalog, subscriptions, rates, event_meters(con, catalog, events=events)))
     try:
         column_types = _column_types(con, events)
-        check_event_ids(con, events)
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -705,13 +706,17 @@ def check_event_ids(con: duckdb.DuckDBPyConnection, events: str = "events") -> N
     """Raise `InputError` unless every row of table `events` has its own event id.
 
     The ledger engines rely on one customer and timestamp per event id; ingestion already
-    rejects duplicates, but costing can be given any table. Distinct 64-bit hashes are counted
+    rejects duplicates, but costing can be given any table: `cost_events_many` checks, and
+    `costed_events` leaves it to its caller. Distinct 64-bit hashes are counted
     first (cheaper than the text); only when they fall short are the ids themselves compared.
     """
     e = quote_ident(events)
-    [(rows, with_id, distinct_hashes)] = con.execute(
-        f"SELECT count(*), count(event_id), count(DISTINCT hash(event_id)) FROM {e}"
-    ).fetchall()
+    try:
+        [(rows, with_id, distinct_hashes)] = con.execute(
+            f"SELECT count(*), count(event_id), count(DISTINCT hash(event_id)) FROM {e}"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise InputError(f"costing events failed: {exc}") from None
     if with_id != rows:
         raise InputError(f"table {events!r}: {rows - with_id} events have no event_id")
     if distinct_hashes == rows:

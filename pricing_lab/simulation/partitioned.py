@@ -38,7 +38,7 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import IngestReport, quote_ident, quote_literal
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements
-from pricing_lab.ledger.balances import feature_summary, money_scale
+from pricing_lab.ledger.balances import money_scale
 from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.ledger.inputs import PreparedReplay, default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
@@ -48,6 +48,7 @@ from pricing_lab.simulation.costing import (
     Costing,
     CostingsOf,
     CustomerSpan,
+    check_event_ids,
     costed_events,
 )
 from pricing_lab.simulation.customers import CustomerInputs
@@ -185,12 +186,13 @@ def simulate_partitioned(
     if problems:
         raise ValidationError(problems, source="customers")
     try:
-        # (Event ids are checked once, when the events are costed.)
-        [(first_event, last_event)] = con.execute(
-            f"SELECT min(timestamp), max(timestamp) FROM {quote_ident(events)}"
+        [(first_event, last_event, rows)] = con.execute(
+            f"SELECT min(timestamp), max(timestamp), count(*) FROM {quote_ident(events)}"
         ).fetchall()
     except duckdb.Error as exc:
         raise InputError(f"reading table {events!r} failed: {exc}") from None
+    if not _ids_made_unique(ingest, events, rows):
+        check_event_ids(con, events)
     # No customer id anywhere: one range, of the events without one (the replay refuses them).
     spans = customer_ranges(con, customers, max(1, partitions), events=events) or [
         CustomerRange(first="", last="", customers=0, events=0)
@@ -224,6 +226,17 @@ def simulate_partitioned(
                 continue
             return outcome.finish(folder, ingest=ingest, con=con)
     raise AssertionError("the horizon of a partitioned replay did not settle")  # pragma: no cover
+
+
+def _ids_made_unique(ingest: IngestReport | None, events: str, rows: int) -> bool:
+    """Whether table `events` (of `rows` rows) is the one ingestion (`ingest`) stored, rows and
+    all, with its event ids made distinct: then they are not checked a second time."""
+    return (
+        ingest is not None
+        and ingest.table == events
+        and ingest.unique_column == "event_id"
+        and ingest.accepted == rows
+    )
 
 
 def _event_times(value: object) -> datetime | None:
@@ -313,7 +326,8 @@ class _PartitionedRun:
                 | (pl.col("customer_id").is_null() & (index == 0))
             )
             result, first, last = self._replay_range(span, horizon, costing, range_serving)
-            outcome.add(index, result, first, last, grid)
+            totals = feature_totals(costing.consumptions, result.replay)
+            outcome.add(index, result, totals, first, last, grid)
             del result  # its ledger is on disk now: not held while the next range replays
             done += span.customers
             if self.progress is not None:
@@ -352,6 +366,37 @@ class _PartitionedRun:
         return result, _event_times(first), _event_times(last)
 
 
+def feature_totals(consumptions: pl.DataFrame, replayed: ReplayResult) -> pl.DataFrame:
+    """`balances.feature_summary(replayed.ledger)`, from the costed `consumptions` the replay
+    ran on (in the engines' order: a customer's rows side by side) instead of its ledger.
+
+    SPEC §5 invariant 3, checked at the end of every replay, makes them equal: an event and
+    feature replayed (inside the horizon, cost above 0) and not denied has CONSUMED entries
+    adding up to its cost, and any other has none. So the consumed credits are those costs, the
+    events those rows (one per event and feature), and the customers counted by their runs of
+    rows, with no pass over the ledger's text columns."""
+    served = consumptions.lazy().filter(
+        pl.col("feature_id").is_not_null()
+        & (pl.col("cost") > 0)
+        & pl.col("timestamp").is_between(replayed.start, replayed.until, closed="left")
+    )
+    if replayed.denied_events.height:
+        denied = replayed.denied_events.lazy().select("event_id")
+        served = served.join(denied, on="event_id", how="anti", maintain_order="left")
+    keys = ["currency_id", "feature_id"]
+    return (
+        served.select(*keys, "cost", pl.col("customer_id").rle_id().alias("__customer"))
+        .group_by(keys)
+        .agg(
+            pl.col("cost").sum().cast(replayed.ledger.schema["amount"]).alias("consumed"),
+            pl.len().cast(pl.Int64).alias("events"),
+            pl.col("__customer").n_unique().cast(pl.Int64).alias("customers"),
+        )
+        .sort(keys)
+        .collect()
+    )
+
+
 def _time_grid(start: datetime, until: datetime) -> np.ndarray:
     """Window bounds for the merge: TIME_WINDOWS − 1 instants evenly over the horizon."""
     lo, hi = to_micros(start), to_micros(until)
@@ -379,6 +424,7 @@ class _Outcome:
         self,
         index: int,
         result: SimulationResult,
+        totals: pl.DataFrame,
         first: datetime | None,
         last: datetime | None,
         grid: np.ndarray,
@@ -390,7 +436,7 @@ class _Outcome:
         bounds = np.searchsorted(micros, grid, side="left")
         self.window_rows.append(np.diff(np.concatenate([[0], bounds, [len(micros)]])))
         self.parts.append(path)
-        self.feature_totals.append(_owned(feature_summary(ledger)))
+        self.feature_totals.append(_owned(totals))
         # The range's ledger is on disk now; what stays in memory is small, and owns its text.
         replayed = result.replay
         self.results.append(

@@ -252,17 +252,12 @@ def test_bad_thresholds_and_days_are_listed_together() -> None:
     assert [p.path for p in caught.value.problems] == ["thresholds[XX]", "ending_soon_days"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream.py (owned by the activity performance work): a threshold beyond the ledger's "
-    "64-bit units (`--low-balance credits=1e26`) fails inside Polars (CLI: internal error) instead "
-    "of a Problem from `_check` naming the threshold and the limit",
-)
 def test_a_threshold_beyond_the_ledgers_64_bit_units_is_a_listed_problem() -> None:
     ledger = _ledger([("01-01", "GRANTED", "g1", "manual", "10.00", "10.00", None)])
     with pytest.raises(ValidationError) as caught:
         activity(ledger, pl.DataFrame(), (), (CR,), thresholds={"CR": [Decimal("1e26")]})
     assert [p.path for p in caught.value.problems] == ["thresholds[CR]"]
+    assert "beyond what the replay computes exactly" in caught.value.problems[0].message
 
 
 def _ledger(entries: list[tuple[str, str, str, str, str, str, str | None]]) -> pl.DataFrame:

@@ -10,14 +10,16 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
+from pricing_lab.ledger.balances import feature_summary
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.simulation import output_files, partitioned
 from pricing_lab.simulation.customers import customers_from_mapping
 from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.partitioned import customer_ranges, simulate_partitioned
-from pricing_lab.simulation.simulate import OUTPUT_FILES, LedgerOnDisk, simulate
+from pricing_lab.simulation.simulate import OUTPUT_FILES, LedgerOnDisk, cost, simulate
 from tests.simulation.helpers import catalog, ev, load_events, naive
 from tests.simulation.test_simulate import cli, random_events, write_inputs
 
@@ -230,3 +232,46 @@ def test_a_range_bigger_than_duckdbs_memory_cap_is_replayed(tmp_path: Path) -> N
     ingest = ingest_events(con, str(events))
     simulate_partitioned(con, catalog(), ingest=ingest, out_dir=tmp_path / "p", partitions=1)
     _same_files(tmp_path / "whole", tmp_path / "p")
+
+
+def test_event_ids_are_refused_once_ingested_and_checked_in_any_other_table(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        ev("e1", "acme", "chat", naive(2), tokens=10),
+        ev("e2", "bolt", "chat", naive(3), tokens=10),
+        ev("e1", "bolt", "chat", naive(4), tokens=10),  # ingestion keeps the first e1
+    ]
+    con, report = load_events(rows)
+    result = simulate_partitioned(
+        con, catalog(), ingest=report, out_dir=tmp_path / "ingested", partitions=2
+    )
+    rejected = result.rejected_events.select("event_id", "reason", "detail").rows()
+    assert rejected == [("e1", "duplicate_event_id", "event_id first seen at row 1")]
+    consumed = result.read_ledger().filter(pl.col("entry_type") == "CONSUMED")
+    served = consumed.select("event_id", "customer_id").unique(maintain_order=True)
+    assert served.rows() == [("e1", "acme"), ("e2", "bolt")]
+    # Rows added after ingestion, or a table ingestion did not build, are checked again.
+    con.execute("INSERT INTO events SELECT * FROM events WHERE event_id = 'e2'")
+    for ingest in (report, None):
+        with pytest.raises(InputError, match=r"1 event ids appear more than once, e\.g\. 'e2'"):
+            simulate_partitioned(
+                con, catalog(), ingest=ingest, out_dir=tmp_path / "again", partitions=2
+            )
+
+
+@pytest.mark.parametrize("enforcement", ["overdraft", "block"])
+def test_feature_totals_from_the_costs_are_those_of_the_ledger(enforcement: Enforcement) -> None:
+    con, report = load_events(_tie_rows())
+    customers = customers_from_mapping(TIE_CUSTOMERS)
+    costing = cost(con, catalog(), customers)
+    # A horizon leaving events out at both ends.
+    result = simulate(
+        con, catalog(), customers, ingest=report, costing=costing, enforcement=enforcement,
+        start=naive(2, month=1), until=naive(3, 12, month=2),
+    )  # fmt: skip
+    if enforcement == "block":
+        assert result.denied_events.height > 0
+    totals = partitioned.feature_totals(costing.consumptions, result.replay)
+    assert totals.height > 1
+    assert totals.equals(feature_summary(result.ledger))
