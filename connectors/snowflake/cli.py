@@ -118,6 +118,10 @@ def run_generate(args: argparse.Namespace) -> int:
     """`keys generate`: new encrypted key pair in --out."""
     out: Path = args.out.expanduser()
     private_path, public_path = out / PRIVATE_KEY_NAME, out / PUBLIC_KEY_NAME
+    if out.exists() and not out.is_dir():
+        raise SnowflakeConfigError(
+            f"{out}: is a file; --out names the folder for {PRIVATE_KEY_NAME} and {PUBLIC_KEY_NAME}"
+        )
     existing = [p for p in (private_path, public_path) if p.exists()]
     if existing and not args.force:
         raise SnowflakeConfigError(
@@ -138,12 +142,17 @@ def run_generate(args: argparse.Namespace) -> int:
         if not passphrase:
             raise SnowflakeConfigError("an empty passphrase is not allowed; nothing was written")
     pair = generate_key_pair(passphrase, bits=args.bits)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in existing:
-        path.unlink()
-    _write_private(private_path, pair.encrypted_private_pem)
-    public_path.write_text(pair.public_pem, encoding="ascii")
-    public_path.chmod(0o644)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in existing:
+            path.unlink()
+        _write_private(private_path, pair.encrypted_private_pem)
+        public_path.write_text(pair.public_pem, encoding="ascii")
+        public_path.chmod(0o644)
+    except OSError as exc:  # e.g. a read-only or missing place: bad input, not a bug
+        raise SnowflakeConfigError(
+            f"{out}: cannot write the key files: {exc.strerror or exc}"
+        ) from None
     user = args.user or os.environ.get(ENV_VARS["user"])
     user_sql = sql_identifier(user) if user else "<user>"
     alter = f"ALTER USER {user_sql} SET RSA_PUBLIC_KEY='{pair.public_key_body}';"

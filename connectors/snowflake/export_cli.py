@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -155,8 +156,17 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 def run_export_command(args: argparse.Namespace) -> int:
     """Handler of `export snowflake`: returns the exit status; prints the report or the error."""
     try:
-        if args.retries < 1 or args.wait < 0 or args.lock_ttl <= 0 or args.timeout < 1:
-            raise InputError("--retries and --timeout must be ≥ 1, --wait ≥ 0 and --lock-ttl > 0")
+        # Written so that NaN fails each test (every comparison with NaN is false).
+        if not (
+            args.retries >= 1
+            and args.timeout >= 1
+            and 0 <= args.wait < math.inf
+            and 0 < args.lock_ttl < math.inf
+        ):
+            raise InputError(
+                "--retries and --timeout must be ≥ 1, --wait ≥ 0 and --lock-ttl > 0 "
+                "(finite numbers)"
+            )
         tables = _tables(args)
         options = ExportOptions(
             dry_run=args.dry_run,

@@ -249,6 +249,10 @@ class _Checker:
                 f"write Decimal({str(value)!r})",
             )
             return None
+        if isinstance(value, str):
+            # e.g. `1e3` or a quoted "0.5": numbers are plain decimals, unquoted.
+            self.add(path, f"expected a number (a plain decimal, unquoted), got the text {value!r}")
+            return None
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             self.add(path, f"expected a number, got {type_name(value)}")
             return None
@@ -899,8 +903,8 @@ def _formula_dimensions(text: str) -> tuple[str, ...]:
 
 
 def _hint(value: object) -> str:
-    """YAML reads yes/no/on/off/true/false as booleans: suggest quoting."""
-    return " (quote it to make it a string)" if isinstance(value, bool) else ""
+    """YAML reads yes/no/on/off/true/false as booleans and 123 as a number: suggest quoting."""
+    return " (quote it to make it a string)" if isinstance(value, bool | int | Decimal) else ""
 
 
 def _is_precision(value: object) -> bool:

@@ -9,6 +9,7 @@ prints a traceback unless `PRICING_LAB_DEBUG=1`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -88,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off by its pipe
+    except OSError as exc:  # a path the user gave cannot be made, read or written
+        if os.environ.get("PRICING_LAB_DEBUG") == "1":
+            raise
+        sys.stderr.write(f"pricing-lab: {_os_error_text(exc)}\n")
+        return 2 if exc.errno in _BAD_PATH_ERRNOS else 1
     except Exception as exc:  # a bug: still one message, the traceback only on request
         if os.environ.get("PRICING_LAB_DEBUG") == "1":
             raise
@@ -97,6 +103,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return int(status or 0)
+
+
+# A place the user named that cannot be used: bad input (exit 2). Other OS errors (a full disk)
+# are failures of the run (exit 1).
+_BAD_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+    }
+)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """One line naming the path: `out: exists and is not a folder`, `/x/y: Permission denied`."""
+    where = exc.filename if exc.filename is not None else ""
+    if isinstance(exc, FileExistsError):
+        what = "exists and is not a folder"
+    else:
+        what = exc.strerror or str(exc)
+    return f"{where}: {what}" if where != "" else what
 
 
 def _compile_notice():  # type: ignore[no-untyped-def]

@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--top", type=int, default=10, help="rows in the summary (default 10)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.forecast import parse_horizon
     from pricing_lab.formula import check_formula
+    from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
 
     horizon = parse_horizon(args.horizon)
@@ -85,22 +87,43 @@ def run(args: argparse.Namespace) -> int:
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
     if not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
-    con = duckdb.connect()
-    ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
-    report = ingest_events(con, args.events, customers=ids)
     common: dict[str, Any] = {
         "horizon": horizon,
         "paths": args.paths,
         "seed": args.seed,
         "enforcement": args.enforcement,
     }
-    if args.backtest:
-        return _backtest(args, con, catalog, customers, common)
-    from pricing_lab.forecast import forecast, run_out_ranking
+    from pricing_lab.forecast import backtest, forecast, run_out_ranking
     from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT
 
-    table = forecast(con, catalog, customers, as_of=args.as_of, **common)
-    path = _write(table, args.out, "forecast")
+    name = "backtest" if args.backtest else "forecast"
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("reading and checking the events")
+        con = duckdb.connect()
+        ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
+        report = ingest_events(con, args.events, customers=ids)
+        progress.note(
+            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
+            f"{report.rejected:,} rejected"
+        )
+        if args.backtest:
+            cuts = args.cut or args.cuts
+            count = len(cuts) if isinstance(cuts, list) else cuts
+            progress.phase(
+                f"backtesting at {count} cuts: replaying the history, forecasting {args.paths:,} "
+                "paths, replaying what happened"
+            )
+            rows = backtest(con, catalog, customers, cuts=cuts, **common)
+        else:
+            progress.phase(
+                f"replaying the history before {args.as_of:%Y-%m-%d %H:%M} and forecasting "
+                f"{args.paths:,} paths"
+            )
+            table = forecast(con, catalog, customers, as_of=args.as_of, **common)
+        progress.phase("writing the backtest" if args.backtest else "writing the forecast")
+        path = _write(rows if args.backtest else table, args.out, name)
+    if args.backtest:
+        return _backtest(args, rows, path)
     ranking = run_out_ranking(table, args.top)
     flagged = int(table["too_little_history"].sum())
     at_risk = int(table.filter(table["run_out_probability"] >= LIKELY_TO_RUN_OUT).height)
@@ -145,18 +168,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backtest(
-    args: argparse.Namespace,
-    con: Any,
-    catalog: Any,
-    customers: Any,
-    common: dict[str, Any],
-) -> int:
-    from pricing_lab.forecast import backtest, backtest_summary
+def _backtest(args: argparse.Namespace, rows: Any, path: Path) -> int:
+    """Print the summary of the backtest's `rows` (written to `path`)."""
+    from pricing_lab.forecast import backtest_summary
 
-    rows = backtest(con, catalog, customers, cuts=args.cut or args.cuts, **common)
     summary = backtest_summary(rows)
-    path = _write(rows, args.out, "backtest")
     if args.json:
         print(
             json.dumps(

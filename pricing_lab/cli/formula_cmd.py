@@ -11,15 +11,7 @@ from pricing_lab.errors import InputError
 from pricing_lab.formula import Formula, FormulaError
 from pricing_lab.formula.sql_base import quote_identifier, quote_string
 
-_READERS = {
-    ".parquet": "read_parquet",
-    ".pq": "read_parquet",
-    ".csv": "read_csv_auto",
-    ".tsv": "read_csv_auto",
-    ".json": "read_json_auto",
-    ".ndjson": "read_json_auto",
-    ".jsonl": "read_json_auto",
-}
+_READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "ndjson": "read_json_auto"}
 
 
 def register(subparsers: Any) -> None:
@@ -75,10 +67,14 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise InputError(f"{path}: no such event file")
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        known = ", ".join(sorted(_READERS))
+    # The event files `simulate` reads, by the same suffixes.
+    from pricing_lab.events.ingest import SUFFIX_FORMATS
+
+    kind = SUFFIX_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        known = ", ".join(SUFFIX_FORMATS)
         raise InputError(f"{path}: unknown event file type {path.suffix!r} (known: {known})")
+    reader = _READERS[kind]
     con = duckdb.connect()
     literal = quote_string(str(path))
     try:
@@ -111,7 +107,19 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         source = source.select(f"*, {extracts}")
         columns.update({name.lower(): name for name in from_properties})
     present = [d for d in formula.dimensions if d.lower() in columns]
-    value = formula.evaluate_duckdb(con, source).select("value").set_alias("v")
+    types = dict(zip(source.columns, (str(t) for t in source.types), strict=True))
+    sql = formula.to_duckdb_sql({**types, **formula.dimension_types(types)})
+    # As in a replay (docs/events.md): a value beyond the exact decimal range fails that event's
+    # cost (`cost_out_of_range`), never the whole check. The second TRY is in an outer SELECT, as
+    # in costing: in one SELECT, DuckDB shares the formula between both TRYs and raises.
+    value = (
+        source.select(f"*, TRY({sql}) AS {_VALUE}")
+        .select(
+            f"{_VALUE} AS value, CASE WHEN {_VALUE} IS NULL THEN TRY(({sql}) IS NULL) IS NULL "
+            "ELSE FALSE END AS out_of_range"
+        )
+        .set_alias("v")
+    )
     nulls = ", ".join(
         f"count(*) FILTER (WHERE {quote_identifier(d)} IS NULL) AS {quote_identifier('n:' + d)}"
         for d in present
@@ -119,8 +127,9 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     source_counts = source.aggregate(f"count(*) AS rows{', ' + nulls if nulls else ''}")
     try:
         counted = source_counts.fetchall()[0]
-        rejected_null, rejected_negative = value.aggregate(
-            "count(*) FILTER (WHERE value IS NULL), count(*) FILTER (WHERE value < 0)"
+        rejected_null, rejected_negative, out_of_range = value.aggregate(
+            "count(*) FILTER (WHERE value IS NULL AND NOT out_of_range), "
+            "count(*) FILTER (WHERE value < 0), count(*) FILTER (WHERE out_of_range)"
         ).fetchall()[0]
     except duckdb.Error as exc:
         raise FormulaError(f"evaluating the formula over {path} failed: {exc}") from exc
@@ -144,9 +153,13 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         "rejected": {
             "formula_null": int(rejected_null),
             "formula_negative": int(rejected_negative),
-            "total": int(rejected_null) + int(rejected_negative),
+            "cost_out_of_range": int(out_of_range),
+            "total": int(rejected_null) + int(rejected_negative) + int(out_of_range),
         },
     }
+
+
+_VALUE = "__pricing_lab_formula_value"
 
 
 def _json_path(name: str) -> str:
@@ -173,6 +186,11 @@ def _text(report: dict[str, Any]) -> str:
         rejected = events["rejected"]
         lines.append(
             f"rejected: {rejected['total']} of {rows} events "
-            f"({rejected['formula_null']} null cost, {rejected['formula_negative']} negative cost)"
+            f"({rejected['formula_null']} null cost, {rejected['formula_negative']} negative cost"
+            + (
+                f", {rejected['cost_out_of_range']} out of the exact decimal range)"
+                if rejected["cost_out_of_range"]
+                else ")"
+            )
         )
     return "\n".join(lines)

@@ -60,7 +60,7 @@ REJECTION_ORDER = (
 )
 
 QUANTITY_TYPE = "DECIMAL(38, 12)"
-_SUFFIX_FORMATS: Mapping[str, SourceFormat] = {
+SUFFIX_FORMATS: Mapping[str, SourceFormat] = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".csv": "csv",
@@ -339,11 +339,11 @@ class _Session:
             return self._materialize(str(source), "query")
         path = Path(source)
         if fmt is None:
-            fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
+            fmt = SUFFIX_FORMATS.get(path.suffix.lower())
             if fmt is None:
+                known = ", ".join(SUFFIX_FORMATS)
                 raise InputError(
-                    f"{path}: unknown file type {path.suffix!r}; use .parquet, .csv, .ndjson "
-                    "or .jsonl, or pass format="
+                    f"{path}: unknown file type {path.suffix!r} (known: {known}), or pass format="
                 )
         if not path.exists():
             raise InputError(f"{path}: file not found")

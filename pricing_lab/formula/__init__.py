@@ -12,7 +12,7 @@ nulls, division by zero) and how each backend follows them are in docs/formulas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -82,20 +82,29 @@ class Formula:
 
         return to_polars(self.tree, schema)
 
-    def dimension_types(self, column_types: Mapping[str, str]) -> dict[str, str]:
-        """The column type of each dimension this formula reads, keyed by the formula's spelling.
+    def dimension_columns(self, columns: Iterable[str]) -> dict[str, str]:
+        """The column each dimension this formula reads, keyed by the formula's spelling.
 
         Dimension names match columns case-insensitively, as DuckDB identifiers do (an exact
         match first): `Output_Tokens` reads the column `output_tokens`. A dimension with no
         column is left out (it is null in every row).
         """
-        by_lower = {name.lower(): name for name in column_types}
+        names = set(columns)
+        by_lower = {name.lower(): name for name in names}
         found = {}
         for name in self.dimensions:
-            column = name if name in column_types else by_lower.get(name.lower())
+            column = name if name in names else by_lower.get(name.lower())
             if column is not None:
-                found[name] = column_types[column]
+                found[name] = column
         return found
+
+    def dimension_types(self, column_types: Mapping[str, str]) -> dict[str, str]:
+        """The column type of each dimension this formula reads, keyed by the formula's spelling
+        (matched as `dimension_columns` says)."""
+        return {
+            name: column_types[column]
+            for name, column in self.dimension_columns(column_types).items()
+        }
 
     def evaluate(self, row: Mapping[str, Any]) -> Decimal | None:
         """The reference value for one event (dimension name → value); None means null."""

@@ -757,7 +757,6 @@ def _feature_costings(
     ]
     defaults = by_key.get(NO_PLAN, {})
     formula_types = {**column_types, QUANTITY: "DECIMAL(38,12)"}
-    by_lower = {name.lower(): name for name in column_types}
     result = []
     for meter in meters:
         feature = meter.feature_id
@@ -767,13 +766,9 @@ def _feature_costings(
         dimensions: set[str] = set()
         for rate_index in sorted(i for i in in_force if i is not None):
             rate = rates[rate_index]
-            # Dimension names match columns case-insensitively, as DuckDB names do.
-            types = dict(formula_types)
-            for name in rate.formula.dimensions:
-                column = name if name in column_types else by_lower.get(name.lower())
-                if column is not None:
-                    types[name] = column_types[column]
-                    dimensions.add(column)
+            columns = rate.formula.dimension_columns(column_types)
+            types = formula_types | {name: column_types[c] for name, c in columns.items()}
+            dimensions.update(columns.values())
             variant = (rate.currency_id, rate.formula.to_duckdb_sql(types))
             variant_of[rate_index] = variants.setdefault(variant, len(variants))
         result.append(

@@ -87,7 +87,16 @@ plans:
     (
         "wrong type",
         BASE + "  - {id: x, name: 5, type: boolean}\n",
-        ["features[3].name: expected a string, got number"],
+        ["features[3].name: expected a string, got number (quote it to make it a string)"],
+    ),
+    (
+        "a number written in exponent form",
+        BASE + "  - {id: x, name: X, type: configuration}\nplans:\n  - {id: p, name: P, "
+        "entitlements: [{kind: configuration, feature: x, value: 1e3}]}\n",
+        [
+            "plans[0].entitlements[0].value: expected a number (a plain decimal, unquoted), "
+            "got the text '1e3'"
+        ],
     ),
     (
         "unknown key with a suggestion",

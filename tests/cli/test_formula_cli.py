@@ -106,7 +106,12 @@ def test_coverage_against_an_event_file(run_cli, events: Path) -> None:
     }
     assert report["dimensions"]["gone"]["null_share"] == 1.0
     # Every event has a null dimension (`gone`): all four would be rejected.
-    assert report["rejected"] == {"formula_null": 4, "formula_negative": 0, "total": 4}
+    assert report["rejected"] == {
+        "formula_null": 4,
+        "formula_negative": 0,
+        "cost_out_of_range": 0,
+        "total": 4,
+    }
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".ndjson"])
@@ -123,7 +128,7 @@ def test_missing_or_unknown_event_file_is_exit_2(run_cli, tmp_path: Path) -> Non
     result = run_cli("formula", "check", "a", "--events", str(tmp_path / "nope.parquet"))
     assert result.returncode == 2
     assert "no such event file" in result.stderr
-    other = tmp_path / "events.xlsx"
+    other = tmp_path / "events.tsv"  # not an event file `simulate` reads either
     other.write_text("x")
     result = run_cli("formula", "check", "a", "--events", str(other))
     assert result.returncode == 2
@@ -146,4 +151,17 @@ def test_coverage_matches_dimensions_case_insensitively(run_cli, tmp_path: Path)
         "null_events": 1,
         "null_share": 0.333333,
     }
-    assert report["rejected"] == {"formula_null": 2, "formula_negative": 0, "total": 2}
+    assert report["rejected"]["total"] == 2 and report["rejected"]["formula_null"] == 2
+
+
+def test_a_value_beyond_the_decimal_range_rejects_its_event_not_the_check(
+    run_cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("event_id,x\ne1,90000000000000000000000000\ne2,5\ne3,-1\n")
+    result = run_cli("formula", "check", "x * 100000", "--events", str(path))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "rejected: 2 of 3 events (0 null cost, 1 negative cost, "
+        "1 out of the exact decimal range)" in result.stdout
+    )

@@ -51,3 +51,13 @@ def test_activity_send_refuses_a_timeout_that_is_not_a_number_as_bad_input(
     command = ["activity", "send", str(tmp_path), "--to", "http://127.0.0.1:9/", "--secret-env"]
     assert main([*command, "HOOK_SECRET", "--timeout", "nan", "--rate", "inf"]) == 2
     assert capsys.readouterr().err == "pricing-lab: --rate, --timeout: must be a positive number\n"
+
+
+def test_an_output_place_that_cannot_be_made_is_one_message_exit_2(tmp_path, capsys) -> None:
+    from pricing_lab.cli import main
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    out = str(a_file / "events.csv")  # a folder would have to be made where a file is
+    assert main(["events", "generate", "--out", out, "--events", "10"]) == 2
+    assert capsys.readouterr().err == f"pricing-lab: {a_file}: exists and is not a folder\n"

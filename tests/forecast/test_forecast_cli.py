@@ -54,8 +54,12 @@ def test_forecast_writes_the_table_and_names_who_runs_out_first(
 ) -> None:
     out = tmp_path / "out"
     assert main(_args(files, "--as-of", "2024-01-11", "--horizon", "30d", "--out", str(out))) == 0
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
     assert "poor" in text and "P(run out) 100%" in text and "2024-01-15" in text
+    # A long command: its steps on stderr, each with its time (README, "Command line").
+    assert (
+        "replaying the history before 2024-01-11 00:00 and forecasting 1,000 paths: done in" in err
+    )
     table = pl.read_parquet(out / "forecast.parquet")
     assert table["customer_id"].to_list() == ["poor", "rich"]
     assert table["run_out_probability"].to_list() == [1.0, 0.0]
@@ -65,8 +69,11 @@ def test_forecast_json_and_csv(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "f.csv"
-    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(out), "--json")) == 0
-    summary = json.loads(capsys.readouterr().out)
+    args = _args(files, "--as-of", "2024-01-11", "--out", str(out), "--json", "--quiet")
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert printed.err == ""  # --quiet: no progress
+    summary = json.loads(printed.out)
     assert summary["customer_currencies"] == 2
     assert [r["customer_id"] for r in summary["first_to_run_out"]] == ["poor"]
     assert pl.read_csv(out).height == 2

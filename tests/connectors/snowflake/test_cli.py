@@ -74,6 +74,22 @@ def test_generate_refuses_to_overwrite_and_needs_a_passphrase(
     assert (out / "rsa_key.p8").read_bytes() == first
 
 
+def test_generate_into_a_file_or_an_unwritable_place_is_bad_input(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: CaptureFixture
+) -> None:
+    clean_env.setenv("SNOWFLAKE_PRIVATE_KEY_FILE_PWD", PASSPHRASE)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert main(["keys", "generate", "--out", str(a_file)]) == 2
+    assert "is a file; --out names the folder" in capsys.readouterr().err
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o500)
+    if os.access(read_only, os.W_OK):  # root writes anywhere: point below a file instead
+        read_only = a_file
+    assert main(["keys", "generate", "--out", str(read_only / "keys")]) == 2
+    assert "cannot write the key files" in capsys.readouterr().err
+
+
 def test_passphrase_is_never_accepted_on_the_command_line(
     clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: CaptureFixture
 ) -> None:

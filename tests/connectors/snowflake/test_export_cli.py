@@ -152,6 +152,9 @@ def test_bad_input_exits_2_with_one_message(
     status, _, err = _export(capsys)
     assert status == 2 and "nothing to export" in err
 
+    status, _, err = _export(capsys, "--results", str(sources[1]), "--wait", "nan")
+    assert status == 2 and "--wait ≥ 0" in err  # not a wait that never ends
+
 
 def test_failed_export_exits_1_and_the_next_run_resumes(
     sources: tuple[Path, Path],
