@@ -34,6 +34,7 @@ from pricing_lab.forecast.run_out import (
     TIMESTAMP,
     check_options,
     forecast_costed,
+    horizon_end,
     horizon_text,
     parse_horizon,
 )
@@ -128,7 +129,7 @@ def _cuts(
     instants = sorted(as_utc(t) for t in cuts)
     if not instants:
         raise InputError("a backtest needs at least one cut")
-    late = [t for t in instants if t + span > until]
+    late = [t for t in instants if horizon_end(t, span) > until]
     if late:
         raise InputError(
             f"cut {late[0].isoformat()}: its horizon of {horizon_text(span)} ends after the last "

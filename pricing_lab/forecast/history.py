@@ -101,7 +101,9 @@ def burn_history(
                 pl.col("cost").to_physical()
                 // pl.col("currency_id").replace_strict(divisor, return_dtype=pl.Int128)
             ).alias("units"),
-            ((t_us - pl.col("timestamp").dt.epoch("us")) // DAY_US).alias("lag"),
+            # Day k before T is [T − (k+1)·24 h, T − k·24 h): an instant exactly k days before T
+            # opens day k − 1 (the hour of day below counts from the same boundaries).
+            ((t_us - 1 - pl.col("timestamp").dt.epoch("us")) // DAY_US).alias("lag"),
             ((pl.col("timestamp").dt.epoch("us") - t_us) % DAY_US // HOUR_US).alias("hour"),
         )
     )

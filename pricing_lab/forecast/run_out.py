@@ -40,6 +40,12 @@ from pricing_lab.simulation.simulate import SimulationResult, cost, customer_pro
 from pricing_lab.timeutil import NEVER_US, as_utc, to_micros
 
 MIN_PATHS = 1000  # SPEC §6: at least 1,000 paths
+# Each path keeps its run-out instant per unit while the unit runs (8 bytes a path on every core):
+# beyond this a request is refused with a message instead of failing to allocate.
+MAX_PATHS = 10_000_000
+# Burn is drawn from a few weeks of history, so a forecast decades ahead says nothing more; the
+# paths' time grows with the horizon, and dates must stay inside the calendar.
+MAX_HORIZON = timedelta(days=3653)
 # "More likely than not to run out": the probability the commands count a customer-currency at.
 LIKELY_TO_RUN_OUT = 0.5
 TIMESTAMP = pl.Datetime("us", "UTC")
@@ -69,12 +75,33 @@ def parse_horizon(horizon: timedelta | str) -> timedelta:
         match = _HORIZON.match(horizon)
         if match is None:
             raise InputError(f"horizon {horizon!r}: write it as days, hours or weeks, e.g. 30d")
-        span = int(match.group(1)) * _HORIZON_UNITS[match.group(2)]
+        unit = _HORIZON_UNITS[match.group(2)]
+        count = int(match.group(1))
+        # Compared before multiplying: a count of many digits is beyond what a timedelta holds.
+        if count > MAX_HORIZON // unit:
+            raise _too_long()
+        span = count * unit
     else:
         span = horizon
     if span <= timedelta(0):
         raise InputError("the horizon must be longer than 0")
+    if span > MAX_HORIZON:
+        raise _too_long()
     return span
+
+
+def _too_long() -> InputError:
+    return InputError(f"the horizon must be at most {MAX_HORIZON.days} days (10 years)")
+
+
+def horizon_end(as_of: datetime, span: timedelta) -> datetime:
+    """T + H, refused as bad input when it leaves the calendar (after year 9999)."""
+    try:
+        return as_of + span
+    except OverflowError:
+        raise InputError(
+            f"the horizon of {as_of.isoformat()} + {span.days} days ends after year 9999"
+        ) from None
 
 
 def forecast(
@@ -143,7 +170,7 @@ def forecast_costed(
 ) -> pl.DataFrame:
     """`forecast` on events already costed (a backtest costs once for all its cuts)."""
     as_of = as_utc(as_of)
-    end = as_of + horizon
+    end = horizon_end(as_of, horizon)
     problems = customer_problems(customers, catalog)
     if problems:
         raise ValidationError(problems, source="customers")
@@ -172,6 +199,8 @@ def forecast_costed(
 def check_options(paths: int, enforcement: str) -> None:
     if paths < MIN_PATHS:
         raise InputError(f"paths must be at least {MIN_PATHS} (SPEC §6), got {paths}")
+    if paths > MAX_PATHS:
+        raise InputError(f"paths must be at most {MAX_PATHS:,}, got {paths:,}")
     if enforcement not in ENFORCEMENTS:
         raise InputError(f"enforcement must be one of {', '.join(ENFORCEMENTS)}")
 

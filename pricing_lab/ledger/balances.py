@@ -70,6 +70,9 @@ def balance_at(
     )
     amounts = rows["amount"].to_list()
     types = rows["entry_type"].to_list()
+    # Totals at the ledger's scale even when no entry counts (0.00, not 0), like its amounts.
+    dtype = ledger.schema["amount"]
+    zero = ZERO.scaleb(-(dtype.scale or 0)) if isinstance(dtype, pl.Decimal) else ZERO
     per_grant = (
         rows.group_by("grant_id", "grant_type", "grant_source")
         .agg(
@@ -83,9 +86,9 @@ def balance_at(
         customer_id=customer_id,
         currency_id=currency_id,
         at=at,
-        balance=sum(amounts, ZERO),
-        granted=sum((a for a, t in zip(amounts, types, strict=True) if t == "GRANTED"), ZERO),
-        consumed=-sum((a for a, t in zip(amounts, types, strict=True) if t == "CONSUMED"), ZERO),
+        balance=sum(amounts, zero),
+        granted=sum((a for a, t in zip(amounts, types, strict=True) if t == "GRANTED"), zero),
+        consumed=-sum((a for a, t in zip(amounts, types, strict=True) if t == "CONSUMED"), zero),
         grants=tuple(
             GrantBalance(grant_id=g, grant_type=t, grant_source=s, effective_at=e, remaining=r)
             for g, t, s, r, e in per_grant.iter_rows()

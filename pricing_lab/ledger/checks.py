@@ -68,8 +68,8 @@ def grant_problems(grants: Sequence[Grant], precisions: dict[str, int]) -> list[
     reserved for the grants the replay makes (duplicate ids: `grant_id_problems`)."""
     amount_messages, number_messages = _by_value(_amount_messages), _by_value(_number_messages)
     problems: list[Problem] = []
-    for index, grant in enumerate(grants):
-        path = f"grants[{index}]"
+    for grant in grants:
+        path = f"grants[{grant.grant_id}]"
         for kind in RESERVED_ID_KINDS:
             if grant.grant_id.startswith(f"{grant.customer_id}:{kind}:"):
                 problems.append(
@@ -98,15 +98,20 @@ def grant_problems(grants: Sequence[Grant], precisions: dict[str, int]) -> list[
 
 def grant_id_problems(input_ids: pl.Series, recurring_ids: pl.Series) -> list[Problem]:
     """Grant ids used twice: among the input's grants, or by an input grant and a recurring
-    period (the input grant is reported, by its position)."""
+    period or rollover grant the replay makes (the input grant is reported, by its id)."""
     problems: list[Problem] = []
-    taken = pl.concat([recurring_ids.filter(recurring_ids.is_in(input_ids.implode())), input_ids])
+    made = recurring_ids.filter(recurring_ids.is_in(input_ids.implode()))
+    taken = pl.concat([made, input_ids])
     again = taken.is_first_distinct().not_().slice(len(taken) - len(input_ids))
+    made_ids = set(made.to_list())
     for index in again.arg_true().to_list():
         grant_id = input_ids[index]
-        problems.append(
-            Problem(path=f"grants[{index}]", message=f"duplicate grant id {grant_id!r}")
+        message = (
+            f"{grant_id!r} is the id of a recurring or rollover grant the replay makes"
+            if grant_id in made_ids
+            else f"duplicate grant id {grant_id!r}"
         )
+        problems.append(Problem(path=f"grants[{grant_id}]", message=message))
     if recurring_ids.is_duplicated().any():
         problems.append(Problem(path="recurring", message="recurring grant ids collide"))
     return problems
@@ -117,8 +122,9 @@ def recurring_problems(
 ) -> list[Problem]:
     amount_messages = _by_value(_amount_messages)
     problems: list[Problem] = []
-    for index, entitlement in enumerate(recurring):
-        path = f"recurring[{index}]"
+    for entitlement in recurring:
+        key = f"{entitlement.customer_id}:{entitlement.source_id}:{entitlement.currency_id}"
+        path = f"recurring[{key}]"
         if entitlement.currency_id not in precisions:
             problems.append(
                 Problem(path=path, message=f"unknown currency {entitlement.currency_id!r}")
@@ -165,8 +171,8 @@ def recharge_problems(
     number_messages = _by_value(_number_messages)
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for index, setting in enumerate(settings):
-        path = f"auto_recharges[{index}]"
+    for setting in settings:
+        path = f"auto_recharges[{setting.customer_id}:{setting.currency_id}]"
         key = (setting.customer_id, setting.currency_id)
         if key in seen:
             problems.append(

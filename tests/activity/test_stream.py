@@ -15,7 +15,7 @@ from pricing_lab.activity import activity, activity_counts
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger.frames import TIMESTAMP, ledger_schema
 from tests.activity.helpers import rows, stream
-from tests.ledger.helpers import CR, TK, at, event, grant, recharge
+from tests.ledger.helpers import CR, TK, at, entitlement, event, grant, recharge, rollover
 
 
 def test_low_balance_depleted_overdraft_and_emptied() -> None:
@@ -199,6 +199,43 @@ def test_counts_per_scenario_customer_and_kind_in_spec_order() -> None:
         ("base", "acme", "grant.granted", 1),
         ("base", "acme", "grant.emptied", 1),
         ("base", "beta", "grant.granted", 1),
+    ]
+
+
+def test_a_rollover_replay_sends_rolled_over_granted_and_ending_soon_for_the_rollover_grant() -> (
+    None
+):
+    # 100 a month from Jan 31 (Feb 29, Mar 31), rollover capped at 30; 20 used in February's
+    # first period, 10 in March (from the rollover grant, drawn first). Thresholds 120 and 50.
+    frame = stream(
+        {"CR": ["50", "120"]},
+        recurring=[entitlement("p", "100", at(31), rollover=rollover(max_amount="30"))],
+        consumptions=[
+            event("e1", at(1, month=2), ("chat", "20")),
+            event("e2", at(1, month=3), ("chat", "10")),
+        ],
+        until=at(1, month=4),
+    )
+    assert rows(frame) == [
+        ("01-31 00:00", "grant.granted", "acme:p:CR:0", "100.00", "100.00"),
+        ("02-22 00:00", "grant.ending_soon", "acme:p:CR:0", "80.00", "80.00"),
+        # 30 of 80 roll over (50 left: at the threshold, not below), the other 50 expire
+        ("02-29 00:00", "grant.rolled_over", "acme:p:CR:0", "-30.00", "50.00"),
+        ("02-29 00:00", "credits.low_balance", None, "-50.00", "0.00", "50.00"),
+        ("02-29 00:00", "grant.expired", "acme:p:CR:0", "-50.00", "0.00"),
+        ("02-29 00:00", "grant.granted", "acme:p:CR:0:rollover", "30.00", "30.00"),
+        ("02-29 00:00", "grant.granted", "acme:p:CR:1", "100.00", "130.00"),
+        # 10 from the rollover grant leaves 120: at the threshold, not below
+        ("03-24 00:00", "grant.ending_soon", "acme:p:CR:0:rollover", "20.00", "120.00"),
+        ("03-24 00:00", "grant.ending_soon", "acme:p:CR:1", "100.00", "120.00"),
+        # the rollover grant never rolls: its 20 expire (below 120), then March rolls 30 of 100
+        ("03-31 00:00", "credits.low_balance", None, "-20.00", "100.00", "120.00"),
+        ("03-31 00:00", "grant.expired", "acme:p:CR:0:rollover", "-20.00", "100.00"),
+        ("03-31 00:00", "grant.rolled_over", "acme:p:CR:1", "-30.00", "70.00"),
+        ("03-31 00:00", "credits.low_balance", None, "-70.00", "0.00", "50.00"),
+        ("03-31 00:00", "grant.expired", "acme:p:CR:1", "-70.00", "0.00"),
+        ("03-31 00:00", "grant.granted", "acme:p:CR:1:rollover", "30.00", "30.00"),
+        ("03-31 00:00", "grant.granted", "acme:p:CR:2", "100.00", "130.00"),
     ]
 
 

@@ -6,7 +6,7 @@ day's call varies between paths, so each answer is a day, checked as [start, end
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
@@ -16,6 +16,7 @@ import pytest
 import pricing_lab
 from pricing_lab.errors import InputError
 from pricing_lab.forecast import forecast, parse_horizon, run_out_ranking
+from pricing_lab.forecast.history import BurnModel, burn_history
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
 from pricing_lab.simulation.customers import CustomerInputs
 from tests.forecast.helpers import DAY, START, T, catalog, daily_calls
@@ -180,6 +181,19 @@ def test_bad_options_are_input_errors() -> None:
     assert parse_horizon("36h") == timedelta(hours=36)
 
 
+def test_a_horizon_or_path_count_beyond_what_can_run_is_refused_not_an_internal_error() -> None:
+    assert parse_horizon("3653d") == timedelta(days=3653)
+    for text in ("3654d", "4000000d", "99999999999999999999d", "522w"):
+        with pytest.raises(InputError, match="at most 3653 days"):
+            parse_horizon(text)
+    con = duckdb.connect()
+    daily_calls(con, {"a": 10})
+    with pytest.raises(InputError, match="after year 9999"):
+        forecast(con, catalog(), as_of=datetime(9999, 12, 1, tzinfo=UTC), horizon="60d")
+    with pytest.raises(InputError, match="at most 10,000,000"):
+        forecast(con, catalog(), as_of=T, horizon="30d", paths=10**11)
+
+
 def test_the_package_is_the_function_too() -> None:
     con = duckdb.connect()
     daily_calls(con, {"a": 10})
@@ -212,3 +226,23 @@ def test_every_forecast_uses_the_kernel_set_up_compiles(table: pl.DataFrame) -> 
     warm_up_forecast()
     assert table.height > 0  # the fixture's forecast, with expiries and top-ups, has run
     assert len(paths.run_units.signatures) == 1
+
+
+def test_history_days_are_24_hour_windows_starting_at_their_boundary() -> None:
+    # T is midnight. Calls at T − 2 d + 6 h and at T − 1 d exactly are two different days (the
+    # second opens the day just before T); a call exactly 14 days before T is inside the naive
+    # baseline's 14 days. Each call costs 1 credit.
+    consumptions = pl.DataFrame(
+        {
+            "event_id": ["a", "b", "c"],
+            "customer_id": ["x"] * 3,
+            "timestamp": [T - 2 * DAY + timedelta(hours=6), T - DAY, T - 14 * DAY],
+            "feature_id": ["calls"] * 3,
+            "currency_id": ["CR"] * 3,
+            "cost": [Decimal("1.00")] * 3,
+        },
+        schema_overrides={"cost": pl.Decimal(38, 2), "timestamp": pl.Datetime("us", "UTC")},
+    )
+    history = burn_history(consumptions, {"CR": 2}, T, BurnModel())
+    unit = history.units.row(0, named=True)
+    assert (unit["days_with_usage"], unit["window_days"], unit["naive_burn"]) == (3, 14, 300)

@@ -145,10 +145,19 @@ def test_yearly_periods_roll_over_at_the_year_boundary() -> None:
 @pytest.mark.parametrize(
     ("caps", "message"),
     [
-        ({}, "recurring[0].rollover: give max_amount, max_percent or both"),
-        ({"max_amount": "0"}, "recurring[0].rollover.max_amount: amount must be greater than 0"),
-        ({"max_amount": "1.001"}, "recurring[0].rollover.max_amount: amount has more than 2"),
-        ({"max_percent": "100.5"}, "recurring[0].rollover.max_percent: must be > 0 and <= 100"),
+        ({}, "recurring[acme:pro:CR].rollover: give max_amount, max_percent or both"),
+        (
+            {"max_amount": "0"},
+            "recurring[acme:pro:CR].rollover.max_amount: amount must be greater than 0",
+        ),
+        (
+            {"max_amount": "1.001"},
+            "recurring[acme:pro:CR].rollover.max_amount: amount has more than 2",
+        ),
+        (
+            {"max_percent": "100.5"},
+            "recurring[acme:pro:CR].rollover.max_percent: must be > 0 and <= 100",
+        ),
     ],
 )
 def test_bad_rollover_caps_are_refused(caps: dict[str, str], message: str) -> None:

@@ -6,12 +6,25 @@ Every case runs both engines (they must agree) and compares the ledger with rows
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from pricing_lab.errors import ValidationError
-from tests.ledger.helpers import CR, TK, at, entitlement, entries, event, grant, recharge, run
+from pricing_lab.ledger import balance_at
+from tests.ledger.helpers import (
+    CR,
+    TK,
+    at,
+    entitlement,
+    entries,
+    event,
+    grant,
+    recharge,
+    rollover,
+    run,
+)
 
 
 def test_a_grant_takes_effect_and_an_event_consumes_it() -> None:
@@ -310,6 +323,33 @@ def test_yearly_recurring_from_feb_29_gives_feb_28() -> None:
     assert result.ledger["grant_source"].unique().to_list() == ["addon"]
 
 
+def test_the_same_plan_subscribed_again_counts_on_and_does_not_roll_across_subscriptions() -> None:
+    # One subscription ends Feb 1 as another to the same plan starts: a different entitlement, so
+    # January's grant expires whole (no rollover) and the ids keep counting (docs/ledger.md).
+    cap = rollover(max_amount="5")
+    result = run(
+        recurring=[
+            entitlement("p", "10", at(1), end=at(1, month=2), rollover=cap),
+            entitlement("p", "10", at(1, month=2), rollover=cap),
+        ],
+        consumptions=[
+            event("e1", at(5), ("chat", "1")),
+            event("e2", at(5, month=3), ("chat", "1")),
+        ],
+    )
+    assert entries(result) == [
+        ("01-01 00:00", "GRANTED", "acme:p:CR:0", "10.00", "10.00"),
+        ("01-05 00:00", "CONSUMED", "acme:p:CR:0", "-1.00", "9.00", "e1", "chat"),
+        ("02-01 00:00", "EXPIRED", "acme:p:CR:0", "-9.00", "0.00"),
+        ("02-01 00:00", "GRANTED", "acme:p:CR:1", "10.00", "10.00"),
+        ("03-01 00:00", "ROLLED_OVER", "acme:p:CR:1", "-5.00", "5.00"),
+        ("03-01 00:00", "EXPIRED", "acme:p:CR:1", "-5.00", "0.00"),
+        ("03-01 00:00", "GRANTED", "acme:p:CR:1:rollover", "5.00", "5.00"),
+        ("03-01 00:00", "GRANTED", "acme:p:CR:2", "10.00", "15.00"),
+        ("03-05 00:00", "CONSUMED", "acme:p:CR:1:rollover", "-1.00", "14.00", "e2", "chat"),
+    ]
+
+
 def test_plan_change_ends_one_plan_and_starts_another() -> None:
     change = at(15, month=2)
     result = run(
@@ -454,6 +494,25 @@ def test_balances_per_currency_are_separate() -> None:
     ]
 
 
+def test_balance_query_at_an_instant_gives_totals_and_grants_left_at_the_currency_scale() -> None:
+    result = run(
+        grants=[grant("g1", "10", at(1), expires=at(5)), grant("g2", "4", at(3), type="PAID")],
+        consumptions=[event("e1", at(2), ("chat", "6")), event("e2", at(4), ("chat", "9"))],
+    )
+
+    def query(when: datetime, customer: str = "acme") -> tuple[object, ...]:
+        b = balance_at(result.ledger, customer, "CR", when)
+        left = [(g.grant_id, str(g.remaining)) for g in b.grants]
+        return str(b.balance), str(b.granted), str(b.consumed), left
+
+    assert query(at(1, 12)) == ("10.00", "10.00", "0.00", [("g1", "10.00")])
+    assert query(at(3)) == ("8.00", "14.00", "6.00", [("g1", "4.00"), ("g2", "4.00")])
+    # e2 costs 9: 4 from g1 (expiring first), 4 from g2, 1 into overdraft
+    assert query(at(4)) == ("-1.00", "14.00", "15.00", [("acme:overdraft:CR", "-1.00")])
+    assert query(at(1) - timedelta(days=1)) == ("0.00", "0.00", "0.00", [])
+    assert query(at(4), "nobody") == ("0.00", "0.00", "0.00", [])
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -473,6 +532,41 @@ def test_bad_inputs_are_refused_with_every_problem(fields: dict[str, object], me
     with pytest.raises(ValidationError) as caught:
         run(**fields)
     assert message in str(caught.value)
+
+
+def test_replay_problems_name_the_record_by_its_id_not_its_position() -> None:
+    # A customer file's grants and plans reach the replay as one list: a position there names
+    # nothing the user wrote, the ids do (as the customer checks' `grants[acme:grant:0]`).
+    cap = rollover(max_amount="5")
+    with pytest.raises(ValidationError) as caught:
+        run(
+            grants=[
+                grant("ok", "1", at(1)),
+                grant("x", "1.001", at(1)),
+                grant("acme:p:CR:0:rollover", "1", at(1)),
+            ],
+            recurring=[
+                entitlement("p", "10", at(1), rollover=cap),
+                entitlement("q", "2.001", at(1)),
+            ],
+            until=at(1, month=3),
+        )
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("grants[x]", "amount has more than 2 decimal places"),
+        ("recurring[acme:q:CR]", "amount has more than 2 decimal places"),
+    ]
+    with pytest.raises(ValidationError) as caught:
+        run(
+            grants=[grant("acme:p:CR:0:rollover", "1", at(1))],
+            recurring=[entitlement("p", "10", at(1), rollover=cap)],
+            until=at(1, month=3),
+        )
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        (
+            "grants[acme:p:CR:0:rollover]",
+            "'acme:p:CR:0:rollover' is the id of a recurring or rollover grant the replay makes",
+        )
+    ]
 
 
 def test_validation_lists_every_problem_at_once() -> None:
@@ -497,8 +591,8 @@ def test_the_same_bad_figure_is_reported_for_each_record_and_currency() -> None:
         )
     places = [(p.path, p.message) for p in caught.value.problems]
     assert places == [
-        ("grants[0]", "amount has more than 0 decimal places"),
-        ("grants[2]", "amount has more than 0 decimal places"),
-        ("grants[3].cost_basis", "must be a finite number"),
-        ("grants[4].cost_basis", "must be a finite number"),
+        ("grants[a]", "amount has more than 0 decimal places"),
+        ("grants[c]", "amount has more than 0 decimal places"),
+        ("grants[d].cost_basis", "must be a finite number"),
+        ("grants[e].cost_basis", "must be a finite number"),
     ]
