@@ -301,6 +301,17 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
         for owner, amount in scenario.plan_credits.items():
             if amount <= 0:
                 problems.append(Problem(path=f"{here}.plan_credits.{owner}", message="must be > 0"))
+            elif (places := _credit_places(catalog, owner)) is not None and amount != quantize(
+                amount, places
+            ):
+                # The amount replaces every credit entitlement of the offer: it must be exact in
+                # each of their currencies, as a catalog amount must (SPEC §2).
+                problems.append(
+                    Problem(
+                        path=f"{here}.plan_credits.{owner}",
+                        message=f"at most {places} decimal places",
+                    )
+                )
         for r_index, rollover in enumerate(scenario.rollover):
             problems += _rollover_change_problems(f"{here}.rollover[{r_index}]", rollover, catalog)
         recharge = scenario.auto_recharge
@@ -312,6 +323,16 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
                 )
             )
     return problems
+
+
+def _credit_places(catalog: Catalog, owner: str) -> int | None:
+    """The fewest decimal places among the currencies of `owner`'s credit entitlements (None:
+    no such plan or add-on, or no credit entitlement)."""
+    offer = next((o for o in (*catalog.plans, *catalog.addons) if o.id == owner), None)
+    if offer is None:
+        return None
+    currencies = {e.currency for e in offer.entitlements if isinstance(e, CreditEntitlement)}
+    return min((c.precision for c in catalog.currencies if c.id in currencies), default=None)
 
 
 def _rollover_change_problems(path: str, change: RolloverChange, catalog: Catalog) -> list[Problem]:
