@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--paths must be at least 1000 (fewer give unstable p10/p90 dates), got {args.paths}"
         )
+    if args.top < 1:
+        raise InputError(f"--top must be at least 1 (rows in the summary), got {args.top}")
     if not args.backtest and args.as_of is None:
         raise InputError("--as-of is required (or --backtest)")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
