@@ -328,7 +328,8 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
 def _credit_places(catalog: Catalog, owner: str) -> int | None:
     """The fewest decimal places among the currencies of `owner`'s credit entitlements (None:
     no such plan or add-on, or no credit entitlement)."""
-    offer = next((o for o in (*catalog.plans, *catalog.addons) if o.id == owner), None)
+    offers: list[Plan | AddOn] = [*catalog.plans, *catalog.addons]
+    offer = next((o for o in offers if o.id == owner), None)
     if offer is None:
         return None
     currencies = {e.currency for e in offer.entitlements if isinstance(e, CreditEntitlement)}
