@@ -90,10 +90,7 @@ def run(args: argparse.Namespace) -> int:
         # Each scenario's changed rates must read dimensions the events have, like the base's.
         changed = {s.name: s.apply(catalog, customers)[0] for s in scenarios}
         check_dimensions(con, {"catalog": catalog, **changed}, source=str(args.events))
-        progress.note(
-            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
-            f"{report.rejected:,} rejected"
-        )
+        progress.note(f"events: {report.counts()}")
         with executor_from_args(args, progress.phase) as executor:
             comparison = compare(
                 con,

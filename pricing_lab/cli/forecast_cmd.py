@@ -104,10 +104,7 @@ def run(args: argparse.Namespace) -> int:
         con = duckdb.connect()
         ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
         report = ingest_events(con, args.events, customers=ids)
-        progress.note(
-            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
-            f"{report.rejected:,} rejected"
-        )
+        progress.note(f"events: {report.counts()}")
         if args.backtest:
             cuts = args.cut or args.cuts
             count = len(cuts) if isinstance(cuts, list) else cuts

@@ -9,6 +9,7 @@ from typing import Any
 
 from pricing_lab.errors import InputError
 from pricing_lab.formula import Formula, FormulaError
+from pricing_lab.formula.duckdb_sql import out_of_range_sql
 from pricing_lab.formula.sql_base import quote_identifier, quote_string
 
 _READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "ndjson": "read_json_auto"}
@@ -83,11 +84,9 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read events: {exc}") from exc
     # Dimensions match columns case-insensitively, as everywhere (docs/events.md). One that is
     # not a column but a `properties` key (in any spelling of that key) is read from it as text.
-    columns = {name.lower(): name for name in source.columns}
-    properties = columns.get("properties")
-    from_properties = [
-        d for d in formula.dimensions if d.lower() not in columns and properties is not None
-    ]
+    matched = formula.dimension_columns(source.columns)
+    properties = next((c for c in source.columns if c.lower() == "properties"), None)
+    from_properties = [d for d in formula.dimensions if d not in matched]
     if from_properties and properties is not None:
         json_value = f"TRY_CAST({quote_identifier(properties)} AS JSON)"
         spellings: dict[str, list[str]] = {}
@@ -105,8 +104,8 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
             for name in from_properties
         )
         source = source.select(f"*, {extracts}")
-        columns.update({name.lower(): name for name in from_properties})
-    present = [d for d in formula.dimensions if d.lower() in columns]
+        matched = formula.dimension_columns(source.columns)
+    present = [d for d in formula.dimensions if d in matched]
     types = dict(zip(source.columns, (str(t) for t in source.types), strict=True))
     sql = formula.to_duckdb_sql({**types, **formula.dimension_types(types)})
     # As in a replay (docs/events.md): a value beyond the exact decimal range fails that event's
@@ -115,7 +114,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     value = (
         source.select(f"*, TRY({sql}) AS {_VALUE}")
         .select(
-            f"{_VALUE} AS value, CASE WHEN {_VALUE} IS NULL THEN TRY(({sql}) IS NULL) IS NULL "
+            f"{_VALUE} AS value, CASE WHEN {_VALUE} IS NULL THEN {out_of_range_sql(sql)} "
             "ELSE FALSE END AS out_of_range"
         )
         .set_alias("v")
@@ -137,7 +136,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
     null_counts = dict(zip(present, (int(c) for c in counted[1:]), strict=True))
     dimensions: dict[str, Any] = {}
     for name in formula.dimensions:
-        missing = name.lower() not in columns
+        missing = name not in matched
         count = rows if missing else null_counts[name]
         dimensions[name] = {
             "column": "missing"

@@ -217,8 +217,7 @@ def run(args: argparse.Namespace) -> int:
         con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
         partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
         progress.note(
-            f"events: {report.rows_read:,} read, {report.accepted:,} accepted, "
-            f"{report.rejected:,} rejected"
+            f"events: {report.counts()}"
             + (f"; {partitions} customer partitions" if partitions > 1 else "")
         )
         options: dict[str, Any] = {

@@ -125,8 +125,7 @@ def run_report(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"{frame.height} report rows ({summary['customers']} customers, "
             f"{summary['features']} features) written to {out}\n"
-            f"events: {ingested.rows_read} read, {ingested.accepted} accepted, "
-            f"{ingested.rejected} rejected\n"
+            f"events: {ingested.counts()}\n"
         )
         for name, rejections in reports.items():
             sys.stdout.write(f"{name} ")

@@ -105,6 +105,10 @@ class IngestReport:
     # first of duplicated ids is kept); None when rows may repeat (reported usage).
     unique_column: str | None = None
 
+    def counts(self) -> str:
+        """`N read, M accepted, K rejected`, as the commands print it."""
+        return f"{self.rows_read:,} read, {self.accepted:,} accepted, {self.rejected:,} rejected"
+
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view (for `--json` output and logs)."""
         return {

@@ -214,3 +214,10 @@ def to_duckdb_sql(node: Node, column_types: Mapping[str, str] | None = None) -> 
     text, absent dimensions as NULL). Without it every dimension is CAST to DECIMAL(38, 12).
     """
     return DuckDBEmitter(column_types).compile(node)
+
+
+def out_of_range_sql(sql: str) -> str:
+    """SQL that is true where a formula's expression `sql`, evaluated under `TRY` to NULL, was
+    NULL because a value left the exact decimal range rather than because the formula is null
+    there: asking whether it is null fails too. (Only meaningful where `TRY(sql)` is NULL.)"""
+    return f"TRY(({sql}) IS NULL) IS NULL"

@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.money import decimal_places
 from pricing_lab.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from pricing_lab.ledger.api import ReplayResult
 
 ZERO = Decimal(0)
 # The credit figures of `balances_table` that add up per currency in `summary_table`.
@@ -313,4 +317,37 @@ def feature_summary(ledger: pl.DataFrame) -> pl.DataFrame:
             pl.col("customer_ids").explode().n_unique().cast(pl.Int64).alias("customers"),
         )
         .sort(keys)
+    )
+
+
+def feature_totals(consumptions: pl.DataFrame, replayed: ReplayResult) -> pl.DataFrame:
+    """`feature_summary(replayed.ledger)`, from the costed `consumptions` the replay ran on (in
+    the engines' order: a customer's rows side by side) instead of its ledger: the partitioned
+    replay's form, which spares a pass over each range's ledger text. One test holds the two
+    equal (`tests/simulation/test_partitioned.py`).
+
+    SPEC §5 invariant 3, checked at the end of every replay, makes them equal: an event and
+    feature replayed (inside the horizon, cost above 0) and not denied has CONSUMED entries
+    adding up to its cost, and any other has none. So the consumed credits are those costs, the
+    events those rows (one per event and feature), and the customers counted by their runs of
+    rows."""
+    served = consumptions.lazy().filter(
+        pl.col("feature_id").is_not_null()
+        & (pl.col("cost") > 0)
+        & pl.col("timestamp").is_between(replayed.start, replayed.until, closed="left")
+    )
+    if replayed.denied_events.height:
+        denied = replayed.denied_events.lazy().select("event_id")
+        served = served.join(denied, on="event_id", how="anti", maintain_order="left")
+    keys = ["currency_id", "feature_id"]
+    return (
+        served.select(*keys, "cost", pl.col("customer_id").rle_id().alias("__customer"))
+        .group_by(keys)
+        .agg(
+            pl.col("cost").sum().cast(replayed.ledger.schema["amount"]).alias("consumed"),
+            pl.len().cast(pl.Int64).alias("events"),
+            pl.col("__customer").n_unique().cast(pl.Int64).alias("customers"),
+        )
+        .sort(keys)
+        .collect()
     )

@@ -40,6 +40,7 @@ from pricing_lab.events.meters import EventMeter, event_meters
 from pricing_lab.events.warehouse_costing import warehouse_costed
 from pricing_lab.formula import Formula
 from pricing_lab.formula.ast import Arithmetic, Call, Dimension, Negate, Node, Number, children
+from pricing_lab.formula.duckdb_sql import out_of_range_sql
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding, normalized
 from pricing_lab.outputs import REJECTED_EVENTS
@@ -881,7 +882,7 @@ def _feature_sql(
     raw_costs = ", ".join(f"TRY({cost}) AS __raw_cost_{k}" for k, cost in zip(sets, costs))
     out_of_range = ", ".join(
         f"CASE WHEN __raw_cost_{k} IS NULL THEN __quantity_out_of_range OR "
-        f"TRY(({cost}) IS NULL) IS NULL ELSE FALSE END AS __out_of_range_{k}"
+        f"{out_of_range_sql(cost)} ELSE FALSE END AS __out_of_range_{k}"
         for k, cost in zip(sets, costs)
     )
     raw_names = ", ".join(f"__raw_cost_{k}" for k in sets)

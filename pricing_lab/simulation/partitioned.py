@@ -38,7 +38,7 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, ValidationError
 from pricing_lab.events.ingest import IngestReport, quote_ident, quote_literal
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements
-from pricing_lab.ledger.balances import money_scale
+from pricing_lab.ledger.balances import feature_totals, money_scale
 from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.ledger.inputs import PreparedReplay, default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
@@ -364,37 +364,6 @@ class _PartitionedRun:
             serving=serving,
         )
         return result, _event_times(first), _event_times(last)
-
-
-def feature_totals(consumptions: pl.DataFrame, replayed: ReplayResult) -> pl.DataFrame:
-    """`balances.feature_summary(replayed.ledger)`, from the costed `consumptions` the replay
-    ran on (in the engines' order: a customer's rows side by side) instead of its ledger.
-
-    SPEC §5 invariant 3, checked at the end of every replay, makes them equal: an event and
-    feature replayed (inside the horizon, cost above 0) and not denied has CONSUMED entries
-    adding up to its cost, and any other has none. So the consumed credits are those costs, the
-    events those rows (one per event and feature), and the customers counted by their runs of
-    rows, with no pass over the ledger's text columns."""
-    served = consumptions.lazy().filter(
-        pl.col("feature_id").is_not_null()
-        & (pl.col("cost") > 0)
-        & pl.col("timestamp").is_between(replayed.start, replayed.until, closed="left")
-    )
-    if replayed.denied_events.height:
-        denied = replayed.denied_events.lazy().select("event_id")
-        served = served.join(denied, on="event_id", how="anti", maintain_order="left")
-    keys = ["currency_id", "feature_id"]
-    return (
-        served.select(*keys, "cost", pl.col("customer_id").rle_id().alias("__customer"))
-        .group_by(keys)
-        .agg(
-            pl.col("cost").sum().cast(replayed.ledger.schema["amount"]).alias("consumed"),
-            pl.len().cast(pl.Int64).alias("events"),
-            pl.col("__customer").n_unique().cast(pl.Int64).alias("customers"),
-        )
-        .sort(keys)
-        .collect()
-    )
 
 
 def _time_grid(start: datetime, until: datetime) -> np.ndarray:

@@ -301,9 +301,9 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
         for owner, amount in scenario.plan_credits.items():
             if amount <= 0:
                 problems.append(Problem(path=f"{here}.plan_credits.{owner}", message="must be > 0"))
-            elif (places := _credit_places(catalog, owner)) is not None and amount != quantize(
-                amount, places
-            ):
+            elif (
+                places := _credit_places(catalog, _offer(catalog, owner))
+            ) is not None and amount != quantize(amount, places):
                 # The amount replaces every credit entitlement of the offer: it must be exact in
                 # each of their currencies, as a catalog amount must (SPEC §2).
                 problems.append(
@@ -325,22 +325,31 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
     return problems
 
 
-def _credit_places(catalog: Catalog, owner: str) -> int | None:
-    """The fewest decimal places among the currencies of `owner`'s credit entitlements (None:
-    no such plan or add-on, or no credit entitlement)."""
+def _offer(catalog: Catalog, offer_id: str) -> Plan | AddOn | None:
     offers: list[Plan | AddOn] = [*catalog.plans, *catalog.addons]
-    offer = next((o for o in offers if o.id == owner), None)
+    return next((o for o in offers if o.id == offer_id), None)
+
+
+def _credit_places(
+    catalog: Catalog, offer: Plan | AddOn | None, currency: str | None = None
+) -> int | None:
+    """The fewest decimal places among the currencies of `offer`'s credit entitlements (only
+    `currency`'s, when given): what an amount replacing theirs must fit. None: no such offer or
+    entitlement."""
     if offer is None:
         return None
-    currencies = {e.currency for e in offer.entitlements if isinstance(e, CreditEntitlement)}
+    currencies = {
+        e.currency
+        for e in offer.entitlements
+        if isinstance(e, CreditEntitlement) and currency in (None, e.currency)
+    }
     return min((c.precision for c in catalog.currencies if c.id in currencies), default=None)
 
 
 def _rollover_change_problems(path: str, change: RolloverChange, catalog: Catalog) -> list[Problem]:
     """A rollover change names a plan or add-on with a credit entitlement (in `currency`, when
     given), and either removes rollover or gives caps the catalog would accept."""
-    offers: list[Plan | AddOn] = [*catalog.plans, *catalog.addons]
-    offer = next((o for o in offers if o.id == change.plan), None)
+    offer = _offer(catalog, change.plan)
     if offer is None:
         return [Problem(path=f"{path}.plan", message="unknown plan or add-on")]
     credit = [e for e in offer.entitlements if isinstance(e, CreditEntitlement)]
@@ -357,9 +366,7 @@ def _rollover_change_problems(path: str, change: RolloverChange, catalog: Catalo
     if not caps:
         problems.append(Problem(path=path, message="give max_amount, max_percent or remove"))
     if change.max_amount is not None:
-        precision = min(
-            (c.precision for c in catalog.currencies if c.id in currencies), default=None
-        )
+        precision = _credit_places(catalog, offer, change.currency)
         if change.max_amount <= 0:
             problems.append(Problem(path=f"{path}.max_amount", message="must be > 0"))
         elif precision is not None and change.max_amount != quantize(change.max_amount, precision):

@@ -13,7 +13,7 @@ import pytest
 from pricing_lab.errors import InputError
 from pricing_lab.events.ingest import ingest_events
 from pricing_lab.events.real import DEFAULT_START, load_sample_events
-from pricing_lab.ledger.balances import feature_summary
+from pricing_lab.ledger.balances import feature_summary, feature_totals
 from pricing_lab.ledger.model import Enforcement
 from pricing_lab.simulation import output_files, partitioned
 from pricing_lab.simulation.customers import customers_from_mapping
@@ -272,6 +272,6 @@ def test_feature_totals_from_the_costs_are_those_of_the_ledger(enforcement: Enfo
     )  # fmt: skip
     if enforcement == "block":
         assert result.denied_events.height > 0
-    totals = partitioned.feature_totals(costing.consumptions, result.replay)
+    totals = feature_totals(costing.consumptions, result.replay)
     assert totals.height > 1
     assert totals.equals(feature_summary(result.ledger))
