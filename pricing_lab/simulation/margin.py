@@ -47,9 +47,8 @@ MONEY_COLUMNS = ("revenue", "breakage", "cost_to_serve", "gross_margin")
 COUNT_COLUMNS = ("events", "unknown_cost_events")
 _LEDGER = "__margin_ledger"
 _BASES = "__margin_bases"
-_OVERDRAWN = "__margin_overdrawn"
+_OVERDRAWN_TABLE = "__margin_overdrawn"
 _SETTLING = "__margin_settling"
-_RECOGNISED = ("CONSUMED", "CONSUMPTION_TRANSFER_SOURCE", "EXPIRED")
 
 
 def recognised_revenue(
@@ -67,42 +66,13 @@ def recognised_revenue(
     Credits are first added up per grant (and customer, feature, plan) in Polars, so the exact
     products credits × cost basis are taken on a small table (in DuckDB, which refuses an
     overflow). Only overdraft consumption and its settlements, few rows, are matched one by one.
+    The ledger is read by lazy queries naming the few columns each needs: no copy of its rows.
     """
-    entries = (
-        ledger.lazy()
-        .filter(pl.col("entry_type").is_in(_RECOGNISED))
-        .select(
-            "entry_id",
-            pl.col("timestamp").dt.replace_time_zone(None),
-            "customer_id",
-            "currency_id",
-            "entry_type",
-            "grant_id",
-            "grant_type",
-            "grant_source",
-            (-pl.col("amount")).alias("credits"),
-            "feature_id",
-        )
-        .collect()
-    )
-    consumed = pl.col("entry_type") == "CONSUMED"
-    overdrawn = consumed & (pl.col("grant_type") == "OVERDRAFT")
-    columns = ["customer_id", "currency_id", "feature_id", "timestamp", "grant_id", "grant_source"]
-    direct = entries.filter(consumed & ~overdrawn).select(
-        *columns, "credits", pl.lit(True).alias("is_revenue")
-    )
-    expired = entries.filter(pl.col("entry_type") == "EXPIRED").select(
-        *columns[:2],
-        pl.lit(None, pl.String).alias("feature_id"),
-        *columns[3:],
-        "credits",
-        pl.lit(False).alias("is_revenue"),
-    )
-    settling = entries.filter(pl.col("entry_type") == "CONSUMPTION_TRANSFER_SOURCE")
-    settled = _settled(con, entries.filter(overdrawn), settling)
-    settled = settled.with_columns(pl.lit(True).alias("is_revenue")).select(direct.columns)
-    rows = pl.concat([direct, expired, settled], how="vertical_relaxed")
-    per_grant = _per_grant_and_plan(rows, subscriptions)
+    entries = ledger.lazy()
+    if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
+        entries = entries.sort("entry_id", maintain_order=True)
+    settled = _settled(con, entries)
+    per_grant = _per_grant_and_plan(_recognised_directly(entries), settled, subscriptions)
     bases_and_prices = {g.cost_basis for g in grants} | {c.unit_price for c in currencies}
     places = max((decimal_places(value) for value in bases_and_prices), default=0)
     credits_type = per_grant.schema["credits"]
@@ -138,42 +108,82 @@ def recognised_revenue(
     return query_over(con, sql, {_LEDGER: per_grant, _BASES: bases}, what="the margin")
 
 
-def _settled(
-    con: duckdb.DuckDBPyConnection, overdrawn: pl.DataFrame, settling: pl.DataFrame
-) -> pl.DataFrame:
+# The columns of a recognised row: credits (positive) taken from a grant at a time (UTC), revenue
+# with the feature consumed or breakage (no feature).
+_ROW = ["customer_id", "currency_id", "feature_id", "timestamp", "grant_id", "grant_source"]
+_CONSUMED = pl.col("entry_type") == "CONSUMED"
+_OVERDRAWN = _CONSUMED & (pl.col("grant_type") == "OVERDRAFT")
+
+
+def _recognised_directly(entries: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows recognised at their entry: consumption from grants other than the OVERDRAFT
+    grant (revenue) and expiries (breakage, without a feature)."""
+    expired = pl.col("entry_type") == "EXPIRED"
+    return entries.filter((_CONSUMED & ~_OVERDRAWN) | expired).select(
+        "customer_id",
+        "currency_id",
+        pl.when(_CONSUMED).then(pl.col("feature_id")).alias("feature_id"),
+        *_ROW[3:],
+        (-pl.col("amount")).alias("credits"),
+        _CONSUMED.alias("is_revenue"),
+    )
+
+
+def _settled(con: duckdb.DuckDBPyConnection, entries: pl.LazyFrame) -> pl.DataFrame:
     """Overdraft consumption recognised at settlement, oldest debt first: per customer and
     currency, the k-th credit settled pays for the k-th credit consumed on overdraft (both in
-    ledger order). Rows: each overlap of a consumption with a settlement, with the consumption's
-    feature and the settlement's time and grant."""
+    ledger order). Rows (`_ROW`, credits, is_revenue): each overlap of a consumption with a
+    settlement, with the consumption's feature and the settlement's time and grant."""
+    keys = ["customer_id", "currency_id"]
+    columns = [
+        *_ROW[:3],
+        pl.col("timestamp").dt.replace_time_zone("UTC"),
+        *_ROW[4:],
+        "credits",
+        pl.lit(True).alias("is_revenue"),
+    ]
+    settling = (
+        entries.filter(pl.col("entry_type") == "CONSUMPTION_TRANSFER_SOURCE")
+        .select(
+            "entry_id",
+            pl.col("timestamp").dt.replace_time_zone(None),  # DuckDB reads it in no time zone
+            *keys,
+            "grant_id",
+            "grant_source",
+            (-pl.col("amount")).alias("credits"),
+        )
+        .collect()
+    )
+    totals = settling.group_by(keys).agg(pl.col("credits").sum().alias("__settled"))
+    if totals.is_empty():
+        return settling.with_columns(pl.lit(None, pl.String).alias("feature_id")).select(columns)
     # Settlements pay the oldest debt first: consumption beyond what a customer's settlements
     # add up to is never recognised, and most overdraft consumption never is. Only the
     # consumption starting below that total is matched (a prefix, so its running sums are the
-    # same).
-    keys = ["customer_id", "currency_id"]
-    if not overdrawn["entry_id"].is_sorted():
-        overdrawn = overdrawn.sort("entry_id")
-    totals = settling.group_by(keys).agg(pl.col("credits").sum().alias("__settled"))
+    # same). A settlement pays debt already there, so no consumption after the last settlement
+    # is matched; and none starting at or above the largest total: both bounds are taken first,
+    # on the few columns needed, so only a small prefix is joined with the totals.
+    reached_before = pl.col("credits").cum_sum().over(keys) - pl.col("credits")
+    last, largest = settling["entry_id"].max(), totals["__settled"].max()
     overdrawn = (
-        overdrawn.join(totals, on=keys, how="inner", maintain_order="left")
-        .filter(pl.col("credits").cum_sum().over(keys) - pl.col("credits") < pl.col("__settled"))
+        entries.filter(_OVERDRAWN & (pl.col("entry_id") < last))
+        .select("entry_id", *keys, "feature_id", (-pl.col("amount")).alias("credits"))
+        .filter(reached_before < largest)
+        .collect()
+        .join(totals, on=keys, how="inner", maintain_order="left")
+        .filter(reached_before < pl.col("__settled"))
         .drop("__settled")
     )
-    if overdrawn.is_empty() or settling.is_empty():
-        return overdrawn.head(0).select(
-            "customer_id",
-            "currency_id",
-            "feature_id",
-            "timestamp",
-            "grant_id",
-            "grant_source",
-            "credits",
+    if overdrawn.is_empty():
+        return settling.clear().with_columns(pl.lit(None, pl.String).alias("feature_id")).select(
+            columns
         )
     sql = f"""
         WITH o AS (
             SELECT customer_id, currency_id, feature_id, credits,
                    sum(credits) OVER (PARTITION BY customer_id, currency_id ORDER BY entry_id)
                        AS reached
-            FROM {_OVERDRAWN}
+            FROM {_OVERDRAWN_TABLE}
         ),
         s AS (
             SELECT customer_id, currency_id, timestamp, grant_id, grant_source, credits,
@@ -188,31 +198,37 @@ def _settled(
         FROM o JOIN s ON o.customer_id = s.customer_id AND o.currency_id = s.currency_id
          AND o.reached - o.credits < s.reached AND s.reached - s.credits < o.reached
     """
-    frame = query_over(con, sql, {_OVERDRAWN: overdrawn, _SETTLING: settling}, what="the margin")
-    return frame.with_columns(pl.col("credits").cast(overdrawn.schema["credits"]))
+    frame = query_over(
+        con, sql, {_OVERDRAWN_TABLE: overdrawn, _SETTLING: settling}, what="the margin"
+    )
+    return frame.with_columns(pl.col("credits").cast(overdrawn.schema["credits"])).select(columns)
 
 
-def _per_grant_and_plan(rows: pl.DataFrame, subscriptions: Sequence[Subscription]) -> pl.DataFrame:
-    """`rows` (credits with a naive UTC `timestamp`) added up per customer, currency, feature,
-    grant, revenue or breakage and `plan_id`: the customer's plan at each row's time, `(none)`
-    without a subscription then.
+def _per_grant_and_plan(
+    direct: pl.LazyFrame, settled: pl.DataFrame, subscriptions: Sequence[Subscription]
+) -> pl.DataFrame:
+    """The recognised rows (`direct` and `settled`: credits with a UTC `timestamp`) added up per
+    customer, currency, feature, grant, revenue or breakage and `plan_id`: the customer's plan at
+    each row's time, `(none)` without a subscription then.
 
     Rows are added up per grant first: a customer with no subscription, or one subscription
     covering all of a group's times, has that group under one plan. Only the customers with
     several subscriptions, or a group crossing a subscription's start or end, are placed row by
-    row (an as-of join on the subscription starts)."""
+    row (an as-of join on the subscription starts), every row of theirs."""
     keys = ["customer_id", "currency_id", "feature_id", "grant_id", "grant_source", "is_revenue"]
+    rows = pl.concat([direct, settled.lazy()], how="vertical_relaxed")
     spans = subscriptions_frame(subscriptions).select("customer_id", "plan_id", "start", "end")
     several = spans.group_by("customer_id").len().filter(pl.col("len") > 1).select("customer_id")
     single = spans.join(several, on="customer_id", how="anti")
     groups = (
-        rows.join(several, on="customer_id", how="anti")
-        .group_by(keys)
+        rows.group_by(keys)
         .agg(
             pl.col("credits").sum(),
-            pl.col("timestamp").min().alias("__first"),
-            pl.col("timestamp").max().alias("__last"),
+            pl.col("timestamp").min().dt.replace_time_zone(None).alias("__first"),
+            pl.col("timestamp").max().dt.replace_time_zone(None).alias("__last"),
         )
+        .collect()
+        .join(several, on="customer_id", how="anti")
         .join(single, on="customer_id", how="left")
     )
     inside = (pl.col("__first") >= pl.col("start")) & (
@@ -220,16 +236,21 @@ def _per_grant_and_plan(rows: pl.DataFrame, subscriptions: Sequence[Subscription
     )
     outside = pl.col("start").is_null() | (pl.col("__last") < pl.col("start"))
     outside = outside | (pl.col("end").is_not_null() & (pl.col("__first") >= pl.col("end")))
-    placed = groups.filter(inside | outside).select(
+    crossing = groups.filter(~(inside | outside)).select("customer_id").unique()
+    placed = groups.join(crossing, on="customer_id", how="anti").select(
         *keys,
         pl.when(inside).then(pl.col("plan_id")).otherwise(pl.lit(NO_PLAN_NAME)).alias("plan_id"),
         "credits",
     )
-    crossing = groups.filter(~(inside | outside)).select("customer_id").unique()
     one_by_one = pl.concat([several, crossing])
     if one_by_one.is_empty():
         return placed
-    many = rows.join(one_by_one, on="customer_id", how="semi").sort("timestamp")
+    many = (
+        rows.join(one_by_one.lazy(), on="customer_id", how="semi")
+        .with_columns(pl.col("timestamp").dt.replace_time_zone(None))
+        .sort("timestamp")
+        .collect()
+    )
     by_row = many.join_asof(
         spans.join(one_by_one, on="customer_id", how="semi").sort("start"),
         left_on="timestamp",

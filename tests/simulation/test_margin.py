@@ -263,3 +263,28 @@ def test_revenue_is_placed_on_the_plan_in_force_when_it_is_recognised() -> None:
         ("eve", "(none)", money("0.01"), money("0.004")),
         ("eve", "basic", money("0.02"), money("0.008")),
     ]
+
+
+def test_a_customer_placed_row_by_row_has_each_credit_counted_once() -> None:
+    # fay's subscription starts on the 10th. Her early grant is drawn only before it (placed as a
+    # whole); her late grant is drawn before and after it (placed row by row).
+    customers = CustomerInputs(
+        grants=(paid("f:early", "fay", 1, "0.01", 1), paid("f:late", "fay", 5, "0.01", 4)),
+        subscriptions=(
+            Subscription(
+                subscription_id="f:1", customer_id="fay", plan_id="basic", start=at(10)
+            ),
+        ),
+    )
+    rows = [
+        ev("f1", "fay", "chat", naive(3)),  # from f:early, no plan
+        ev("f2", "fay", "chat", naive(5)),  # from f:late, no plan
+        ev("f3", "fay", "chat", naive(20)),  # from f:late, on basic
+    ]
+    con, report = load_events(rows)
+    margin = simulate(con, catalog(MARGIN_CATALOG), customers, ingest=report).margin
+    chat = margin.filter(pl.col("feature_id") == "chat")
+    assert chat.select("plan_id", "revenue", "events").rows() == [
+        ("(none)", money("0.02"), 2),
+        ("basic", money("0.01"), 1),
+    ]
