@@ -548,23 +548,31 @@ def _spend_limit_reached(
     )
     highest = int(setting_frame["__threshold"].max())  # type: ignore[arg-type]
     rows = walked.rows
+    # Only the columns the event is made of are copied, for the CONSUMED entries below a
+    # threshold.
     low = (
-        rows.filter((pl.col("bal") < highest) & (pl.col("entry_type") == "CONSUMED"))
-        .join(setting_frame, on=["customer_id", "currency_id"], how="inner", maintain_order="left")
+        rows.lazy()
+        .filter((pl.col("bal") < highest) & (pl.col("entry_type") == "CONSUMED"))
+        .select("row", "at", "customer_id", "currency_id", "bal")
+        .join(
+            setting_frame.lazy(),
+            on=["customer_id", "currency_id"],
+            how="inner",
+            maintain_order="left",
+        )
         .filter(pl.col("bal") < pl.col("__threshold"))
+        .collect()
     )
     if low.is_empty():
         return pl.DataFrame()
-    consumed = pl.col("entry_type") == "CONSUMED"
-    same_event = (
-        rows.select(
-            (
-                (pl.col("event_id") == pl.col("event_id").shift(1)) & consumed & consumed.shift(1)
-            ).fill_null(False)
-        )
-        .to_series()
-        .to_numpy()
-    )
+    # Whether each entry is a CONSUMED entry of the same event as the CONSUMED entry before it
+    # (comparing the event ids with those one row up, without a shifted copy of them).
+    consumed = (walked.facts & passes.CONSUMED) != 0
+    event_ids = rows["event_id"]
+    same_event = np.zeros(rows.height, dtype=np.bool_)
+    if rows.height > 1:
+        same_id = (event_ids.slice(1) == event_ids.slice(0, rows.height - 1)).fill_null(False)
+        same_event[1:] = same_id.to_numpy() & consumed[1:] & consumed[:-1]
     last, recharge = passes.after_events(
         low["row"].to_numpy(),
         walked.at,
