@@ -104,7 +104,7 @@ class _Columns:
     beyond: np.ndarray  # bool: the amount or balance does not fit in int64 (read as 0 above)
     group: np.ndarray  # code of (customer_id, currency_id), 0 ≤ code < n_groups
     n_groups: int
-    grant: np.ndarray  # code of grant_id, 0 ≤ code < len(grant_ids)
+    grant: np.ndarray  # code of grant_id (uint32), 0 ≤ code < len(grant_ids)
     grant_ids: pl.Series  # grant_id of each code (None for the code of a null grant_id)
     consumed: np.ndarray  # bool: a CONSUMED entry
     overdraft: np.ndarray  # bool: an entry of the OVERDRAFT grant
@@ -122,11 +122,14 @@ class _Columns:
             (pl.col("entry_type") == "CONSUMED").fill_null(False).alias("consumed"),
             (pl.col("grant_type") == "OVERDRAFT").fill_null(False).alias("overdraft"),
         )
+        group = customer.astype(np.int64)  # customer × currency, computed in place
+        group *= n_currencies
+        group += currency
         return _Columns(
             amount=flags["amount"].to_numpy(),
             balance=flags["balance_after"].to_numpy(),
             beyond=flags["beyond"].to_numpy(),
-            group=customer * n_currencies + currency,
+            group=group,
             n_groups=n_customers * n_currencies,
             grant=grant,
             grant_ids=grant_ids,
@@ -148,19 +151,22 @@ def _beyond(name: str) -> pl.Expr:
 
 def _codes(column: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
     """Integer codes for a string column: 0 … k-1 for its k distinct values and k for null.
-    Returns the codes (int64), k + 1, and the value of each code (None for the last)."""
+    Returns the codes (uint32, the categories' own), k + 1, and the value of each code (None
+    for the last)."""
     column = column.cast(pl.String)
     if column.null_count() == 0 and len(column) > 0 and (column == column[0]).all():
         # A single value (the currency, most often): nothing to encode.
-        return np.zeros(len(column), dtype=np.int64), 2, pl.Series([column[0], None])
+        return np.zeros(len(column), dtype=np.uint32), 2, pl.Series([column[0], None])
     # A fresh category mapping: its codes are dense from 0, and it is freed with the column (the
     # global one would keep every string it ever saw).
     categorical = column.cast(pl.Categorical(pl.Categories.random()))
     dtype = categorical.dtype
     assert isinstance(dtype, pl.Categorical)
     values = dtype.categories.to_series()
-    codes = categorical.to_physical().cast(pl.Int64).fill_null(len(values)).to_numpy()
-    return codes, len(values) + 1, values.extend(pl.Series([None], dtype=pl.String))
+    codes = categorical.to_physical()
+    if codes.null_count():
+        codes = codes.fill_null(len(values))
+    return codes.to_numpy(), len(values) + 1, values.extend(pl.Series([None], dtype=pl.String))
 
 
 def _listed(ledger: pl.DataFrame, bad: np.ndarray, message: str) -> list[Problem]:
@@ -177,9 +183,18 @@ def _listed(ledger: pl.DataFrame, bad: np.ndarray, message: str) -> list[Problem
 
 def _entry_ids(ledger: pl.DataFrame) -> list[Problem]:
     ids = ledger["entry_id"]
-    if ids.null_count() == 0 and np.array_equal(ids.to_numpy(), np.arange(1, ledger.height + 1)):
+    if ids.null_count() == 0 and _counts_from_one(ids.to_numpy()):
         return []
     return [Problem(path="ledger.entry_id", message="entry ids are not 1, 2, … n")]
+
+
+@njit(cache=True)
+def _counts_from_one(ids: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """Whether `ids` are 1, 2, … len(ids)."""
+    for i in range(len(ids)):
+        if ids[i] != i + 1:
+            return False
+    return True
 
 
 # --- invariant 1 -----------------------------------------------------------------------------

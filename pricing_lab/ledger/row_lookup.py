@@ -27,13 +27,19 @@ SLICE_ROWS = 2_000_000
 RowHash = Callable[[pl.DataFrame], np.ndarray]
 
 
+# Odd 64-bit multiplier (2^64/φ) mixing the hash of the columns before a row's next column in.
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
 def row_hash(frame: pl.DataFrame) -> np.ndarray:
-    """A 64-bit hash of each row of a frame of string columns."""
-    hashes = np.empty(frame.height, dtype=np.uint64)
-    row = pl.struct(pl.all().cast(pl.String)).hash()
+    """A 64-bit hash of each row of a frame of string columns: each column's own hash (seeded
+    by its position), mixed in column after column in place (no row-wise struct built)."""
+    hashes = np.zeros(frame.height, dtype=np.uint64)
     for lo in range(0, frame.height, SLICE_ROWS):
-        part = frame.slice(lo, SLICE_ROWS).select(row).to_series()
-        hashes[lo : lo + len(part)] = part.to_numpy()
+        part = hashes[lo : lo + SLICE_ROWS]
+        for seed, column in enumerate(frame.slice(lo, SLICE_ROWS).iter_columns()):
+            part *= _MIX  # wraps around modulo 2^64, as intended
+            part ^= column.cast(pl.String).hash(seed=seed).to_numpy()
     return hashes
 
 
@@ -73,18 +79,19 @@ def lookup(
     matched = match >= 0
     if matched.any():
         # Compare every query row with the row it matched, or with row 0 (spares gathering the
-        # queries' side); the gathers are expressions so that Polars runs the columns in parallel,
-        # a slice of rows at a time (the gathered strings take 16 bytes a row each).
+        # queries' side), a slice of rows and one column at a time: the gathered strings (16
+        # bytes a row) of one column are freed before the next column's are gathered.
         row = pl.Series(np.maximum(match, 0))
         rows = keys.keys
         unmatched = pl.Series(~matched)
         for lo in range(0, queries.height, SLICE_ROWS):
-            gathered = queries.slice(lo, SLICE_ROWS).select(
-                pl.col(name).eq_missing(pl.lit(rows[name]).gather(row.slice(lo, SLICE_ROWS)))
-                for name in rows.columns
-            )
-            same = pl.all_horizontal(pl.all()) | pl.lit(unmatched.slice(lo, SLICE_ROWS))
-            if not gathered.select(same).to_series().all():
+            slice_rows = row.slice(lo, SLICE_ROWS)
+            same = ~unmatched.slice(lo, SLICE_ROWS)  # rows still to confirm
+            for name in rows.columns:
+                gathered = rows[name].gather(slice_rows)
+                same = same & queries[name].slice(lo, SLICE_ROWS).eq_missing(gathered)
+                del gathered
+            if not (same | unmatched.slice(lo, SLICE_ROWS)).all():
                 return None
     return match
 
