@@ -33,7 +33,7 @@ def first_rows(grant: np.ndarray, n_grants: int) -> np.ndarray:  # pragma: no co
 def walk(
     at: np.ndarray,
     grant: np.ndarray,
-    group: np.ndarray,
+    group_of: np.ndarray,
     amount: np.ndarray,
     balance: np.ndarray,
     facts: np.ndarray,
@@ -46,7 +46,8 @@ def walk(
     """One walk in ledger order with each grant's remaining and each customer × currency's
     balance: per entry, whether it emptied its grant or started or settled an overdraft; per
     warning (sorted by instant), the grant's remaining and the balance after every entry at or
-    before the instant (remaining 0 for a grant with no entry yet)."""
+    before the instant (remaining 0 for a grant with no entry yet). `group_of`: each grant's
+    customer × currency code."""
     n = len(at)
     found = np.zeros(n, dtype=np.int8)
     remaining = np.zeros(n_grants, dtype=np.int64)
@@ -66,7 +67,7 @@ def walk(
         was = remaining[g]
         now_left = was + amount[i]
         remaining[g] = now_left
-        last_balance[group[i]] = balance[i]
+        last_balance[group_of[g]] = balance[i]
         fact = facts[i]
         if fact & OVERDRAFT:
             if was >= 0 and now_left < 0:
@@ -82,13 +83,16 @@ def walk(
 def after_events(
     rows: np.ndarray,
     at: np.ndarray,
-    customer: np.ndarray,
-    currency: np.ndarray,
+    grant: np.ndarray,
+    customer_of: np.ndarray,
+    currency_of: np.ndarray,
     facts: np.ndarray,
     same_event: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """For CONSUMED entries `rows`: whether each is its event's last in its currency, and the
     row of the auto-recharge GRANTED entry that followed the event in that currency (-1: none).
+    An entry's customer and currency are those of its grant (`customer_of`, `currency_of` per
+    grant code).
 
     At one instant a customer's event writes its CONSUMED entries (feature by feature), then its
     recharges, each followed by its debt transfers, before the next event (SPEC §5 order), so
@@ -99,18 +103,25 @@ def after_events(
     recharge = np.full(len(rows), -1, dtype=np.int64)
     for k in range(len(rows)):
         r = rows[k]
+        customer = customer_of[grant[r]]
+        currency = currency_of[grant[r]]
         j = r + 1
         is_last = True
         while j < n and same_event[j]:
-            if currency[j] == currency[r]:
+            if currency_of[grant[j]] == currency:
                 is_last = False
                 break
             j += 1
         if not is_last:
             continue
         last[k] = True
-        while j < n and at[j] == at[r] and customer[j] == customer[r] and not (facts[j] & CONSUMED):
-            if facts[j] & RECHARGE_GRANTED and currency[j] == currency[r]:
+        while (
+            j < n
+            and at[j] == at[r]
+            and customer_of[grant[j]] == customer
+            and not (facts[j] & CONSUMED)
+        ):
+            if facts[j] & RECHARGE_GRANTED and currency_of[grant[j]] == currency:
                 recharge[k] = j
                 break
             j += 1

@@ -277,13 +277,15 @@ def _unscaled(series: pl.Series) -> np.ndarray:
 class _Walked:
     """The ledger as the kinds read it: `rows` (Polars: `row`, `at` µs, ids, `entry_type`,
     `amt` / `bal` / `before` in units at the ledger's scale, `found` flags of `passes.walk`),
-    the per-entry int64 codes the compiled passes take, and the warnings of `grant.ending_soon`
-    with the grant's remaining and the balance at their instant."""
+    the per-entry grant codes and facts the compiled passes take with the customer and currency
+    codes of each grant, and the warnings of `grant.ending_soon` with the grant's remaining and
+    the balance at their instant."""
 
     rows: pl.DataFrame
     at: np.ndarray
-    customer: np.ndarray
-    currency: np.ndarray
+    grant: np.ndarray
+    customer_of: np.ndarray
+    currency_of: np.ndarray
     facts: np.ndarray
     warnings: pl.DataFrame
 
@@ -293,9 +295,9 @@ def _last_instant(ledger: pl.DataFrame) -> int:
 
 
 def _codes(values: pl.Series) -> np.ndarray:
-    """Dense int64 codes 0, 1, … of a string column (its own categories, nothing global)."""
-    physical = values.cast(pl.Categorical(pl.Categories.random())).to_physical()
-    return physical.to_numpy().astype(np.int64)
+    """Dense codes 0, 1, … of a string column without nulls (its own categories, nothing
+    global), as the categories' uint32."""
+    return values.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
 
 
 def _walk(ledger: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int) -> _Walked:
@@ -315,7 +317,7 @@ def _walk(ledger: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int) 
         .replace_strict({c: i for i, c in enumerate(currency_ids)}, return_dtype=pl.Int64)
         .to_numpy()
     )
-    group_of = customer_of * len(currency_ids) + currency_of
+    group_of = customer_of.astype(np.int64) * len(currency_ids) + currency_of
     entry_type = pl.col("entry_type")
     facts = (
         ledger.select(
@@ -331,11 +333,11 @@ def _walk(ledger: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int) 
         .to_numpy()
     )
     warnings = _warnings(grants, owners.with_row_index("code"), days, until_us)
-    warn_grant = warnings["code"].to_numpy().astype(np.int64)
+    warn_grant = warnings["code"].to_numpy().astype(np.uint32)
     found, warn_remaining, warn_balance = passes.walk(
         at,
         grant,
-        group_of[grant],
+        group_of,
         amounts,
         balances,
         facts,
@@ -364,8 +366,9 @@ def _walk(ledger: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int) 
     return _Walked(
         rows=rows,
         at=at,
-        customer=customer_of[grant],
-        currency=currency_of[grant],
+        grant=grant,
+        customer_of=customer_of,
+        currency_of=currency_of,
         facts=facts,
         warnings=warnings.with_columns(
             pl.Series("remaining", warn_remaining), pl.Series("balance", warn_balance)
@@ -576,8 +579,9 @@ def _spend_limit_reached(
     last, recharge = passes.after_events(
         low["row"].to_numpy(),
         walked.at,
-        walked.customer,
-        walked.currency,
+        walked.grant,
+        walked.customer_of,
+        walked.currency_of,
         walked.facts,
         same_event,
     )
