@@ -191,10 +191,10 @@ def _entry_ids(ledger: pl.DataFrame) -> list[Problem]:
 @njit(cache=True)
 def _counts_from_one(ids: np.ndarray) -> bool:  # pragma: no cover - compiled
     """Whether `ids` are 1, 2, … len(ids)."""
-    for i in range(len(ids)):
-        if ids[i] != i + 1:
-            return False
-    return True
+    i = 0
+    while i < len(ids) and ids[i] == i + 1:
+        i += 1
+    return i == len(ids)
 
 
 # --- invariant 1 -----------------------------------------------------------------------------

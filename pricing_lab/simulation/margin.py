@@ -69,9 +69,8 @@ def recognised_revenue(
     The ledger is read by lazy queries naming the few columns each needs: no copy of its rows.
     """
     entries = ledger.lazy()
-    if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
-        entries = entries.sort("entry_id", maintain_order=True)
-    settled = _settled(con, entries)
+    # The engines write entries in order: only an unordered ledger's overdraft rows are sorted.
+    settled = _settled(con, entries, in_order=ledger["entry_id"].is_sorted())
     per_grant = _per_grant_and_plan(_recognised_directly(entries), settled, subscriptions)
     bases_and_prices = {g.cost_basis for g in grants} | {c.unit_price for c in currencies}
     places = max((decimal_places(value) for value in bases_and_prices), default=0)
@@ -129,11 +128,14 @@ def _recognised_directly(entries: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _settled(con: duckdb.DuckDBPyConnection, entries: pl.LazyFrame) -> pl.DataFrame:
+def _settled(
+    con: duckdb.DuckDBPyConnection, entries: pl.LazyFrame, *, in_order: bool
+) -> pl.DataFrame:
     """Overdraft consumption recognised at settlement, oldest debt first: per customer and
     currency, the k-th credit settled pays for the k-th credit consumed on overdraft (both in
     ledger order). Rows (`_ROW`, credits, is_revenue): each overlap of a consumption with a
-    settlement, with the consumption's feature and the settlement's time and grant."""
+    settlement, with the consumption's feature and the settlement's time and grant. `in_order`:
+    the entries are in entry id order."""
     keys = ["customer_id", "currency_id"]
     columns = [
         *_ROW[:3],
@@ -165,18 +167,23 @@ def _settled(con: duckdb.DuckDBPyConnection, entries: pl.LazyFrame) -> pl.DataFr
     # on the few columns needed, so only a small prefix is joined with the totals.
     reached_before = pl.col("credits").cum_sum().over(keys) - pl.col("credits")
     last, largest = settling["entry_id"].max(), totals["__settled"].max()
+    overdrawn = entries.filter(_OVERDRAWN & (pl.col("entry_id") < last)).select(
+        "entry_id", *keys, "feature_id", (-pl.col("amount")).alias("credits")
+    )
+    if not in_order:
+        overdrawn = overdrawn.sort("entry_id")
     overdrawn = (
-        entries.filter(_OVERDRAWN & (pl.col("entry_id") < last))
-        .select("entry_id", *keys, "feature_id", (-pl.col("amount")).alias("credits"))
-        .filter(reached_before < largest)
+        overdrawn.filter(reached_before < largest)
         .collect()
         .join(totals, on=keys, how="inner", maintain_order="left")
         .filter(reached_before < pl.col("__settled"))
         .drop("__settled")
     )
     if overdrawn.is_empty():
-        return settling.clear().with_columns(pl.lit(None, pl.String).alias("feature_id")).select(
-            columns
+        return (
+            settling.clear()
+            .with_columns(pl.lit(None, pl.String).alias("feature_id"))
+            .select(columns)
         )
     sql = f"""
         WITH o AS (

@@ -271,9 +271,7 @@ def test_a_customer_placed_row_by_row_has_each_credit_counted_once() -> None:
     customers = CustomerInputs(
         grants=(paid("f:early", "fay", 1, "0.01", 1), paid("f:late", "fay", 5, "0.01", 4)),
         subscriptions=(
-            Subscription(
-                subscription_id="f:1", customer_id="fay", plan_id="basic", start=at(10)
-            ),
+            Subscription(subscription_id="f:1", customer_id="fay", plan_id="basic", start=at(10)),
         ),
     )
     rows = [
