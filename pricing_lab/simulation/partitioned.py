@@ -70,7 +70,6 @@ Progress = Callable[[int, int], None]
 DUCKDB_MEMORY = "512MB"
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 _PART_BATCH_ROWS = 1 << 14  # rows per record batch of a range's temporary ledger file
-_PART_SLICE_ROWS = 1 << 20  # ledger rows converted to Arrow at a time while writing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,16 +539,18 @@ def window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
 
 def _write_part(ledger: pl.DataFrame, path: Path) -> None:
     # Plain strings: a string view column would carry its whole shared text buffers into every
-    # record batch, and the merge holds many batches at once. Converted a slice at a time: the
-    # whole ledger as plain strings at once would raise a range's peak by its size again.
+    # record batch, and the merge holds many batches at once. Converted a record batch at a
+    # time: the conversion's few megabytes are reused from batch to batch, where the whole
+    # ledger as plain strings at once would raise a range's peak by its size again and write
+    # that much fresh memory.
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     schema = ledger.head(0).to_arrow().schema
     with (
         pa.OSFile(str(path), "wb") as sink,
         pa.ipc.new_file(sink, schema, options=options) as out,
     ):
-        for first in range(0, ledger.height, _PART_SLICE_ROWS):
-            piece = ledger.slice(first, _PART_SLICE_ROWS).to_arrow()
+        for first in range(0, ledger.height, _PART_BATCH_ROWS):
+            piece = ledger.slice(first, _PART_BATCH_ROWS).to_arrow()
             out.write_table(piece, max_chunksize=_PART_BATCH_ROWS)
 
 
