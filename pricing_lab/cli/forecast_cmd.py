@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pricing_lab.cli.output import print_json
 from pricing_lab.errors import InputError
 
 
@@ -127,23 +127,20 @@ def run(args: argparse.Namespace) -> int:
     flagged = int(table["too_little_history"].sum())
     at_risk = int(table.filter(table["run_out_probability"] >= LIKELY_TO_RUN_OUT).height)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "as_of": args.as_of.isoformat(),
-                    "horizon": args.horizon,
-                    "paths": args.paths,
-                    "seed": args.seed,
-                    "events_accepted": report.accepted,
-                    "events_rejected": report.rejected,
-                    "customer_currencies": table.height,
-                    "too_little_history": flagged,
-                    "likely_to_run_out": at_risk,
-                    "first_to_run_out": [_json_row(row) for row in ranking.iter_rows(named=True)],
-                    "out": str(path),
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "as_of": args.as_of,
+                "horizon": args.horizon,
+                "paths": args.paths,
+                "seed": args.seed,
+                "events_accepted": report.accepted,
+                "events_rejected": report.rejected,
+                "customer_currencies": table.height,
+                "too_little_history": flagged,
+                "likely_to_run_out": at_risk,
+                "first_to_run_out": ranking.to_dicts(),
+                "out": path,
+            }
         )
         return 0
     print(
@@ -173,16 +170,8 @@ def _backtest(args: argparse.Namespace, rows: Any, path: Path) -> int:
 
     summary = backtest_summary(rows)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "horizon": args.horizon,
-                    "paths": args.paths,
-                    "cuts": [_json_row(r) for r in summary.iter_rows(named=True)],
-                    "out": str(path),
-                },
-                indent=2,
-            )
+        print_json(
+            {"horizon": args.horizon, "paths": args.paths, "cuts": summary.to_dicts(), "out": path}
         )
         return 0
     print(f"backtest over {args.horizon}, {summary.height - 1} cuts, {args.paths} paths:")
@@ -229,16 +218,3 @@ def _share(value: float | None) -> str:
 
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
-
-
-def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    from decimal import Decimal
-
-    def value(v: Any) -> Any:
-        if isinstance(v, Decimal):
-            return format(v, "f")
-        if isinstance(v, datetime):
-            return v.isoformat()
-        return v
-
-    return {k: value(v) for k, v in row.items()}

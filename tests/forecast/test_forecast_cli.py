@@ -76,6 +76,9 @@ def test_forecast_json_and_csv(
     summary = json.loads(printed.out)
     assert summary["customer_currencies"] == 2
     assert [r["customer_id"] for r in summary["first_to_run_out"]] == ["poor"]
+    # Numbers are JSON numbers, as in every --json: 1,450 credits less 10 calls of 100 by T.
+    (poor,) = summary["first_to_run_out"]
+    assert poor["balance"] == 450 and poor["run_out_probability"] == 1
     assert pl.read_csv(out).height == 2
 
 
