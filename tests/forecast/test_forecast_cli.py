@@ -120,6 +120,20 @@ scenarios:
 """
 
 
+def test_compare_forecast_horizon_without_forecast_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "scenarios.yaml").write_text(SCENARIOS)
+    args = [
+        "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
+        "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
+        "--out", str(tmp_path / "cmp"), "--forecast-horizon", "14d", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 2  # a horizon alone would silently forecast nothing
+    assert capsys.readouterr().err == "pricing-lab: --forecast-horizon needs --forecast\n"
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_compare_forecasts_every_scenario_into_the_report(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
