@@ -10,6 +10,8 @@ from typing import Any
 from pricing_lab.cli.output import print_json
 from pricing_lab.errors import InputError
 
+_CUTS = 4  # backtest cut instants by default
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -52,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backtest", action="store_true", help="backtest the forecast over the history instead"
     )
     parser.add_argument(
-        "--cuts", type=int, default=4, help="backtest: number of cut instants (default 4)"
+        "--cuts", type=int, help=f"backtest: number of cut instants (default {_CUTS})"
     )
     parser.add_argument(
         "--cut",
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top must be at least 1 (rows in the summary), got {args.top}")
     if not args.backtest and args.as_of is None:
         raise InputError("--as-of is required (or --backtest)")
+    if not args.backtest and (args.cuts is not None or args.cut):  # else silently ignored
+        raise InputError("--cuts and --cut need --backtest")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
     if not Path(args.events).exists():
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         report = ingest_events(con, args.events, customers=ids)
         progress.note(f"events: {report.counts()}")
         if args.backtest:
-            cuts = args.cut or args.cuts
+            cuts = args.cut or (_CUTS if args.cuts is None else args.cuts)
             count = len(cuts) if isinstance(cuts, list) else cuts
             progress.phase(
                 f"backtesting at {count} cuts: replaying the history, forecasting {args.paths:,} "

@@ -99,6 +99,7 @@ def test_backtest_prints_calibration_and_errors(
         (["--as-of", "2024-01-11", "--paths", "10"], "at least 1000"),
         (["--horizon", "30d"], "--as-of is required"),
         (["--as-of", "2024-01-11", "--horizon", "soon"], "horizon"),
+        (["--as-of", "2024-01-11", "--cuts", "3"], "--cuts and --cut need --backtest"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_2(
