@@ -227,3 +227,26 @@ def test_top_zero_does_not_claim_that_nobody_runs_out(
     args = _args(files, "--as-of", "2024-01-11", "--top", "0", "--out", str(tmp_path / "x"))
     assert main(args) == 2  # an empty list by request would read as "nobody runs out"
     assert "--top must be at least 1" in capsys.readouterr().err
+
+
+def test_forecast_reports_and_writes_every_rejected_row_with_its_reason(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two bad rows beside the 60 good ones: a duplicate id and a customer not in the list.
+    with files["events"].open("a") as events:
+        events.write(
+            "poor-000,poor,call,2024-01-02 12:00:00\nx-1,stranger,call,2024-01-02 12:00:00\n"
+        )
+    out = tmp_path / "f.parquet"
+    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(out), "--quiet")) == 0
+    text = capsys.readouterr().out
+    assert "rejected: 2 of 62 rows" in text and "unknown_customer: 1 (e.g. x-1)" in text
+    rejected = pl.read_parquet(tmp_path / "f_rejected.parquet")
+    assert rejected.select("event_id", "reason").sort("reason").rows() == [
+        ("poor-000", "duplicate_event_id"),
+        ("x-1", "unknown_customer"),
+    ]
+    strict = _args(files, "--as-of", "2024-01-11", "--out", str(out), "--quiet", "--strict")
+    assert main([*strict, "--json"]) == 2  # for schedulers, as simulate's
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rejections"]["rejected"] == 2 and summary["events_rejected"] == 2
