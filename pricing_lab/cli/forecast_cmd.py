@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.forecast import backtest, run_out_ranking
     from pricing_lab.forecast.history import BurnModel
     from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, check_options, forecast_costed
+    from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.simulate import cost, with_ingest_rejected
 
     name = "backtest" if args.backtest else "forecast"
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
         report = ingest_events(con, args.events, customers=ids)
         progress.note(f"events: {report.counts()}")
+        # A meter or formula reading a column the events lack is refused, as by `simulate`.
+        check_dimensions(con, {"catalog": catalog}, source=str(args.events))
         check_options(args.paths, args.enforcement)
         progress.phase("costing the events")
         costing = cost(con, catalog, customers)  # its rejected rows are reported like simulate's

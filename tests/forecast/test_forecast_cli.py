@@ -250,3 +250,13 @@ def test_forecast_reports_and_writes_every_rejected_row_with_its_reason(
     assert main([*strict, "--json"]) == 2  # for schedulers, as simulate's
     summary = json.loads(capsys.readouterr().out)
     assert summary["rejections"]["rejected"] == 2 and summary["events_rejected"] == 2
+
+
+def test_a_formula_reading_a_column_the_events_lack_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files["catalog"].write_text(
+        CATALOG.replace("mode: per_unit, per_unit: 100}", "mode: formula, formula: 2 * tokns}", 1)
+    )
+    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(tmp_path / "f"))) == 2
+    assert "tokns" in capsys.readouterr().err  # named, as simulate names it, not 60 null costs
