@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.forecast is not None:
         from pricing_lab.forecast import parse_horizon
 
-        horizon = parse_horizon(args.forecast_horizon or _DEFAULT_HORIZON)
+        horizon_text = args.forecast_horizon or _DEFAULT_HORIZON
+        horizon = parse_horizon(horizon_text)
     with ProgressDisplay(enabled=not args.quiet) as progress:
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args)
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             print("margin per scenario (change against the base in parentheses):")
             print(text_table(margin_table))
         if at_risk is not None:
-            print(f"run-out forecast over {args.forecast_horizon} (forecast.parquet):")
+            print(f"run-out forecast over {horizon_text} (forecast.parquet):")
             print(text_table(_run_out_table(at_risk)))
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     enforce(args, rejections)

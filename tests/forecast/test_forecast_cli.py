@@ -145,10 +145,11 @@ def test_compare_forecasts_every_scenario_into_the_report(
     args = [
         "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
         "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
-        "--out", str(out), "--forecast", "2024-01-11", "--forecast-horizon", "30d", "--quiet",
+        "--out", str(out), "--forecast", "2024-01-11", "--quiet",
     ]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
+    assert "run-out forecast over 30d" in text  # the default horizon
     assert "more likely than not to run out" in text
     # per scenario: customer-currencies forecast, too little history, more likely than not
     assert re.search(r"^base\s+2\s+0\s+1$", text, re.MULTILINE), text
