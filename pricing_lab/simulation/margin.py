@@ -167,13 +167,13 @@ def _settled(
     # on the few columns needed, so only a small prefix is joined with the totals.
     reached_before = pl.col("credits").cum_sum().over(keys) - pl.col("credits")
     last, largest = settling["entry_id"].max(), totals["__settled"].max()
-    overdrawn = entries.filter(_OVERDRAWN & (pl.col("entry_id") < last)).select(
+    candidates = entries.filter(_OVERDRAWN & (pl.col("entry_id") < last)).select(
         "entry_id", *keys, "feature_id", (-pl.col("amount")).alias("credits")
     )
     if not in_order:
-        overdrawn = overdrawn.sort("entry_id")
+        candidates = candidates.sort("entry_id")
     overdrawn = (
-        overdrawn.filter(reached_before < largest)
+        candidates.filter(reached_before < largest)
         .collect()
         .join(totals, on=keys, how="inner", maintain_order="left")
         .filter(reached_before < pl.col("__settled"))
