@@ -54,6 +54,8 @@ def test_demo_runs_prints_the_summary_and_writes_a_report_that_renders(tmp_path:
     # progress went to stderr, step by step, in whole lines (stderr is not a terminal here)
     assert [f"[{n}/5]" in result.stderr for n in range(1, 6)] == [True] * 5
     assert "\r" not in result.stderr and "done in" in result.stderr
+    # set-up compiled every numba function the demo runs (ledger, invariant check, activity)
+    assert "compiling" not in result.stderr, result.stderr
     # the results behind the table
     totals = pl.read_parquet(out / "comparison_totals.parquet").sort("scenario")
     assert totals["scenario"].to_list() == ["base", "chat_output_1.2x"]

@@ -105,7 +105,9 @@ def compile_notice(say: Callable[[str], None]) -> Iterator[None]:
 
 def warm_up() -> None:
     """Replay small inputs through every compiled function (both enforcement modes, two
-    currencies, auto-recharge with limits and expiries, voids, recurring grants, overdraft)."""
+    currencies, auto-recharge with limits and expiries, voids, recurring grants, overdraft),
+    and make each replay's credit activity stream."""
+    from pricing_lab.activity.stream import replay_activity
     from pricing_lab.catalog.model import CreditCurrency
     from pricing_lab.ledger.api import replay
     from pricing_lab.ledger.model import (
@@ -182,17 +184,16 @@ def warm_up() -> None:
     enforcements: tuple[Enforcement, ...] = ("overdraft", "block")
     for enforcement in enforcements:
         for table in (consumptions, consumptions.sort("event_id")):  # in order, and not
-            replay(
-                ReplayInput(
-                    currencies=currencies,
-                    grants=grants,
-                    recurring=recurring,
-                    auto_recharges=recharges,
-                    consumptions=table,
-                    enforcement=enforcement,
-                    scenario="warm-up",
-                )
+            replay_input = ReplayInput(
+                currencies=currencies,
+                grants=grants,
+                recurring=recurring,
+                auto_recharges=recharges,
+                consumptions=table,
+                enforcement=enforcement,
+                scenario="warm-up",
             )
+            replay_activity(replay(replay_input), replay_input)
 
 
 def warm_up_forecast() -> None:
