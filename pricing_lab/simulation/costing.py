@@ -349,7 +349,7 @@ def costed_events(
         yield costings
     finally:
         for _members, built in tables:
-            con.execute(f"DROP TABLE IF EXISTS {built.costed}; DROP TABLE IF EXISTS {built.bad}")
+            _drop(con, built)
 
 
 def _rated_where(features: Sequence[FeatureCosting]) -> tuple[Any, ...]:
@@ -368,9 +368,12 @@ class _CostedTables:
 
     costed: str
     bad: str
+    customers: str  # each customer id of the events with its rank in id order
     events: str
     sets: int
     currency_columns: tuple[str, ...]
+    currency_ids: tuple[str, ...]  # the catalog's currencies, numbered as read
+    feature_ids: tuple[str, ...]  # by `__feature_rank`
     rejected_counts: tuple[int, ...]
     everywhere: int  # events rejected in every set
     source_row: str
@@ -413,16 +416,19 @@ def _build_costed(
         for k in sets
     )
     costed, bad = quote_ident(name), quote_ident(f"{name}_bad")
+    customers = quote_ident(f"{name}_customers")
     con.register("__subscriptions", _subscriptions_table(subscriptions, features).to_arrow())
     try:
         # Materialized first: each customer span is read from the stored rows, and the rejected
-        # events are found in them without working the costs out again.
+        # events are found in them without working the costs out again. A span reads the
+        # customer, feature and currency of its rows as numbers, and their ids once each.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {customers} AS {_customer_order_sql(events)}")
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {costed} AS
             SELECT c.*, {rounded_costs}, o.__customer_rank
             FROM ({_costed_sql(features, events, len(rate_sets), shared_currency)}) AS c
-            LEFT JOIN ({_customer_order_sql(events)}) AS o ON o.customer_id = c.customer_id
+            LEFT JOIN {customers} AS o ON o.customer_id = c.customer_id
             """
         )
         limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
@@ -456,19 +462,28 @@ def _build_costed(
         ).fetchall()[0]
     except duckdb.Error as exc:
         con.execute(f"DROP TABLE IF EXISTS {costed}; DROP TABLE IF EXISTS {bad}")
+        con.execute(f"DROP TABLE IF EXISTS {customers}")
         raise InputError(f"costing events failed: {exc}") from None
     finally:
         con.unregister("__subscriptions")
     return _CostedTables(
         costed=costed,
         bad=bad,
+        customers=customers,
         events=events,
         sets=len(rate_sets),
         currency_columns=tuple(currency_columns),
+        currency_ids=tuple(c.id for c in currencies),
+        feature_ids=tuple(f.meter.feature_id for f in features),
         rejected_counts=tuple(int(n) for n in counts[:-1]),
         everywhere=int(counts[-1]),
         source_row="ev.source_row" if traceable else "CAST(NULL AS BIGINT)",
     )
+
+
+def _drop(con: duckdb.DuckDBPyConnection, built: _CostedTables) -> None:
+    for table in (built.costed, built.bad, built.customers):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _fetch_costings(
@@ -489,24 +504,56 @@ def _fetch_costings(
     )
     flags = "".join(f", coalesce(b.__bad_{k}, FALSE) AS __rejected_{k}" for k in flagged)
     flagging = f"LEFT JOIN {bad} AS b ON b.event_id = c.event_id" if flagged else ""
-    currency_select = ", ".join(dict.fromkeys(f"c.{column}" for column in built.currency_columns))
+    # Customer, feature and currency ids are read as numbers and made text once the rows are in
+    # order: the text of every row is then built once, not read, converted and gathered.
+    currency_codes = {
+        column: _case(
+            f"c.{column}",
+            [str(i) for i in range(len(built.currency_ids))],
+            "USMALLINT",
+            keys=[quote_literal(c) for c in built.currency_ids],
+        )
+        for column in dict.fromkeys(built.currency_columns)
+    }
+    codes = ", ".join(f"{sql} AS {column}" for column, sql in currency_codes.items())
     costs = ", ".join(f"c.__cost_{k}" for k in sets)
     within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
     try:
-        frame = _fetch(
-            con,
+        rows = con.sql(
             f"""
-            SELECT c.event_id, c.customer_id, c.timestamp, c.__feature_id AS feature_id,
-                   {currency_select}, {costs}{flags}, c.__customer_rank, c.__feature_rank
+            SELECT c.event_id, c.timestamp, {codes}, {costs}{flags}, c.__customer_rank,
+                   c.__feature_rank
             FROM {costed} AS c {accepted} {flagging}
             {within}
-            """,
-        ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
+            """
+        ).to_arrow_table()
+        customers = _fetch(
+            con,
+            f"SELECT __customer_rank, customer_id FROM {built.customers} AS c "
+            f"WHERE c.customer_id IS NOT NULL {within.replace('WHERE', 'AND')} "
+            "ORDER BY __customer_rank",
+        )
         # Sorted here, not by DuckDB: DuckDB's sort must hold pinned memory that grows with the
         # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
-        # it fails for a range of a few million rows; the range is in memory anyway.
-        frame = frame.with_columns(frame["event_id"].rechunk())  # `_engine_order` gathers it
-        frame = _in_order(frame, _engine_order(frame)).drop("__customer_rank", "__feature_rank")
+        # it fails for a range of a few million rows; the range is in memory anyway. Arrow's
+        # `take` gathers across DuckDB's chunks into one chunk per column.
+        ordered = _frame(rows.take(_engine_order(rows)))
+        del rows
+        frame = ordered.select(
+            "event_id",
+            _by_rank(customers, ordered["__customer_rank"]).alias("customer_id"),
+            pl.col("timestamp").dt.replace_time_zone("UTC"),
+            pl.Series(built.feature_ids, dtype=pl.String)
+            .gather(ordered["__feature_rank"])
+            .alias("feature_id"),
+            *(
+                pl.Series(built.currency_ids, dtype=pl.String).gather(ordered[column]).alias(column)
+                for column in currency_codes
+            ),
+            *(f"__cost_{k}" for k in sets),
+            *(f"__rejected_{k}" for k in flagged),
+        )
+        del ordered
         rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
         rejected = [
             _fetch(
@@ -555,20 +602,23 @@ def _fetch_costings(
     return costings
 
 
-def _in_order(frame: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
-    """The rows of `frame` in `order`, a column at a time: each column is made one chunk before
-    the gather (gathering across DuckDB's many chunks is several times slower) and dropped from
-    `frame` once gathered, so the rows are held about once, not twice. The gathered columns are
-    one chunk each, as the fast engine reads event_id and feature_id: one array of string views
-    each, taken without a copy."""
-    gathered = []
-    for name in frame.columns:
-        gathered.append(frame[name].rechunk().gather(order))
-        frame = frame.drop(name)
-    return pl.DataFrame(gathered)
+def _by_rank(customers: pl.DataFrame, ranks: pl.Series) -> pl.Series:
+    """The customer id of each rank in `ranks` (null for null), from `customers`
+    (`__customer_rank`, `customer_id`: the span's customers, whose ranks follow one another)."""
+    if customers.is_empty():
+        return pl.Series(values=[None] * len(ranks), dtype=pl.String)
+    first = int(customers["__customer_rank"][0])
+    assert int(customers["__customer_rank"][-1]) - first + 1 == customers.height
+    return customers["customer_id"].gather(ranks - first)
 
 
-def _engine_order(frame: pl.DataFrame) -> np.ndarray:
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _engine_order(rows: pa.Table) -> np.ndarray:
     """The row order of costed rows (`__customer_rank`, `timestamp`, `event_id`,
     `__feature_rank`): the engines' order (`ledger.order.EVENT_SORT_COLUMNS`, the ranks standing
     for the customer and feature ids they follow), customers without an id last.
@@ -580,17 +630,21 @@ def _engine_order(frame: pl.DataFrame) -> np.ndarray:
     its memory cap). When two events of one customer share a time, the event ids decide, and
     the rows are sorted on all four columns."""
 
+    keys = ("__customer_rank", "timestamp", "event_id", "__feature_rank")
+
     def by_text() -> np.ndarray:
-        keys = ("__customer_rank", "timestamp", "event_id", "__feature_rank")
+        frame = _frame(rows.select(keys))
         return frame.select(pl.arg_sort_by(*keys, nulls_last=True)).to_series().to_numpy()
 
-    if frame.height < 2 or frame["timestamp"].null_count():
+    if rows.num_rows < 2 or rows.column("timestamp").null_count:
         return by_text()
+    frame = _frame(rows.select(["__customer_rank", "timestamp", "__feature_rank"]))
     rank = pl.col("__customer_rank")
     ranks = frame.select(rank.fill_null(rank.max().fill_null(0) + 1)).to_series().to_numpy()
     ranks = ranks.astype(np.int64)
     times = frame["timestamp"].dt.epoch("us").to_numpy()
     features = frame["__feature_rank"].fill_null(-1).to_numpy().astype(np.int64) + 1
+    del frame
     ranks -= ranks.min()
     times = times - times.min()
     bits = [int(column.max()).bit_length() for column in (ranks, times, features)]
@@ -600,8 +654,8 @@ def _engine_order(frame: pl.DataFrame) -> np.ndarray:
         order = np.argsort((ranks << (bits[1] + bits[2])) | (times << bits[2]) | features)
     ranks, times = ranks[order], times[order]
     together = np.flatnonzero((ranks[1:] == ranks[:-1]) & (times[1:] == times[:-1]))
-    events = frame["event_id"]
-    if (events.gather(order[together]) != events.gather(order[together + 1])).any():
+    events = rows.column("event_id")
+    if together.size and not events.take(order[together]).equals(events.take(order[together + 1])):
         return by_text()
     return order
 

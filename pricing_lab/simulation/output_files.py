@@ -45,14 +45,26 @@ class TableWriter:
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         self._encoding: Future[None] | None = None
 
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of the rows written (`arrow_schema` of the file's schema)."""
+        return self._arrow_schema
+
     def write(self, frame: pl.DataFrame) -> None:
         """Append `frame`'s rows (its schema must be the writer's)."""
         if frame.schema != self._schema:
             raise ValueError(f"frame schema {frame.schema} is not the file's {self._schema}")
-        if frame.is_empty():
+        self.write_arrow(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+
+    def write_arrow(self, table: pa.Table) -> None:
+        """Append `table`'s rows (its schema must be the writer's `arrow_schema`): the same
+        bytes as the frame of the same rows. A row group already one chunk is not copied."""
+        if table.schema != self._arrow_schema:
+            raise ValueError(f"table schema {table.schema} is not the file's {self._arrow_schema}")
+        if table.num_rows == 0:
             return
-        self._pending.append(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
-        self._pending_rows += frame.height
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush(final=False)
 

@@ -70,7 +70,6 @@ Progress = Callable[[int, int], None]
 DUCKDB_MEMORY = "512MB"
 TIME_WINDOWS = 4096  # the merge's grid over the horizon; consecutive windows fill a row group
 _PART_BATCH_ROWS = 1 << 14  # rows per record batch of a range's temporary ledger file
-_PART_SLICE_ROWS = 1 << 20  # ledger rows converted to Arrow at a time while writing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,17 +488,27 @@ class _Outcome:
         counts = np.stack(self.window_rows)  # there is always at least one range
         next_id = 1
         with TableWriter(path, ledger_schema(self.scale)) as writer:
+            entry_id = writer.arrow_schema.get_field_index("entry_id")
             for windows in window_batches(counts.sum(axis=0)):
                 taken = [
                     reader.take(int(counts[p, windows].sum())) for p, reader in enumerate(readers)
                 ]
-                merged = pl.concat([_frame(t) for t in taken if t.num_rows])
-                # Stable: at one instant the lower range (lower customer ids) stays first.
-                merged = merged.sort("timestamp", maintain_order=True).with_columns(
-                    pl.Series("entry_id", np.arange(next_id, next_id + merged.height))
-                )
-                next_id += merged.height
-                writer.write(merged)
+                merged = _in_time_order([t for t in taken if t.num_rows])
+                numbers = np.arange(next_id, next_id + merged.num_rows, dtype=np.int64)
+                merged = merged.set_column(entry_id, "entry_id", pa.array(numbers))
+                next_id += merged.num_rows
+                writer.write_arrow(merged.cast(writer.arrow_schema))
+
+
+def _in_time_order(tables: list[pa.Table]) -> pa.Table:
+    """The rows of `tables` (each in time order) in time order, one chunk per column. Stable:
+    at one instant the lower range (lower customer ids) stays first. Merged in Arrow: the rows
+    are gathered once, straight into the columns written."""
+    table = pa.concat_tables(tables)
+    if len(tables) == 1:
+        return table
+    times = table.column("timestamp").cast(pa.int64()).to_numpy()
+    return table.take(np.argsort(times, kind="stable"))
 
 
 def _owned(frame: pl.DataFrame) -> pl.DataFrame:
@@ -530,16 +539,18 @@ def window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
 
 def _write_part(ledger: pl.DataFrame, path: Path) -> None:
     # Plain strings: a string view column would carry its whole shared text buffers into every
-    # record batch, and the merge holds many batches at once. Converted a slice at a time: the
-    # whole ledger as plain strings at once would raise a range's peak by its size again.
+    # record batch, and the merge holds many batches at once. Converted a record batch at a
+    # time: the conversion's few megabytes are reused from batch to batch, where the whole
+    # ledger as plain strings at once would raise a range's peak by its size again and write
+    # that much fresh memory.
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     schema = ledger.head(0).to_arrow().schema
     with (
         pa.OSFile(str(path), "wb") as sink,
         pa.ipc.new_file(sink, schema, options=options) as out,
     ):
-        for first in range(0, ledger.height, _PART_SLICE_ROWS):
-            piece = ledger.slice(first, _PART_SLICE_ROWS).to_arrow()
+        for first in range(0, ledger.height, _PART_BATCH_ROWS):
+            piece = ledger.slice(first, _PART_BATCH_ROWS).to_arrow()
             out.write_table(piece, max_chunksize=_PART_BATCH_ROWS)
 
 
@@ -547,7 +558,7 @@ class _PartReader:
     """A range's ledger file read front to back, any number of rows at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._reader = pa.ipc.open_file(pa.OSFile(str(path), "rb"))
+        self._reader = pa.ipc.open_file(pa.memory_map(str(path)))
         self._next_batch = 0
         self._held = self._reader.schema.empty_table()
 

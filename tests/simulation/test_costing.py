@@ -284,3 +284,45 @@ def test_costing_once_and_taking_customer_spans_gives_each_span_its_own_costing(
     assert costs(cost(alone, rates, CustomerInputs())) == costs(amy)
     names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert not {n for n in names if n.startswith("__")}  # the costed rows are dropped after
+
+
+TWO_CURRENCY_FEATURES = """
+currencies:
+  - {id: CR, name: Credits, unit_price: 0.01, precision: 2}
+  - {id: TK, name: Tokens, unit_price: 0.001, precision: 0}
+features:
+  - {id: chat, name: Chat, type: metered,
+     meter: {source: events, event_name: m, aggregation: count}}
+  - {id: image, name: Image, type: metered,
+     meter: {source: events, event_name: img, aggregation: count}}
+default_credit_rates:
+  - {feature: chat, mode: per_unit, per_unit: 1, currency: CR}
+  - {feature: image, mode: per_unit, per_unit: 5, currency: TK}
+"""
+
+
+def test_a_span_s_rows_carry_their_own_customer_feature_and_currency_ids() -> None:
+    rows = [
+        ev("z1", "zoe", "img", naive(1)),
+        ev("a1", "amy", "m", naive(2)),
+        ev("b1", "bob", "img", naive(1)),
+        ev("b2", "bob", "other", naive(3)),  # matches no feature: one row, no feature
+        ev("c1", "cy", "m", naive(4)),
+    ]
+    con, _ = load_events(rows)
+    with costed_events(con, [catalog(TWO_CURRENCY_FEATURES)], [()]) as costings:
+        [middle] = costings(CustomerSpan(first="b", last="cy"))
+        [whole] = costings(None)
+    columns = ("event_id", "customer_id", "feature_id", "currency_id")
+    assert middle.consumptions.select(columns).rows() == [
+        ("b1", "bob", "image", "TK"),
+        ("b2", "bob", None, None),
+        ("c1", "cy", "chat", "CR"),
+    ]
+    assert whole.consumptions.select(columns).rows() == [
+        ("a1", "amy", "chat", "CR"),
+        ("b1", "bob", "image", "TK"),
+        ("b2", "bob", None, None),
+        ("c1", "cy", "chat", "CR"),
+        ("z1", "zoe", "image", "TK"),
+    ]

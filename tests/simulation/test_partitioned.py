@@ -36,7 +36,7 @@ def test_partitioned_replay_of_the_demo_writes_the_same_bytes(
     tmp_path: Path, enforcement: Enforcement, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(output_files, "ROW_GROUP_ROWS", SMALL_ROW_GROUPS)
-    monkeypatch.setattr(partitioned, "_PART_SLICE_ROWS", 1000)  # ranges written in many slices
+    monkeypatch.setattr(partitioned, "_PART_BATCH_ROWS", 1000)  # ranges written in many batches
     con = duckdb.connect()
     ingest = load_sample_events(con)
     customers = demo_customers(con, start=DEFAULT_START)
