@@ -188,8 +188,8 @@ for day in (datetime(2024, 1, 10, tzinfo=UTC), datetime(2024, 2, 15, tzinfo=UTC)
 # %% [markdown]
 # ## Invariants
 #
-# `simulate` checks the SPEC §5 invariants on every replay and stops if one breaks. Two of them,
-# checked here again independently with plain Polars:
+# `simulate` checks the ledger's invariants (docs/ledger.md) on every replay and stops if one
+# breaks. Two of them, checked here again independently with plain Polars:
 #
 # 1. per customer, each `balance_after` is the running sum of the amounts, and the last one is the
 #    final balance;

@@ -100,3 +100,24 @@ def test_readme_python_snippet_runs_as_written(
     assert (tmp_path / "report.html").stat().st_size > 100_000
     comparison = names["comparison"]
     assert "customers who run out" in repr(comparison)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_demo_quiet_shows_no_progress(
+    quiet: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Like every long command, `--quiet` turns the progress off (README, "The command line"); the
+    # replay itself is stood in for: a step shown, then a refusal that ends the command.
+    from pricing_lab.cli import main
+    from pricing_lab.errors import InputError
+    from pricing_lab.simulation import demo
+
+    def first_step_then_stop(out: Path, *, progress: object) -> None:
+        progress.phase("loading the sample")  # type: ignore[attr-defined]
+        progress.phase("replaying")  # type: ignore[attr-defined]  # the first step ends: shown
+        raise InputError("stopped here")
+
+    monkeypatch.setattr(demo, "run_demo", first_step_then_stop)
+    assert main(["demo", "--out", "unused", *(["--quiet"] if quiet else [])]) == 2
+    err = capsys.readouterr().err
+    assert ("loading the sample" in err) is not quiet and "stopped here" in err

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pricing-lab",
         description="Credit pricing lab: catalog, formulas, ledger replay, scenarios, export.",
     )
+    from pricing_lab import __version__
+
+    parser.add_argument("--version", action="version", version=f"pricing-lab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for module_name in COMMAND_MODULES:

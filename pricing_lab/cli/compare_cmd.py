@@ -14,6 +14,7 @@ from pricing_lab.cli.simulate_cmd import (
     load_inputs,
     output_folder,
 )
+from pricing_lab.errors import InputError
 from pricing_lab.scale.cli_options import (
     add_scale_arguments,
     bucket_options,
@@ -53,7 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--forecast-horizon",
-        default="30d",
         help="with --forecast: how far after T, e.g. 30d, 2w, 36h (default 30d)",
     )
     add_scale_arguments(parser)
@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 _END = "end"  # --forecast without an instant: as of just after the last event
+_DEFAULT_HORIZON = "30d"
 
 
 def _forecast_instant(text: str) -> object:
@@ -80,10 +81,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_scale_arguments(args)
     base, scenarios = load_scenarios(args.scenarios)
+    if args.forecast is None and args.forecast_horizon is not None:
+        raise InputError("--forecast-horizon needs --forecast")
     if args.forecast is not None:
         from pricing_lab.forecast import parse_horizon
 
-        horizon = parse_horizon(args.forecast_horizon)
+        horizon_text = args.forecast_horizon or _DEFAULT_HORIZON
+        horizon = parse_horizon(horizon_text)
     with ProgressDisplay(enabled=not args.quiet) as progress:
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args)
@@ -163,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             print("margin per scenario (change against the base in parentheses):")
             print(text_table(margin_table))
         if at_risk is not None:
-            print(f"run-out forecast over {args.forecast_horizon} (forecast.parquet):")
+            print(f"run-out forecast over {horizon_text} (forecast.parquet):")
             print(text_table(_run_out_table(at_risk)))
         print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
     enforce(args, rejections)
@@ -172,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _last_event(con: Any) -> datetime:
     """Just after the last accepted event: a forecast from there sees the whole history."""
-    from pricing_lab.errors import InputError
     from pricing_lab.timeutil import MICROSECOND, as_utc
 
     (last,) = con.execute("SELECT max(timestamp) FROM events").fetchone()

@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help=f"output folder (default: {DEFAULT_OUT})",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.demo import attribution_line, run_demo
 
-    with ProgressDisplay() as progress:
+    with ProgressDisplay(enabled=not args.quiet) as progress:
         result = run_demo(args.out, progress=progress)
     print(comparison_text(result.comparison))
     print(f"{result.events:,} events replayed per scenario in {result.seconds:.1f} s")

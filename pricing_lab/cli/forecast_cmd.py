@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pricing_lab.cli.output import print_json
+from pricing_lab.cli.rejections import (
+    add_rejection_arguments,
+    enforce,
+    print_report,
+    rejection_report,
+)
 from pricing_lab.errors import InputError
+
+_CUTS = 4  # backtest cut instants by default
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backtest", action="store_true", help="backtest the forecast over the history instead"
     )
     parser.add_argument(
-        "--cuts", type=int, default=4, help="backtest: number of cut instants (default 4)"
+        "--cuts", type=int, help=f"backtest: number of cut instants (default {_CUTS})"
     )
     parser.add_argument(
         "--cut",
@@ -63,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=int, default=10, help="rows in the summary (default 10)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_rejection_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -85,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top must be at least 1 (rows in the summary), got {args.top}")
     if not args.backtest and args.as_of is None:
         raise InputError("--as-of is required (or --backtest)")
+    if not args.backtest and (args.cuts is not None or args.cut):  # else silently ignored
+        raise InputError("--cuts and --cut need --backtest")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
     if not Path(args.events).exists():
@@ -95,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "enforcement": args.enforcement,
     }
-    from pricing_lab.forecast import backtest, forecast, run_out_ranking
-    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT
+    from pricing_lab.forecast import backtest, run_out_ranking
+    from pricing_lab.forecast.history import BurnModel
+    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, check_options, forecast_costed
+    from pricing_lab.simulation.costing import check_dimensions
+    from pricing_lab.simulation.simulate import cost, with_ingest_rejected
 
     name = "backtest" if args.backtest else "forecast"
     with ProgressDisplay(enabled=not args.quiet) as progress:
@@ -105,8 +119,14 @@ def run(args: argparse.Namespace) -> int:
         ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
         report = ingest_events(con, args.events, customers=ids)
         progress.note(f"events: {report.counts()}")
+        # A meter or formula reading a column the events lack is refused, as by `simulate`.
+        check_dimensions(con, {"catalog": catalog}, source=str(args.events))
+        check_options(args.paths, args.enforcement)
+        progress.phase("costing the events")
+        costing = cost(con, catalog, customers)  # its rejected rows are reported like simulate's
+        rejected = with_ingest_rejected(con, report, costing.rejected)
         if args.backtest:
-            cuts = args.cut or args.cuts
+            cuts = args.cut or (_CUTS if args.cuts is None else args.cuts)
             count = len(cuts) if isinstance(cuts, list) else cuts
             progress.phase(
                 f"backtesting at {count} cuts: replaying the history, forecasting {args.paths:,} "
@@ -118,33 +138,45 @@ def run(args: argparse.Namespace) -> int:
                 f"replaying the history before {args.as_of:%Y-%m-%d %H:%M} and forecasting "
                 f"{args.paths:,} paths"
             )
-            table = forecast(con, catalog, customers, as_of=args.as_of, **common)
+            # `forecast` on the costing above (it would cost the same events again)
+            table = forecast_costed(
+                con, catalog, customers, costing, as_of=args.as_of, events="events",
+                model=BurnModel(), **common,
+            )  # fmt: skip
         progress.phase("writing the backtest" if args.backtest else "writing the forecast")
-        path = _write(rows if args.backtest else table, args.out, name)
+        path = _write(rows if args.backtest else table, _output_path(args.out, name))
+        rejected_path = _write(rejected, _rejected_path(args.out))
+    rejections = rejection_report(
+        rejected,
+        rows_read=report.rows_read,
+        path=rejected_path,
+        known_customers=customers.customer_ids,
+    )
     if args.backtest:
-        return _backtest(args, rows, path)
+        _backtest(args, rows, path, rejections)
+        enforce(args, {"events": rejections})
+        return 0
     ranking = run_out_ranking(table, args.top)
     flagged = int(table["too_little_history"].sum())
     at_risk = int(table.filter(table["run_out_probability"] >= LIKELY_TO_RUN_OUT).height)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "as_of": args.as_of.isoformat(),
-                    "horizon": args.horizon,
-                    "paths": args.paths,
-                    "seed": args.seed,
-                    "events_accepted": report.accepted,
-                    "events_rejected": report.rejected,
-                    "customer_currencies": table.height,
-                    "too_little_history": flagged,
-                    "likely_to_run_out": at_risk,
-                    "first_to_run_out": [_json_row(row) for row in ranking.iter_rows(named=True)],
-                    "out": str(path),
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "as_of": args.as_of,
+                "horizon": args.horizon,
+                "paths": args.paths,
+                "seed": args.seed,
+                "events_accepted": report.rows_read - rejected.height,
+                "events_rejected": rejected.height,
+                "customer_currencies": table.height,
+                "too_little_history": flagged,
+                "likely_to_run_out": at_risk,
+                "first_to_run_out": ranking.to_dicts(),
+                "out": path,
+                "rejections": rejections,
+            }
         )
+        enforce(args, {"events": rejections})
         return 0
     print(
         f"forecast as of {args.as_of:%Y-%m-%d %H:%M} UTC over {args.horizon} "
@@ -164,27 +196,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("nobody has a chance of running out within the horizon")
     print(f"wrote {path}")
+    print_report(rejections)
+    enforce(args, {"events": rejections})
     return 0
 
 
-def _backtest(args: argparse.Namespace, rows: Any, path: Path) -> int:
-    """Print the summary of the backtest's `rows` (written to `path`)."""
+def _backtest(args: argparse.Namespace, rows: Any, path: Path, rejections: dict[str, Any]) -> None:
+    """Print the summary of the backtest's `rows` (written to `path`) and the rejected rows."""
     from pricing_lab.forecast import backtest_summary
 
     summary = backtest_summary(rows)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "horizon": args.horizon,
-                    "paths": args.paths,
-                    "cuts": [_json_row(r) for r in summary.iter_rows(named=True)],
-                    "out": str(path),
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "horizon": args.horizon,
+                "paths": args.paths,
+                "cuts": summary.to_dicts(),
+                "out": path,
+                "rejections": rejections,
+            }
         )
-        return 0
+        return
     print(f"backtest over {args.horizon}, {summary.height - 1} cuts, {args.paths} paths:")
     print(f"  {'cut':<22}{'units':>6}{'flagged':>8}{'ran out':>8}{'calibration':>12}"
           f"{'p50 error d':>12}{'naive d':>9}{'ratio':>7}")  # fmt: skip
@@ -201,17 +233,25 @@ def _backtest(args: argparse.Namespace, rows: Any, path: Path) -> int:
         "over those that ran out (target: ratio ≤ 0.8 of the naive baseline's)"
     )
     print(f"wrote {path}")
-    return 0
+    print_report(rejections)
 
 
-def _write(table: Any, out: Path, name: str) -> Path:
-    """Write `table` to `out`: a .parquet or .csv file, or `<out>/<name>.parquet`."""
+def _output_path(out: Path, name: str) -> Path:
+    """`--out` itself when it is a .parquet or .csv file, else `<out>/<name>.parquet`."""
+    return out if out.suffix.lower() in (".parquet", ".csv") else out / f"{name}.parquet"
+
+
+def _rejected_path(out: Path) -> Path:
+    """Where the rejected rows go: `<stem>_rejected.<suffix>` beside an output file (as
+    `usage report` writes them), `<out>/rejected_events.parquet` in an output folder."""
     if out.suffix.lower() in (".parquet", ".csv"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        path = out
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{name}.parquet"
+        return out.with_name(f"{out.stem}_rejected{out.suffix}")
+    return _output_path(out, "rejected_events")
+
+
+def _write(table: Any, path: Path) -> Path:
+    """Write `table` to `path` (.csv or .parquet), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         table.write_csv(path)
     else:
@@ -229,16 +269,3 @@ def _share(value: float | None) -> str:
 
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
-
-
-def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    from decimal import Decimal
-
-    def value(v: Any) -> Any:
-        if isinstance(v, Decimal):
-            return format(v, "f")
-        if isinstance(v, datetime):
-            return v.isoformat()
-        return v
-
-    return {k: value(v) for k, v in row.items()}

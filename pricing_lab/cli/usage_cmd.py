@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
     report.add_argument("--period", choices=("day", "week", "month", "billing"), default="month")
     report.add_argument("--out", required=True, help="output file (.parquet or .csv)")
     report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    report.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_rejection_arguments(report)
     report.set_defaults(handler=run_report)
 
@@ -68,6 +69,7 @@ def run_report(args: argparse.Namespace) -> int:
     from pricing_lab.events.meters import metered_features, reject_unusable_values
     from pricing_lab.events.report import usage_report
     from pricing_lab.formula import check_formula
+    from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.costing import check_dimensions
 
     out = Path(args.out)
@@ -78,20 +80,27 @@ def run_report(args: argparse.Namespace) -> int:
         raise InputError("give --customers or --subscriptions, not both")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     known, subscriptions = _customers(args)
-    con = duckdb.connect()
-    ingested = ingest_events(con, args.events, customers=known)
-    check_dimensions(con, {"catalog": catalog}, source=str(args.events))
-    ingested = reject_unusable_values(con, catalog, ingested)
-    reported = None
-    if args.reported:
-        ids = [f.id for f in metered_features(catalog) if f.meter and f.meter.source == "reported"]
-        reported = ingest_reported_usage(con, args.reported, customers=known, features=ids)
-    frame = usage_report(con, catalog, period=args.period, subscriptions=subscriptions)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _write(con, frame, out)
-    rejected_path = args.rejected or out.with_name(f"{out.stem}_rejected{suffix}")
-    rejected = con.table(ingested.rejected_table).pl()
-    _write(con, rejected, rejected_path)
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("reading and checking the events")
+        con = duckdb.connect()
+        ingested = ingest_events(con, args.events, customers=known)
+        check_dimensions(con, {"catalog": catalog}, source=str(args.events))
+        ingested = reject_unusable_values(con, catalog, ingested)
+        reported = None
+        if args.reported:
+            progress.phase("reading the reported usage")
+            ids = [
+                f.id for f in metered_features(catalog) if f.meter and f.meter.source == "reported"
+            ]
+            reported = ingest_reported_usage(con, args.reported, customers=known, features=ids)
+        progress.phase(f"aggregating usage per {args.period}")
+        frame = usage_report(con, catalog, period=args.period, subscriptions=subscriptions)
+        progress.phase("writing the report")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(con, frame, out)
+        rejected_path = args.rejected or out.with_name(f"{out.stem}_rejected{suffix}")
+        rejected = con.table(ingested.rejected_table).pl()
+        _write(con, rejected, rejected_path)
     reports = {
         "events": rejection_report(
             rejected,

@@ -342,12 +342,15 @@ class _Session:
         if fmt == "query":
             return self._materialize(str(source), "query")
         path = Path(source)
+        if path.is_dir():  # before its (missing) suffix: say what it is
+            raise InputError(f"{path}: is a folder, not an events file (.parquet, .csv, .ndjson)")
         if fmt is None:
             fmt = SUFFIX_FORMATS.get(path.suffix.lower())
             if fmt is None:
                 known = ", ".join(SUFFIX_FORMATS)
                 raise InputError(
-                    f"{path}: unknown file type {path.suffix!r} (known: {known}), or pass format="
+                    f"{path}: unknown file type {path.suffix!r} (known: {known}; from Python, "
+                    "format= names the type)"
                 )
         if not path.exists():
             raise InputError(f"{path}: file not found")

@@ -198,7 +198,9 @@ def forecast_costed(
 
 def check_options(paths: int, enforcement: str) -> None:
     if paths < MIN_PATHS:
-        raise InputError(f"paths must be at least {MIN_PATHS} (SPEC §6), got {paths}")
+        raise InputError(
+            f"paths must be at least {MIN_PATHS} (fewer give unstable p10/p90 dates), got {paths}"
+        )
     if paths > MAX_PATHS:
         raise InputError(f"paths must be at most {MAX_PATHS:,}, got {paths:,}")
     if enforcement not in ENFORCEMENTS:

@@ -81,7 +81,10 @@ def _finding(row: dict[str, object], changes: pl.DataFrame, frame: pl.DataFrame)
         & (pl.col("currency_id") == row["currency_id"])
         & (pl.col("change") == findings.NEWLY_RUNS_OUT)
     )["customer_id"].to_list()
-    run_out = f"{fmt.count(row['customers_run_out'])} customers run out"  # type: ignore[arg-type]
+    ran_out = int(row["customers_run_out"])  # type: ignore[call-overload]
+    run_out = f"{fmt.count(ran_out)} " + (
+        "customer runs out" if ran_out == 1 else "customers run out"
+    )
     run_out += f" ({fmt.count_change(row['customers_run_out_change'])}"  # type: ignore[arg-type]
     if newly:
         named = ", ".join(newly[:5]) + (f" and {len(newly) - 5:,} more" if len(newly) > 5 else "")
@@ -93,7 +96,9 @@ def _finding(row: dict[str, object], changes: pl.DataFrame, frame: pl.DataFrame)
         f"credit revenue {fmt.money_change(row['credit_revenue_change'], price)}",  # type: ignore[arg-type]
         f"breakage {fmt.money_change(row['breakage_change'], price)}",  # type: ignore[arg-type]
         run_out,
-        f"{fmt.count(denied)} events denied" if denied else "no event denied",
+        f"{fmt.count(denied)} event{'' if denied == 1 else 's'} denied"
+        if denied
+        else "no event denied",
     ]
     return f"{where}: " + "; ".join(parts) + "."
 

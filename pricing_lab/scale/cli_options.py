@@ -50,11 +50,13 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
 def check_scale_arguments(args: argparse.Namespace) -> None:
     """Refuse the bucket options without `--executor` (they would do nothing) and
     `--ray-address` with another executor."""
+    if args.ray_address is not None and args.executor != "ray":
+        used = "" if args.executor is None else f" (not {args.executor})"
+        raise InputError(f"--ray-address needs --executor ray{used}")
     given = [
         option
         for option, value in (
             ("--buckets", args.buckets),
-            ("--ray-address", args.ray_address),
             ("--work-dir", args.work_dir),
             ("--task-memory", args.task_memory),
         )
@@ -62,8 +64,6 @@ def check_scale_arguments(args: argparse.Namespace) -> None:
     ]
     if given and args.executor is None:
         raise InputError(f"{', '.join(given)} needs --executor local, processes or ray")
-    if args.ray_address is not None and args.executor != "ray":
-        raise InputError(f"--ray-address needs --executor ray (not {args.executor})")
 
 
 def _buckets(text: str) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -16,6 +18,15 @@ def test_help_lists_commands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
     assert "COMMAND" in result.stdout
+
+
+def test_version(capsys) -> None:
+    from pricing_lab.cli import build_parser
+
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == "pricing-lab 0.1.0\n"  # pyproject.toml's version
 
 
 def test_unknown_command_is_exit_2_without_traceback() -> None:

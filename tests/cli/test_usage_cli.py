@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import EXAMPLES
 
@@ -94,3 +95,19 @@ def test_usage_report_bad_input_is_exit_2_without_traceback(tmp_path: Path) -> N
 def test_usage_help() -> None:
     result = run_cli("usage", "report", "--help")
     assert result.returncode == 0 and "--period" in result.stdout
+
+
+def test_usage_report_shows_its_steps_unless_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pricing_lab.cli import main
+
+    events = write_events(tmp_path / "events.csv")
+    args = [
+        "usage", "report", "--catalog", str(EXAMPLES / "ai_product.yaml"), "--events",
+        str(events), "--period", "month", "--out", str(tmp_path / "report.parquet"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "aggregating usage per month: done in" in capsys.readouterr().err
+    assert main([*args, "--quiet"]) == 0  # like every long command (README)
+    assert capsys.readouterr().err == ""

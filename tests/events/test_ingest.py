@@ -221,6 +221,12 @@ def test_whole_file_problems_are_one_clear_error(
     assert str(path) in str(info.value)
 
 
+def test_a_folder_is_named_as_a_folder(con, tmp_path: Path) -> None:
+    (tmp_path / "exports").mkdir()  # no suffix: not "unknown file type ''"
+    with pytest.raises(InputError, match="exports: is a folder, not an events file"):
+        ingest_events(con, tmp_path / "exports")
+
+
 def test_missing_file_and_wrong_column_types(con, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="file not found"):
         ingest_events(con, tmp_path / "nope.parquet")

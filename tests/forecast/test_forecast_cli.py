@@ -76,6 +76,9 @@ def test_forecast_json_and_csv(
     summary = json.loads(printed.out)
     assert summary["customer_currencies"] == 2
     assert [r["customer_id"] for r in summary["first_to_run_out"]] == ["poor"]
+    # Numbers are JSON numbers, as in every --json: 1,450 credits less 10 calls of 100 by T.
+    (poor,) = summary["first_to_run_out"]
+    assert poor["balance"] == 450 and poor["run_out_probability"] == 1
     assert pl.read_csv(out).height == 2
 
 
@@ -96,6 +99,7 @@ def test_backtest_prints_calibration_and_errors(
         (["--as-of", "2024-01-11", "--paths", "10"], "at least 1000"),
         (["--horizon", "30d"], "--as-of is required"),
         (["--as-of", "2024-01-11", "--horizon", "soon"], "horizon"),
+        (["--as-of", "2024-01-11", "--cuts", "3"], "--cuts and --cut need --backtest"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_2(
@@ -117,6 +121,20 @@ scenarios:
 """
 
 
+def test_compare_forecast_horizon_without_forecast_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "scenarios.yaml").write_text(SCENARIOS)
+    args = [
+        "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
+        "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
+        "--out", str(tmp_path / "cmp"), "--forecast-horizon", "14d", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 2  # a horizon alone would silently forecast nothing
+    assert capsys.readouterr().err == "pricing-lab: --forecast-horizon needs --forecast\n"
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_compare_forecasts_every_scenario_into_the_report(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,10 +145,11 @@ def test_compare_forecasts_every_scenario_into_the_report(
     args = [
         "compare", "--catalog", str(files["catalog"]), "--events", str(files["events"]),
         "--customers", str(files["customers"]), "--scenarios", str(tmp_path / "scenarios.yaml"),
-        "--out", str(out), "--forecast", "2024-01-11", "--forecast-horizon", "30d", "--quiet",
+        "--out", str(out), "--forecast", "2024-01-11", "--quiet",
     ]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
+    assert "run-out forecast over 30d" in text  # the default horizon
     assert "more likely than not to run out" in text
     # per scenario: customer-currencies forecast, too little history, more likely than not
     assert re.search(r"^base\s+2\s+0\s+1$", text, re.MULTILINE), text
@@ -209,3 +228,36 @@ def test_top_zero_does_not_claim_that_nobody_runs_out(
     args = _args(files, "--as-of", "2024-01-11", "--top", "0", "--out", str(tmp_path / "x"))
     assert main(args) == 2  # an empty list by request would read as "nobody runs out"
     assert "--top must be at least 1" in capsys.readouterr().err
+
+
+def test_forecast_reports_and_writes_every_rejected_row_with_its_reason(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two bad rows beside the 60 good ones: a duplicate id and a customer not in the list.
+    with files["events"].open("a") as events:
+        events.write(
+            "poor-000,poor,call,2024-01-02 12:00:00\nx-1,stranger,call,2024-01-02 12:00:00\n"
+        )
+    out = tmp_path / "f.parquet"
+    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(out), "--quiet")) == 0
+    text = capsys.readouterr().out
+    assert "rejected: 2 of 62 rows" in text and "unknown_customer: 1 (e.g. x-1)" in text
+    rejected = pl.read_parquet(tmp_path / "f_rejected.parquet")
+    assert rejected.select("event_id", "reason").sort("reason").rows() == [
+        ("poor-000", "duplicate_event_id"),
+        ("x-1", "unknown_customer"),
+    ]
+    strict = _args(files, "--as-of", "2024-01-11", "--out", str(out), "--quiet", "--strict")
+    assert main([*strict, "--json"]) == 2  # for schedulers, as simulate's
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rejections"]["rejected"] == 2 and summary["events_rejected"] == 2
+
+
+def test_a_formula_reading_a_column_the_events_lack_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files["catalog"].write_text(
+        CATALOG.replace("mode: per_unit, per_unit: 100}", "mode: formula, formula: 2 * tokns}", 1)
+    )
+    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(tmp_path / "f"))) == 2
+    assert "tokns" in capsys.readouterr().err  # named, as simulate names it, not 60 null costs

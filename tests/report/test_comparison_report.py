@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pricing_lab.report import findings
-from pricing_lab.report.build import write_comparison
+from pricing_lab.report.build import headline_section, write_comparison
 from pricing_lab.simulation.scenarios import Comparison, Scenario
 from tests.report.browser import render
 from tests.report.handmade import handmade_comparison
@@ -79,6 +79,19 @@ def test_report_shows_the_answer_in_a_browser(comparison: Comparison, tmp_path: 
     assert "Lowest balance of each day" in dom  # the balances of bob and carol are drawn
     assert dom.count('class="marks"') == 6  # every chart rendered
     assert page.screenshot.stat().st_size > 10_000
+
+
+def test_a_finding_counts_one_customer_and_one_event_in_the_singular() -> None:
+    # At 1 credit a call under block, carol's fourth call is denied (3 credits): she alone runs
+    # out, as in the base; bob (5 credits, 4 calls) never does.
+    strict = handmade_comparison(
+        (Scenario(name="base"), Scenario(name="strict", enforcement="block"))
+    )
+    (notes, *_) = headline_section(strict).parts
+    assert notes.items == [  # type: ignore[attr-defined]
+        "strict: credits consumed -1.00 (-8.3%); credit revenue ±0.00 USD; breakage ±0.00 USD; "
+        "1 customer runs out (±0); 1 event denied."
+    ]
 
 
 def test_a_chart_without_data_says_so(tmp_path: Path) -> None:

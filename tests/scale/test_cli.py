@@ -100,6 +100,8 @@ def test_bad_scale_options_exit_2_with_one_message(
             ["--executor", "processes", "--ray-address", "auto"],
             "--ray-address needs --executor ray",
         ),
+        # alone, it names the one executor it works with (not "local, processes or ray")
+        (["--ray-address", "auto"], "pricing-lab: --ray-address needs --executor ray\n"),
     ],
 )
 def test_bucket_options_without_their_executor_exit_2(
