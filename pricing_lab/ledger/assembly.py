@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -51,11 +51,13 @@ from pricing_lab.ledger.model import DENIED_REASON, ENTRY_TYPES, GRANT_SOURCES, 
 from pricing_lab.ledger.order import overdraft_grant_ids, recharge_grant_ids
 
 # Staged rows (in time buckets, `_stage_by_time`): time, amount and balance at the replay's
-# scale, grant code among the grant names, S_CODES = (customer × currencies + currency) << 10 |
-# entry type << 7 | grant type << 5 | grant source << 2 | feature_id not null << 1 | event_id
-# not null, then the event_id and feature_id string views.
-S_TIME, S_AMOUNT, S_BALANCE, S_GRANT, S_CODES, S_EVENT_VIEWS = range(6)
-N_STAGED = S_EVENT_VIEWS + 4
+# scale, grant code among the grant names (its customer, currency, type and source are the
+# grant's: `GrantNames`), S_CODES = (consumption table row of a CONSUMED entry's event + 1, 0
+# for none) << 5 | entry type << 2 | feature_id not null << 1 | event_id not null. The staged
+# rows are fresh memory, so they hold only what the grant code and the table row do not give:
+# the emit reads the rest (the event's event_id and feature_id views) by them.
+S_TIME, S_AMOUNT, S_BALANCE, S_GRANT, S_CODES = range(5)
+N_STAGED = 5
 # Grant types and sources of the grants the kernel makes (positions in model.GRANT_TYPES /
 # model.GRANT_SOURCES).
 PAID_CODE, OVERDRAFT_CODE = GRANT_TYPES.index("PAID"), GRANT_TYPES.index("OVERDRAFT")
@@ -78,6 +80,16 @@ STRING_COLUMNS = (
 ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
 # A string column as Arrow string views: views (int64 pairs), not null, data buffers.
 StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
+
+
+class GrantNames(NamedTuple):
+    """Every grant a ledger row can name, by grant code (`_grant_names`)."""
+
+    ids: pl.Series  # grant_id
+    recharge_base: np.ndarray  # per customer × currency pair: its first auto-recharge's code
+    overdraft_code: np.ndarray  # per customer × currency pair: its OVERDRAFT grant's code
+    pair: np.ndarray  # per code: customer code × currencies + currency code
+    type_source: np.ndarray  # per code: grant type << 3 | grant source (model.GRANT_*)
 
 
 def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay) -> pl.DataFrame:
@@ -108,9 +120,7 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
         # 1. Bucket of a row: (time − t0) >> shift (a shift, not a division, per row).
         t0 = int(made.span[0])
         shift = ((int(made.span[1]) - t0) // n_buckets).bit_length()
-        grant_names, recharge_base, overdraft_code = _grant_names(
-            inputs, prepared, made.recharges, made.overdrafts
-        )
+        grants = _grant_names(inputs, prepared, made.recharges, made.overdrafts)
         # 2. Rows per time bucket and group; a group's rows go after earlier groups' rows.
         counts = np.zeros((len(groups), n_buckets), dtype=np.int64)
         each_group(lambda g: _count_buckets(kernel_rows[0], *groups[g], t0, shift, counts[g]))
@@ -132,14 +142,10 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
                 factors,
                 n_currencies,
                 inputs.grant_row,
-                inputs.grant_type,
-                inputs.grant_source,
-                recharge_base,
-                overdraft_code,
+                grants.recharge_base,
+                grants.overdraft_code,
                 inputs.event_row,
-                event_ids[0],
                 event_ids[1],
-                feature_ids[0],
                 feature_ids[1],
                 staged,
             )
@@ -162,7 +168,7 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
         tables = [
             _string_views(inputs.customers),
             _string_views(pl.Series(ENTRY_TYPES, dtype=pl.String)),
-            _string_views(grant_names),
+            _string_views(grants.ids),
             _string_views(pl.Series(GRANT_TYPES, dtype=pl.String)),
             _string_views(pl.Series(GRANT_SOURCES, dtype=pl.String)),
             event_ids,
@@ -182,6 +188,8 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
                     bucket_starts,
                     n_currencies,
                     currency_column,
+                    grants.pair,
+                    grants.type_source,
                     names,
                     numbers,
                     money,
@@ -200,7 +208,7 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
         pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(numbers[1])]
     )
     columns = {
-        "entry_id": pl.Series("entry_id", numbers[0]),
+        "entry_id": _int64_column("entry_id", numbers[0]),
         "timestamp": pl.Series("timestamp", timestamps),
         **strings,
         "amount": _decimal_column("amount", money[0], scale),
@@ -264,8 +272,9 @@ def _constant(name: str, value: str, n: int) -> pl.Series:
 
 def _grant_names(
     inputs: KernelInput, prepared: PreparedReplay, recharges: np.ndarray, overdrafts: np.ndarray
-) -> tuple[pl.Series, np.ndarray, np.ndarray]:
-    """Every grant id a ledger row can name, and where the kernel's grants are among them.
+) -> GrantNames:
+    """Every grant id a ledger row can name, where the kernel's grants are among them, and
+    each one's customer, currency, type and source.
 
     The names: the grant table's (codes 0 … G−1: table rows), then the auto-recharge grants
     (`recharges`: how many per customer × currency pair; the grant numbered n of pair p has code
@@ -278,28 +287,45 @@ def _grant_names(
     recharge_base = n_table + ends - recharges
     n_recharges = int(ends[-1]) if len(ends) else 0
     overdraft_code = n_table + n_recharges + np.cumsum(overdrafts) - 1
+    overdraft_pairs = np.flatnonzero(overdrafts)
+    recharge_pairs = np.repeat(np.arange(len(recharges)), recharges)
+    # Codes of table rows that take no part are never named: their pair and kinds stay 0.
+    n_names = n_table + n_recharges + len(overdraft_pairs)
+    pair = np.zeros(n_names, dtype=np.int64)
+    type_source = np.zeros(n_names, dtype=np.int64)
+    owner = np.repeat(np.arange(len(inputs.customers)), np.diff(inputs.grants.start))
+    pair[inputs.grant_row] = owner * n_currencies + inputs.grants.currency
+    type_source[inputs.grant_row] = (inputs.grant_type << 3) | inputs.grant_source
+    pair[n_table : n_table + n_recharges] = recharge_pairs
+    type_source[n_table : n_table + n_recharges] = (PAID_CODE << 3) | AUTO_RECHARGE_SOURCE
+    pair[n_table + n_recharges :] = overdraft_pairs
+    type_source[n_table + n_recharges :] = (OVERDRAFT_CODE << 3) | OVERDRAFT_SOURCE
     currencies = pl.Series(inputs.currency_ids, dtype=pl.String)
     ids = [prepared.grant_table["grant_id"]]
     if n_recharges:
-        pairs = np.repeat(np.arange(len(recharges)), recharges)
         names = pl.DataFrame(
             {
-                "c": inputs.customers.gather(pairs // n_currencies),
-                "k": currencies.gather(pairs % n_currencies),
-                "n": np.arange(n_recharges) - (recharge_base[pairs] - n_table),
+                "c": inputs.customers.gather(recharge_pairs // n_currencies),
+                "k": currencies.gather(recharge_pairs % n_currencies),
+                "n": np.arange(n_recharges) - (recharge_base[recharge_pairs] - n_table),
             }
         )
         ids.append(names.select(recharge_grant_ids("c", "k", "n")).to_series())
-    if overdrafts.any():
-        pairs = np.flatnonzero(overdrafts)
+    if len(overdraft_pairs):
         names = pl.DataFrame(
             {
-                "c": inputs.customers.gather(pairs // n_currencies),
-                "k": currencies.gather(pairs % n_currencies),
+                "c": inputs.customers.gather(overdraft_pairs // n_currencies),
+                "k": currencies.gather(overdraft_pairs % n_currencies),
             }
         )
         ids.append(names.select(overdraft_grant_ids("c", "k")).to_series())
-    return pl.concat(ids), recharge_base, overdraft_code
+    return GrantNames(
+        ids=pl.concat(ids),
+        recharge_base=recharge_base,
+        overdraft_code=overdraft_code,
+        pair=pair,
+        type_source=type_source,
+    )
 
 
 def _string_views(column: pl.Series) -> StringViews:
@@ -330,6 +356,15 @@ def _string_column(
     array = pa.Array.from_buffers(
         pa.string_view(), len(views), [validity, pa.py_buffer(views), *buffers]
     )
+    series = pl.Series(name, array)
+    assert isinstance(series, pl.Series)
+    return series
+
+
+def _int64_column(name: str, values: np.ndarray) -> pl.Series:
+    """An Int64 column on `values`' memory (through Arrow: a Series made from a NumPy array
+    copies it)."""
+    array = pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
     series = pl.Series(name, array)
     assert isinstance(series, pl.Series)
     return series
@@ -369,59 +404,43 @@ def _stage_by_time(
     factors: np.ndarray,
     n_currencies: int,
     grant_row: np.ndarray,
-    grant_type: np.ndarray,
-    grant_source: np.ndarray,
     recharge_base: np.ndarray,
     overdraft_code: np.ndarray,
     event_row: np.ndarray,
-    event_ids: np.ndarray,
     event_valid: np.ndarray,
-    feature_ids: np.ndarray,
     feature_valid: np.ndarray,
     staged: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Move the kernel's rows into their time buckets of `staged` (bucket b from row
     fill_from[b] on), keeping their order, as what the output columns need (`S_*`): amounts at
-    the replay's scale, the grant's code among the grant names (`_grant_names`), its type and
-    source, and the event's event_id and feature_id views."""
+    the replay's scale, the grant's code among the grant names (`_grant_names`), the entry
+    type and the event's table row."""
     filled = fill_from.copy()
     for p in range(len(starts)):
         for r in range(starts[p], starts[p] + lengths[p]):
             b = (rows[r, O_TIME] - t0) >> shift
             to = filled[b]
             filled[b] = to + 1
-            c, k, kind, ref = (
-                rows[r, O_CUSTOMER],
-                rows[r, O_CURRENCY],
-                rows[r, O_KIND],
-                rows[r, O_REF],
-            )
+            kind, ref = rows[r, O_KIND], rows[r, O_REF]
+            pair = rows[r, O_CUSTOMER] * n_currencies + rows[r, O_CURRENCY]
             if kind == KIND_TABLE:  # `ref`: the grant's index in the kernel's grant columns
-                grant, kind_type, source = grant_row[ref], grant_type[ref], grant_source[ref]
+                grant = grant_row[ref]
             elif kind == KIND_RECHARGE:
-                grant = recharge_base[c * n_currencies + k] + ref
-                kind_type, source = PAID_CODE, AUTO_RECHARGE_SOURCE
+                grant = recharge_base[pair] + ref
             else:
-                grant = overdraft_code[c * n_currencies + k]
-                kind_type, source = OVERDRAFT_CODE, OVERDRAFT_SOURCE
+                grant = overdraft_code[pair]
+            k = rows[r, O_CURRENCY]
             staged[to, S_TIME] = rows[r, O_TIME]
             staged[to, S_AMOUNT] = rows[r, O_AMOUNT] * factors[k]
             staged[to, S_BALANCE] = rows[r, O_BALANCE] * factors[k]
             staged[to, S_GRANT] = grant
-            codes = ((c * n_currencies + k) << 10) | (rows[r, O_TYPE] << 7) | (kind_type << 5)
-            codes |= source << 2
+            codes = rows[r, O_TYPE] << 2
             event = rows[r, O_EVENT]
-            if event < 0:
-                staged[to, S_CODES] = codes
-                for column in range(S_EVENT_VIEWS, S_EVENT_VIEWS + 4):
-                    staged[to, column] = 0
-                continue
-            position = event_row[event]
-            staged[to, S_CODES] = codes | event_valid[position] | (feature_valid[position] << 1)
-            staged[to, S_EVENT_VIEWS] = event_ids[position, 0]
-            staged[to, S_EVENT_VIEWS + 1] = event_ids[position, 1]
-            staged[to, S_EVENT_VIEWS + 2] = feature_ids[position, 0]
-            staged[to, S_EVENT_VIEWS + 3] = feature_ids[position, 1]
+            if event >= 0:
+                position = event_row[event]
+                codes |= ((position + 1) << 5) | event_valid[position]
+                codes |= feature_valid[position] << 1
+            staged[to, S_CODES] = codes
 
 
 @njit(cache=True, nogil=True)
@@ -477,6 +496,8 @@ def _emit_ledger(
     bucket_starts: np.ndarray,
     n_currencies: int,
     currency_column: bool,
+    grant_pair: np.ndarray,
+    grant_type_source: np.ndarray,
     tables: Any,
     numbers: np.ndarray,
     money: np.ndarray,
@@ -486,9 +507,10 @@ def _emit_ledger(
     """Buckets [b_from, b_to) of `staged`: sort each on time (stable), then write its rows'
     output columns: `numbers` (entry_id, timestamp), `money` (amount, balance_after as
     decimal128 pairs), `views` (the string columns of STRING_COLUMNS as views into `tables`;
-    event_id and feature_id come staged; currency_id only if `currency_column`) and `valid`
-    (event_id, feature_id not null)."""
-    customers, entry_types, grant_ids, grant_types, grant_sources, _, _, currencies = tables
+    event_id and feature_id by the staged table row; currency_id only if `currency_column`)
+    and `valid` (event_id, feature_id not null)."""
+    customers, entry_types, grant_ids, grant_types, grant_sources = tables[:5]
+    event_ids, feature_ids, currencies = tables[5:]
     times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
     order = np.empty(0, dtype=np.int64)
     counts = np.empty(0, dtype=np.int64)
@@ -505,9 +527,8 @@ def _emit_ledger(
         _order_by_time(times[: hi - lo], order, counts)
         for i in range(lo, hi):
             r = lo + order[i - lo]
-            codes = staged[r, S_CODES]
-            pair = codes >> 10
-            c, k = pair // n_currencies, pair % n_currencies
+            grant, codes = staged[r, S_GRANT], staged[r, S_CODES]
+            c, k = grant_pair[grant] // n_currencies, grant_pair[grant] % n_currencies
             numbers[0, i] = i + 1
             numbers[1, i] = staged[r, S_TIME]
             amount, balance = staged[r, S_AMOUNT], staged[r, S_BALANCE]
@@ -515,16 +536,16 @@ def _emit_ledger(
             money[0, i, 1] = amount >> 63
             money[1, i, 0] = balance
             money[1, i, 1] = balance >> 63
-            entry_type, grant_type, source = (codes >> 7) & 7, (codes >> 5) & 3, (codes >> 2) & 7
-            grant = staged[r, S_GRANT]
+            entry_type, event = (codes >> 2) & 7, (codes >> 5) - 1
+            grant_type, source = grant_type_source[grant] >> 3, grant_type_source[grant] & 7
             for half in range(2):
                 views[0, i, half] = customers[c, half]
                 views[1, i, half] = entry_types[entry_type, half]
                 views[2, i, half] = grant_ids[grant, half]
                 views[3, i, half] = grant_types[grant_type, half]
                 views[4, i, half] = grant_sources[source, half]
-                views[5, i, half] = staged[r, S_EVENT_VIEWS + half]
-                views[6, i, half] = staged[r, S_EVENT_VIEWS + 2 + half]
+                views[5, i, half] = event_ids[event, half] if event >= 0 else 0
+                views[6, i, half] = feature_ids[event, half] if event >= 0 else 0
                 if currency_column:
                     views[7, i, half] = currencies[k, half]
             valid[0, i] = codes & 1

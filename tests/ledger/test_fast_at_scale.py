@@ -15,7 +15,7 @@ import pytest
 from pricing_lab.ledger import ReplayInput, check_invariants
 from pricing_lab.ledger.api import run_engine
 from pricing_lab.ledger.inputs import prepare
-from tests.ledger.helpers import CR, at, entitlement, grant, recharge
+from tests.ledger.helpers import CR, TK, at, entitlement, grant, recharge
 
 
 @pytest.mark.parametrize("enforcement", ["overdraft", "block"])
@@ -64,3 +64,53 @@ def test_many_skewed_customers_give_the_reference_ledger(enforcement: str) -> No
     assert ledger_fast.equals(ledger_ref)
     assert denied_fast.equals(denied_ref)
     assert check_invariants(ledger_fast, denied_fast, prepared) == []
+
+
+def test_two_currencies_name_each_rows_customer_currency_and_grant_as_the_reference() -> None:
+    # Table, auto-recharge and OVERDRAFT grants in both currencies for many customers: each
+    # ledger row's customer, currency, grant type and source come from its grant (the fast
+    # engine's output assembly looks them up by grant), so each kind must name the right ones.
+    rng = np.random.default_rng(7)
+    customers = [f"c{i:02d}" for i in range(40)]
+    owner = rng.integers(0, len(customers), size=3_000)
+    seconds = np.sort(rng.integers(0, 60 * 86_400, size=len(owner)))
+    currency = rng.choice(["CR", "TK"], size=len(owner))
+    consumptions = pl.DataFrame(
+        {
+            "event_id": [f"e{i:05d}" for i in range(len(owner))],
+            "customer_id": [customers[o] for o in owner],
+            "timestamp": [at(1) + timedelta(seconds=int(s)) for s in seconds],
+            "feature_id": rng.choice(["chat", "embed"], size=len(owner)).tolist(),
+            "currency_id": currency.tolist(),
+            "cost": pl.Series(
+                [
+                    Decimal(int(c)) if k == "TK" else Decimal(int(c)).scaleb(-2)
+                    for c, k in zip(rng.integers(1, 900, size=len(owner)), currency, strict=True)
+                ],
+                dtype=pl.Decimal(38, 2),
+            ),
+        }
+    )
+    replay_input = ReplayInput(
+        currencies=(CR, TK),
+        grants=tuple(
+            grant(f"{c}:{k}", "40", at(1), customer=c, currency=k, expires=at(25))
+            for c in customers[::2]
+            for k in ("CR", "TK")
+        ),
+        recurring=(),
+        auto_recharges=tuple(
+            recharge("5", "100", limit="3", customer=c, currency=k)
+            for c, k in zip(customers[::3], ["CR", "TK"] * 20, strict=False)
+        ),
+        consumptions=consumptions,
+        scenario="two",
+    )
+    prepared = prepare(replay_input)
+    ledger_fast, denied_fast = run_engine(prepared, "fast")
+    ledger_ref, denied_ref = run_engine(prepared, "reference")
+    kinds = ledger_fast.group_by("grant_source", "currency_id").len()
+    for source in ("auto_recharge", "overdraft"):
+        assert kinds.filter(pl.col("grant_source") == source).height == 2, kinds
+    assert ledger_fast.equals(ledger_ref)
+    assert denied_fast.equals(denied_ref)
