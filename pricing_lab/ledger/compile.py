@@ -1,13 +1,14 @@
 """Compile the ledger engine and the forecast kernel once, during set-up:
 `python -m pricing_lab.ledger.compile`.
 
-The fast engine, the invariant check, the calendar twins and the run-out forecast's Monte Carlo
-kernel (`pricing_lab.forecast.paths`) are numba functions cached on disk (`cache=True`, next to
-their modules in `__pycache__`). Compiling them takes a while (tens of seconds each); loading them
-from the cache takes well under a second. `make setup` (and so `make demo` and `make test` on a
-fresh clone) runs this module, which replays a small input that reaches every compiled function
-with the argument types real replays use, and runs a small forecast, so a user's first command
-(or notebook) loads them instead of compiling them.
+The fast engine, the invariant check, the credit activity passes, the calendar twins and the
+run-out forecast's Monte Carlo kernel (`pricing_lab.forecast.paths`) are numba functions cached
+on disk (`cache=True`, next to their modules in `__pycache__`). Compiling them takes a while
+(tens of seconds each); loading them from the cache takes well under a second. `make setup` (and
+so `make demo` and `make test` on a fresh clone) runs this module, which replays a small input
+that reaches every compiled function with the argument types real replays use (and makes its
+activity stream), and runs a small forecast, so a user's first command (or notebook) loads them
+instead of compiling them.
 
 numba checks a cached function against its own file only, so a change to a rule inlined from
 another module (a calendar or order twin inside the kernel) or to a constant read at compile time
