@@ -135,6 +135,11 @@ def forecast(
     The same inputs and `seed` give the same table; a customer's figures depend on its own data
     only. `model` chooses how burn is drawn from history (`BurnModel`, documented default).
     """
+    if not isinstance(as_of, datetime):
+        raise InputError(
+            f"as_of must be a datetime, not {type(as_of).__name__} {as_of!r}: "
+            "e.g. datetime(2024, 2, 1, tzinfo=UTC)"
+        )
     as_of = as_utc(as_of)
     span = parse_horizon(horizon)
     customers = customers if customers is not None else CustomerInputs()

@@ -175,6 +175,8 @@ def test_bad_options_are_input_errors() -> None:
     with pytest.raises(InputError, match="at least 1000") as refused:
         forecast(con, catalog(), as_of=T, horizon="30d", paths=10)
     assert "SPEC" not in str(refused.value)  # the reason itself, not a document users lack
+    with pytest.raises(InputError, match="as_of must be a datetime, not str '2024-02-01'"):
+        forecast(con, catalog(), as_of="2024-02-01", horizon="30d")  # type: ignore[arg-type]
     for text in ("30", "thirty days", "0d", "-3d"):
         with pytest.raises(InputError):
             parse_horizon(text)
