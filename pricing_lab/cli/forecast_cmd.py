@@ -17,6 +17,7 @@ from pricing_lab.cli.rejections import (
 from pricing_lab.errors import InputError
 
 _CUTS = 4  # backtest cut instants by default
+_TOP = 10  # rows in a forecast's summary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         help="backtest: a cut instant (repeat for several; overrides --cuts)",
     )
-    parser.add_argument("--top", type=int, default=10, help="rows in the summary (default 10)")
+    parser.add_argument(
+        "--top", type=int, default=None, help=f"rows in the summary (default {_TOP})"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_rejection_arguments(parser)
@@ -90,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--paths must be at least 1000 (fewer give unstable p10/p90 dates), got {args.paths}"
         )
-    if args.top < 1:
+    if args.top is not None and args.top < 1:
         raise InputError(f"--top must be at least 1 (rows in the summary), got {args.top}")
+    if args.backtest and args.top is not None:  # else silently ignored: a backtest has no list
+        raise InputError("--top is for a forecast's summary, not --backtest")
     if not args.backtest and args.as_of is None:
         raise InputError("--as-of is required (or --backtest)")
     if not args.backtest and (args.cuts is not None or args.cut):  # else silently ignored
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         _backtest(args, rows, path, rejections)
         enforce(args, {"events": rejections})
         return 0
-    ranking = run_out_ranking(table, args.top)
+    ranking = run_out_ranking(table, _TOP if args.top is None else args.top)
     flagged = int(table["too_little_history"].sum())
     at_risk = int(table.filter(table["run_out_probability"] >= LIKELY_TO_RUN_OUT).height)
     if args.json:

@@ -100,6 +100,7 @@ def test_backtest_prints_calibration_and_errors(
         (["--horizon", "30d"], "--as-of is required"),
         (["--as-of", "2024-01-11", "--horizon", "soon"], "horizon"),
         (["--as-of", "2024-01-11", "--cuts", "3"], "--cuts and --cut need --backtest"),
+        (["--backtest", "--top", "5"], "--top is for a forecast's summary, not --backtest"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_2(
