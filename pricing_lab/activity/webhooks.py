@@ -111,9 +111,17 @@ def payload(row: dict[str, Any]) -> dict[str, Any]:
 def read_activity(path: str | Path) -> pl.DataFrame:
     """A replay's activity stream from its `activity.parquet` (or the output folder holding it)."""
     file = Path(path)
-    if file.is_dir():
-        file = file / "activity.parquet"
+    folder = file if file.is_dir() else None
+    if folder is not None:
+        file = folder / "activity.parquet"
     if not file.exists():
+        scenarios = folder / "scenarios" if folder is not None else None
+        if scenarios is not None and scenarios.is_dir():  # a `compare` output folder
+            names = ", ".join(sorted(p.name for p in scenarios.iterdir() if p.is_dir()))
+            raise InputError(
+                f"{folder}: a comparison; each scenario's activity stream is in "
+                f"{scenarios}/NAME/ (scenarios: {names})"
+            )
         raise InputError(f"{file}: no activity stream (replay with `pricing-lab simulate` first)")
     frame = pl.read_parquet(file)
     needed = {"activity_id", "timestamp", "kind", "scenario"}

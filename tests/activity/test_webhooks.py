@@ -168,3 +168,16 @@ def _with(options: SendOptions, **changes: object) -> SendOptions:
     import dataclasses
 
     return dataclasses.replace(options, **changes)  # type: ignore[arg-type]
+
+
+def test_a_comparison_folder_is_named_with_where_its_streams_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRICING_LAB_WEBHOOK_SECRET", SECRET.decode())
+    for name in ("base", "generous"):
+        (tmp_path / "scenarios" / name).mkdir(parents=True)
+    command = ["activity", "send", str(tmp_path), "--to", "http://127.0.0.1:9/"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "a comparison" in err and "scenarios: base, generous" in err
+    assert "Traceback" not in err
