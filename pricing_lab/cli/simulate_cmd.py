@@ -6,7 +6,7 @@ import argparse
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pricing_lab.cli.rejections import (
     add_rejection_arguments,
@@ -16,7 +16,10 @@ from pricing_lab.cli.rejections import (
 )
 from pricing_lab.errors import InputError
 from pricing_lab.scale.cli_options import add_scale_arguments, check_scale_arguments
-from pricing_lab.timeutil import as_utc
+from pricing_lab.timeutil import as_utc, naive_utc
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -253,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             paths = result.write(args.out)
         progress.phase("summarising")
         summary = result.summary_dict()
+        outside = _outside_horizon(con, report.table, args.start, args.until)
     rejections = rejection_report(
         result.rejected_events,
         rows_read=report.rows_read,
@@ -260,10 +264,37 @@ def run(args: argparse.Namespace) -> int:
         known_customers=customers.customer_ids,
     )
     if args.json:
-        print_json({**with_numbers(summary), "rejections": rejections}, sort_keys=True)
+        counted = {} if outside is None else {"events_outside_horizon": outside}
+        print_json({**with_numbers(summary), "rejections": rejections, **counted}, sort_keys=True)
     else:
         prices = {c.id: c.price_currency for c in catalog.currencies}
         print(simulation_text(result, summary, price_currencies=prices, paths=paths))
         print_report(rejections)
+        if outside:
+            print(
+                f"{outside:,} accepted events lie outside --start/--until and were not replayed "
+                "(the horizon leaves them out; they are not rejected)"
+            )
     enforce(args, {result.scenario: rejections})
     return 0
+
+
+def _outside_horizon(
+    con: duckdb.DuckDBPyConnection, table: str, start: datetime | None, until: datetime | None
+) -> int | None:
+    """How many accepted events (table `table`) lie before `start` or at or after `until` (None
+    when neither was given): the horizon leaves them out of the replay, so the command says how
+    many."""
+    from pricing_lab.events.ingest import quote_ident
+
+    if start is None and until is None:
+        return None
+    bounds = [
+        *(["timestamp < ?"] if start is not None else []),
+        *(["timestamp >= ?"] if until is not None else []),
+    ]
+    values = [naive_utc(t) for t in (start, until) if t is not None]
+    [(count,)] = con.execute(
+        f"SELECT count(*) FROM {quote_ident(table)} WHERE {' OR '.join(bounds)}", values
+    ).fetchall()
+    return int(count)

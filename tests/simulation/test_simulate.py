@@ -463,3 +463,21 @@ def test_summary_per_feature_and_per_plan() -> None:
     # pro: 1,000 granted on Feb 1, 0.75 consumed (0.50 + 0.25); the settlement moves no credits
     assert (plans["pro"]["granted"], plans["pro"]["consumed"]) == ("1000.00", "0.75")
     assert (plans["(none)"]["granted"], plans["(none)"]["consumed"]) == ("10.00", "3.00")
+
+
+def test_cli_counts_the_events_an_explicit_horizon_leaves_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # b1 (Jan 3) is before --start, e3 (Feb 2) after --until: accepted, not replayed, counted.
+    paths = write_inputs(tmp_path / "in", EVENTS)
+    common = [
+        "simulate", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--customers", paths["customers"], "--quiet",
+        "--start", "2024-01-04T00:00:00Z", "--until", "2024-02-01T00:00:00Z",
+    ]  # fmt: skip
+    assert cli(*common, "--out", tmp_path / "a", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["events_outside_horizon"] == 2
+    assert cli(*common, "--out", tmp_path / "b") == 0
+    assert "2 accepted events lie outside --start/--until" in capsys.readouterr().out
+    assert cli(*common[:-4], "--out", tmp_path / "c", "--json") == 0  # no horizon given
+    assert "events_outside_horizon" not in json.loads(capsys.readouterr().out)
