@@ -84,15 +84,13 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.catalog.yaml_format import load_catalog_file
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.forecast import parse_horizon
+    from pricing_lab.forecast.run_out import check_options
     from pricing_lab.formula import check_formula
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.customers import CustomerInputs, load_customers
 
     horizon = parse_horizon(args.horizon)
-    if args.paths < 1000:
-        raise InputError(
-            f"--paths must be at least 1000 (fewer give unstable p10/p90 dates), got {args.paths}"
-        )
+    check_options(args.paths, args.enforcement)
     if args.top is not None and args.top < 1:
         raise InputError(f"--top must be at least 1 (rows in the summary), got {args.top}")
     if args.backtest and args.top is not None:  # else silently ignored: a backtest has no list
@@ -111,9 +109,10 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "enforcement": args.enforcement,
     }
-    from pricing_lab.forecast import backtest, run_out_ranking
+    from pricing_lab.forecast import run_out_ranking
+    from pricing_lab.forecast.backtest import backtest_costed
     from pricing_lab.forecast.history import BurnModel
-    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, check_options, forecast_costed
+    from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, forecast_costed
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.simulate import cost, with_ingest_rejected
 
@@ -126,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
         progress.note(f"events: {report.counts()}")
         # A meter or formula reading a column the events lack is refused, as by `simulate`.
         check_dimensions(con, {"catalog": catalog}, source=str(args.events))
-        check_options(args.paths, args.enforcement)
         progress.phase("costing the events")
         costing = cost(con, catalog, customers)  # its rejected rows are reported like simulate's
         rejected = with_ingest_rejected(con, report, costing.rejected)
@@ -137,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
                 f"backtesting at {count} cuts: replaying the history, forecasting {args.paths:,} "
                 "paths, replaying what happened"
             )
-            rows = backtest(con, catalog, customers, cuts=cuts, **common)
+            rows = backtest_costed(
+                con, catalog, customers, costing, cuts=cuts, events="events",
+                model=BurnModel(), **common,
+            )  # fmt: skip
         else:
             progress.phase(
                 f"replaying the history before {args.as_of:%Y-%m-%d %H:%M} and forecasting "

@@ -40,6 +40,7 @@ from pricing_lab.forecast.run_out import (
 )
 from pricing_lab.forecast.state import KEYS
 from pricing_lab.ledger.model import Enforcement
+from pricing_lab.simulation.costing import Costing
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.simulate import cost, simulate
 from pricing_lab.timeutil import MICROSECOND, as_utc
@@ -77,27 +78,49 @@ def backtest(
     span = parse_horizon(horizon)
     customers = customers if customers is not None else CustomerInputs()
     check_options(paths, enforcement)
-    costing = cost(con, catalog, customers, events=events)
+    return backtest_costed(
+        con, catalog, customers, cost(con, catalog, customers, events=events),
+        horizon=span, cuts=cuts, paths=paths, seed=seed, enforcement=enforcement, events=events,
+        model=model or BurnModel(),
+    )  # fmt: skip
+
+
+def backtest_costed(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    customers: CustomerInputs,
+    costing: Costing,
+    *,
+    horizon: timedelta,
+    cuts: int | Sequence[datetime],
+    paths: int,
+    seed: int,
+    enforcement: Enforcement,
+    events: str,
+    model: BurnModel,
+) -> pl.DataFrame:
+    """`backtest` on events already costed (`pricing-lab forecast --backtest` costs them once,
+    for its report of rejected rows and for the backtest)."""
     times = costing.consumptions["timestamp"]
     if times.len() == 0:
         raise InputError(f"table {events!r} has no events to backtest")
     first, last = times.min(), times.max()
     assert isinstance(first, datetime) and isinstance(last, datetime)
-    instants = _cuts(cuts, first, last, span)
+    instants = _cuts(cuts, first, last, horizon)
     actual = simulate(
         con, catalog, customers, events=events, enforcement=enforcement, costing=costing
     )
     frames = []
     for as_of in instants:
         forecast = forecast_costed(
-            con, catalog, customers, costing, as_of=as_of, horizon=span, paths=paths, seed=seed,
-            enforcement=enforcement, events=events, model=model or BurnModel(),
+            con, catalog, customers, costing, as_of=as_of, horizon=horizon, paths=paths, seed=seed,
+            enforcement=enforcement, events=events, model=model,
         )  # fmt: skip
         happened = actual_run_outs(
-            actual.ledger, actual.denied_events, as_of=as_of, end=as_of + span
+            actual.ledger, actual.denied_events, as_of=as_of, end=as_of + horizon
         )
         naive = _naive(costing.consumptions, as_of)
-        frames.append(_scored(forecast, happened, naive, as_of, as_of + span))
+        frames.append(_scored(forecast, happened, naive, as_of, as_of + horizon))
     return pl.concat(frames)
 
 
