@@ -36,7 +36,7 @@ from pricing_lab.scale.buckets import SERVING, Manifest, result_path
 from pricing_lab.scale.storage import Store
 from pricing_lab.simulation.cost_to_serve import without
 from pricing_lab.simulation.margin import margin_table
-from pricing_lab.simulation.output_files import TableWriter, write_table
+from pricing_lab.simulation.output_files import TableWriter, polars_frame, write_table
 from pricing_lab.simulation.partitioned import window_batches
 from pricing_lab.simulation.simulate import OUTPUT_FILES, SimulationResult, summary_json
 
@@ -68,7 +68,7 @@ def merge_buckets(
     money = pl.Decimal(38, manifest.money_scale)
 
     def tables(name: str) -> list[pl.DataFrame]:
-        return [_frame(store.read_table(result_path(b, f"{name}.parquet"))) for b in buckets]
+        return [polars_frame(store.read_table(result_path(b, f"{name}.parquet"))) for b in buckets]
 
     denied = _in_customer_order(tables("denied_events"), ["customer_id"])
     replayed = ReplayResult(
@@ -155,7 +155,7 @@ def _margin(
 ) -> pl.DataFrame:
     """The whole replay's `margin_table`: the buckets' recognised revenue against the job's
     costs to serve, less those of the events the buckets denied (as `replay_margin` does)."""
-    serving = _frame(store.read_table(SERVING))
+    serving = polars_frame(store.read_table(SERVING))
     if denied.height:
         if denied_costs is None:
             raise ValueError(
@@ -173,12 +173,6 @@ def _activity(streams: list[pl.DataFrame]) -> pl.DataFrame:
     filled = [f for f in streams if f.height] or streams[:1]
     stacked = pl.concat(filled, how="vertical_relaxed")
     return merged_activity([stacked.sort(["timestamp", "customer_id"], maintain_order=True)])
-
-
-def _frame(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
 
 
 def _in_customer_order(frames: list[pl.DataFrame], by: list[str]) -> pl.DataFrame:
@@ -202,7 +196,7 @@ def _merge_ledger(store: Store, manifest: Manifest, counts: np.ndarray, path: Pa
     with TableWriter(path, schema) as writer:
         for windows in window_batches(counts.sum(axis=0)):
             taken = [reader.take(int(counts[b, windows].sum())) for b, reader in enumerate(readers)]
-            pieces = [_frame(t) for t in taken if t.num_rows]
+            pieces = [polars_frame(t) for t in taken if t.num_rows]
             if not pieces:
                 continue
             merged = pl.concat(pieces).sort(["timestamp", "customer_id"], maintain_order=True)

@@ -44,6 +44,7 @@ from pricing_lab.formula.duckdb_sql import out_of_range_sql
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.money import Rounding, normalized
 from pricing_lab.outputs import REJECTED_EVENTS
+from pricing_lab.simulation.output_files import polars_frame
 from pricing_lab.timeutil import naive_utc
 
 NO_PLAN = ""  # plan key of the default rates (customers without a subscription)
@@ -349,7 +350,7 @@ def costed_events(
         yield costings
     finally:
         for _members, built in tables:
-            _drop(con, built)
+            _drop(con, built.costed, built.bad, built.customers)
 
 
 def _rated_where(features: Sequence[FeatureCosting]) -> tuple[Any, ...]:
@@ -461,8 +462,7 @@ def _build_costed(
             + f", count(*) FILTER (WHERE {in_every_set}) FROM {bad}"
         ).fetchall()[0]
     except duckdb.Error as exc:
-        con.execute(f"DROP TABLE IF EXISTS {costed}; DROP TABLE IF EXISTS {bad}")
-        con.execute(f"DROP TABLE IF EXISTS {customers}")
+        _drop(con, costed, bad, customers)
         raise InputError(f"costing events failed: {exc}") from None
     finally:
         con.unregister("__subscriptions")
@@ -481,8 +481,8 @@ def _build_costed(
     )
 
 
-def _drop(con: duckdb.DuckDBPyConnection, built: _CostedTables) -> None:
-    for table in (built.costed, built.bad, built.customers):
+def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    for table in tables:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -537,7 +537,7 @@ def _fetch_costings(
         # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
         # it fails for a range of a few million rows; the range is in memory anyway. Arrow's
         # `take` gathers across DuckDB's chunks into one chunk per column.
-        ordered = _frame(rows.take(_engine_order(rows)))
+        ordered = polars_frame(rows.take(_engine_order(rows)))
         del rows
         frame = ordered.select(
             "event_id",
@@ -612,12 +612,6 @@ def _by_rank(customers: pl.DataFrame, ranks: pl.Series) -> pl.Series:
     return customers["customer_id"].gather(ranks - first)
 
 
-def _frame(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
-
-
 def _engine_order(rows: pa.Table) -> np.ndarray:
     """The row order of costed rows (`__customer_rank`, `timestamp`, `event_id`,
     `__feature_rank`): the engines' order (`ledger.order.EVENT_SORT_COLUMNS`, the ranks standing
@@ -633,12 +627,12 @@ def _engine_order(rows: pa.Table) -> np.ndarray:
     keys = ("__customer_rank", "timestamp", "event_id", "__feature_rank")
 
     def by_text() -> np.ndarray:
-        frame = _frame(rows.select(keys))
+        frame = polars_frame(rows.select(keys))
         return frame.select(pl.arg_sort_by(*keys, nulls_last=True)).to_series().to_numpy()
 
     if rows.num_rows < 2 or rows.column("timestamp").null_count:
         return by_text()
-    frame = _frame(rows.select(["__customer_rank", "timestamp", "__feature_rank"]))
+    frame = polars_frame(rows.select(["__customer_rank", "timestamp", "__feature_rank"]))
     rank = pl.col("__customer_rank")
     ranks = frame.select(rank.fill_null(rank.max().fill_null(0) + 1)).to_series().to_numpy()
     ranks = ranks.astype(np.int64)

@@ -27,6 +27,13 @@ ROW_GROUP_ROWS = 1 << 18
 _PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
 
 
+def polars_frame(table: pa.Table) -> pl.DataFrame:
+    """An Arrow table as a Polars frame (without a copy where the types allow)."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def arrow_schema(schema: pl.Schema) -> pa.Schema:
     """The Arrow schema Polars frames of `schema` convert to (strings as string views)."""
     return pl.DataFrame(schema=schema).to_arrow(compat_level=pl.CompatLevel.newest()).schema

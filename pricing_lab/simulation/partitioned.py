@@ -52,7 +52,7 @@ from pricing_lab.simulation.costing import (
     costed_events,
 )
 from pricing_lab.simulation.customers import CustomerInputs
-from pricing_lab.simulation.output_files import TableWriter, write_table
+from pricing_lab.simulation.output_files import TableWriter, polars_frame, write_table
 from pricing_lab.simulation.simulate import (
     OUTPUT_FILES,
     SimulationResult,
@@ -516,13 +516,7 @@ def _owned(frame: pl.DataFrame) -> pl.DataFrame:
     shared with much larger columns: a three-row summary grouped from a ledger keeps the whole
     ledger's text buffers alive (~200 MB per million events, measured). A round trip through
     Arrow's plain strings copies only the bytes the rows use."""
-    return _frame(frame.to_arrow())
-
-
-def _frame(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    return polars_frame(frame.to_arrow())
 
 
 def window_batches(rows_per_window: np.ndarray) -> Iterator[slice]:
