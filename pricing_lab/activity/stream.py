@@ -104,7 +104,7 @@ def merged_activity(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     filled = [p for p in parts if p.height] or list(parts[:1])
     merged = pl.concat(filled, how="vertical_relaxed").sort("timestamp", maintain_order=True)
     return merged.with_columns(
-        pl.Series("activity_id", np.arange(1, merged.height + 1, dtype=np.int64))
+        pl.int_range(1, merged.height + 1, dtype=pl.Int64, eager=True).alias("activity_id")
     )
 
 
@@ -349,7 +349,7 @@ def _walk(ledger: pl.DataFrame, grants: pl.DataFrame, days: int, until_us: int) 
     )
     rows = pl.DataFrame(
         {
-            "row": np.arange(ledger.height, dtype=np.int64),
+            "row": pl.int_range(ledger.height, dtype=pl.Int64, eager=True),
             "at": at,
             "customer_id": ledger["customer_id"],
             "currency_id": ledger["currency_id"],
@@ -687,7 +687,7 @@ def _stream(ordered: pl.DataFrame, scale: int, schema: pl.Schema, scenario: str)
     money_scale = schema["money"].scale  # type: ignore[attr-defined]
     count = ordered.height
     columns = [
-        pl.Series("activity_id", np.arange(1, count + 1, dtype=np.int64)),
+        pl.int_range(1, count + 1, dtype=pl.Int64, eager=True).alias("activity_id"),
         ordered["at"].cast(TIMESTAMP).alias("timestamp"),
         ordered["customer_id"],
         ordered["currency_id"],

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-import numpy as np
 import polars as pl
 
 from pricing_lab.catalog.model import CreditCurrency
@@ -194,5 +193,5 @@ def chronological(ledger: pl.DataFrame) -> pl.DataFrame:
         return ledger
     ordered = ledger.sort(["timestamp", "customer_id", "entry_id"])
     return ordered.with_columns(
-        pl.Series("entry_id", np.arange(1, ordered.height + 1, dtype=np.int64))
+        pl.int_range(1, ordered.height + 1, dtype=pl.Int64, eager=True).alias("entry_id")
     )

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from pricing_lab import small_pages
 from pricing_lab.errors import InvariantViolation, Problem
 from pricing_lab.ledger.grants import recharge_grants
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
@@ -122,8 +123,8 @@ class _Columns:
             (pl.col("entry_type") == "CONSUMED").fill_null(False).alias("consumed"),
             (pl.col("grant_type") == "OVERDRAFT").fill_null(False).alias("overdraft"),
         )
-        group = customer.astype(np.int64)  # customer × currency, computed in place
-        group *= n_currencies
+        group = small_pages.empty(len(customer))  # customer × currency
+        np.multiply(customer, n_currencies, out=group, dtype=np.int64)
         group += currency
         return _Columns(
             amount=flags["amount"].to_numpy(),
