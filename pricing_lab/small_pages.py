@@ -34,7 +34,10 @@ def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.int64) -> np
     count = shape if isinstance(shape, int) else math.prod(shape)
     if count * dtype.itemsize < _SMALLEST:
         return np.empty(shape, dtype=dtype)
-    mapping = mmap.mmap(-1, count * dtype.itemsize)
+    try:
+        mapping = mmap.mmap(-1, count * dtype.itemsize)
+    except OSError as exc:  # as `np.empty` would say it
+        raise MemoryError(f"cannot map {count * dtype.itemsize:,} bytes: {exc}") from None
     if hasattr(mmap, "MADV_NOHUGEPAGE"):  # where huge pages are on for all memory
         mapping.madvise(mmap.MADV_NOHUGEPAGE)
     # The array holds the mapping; it is unmapped when the last view of it goes.

@@ -3,6 +3,7 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from pricing_lab import small_pages
 
@@ -22,3 +23,8 @@ def test_large_arrays_are_ordinary_writable_arrays_and_zeros_read_as_zero() -> N
 def test_arrow_pool_serves_compute_calls() -> None:
     taken = pc.take(pa.array([10, 20, 30]), pa.array([2, 0]), memory_pool=small_pages.ARROW_POOL)
     assert taken.to_pylist() == [30, 10]
+
+
+def test_a_mapping_the_machine_cannot_give_is_a_memory_error_as_with_numpy() -> None:
+    with pytest.raises(MemoryError):
+        small_pages.empty(1 << 50)
