@@ -1022,7 +1022,8 @@ def goal_seek(
 
     `decreasing`: the measure falls as the value grows (true for a rate multiplier); the result
     is then the largest value in `[low, high]` meeting the target, within `tolerance` (the
-    smallest one when increasing). Raises `InputError` when even the best end of the range
+    smallest one when increasing); the values tried between the ends are rounded to a tenth of
+    the tolerance's order. Raises `InputError` when even the best end of the range
     misses the target. Each step costs and replays one scenario.
     """
     if low > high:
@@ -1059,10 +1060,16 @@ def goal_seek(
         return GoalSeek(value=bold, measure=bold_score, steps=tuple(steps))
     # invariant: `safe` meets the target, `bold` does not
     best, best_score = safe, safe_score
+    # Halving adds a decimal place a step, and a rate takes at most 12: a midpoint is rounded to
+    # a tenth of the tolerance's order (0.0001 for 0.001), still strictly between the two ends
+    # while they are more than the tolerance apart.
+    grid = Decimal(1).scaleb(tolerance.adjusted() - 1) if tolerance > 0 else None
     for _ in range(max_steps):
         if abs(bold - safe) <= tolerance:
             break
         middle = (safe + bold) / 2
+        if grid is not None:
+            middle = middle.quantize(grid)
         score = evaluate(middle)
         if score >= target:
             safe, best, best_score = middle, middle, score

@@ -462,3 +462,34 @@ def test_compare_writing_as_it_goes_gives_the_same_results_and_files(tmp_path: P
         if relative.suffix in (".parquet", ".json"):
             one = (tmp_path / "after" / relative).read_bytes()
             assert (tmp_path / "as_it_goes" / relative).read_bytes() == one, relative
+
+
+def test_goal_seek_with_the_default_tolerance_tries_values_a_rate_can_take() -> None:
+    # The customers of the test above: 70% stay within their credits while 35·m + 1 < 100,
+    # m < 99/35 = 2.828571…. Halving [0.5, 5] thirteen times gives midpoints of 14 decimal
+    # places, more than a rate takes (12): they are rounded to 0.0001 (the tolerance 0.001 / 10).
+    customers = customers_from_mapping(
+        {
+            "customers": [
+                {
+                    "id": f"k{k:02d}",
+                    "grants": [{"currency": "CR", "amount": 100, "effective_at": "2024-01-01"}],
+                }
+                for k in range(1, 11)
+            ]
+        }
+    )
+    con, _ = load_events(
+        [ev(f"e{k}", f"k{k:02d}", "chat", naive(2), tokens=10 * k) for k in range(1, 11)]
+    )
+    found = goal_seek(
+        con,
+        catalog(),
+        customers,
+        lambda m: Scenario(name=f"chat x{m}", rate_multipliers={"chat": m}),
+        low=Decimal("0.5"),
+        high=Decimal(5),
+        target=0.7,
+    )
+    assert Decimal("2.8275") <= found.value < Decimal(99) / 35
+    assert all(value.as_tuple().exponent >= -4 for value, _ in found.steps)  # type: ignore[operator]
