@@ -1061,9 +1061,9 @@ def goal_seek(
     # invariant: `safe` meets the target, `bold` does not
     best, best_score = safe, safe_score
     # Halving adds a decimal place a step, and a rate takes at most 12: a midpoint is rounded to
-    # a tenth of the tolerance's order (0.0001 for 0.001), still strictly between the two ends
-    # while they are more than the tolerance apart.
-    grid = Decimal(1).scaleb(tolerance.adjusted() - 1) if tolerance > 0 else None
+    # a tenth of the tolerance's order (0.0001 for 0.001; whole numbers at most, never 1.5E+3),
+    # still strictly between the two ends while they are more than the tolerance apart.
+    grid = Decimal(1).scaleb(min(tolerance.adjusted() - 1, 0)) if tolerance > 0 else None
     for _ in range(max_steps):
         if abs(bold - safe) <= tolerance:
             break
