@@ -31,7 +31,8 @@ from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import quote_ident, quote_literal
 from pricing_lab.events.meters import aggregate_sql, features_sql, matched_usage_sql
-from pricing_lab.timeutil import MICROSECOND, add_months, naive_utc
+from pricing_lab.ledger.calendar import add_months
+from pricing_lab.timeutil import MICROSECOND, naive_utc
 
 ReportPeriod = Literal["day", "week", "month", "billing"]
 REPORT_PERIODS: tuple[str, ...] = ("day", "week", "month", "billing")

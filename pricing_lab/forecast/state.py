@@ -30,13 +30,14 @@ import polars as pl
 
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, InvariantViolation
+from pricing_lab.ledger.calendar import add_months, month_start
 from pricing_lab.ledger.grant_table import explicit_grant_table, grant_table_schema
 from pricing_lab.ledger.model import AutoRecharge, RecurringEntitlement, recurring_entitlements
 from pricing_lab.ledger.order import ROLLOVER_SOURCE, TYPE_RANK, Phase
 from pricing_lab.ledger.recurring import recurring_grant_table, rollover_grant_table
 from pricing_lab.money import decimal_places, quantize, to_minor_units
 from pricing_lab.simulation.customers import CustomerInputs
-from pricing_lab.timeutil import DAY_US, EPOCH, NEVER_US, add_months, month_start, to_micros
+from pricing_lab.timeutil import DAY_US, EPOCH, NEVER_US, to_micros
 
 KEYS = ["customer_id", "currency_id"]
 TIMESTAMP = pl.Datetime("us", "UTC")

@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 from numba import njit
 
+from pricing_lab import small_pages
 from pricing_lab.ledger import frames
 from pricing_lab.ledger.columns import KernelInput
 from pricing_lab.ledger.inputs import PreparedReplay
@@ -129,7 +130,7 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
         # 3. Rows into their buckets, as what the output columns need (`S_*`).
         event_ids = _string_views(consumptions["event_id"])
         feature_ids = _string_views(consumptions["feature_id"])
-        staged = np.empty((n, N_STAGED), dtype=np.int64)
+        staged = small_pages.empty((n, N_STAGED))
         factors = (10 ** (scale - inputs.precisions)).astype(np.int64)
         each_group(
             lambda g: _stage_by_time(
@@ -175,7 +176,7 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
             feature_ids,
             _string_views(pl.Series(inputs.currency_ids, dtype=pl.String)),
         ]
-        valid = np.empty((2, n), dtype=np.bool_)  # event_id, feature_id not null
+        valid = small_pages.empty((2, n), np.bool_)  # event_id, feature_id not null
         names = tuple(table[0] for table in tables)
         cuts = np.searchsorted(bucket_starts, np.linspace(0, n, workers + 1))
         ranges = list(itertools.pairwise(np.unique(np.clip(cuts, 0, n_buckets)).tolist()))
@@ -235,9 +236,9 @@ def _in_dead_memory(
     fits = ends <= len(free)
     placed = int(ends[fits][-1]) if fits.any() else 0
     if placed == 0 or written - placed > sum(sizes) // 8:
-        return [np.empty(shape, dtype=np.int64) for shape in shapes]
+        return [small_pages.empty(shape) for shape in shapes]
     return [
-        free[end - size : end].reshape(shape) if fit else np.empty(shape, dtype=np.int64)
+        free[end - size : end].reshape(shape) if fit else small_pages.empty(shape)
         for shape, size, end, fit in zip(shapes, sizes, ends.tolist(), fits, strict=True)
     ]
 

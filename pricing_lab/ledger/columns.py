@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from pricing_lab import small_pages
 from pricing_lab.ledger.inputs import PreparedReplay
 from pricing_lab.ledger.kernel import (
     NO_LIMIT,
@@ -223,11 +224,11 @@ def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Ke
     customer_column, event_column = table["customer_id"], table["event_id"]
     cost = table["cost_units"]
     n = table.height
-    row = np.empty(n, dtype=index_dtype(n))
-    run = np.empty(n, dtype=index_dtype(n))
-    time = np.empty(n, dtype=np.int64)
-    kept_cost = np.empty(n, dtype=np.int64)
-    new_event = np.empty(n, dtype=np.bool_)
+    row = small_pages.empty(n, index_dtype(n))
+    run = small_pages.empty(n, index_dtype(n))
+    time = small_pages.empty(n)
+    kept_cost = small_pages.empty(n)
+    new_event = small_pages.empty(n, np.bool_)
     n_kept = _kept_rows(
         table["timestamp"].to_physical().to_numpy(),  # microseconds (CONSUMPTION_SCHEMA)
         (cost.fill_null(0) if cost.null_count() else cost).to_numpy(),

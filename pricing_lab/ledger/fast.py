@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
+from pricing_lab import small_pages
 from pricing_lab.ledger.assembly import denied_frame, ledger_frame
 from pricing_lab.ledger.columns import KernelInput, kernel_input
 from pricing_lab.ledger.inputs import PreparedReplay
@@ -57,7 +58,7 @@ def _run_kernel(
     chunks = inputs.chunks()
     room = inputs.room()
     # Only the pages of the rows written are ever touched.
-    buffer = np.empty((int(room[-1]), N_OUT), dtype=np.int64)
+    buffer = small_pages.empty((int(room[-1]), N_OUT))
     n_currencies = max(len(inputs.currency_ids), 1)
     n_pairs = max(len(inputs.customers) * n_currencies, 1)
     recharges = np.zeros(n_pairs, dtype=np.int64)

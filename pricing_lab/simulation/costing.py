@@ -32,7 +32,9 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from pricing_lab import small_pages
 from pricing_lab.catalog.model import Catalog, CreditCurrency, CreditRate
 from pricing_lab.errors import InputError, Problem, ValidationError
 from pricing_lab.events.ingest import SOURCE_ROW_COLUMN, quote_ident, quote_literal
@@ -537,7 +539,9 @@ def _fetch_costings(
         # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
         # it fails for a range of a few million rows; the range is in memory anyway. Arrow's
         # `take` gathers across DuckDB's chunks into one chunk per column.
-        ordered = polars_frame(rows.take(_engine_order(rows)))
+        ordered = polars_frame(
+            pc.take(rows, _engine_order(rows), memory_pool=small_pages.ARROW_POOL)
+        )
         del rows
         frame = ordered.select(
             "event_id",

@@ -21,6 +21,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pricing_lab import small_pages
+
 ROW_GROUP_ROWS = 1 << 18
 # zstd level 1: output files are written once and read a few times, so write speed is worth a
 # slightly larger file.
@@ -45,7 +47,9 @@ class TableWriter:
     def __init__(self, path: str | Path, schema: pl.Schema) -> None:
         self._schema = schema
         self._arrow_schema = arrow_schema(schema)
-        self._writer = pq.ParquetWriter(str(path), self._arrow_schema, **_PARQUET_OPTIONS)
+        self._writer = pq.ParquetWriter(
+            str(path), self._arrow_schema, memory_pool=small_pages.ARROW_POOL, **_PARQUET_OPTIONS
+        )
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         # One row group at a time is encoded in the background: memory holds one group more.
@@ -113,7 +117,7 @@ class TableWriter:
         written = 0
         while table.num_rows - written >= ROW_GROUP_ROWS or (final and written < table.num_rows):
             size = min(ROW_GROUP_ROWS, table.num_rows - written)
-            group = table.slice(written, size).combine_chunks()
+            group = table.slice(written, size).combine_chunks(small_pages.ARROW_POOL)
             self._wait()
             self._encoding = self._encoder.submit(
                 self._writer.write_table, group, row_group_size=size

@@ -32,7 +32,9 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from pricing_lab import small_pages
 from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, merged_activity
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import InputError, ValidationError
@@ -508,7 +510,8 @@ def _in_time_order(tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return table
     times = table.column("timestamp").cast(pa.int64()).to_numpy()
-    return table.take(np.argsort(times, kind="stable"))
+    order = np.argsort(times, kind="stable")
+    return pc.take(table, order, memory_pool=small_pages.ARROW_POOL)
 
 
 def _owned(frame: pl.DataFrame) -> pl.DataFrame:
@@ -552,7 +555,9 @@ class _PartReader:
     """A range's ledger file read front to back, any number of rows at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._reader = pa.ipc.open_file(pa.memory_map(str(path)))
+        self._reader = pa.ipc.open_file(
+            pa.memory_map(str(path)), memory_pool=small_pages.ARROW_POOL
+        )
         self._next_batch = 0
         self._held = self._reader.schema.empty_table()
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from pricing_lab.activity import KINDS, activity
 from pricing_lab.errors import ValidationError
 from pricing_lab.ledger import ReplayInput, replay
+from pricing_lab.ledger.calendar import add_months, add_years
 from pricing_lab.ledger.recurring import recurring_grants
-from pricing_lab.timeutil import add_months, add_years
 from tests.ledger.test_properties import scenarios
 
 THRESHOLDS = {"CR": (Decimal("5"), Decimal("12.5")), "TK": (Decimal("3"),)}
