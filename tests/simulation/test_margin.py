@@ -308,3 +308,13 @@ def test_a_customer_whose_consumption_is_all_unsettled_overdraft_has_a_margin_ro
     )
     margin = "margin.parquet"
     assert (tmp_path / "whole" / margin).read_bytes() == (tmp_path / "p" / margin).read_bytes()
+
+
+def test_a_cost_formula_reads_its_dimensions_whatever_their_case() -> None:
+    # docs/events.md: dimension names match columns case-insensitively everywhere; `TOKENS` reads
+    # the events' `tokens` (a8: 3 tokens × 0.002 = 0.006 to serve, not an unknown cost).
+    con, report = load_events(EVENTS)
+    upper = catalog(MARGIN_CATALOG.replace("0.002 * tokens", "0.002 * TOKENS"))
+    margin = simulate(con, upper, CUSTOMERS, ingest=report).margin
+    chat = margin.filter(pl.col("customer_id") == "ann", pl.col("feature_id") == "chat")
+    assert chat.select("cost_to_serve", "unknown_cost_events").row(0) == (money("0.022"), 1)
