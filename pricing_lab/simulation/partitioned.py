@@ -402,8 +402,8 @@ class _Outcome:
         ledger = result.ledger
         path = self.scratch / f"range-{index:05d}.arrow"
         _write_part(ledger, path)
-        micros = ledger["timestamp"].dt.epoch("us").to_numpy()
-        bounds = np.searchsorted(micros, grid, side="left")
+        micros = ledger["timestamp"].dt.epoch("us")
+        bounds = micros.search_sorted(pl.Series(grid), side="left").to_numpy()
         self.window_rows.append(np.diff(np.concatenate([[0], bounds, [len(micros)]])))
         self.parts.append(path)
         self.feature_totals.append(_owned(totals))
@@ -509,9 +509,9 @@ def _in_time_order(tables: list[pa.Table]) -> pa.Table:
     table = pa.concat_tables(tables)
     if len(tables) == 1:
         return table
-    times = table.column("timestamp").cast(pa.int64()).to_numpy()
-    order = np.argsort(times, kind="stable")
-    return pc.take(table, order, memory_pool=small_pages.ARROW_POOL)
+    times = polars_frame(table.select(["timestamp"]))
+    order = times.select(pl.arg_sort_by("timestamp", maintain_order=True)).to_series()
+    return pc.take(table, order.to_arrow(), memory_pool=small_pages.ARROW_POOL)
 
 
 def _owned(frame: pl.DataFrame) -> pl.DataFrame:
