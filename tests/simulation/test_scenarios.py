@@ -345,20 +345,7 @@ def test_goal_seek_finds_the_largest_multiplier_keeping_customers_within_credits
     # event of 10·k tokens: 0.5 credits per token, so with multiplier m it costs 5·k·m (and 1 for
     # the request). Customer k stays within credits while 5·k·m + 1 < 100. For 70% to stay
     # within (k = 1..7), 35·m + 1 < 100 → m < 2.8286; for k = 8: 40·m + 1 < 100 → m < 2.475.
-    customers = customers_from_mapping(
-        {
-            "customers": [
-                {
-                    "id": f"k{k:02d}",
-                    "grants": [{"currency": "CR", "amount": 100, "effective_at": "2024-01-01"}],
-                }
-                for k in range(1, 11)
-            ]
-        }
-    )
-    con, _ = load_events(
-        [ev(f"e{k}", f"k{k:02d}", "chat", naive(2), tokens=10 * k) for k in range(1, 11)]
-    )
+    con, customers = _ten_customers_with_one_chat_each()
     found = goal_seek(
         con,
         catalog(),
@@ -468,6 +455,23 @@ def test_goal_seek_with_the_default_tolerance_tries_values_a_rate_can_take() -> 
     # The customers of the test above: 70% stay within their credits while 35·m + 1 < 100,
     # m < 99/35 = 2.828571…. Halving [0.5, 5] thirteen times gives midpoints of 14 decimal
     # places, more than a rate takes (12): they are rounded to 0.0001 (the tolerance 0.001 / 10).
+    con, customers = _ten_customers_with_one_chat_each()
+    found = goal_seek(
+        con,
+        catalog(),
+        customers,
+        lambda m: Scenario(name=f"chat x{m}", rate_multipliers={"chat": m}),
+        low=Decimal("0.5"),
+        high=Decimal(5),
+        target=0.7,
+    )
+    assert Decimal("2.8275") <= found.value < Decimal(99) / 35
+    assert all(value.as_tuple().exponent == -4 for value, _ in found.steps[2:])
+
+
+def _ten_customers_with_one_chat_each() -> tuple[duckdb.DuckDBPyConnection, CustomerInputs]:
+    """Customers k01 … k10 without plans, each with a 100-credit promotion; customer k sends one
+    chat event of 10·k tokens."""
     customers = customers_from_mapping(
         {
             "customers": [
@@ -482,14 +486,4 @@ def test_goal_seek_with_the_default_tolerance_tries_values_a_rate_can_take() -> 
     con, _ = load_events(
         [ev(f"e{k}", f"k{k:02d}", "chat", naive(2), tokens=10 * k) for k in range(1, 11)]
     )
-    found = goal_seek(
-        con,
-        catalog(),
-        customers,
-        lambda m: Scenario(name=f"chat x{m}", rate_multipliers={"chat": m}),
-        low=Decimal("0.5"),
-        high=Decimal(5),
-        target=0.7,
-    )
-    assert Decimal("2.8275") <= found.value < Decimal(99) / 35
-    assert all(value.as_tuple().exponent == -4 for value, _ in found.steps[2:])
+    return con, customers
