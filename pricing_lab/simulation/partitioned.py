@@ -499,7 +499,7 @@ class _Outcome:
                 numbers = np.arange(next_id, next_id + merged.num_rows, dtype=np.int64)
                 merged = merged.set_column(entry_id, "entry_id", pa.array(numbers))
                 next_id += merged.num_rows
-                writer.write_arrow(merged.cast(writer.arrow_schema))
+                writer.write_arrow(_cast(merged, writer.arrow_schema))
 
 
 def _in_time_order(tables: list[pa.Table]) -> pa.Table:
@@ -512,6 +512,16 @@ def _in_time_order(tables: list[pa.Table]) -> pa.Table:
     times = polars_frame(table.select(["timestamp"]))
     order = times.select(pl.arg_sort_by("timestamp", maintain_order=True)).to_series()
     return pc.take(table, order.to_arrow(), memory_pool=small_pages.ARROW_POOL)
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table.cast(schema)` (the parts' plain strings as the file's string views), column by
+    column into buffers on 4 KiB pages (`small_pages`)."""
+    columns = [
+        pc.cast(column, field.type, memory_pool=small_pages.ARROW_POOL)
+        for column, field in zip(table.columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _owned(frame: pl.DataFrame) -> pl.DataFrame:
