@@ -248,11 +248,24 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
     metered = {f.id for f in catalog.features if f.type == "metered"}
     owners = {p.id for p in catalog.plans} | {a.id for a in catalog.addons}
     names: set[str] = set()
+    folders: dict[str, str] = {}
     for index, scenario in enumerate(scenarios):
         here = f"scenarios[{index}]"
+        folder = folder_name(scenario.name)
         if scenario.name in names:
             problems.append(Problem(path=f"{here}.name", message=f"duplicate {scenario.name!r}"))
+        elif folder in ("", ".", ".."):
+            problems.append(Problem(path=f"{here}.name", message="not usable as a folder name"))
+        elif folder in folders:
+            problems.append(
+                Problem(
+                    path=f"{here}.name",
+                    message=f"its outputs' folder scenarios/{folder} is that of "
+                    f"{folders[folder]!r}: rename one",
+                )
+            )
         names.add(scenario.name)
+        folders.setdefault(folder, scenario.name)
         for r_index, change in enumerate(scenario.rates):
             path = f"{here}.rates[{r_index}]"
             if change.feature not in metered:
@@ -776,8 +789,14 @@ def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]
 
 def scenario_folder(out_dir: str | Path, scenario: str) -> Path:
     """Where a comparison written to `out_dir` keeps one scenario's outputs."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
-    return Path(out_dir) / "scenarios" / safe
+    return Path(out_dir) / "scenarios" / folder_name(scenario)
+
+
+def folder_name(scenario: str) -> str:
+    """The folder of a scenario's outputs under `scenarios/`: its name with every character but
+    letters, digits, `-`, `_` and `.` written `_` (`validate_scenarios` refuses two names with
+    one folder, and `.` / `..`)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
 
 
 def _scenario_rows(

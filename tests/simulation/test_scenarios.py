@@ -21,6 +21,7 @@ from pricing_lab.simulation.scenarios import (
     goal_seek,
     load_scenarios,
     sweep,
+    validate_scenarios,
 )
 from pricing_lab.simulation.simulate import SimulationResult, simulate
 from tests.simulation.helpers import CATALOG_YAML, catalog, ev, events_frame, load_events, naive
@@ -487,3 +488,12 @@ def _ten_customers_with_one_chat_each() -> tuple[duckdb.DuckDBPyConnection, Cust
         [ev(f"e{k}", f"k{k:02d}", "chat", naive(2), tokens=10 * k) for k in range(1, 11)]
     )
     return con, customers
+
+
+def test_names_that_would_share_an_output_folder_are_refused() -> None:
+    # `a/b` is written to scenarios/a_b: `a_b` would overwrite its files, `..` write into DIR.
+    named = [Scenario(name="a/b"), Scenario(name="a_b"), Scenario(name=".."), Scenario(name="c")]
+    assert [str(p) for p in validate_scenarios(named, catalog())] == [
+        "scenarios[1].name: its outputs' folder scenarios/a_b is that of 'a/b': rename one",
+        "scenarios[2].name: not usable as a folder name",
+    ]
