@@ -353,8 +353,10 @@ def simulate_in_buckets(
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".buckets-") as scratch:
         # Under `work_dir` each scenario has its own folder: a comparison's do not collide.
+        from pricing_lab.simulation.scenarios import folder_name  # it imports this module
+
         store = Store.at(
-            scratch if work_dir is None else f"{work_dir.rstrip('/')}/{_safe_name(scenario)}"
+            scratch if work_dir is None else f"{work_dir.rstrip('/')}/{folder_name(scenario)}"
         )
         store.create()
         job = write_buckets(
@@ -428,10 +430,6 @@ def in_buckets(
         )
 
     return replay_scenario
-
-
-def _safe_name(scenario: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
 
 
 def _costing_groups(bucket_events: Sequence[int]) -> list[list[int]]:
