@@ -37,6 +37,7 @@ from pricing_lab.ledger import ReplayInput, recurring_entitlements
 from pricing_lab.ledger.balances import money_scale
 from pricing_lab.ledger.inputs import default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement
+from pricing_lab.outputs import scenario_folder_name
 from pricing_lab.scale.bucket_replay import BucketDone, BucketTask, replay_bucket
 from pricing_lab.scale.buckets import (
     ROW_GROUP_ROWS,
@@ -353,11 +354,8 @@ def simulate_in_buckets(
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".buckets-") as scratch:
         # Under `work_dir` each scenario has its own folder: a comparison's do not collide.
-        from pricing_lab.simulation.scenarios import folder_name  # it imports this module
-
-        store = Store.at(
-            scratch if work_dir is None else f"{work_dir.rstrip('/')}/{folder_name(scenario)}"
-        )
+        own = scenario_folder_name(scenario)
+        store = Store.at(scratch if work_dir is None else f"{work_dir.rstrip('/')}/{own}")
         store.create()
         job = write_buckets(
             con,

@@ -40,6 +40,7 @@ from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
+from pricing_lab.outputs import SCENARIOS_FOLDER, scenario_folder_name
 from pricing_lab.scale.executors import Executor
 from pricing_lab.scale.run import in_buckets
 from pricing_lab.simulation.cost_to_serve import serve_costs
@@ -251,7 +252,7 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
     folders: dict[str, str] = {}
     for index, scenario in enumerate(scenarios):
         here = f"scenarios[{index}]"
-        folder = folder_name(scenario.name)
+        folder = scenario_folder_name(scenario.name)
         if scenario.name in names:
             problems.append(Problem(path=f"{here}.name", message=f"duplicate {scenario.name!r}"))
         elif folder in ("", ".", ".."):
@@ -789,14 +790,7 @@ def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]
 
 def scenario_folder(out_dir: str | Path, scenario: str) -> Path:
     """Where a comparison written to `out_dir` keeps one scenario's outputs."""
-    return Path(out_dir) / "scenarios" / folder_name(scenario)
-
-
-def folder_name(scenario: str) -> str:
-    """The folder of a scenario's outputs under `scenarios/`: its name with every character but
-    letters, digits, `-`, `_` and `.` written `_` (`validate_scenarios` refuses two names with
-    one folder, and `.` / `..`)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
+    return Path(out_dir) / SCENARIOS_FOLDER / scenario_folder_name(scenario)
 
 
 def _scenario_rows(
