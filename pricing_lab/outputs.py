@@ -214,6 +214,13 @@ COMPARISON_FILES = (
 )
 
 
+def scenario_folder_name(scenario: str) -> str:
+    """The folder of a scenario's outputs under `SCENARIOS_FOLDER`: its name with every character
+    but letters, digits, `-`, `_` and `.` written `_` (`scenarios.validate_scenarios` refuses two
+    names with one folder, and `.` / `..`)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
+
+
 def result_file_names() -> list[str]:
     """The files of a results folder its readers take (the Snowflake export's `--results`), as
     `simulate`, `compare` and `demo` write them: for help texts and errors."""
@@ -239,4 +246,5 @@ __all__ = [
     "SUMMARY_FILE",
     "OutputFile",
     "result_file_names",
+    "scenario_folder_name",
 ]

@@ -15,11 +15,8 @@ _SPEC = re.compile(r"\bSPEC\b")
 
 
 def _help_texts(parser: argparse.ArgumentParser, name: str) -> Iterator[tuple[str, str]]:
-    yield name, parser.format_help()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command, sub in action.choices.items():
-                yield from _help_texts(sub, f"{name} {command}")
+    for command, sub in _parsers(parser, name):
+        yield command, sub.format_help()
 
 
 def test_no_reader_facing_text_cites_the_spec() -> None:
@@ -37,3 +34,24 @@ def test_no_reader_facing_text_cites_the_spec() -> None:
         name for name, text in _help_texts(build_parser(), "pricing-lab") if _SPEC.search(text)
     ]
     assert cited == []
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    silent = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _parsers(build_parser(), "pricing-lab")
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction)
+        and (not action.help or action.help == argparse.SUPPRESS)
+    ]
+    assert silent == []
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, name: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {command}")

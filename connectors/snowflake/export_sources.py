@@ -144,7 +144,14 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
         raise InputError(f"{path}: no such results folder")
     replay_id = path.resolve().name
     found: list[ExportTable] = []
-    replays = [path, *sorted(p for p in (path / outputs.SCENARIOS_FOLDER).glob("*") if p.is_dir())]
+    folders = sorted(p for p in (path / outputs.SCENARIOS_FOLDER).glob("*") if p.is_dir())
+    compared = _compared_scenarios(path)
+    if compared is not None:
+        # A comparison written again into the same folder leaves the folders of scenarios it no
+        # longer has: only those comparison.json names are this comparison's.
+        named = {outputs.scenario_folder_name(name) for name in compared}
+        folders = [p for p in folders if p.name in named]
+    replays = [path, *folders]
     for replay in replays:
         scenario = _scenario_of(replay)
         for output in outputs.REPLAY_FILES:
@@ -168,10 +175,7 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
     about = path / outputs.COMPARISON_FILES[0]
     customers_file = path / outputs.COMPARISON_FILES[1]
     if about.is_file() and customers_file.is_file():
-        try:
-            base = str(json.loads(about.read_text(encoding="utf-8"))["base"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{about}: not a readable comparison.json ({exc})") from None
+        base = str(_comparison_json(about)["base"])
         features_file = path / outputs.COMPARISON_FILES[2]
         features = _read_parquet(features_file) if features_file.is_file() else None
         rows = comparison_rows(
@@ -184,6 +188,26 @@ def results_folder_tables(folder: str | Path) -> list[ExportTable]:
             f"{path}: no result files found (looked for {', '.join(result_file_names())})"
         )
     return found
+
+
+def _compared_scenarios(path: Path) -> list[str] | None:
+    """The scenarios `comparison.json` in `path` names (None: no comparison there)."""
+    about = path / outputs.COMPARISON_FILES[0]
+    if not about.is_file():
+        return None
+    return [str(name) for name in _comparison_json(about)["scenarios"]]
+
+
+def _comparison_json(about: Path) -> dict[str, Any]:
+    """`comparison.json`: `base` and `scenarios` (names), or bad input naming the file."""
+    try:
+        about_json = json.loads(about.read_text(encoding="utf-8"))
+        if not isinstance(about_json["scenarios"], list):
+            raise TypeError("scenarios is not a list")
+        str(about_json["base"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{about}: not a readable comparison.json ({exc})") from None
+    return dict(about_json)
 
 
 def _scenario_of(replay: Path) -> str:

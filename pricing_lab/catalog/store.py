@@ -308,7 +308,7 @@ def open_store(
     """Open a catalog store: in memory (default), in a DuckDB file, or on an open connection.
 
     Passing a connection lets other parts of pricing_lab share one database. The catalog tables
-    are created if missing (not with `read_only`).
+    (and the file's folder) are created if missing (not with `read_only`).
     """
     if isinstance(path, duckdb.DuckDBPyConnection):
         return CatalogStore(path)
@@ -317,6 +317,9 @@ def open_store(
     file = Path(path)
     if read_only and not file.exists():
         raise InputError(f"{file}: no catalog store (run `pricing-lab catalog apply FILE` first)")
+    if not read_only:
+        # A new store's folder is made, as an output folder is (`--db out/cat.duckdb`).
+        file.parent.mkdir(parents=True, exist_ok=True)
     try:
         connection = duckdb.connect(str(file), read_only=read_only)
     except duckdb.Error as exc:

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,26 +113,24 @@ def run_send(args: argparse.Namespace) -> int:
     events = read_activity(args.activity)
     folder = args.activity if args.activity.is_dir() else args.activity.parent
     cursor = args.cursor or folder / "activity.cursor.json"
+    from pricing_lab.progress import ProgressDisplay
 
-    def progress(done: int, total: int) -> None:
-        if not args.quiet:
-            end = "\n" if done == total else ""
-            print(f"\rsent {done}/{total} events", end=end, file=sys.stderr, flush=True)
-
-    report = send_activity(
-        events,
-        args.to,
-        secret=secret.encode(),
-        cursor=cursor,
-        options=SendOptions(
-            rate=args.rate,
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-            backoff=args.backoff,
-            max_events=args.max_events,
-        ),
-        progress=progress,
-    )
+    with ProgressDisplay(enabled=not args.quiet) as progress:
+        progress.phase("sending the activity events", unit="events")
+        report = send_activity(
+            events,
+            args.to,
+            secret=secret.encode(),
+            cursor=cursor,
+            options=SendOptions(
+                rate=args.rate,
+                timeout=args.timeout,
+                max_retries=args.max_retries,
+                backoff=args.backoff,
+                max_events=args.max_events,
+            ),
+            progress=progress.update,
+        )
     if args.json:
         print(json.dumps({**report.to_dict(), "cursor": str(cursor)}, indent=2))
     else:

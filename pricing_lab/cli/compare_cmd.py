@@ -164,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
         margin_table = margin_totals_table(comparison)
         if margin_table is not None:
-            print("margin per scenario (change against the base in parentheses):")
+            print(
+                "margin per scenario (change against the base in parentheses; the margin "
+                "share's in percentage points):"
+            )
             print(text_table(margin_table))
         if at_risk is not None:
             print(f"run-out forecast over {horizon_text} (forecast.parquet):")

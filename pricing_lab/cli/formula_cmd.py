@@ -107,7 +107,7 @@ def coverage(formula: Formula, path: Path) -> dict[str, Any]:
         matched = formula.dimension_columns(source.columns)
     present = [d for d in formula.dimensions if d in matched]
     types = dict(zip(source.columns, (str(t) for t in source.types), strict=True))
-    sql = formula.to_duckdb_sql({**types, **formula.dimension_types(types)})
+    sql = formula.to_duckdb_sql(types)
     # As in a replay (docs/events.md): a value beyond the exact decimal range fails that event's
     # cost (`cost_out_of_range`), never the whole check. The second TRY is in an outer SELECT, as
     # in costing: in one SELECT, DuckDB shares the formula between both TRYs and raises.

@@ -151,10 +151,24 @@ def output_folder(text: str) -> Path:
 
 
 def _timestamp(text: str) -> datetime:
+    """A UTC instant of the command line (`--start`, `--until`, `--as-of`, `--cut`, `--forecast
+    T`), in the range events may have (up to its end inclusive): a horizon reaching year 9999
+    would replay thousands of years of monthly periods."""
+    from pricing_lab.events.ingest import TIMESTAMP_END, TIMESTAMP_MIN
+
     try:
-        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        value = as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO timestamp: {text!r}") from None
+    if not _utc(TIMESTAMP_MIN) <= value <= _utc(TIMESTAMP_END):
+        raise argparse.ArgumentTypeError(
+            f"outside the supported range {TIMESTAMP_MIN[:10]} to {TIMESTAMP_END[:10]}: {text!r}"
+        )
+    return value
+
+
+def _utc(text: str) -> datetime:
+    return as_utc(datetime.fromisoformat(text))
 
 
 def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: ignore[no-untyped-def]

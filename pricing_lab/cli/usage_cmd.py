@@ -53,7 +53,13 @@ def register(subparsers: Any) -> None:
         help="where to write the rejected rows (default: OUT's name with _rejected, e.g. "
         "usage_rejected.parquet; reported usage: _rejected_reported)",
     )
-    report.add_argument("--period", choices=("day", "week", "month", "billing"), default="month")
+    report.add_argument(
+        "--period",
+        choices=("day", "week", "month", "billing"),
+        default="month",
+        help="usage per UTC day, ISO week (from Monday), calendar month, or billing period of "
+        "each subscription (default month)",
+    )
     report.add_argument("--out", required=True, help="output file (.parquet or .csv)")
     report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     report.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pricing_lab.formula.ast import Node, dimensions
+from pricing_lab.formula.ast import Node, dimension_columns, dimensions
 from pricing_lab.formula.decimal_eval import evaluate
 from pricing_lab.formula.duckdb_sql import to_duckdb_sql
 from pricing_lab.formula.errors import FormulaError, FormulaOverflowError
@@ -69,7 +69,11 @@ class Formula:
         return self.text
 
     def to_duckdb_sql(self, column_types: Mapping[str, str] | None = None) -> str:
-        """A DuckDB SQL expression of type DECIMAL(38, 12); see `duckdb_sql.to_duckdb_sql`."""
+        """A DuckDB SQL expression of type DECIMAL(38, 12); see `duckdb_sql.to_duckdb_sql`.
+        `column_types`: column → DuckDB type (`dict(zip(relation.columns, relation.types))`),
+        dimensions matched to columns as `dimension_columns` says."""
+        if column_types is not None:
+            column_types = {**column_types, **self.dimension_types(column_types)}
         return to_duckdb_sql(self.tree, column_types)
 
     def to_snowflake_sql(self, column_types: Mapping[str, str] | None = None) -> str:
@@ -89,14 +93,7 @@ class Formula:
         match first): `Output_Tokens` reads the column `output_tokens`. A dimension with no
         column is left out (it is null in every row).
         """
-        names = set(columns)
-        by_lower = {name.lower(): name for name in names}
-        found = {}
-        for name in self.dimensions:
-            column = name if name in names else by_lower.get(name.lower())
-            if column is not None:
-                found[name] = column
-        return found
+        return dimension_columns(self.dimensions, columns)
 
     def dimension_types(self, column_types: Mapping[str, str]) -> dict[str, str]:
         """The column type of each dimension this formula reads, keyed by the formula's spelling
@@ -120,7 +117,7 @@ class Formula:
         """
         relation = _relation(con, relation_or_table_sql)
         columns = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
-        sql = self.to_duckdb_sql({**columns, **self.dimension_types(columns)})
+        sql = self.to_duckdb_sql(columns)
         try:
             return relation.select(f"{sql} AS {RESULT_COLUMN}")
         except Exception as exc:  # binder errors surface here (e.g. an unusual column type)

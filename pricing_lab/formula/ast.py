@@ -7,7 +7,7 @@ vs `1.5`, `MAX` vs `max`) parse to equal trees; `render` writes the canonical te
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
@@ -121,6 +121,23 @@ def dimensions(node: Node) -> tuple[str, ...]:
             names.add(current.name)
         stack.extend(children(current))
     return tuple(sorted(names))
+
+
+def dimension_columns(names: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
+    """The column each dimension name reads, keyed by the name as written.
+
+    Dimension names match columns case-insensitively, as DuckDB identifiers do (an exact match
+    first): `Output_Tokens` reads the column `output_tokens`. A name with no column is left out
+    (it is null in every row). Every backend reads columns by this rule."""
+    present = list(columns)
+    exact = set(present)
+    by_lower = {column.lower(): column for column in reversed(present)}  # the first spelling
+    found = {}
+    for name in names:
+        column = name if name in exact else by_lower.get(name.lower())
+        if column is not None:
+            found[name] = column
+    return found
 
 
 def is_simple(node: Node) -> bool:

@@ -30,6 +30,7 @@ from pricing_lab.formula.ast import (
     Not,
     Number,
     String,
+    dimension_columns,
     is_simple,
 )
 from pricing_lab.formula.decimal_eval import NUMERIC_TEXT_PATTERN
@@ -132,6 +133,13 @@ class PolarsEmitter:
     def __init__(self, schema: Mapping[str, pl.DataType] | None = None) -> None:
         self.schema = schema
 
+    def column_name(self, name: str) -> str | None:
+        """The frame's column dimension `name` reads (`ast.dimension_columns`: case-insensitive,
+        exact first), None when absent; `name` itself without a schema."""
+        if self.schema is None:
+            return name
+        return dimension_columns([name], self.schema).get(name)
+
     def compile(self, node: Node) -> pl.Expr:
         expr, places = self.emit(node)
         return _rescale(expr, places, WORKING_SCALE)
@@ -139,10 +147,11 @@ class PolarsEmitter:
     def dimension(self, name: str) -> tuple[pl.Expr, int]:
         if self.schema is None:
             return _column(name).cast(_decimal(WORKING_SCALE)), WORKING_SCALE
-        if name not in self.schema:
+        found = self.column_name(name)
+        if found is None:
             return pl.lit(None, dtype=_decimal(0)), 0
-        dtype = self.schema[name]
-        column = _column(name)
+        dtype = self.schema[found]
+        column = _column(found)
         if dtype.is_integer():
             return column.cast(_decimal(0)), 0
         if dtype == pl.Boolean:
@@ -161,10 +170,11 @@ class PolarsEmitter:
         if isinstance(node, String):
             return pl.lit(node.value, dtype=pl.String)
         assert isinstance(node, Dimension)
-        if self.schema is not None and node.name not in self.schema:
+        found = self.column_name(node.name)
+        if found is None:
             return pl.lit(None, dtype=pl.String)
-        column = _column(node.name)
-        if self.schema is not None and self.schema[node.name] == pl.Boolean:
+        column = _column(found)
+        if self.schema is not None and self.schema[found] == pl.Boolean:
             return pl.when(column).then(pl.lit("true")).when(~column).then(pl.lit("false"))
         return column.cast(pl.String)
 

@@ -37,6 +37,7 @@ from pricing_lab.ledger import ReplayInput, recurring_entitlements
 from pricing_lab.ledger.balances import money_scale
 from pricing_lab.ledger.inputs import default_horizon, prepare
 from pricing_lab.ledger.model import Enforcement
+from pricing_lab.outputs import scenario_folder_name
 from pricing_lab.scale.bucket_replay import BucketDone, BucketTask, replay_bucket
 from pricing_lab.scale.buckets import (
     ROW_GROUP_ROWS,
@@ -353,9 +354,8 @@ def simulate_in_buckets(
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".buckets-") as scratch:
         # Under `work_dir` each scenario has its own folder: a comparison's do not collide.
-        store = Store.at(
-            scratch if work_dir is None else f"{work_dir.rstrip('/')}/{_safe_name(scenario)}"
-        )
+        own = scenario_folder_name(scenario)
+        store = Store.at(scratch if work_dir is None else f"{work_dir.rstrip('/')}/{own}")
         store.create()
         job = write_buckets(
             con,
@@ -428,10 +428,6 @@ def in_buckets(
         )
 
     return replay_scenario
-
-
-def _safe_name(scenario: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
 
 
 def _costing_groups(bucket_events: Sequence[int]) -> list[list[int]]:

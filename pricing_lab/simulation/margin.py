@@ -16,7 +16,8 @@ Cost bases: input grants as given, RECURRING (and rollover) grants 0, auto-recha
 currency's unit price, the OVERDRAFT grant none (its consumption waits for settlement). Every
 amount is an exact decimal; each figure is placed on the customer's plan at the time it is
 recognised (`(none)` without a subscription). The detail table (`margin_table`) has one row per
-customer, currency, feature and plan; `margin_by` adds it up to any grain.
+customer, currency, feature and plan that consumed, served or broke credits (a row of zeros for
+consumption all on overdraft never settled); `margin_by` adds it up to any grain.
 """
 
 from __future__ import annotations
@@ -116,14 +117,17 @@ _OVERDRAWN = _CONSUMED & (pl.col("grant_type") == "OVERDRAFT")
 
 def _recognised_directly(entries: pl.LazyFrame) -> pl.LazyFrame:
     """The rows recognised at their entry: consumption from grants other than the OVERDRAFT
-    grant (revenue) and expiries (breakage, without a feature)."""
+    grant (revenue) and expiries (breakage, without a feature). Consumption from the OVERDRAFT
+    grant comes as 0 credits (its revenue waits for settlement, `_settled`): every customer,
+    currency, feature and plan that consumed has a margin row, one whose consumption was all
+    overdraft never settled with revenue 0."""
     expired = pl.col("entry_type") == "EXPIRED"
-    return entries.filter((_CONSUMED & ~_OVERDRAWN) | expired).select(
+    return entries.filter(_CONSUMED | expired).select(
         "customer_id",
         "currency_id",
         pl.when(_CONSUMED).then(pl.col("feature_id")).alias("feature_id"),
         *_ROW[3:],
-        (-pl.col("amount")).alias("credits"),
+        pl.when(_OVERDRAWN).then(pl.lit(0)).otherwise(-pl.col("amount")).alias("credits"),
         _CONSUMED.alias("is_revenue"),
     )
 

@@ -40,6 +40,7 @@ from pricing_lab.events.ingest import IngestReport
 from pricing_lab.formula import check_formula
 from pricing_lab.ledger.model import GRANT_EXPIRIES, Enforcement
 from pricing_lab.money import quantize
+from pricing_lab.outputs import SCENARIOS_FOLDER, scenario_folder_name
 from pricing_lab.scale.executors import Executor
 from pricing_lab.scale.run import in_buckets
 from pricing_lab.simulation.cost_to_serve import serve_costs
@@ -248,11 +249,24 @@ def validate_scenarios(scenarios: Sequence[Scenario], catalog: Catalog) -> list[
     metered = {f.id for f in catalog.features if f.type == "metered"}
     owners = {p.id for p in catalog.plans} | {a.id for a in catalog.addons}
     names: set[str] = set()
+    folders: dict[str, str] = {}
     for index, scenario in enumerate(scenarios):
         here = f"scenarios[{index}]"
+        folder = scenario_folder_name(scenario.name)
         if scenario.name in names:
             problems.append(Problem(path=f"{here}.name", message=f"duplicate {scenario.name!r}"))
+        elif folder in ("", ".", ".."):
+            problems.append(Problem(path=f"{here}.name", message="not usable as a folder name"))
+        elif folder in folders:
+            problems.append(
+                Problem(
+                    path=f"{here}.name",
+                    message=f"its outputs' folder scenarios/{folder} is that of "
+                    f"{folders[folder]!r}: rename one",
+                )
+            )
         names.add(scenario.name)
+        folders.setdefault(folder, scenario.name)
         for r_index, change in enumerate(scenario.rates):
             path = f"{here}.rates[{r_index}]"
             if change.feature not in metered:
@@ -776,8 +790,7 @@ def _costing_key(catalog: Catalog, customers: CustomerInputs) -> tuple[Any, ...]
 
 def scenario_folder(out_dir: str | Path, scenario: str) -> Path:
     """Where a comparison written to `out_dir` keeps one scenario's outputs."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario)
-    return Path(out_dir) / "scenarios" / safe
+    return Path(out_dir) / SCENARIOS_FOLDER / scenario_folder_name(scenario)
 
 
 def _scenario_rows(
@@ -1022,7 +1035,8 @@ def goal_seek(
 
     `decreasing`: the measure falls as the value grows (true for a rate multiplier); the result
     is then the largest value in `[low, high]` meeting the target, within `tolerance` (the
-    smallest one when increasing). Raises `InputError` when even the best end of the range
+    smallest one when increasing); the values tried between the ends are rounded to a tenth of
+    the tolerance's order. Raises `InputError` when even the best end of the range
     misses the target. Each step costs and replays one scenario.
     """
     if low > high:
@@ -1059,10 +1073,16 @@ def goal_seek(
         return GoalSeek(value=bold, measure=bold_score, steps=tuple(steps))
     # invariant: `safe` meets the target, `bold` does not
     best, best_score = safe, safe_score
+    # Halving adds a decimal place a step, and a rate takes at most 12: a midpoint is rounded to
+    # a tenth of the tolerance's order (0.0001 for 0.001; whole numbers at most, never 1.5E+3),
+    # still strictly between the two ends while they are more than the tolerance apart.
+    grid = Decimal(1).scaleb(min(tolerance.adjusted() - 1, 0)) if tolerance > 0 else None
     for _ in range(max_steps):
         if abs(bold - safe) <= tolerance:
             break
         middle = (safe + bold) / 2
+        if grid is not None:
+            middle = middle.quantize(grid)
         score = evaluate(middle)
         if score >= target:
             safe, best, best_score = middle, middle, score

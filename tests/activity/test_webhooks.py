@@ -156,9 +156,13 @@ def test_cli_sends_signed_with_the_secret_from_the_environment(
     assert main([*command, "--quiet"]) == 2
     assert "set the environment variable HOOK_SECRET" in capsys.readouterr().err
     monkeypatch.setenv("HOOK_SECRET", SECRET.decode())
-    assert main([*command, "--quiet", "--rate", "1000", "--max-events", "4"]) == 0
+    assert main([*command, "--rate", "1000", "--max-events", "4"]) == 0
+    # stderr is not a terminal here: progress in whole lines (docs/scenarios.md), no bare `\r`
+    err = capsys.readouterr().err
+    assert err.startswith("sending the activity events: done in ") and err.endswith(" s\n")
+    assert "\r" not in err
     assert main([*command, "--quiet", "--rate", "1000", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    report = json.loads(capsys.readouterr().out)
     assert report["remaining"] == 0 and report["last_activity_id"] == stream.height
     assert len(state.processed) == stream.height and state.bad_signatures == 0
     assert (tmp_path / "activity.cursor.json").exists()

@@ -38,7 +38,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_apply_then_apply_again_then_show(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = str(tmp_path / "cat.duckdb")
+    db = str(tmp_path / "out" / "cat.duckdb")  # docs/catalog.md: the folder is made
     assert main(["catalog", "apply", SAMPLE, "--db", db]) == 0
     out = capsys.readouterr().out
     assert "plan                 enterprise" in out and "created" in out
@@ -63,7 +63,7 @@ def test_apply_then_apply_again_then_show(
 def test_diff_shows_a_change_without_applying(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = str(tmp_path / "cat.duckdb")
+    db = str(tmp_path / "out" / "cat.duckdb")  # docs/catalog.md: the folder is made
     assert main(["catalog", "apply", SAMPLE, "--db", db]) == 0
     capsys.readouterr()
     changed = tmp_path / "changed.yaml"

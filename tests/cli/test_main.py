@@ -72,3 +72,23 @@ def test_an_output_place_that_cannot_be_made_is_one_message_exit_2(tmp_path, cap
     out = str(a_file / "events.csv")  # a folder would have to be made where a file is
     assert main(["events", "generate", "--out", out, "--events", "10"]) == 2
     assert capsys.readouterr().err == f"pricing-lab: {a_file}: exists and is not a folder\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate", "--until", "9999-12-01"],
+        ["compare", "--start", "1899-12-31T23:59:59Z"],
+        ["forecast", "--as-of", "2200-01-01T00:00:01"],
+    ],
+)
+def test_instants_outside_the_supported_range_are_bad_input(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As event times (docs/events.md): a horizon to year 9999 would replay millennia of periods.
+    from pricing_lab.cli import build_parser
+
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args([*args, "--catalog", "c.yaml", "--events", "e.csv"])
+    assert stopped.value.code == 2
+    assert "outside the supported range 1900-01-01 to 2200-01-01" in capsys.readouterr().err

@@ -179,3 +179,15 @@ def test_overflow_is_an_error_not_a_wrong_value() -> None:
         on_duckdb(formula, data)
     with pytest.raises(FormulaOverflowError):
         on_polars(formula, data)
+
+
+def test_dimension_names_match_columns_case_insensitively_on_duckdb_and_polars() -> None:
+    # docs/events.md: a formula may write `Output_Tokens` for the column `output_tokens`.
+    data = frame(
+        [{"output_tokens": 3, "model": "a"}], {"output_tokens": pl.Int64, "model": pl.String}
+    )
+    formula = Formula.parse("Output_Tokens * 2 + if(MODEL == 'a', 1, 0)")
+    for backend in (on_duckdb, on_polars):
+        assert backend(formula, data) == [D("7")], backend.__name__
+    sql = formula.to_duckdb_sql({"output_tokens": "BIGINT", "model": "VARCHAR"})
+    assert "NULL" not in sql  # both dimensions read their column, typed

@@ -286,3 +286,35 @@ def test_a_customer_placed_row_by_row_has_each_credit_counted_once() -> None:
         ("(none)", money("0.02"), 2),
         ("basic", money("0.01"), 1),
     ]
+
+
+def test_a_customer_whose_consumption_is_all_unsettled_overdraft_has_a_margin_row(
+    tmp_path: Path,
+) -> None:
+    # dan has no grants: his `docs` event (2 credits, nothing to serve) is overdraft never
+    # settled: nothing recognised, nothing to serve, a row of zeros (in a partitioned replay too).
+    rows = [*EVENTS, ev("d1", "dan", "docs", naive(6))]
+    con, report = load_events(rows)
+    whole = simulate(con, catalog(MARGIN_CATALOG), CUSTOMERS, ingest=report)
+    dan = whole.margin.filter(pl.col("customer_id") == "dan")
+    zero = Decimal(0)
+    assert dan.select(
+        "currency_id", "feature_id", "plan_id", "revenue", "cost_to_serve", "gross_margin"
+    ).rows() == [("CR", "docs", "(none)", zero, zero, zero)]
+    assert dan["margin_share"].to_list() == [None]
+    whole.write(tmp_path / "whole")
+    simulate_partitioned(
+        con, catalog(MARGIN_CATALOG), CUSTOMERS, ingest=report, out_dir=tmp_path / "p", partitions=2
+    )
+    margin = "margin.parquet"
+    assert (tmp_path / "whole" / margin).read_bytes() == (tmp_path / "p" / margin).read_bytes()
+
+
+def test_a_cost_formula_reads_its_dimensions_whatever_their_case() -> None:
+    # docs/events.md: dimension names match columns case-insensitively everywhere; `TOKENS` reads
+    # the events' `tokens` (a8: 3 tokens × 0.002 = 0.006 to serve, not an unknown cost).
+    con, report = load_events(EVENTS)
+    upper = catalog(MARGIN_CATALOG.replace("0.002 * tokens", "0.002 * TOKENS"))
+    margin = simulate(con, upper, CUSTOMERS, ingest=report).margin
+    chat = margin.filter(pl.col("customer_id") == "ann", pl.col("feature_id") == "chat")
+    assert chat.select("cost_to_serve", "unknown_cost_events").row(0) == (money("0.022"), 1)

@@ -152,12 +152,6 @@ def test_compare_command_writes_and_prints_the_margin(
     assert (out / "scenarios" / "provider_cut" / "margin.parquet").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulation.margin: a customer whose only usage is unsettled overdraft of features "
-    "without a cost to serve gets no margin row, so comparison_margin misses it (docs/margin.md: "
-    "'every customer in every scenario'); the report then shows its margin as '–'",
-)
 def test_every_customer_who_consumed_has_a_margin_row_in_every_scenario() -> None:
     # dan has no grants: his one `docs` event (2 credits, nothing to serve) is overdraft never
     # settled, so nothing is recognised and nothing costs: a margin of 0.00, not a missing row.

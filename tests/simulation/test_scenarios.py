@@ -21,6 +21,7 @@ from pricing_lab.simulation.scenarios import (
     goal_seek,
     load_scenarios,
     sweep,
+    validate_scenarios,
 )
 from pricing_lab.simulation.simulate import SimulationResult, simulate
 from tests.simulation.helpers import CATALOG_YAML, catalog, ev, events_frame, load_events, naive
@@ -345,20 +346,7 @@ def test_goal_seek_finds_the_largest_multiplier_keeping_customers_within_credits
     # event of 10·k tokens: 0.5 credits per token, so with multiplier m it costs 5·k·m (and 1 for
     # the request). Customer k stays within credits while 5·k·m + 1 < 100. For 70% to stay
     # within (k = 1..7), 35·m + 1 < 100 → m < 2.8286; for k = 8: 40·m + 1 < 100 → m < 2.475.
-    customers = customers_from_mapping(
-        {
-            "customers": [
-                {
-                    "id": f"k{k:02d}",
-                    "grants": [{"currency": "CR", "amount": 100, "effective_at": "2024-01-01"}],
-                }
-                for k in range(1, 11)
-            ]
-        }
-    )
-    con, _ = load_events(
-        [ev(f"e{k}", f"k{k:02d}", "chat", naive(2), tokens=10 * k) for k in range(1, 11)]
-    )
+    con, customers = _ten_customers_with_one_chat_each()
     found = goal_seek(
         con,
         catalog(),
@@ -462,3 +450,50 @@ def test_compare_writing_as_it_goes_gives_the_same_results_and_files(tmp_path: P
         if relative.suffix in (".parquet", ".json"):
             one = (tmp_path / "after" / relative).read_bytes()
             assert (tmp_path / "as_it_goes" / relative).read_bytes() == one, relative
+
+
+def test_goal_seek_with_the_default_tolerance_tries_values_a_rate_can_take() -> None:
+    # The customers of the test above: 70% stay within their credits while 35·m + 1 < 100,
+    # m < 99/35 = 2.828571…. Halving [0.5, 5] thirteen times gives midpoints of 14 decimal
+    # places, more than a rate takes (12): they are rounded to 0.0001 (the tolerance 0.001 / 10).
+    con, customers = _ten_customers_with_one_chat_each()
+    found = goal_seek(
+        con,
+        catalog(),
+        customers,
+        lambda m: Scenario(name=f"chat x{m}", rate_multipliers={"chat": m}),
+        low=Decimal("0.5"),
+        high=Decimal(5),
+        target=0.7,
+    )
+    assert Decimal("2.8275") <= found.value < Decimal(99) / 35
+    assert all(value.as_tuple().exponent == -4 for value, _ in found.steps[2:])
+
+
+def _ten_customers_with_one_chat_each() -> tuple[duckdb.DuckDBPyConnection, CustomerInputs]:
+    """Customers k01 … k10 without plans, each with a 100-credit promotion; customer k sends one
+    chat event of 10·k tokens."""
+    customers = customers_from_mapping(
+        {
+            "customers": [
+                {
+                    "id": f"k{k:02d}",
+                    "grants": [{"currency": "CR", "amount": 100, "effective_at": "2024-01-01"}],
+                }
+                for k in range(1, 11)
+            ]
+        }
+    )
+    con, _ = load_events(
+        [ev(f"e{k}", f"k{k:02d}", "chat", naive(2), tokens=10 * k) for k in range(1, 11)]
+    )
+    return con, customers
+
+
+def test_names_that_would_share_an_output_folder_are_refused() -> None:
+    # `a/b` is written to scenarios/a_b: `a_b` would overwrite its files, `..` write into DIR.
+    named = [Scenario(name="a/b"), Scenario(name="a_b"), Scenario(name=".."), Scenario(name="c")]
+    assert [str(p) for p in validate_scenarios(named, catalog())] == [
+        "scenarios[1].name: its outputs' folder scenarios/a_b is that of 'a/b': rename one",
+        "scenarios[2].name: not usable as a folder name",
+    ]

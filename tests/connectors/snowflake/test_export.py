@@ -400,6 +400,25 @@ def test_results_folder_of_a_comparison_exports_every_scenario_ledger(tmp_path: 
     assert set(rows.column("REPLAY_ID").to_pylist()) == {"compare_2024_03"}
 
 
+def test_a_comparison_exports_only_the_scenarios_its_comparison_json_names(
+    tmp_path: Any,
+) -> None:
+    # `old` is what an earlier compare into the same folder left: not this comparison's.
+    from connectors.snowflake.export_sources import combine, results_folder_tables
+
+    folder = tmp_path / "cmp"
+    for scenario, rows in (("base", LEDGER_V2), ("a/b", LEDGER_V1), ("old", LEDGER_V1)):
+        replay = folder / "scenarios" / scenario.replace("/", "_")
+        replay.mkdir(parents=True)
+        ledger_frame(rows, scenario=scenario).drop("replay_id").write_parquet(
+            replay / "ledger.parquet"
+        )
+    (folder / "comparison.json").write_text('{"base": "base", "scenarios": ["base", "a/b"]}')
+
+    (table,) = combine(results_folder_tables(folder))
+    assert set(to_arrow(table).column("SCENARIO").to_pylist()) == {"base", "a/b"}
+
+
 def test_leftovers_of_a_killed_run_are_removed_by_the_next_run(
     registered_snowflake_credentials: SnowflakeCredentials, tmp_path: Any
 ) -> None:
