@@ -23,6 +23,13 @@ RESERVED_ID_KINDS: tuple[str, ...] = ("auto_recharge", "overdraft")
 GRANT_EXPIRIES: tuple[str, ...] = ("none", "1_month", "1_year")
 ENFORCEMENTS: tuple[str, ...] = ("overdraft", "block")
 
+# Instants a replay can work with: every date the ledger derives from an event (periods, a year's
+# expiry, "ending soon" warnings, the horizon's end) stays a valid date. Event timestamps outside
+# [TIMESTAMP_MIN, TIMESTAMP_END), such as the 0001-01-01 and 9999-12-31 placeholders of some
+# exports, are `bad_timestamp`; a horizon must lie within [TIMESTAMP_MIN, TIMESTAMP_END].
+TIMESTAMP_MIN = "1900-01-01 00:00:00"
+TIMESTAMP_END = "2200-01-01 00:00:00"
+
 # The replay computes in 64-bit integers of the smallest unit of the replay's scale (the largest
 # precision among its currencies): every amount and balance of one customer and currency, and
 # every cost, must stay within ±EXACT_UNITS of that unit. The replay refuses, before it starts,

@@ -121,7 +121,7 @@ def costing_sql(
     )
 
 
-# The supported time range (`events.ingest.TIMESTAMP_MIN` / `TIMESTAMP_END`) less one day at
+# The supported time range (`limits.TIMESTAMP_MIN` / `TIMESTAMP_END`) less one day at
 # each end: a row near an end leaves and is checked locally.
 _CERTAIN_FROM = "1900-01-02 00:00:00"
 _CERTAIN_UNTIL = "2199-12-31 00:00:00"

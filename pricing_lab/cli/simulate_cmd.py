@@ -154,7 +154,7 @@ def _timestamp(text: str) -> datetime:
     """A UTC instant of the command line (`--start`, `--until`, `--as-of`, `--cut`, `--forecast
     T`), in the range events may have (up to its end inclusive): a horizon reaching year 9999
     would replay thousands of years of monthly periods."""
-    from pricing_lab.events.ingest import TIMESTAMP_END, TIMESTAMP_MIN
+    from pricing_lab.limits import TIMESTAMP_END, TIMESTAMP_MIN
 
     try:
         value = as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))

@@ -29,6 +29,7 @@ import duckdb
 
 from pricing_lab.errors import InputError, InvariantViolation
 from pricing_lab.events.plugins import DETAIL_COLUMN, REASON_COLUMN, ROW_COLUMN, STAYED_COLUMN
+from pricing_lab.limits import TIMESTAMP_END, TIMESTAMP_MIN
 
 SourceFormat = Literal["parquet", "csv", "ndjson", "table", "query"]
 EventSource = str | Path | duckdb.DuckDBPyRelation | Any  # Any: a Polars DataFrame or Arrow table
@@ -42,11 +43,6 @@ PROPERTIES_COLUMN = "properties"
 SOURCE_ROW_COLUMN = "source_row"
 INPUT_PREFIX = "input."
 
-# Timestamps a replay can work with: every date the ledger derives from an event (periods, a
-# year's expiry, "ending soon" warnings, the horizon's end) stays a valid date. Values outside,
-# such as the 0001-01-01 and 9999-12-31 placeholders of some exports, are `bad_timestamp`.
-TIMESTAMP_MIN = "1900-01-01 00:00:00"
-TIMESTAMP_END = "2200-01-01 00:00:00"  # exclusive
 
 # A rejected row carries one reason: the first of these that applies, so the reason is stable.
 REJECTION_ORDER = (

@@ -32,6 +32,8 @@ from pricing_lab.limits import (
     MAX_INTEGER_DIGITS,
     MAX_PRECISION,
     RESERVED_ID_KINDS,
+    TIMESTAMP_END,
+    TIMESTAMP_MIN,
 )
 from pricing_lab.money import decimal_places, quantize, spend_units
 from pricing_lab.timeutil import as_utc
@@ -214,9 +216,21 @@ def recharge_problems(
 
 
 def horizon_problems(start: datetime, until: datetime) -> list[Problem]:
+    """The horizon's bounds lie in the supported range (a horizon reaching year 9999 would
+    replay thousands of years of periods) and its end is not before its start."""
+    low, high = (as_utc(datetime.fromisoformat(t)) for t in (TIMESTAMP_MIN, TIMESTAMP_END))
+    problems = [
+        Problem(
+            path=name,
+            message=f"{as_utc(value).isoformat()} is outside the supported range "
+            f"{TIMESTAMP_MIN[:10]} to {TIMESTAMP_END[:10]}",
+        )
+        for name, value in (("start", start), ("until", until))
+        if not low <= as_utc(value) <= high
+    ]
     if until < start:
-        return [Problem(path="until", message="the horizon ends before it starts")]
-    return []
+        problems.append(Problem(path="until", message="the horizon ends before it starts"))
+    return problems
 
 
 def consumption_problems(data: pl.DataFrame) -> list[Problem]:

@@ -182,3 +182,19 @@ def test_a_grant_with_the_overdraft_source_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="source must be one of"):
         replay(ReplayInput(currencies=(CR,), grants=(grant("g", "1", at(1), source="overdraft"),)))
+
+
+def test_a_horizon_beyond_the_supported_range_is_refused_before_anything_is_built() -> None:
+    # A monthly entitlement over a horizon to year 9999 would replay ~95,000 periods.
+    from datetime import UTC, datetime
+
+    from pricing_lab.errors import ValidationError
+
+    far = datetime(9999, 12, 1, tzinfo=UTC)
+    replay_input = ReplayInput(
+        currencies=(CR,), recurring=(entitlement("e", "10", at(1)),), until=far
+    )
+    with pytest.raises(ValidationError) as error:
+        replay(replay_input)
+    assert "until: 9999-12-01T00:00:00+00:00 is outside the supported range" in str(error.value)
+    assert "1900-01-01 to 2200-01-01" in str(error.value)
