@@ -24,6 +24,8 @@ from pricing_lab.formula.ast import (
     Not,
     Number,
     String,
+    dimension_columns,
+    dimensions,
 )
 from pricing_lab.formula.errors import FormulaOverflowError
 from pricing_lab.formula.parser import MAX_INTEGER_DIGITS, WORKING_SCALE
@@ -236,10 +238,13 @@ class _Evaluator:
 
 def evaluate(node: Node, row: Mapping[str, Any]) -> Decimal | None:
     """The formula's value for one event (`row`: dimension name → value; missing means null).
+    Names match the row's keys as they match columns everywhere (`ast.dimension_columns`:
+    case-insensitively, an exact match first).
 
     Raises FormulaOverflowError when a value leaves the DECIMAL(38, 12) range.
     """
-    result = _Evaluator(row).number(node)
+    read = dimension_columns(dimensions(node), row)
+    result = _Evaluator({name: row[key] for name, key in read.items()}).number(node)
     if result is not None and abs(result) >= _RESULT_LIMIT:
         raise FormulaOverflowError(f"result out of range: {result:.6e}")
     return result

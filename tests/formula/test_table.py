@@ -191,3 +191,6 @@ def test_dimension_names_match_columns_case_insensitively_on_duckdb_and_polars()
         assert backend(formula, data) == [D("7")], backend.__name__
     sql = formula.to_duckdb_sql({"output_tokens": "BIGINT", "model": "VARCHAR"})
     assert "NULL" not in sql  # both dimensions read their column, typed
+    # The reference evaluator reads a row's keys by the same rule (an exact match first).
+    assert formula.evaluate({"output_tokens": 3, "model": "a"}) == D("7")
+    assert formula.evaluate({"Output_Tokens": 4, "output_tokens": 3, "model": "b"}) == D("8")
