@@ -5,6 +5,8 @@ A value the catalog or a customer file accepts is one the replay accepts, and th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 # Decimal places of a credit currency (its `precision`, SPEC §2): the ledger keeps amounts at it.
 MAX_PRECISION = 12
 # Amounts, prices and cost bases are stored as DECIMAL(38, 12): at most 12 decimal places and
@@ -29,6 +31,15 @@ ENFORCEMENTS: tuple[str, ...] = ("overdraft", "block")
 # exports, are `bad_timestamp`; a horizon must lie within [TIMESTAMP_MIN, TIMESTAMP_END].
 TIMESTAMP_MIN = "1900-01-01 00:00:00"
 TIMESTAMP_END = "2200-01-01 00:00:00"
+
+
+def in_supported_range(instant: datetime) -> bool:
+    """Whether a horizon bound (an aware instant) lies in [TIMESTAMP_MIN, TIMESTAMP_END]."""
+    low, high = (
+        datetime.fromisoformat(t).replace(tzinfo=UTC) for t in (TIMESTAMP_MIN, TIMESTAMP_END)
+    )
+    return low <= instant <= high
+
 
 # The replay computes in 64-bit integers of the smallest unit of the replay's scale (the largest
 # precision among its currencies): every amount and balance of one customer and currency, and

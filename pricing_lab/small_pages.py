@@ -42,12 +42,3 @@ def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.int64) -> np
         mapping.madvise(mmap.MADV_NOHUGEPAGE)
     # The array holds the mapping; it is unmapped when the last view of it goes.
     return np.frombuffer(mapping, dtype=dtype, count=count).reshape(shape)
-
-
-def zeros(shape: int | tuple[int, ...], dtype: type | np.dtype = np.int64) -> np.ndarray:
-    """`np.zeros`; from 4 MB, on 4 KiB pages (a new mapping reads as zeros until written)."""
-    dtype = np.dtype(dtype)
-    count = shape if isinstance(shape, int) else math.prod(shape)
-    if count * dtype.itemsize < _SMALLEST:
-        return np.zeros(shape, dtype=dtype)
-    return empty(shape, dtype)

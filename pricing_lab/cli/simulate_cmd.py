@@ -154,21 +154,17 @@ def _timestamp(text: str) -> datetime:
     """A UTC instant of the command line (`--start`, `--until`, `--as-of`, `--cut`, `--forecast
     T`), in the range events may have (up to its end inclusive): a horizon reaching year 9999
     would replay thousands of years of monthly periods."""
-    from pricing_lab.limits import TIMESTAMP_END, TIMESTAMP_MIN
+    from pricing_lab.limits import TIMESTAMP_END, TIMESTAMP_MIN, in_supported_range
 
     try:
         value = as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO timestamp: {text!r}") from None
-    if not _utc(TIMESTAMP_MIN) <= value <= _utc(TIMESTAMP_END):
+    if not in_supported_range(value):
         raise argparse.ArgumentTypeError(
             f"outside the supported range {TIMESTAMP_MIN[:10]} to {TIMESTAMP_END[:10]}: {text!r}"
         )
     return value
-
-
-def _utc(text: str) -> datetime:
-    return as_utc(datetime.fromisoformat(text))
 
 
 def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: ignore[no-untyped-def]

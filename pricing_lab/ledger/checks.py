@@ -34,6 +34,7 @@ from pricing_lab.limits import (
     RESERVED_ID_KINDS,
     TIMESTAMP_END,
     TIMESTAMP_MIN,
+    in_supported_range,
 )
 from pricing_lab.money import decimal_places, quantize, spend_units
 from pricing_lab.timeutil import as_utc
@@ -218,7 +219,6 @@ def recharge_problems(
 def horizon_problems(start: datetime, until: datetime) -> list[Problem]:
     """The horizon's bounds lie in the supported range (a horizon reaching year 9999 would
     replay thousands of years of periods) and its end is not before its start."""
-    low, high = (as_utc(datetime.fromisoformat(t)) for t in (TIMESTAMP_MIN, TIMESTAMP_END))
     problems = [
         Problem(
             path=name,
@@ -226,7 +226,7 @@ def horizon_problems(start: datetime, until: datetime) -> list[Problem]:
             f"{TIMESTAMP_MIN[:10]} to {TIMESTAMP_END[:10]}",
         )
         for name, value in (("start", start), ("until", until))
-        if not low <= as_utc(value) <= high
+        if not in_supported_range(as_utc(value))
     ]
     if until < start:
         problems.append(Problem(path="until", message="the horizon ends before it starts"))
