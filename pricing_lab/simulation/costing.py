@@ -26,6 +26,7 @@ import difflib
 import itertools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -648,10 +649,15 @@ def _split_by_span(
     if any(a.last >= b.first for a, b in itertools.pairwise(spans)):
         raise ValueError("costings: spans must be disjoint and in customer id order")
     # Customer ranks follow ids: a span holds the ranks from its first id's to its last id's.
-    first_rank = np.array([bisect.bisect_left(ids, s.first) for s in spans], dtype=np.int64)
-    end_rank = np.array([bisect.bisect_right(ids, s.last) for s in spans], dtype=np.int64)
+    # span_of[1 + rank − base]: the span of a rank, −1 for none; span_of[0]: of no customer.
+    # Small integers, so that NumPy's stable sort of them is a radix sort.
+    span_of = np.full(len(ids) + 1, -1, dtype=np.int16 if len(spans) < 2**15 else np.int32)
+    for index, span in enumerate(spans):
+        span_of[
+            1 + bisect.bisect_left(ids, span.first) : 1 + bisect.bisect_right(ids, span.last)
+        ] = index
+    span_of[0] = next((i for i, s in enumerate(spans) if s.null_customer), -1)
     base = int(ranks[0][1]) if ranks else 0
-    null_span = next((i for i, s in enumerate(spans) if s.null_customer), -1)
     folder.mkdir()
     paths = tuple(folder / f"span-{i:05d}.arrow" for i in range(len(spans)))
     options = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -679,8 +685,22 @@ def _split_by_span(
             for path in paths
         ]
         aside_names = [f"__aside_{c}" for c in kept]
+
+        def write(grouped: pa.RecordBatch, counts: list[int]) -> None:
+            start = counts[0]  # rows of no span come first: left out
+            for writer, taken in zip(writers, counts[1:], strict=True):
+                if taken:
+                    writer.write_batch(grouped.slice(start, taken))
+                start += taken
+
+        # Each batch is compressed and written on a thread of its own while DuckDB makes the
+        # next (both release the GIL); one batch at a time.
+        writing = files.enter_context(ThreadPoolExecutor(max_workers=1))
+        written: Future[None] | None = None
         for batch in reader:
-            flagged = pc.fill_null(batch.column("__problem"), False)
+            flagged = pc.coalesce(
+                batch.column("__problem"), False, memory_pool=small_pages.ARROW_POOL
+            )
             if pc.any(flagged).as_py():
                 problems.append(
                     pa.Table.from_batches(
@@ -688,18 +708,18 @@ def _split_by_span(
                     ).rename_columns(kept)
                 )
             batch = batch.select(names)
-            rank = pc.fill_null(batch.column("__customer_rank"), -1).to_numpy() - base
-            span = np.searchsorted(first_rank, rank, side="right") - 1
-            inside = (span >= 0) & (rank < end_rank[np.maximum(span, 0)])
-            span = np.where(inside, span, np.where(rank < 0, null_span, -1))
+            rank = pc.coalesce(
+                batch.column("__customer_rank"), base - 1, memory_pool=small_pages.ARROW_POOL
+            ).to_numpy()
+            span = span_of[rank - (base - 1)]
             order = np.argsort(span, kind="stable")
             counts = np.bincount(span + 1, minlength=len(spans) + 1)
-            grouped = batch.take(pa.array(order))
-            start = int(counts[0])  # rows of no span come first: left out
-            for writer, taken in zip(writers, counts[1:].tolist(), strict=True):
-                if taken:
-                    writer.write_batch(grouped.slice(start, taken))
-                start += taken
+            grouped = pc.take(batch, pa.array(order), memory_pool=small_pages.ARROW_POOL)
+            if written is not None:
+                written.result()
+            written = writing.submit(write, grouped, counts.tolist())
+        if written is not None:
+            written.result()
         empty = pa.schema([reader.schema.field(f"__aside_{c}").with_name(c) for c in kept])
     return paths, pa.concat_tables(problems) if problems else empty.empty_table()
 
