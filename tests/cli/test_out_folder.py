@@ -1,0 +1,53 @@
+"""`--out` is written whole or not at all: a run that fails while writing (a full disk, here a
+file-size limit) leaves the earlier run's files as they were, and no folder where none was."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.simulation.test_simulate import cli, random_events, write_inputs
+
+# Below the ledger's size (~10 KB for these events): writing it fails with "File too large",
+# as on a full disk. Python ignores SIGXFSZ, so the write fails instead of killing the process.
+FILE_SIZE_LIMIT = 4096
+
+
+def _simulate_with_small_files(
+    paths: dict[str, Path], out: Path, *more: str
+) -> subprocess.CompletedProcess:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+    command = [sys.executable, "-m", "pricing_lab", "simulate", "--quiet", "--scenario", "again"]
+    command += ["--catalog", paths["catalog"], "--events", paths["events"], "--out", out]
+    command += ["--customers", paths["customers"], *more]
+    return subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, preexec_fn=limit,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_run_failing_while_writing_leaves_the_earlier_outputs_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_inputs(tmp_path / "in", random_events(300, seed=3))
+    out = tmp_path / "out"
+    args = ["--catalog", paths["catalog"], "--events", paths["events"], "--out", out]
+    assert cli("simulate", "--quiet", *args, "--customers", paths["customers"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert before["ledger.parquet"].__len__() > FILE_SIZE_LIMIT  # the second run cannot write it
+
+    # In one partition: no DuckDB scratch file, so the first file too large is the ledger.
+    failed = _simulate_with_small_files(paths, out, "--partitions", "1")
+
+    assert failed.returncode == 1, failed.stderr
+    [line] = failed.stderr.strip().splitlines()  # one message naming --out, no traceback
+    assert line.startswith(f"pricing-lab: {out}: ") and line.endswith("File too large")
+    # Every file of the first run, byte for byte, and nothing else (no staging folder).
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
