@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one message, the traceback only on request
         if os.environ.get("PRICING_LAB_DEBUG") == "1":
             raise
+        if _storage_failure(exc):
+            sys.stderr.write(f"pricing-lab: {str(exc).strip().splitlines()[0]}\n")
+            return 1
         sys.stderr.write(
             f"pricing-lab: internal error: {type(exc).__name__}: {exc} "
             "(set PRICING_LAB_DEBUG=1 for the traceback)\n"
@@ -122,6 +125,13 @@ _BAD_PATH_ERRNOS = frozenset(
         errno.ENAMETOOLONG,
     }
 )
+
+
+def _storage_failure(exc: Exception) -> bool:
+    """DuckDB could not read or write its own files (its scratch folder on a full disk): a
+    failure of the machine, not of the input nor of the code; DuckDB's message names the file."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.IOException)
 
 
 def _os_error_text(exc: OSError) -> str:

@@ -51,3 +51,18 @@ def test_a_run_failing_while_writing_leaves_the_earlier_outputs_whole(
     assert line.startswith(f"pricing-lab: {out}: ") and line.endswith("File too large")
     # Every file of the first run, byte for byte, and nothing else (no staging folder).
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_full_scratch_disk_is_one_message_and_leaves_no_output_folder(tmp_path: Path) -> None:
+    paths = write_inputs(tmp_path / "in", random_events(300, seed=3))
+    out = tmp_path / "out"
+
+    # Partitions (the default) spill the events to a DuckDB scratch file: it cannot grow.
+    failed = _simulate_with_small_files(paths, out)
+
+    assert failed.returncode == 1, failed.stderr
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith("pricing-lab: IO Error: Could not write file")
+    assert line.endswith("File too large")
+    assert "internal error" not in line
+    assert not out.exists()
