@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        # Inside the handlers: Ctrl-C while the command modules are imported is an interrupt too.
+        args = build_parser().parse_args(argv)
         with _compile_notice():
             status = args.handler(args)
     except PricingLabError as exc:

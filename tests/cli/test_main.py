@@ -92,3 +92,49 @@ def test_instants_outside_the_supported_range_are_bad_input(
         build_parser().parse_args([*args, "--catalog", "c.yaml", "--events", "e.csv"])
     assert stopped.value.code == 2
     assert "outside the supported range 1900-01-01 to 2200-01-01" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130() -> None:
+    # A real SIGINT, delivered while the command modules are being imported (before any command
+    # runs): the shell's status for an interrupt, no traceback.
+    script = (
+        "import os, signal\n"
+        "from pricing_lab import cli\n"
+        "load = cli.importlib.import_module\n"
+        "def interrupted(name, *args):\n"
+        "    if name == 'pricing_lab.cli.simulate_cmd':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return load(name, *args)\n"
+        "cli.importlib.import_module = interrupted\n"
+        "raise SystemExit(cli.main(['simulate', '--help']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
+
+
+def test_ctrl_c_during_simulate_is_exit_130_and_leaves_no_output_folder(tmp_path) -> None:
+    import signal
+
+    from pricing_lab.events.synthetic import generate_events
+    from tests.simulation.test_simulate import CATALOG_YAML
+
+    events, out = tmp_path / "events.parquet", tmp_path / "out"
+    generate_events(events, events=100_000, customers=20)
+    (tmp_path / "catalog.yaml").write_text(CATALOG_YAML)
+    command = [sys.executable, "-m", "pricing_lab", "simulate", "--catalog"]
+    command += [str(tmp_path / "catalog.yaml"), "--events", str(events), "--out", str(out)]
+    running = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert running.stderr is not None
+    # Progress comes in whole lines when stderr is no terminal: the events are read, and the
+    # costing and replay (seconds for 100k events) have begun.
+    assert running.stderr.readline().startswith("events: 100,000 read")
+    running.send_signal(signal.SIGINT)
+    _, rest = running.communicate(timeout=120)
+    assert (running.returncode, rest.splitlines()[-1:]) == (130, ["pricing-lab: interrupted"])
+    assert "Traceback" not in rest
+    assert not out.exists()
