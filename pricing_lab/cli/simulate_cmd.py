@@ -168,6 +168,17 @@ def _timestamp(text: str) -> datetime:
     return value
 
 
+def check_customers(customers: Any, catalog: Any, *, source: object) -> None:
+    """Refuse, before any event is read, customers naming plans, add-ons or currencies the
+    catalog does not have: every problem at once, under the customers file's name."""
+    from pricing_lab.errors import ValidationError
+    from pricing_lab.simulation.simulate import customer_problems
+
+    problems = customer_problems(customers, catalog)
+    if problems:
+        raise ValidationError(problems, source=str(source))
+
+
 def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: ignore[no-untyped-def]
     """Open a store, load the catalog, customers and events named by `args`.
 
@@ -190,6 +201,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
+    check_customers(customers, catalog, source=args.customers)
     # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file; a
     # warehouse source evaluates the meters and rates of the catalog and scenarios there
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None

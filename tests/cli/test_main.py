@@ -138,3 +138,31 @@ def test_ctrl_c_during_simulate_is_exit_130_and_leaves_no_output_folder(tmp_path
     assert (running.returncode, rest.splitlines()[-1:]) == (130, ["pricing-lab: interrupted"])
     assert "Traceback" not in rest
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "forecast"])
+def test_customers_naming_what_the_catalog_lacks_are_refused_under_their_file_first(
+    tmp_path, capsys, command: str
+) -> None:
+    from pricing_lab.cli import main
+    from tests.simulation.test_simulate import CATALOG_YAML
+
+    (tmp_path / "catalog.yaml").write_text(CATALOG_YAML)
+    customers = tmp_path / "customers.yaml"
+    customers.write_text(
+        "customers:\n  - id: acme\n    subscriptions: [{plan: gold, start: 2024-01-01}]\n"
+    )
+    arguments = [
+        command,
+        "--catalog",
+        str(tmp_path / "catalog.yaml"),
+        "--customers",
+        str(customers),
+    ]
+    # The events file does not exist: the customers are checked before any event is read.
+    arguments += ["--events", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out")]
+    assert main([*arguments, *(["--as-of", "2024-02-01"] if command == "forecast" else [])]) == 2
+    assert capsys.readouterr().err == (
+        f"pricing-lab: {customers}: 1 problem:\n"
+        "  subscriptions[acme:0].plan_id: unknown plan 'gold'\n"
+    )
