@@ -135,7 +135,7 @@ def test_ctrl_c_during_simulate_is_exit_130_and_leaves_no_output_folder(tmp_path
     assert running.stderr.readline().startswith("events: 100,000 read")
     running.send_signal(signal.SIGINT)
     _, rest = running.communicate(timeout=120)
-    assert (running.returncode, rest.splitlines()[-1:]) == (130, ["pricing-lab: interrupted"])
+    assert (running.returncode, rest.splitlines()[-1:]) == (130, ["pricing-lab: interrupted"]), rest
     assert "Traceback" not in rest
     assert not out.exists()
 
@@ -166,3 +166,26 @@ def test_customers_naming_what_the_catalog_lacks_are_refused_under_their_file_fi
         f"pricing-lab: {customers}: 1 problem:\n"
         "  subscriptions[acme:0].plan_id: unknown plan 'gold'\n"
     )
+
+
+def test_ctrl_c_that_a_library_raises_as_its_own_error_is_still_an_interrupt() -> None:
+    # DuckDB stops a query on SIGINT and raises RuntimeError("Query interrupted"), not
+    # KeyboardInterrupt (seen in `simulate`, at random moments): the command still ends as
+    # interrupted, not as an internal error. The handler below does what DuckDB does, at once.
+    script = (
+        "import os, signal\n"
+        "import pricing_lab.cli.simulate_cmd as command\n"
+        "from pricing_lab.cli import main\n"
+        "def run(args):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        signal.pause()\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise RuntimeError('Query interrupted') from None\n"
+        "command.run = run\n"
+        "raise SystemExit(main(['simulate', '--catalog', 'c', '--events', 'e', '--out', 'o']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
