@@ -20,15 +20,20 @@ they are small enough, and sorted on a customer rank rather than the customer id
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import difflib
 import itertools
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,6 +56,7 @@ from pricing_lab.timeutil import naive_utc
 NO_PLAN = ""  # plan key of the default rates (customers without a subscription)
 QUANTITY = "__quantity"  # the matched meter value, visible to per-unit rates only
 
+_SPLIT_BATCH_ROWS = 1 << 20  # costed rows read at a time when split by span (`_split_by_span`)
 # The rejected events' columns, as `rejected_events.parquet` holds them (`outputs.REJECTED_EVENTS`).
 REJECTED_COLUMNS = dict(REJECTED_EVENTS.columns)
 
@@ -289,6 +295,8 @@ def costed_events(
     subscriptions_per_catalog: Sequence[Sequence[Subscription]],
     *,
     events: str = "events",
+    spans: Sequence[CustomerSpan] = (),
+    scratch: Path | None = None,
 ) -> Iterator[CostingsOf]:
     """The events of table `events` matched and costed once (as `cost_events_many`), handed out
     per span of customers: `costings(span)` is `cost_events_many` over the span's events only,
@@ -298,6 +306,13 @@ def costed_events(
     already rounded and checked, instead of copying and costing each range's events apart. The
     costed rows live in DuckDB temporary tables until the block ends. The event ids must be
     distinct: the caller checks them first (`check_event_ids`) unless ingestion made them so.
+
+    `spans` (disjoint, in customer id order): the spans that will be asked for, each once. The
+    costed rows are then read from DuckDB once and split into one file per span under `scratch`
+    (a temporary folder in it; the system's when None), and DuckDB's table is dropped: read
+    span by span, every span would scan the whole table (under a partitioned replay's memory
+    cap, from DuckDB's spill files), so the reads would grow with the number of spans times the
+    number of events.
     """
     if len(catalogs) != len(subscriptions_per_catalog):
         raise ValueError("cost_events_many: one subscription list per catalog")
@@ -342,13 +357,22 @@ def costed_events(
             )
             tables.append((members, built))
 
-        def costings(span: CustomerSpan | None) -> list[Costing]:
-            results: dict[int, Costing] = {}
-            for members, built in tables:
-                results.update(zip(members, _fetch_costings(con, built, span)))
-            return [results[i] for i in range(len(catalogs))]
+        with contextlib.ExitStack() as stack:
+            split: list[_SpanFiles | None] = [None] * len(tables)
+            if len(spans) > 1:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=scratch)))
+                for number, (_members, built) in enumerate(tables):
+                    split[number] = _split_by_span(con, built, spans, folder / str(number))
+                    _drop(con, built.costed)
 
-        yield costings
+            def costings(span: CustomerSpan | None) -> list[Costing]:
+                results: dict[int, Costing] = {}
+                for (members, built), files in zip(tables, split, strict=True):
+                    rows = _costed_rows(con, built, span) if files is None else files.take(span)
+                    results.update(zip(members, _costings_of(con, built, span, rows)))
+                return [results[i] for i in range(len(catalogs))]
+
+            yield costings
     finally:
         for _members, built in tables:
             _drop(con, built.costed, built.bad, built.customers)
@@ -487,10 +511,11 @@ def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _fetch_costings(
-    con: duckdb.DuckDBPyConnection, built: _CostedTables, span: CustomerSpan | None
-) -> list[Costing]:
-    """One costing per rate set of `built`, of the customers in `span` (all without one)."""
+def _costed_rows_sql(built: _CostedTables, within: str = "") -> str:
+    """The costed rows of `built` as the engines' costings read them (`_costings_of`), those
+    of events rejected in every rate set left out: event_id, timestamp, the currency column(s)
+    as codes (`_CostedTables.currency_ids`), one cost per set, a rejected flag per set where
+    some but not all sets reject, the customer's and the feature's rank."""
     sets = range(built.sets)
     costed, bad = built.costed, built.bad
     # Per set: events rejected there; those rejected in every set leave in the query, the
@@ -518,16 +543,105 @@ def _fetch_costings(
     }
     codes = ", ".join(f"{sql} AS {column}" for column, sql in currency_codes.items())
     costs = ", ".join(f"c.__cost_{k}" for k in sets)
+    return f"""
+        SELECT c.event_id, c.timestamp, {codes}, {costs}{flags}, c.__customer_rank,
+               c.__feature_rank
+        FROM {costed} AS c {accepted} {flagging}
+        {within}
+        """
+
+
+def _costed_rows(
+    con: duckdb.DuckDBPyConnection, built: _CostedTables, span: CustomerSpan | None
+) -> pa.Table:
+    """The costed rows (`_costed_rows_sql`) of the customers in `span` (all without one)."""
     within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
     try:
-        rows = con.sql(
-            f"""
-            SELECT c.event_id, c.timestamp, {codes}, {costs}{flags}, c.__customer_rank,
-                   c.__feature_rank
-            FROM {costed} AS c {accepted} {flagging}
-            {within}
-            """
-        ).to_arrow_table()
+        return con.sql(_costed_rows_sql(built, within)).to_arrow_table()
+    except duckdb.Error as exc:
+        raise InputError(f"costing events failed: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _SpanFiles:
+    """The costed rows of each span in a file of its own (`_split_by_span`)."""
+
+    spans: tuple[CustomerSpan, ...]
+    paths: tuple[Path, ...]
+
+    def take(self, span: CustomerSpan | None) -> pa.Table:
+        """The rows of `span` (one of the spans split, asked for once: its file goes)."""
+        if span not in self.spans:
+            raise ValueError(f"costings: {span} is not one of the spans the rows were split into")
+        path = self.paths[self.spans.index(span)]
+        with pa.OSFile(str(path)) as source:
+            rows = pa.ipc.open_file(source, memory_pool=small_pages.ARROW_POOL).read_all()
+        path.unlink()
+        return rows
+
+
+def _split_by_span(
+    con: duckdb.DuckDBPyConnection,
+    built: _CostedTables,
+    spans: Sequence[CustomerSpan],
+    folder: Path,
+) -> _SpanFiles:
+    """The costed rows of `built` read once, each into the file of its customer's span (rows
+    without a customer: the span with `null_customer`; rows of no span are left out)."""
+    ranks = con.execute(
+        f"SELECT customer_id, __customer_rank FROM {built.customers} "
+        "WHERE customer_id IS NOT NULL ORDER BY __customer_rank"
+    ).fetchall()
+    ids = [customer for customer, _rank in ranks]
+    if any(a.last >= b.first for a, b in itertools.pairwise(spans)):
+        raise ValueError("costings: spans must be disjoint and in customer id order")
+    # Customer ranks follow ids: a span holds the ranks from its first id's to its last id's.
+    first_rank = np.array([bisect.bisect_left(ids, s.first) for s in spans], dtype=np.int64)
+    end_rank = np.array([bisect.bisect_right(ids, s.last) for s in spans], dtype=np.int64)
+    base = int(ranks[0][1]) if ranks else 0
+    null_span = next((i for i, s in enumerate(spans) if s.null_customer), -1)
+    folder.mkdir()
+    paths = tuple(folder / f"span-{i:05d}.arrow" for i in range(len(spans)))
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    try:
+        reader = con.sql(_costed_rows_sql(built)).to_arrow_reader(_SPLIT_BATCH_ROWS)
+        with contextlib.ExitStack() as files:
+            files.callback(reader.close)  # an open result would hold the connection
+            writers = [
+                files.enter_context(pa.ipc.new_file(str(path), reader.schema, options=options))
+                for path in paths
+            ]
+            for batch in reader:
+                rank = pc.fill_null(batch.column("__customer_rank"), -1).to_numpy() - base
+                span = np.searchsorted(first_rank, rank, side="right") - 1
+                inside = (span >= 0) & (rank < end_rank[np.maximum(span, 0)])
+                span = np.where(inside, span, np.where(rank < 0, null_span, -1))
+                order = np.argsort(span, kind="stable")
+                counts = np.bincount(span + 1, minlength=len(spans) + 1)
+                grouped = batch.take(pa.array(order))
+                start = int(counts[0])  # rows of no span come first: left out
+                for writer, rows in zip(writers, counts[1:].tolist(), strict=True):
+                    if rows:
+                        writer.write_batch(grouped.slice(start, rows))
+                    start += rows
+    except duckdb.Error as exc:
+        raise InputError(f"costing events failed: {exc}") from None
+    return _SpanFiles(spans=tuple(spans), paths=paths)
+
+
+def _costings_of(
+    con: duckdb.DuckDBPyConnection,
+    built: _CostedTables,
+    span: CustomerSpan | None,
+    rows: pa.Table,
+) -> list[Costing]:
+    """One costing per rate set of `built`, of the customers in `span` (all without one), from
+    their costed `rows` (`_costed_rows_sql`)."""
+    sets = range(built.sets)
+    flagged = [k for k in sets if built.rejected_counts[k] > built.everywhere]
+    currency_codes = dict.fromkeys(built.currency_columns)
+    within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
+    try:
         customers = _fetch(
             con,
             f"SELECT __customer_rank, customer_id FROM {built.customers} AS c "
@@ -537,7 +651,7 @@ def _fetch_costings(
         # Sorted here, not by DuckDB: DuckDB's sort must hold pinned memory that grows with the
         # rows sorted, and under a partitioned replay's memory cap (`partitioned.DUCKDB_MEMORY`)
         # it fails for a range of a few million rows; the range is in memory anyway. Arrow's
-        # `take` gathers across DuckDB's chunks into one chunk per column.
+        # `take` gathers across the rows' chunks into one chunk per column.
         ordered = polars_frame(
             pc.take(rows, _engine_order(rows), memory_pool=small_pages.ARROW_POOL)
         )
@@ -566,7 +680,7 @@ def _fetch_costings(
                        ev.event_name,
                        strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
                        b.__reason_{k} AS reason, b.__detail_{k} AS detail
-                FROM {bad} AS b JOIN {quote_ident(built.events)} AS ev
+                FROM {built.bad} AS b JOIN {quote_ident(built.events)} AS ev
                     ON ev.event_id = b.event_id
                 WHERE b.__bad_{k} {rejected_within}
                 ORDER BY ev.customer_id, ev.timestamp, ev.event_id

@@ -288,7 +288,12 @@ class _PartitionedRun:
         # The events are matched and costed in one pass, and the costs to serve summed per
         # customer in another; each range then takes its customers' rows.
         with costed_events(
-            self.con, [self.catalog], [self.customers.subscriptions], events=self.events
+            self.con,
+            [self.catalog],
+            [self.customers.subscriptions],
+            events=self.events,
+            spans=[_costing_span(index, span) for index, span in enumerate(self.spans)],
+            scratch=scratch,
         ) as costings:
             serving = serve_costs(
                 self.con,
@@ -320,8 +325,7 @@ class _PartitionedRun:
         total = sum(span.customers for span in self.spans)
         done = 0
         for index, span in enumerate(self.spans):
-            within = CustomerSpan(first=span.first, last=span.last, null_customer=index == 0)
-            [costing] = costings(within)
+            [costing] = costings(_costing_span(index, span))
             range_serving = serving.filter(
                 pl.col("customer_id").is_between(pl.lit(span.first), pl.lit(span.last))
                 | (pl.col("customer_id").is_null() & (index == 0))
@@ -365,6 +369,11 @@ class _PartitionedRun:
             serving=serving,
         )
         return result, _event_times(first), _event_times(last)
+
+
+def _costing_span(index: int, span: CustomerRange) -> CustomerSpan:
+    """The customers of range `span`; the first range also replays the events without one."""
+    return CustomerSpan(first=span.first, last=span.last, null_customer=index == 0)
 
 
 def _time_grid(start: datetime, until: datetime) -> np.ndarray:

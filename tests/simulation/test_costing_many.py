@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -13,7 +14,13 @@ from polars.testing import assert_frame_equal
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.ledger.model import Subscription
 from pricing_lab.simulation import costing as costing_module
-from pricing_lab.simulation.costing import Costing, cost_events, cost_events_many
+from pricing_lab.simulation.costing import (
+    Costing,
+    CustomerSpan,
+    cost_events,
+    cost_events_many,
+    costed_events,
+)
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.scenarios import RateChange, Scenario
 from tests.simulation.helpers import CATALOG_YAML, at, catalog, ev, load_events, naive
@@ -214,3 +221,33 @@ def test_different_subscriptions_are_costed_in_separate_passes(passes: list[int]
 def test_no_catalogs_cost_nothing() -> None:
     con, _ = load_events(ROWS)
     assert cost_events_many(con, [], []) == []
+
+
+def test_costings_split_by_span_are_those_read_span_by_span(tmp_path: Path) -> None:
+    """Spans given up front: the costed rows are read once and split into a file per span;
+    each span's costings are those of the span's own query, for every rate set (events
+    rejected in one set or all), and a customer in no span (nosub) is in neither."""
+    con, _ = load_events(ROWS)
+    negative = changed(
+        Scenario(name="neg", rates=(RateChange(feature="chat", formula="tokens - 10"),))
+    )
+    catalogs = [catalog(), negative]
+    spans = [CustomerSpan(first="a", last="b"), CustomerSpan(first="p", last="z")]
+    with costed_events(con, catalogs, [SUBSCRIPTIONS] * 2) as one_by_one:
+        expected = [one_by_one(span) for span in spans]
+    with costed_events(con, catalogs, [SUBSCRIPTIONS] * 2, spans=spans, scratch=tmp_path) as split:
+        with pytest.raises(ValueError, match="not one of the spans"):
+            split(CustomerSpan(first="c", last="o"))
+        for span, wanted in zip(spans, expected, strict=True):
+            for got, want in zip(split(span), wanted, strict=True):
+                assert_frame_equal(got.consumptions, want.consumptions, check_exact=True)
+                assert_frame_equal(got.rejected, want.rejected, check_exact=True)
+    assert [set(costing.consumptions["customer_id"]) for costing in expected[0]] == [{"b"}] * 2
+    assert set(expected[1][1].rejected["event_id"]) == {"p3"}  # rejected in one set only
+    assert list(tmp_path.iterdir()) == []  # the split files are gone
+    overlapping = [CustomerSpan(first="a", last="o"), CustomerSpan(first="n", last="z")]
+    with (
+        pytest.raises(ValueError, match="disjoint"),
+        costed_events(con, catalogs, [SUBSCRIPTIONS] * 2, spans=overlapping),
+    ):
+        pass
