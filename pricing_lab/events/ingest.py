@@ -379,8 +379,15 @@ class _Session:
         return {str(r[0]): str(r[1]) for r in rows}
 
     def _parquet(self, path: Path) -> _Source:
+        import pyarrow.parquet as pq  # the file's own column names (its footer only)
+
         reader = f"read_parquet({quote_literal(str(path))})"
         types = self._describe(f"SELECT * FROM {reader}", str(path))
+        # DuckDB reads a repeated name as `name_1`: which of the two columns is meant (two
+        # `customer_id`s) cannot be told, so the file is refused, as a CSV header would be.
+        repeated = _repeated_name(pq.read_schema(path).names)
+        if repeated is not None:
+            raise InputError(f"{path}: the file has two columns named {repeated!r}")
         if any(c.lower() == "file_row_number" for c in types):  # the reader's own name is taken
             return self._materialize(f"SELECT * FROM {reader}", str(path))
         numbered = f"read_parquet({quote_literal(str(path))}, file_row_number = true)"
@@ -1233,12 +1240,21 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     blank = [i + 1 for i, h in enumerate(header) if not h.strip()]
     if blank:
         raise InputError(f"{path}: column {blank[0]} of the header has no name")
-    seen: dict[str, str] = {}
-    for h in header:
-        if h.lower() in seen:
-            raise InputError(f"{path}: the header names column {h!r} twice")
-        seen[h.lower()] = h
+    repeated = _repeated_name(header)
+    if repeated is not None:
+        raise InputError(f"{path}: the header names column {repeated!r} twice")
     return header
+
+
+def _repeated_name(names: list[str]) -> str | None:
+    """The first column name that repeats an earlier one, ignoring case (DuckDB's identifiers
+    ignore case), or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name.lower() in seen:
+            return name
+        seen.add(name.lower())
+    return None
 
 
 def _input_error(label: str, exc: duckdb.Error) -> InputError:
