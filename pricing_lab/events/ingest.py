@@ -749,6 +749,21 @@ class _Fields:
         return _json_pick(self.src.json_object, self.spellings(name), function)
 
 
+def _separator_hint(src: _Source) -> str:
+    """For a CSV file read as one column whose name holds another separator (an export with
+    `;` or tabs, as spreadsheets in many locales write): what to do about it."""
+    if not src.all_text or len(src.types) != 1:
+        return ""
+    [name] = src.types
+    for separator, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in name:
+            return (
+                f"; the header looks separated by {said}, but CSV files are read with ',': save "
+                f"the file comma-separated (from Python: csv_delimiter={separator!r})"
+            )
+    return ""
+
+
 def _fields(session: _Session, src: _Source, names: Sequence[str]) -> _Fields:
     """The required fields' places; InputError when a table lacks a required column.
 
@@ -762,6 +777,7 @@ def _fields(session: _Session, src: _Source, names: Sequence[str]) -> _Fields:
         noun = "column" if len(missing) == 1 else "columns"
         raise InputError(
             f"{src.label}: missing required {noun} {', '.join(missing)} (columns found: {found})"
+            + _separator_hint(src)
         )
     return _Fields(src=src, columns={n: by_lower[n] for n in names}, keys={})
 
