@@ -198,3 +198,12 @@ def test_a_damaged_activity_file_is_bad_input_naming_it(
     assert capsys.readouterr().err == (
         f"pricing-lab: {damaged}: not a readable Parquet file (ComputeError)\n"
     )
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://hooks:99999/", "http:///path"])
+def test_a_url_that_cannot_be_used_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    monkeypatch.setenv("PRICING_LAB_WEBHOOK_SECRET", SECRET.decode())
+    assert main(["activity", "send", str(tmp_path), "--to", url]) == 2
+    assert capsys.readouterr().err == f"pricing-lab: --to: not an http(s) URL: {url!r}\n"
