@@ -112,8 +112,10 @@ def _failure(exc: Exception) -> int:
         sys.stderr.write(f"pricing-lab: {_os_error_text(exc)}\n")
         return 2 if exc.errno in _BAD_PATH_ERRNOS else 1
     if _storage_failure(exc):
-        sys.stderr.write(f"pricing-lab: {str(exc).strip().splitlines()[0]}\n")
-        return 1
+        text = str(exc).strip().splitlines()[0]
+        sys.stderr.write(f"pricing-lab: {text}\n")
+        # DuckDB says why in the OS's words: a place the user named is bad input, as above.
+        return 2 if any(os.strerror(code) in text for code in _BAD_PATH_ERRNOS) else 1
     # A bug: still one message, the traceback only on request.
     sys.stderr.write(
         f"pricing-lab: internal error: {type(exc).__name__}: {exc} "
@@ -167,8 +169,8 @@ _BAD_PATH_ERRNOS = frozenset(
 
 
 def _storage_failure(exc: Exception) -> bool:
-    """DuckDB could not read or write its own files (its scratch folder on a full disk): a
-    failure of the machine, not of the input nor of the code; DuckDB's message names the file."""
+    """DuckDB could not read or write a file (its scratch file on a full disk, an output on a
+    read-only place): not a bug of the code; DuckDB's message names the file."""
     duckdb = sys.modules.get("duckdb")
     return duckdb is not None and isinstance(exc, duckdb.IOException)
 

@@ -74,6 +74,19 @@ def test_an_output_place_that_cannot_be_made_is_one_message_exit_2(tmp_path, cap
     assert capsys.readouterr().err == f"pricing-lab: {a_file}: exists and is not a folder\n"
 
 
+def test_an_output_file_duckdb_cannot_create_is_one_message_exit_2(tmp_path, capsys) -> None:
+    # /proc takes no new files: DuckDB's COPY fails with the OS's reason, a place the user named.
+    from pricing_lab.cli import main
+    from tests.simulation.test_simulate import random_events, write_inputs
+
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    arguments = ["usage", "report", "--catalog", paths["catalog"], "--events", paths["events"]]
+    assert main([*map(str, arguments), "--out", "/proc/usage.parquet", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        'pricing-lab: IO Error: Cannot open file "/proc/usage.parquet": No such file or directory\n'
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [
