@@ -14,6 +14,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by a fresh interpreter (what a user's shell starts)."""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
 def test_help_lists_commands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
@@ -46,9 +53,7 @@ def test_output_cut_off_by_the_reader_is_no_internal_error() -> None:
         "sys.stdout.write = cut\n"
         "raise SystemExit(main(['formula', 'check', 'a + b']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
+    result = run_script(script)
     assert result.returncode == 141
     assert result.stderr == ""
 
@@ -121,9 +126,7 @@ def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130() -> None:
         "cli.importlib.import_module = interrupted\n"
         "raise SystemExit(cli.main(['simulate', '--help']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
+    result = run_script(script)
     assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
 
 
@@ -198,7 +201,5 @@ def test_ctrl_c_that_a_library_raises_as_its_own_error_is_still_an_interrupt() -
         "command.run = run\n"
         "raise SystemExit(main(['simulate', '--catalog', 'c', '--events', 'e', '--out', 'o']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
-    )
+    result = run_script(script)
     assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
