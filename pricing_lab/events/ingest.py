@@ -1286,6 +1286,18 @@ def _input_error(label: str, exc: duckdb.Error) -> InputError:
         return InputError(
             f"{head}{where}ragged row: expected {found.group(1)} fields, found {found.group(2)}"
         )
+    reason = _csv_reason(text)
+    if reason is not None:  # e.g. "Value with unterminated quote found."
+        return InputError(f"{head}{where}{reason[0].lower()}{reason[1:].rstrip('.')}")
     first = next((t for t in text.splitlines() if t.strip()), text)
     first = re.sub(r"^[A-Za-z ]+Error: ", "", first)
     return InputError(f"{head}{where}cannot read: {first}")
+
+
+def _csv_reason(text: str) -> str | None:
+    """The reason DuckDB's CSV reader gives on the first line after the offending line."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Original Line:")]
+    if not starts:
+        return None
+    return next((line.strip() for line in lines[starts[0] + 1 :] if line.strip()), None)

@@ -207,6 +207,7 @@ def test_polars_frame_and_query_sources(con) -> None:
         ("latin1.csv", f"{HEADER}\na,b,caf\xe9,2024-01-01\n".encode("latin-1"), "not UTF-8"),
         ("nocols.csv", "event_id,customer_id\na,b\n", "missing required columns event_name"),
         ("dup.csv", "event_id,EVENT_ID,customer_id,event_name,timestamp\n", "twice"),
+        ("quote.csv", f'{HEADER}\na,b,"c,2024-01-01\n', "line 2: value with unterminated quote"),
         ("semicolons.csv", "event_id;customer_id;event_name;timestamp\n", "looks separated by ';'"),
         ("bad.parquet", b"PAR1 not really parquet", "cannot read"),
         ("latin1.ndjson", b'{"event_id": "\xe9"}\n', r"not UTF-8 text \(line 1\)"),
