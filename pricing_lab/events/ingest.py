@@ -312,7 +312,7 @@ class _Session:
         try:
             return self.con.execute(query).fetchall()
         except duckdb.Error as exc:
-            raise _input_error(label, exc) from exc
+            raise read_error(label, exc) from exc
 
     # ---- sources ----------------------------------------------------------------------------
 
@@ -1273,7 +1273,7 @@ def _repeated_name(names: list[str]) -> str | None:
     return None
 
 
-def _input_error(label: str, exc: duckdb.Error) -> InputError:
+def read_error(label: str, exc: duckdb.Error) -> InputError:
     """A DuckDB error while reading a source, as one clear message naming the source."""
     text = str(exc)
     head = f"{label}: " if label else ""

@@ -26,6 +26,7 @@ from pricing_lab.catalog.model import ID_PATTERN
 from pricing_lab.catalog.validate import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
 from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 from pricing_lab.errors import InputError, Problem, ValidationError
+from pricing_lab.events.ingest import read_error
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
 from pricing_lab.limits import (
     GRANT_EXPIRIES,
@@ -430,8 +431,8 @@ def _from_tables(folder: Path) -> CustomerInputs:
                 query = f"SELECT * FROM {reader_sql}('{literal}'{options})"
                 try:
                     con.execute(f'CREATE TABLE "{name}" AS {query}')
-                except duckdb.Error as exc:
-                    raise InputError(f"{file}: cannot read: {_first_line(exc)}") from None
+                except duckdb.Error as exc:  # the line and DuckDB's reason, as for events
+                    raise read_error(str(file), exc) from None
     if not found:
         raise InputError(
             f"{folder}: no customer tables found (expected subscriptions, grants or auto_recharge"

@@ -304,6 +304,16 @@ def test_csv_folder(tmp_path: Path) -> None:
     assert inputs.customer_ids is None  # tables do not list customers: any customer is accepted
 
 
+def test_a_table_the_csv_reader_cannot_read_names_the_line(tmp_path: Path) -> None:
+    folder = tmp_path / "customers"
+    folder.mkdir()
+    table = folder / "subscriptions.csv"
+    table.write_bytes(b"customer_id,plan_id,start\nacme,pro,2024-01-01\ncaf\xe9,pro,2024-01-01\n")
+    with pytest.raises(InputError) as error:
+        load_customers(folder)
+    assert str(error.value) == f"{table}: line 3: not UTF-8 text"
+
+
 TYPED_TABLES = {
     "subscriptions": """
         SELECT * FROM (VALUES
