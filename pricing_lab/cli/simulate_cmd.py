@@ -168,15 +168,22 @@ def _timestamp(text: str) -> datetime:
     return value
 
 
-def check_customers(customers: Any, catalog: Any, *, source: object) -> None:
-    """Refuse, before any event is read, customers naming plans, add-ons or currencies the
-    catalog does not have: every problem at once, under the customers file's name."""
+def check_replay_inputs(args: argparse.Namespace, catalog: Any, customers: Any) -> None:
+    """Refuse, before any event is read, what no replay can use: a catalog without a credit
+    currency (an empty or wrong file: there would be nothing to burn), and customers naming
+    plans, add-ons or currencies the catalog does not have (every problem at once, under the
+    customers file's name)."""
     from pricing_lab.errors import ValidationError
     from pricing_lab.simulation.simulate import customer_problems
 
+    if not catalog.currencies:
+        raise InputError(
+            f"{args.catalog}: the catalog has no credit currency, so a replay has nothing to "
+            "burn (docs/catalog.md)"
+        )
     problems = customer_problems(customers, catalog)
     if problems:
-        raise ValidationError(problems, source=str(source))
+        raise ValidationError(problems, source=str(args.customers))
 
 
 def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: ignore[no-untyped-def]
@@ -201,7 +208,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
-    check_customers(customers, catalog, source=args.customers)
+    check_replay_inputs(args, catalog, customers)
     # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file; a
     # warehouse source evaluates the meters and rates of the catalog and scenarios there
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None

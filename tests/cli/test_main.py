@@ -205,19 +205,17 @@ def test_ctrl_c_that_a_library_raises_as_its_own_error_is_still_an_interrupt() -
     assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pricing_lab/ledger/inputs.py prepare(): max(basis_places, *prices) with no currency "
-    "is max(int): TypeError, so `simulate` with a catalog without currencies is an internal error "
-    "(the ledger is another engineer's file: left to them)",
-)
-def test_simulate_with_a_catalog_without_currencies_is_no_internal_error(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("command", ["simulate", "forecast"])
+def test_a_catalog_without_currencies_is_bad_input_before_the_events(
+    tmp_path, capsys, command: str
+) -> None:
     from pricing_lab.cli import main
-    from tests.simulation.test_simulate import random_events, write_inputs
 
-    paths = write_inputs(tmp_path, random_events(5, seed=1))
-    paths["catalog"].write_text("")  # an empty catalog: no currency, no feature
-    arguments = ["simulate", "--catalog", paths["catalog"], "--events", paths["events"]]
-    status = main([*map(str, arguments), "--out", str(tmp_path / "out"), "--quiet"])
-    assert "internal error" not in capsys.readouterr().err
-    assert status in (0, 2)
+    (tmp_path / "catalog.yaml").write_text("")  # an empty file, or the wrong one
+    arguments = [command, "--catalog", str(tmp_path / "catalog.yaml"), "--out", str(tmp_path / "o")]
+    arguments += ["--events", str(tmp_path / "missing.csv")]  # not read: the catalog is refused
+    assert main([*arguments, *(["--as-of", "2024-02-01"] if command == "forecast" else [])]) == 2
+    assert capsys.readouterr().err == (
+        f"pricing-lab: {tmp_path / 'catalog.yaml'}: the catalog has no credit currency, so a "
+        "replay has nothing to burn (docs/catalog.md)\n"
+    )
