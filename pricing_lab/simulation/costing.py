@@ -368,8 +368,11 @@ def costed_events(
             def costings(span: CustomerSpan | None) -> list[Costing]:
                 results: dict[int, Costing] = {}
                 for (members, built), files in zip(tables, split, strict=True):
-                    rows = _costed_rows(con, built, span) if files is None else files.take(span)
-                    results.update(zip(members, _costings_of(con, built, span, rows)))
+                    if files is None:
+                        made = _costings_of(con, built, span, _costed_rows(con, built, span))
+                    else:
+                        made = _costings_of(con, built, span, *files.take(span))
+                    results.update(zip(members, made))
                 return [results[i] for i in range(len(catalogs))]
 
             yield costings
@@ -568,16 +571,22 @@ class _SpanFiles:
 
     spans: tuple[CustomerSpan, ...]
     paths: tuple[Path, ...]
+    rejected: list[pl.DataFrame]  # per rate set, of all spans (few rows: read once)
 
-    def take(self, span: CustomerSpan | None) -> pa.Table:
-        """The rows of `span` (one of the spans split, asked for once: its file goes)."""
+    def take(self, span: CustomerSpan | None) -> tuple[pa.Table, list[pl.DataFrame]]:
+        """The costed rows and, per rate set, the rejected events of `span` (one of the spans
+        split, asked for once: its file goes)."""
         if span not in self.spans:
             raise ValueError(f"costings: {span} is not one of the spans the rows were split into")
         path = self.paths[self.spans.index(span)]
         with pa.OSFile(str(path)) as source:
             rows = pa.ipc.open_file(source, memory_pool=small_pages.ARROW_POOL).read_all()
         path.unlink()
-        return rows
+        customer = pl.col("customer_id")
+        inside = customer.is_between(pl.lit(span.first), pl.lit(span.last))
+        if span.null_customer:
+            inside = inside | customer.is_null()
+        return rows, [frame.filter(inside) for frame in self.rejected]
 
 
 def _split_by_span(
@@ -624,9 +633,36 @@ def _split_by_span(
                     if rows:
                         writer.write_batch(grouped.slice(start, rows))
                     start += rows
+        rejected = _rejected_rows(con, built, None)
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
-    return _SpanFiles(spans=tuple(spans), paths=paths)
+    return _SpanFiles(spans=tuple(spans), paths=paths, rejected=rejected)
+
+
+def _rejected_rows(
+    con: duckdb.DuckDBPyConnection, built: _CostedTables, span: CustomerSpan | None
+) -> list[pl.DataFrame]:
+    """Per rate set of `built`, the events it rejects of the customers in `span` (all without
+    one), as `rejected_events.parquet` holds them, in customer, time and event id order."""
+    within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
+    return [
+        _fetch(
+            con,
+            f"""
+            SELECT {built.source_row} AS source_row, ev.event_id, ev.customer_id,
+                   ev.event_name,
+                   strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
+                   b.__reason_{k} AS reason, b.__detail_{k} AS detail
+            FROM {built.bad} AS b JOIN {quote_ident(built.events)} AS ev
+                ON ev.event_id = b.event_id
+            WHERE b.__bad_{k} {within}
+            ORDER BY ev.customer_id, ev.timestamp, ev.event_id
+            """,
+        )
+        if built.rejected_counts[k]
+        else pl.DataFrame(schema=REJECTED_COLUMNS)
+        for k in range(built.sets)
+    ]
 
 
 def _costings_of(
@@ -634,9 +670,11 @@ def _costings_of(
     built: _CostedTables,
     span: CustomerSpan | None,
     rows: pa.Table,
+    rejected: list[pl.DataFrame] | None = None,
 ) -> list[Costing]:
     """One costing per rate set of `built`, of the customers in `span` (all without one), from
-    their costed `rows` (`_costed_rows_sql`)."""
+    their costed `rows` (`_costed_rows_sql`) and, per set, their `rejected` events (read here
+    when not given)."""
     sets = range(built.sets)
     flagged = [k for k in sets if built.rejected_counts[k] > built.everywhere]
     currency_codes = dict.fromkeys(built.currency_columns)
@@ -671,25 +709,7 @@ def _costings_of(
             *(f"__rejected_{k}" for k in flagged),
         )
         del ordered
-        rejected_within = "" if span is None else f"AND {span.sql('ev.customer_id')}"
-        rejected = [
-            _fetch(
-                con,
-                f"""
-                SELECT {built.source_row} AS source_row, ev.event_id, ev.customer_id,
-                       ev.event_name,
-                       strftime(ev.timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
-                       b.__reason_{k} AS reason, b.__detail_{k} AS detail
-                FROM {built.bad} AS b JOIN {quote_ident(built.events)} AS ev
-                    ON ev.event_id = b.event_id
-                WHERE b.__bad_{k} {rejected_within}
-                ORDER BY ev.customer_id, ev.timestamp, ev.event_id
-                """,
-            )
-            if built.rejected_counts[k]
-            else pl.DataFrame(schema=REJECTED_COLUMNS)
-            for k in sets
-        ]
+        rejected = _rejected_rows(con, built, span) if rejected is None else rejected
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
     costings = []

@@ -19,6 +19,7 @@ same writer (`output_files`). Peak memory is about one range's replay, plus Duck
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 import tempfile
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import duckdb
 import numpy as np
@@ -43,7 +45,13 @@ from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements
 from pricing_lab.ledger.balances import feature_totals, money_scale
 from pricing_lab.ledger.frames import empty_ledger, ledger_schema
 from pricing_lab.ledger.inputs import PreparedReplay, default_horizon, prepare
-from pricing_lab.ledger.model import Enforcement, RecurringEntitlement
+from pricing_lab.ledger.model import (
+    AutoRecharge,
+    Enforcement,
+    Grant,
+    RecurringEntitlement,
+    Subscription,
+)
 from pricing_lab.simulation import output_files
 from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import (
@@ -144,16 +152,62 @@ def input_customer_ids(customers: CustomerInputs) -> set[str]:
     )
 
 
-def _customers_in(customers: CustomerInputs, span: CustomerRange) -> CustomerInputs:
-    def inside(customer_id: str) -> bool:
-        return span.first <= customer_id <= span.last
+class _OfCustomer(Protocol):
+    @property
+    def customer_id(self) -> str: ...
 
-    return replace(
-        customers,
-        subscriptions=tuple(s for s in customers.subscriptions if inside(s.customer_id)),
-        grants=tuple(g for g in customers.grants if inside(g.customer_id)),
-        auto_recharges=tuple(r for r in customers.auto_recharges if inside(r.customer_id)),
-    )
+
+Input = TypeVar("Input", bound=_OfCustomer)
+
+
+@dataclass(frozen=True, slots=True)
+class _ByCustomer(Generic[Input]):
+    """Customer inputs of one kind cut by range of customer ids: their positions sorted by
+    customer id once, so that a range's inputs are found by bisection, not by a pass over
+    every customer's inputs per range (ranges × customers)."""
+
+    items: tuple[Input, ...]
+    ids: list[str]  # the customer ids, sorted
+    positions: list[int]  # the position of each id's input in `items`
+
+    @classmethod
+    def of(cls, items: tuple[Input, ...]) -> _ByCustomer[Input]:
+        positions = sorted(range(len(items)), key=lambda i: items[i].customer_id)
+        return cls(items, [items[i].customer_id for i in positions], positions)
+
+    def within(self, span: CustomerRange) -> tuple[Input, ...]:
+        """The inputs of the customers in `span`, in their given order."""
+        lo = bisect.bisect_left(self.ids, span.first)
+        hi = bisect.bisect_right(self.ids, span.last)
+        return tuple(self.items[i] for i in sorted(self.positions[lo:hi]))
+
+
+@dataclass(frozen=True, slots=True)
+class _InputsByCustomer:
+    """A replay's customer inputs, cut by range of customer ids (`_ByCustomer`)."""
+
+    customers: CustomerInputs
+    subscriptions: _ByCustomer[Subscription]
+    grants: _ByCustomer[Grant]
+    auto_recharges: _ByCustomer[AutoRecharge]
+
+    @classmethod
+    def of(cls, customers: CustomerInputs) -> _InputsByCustomer:
+        return cls(
+            customers,
+            _ByCustomer.of(customers.subscriptions),
+            _ByCustomer.of(customers.grants),
+            _ByCustomer.of(customers.auto_recharges),
+        )
+
+    def within(self, span: CustomerRange) -> CustomerInputs:
+        """The inputs of the customers in `span`."""
+        return replace(
+            self.customers,
+            subscriptions=self.subscriptions.within(span),
+            grants=self.grants.within(span),
+            auto_recharges=self.auto_recharges.within(span),
+        )
 
 
 def simulate_partitioned(
@@ -204,6 +258,7 @@ def simulate_partitioned(
         con=con,
         catalog=catalog,
         customers=customers,
+        by_customer=_InputsByCustomer.of(customers),
         recurring=recurring_entitlements(customers.subscriptions, catalog),
         spans=spans,
         events=events,
@@ -249,6 +304,7 @@ class _PartitionedRun:
     con: duckdb.DuckDBPyConnection
     catalog: Catalog
     customers: CustomerInputs
+    by_customer: _InputsByCustomer
     recurring: tuple[RecurringEntitlement, ...]
     spans: list[CustomerRange]
     events: str
@@ -349,7 +405,7 @@ class _PartitionedRun:
         """The replay of one range's customers, on their costed events (`costing`) and costs to
         serve (`serving`); the first and last time of a costed event."""
         start, until = horizon
-        range_customers = _customers_in(self.customers, span)
+        range_customers = self.by_customer.within(span)
         times = costing.consumptions["timestamp"]
         first = times.min() if len(times) else None
         last = times.max() if len(times) else None
