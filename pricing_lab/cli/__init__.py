@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -112,7 +114,7 @@ def _failure(exc: Exception) -> int:
         sys.stderr.write(f"pricing-lab: {_os_error_text(exc)}\n")
         return 2 if exc.errno in _BAD_PATH_ERRNOS else 1
     if _storage_failure(exc):
-        text = str(exc).strip().splitlines()[0]
+        text = _storage_text(str(exc))
         sys.stderr.write(f"pricing-lab: {text}\n")
         # DuckDB says why in the OS's words: a place the user named is bad input, as above.
         return 2 if any(os.strerror(code) in text for code in _BAD_PATH_ERRNOS) else 1
@@ -173,6 +175,15 @@ def _storage_failure(exc: Exception) -> bool:
     read-only place): not a bug of the code; DuckDB's message names the file."""
     duckdb = sys.modules.get("duckdb")
     return duckdb is not None and isinstance(exc, duckdb.IOException)
+
+
+def _storage_text(text: str) -> str:
+    """DuckDB's IO error as one line: an asynchronous write's error carries the OS's message
+    inside JSON (`Async write failed …: {"exception_message":"Could not write file …"}`)."""
+    inner = re.search(r'"exception_message":\s*("(?:[^"\\]|\\.)*")', text)
+    if inner is not None:
+        return f"IO Error: {json.loads(inner.group(1))}"
+    return text.strip().splitlines()[0]
 
 
 def _os_error_text(exc: OSError) -> str:

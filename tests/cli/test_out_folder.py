@@ -17,18 +17,24 @@ from tests.simulation.test_simulate import cli, random_events, write_inputs
 FILE_SIZE_LIMIT = 4096
 
 
-def _simulate_with_small_files(
-    paths: dict[str, Path], out: Path, *more: str
-) -> subprocess.CompletedProcess:
+def _with_small_files(*arguments: object) -> subprocess.CompletedProcess:
+    """`pricing-lab ARGUMENTS` in a fresh process that cannot write files past the limit."""
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
 
-    command = [sys.executable, "-m", "pricing_lab", "simulate", "--quiet", "--scenario", "again"]
-    command += ["--catalog", paths["catalog"], "--events", paths["events"], "--out", out]
-    command += ["--customers", paths["customers"], *more]
+    command = [sys.executable, "-m", "pricing_lab", *map(str, arguments)]
     return subprocess.run(
-        [str(part) for part in command], capture_output=True, text=True, preexec_fn=limit,
-        timeout=120, check=False,
+        command, capture_output=True, text=True, preexec_fn=limit, timeout=120, check=False
+    )
+
+
+def _simulate_with_small_files(
+    paths: dict[str, Path], out: Path, *more: str
+) -> subprocess.CompletedProcess:
+    return _with_small_files(
+        "simulate", "--quiet", "--scenario", "again", "--catalog", paths["catalog"],
+        "--events", paths["events"], "--out", out, "--customers", paths["customers"], *more,
     )  # fmt: skip
 
 
@@ -66,3 +72,18 @@ def test_a_full_scratch_disk_is_one_message_and_leaves_no_output_folder(tmp_path
     assert line.endswith("File too large")
     assert "internal error" not in line
     assert not out.exists()
+
+
+def test_an_output_duckdb_cannot_finish_writing_is_one_line_naming_it(tmp_path: Path) -> None:
+    # DuckDB's COPY reports an asynchronous write's OS error inside JSON: the line says it plainly.
+    paths = write_inputs(tmp_path / "in", random_events(300, seed=3))
+    out = tmp_path / "usage.parquet"
+    failed = _with_small_files(
+        "usage", "report", "--quiet", "--catalog", paths["catalog"], "--events", paths["events"],
+        "--period", "day", "--out", out,
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.splitlines()[-1:] == [
+        f'pricing-lab: IO Error: Could not write file "{out}": File too large'
+    ]
+    assert not out.exists()  # DuckDB removes what it began
