@@ -27,7 +27,7 @@ import itertools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -342,32 +342,32 @@ def costed_events(
         groups.setdefault((subscriptions, meters, currencies, _rated_where(features)), []).append(
             index
         )
-    tables: list[tuple[list[int], _CostedTables]] = []
+    tables: list[tuple[list[int], _CostedTables, _SpanFiles | None]] = []
     try:
-        for number, members in enumerate(groups.values()):
-            catalog, subscriptions, _rates, _meters = prepared[members[0]]
-            built = _build_costed(
-                con,
-                [rate_sets[i] for i in members],
-                subscriptions,
-                catalog.currencies,
-                events,
-                traceable=SOURCE_ROW_COLUMN in column_types,
-                name=f"__costed_{number}",
-            )
-            tables.append((members, built))
-
         with contextlib.ExitStack() as stack:
-            split: list[_SpanFiles | None] = [None] * len(tables)
-            if len(spans) > 1:
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=scratch)))
-                for number, (_members, built) in enumerate(tables):
-                    split[number] = _split_by_span(con, built, spans, folder / str(number))
-                    _drop(con, built.costed)
+            folder = (
+                Path(stack.enter_context(tempfile.TemporaryDirectory(dir=scratch)))
+                if len(spans) > 1
+                else None
+            )
+            for number, members in enumerate(groups.values()):
+                catalog, subscriptions, _rates, _meters = prepared[members[0]]
+                built, files = _build_costed(
+                    con,
+                    [rate_sets[i] for i in members],
+                    subscriptions,
+                    catalog.currencies,
+                    events,
+                    traceable=SOURCE_ROW_COLUMN in column_types,
+                    name=f"__costed_{number}",
+                    spans=spans,
+                    folder=None if folder is None else folder / str(number),
+                )
+                tables.append((members, built, files))
 
             def costings(span: CustomerSpan | None) -> list[Costing]:
                 results: dict[int, Costing] = {}
-                for (members, built), files in zip(tables, split, strict=True):
+                for members, built, files in tables:
                     if files is None:
                         made = _costings_of(con, built, span, _costed_rows(con, built, span))
                     else:
@@ -377,7 +377,7 @@ def costed_events(
 
             yield costings
     finally:
-        for _members, built in tables:
+        for _members, built, _files in tables:
             _drop(con, built.costed, built.bad, built.customers)
 
 
@@ -417,11 +417,17 @@ def _build_costed(
     *,
     traceable: bool,
     name: str,
-) -> _CostedTables:
+    spans: Sequence[CustomerSpan] = (),
+    folder: Path | None = None,
+) -> tuple[_CostedTables, _SpanFiles | None]:
     """Cost the rate sets in one query into temporary tables `name` and `name`_bad: the rate
     sets cost the same rows (see `_rated_where`), each in its own raw-cost, cost and (when they
     differ) currency column. `traceable`: the events table has ingestion's `source_row`, copied
-    to the rejected rows. The caller drops the tables."""
+    to the rejected rows. The caller drops the tables.
+
+    With `folder`, the costed rows are not stored in DuckDB but streamed from the costing query
+    into a file per span of `spans` under `folder` (`_split_by_span`); the rejected events are
+    found in the rows with a problem, kept aside as they pass."""
     features = _joint_features(rate_sets)
     sets = range(len(rate_sets))
     shared_currency = all(
@@ -447,24 +453,42 @@ def _build_costed(
     costed, bad = quote_ident(name), quote_ident(f"{name}_bad")
     customers = quote_ident(f"{name}_customers")
     con.register("__subscriptions", _subscriptions_table(subscriptions, features).to_arrow())
+    built = _CostedTables(
+        costed=costed,
+        bad=bad,
+        customers=customers,
+        events=events,
+        sets=len(rate_sets),
+        currency_columns=tuple(currency_columns),
+        currency_ids=tuple(c.id for c in currencies),
+        feature_ids=tuple(f.meter.feature_id for f in features),
+        rejected_counts=(0,) * len(rate_sets),  # until the rejected events are known
+        everywhere=0,
+        source_row="ev.source_row" if traceable else "CAST(NULL AS BIGINT)",
+    )
+    limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
+    too_big = [f"(__out_of_range_{k} OR __cost_{k} >= {limit})" for k in sets]
+    problem = [
+        f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0 OR __cost_{k} >= {limit})" for k in sets
+    ]
+    split: tuple[tuple[Path, ...], pa.Table] | None = None
     try:
-        # Materialized first: each customer span is read from the stored rows, and the rejected
-        # events are found in them without working the costs out again. A span reads the
-        # customer, feature and currency of its rows as numbers, and their ids once each.
+        # A span reads the customer, feature and currency of its rows as numbers, and their ids
+        # once each. Stored, the rows are read again per span (`_costed_rows`); split, they are
+        # read once, as the costing query makes them.
         con.execute(f"CREATE OR REPLACE TEMP TABLE {customers} AS {_customer_order_sql(events)}")
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE {costed} AS
+        rows = f"""
             SELECT c.*, {rounded_costs}, o.__customer_rank
             FROM ({_costed_sql(features, events, len(rate_sets), shared_currency)}) AS c
             LEFT JOIN {customers} AS o ON o.customer_id = c.customer_id
             """
-        )
-        limit = f"CAST('{cost_limit(scale)}' AS DECIMAL(38, 0))"
-        too_big = [f"(__out_of_range_{k} OR __cost_{k} >= {limit})" for k in sets]
-        problem = [
-            f"(__raw_cost_{k} IS NULL OR __raw_cost_{k} < 0 OR __cost_{k} >= {limit})" for k in sets
-        ]
+        if folder is None:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {costed} AS {rows}")
+            problems = costed
+        else:
+            split = _split_by_span(con, built, f"({rows})", " OR ".join(problem), spans, folder)
+            con.register(_PROBLEMS, split[1])
+            problems = _PROBLEMS
         per_set = ", ".join(
             f"bool_or({problem[k]}) AS __bad_{k}, "
             f"CASE WHEN bool_or({too_big[k]}) THEN 'cost_out_of_range' "
@@ -478,7 +502,7 @@ def _build_costed(
             f"""
             CREATE OR REPLACE TEMP TABLE {bad} AS
             SELECT event_id, {per_set}
-            FROM {costed}
+            FROM {problems}
             WHERE __feature_id IS NOT NULL AND ({" OR ".join(problem)})
             GROUP BY event_id
             """
@@ -489,24 +513,23 @@ def _build_costed(
             + ", ".join(f"count(*) FILTER (WHERE __bad_{k})" for k in sets)
             + f", count(*) FILTER (WHERE {in_every_set}) FROM {bad}"
         ).fetchall()[0]
-    except duckdb.Error as exc:
+        built = replace(
+            built, rejected_counts=tuple(int(n) for n in counts[:-1]), everywhere=int(counts[-1])
+        )
+        files = None if split is None else _span_files(con, built, spans, split[0])
+    except BaseException as exc:
+        if split is not None:
+            con.unregister(_PROBLEMS)
+            split = None
         _drop(con, costed, bad, customers)
-        raise InputError(f"costing events failed: {exc}") from None
+        if isinstance(exc, duckdb.Error):
+            raise InputError(f"costing events failed: {exc}") from None
+        raise
     finally:
         con.unregister("__subscriptions")
-    return _CostedTables(
-        costed=costed,
-        bad=bad,
-        customers=customers,
-        events=events,
-        sets=len(rate_sets),
-        currency_columns=tuple(currency_columns),
-        currency_ids=tuple(c.id for c in currencies),
-        feature_ids=tuple(f.meter.feature_id for f in features),
-        rejected_counts=tuple(int(n) for n in counts[:-1]),
-        everywhere=int(counts[-1]),
-        source_row="ev.source_row" if traceable else "CAST(NULL AS BIGINT)",
-    )
+        if split is not None:
+            con.unregister(_PROBLEMS)
+    return built, files
 
 
 def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
@@ -514,11 +537,11 @@ def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _costed_rows_sql(built: _CostedTables, within: str = "") -> str:
+def _costed_rows_sql(built: _CostedTables, within: str = "", extra: str = "") -> str:
     """The costed rows of `built` as the engines' costings read them (`_costings_of`), those
     of events rejected in every rate set left out: event_id, timestamp, the currency column(s)
     as codes (`_CostedTables.currency_ids`), one cost per set, a rejected flag per set where
-    some but not all sets reject, the customer's and the feature's rank."""
+    some but not all sets reject, the customer's and the feature's rank; then `extra`."""
     sets = range(built.sets)
     costed, bad = built.costed, built.bad
     # Per set: events rejected there; those rejected in every set leave in the query, the
@@ -548,7 +571,7 @@ def _costed_rows_sql(built: _CostedTables, within: str = "") -> str:
     costs = ", ".join(f"c.__cost_{k}" for k in sets)
     return f"""
         SELECT c.event_id, c.timestamp, {codes}, {costs}{flags}, c.__customer_rank,
-               c.__feature_rank
+               c.__feature_rank{extra}
         FROM {costed} AS c {accepted} {flagging}
         {within}
         """
@@ -567,21 +590,32 @@ def _costed_rows(
 
 @dataclass(frozen=True, slots=True)
 class _SpanFiles:
-    """The costed rows of each span in a file of its own (`_split_by_span`)."""
+    """The costed rows of each span in a file of its own (`_split_by_span`), and what a span's
+    rows need from the rejected events (`_span_files`)."""
 
     spans: tuple[CustomerSpan, ...]
     paths: tuple[Path, ...]
     rejected: list[pl.DataFrame]  # per rate set, of all spans (few rows: read once)
+    everywhere: pa.Array  # ids of the events rejected in every set: their rows leave
+    flagged: dict[int, pa.Array]  # per set rejecting others too: the ids it rejects
 
     def take(self, span: CustomerSpan | None) -> tuple[pa.Table, list[pl.DataFrame]]:
-        """The costed rows and, per rate set, the rejected events of `span` (one of the spans
-        split, asked for once: its file goes)."""
+        """The costed rows (`_costed_rows_sql`) and, per rate set, the rejected events of
+        `span` (one of the spans split, asked for once: its file goes)."""
         if span not in self.spans:
             raise ValueError(f"costings: {span} is not one of the spans the rows were split into")
         path = self.paths[self.spans.index(span)]
         with pa.OSFile(str(path)) as source:
             rows = pa.ipc.open_file(source, memory_pool=small_pages.ARROW_POOL).read_all()
         path.unlink()
+        if len(self.everywhere):
+            kept = pc.invert(pc.is_in(rows.column("event_id"), value_set=self.everywhere))
+            rows = rows.filter(kept)
+        at = rows.schema.get_field_index("__customer_rank")
+        for k, ids in self.flagged.items():
+            flags = pc.is_in(rows.column("event_id"), value_set=ids)
+            rows = rows.add_column(at, f"__rejected_{k}", flags)
+            at += 1
         customer = pl.col("customer_id")
         inside = customer.is_between(pl.lit(span.first), pl.lit(span.last))
         if span.null_customer:
@@ -589,14 +623,23 @@ class _SpanFiles:
         return rows, [frame.filter(inside) for frame in self.rejected]
 
 
+# The rows with a problem, kept aside while the costed rows are split (`_split_by_span`), as a
+# table the rejected events are found in.
+_PROBLEMS = "__costing_problems"
+
+
 def _split_by_span(
     con: duckdb.DuckDBPyConnection,
     built: _CostedTables,
+    rows: str,
+    problem: str,
     spans: Sequence[CustomerSpan],
     folder: Path,
-) -> _SpanFiles:
-    """The costed rows of `built` read once, each into the file of its customer's span (rows
-    without a customer: the span with `null_customer`; rows of no span are left out)."""
+) -> tuple[tuple[Path, ...], pa.Table]:
+    """The costed rows of query `rows` (`_build_costed`'s, of `built`, whose rejected events
+    are not known yet), each into the file of its customer's span (rows without a customer:
+    the span with `null_customer`; rows of no span are left out). Returns the files and the
+    rows where `problem` holds: what the rejected events are found in."""
     ranks = con.execute(
         f"SELECT customer_id, __customer_rank FROM {built.customers} "
         "WHERE customer_id IS NOT NULL ORDER BY __customer_rank"
@@ -612,31 +655,80 @@ def _split_by_span(
     folder.mkdir()
     paths = tuple(folder / f"span-{i:05d}.arrow" for i in range(len(spans)))
     options = pa.ipc.IpcWriteOptions(compression="lz4")
-    try:
-        reader = con.sql(_costed_rows_sql(built)).to_arrow_reader(_SPLIT_BATCH_ROWS)
-        with contextlib.ExitStack() as files:
-            files.callback(reader.close)  # an open result would hold the connection
-            writers = [
-                files.enter_context(pa.ipc.new_file(str(path), reader.schema, options=options))
-                for path in paths
-            ]
-            for batch in reader:
-                rank = pc.fill_null(batch.column("__customer_rank"), -1).to_numpy() - base
-                span = np.searchsorted(first_rank, rank, side="right") - 1
-                inside = (span >= 0) & (rank < end_rank[np.maximum(span, 0)])
-                span = np.where(inside, span, np.where(rank < 0, null_span, -1))
-                order = np.argsort(span, kind="stable")
-                counts = np.bincount(span + 1, minlength=len(spans) + 1)
-                grouped = batch.take(pa.array(order))
-                start = int(counts[0])  # rows of no span come first: left out
-                for writer, rows in zip(writers, counts[1:].tolist(), strict=True):
-                    if rows:
-                        writer.write_batch(grouped.slice(start, rows))
-                    start += rows
-        rejected = _rejected_rows(con, built, None)
-    except duckdb.Error as exc:
-        raise InputError(f"costing events failed: {exc}") from None
-    return _SpanFiles(spans=tuple(spans), paths=paths, rejected=rejected)
+    kept = ["event_id", "__feature_id"]
+    kept += [f"__{c}_{k}" for k in range(built.sets) for c in ("raw_cost", "out_of_range", "cost")]
+    # A problem row's columns, null on the others.
+    aside = "".join(f", CASE WHEN __problem THEN c.{c} END AS __aside_{c}" for c in kept)
+    query = _costed_rows_sql(
+        replace(
+            built,
+            costed=f"(SELECT *, __feature_id IS NOT NULL AND ({problem}) AS __problem FROM {rows})",
+        ),
+        extra=f", c.__problem{aside}",
+    )
+    problems: list[pa.Table] = []
+    reader = con.sql(query).to_arrow_reader(_SPLIT_BATCH_ROWS)
+    with contextlib.ExitStack() as files:
+        files.callback(reader.close)  # an open result would hold the connection
+        names = [
+            n for n in reader.schema.names if n != "__problem" and not n.startswith("__aside_")
+        ]
+        schema = pa.schema([reader.schema.field(name) for name in names])
+        writers = [
+            files.enter_context(pa.ipc.new_file(str(path), schema, options=options))
+            for path in paths
+        ]
+        aside_names = [f"__aside_{c}" for c in kept]
+        for batch in reader:
+            flagged = pc.fill_null(batch.column("__problem"), False)
+            if pc.any(flagged).as_py():
+                problems.append(
+                    pa.Table.from_batches(
+                        [batch.filter(flagged).select(aside_names)]
+                    ).rename_columns(kept)
+                )
+            batch = batch.select(names)
+            rank = pc.fill_null(batch.column("__customer_rank"), -1).to_numpy() - base
+            span = np.searchsorted(first_rank, rank, side="right") - 1
+            inside = (span >= 0) & (rank < end_rank[np.maximum(span, 0)])
+            span = np.where(inside, span, np.where(rank < 0, null_span, -1))
+            order = np.argsort(span, kind="stable")
+            counts = np.bincount(span + 1, minlength=len(spans) + 1)
+            grouped = batch.take(pa.array(order))
+            start = int(counts[0])  # rows of no span come first: left out
+            for writer, taken in zip(writers, counts[1:].tolist(), strict=True):
+                if taken:
+                    writer.write_batch(grouped.slice(start, taken))
+                start += taken
+        empty = pa.schema([reader.schema.field(f"__aside_{c}").with_name(c) for c in kept])
+    return paths, pa.concat_tables(problems) if problems else empty.empty_table()
+
+
+def _span_files(
+    con: duckdb.DuckDBPyConnection,
+    built: _CostedTables,
+    spans: Sequence[CustomerSpan],
+    paths: tuple[Path, ...],
+) -> _SpanFiles:
+    """The files of the costed rows split by span, with what the spans' rows need from the
+    rejected events of `built`: those rejected in every set leave (as `_costed_rows_sql`'s
+    anti join), the others are flagged per set (its left join)."""
+    sets = range(built.sets)
+    bad = pl.from_arrow(con.sql(f"SELECT * FROM {built.bad}").to_arrow_table())
+    assert isinstance(bad, pl.DataFrame)
+    in_every_set = pl.all_horizontal(f"__bad_{k}" for k in sets)
+    flagged = {
+        k: bad.filter(f"__bad_{k}")["event_id"].to_arrow()
+        for k in sets
+        if built.rejected_counts[k] > built.everywhere
+    }
+    return _SpanFiles(
+        spans=tuple(spans),
+        paths=paths,
+        rejected=_rejected_rows(con, built, None),
+        everywhere=bad.filter(in_every_set)["event_id"].to_arrow(),
+        flagged=flagged,
+    )
 
 
 def _rejected_rows(

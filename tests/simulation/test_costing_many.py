@@ -223,15 +223,18 @@ def test_no_catalogs_cost_nothing() -> None:
     assert cost_events_many(con, [], []) == []
 
 
-def test_costings_split_by_span_are_those_read_span_by_span(tmp_path: Path) -> None:
-    """Spans given up front: the costed rows are read once and split into a file per span;
-    each span's costings are those of the span's own query, for every rate set (events
-    rejected in one set or all), and a customer in no span (nosub) is in neither."""
+@pytest.mark.parametrize("first_set", ["tokens", "tokens - 5"])
+def test_costings_split_by_span_are_those_read_span_by_span(tmp_path: Path, first_set: str) -> None:
+    """Spans given up front: the costed rows are streamed once into a file per span; each
+    span's costings are those of the span's own query over the stored rows, for every rate
+    set (events rejected in one set, or with `tokens - 5` in both: n1, b2, p3), and a customer
+    in no span (nosub) is in neither."""
     con, _ = load_events(ROWS)
     negative = changed(
         Scenario(name="neg", rates=(RateChange(feature="chat", formula="tokens - 10"),))
     )
-    catalogs = [catalog(), negative]
+    first = changed(Scenario(name="first", rates=(RateChange(feature="chat", formula=first_set),)))
+    catalogs = [first, negative]
     spans = [CustomerSpan(first="a", last="b"), CustomerSpan(first="p", last="z")]
     with costed_events(con, catalogs, [SUBSCRIPTIONS] * 2) as one_by_one:
         expected = [one_by_one(span) for span in spans]
@@ -243,7 +246,8 @@ def test_costings_split_by_span_are_those_read_span_by_span(tmp_path: Path) -> N
                 assert_frame_equal(got.consumptions, want.consumptions, check_exact=True)
                 assert_frame_equal(got.rejected, want.rejected, check_exact=True)
     assert [set(costing.consumptions["customer_id"]) for costing in expected[0]] == [{"b"}] * 2
-    assert set(expected[1][1].rejected["event_id"]) == {"p3"}  # rejected in one set only
+    assert set(expected[1][1].rejected["event_id"]) == {"p3"}
+    assert set(expected[0][1].rejected["event_id"]) == {"b1", "b2"}  # b1 in the second set only
     assert list(tmp_path.iterdir()) == []  # the split files are gone
     overlapping = [CustomerSpan(first="a", last="o"), CustomerSpan(first="n", last="z")]
     with (
