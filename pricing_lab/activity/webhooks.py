@@ -123,7 +123,10 @@ def read_activity(path: str | Path) -> pl.DataFrame:
                 f"{scenarios}/NAME/ (scenarios: {names})"
             )
         raise InputError(f"{file}: no activity stream (replay with `pricing-lab simulate` first)")
-    frame = pl.read_parquet(file)
+    try:
+        frame = pl.read_parquet(file)
+    except (pl.exceptions.PolarsError, OSError) as exc:  # a damaged or foreign file
+        raise InputError(f"{file}: not a readable Parquet file ({type(exc).__name__})") from None
     needed = {"activity_id", "timestamp", "kind", "scenario"}
     if not needed <= set(frame.columns):
         missing = ", ".join(sorted(needed - set(frame.columns)))

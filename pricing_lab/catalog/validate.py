@@ -818,6 +818,8 @@ class _Checker:
                 self.add(currency_path, f"unknown currency {currency_id!r}")
             elif item.get("currency") is None and len(self.currencies) > 1:
                 self.add(currency_path, "required when the catalog has more than one currency")
+            elif item.get("currency") is None and not self.currencies:
+                self.add(entry_path, "the catalog has no credit currency for this rate to burn")
             feature_id = self.string(entry_path, item, "feature")
             if feature_id is None:
                 continue

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import json
 import os
+import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
@@ -73,39 +77,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        with _compile_notice():
-            status = args.handler(args)
-    except PricingLabError as exc:
-        if os.environ.get("PRICING_LAB_DEBUG") == "1":
-            raise
+    with _InterruptWatch() as watch:
+        try:
+            # Inside the handlers: Ctrl-C while the command modules load is an interrupt too.
+            args = build_parser().parse_args(argv)
+            with _compile_notice():
+                status = args.handler(args)
+        except KeyboardInterrupt:
+            return _interrupted()
+        except BrokenPipeError:
+            # The reader of stdout went away (`… | head`): not an error of ours, nothing to say.
+            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off by its pipe
+        except Exception as exc:
+            if watch.seen:  # Ctrl-C that a library raised as its own error (DuckDB: RuntimeError
+                return _interrupted()  # "Query interrupted"), or that a read turned into bad input
+            if os.environ.get("PRICING_LAB_DEBUG") == "1":
+                raise
+            return _failure(exc)
+    return int(status or 0)
+
+
+def _interrupted() -> int:
+    sys.stderr.write("pricing-lab: interrupted\n")
+    return 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
+
+
+def _failure(exc: Exception) -> int:
+    """One line on stderr for an error that ended a command; returns the exit status."""
+    if isinstance(exc, PricingLabError):
         sys.stderr.write(f"pricing-lab: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("pricing-lab: interrupted\n")
-        return 130
-    except BrokenPipeError:
-        # The reader of stdout went away (`… | head`): not an error of ours, and nothing to say.
-        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, what a shell reports for a writer cut off by its pipe
-    except OSError as exc:  # a path the user gave cannot be made, read or written
-        if os.environ.get("PRICING_LAB_DEBUG") == "1":
-            raise
+    if isinstance(exc, OSError):  # a path the user gave cannot be made, read or written
         sys.stderr.write(f"pricing-lab: {_os_error_text(exc)}\n")
         return 2 if exc.errno in _BAD_PATH_ERRNOS else 1
-    except Exception as exc:  # a bug: still one message, the traceback only on request
-        if os.environ.get("PRICING_LAB_DEBUG") == "1":
-            raise
-        sys.stderr.write(
-            f"pricing-lab: internal error: {type(exc).__name__}: {exc} "
-            "(set PRICING_LAB_DEBUG=1 for the traceback)\n"
-        )
-        return 1
-    return int(status or 0)
+    if _storage_failure(exc):
+        text = _storage_text(str(exc))
+        sys.stderr.write(f"pricing-lab: {text}\n")
+        # DuckDB says why in the OS's words: a place the user named is bad input, as above.
+        return 2 if any(os.strerror(code) in text for code in _BAD_PATH_ERRNOS) else 1
+    # A bug: still one message, the traceback only on request.
+    sys.stderr.write(
+        f"pricing-lab: internal error: {type(exc).__name__}: {exc} "
+        "(set PRICING_LAB_DEBUG=1 for the traceback)\n"
+    )
+    return 1
+
+
+class _InterruptWatch:
+    """While a command runs, notes whether SIGINT arrived (then raises KeyboardInterrupt, as
+    Python's own handler does), so an error a library made of the interrupt still ends the
+    command as interrupted. Only where Python's default handler is in place (not in a thread,
+    not when the shell made the process ignore SIGINT)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._installed = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _InterruptWatch:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # A place the user named that cannot be used: bad input (exit 2). Other OS errors (a full disk)
@@ -122,6 +168,22 @@ _BAD_PATH_ERRNOS = frozenset(
         errno.ENAMETOOLONG,
     }
 )
+
+
+def _storage_failure(exc: Exception) -> bool:
+    """DuckDB could not read or write a file (its scratch file on a full disk, an output on a
+    read-only place): not a bug of the code; DuckDB's message names the file."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.IOException)
+
+
+def _storage_text(text: str) -> str:
+    """DuckDB's IO error as one line: an asynchronous write's error carries the OS's message
+    inside JSON (`Async write failed …: {"exception_message":"Could not write file …"}`)."""
+    inner = re.search(r'"exception_message":\s*("(?:[^"\\]|\\.)*")', text)
+    if inner is not None:
+        return f"IO Error: {json.loads(inner.group(1))}"
+    return text.strip().splitlines()[0]
 
 
 def _os_error_text(exc: OSError) -> str:

@@ -89,13 +89,25 @@ def run_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _valid_url(url: str) -> bool:
+    """Whether `url` has a host and, if given, a port number (`http://[::1`, `http://h:x/` not)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
 def run_send(args: argparse.Namespace) -> int:
     from pricing_lab.activity.webhooks import SendOptions, read_activity, send_activity
 
     secret = os.environ.get(args.secret_env)
     if not secret:
         raise InputError(f"no signing secret: set the environment variable {args.secret_env}")
-    if not args.to.startswith(("http://", "https://")):
+    if not args.to.startswith(("http://", "https://")) or not _valid_url(args.to):
         raise InputError(f"--to: not an http(s) URL: {args.to!r}")
     problems = [
         name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pricing_lab.cli.simulate_cmd import (
     load_inputs,
     output_folder,
 )
+from pricing_lab.cli.staging import staged_outputs
 from pricing_lab.errors import InputError
 from pricing_lab.scale.cli_options import (
     add_scale_arguments,
@@ -72,12 +74,12 @@ def _forecast_instant(text: str) -> object:
 
 def run(args: argparse.Namespace) -> int:
 
-    from pricing_lab.cli.output import comparison_json, comparison_text, print_json, rows
+    from pricing_lab.cli.output import print_json
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.output_files import write_table
-    from pricing_lab.simulation.scenarios import compare, load_scenarios, scenario_folder
+    from pricing_lab.simulation.scenarios import compare, load_scenarios
 
     check_scale_arguments(args)
     base, scenarios = load_scenarios(args.scenarios)
@@ -88,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
         horizon_text = args.forecast_horizon or _DEFAULT_HORIZON
         horizon = parse_horizon(horizon_text)
-    with ProgressDisplay(enabled=not args.quiet) as progress:
+    with ProgressDisplay(enabled=not args.quiet) as progress, staged_outputs(args.out) as staged:
+        # Every file is written into `staged.folder` and moved into --out at the block's end:
+        # a run that fails or is interrupted leaves --out as it was (pricing_lab.cli.staging).
+        # What is printed is made inside the block too: it may read the scenarios' ledgers.
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args)
         # Each scenario's changed rates must read dimensions the events have, like the base's.
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 start=args.start,
                 until=args.until,
                 ingest=report,
-                out_dir=args.out,  # each scenario written as soon as it is replayed
+                out_dir=staged.folder,  # each scenario written as soon as it is replayed
                 executor=executor,  # None: in this process, without buckets
                 bucket_options=bucket_options(args) | {"progress": progress.update},
                 activity=activity_options(args, catalog.currencies),
@@ -122,8 +127,31 @@ def run(args: argparse.Namespace) -> int:
                 con, catalog, customers, scenarios, base=base, as_of=as_of, horizon=horizon,
                 enforcement=args.enforcement,
             )  # fmt: skip
-        paths = write_comparison(comparison, args.out, forecast=forecast)
-        paths.append(write_table(comparison.activity, args.out / "comparison_activity.parquet"))
+        paths = write_comparison(comparison, staged.folder, forecast=forecast)
+        activity_path = staged.folder / "comparison_activity.parquet"
+        paths.append(write_table(comparison.activity, activity_path))
+        output = _output(args, comparison, report, customers, forecast, paths=paths)
+    if args.json:
+        print_json(output["json"])
+    else:
+        print(output["text"])
+    enforce(args, output["rejections"])
+    return 0
+
+
+def _output(
+    args: argparse.Namespace,
+    comparison: Any,
+    report: Any,
+    customers: Any,
+    forecast: Any,
+    *,
+    paths: list[Path],
+) -> dict[str, Any]:
+    """What `compare` prints (`json` or `text`) and its rejection reports per scenario."""
+    from pricing_lab.cli.output import comparison_json, comparison_text, rows
+    from pricing_lab.simulation.scenarios import scenario_folder
+
     rejections = {
         name: rejection_report(
             comparison.result(name).rejected_events,
@@ -145,36 +173,41 @@ def run(args: argparse.Namespace) -> int:
     )
     at_risk = None if forecast is None else _likely_to_run_out(forecast)
     if args.json:
-        print_json(
-            {
+        printed: dict[str, Any] = {
+            "json": {
                 **comparison_json(comparison),
                 "events": report.to_dict(),
                 "rejections": rejections,
                 "margin": rows(margin),
                 **({} if at_risk is None else {"forecast": rows(at_risk)}),
             }
-        )
-    else:
-        print(comparison_text(comparison))
-        for name, rejected in rejections.items():
-            print(f"scenario {name}: ", end="")
-            print_report(rejected)
-        from pricing_lab.report.build import margin_totals_table
-        from pricing_lab.report.tables import text_table
+        }
+        return {**printed, "rejections": rejections}
+    from pricing_lab.report.build import margin_totals_table
+    from pricing_lab.report.tables import text_table
 
-        margin_table = margin_totals_table(comparison)
-        if margin_table is not None:
-            print(
-                "margin per scenario (change against the base in parentheses; the margin "
-                "share's in percentage points):"
-            )
-            print(text_table(margin_table))
-        if at_risk is not None:
-            print(f"run-out forecast over {horizon_text} (forecast.parquet):")
-            print(text_table(_run_out_table(at_risk)))
-        print(f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})")
-    enforce(args, rejections)
-    return 0
+    text = io.StringIO()
+    print(comparison_text(comparison), file=text)
+    for name, rejected in rejections.items():
+        print(f"scenario {name}: ", end="", file=text)
+        print_report(rejected, out=text)
+    margin_table = margin_totals_table(comparison)
+    if margin_table is not None:
+        print(
+            "margin per scenario (change against the base in parentheses; the margin "
+            "share's in percentage points):",
+            file=text,
+        )
+        print(text_table(margin_table), file=text)
+    if at_risk is not None:
+        horizon_text = args.forecast_horizon or _DEFAULT_HORIZON
+        print(f"run-out forecast over {horizon_text} (forecast.parquet):", file=text)
+        print(text_table(_run_out_table(at_risk)), file=text)
+    print(
+        f"wrote {len(paths)} files into {args.out} (report: {args.out / 'report.html'})",
+        file=text,
+    )
+    return {"text": text.getvalue().rstrip("\n"), "rejections": rejections}
 
 
 def _last_event(con: Any) -> datetime:

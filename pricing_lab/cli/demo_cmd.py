@@ -34,14 +34,16 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pricing_lab.cli.output import comparison_text
+    from pricing_lab.cli.staging import staged_outputs
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.demo import attribution_line, run_demo
 
-    with ProgressDisplay(enabled=not args.quiet) as progress:
-        result = run_demo(args.out, progress=progress)
+    # Written whole or not at all: an interrupted demo leaves --out as it was.
+    with ProgressDisplay(enabled=not args.quiet) as progress, staged_outputs(args.out) as staged:
+        result = run_demo(staged.folder, progress=progress)
     print(comparison_text(result.comparison))
     print(f"{result.events:,} events replayed per scenario in {result.seconds:.1f} s")
-    print(f"report: {result.report}")
-    print(f"results: {result.out_dir}/ (Parquet per scenario, comparison tables)")
+    print(f"report: {staged.final(result.report)}")
+    print(f"results: {args.out}/ (Parquet per scenario, comparison tables)")
     print(attribution_line())
     return 0

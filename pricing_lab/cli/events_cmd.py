@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,23 @@ def _day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
 
 
+def _check_span(start: datetime, days: int) -> None:
+    """The events' days lie in the range events may have: events beyond it would all be
+    rejected as `bad_timestamp` (docs/events.md), or not be dates at all (year 10000)."""
+    from pricing_lab.limits import TIMESTAMP_END, TIMESTAMP_MIN, in_supported_range
+
+    try:
+        end = start + timedelta(days=days)
+    except OverflowError:
+        end = None
+    if not in_supported_range(start) or end is None or not in_supported_range(end):
+        raise InputError(
+            f"--start and --days: the events must lie from {TIMESTAMP_MIN[:10]} to "
+            f"{TIMESTAMP_END[:10]}, the range events may have; got {days:,} days from "
+            f"{start:%Y-%m-%d}"
+        )
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from pricing_lab.cli.output import print_json
     from pricing_lab.events.synthetic import DEFAULT_START, generate_events
@@ -66,6 +83,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: the file must end in {', '.join(FORMATS)}")
     if args.customers < 1 or args.days < 1:
         raise InputError("--customers and --days must be at least 1")
+    _check_span(args.start or DEFAULT_START, args.days)
     options = {
         "events": args.events,
         "customers": args.customers,

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from pricing_lab.catalog.yaml_format import load_catalog_file
+    from pricing_lab.cli.simulate_cmd import check_replay_inputs
     from pricing_lab.events.ingest import ingest_events
     from pricing_lab.forecast import parse_horizon
     from pricing_lab.forecast.run_out import check_options
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--cuts and --cut need --backtest")
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
+    check_replay_inputs(args, catalog, customers)
     if not Path(args.events).exists():
         raise InputError(f"{args.events}: no such events file")
     common: dict[str, Any] = {

@@ -14,6 +14,7 @@ from pricing_lab.cli.rejections import (
     print_report,
     rejection_report,
 )
+from pricing_lab.cli.staging import staged_outputs
 from pricing_lab.errors import InputError
 from pricing_lab.scale.cli_options import add_scale_arguments, check_scale_arguments
 from pricing_lab.timeutil import as_utc, naive_utc
@@ -167,6 +168,24 @@ def _timestamp(text: str) -> datetime:
     return value
 
 
+def check_replay_inputs(args: argparse.Namespace, catalog: Any, customers: Any) -> None:
+    """Refuse, before any event is read, what no replay can use: a catalog without a credit
+    currency (an empty or wrong file: there would be nothing to burn), and customers naming
+    plans, add-ons or currencies the catalog does not have (every problem at once, under the
+    customers file's name)."""
+    from pricing_lab.errors import ValidationError
+    from pricing_lab.simulation.simulate import customer_problems
+
+    if not catalog.currencies:
+        raise InputError(
+            f"{args.catalog}: the catalog has no credit currency, so a replay has nothing to "
+            "burn (docs/catalog.md)"
+        )
+    problems = customer_problems(customers, catalog)
+    if problems:
+        raise ValidationError(problems, source=str(args.customers))
+
+
 def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: ignore[no-untyped-def]
     """Open a store, load the catalog, customers and events named by `args`.
 
@@ -189,6 +208,7 @@ def load_inputs(args: argparse.Namespace, *, spilling: bool = False):  # type: i
 
     catalog = load_catalog_file(args.catalog, check_formula=check_formula)
     customers = load_customers(args.customers) if args.customers else CustomerInputs()
+    check_replay_inputs(args, catalog, customers)
     # `NAME:SPEC` of a registered source (e.g. snowflake:DB.SCHEMA.TABLE), or a file; a
     # warehouse source evaluates the meters and rates of the catalog and scenarios there
     ids = sorted(customers.customer_ids) if customers.customer_ids is not None else None
@@ -225,7 +245,9 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.simulation.simulate import OUTPUT_FILES, cost, simulate
 
     check_scale_arguments(args)
-    with ProgressDisplay(enabled=not args.quiet) as progress:
+    with ProgressDisplay(enabled=not args.quiet) as progress, staged_outputs(args.out) as staged:
+        # Every file is written into `staged.folder` and moved into --out at the block's end:
+        # a run that fails or is interrupted leaves --out as it was (pricing_lab.cli.staging).
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
         partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)
@@ -246,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
         if args.executor is not None:  # customer buckets on an executor (pricing_lab.scale)
             from pricing_lab.scale.cli_options import simulate_over_executor
 
-            result = simulate_over_executor(args, con, catalog, customers, options, progress.phase)
+            result = simulate_over_executor(
+                args, con, catalog, customers, options, progress.phase, out_dir=staged.folder
+            )
             paths = [args.out / name for name in OUTPUT_FILES]
         elif partitions > 1:
             progress.phase(
@@ -254,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
                 unit="customers",
             )
             result = simulate_partitioned(
-                con, catalog, customers, out_dir=args.out, partitions=partitions, **options
+                con, catalog, customers, out_dir=staged.folder, partitions=partitions, **options
             )
             paths = [args.out / name for name in OUTPUT_FILES]
         else:
@@ -263,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
             progress.phase("replaying and checking the ledger", unit="customers")
             result = simulate(con, catalog, customers, costing=costing, **options)
             progress.phase("writing the outputs")
-            paths = result.write(args.out)
+            paths = [staged.final(path) for path in result.write(staged.folder)]
         progress.phase("summarising")
         summary = result.summary_dict()
         outside = _outside_horizon(con, report.table, args.start, args.until)

@@ -312,7 +312,7 @@ class _Session:
         try:
             return self.con.execute(query).fetchall()
         except duckdb.Error as exc:
-            raise _input_error(label, exc) from exc
+            raise read_error(label, exc) from exc
 
     # ---- sources ----------------------------------------------------------------------------
 
@@ -379,8 +379,15 @@ class _Session:
         return {str(r[0]): str(r[1]) for r in rows}
 
     def _parquet(self, path: Path) -> _Source:
+        import pyarrow.parquet as pq  # the file's own column names (its footer only)
+
         reader = f"read_parquet({quote_literal(str(path))})"
         types = self._describe(f"SELECT * FROM {reader}", str(path))
+        # DuckDB reads a repeated name as `name_1`: which of the two columns is meant (two
+        # `customer_id`s) cannot be told, so the file is refused, as a CSV header would be.
+        repeated = _repeated_name(pq.read_schema(path).names)
+        if repeated is not None:
+            raise InputError(f"{path}: the file has two columns named {repeated!r}")
         if any(c.lower() == "file_row_number" for c in types):  # the reader's own name is taken
             return self._materialize(f"SELECT * FROM {reader}", str(path))
         numbered = f"read_parquet({quote_literal(str(path))}, file_row_number = true)"
@@ -742,6 +749,21 @@ class _Fields:
         return _json_pick(self.src.json_object, self.spellings(name), function)
 
 
+def _separator_hint(src: _Source) -> str:
+    """For a CSV file read as one column whose name holds another separator (an export with
+    `;` or tabs, as spreadsheets in many locales write): what to do about it."""
+    if not src.all_text or len(src.types) != 1:
+        return ""
+    [name] = src.types
+    for separator, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if separator in name:
+            return (
+                f"; the header looks separated by {said}, but CSV files are read with ',': save "
+                f"the file comma-separated (from Python: csv_delimiter={separator!r})"
+            )
+    return ""
+
+
 def _fields(session: _Session, src: _Source, names: Sequence[str]) -> _Fields:
     """The required fields' places; InputError when a table lacks a required column.
 
@@ -755,6 +777,7 @@ def _fields(session: _Session, src: _Source, names: Sequence[str]) -> _Fields:
         noun = "column" if len(missing) == 1 else "columns"
         raise InputError(
             f"{src.label}: missing required {noun} {', '.join(missing)} (columns found: {found})"
+            + _separator_hint(src)
         )
     return _Fields(src=src, columns={n: by_lower[n] for n in names}, keys={})
 
@@ -1233,15 +1256,24 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     blank = [i + 1 for i, h in enumerate(header) if not h.strip()]
     if blank:
         raise InputError(f"{path}: column {blank[0]} of the header has no name")
-    seen: dict[str, str] = {}
-    for h in header:
-        if h.lower() in seen:
-            raise InputError(f"{path}: the header names column {h!r} twice")
-        seen[h.lower()] = h
+    repeated = _repeated_name(header)
+    if repeated is not None:
+        raise InputError(f"{path}: the header names column {repeated!r} twice")
     return header
 
 
-def _input_error(label: str, exc: duckdb.Error) -> InputError:
+def _repeated_name(names: list[str]) -> str | None:
+    """The first column name that repeats an earlier one, ignoring case (DuckDB's identifiers
+    ignore case), or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name.lower() in seen:
+            return name
+        seen.add(name.lower())
+    return None
+
+
+def read_error(label: str, exc: duckdb.Error) -> InputError:
     """A DuckDB error while reading a source, as one clear message naming the source."""
     text = str(exc)
     head = f"{label}: " if label else ""
@@ -1254,6 +1286,18 @@ def _input_error(label: str, exc: duckdb.Error) -> InputError:
         return InputError(
             f"{head}{where}ragged row: expected {found.group(1)} fields, found {found.group(2)}"
         )
+    reason = _csv_reason(text)
+    if reason is not None:  # e.g. "Value with unterminated quote found."
+        return InputError(f"{head}{where}{reason[0].lower()}{reason[1:].rstrip('.')}")
     first = next((t for t in text.splitlines() if t.strip()), text)
     first = re.sub(r"^[A-Za-z ]+Error: ", "", first)
     return InputError(f"{head}{where}cannot read: {first}")
+
+
+def _csv_reason(text: str) -> str | None:
+    """The reason DuckDB's CSV reader gives on the first line after the offending line."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Original Line:")]
+    if not starts:
+        return None
+    return next((line.strip() for line in lines[starts[0] + 1 :] if line.strip()), None)

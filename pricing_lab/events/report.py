@@ -102,9 +102,16 @@ def read_subscriptions(
         raise InputError(f"{label}: missing subscription column(s) {', '.join(missing)}")
     if "end" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, pl.Datetime("us")).alias("end"))
+    # Text that is not a time must not become a missing value: a missing `end` would silently
+    # make the subscription open-ended. Each such value is a problem of its row.
+    unreadable: dict[int, list[str]] = {}
     for column in ("start", "end"):
         if frame.schema[column] == pl.String:
+            raw = frame[column]
             frame = frame.with_columns(pl.col(column).str.to_datetime(time_unit="us", strict=False))
+            for index, (text, value) in enumerate(zip(raw, frame[column], strict=True)):
+                if value is None and text is not None and text.strip():
+                    unreadable.setdefault(index, []).append(f"{column}: not a time: {text!r}")
         elif frame.schema[column] == pl.Date:
             frame = frame.with_columns(pl.col(column).cast(pl.Datetime("us")))
     problems: list[Problem] = []
@@ -112,6 +119,9 @@ def read_subscriptions(
     rows = frame.select("customer_id", "plan_id", "start", "end").iter_rows()
     for index, (customer, plan, start, end) in enumerate(rows):
         path = f"row {index + 1}"
+        if index in unreadable:
+            problems.extend(Problem(path=path, message=m) for m in unreadable[index])
+            continue
         if customer is None or plan is None or start is None:
             problems.append(Problem(path=path, message="customer_id, plan_id and start required"))
             continue

@@ -264,8 +264,8 @@ def negative_margins(comparison: Comparison) -> pl.DataFrame:
     within a scenario, then by id), with their plan and the change of their margin against the
     base."""
     margin = comparison.margin
-    if margin.is_empty():
-        return margin
+    if margin.is_empty():  # no rows: the same columns, `plan` included (the report names it)
+        return margin.head(0).with_columns(pl.lit(None, pl.String).alias("plan")).head(0)
     order = {name: i for i, name in enumerate(scenario_order(comparison))}
     return (
         margin.filter(pl.col("gross_margin") < 0)

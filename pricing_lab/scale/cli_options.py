@@ -125,8 +125,11 @@ def simulate_over_executor(
     customers: Any,
     options: dict[str, Any],
     phase: Callable[..., None],
+    *,
+    out_dir: Path | None = None,
 ) -> Any:
-    """`pricing-lab simulate --executor …`: the bucketed replay, files written into `--out`;
+    """`pricing-lab simulate --executor …`: the bucketed replay, files written into `out_dir`
+    (default `--out`);
     `phase` (the command's progress display) names its steps, and `options["progress"]` counts
     buckets done."""
     from pricing_lab.scale.run import simulate_in_buckets
@@ -137,7 +140,7 @@ def simulate_over_executor(
             con,
             catalog,
             customers,
-            out_dir=Path(args.out),
+            out_dir=Path(args.out) if out_dir is None else out_dir,
             executor=executor,
             **bucket_options(args),
             **options,

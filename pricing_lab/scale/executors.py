@@ -21,6 +21,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -134,7 +135,7 @@ class ProcessExecutor(_Closing):
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=context,
-                initializer=start_worker,
+                initializer=_start_pool_worker,
                 initargs=(self.threads,),
             )
         return self._pool
@@ -161,6 +162,20 @@ class ProcessExecutor(_Closing):
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _start_pool_worker(threads: int) -> None:
+    """A pool worker's initializer: the thread policy (`workers.start_worker`), and Ctrl-C ends
+    the worker quietly. A terminal sends SIGINT to the whole process group: the command itself
+    stops and says so once ('pricing-lab: interrupted'); a worker's KeyboardInterrupt would
+    print its own traceback. SystemExit ends a waiting worker without one, and a running task
+    with an error the pool hands to the (interrupted) parent."""
+    start_worker(threads)
+    signal.signal(signal.SIGINT, _end_quietly)
+
+
+def _end_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class RayExecutor(_Closing):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,17 @@ from pricing_lab.catalog.model import ID_PATTERN
 from pricing_lab.catalog.validate import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS
 from pricing_lab.catalog.yaml_format import parse_yaml, read_text_file
 from pricing_lab.errors import InputError, Problem, ValidationError
+from pricing_lab.events.ingest import read_error
 from pricing_lab.ledger.model import AutoRecharge, Grant, Subscription
-from pricing_lab.limits import GRANT_EXPIRIES, INPUT_GRANT_SOURCES, INPUT_GRANT_TYPES
+from pricing_lab.limits import (
+    GRANT_EXPIRIES,
+    INPUT_GRANT_SOURCES,
+    INPUT_GRANT_TYPES,
+    TIMESTAMP_MIN,
+)
 from pricing_lab.timeutil import as_utc
+
+_EARLIEST = datetime.fromisoformat(TIMESTAMP_MIN).replace(tzinfo=UTC)
 
 # The replay's own limits (`pricing_lab.limits`): what a customer file accepts, the replay does.
 GRANT_TYPES = INPUT_GRANT_TYPES
@@ -125,15 +133,27 @@ class _Reader:
             return None
         try:
             if isinstance(value, datetime):
-                return as_utc(value)
-            if isinstance(value, date):
-                return as_utc(datetime(value.year, value.month, value.day))
-            return as_utc(datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
+                instant = as_utc(value)
+            elif isinstance(value, date):
+                instant = as_utc(datetime(value.year, value.month, value.day))
+            else:
+                instant = as_utc(datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
         except ValueError:
             self.problem(path, f"expected an ISO timestamp, got {value!r}")
+            return None
         except OverflowError:  # an offset that moves year 1 or 9999 out of the calendar
             self.problem(path, f"timestamp out of range: {value!r}")
-        return None
+            return None
+        # A time before the supported range (a 0001-01-01 placeholder, a typed 1024 for 2024)
+        # would start the replay's horizon there: refused here, with its place. Later times are
+        # fine (an `expires_at: 9999-12-31` meaning "never" does nothing within a horizon).
+        if instant < _EARLIEST:
+            self.problem(
+                path,
+                f"{value} is before {TIMESTAMP_MIN[:10]}, the earliest time a replay supports",
+            )
+            return None
+        return instant
 
     def choice(self, path: str, value: object, options: Sequence[str], default: str) -> str:
         if value is None or value == "":
@@ -411,8 +431,8 @@ def _from_tables(folder: Path) -> CustomerInputs:
                 query = f"SELECT * FROM {reader_sql}('{literal}'{options})"
                 try:
                     con.execute(f'CREATE TABLE "{name}" AS {query}')
-                except duckdb.Error as exc:
-                    raise InputError(f"{file}: cannot read: {_first_line(exc)}") from None
+                except duckdb.Error as exc:  # the line and DuckDB's reason, as for events
+                    raise read_error(str(file), exc) from None
     if not found:
         raise InputError(
             f"{folder}: no customer tables found (expected subscriptions, grants or auto_recharge"

@@ -185,3 +185,25 @@ def test_a_comparison_folder_is_named_with_where_its_streams_are(
     err = capsys.readouterr().err
     assert "a comparison" in err and "scenarios: base, generous" in err
     assert "Traceback" not in err
+
+
+def test_a_damaged_activity_file_is_bad_input_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRICING_LAB_WEBHOOK_SECRET", SECRET.decode())
+    damaged = tmp_path / "activity.parquet"  # a copy cut short, as an interrupted transfer leaves
+    pl.DataFrame({"activity_id": [1, 2, 3]}).write_parquet(damaged)
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    assert main(["activity", "send", str(damaged), "--to", "http://127.0.0.1:9/"]) == 2
+    assert capsys.readouterr().err == (
+        f"pricing-lab: {damaged}: not a readable Parquet file (ComputeError)\n"
+    )
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://hooks:99999/", "http:///path"])
+def test_a_url_that_cannot_be_used_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    monkeypatch.setenv("PRICING_LAB_WEBHOOK_SECRET", SECRET.decode())
+    assert main(["activity", "send", str(tmp_path), "--to", url]) == 2
+    assert capsys.readouterr().err == f"pricing-lab: --to: not an http(s) URL: {url!r}\n"

@@ -259,6 +259,13 @@ plans:
         ["default_credit_rates[0].currency: required when the catalog has more than one currency"],
     ),
     (
+        "a rate in a catalog without currencies",
+        "features:\n  - id: chat\n    name: Chat\n    type: metered\n"
+        "    meter: {source: events, event_name: llm.request}\n"
+        "default_credit_rates:\n  - {feature: chat, mode: per_unit, per_unit: 1}\n",
+        ["default_credit_rates[0]: the catalog has no credit currency for this rate to burn"],
+    ),
+    (
         "currency precision, rounding, unit price",
         """\
 currencies:

@@ -82,3 +82,18 @@ def test_events_generate_refuses_a_negative_seed_as_bad_input(
     assert exit_.value.code == 2
     assert "argument --seed: not a whole number: '-1'" in capsys.readouterr().err
     assert not (tmp_path / "e.csv").exists()
+
+
+@pytest.mark.parametrize(("start", "days"), [("9999-12-31", "30"), ("2199-12-15", "30")])
+def test_events_generate_refuses_days_beyond_the_range_events_may_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], start: str, days: str
+) -> None:
+    # 30 days from 9999-12-31 reach year 10000; from 2199-12-15, past 2200-01-01: every event
+    # would be rejected as bad_timestamp by simulate.
+    out = tmp_path / "e.csv"
+    assert main(["events", "generate", "--out", str(out), "--start", start, "--days", days]) == 2
+    assert capsys.readouterr().err == (
+        "pricing-lab: --start and --days: the events must lie from 1900-01-01 to 2200-01-01, "
+        f"the range events may have; got 30 days from {start}\n"
+    )
+    assert not out.exists()

@@ -14,6 +14,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by a fresh interpreter (what a user's shell starts)."""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
 def test_help_lists_commands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
@@ -46,9 +53,7 @@ def test_output_cut_off_by_the_reader_is_no_internal_error() -> None:
         "sys.stdout.write = cut\n"
         "raise SystemExit(main(['formula', 'check', 'a + b']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
+    result = run_script(script)
     assert result.returncode == 141
     assert result.stderr == ""
 
@@ -74,6 +79,19 @@ def test_an_output_place_that_cannot_be_made_is_one_message_exit_2(tmp_path, cap
     assert capsys.readouterr().err == f"pricing-lab: {a_file}: exists and is not a folder\n"
 
 
+def test_an_output_file_duckdb_cannot_create_is_one_message_exit_2(tmp_path, capsys) -> None:
+    # /proc takes no new files: DuckDB's COPY fails with the OS's reason, a place the user named.
+    from pricing_lab.cli import main
+    from tests.simulation.test_simulate import random_events, write_inputs
+
+    paths = write_inputs(tmp_path, random_events(5, seed=1))
+    arguments = ["usage", "report", "--catalog", paths["catalog"], "--events", paths["events"]]
+    assert main([*map(str, arguments), "--out", "/proc/usage.parquet", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        'pricing-lab: IO Error: Cannot open file "/proc/usage.parquet": No such file or directory\n'
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -92,3 +110,112 @@ def test_instants_outside_the_supported_range_are_bad_input(
         build_parser().parse_args([*args, "--catalog", "c.yaml", "--events", "e.csv"])
     assert stopped.value.code == 2
     assert "outside the supported range 1900-01-01 to 2200-01-01" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130() -> None:
+    # A real SIGINT, delivered while the command modules are being imported (before any command
+    # runs): the shell's status for an interrupt, no traceback.
+    script = (
+        "import os, signal\n"
+        "from pricing_lab import cli\n"
+        "load = cli.importlib.import_module\n"
+        "def interrupted(name, *args):\n"
+        "    if name == 'pricing_lab.cli.simulate_cmd':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return load(name, *args)\n"
+        "cli.importlib.import_module = interrupted\n"
+        "raise SystemExit(cli.main(['simulate', '--help']))\n"
+    )
+    result = run_script(script)
+    assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
+
+
+def test_ctrl_c_during_simulate_is_exit_130_and_leaves_no_output_folder(tmp_path) -> None:
+    import signal
+
+    from pricing_lab.events.synthetic import generate_events
+    from tests.simulation.test_simulate import CATALOG_YAML
+
+    events, out = tmp_path / "events.parquet", tmp_path / "out"
+    generate_events(events, events=100_000, customers=20)
+    (tmp_path / "catalog.yaml").write_text(CATALOG_YAML)
+    command = [sys.executable, "-m", "pricing_lab", "simulate", "--catalog"]
+    command += [str(tmp_path / "catalog.yaml"), "--events", str(events), "--out", str(out)]
+    running = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert running.stderr is not None
+    # Progress comes in whole lines when stderr is no terminal: the events are read, and the
+    # costing and replay (seconds for 100k events) have begun.
+    assert running.stderr.readline().startswith("events: 100,000 read")
+    running.send_signal(signal.SIGINT)
+    _, rest = running.communicate(timeout=120)
+    assert (running.returncode, rest.splitlines()[-1:]) == (130, ["pricing-lab: interrupted"]), rest
+    assert "Traceback" not in rest
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "forecast"])
+def test_customers_naming_what_the_catalog_lacks_are_refused_under_their_file_first(
+    tmp_path, capsys, command: str
+) -> None:
+    from pricing_lab.cli import main
+    from tests.simulation.test_simulate import CATALOG_YAML
+
+    (tmp_path / "catalog.yaml").write_text(CATALOG_YAML)
+    customers = tmp_path / "customers.yaml"
+    customers.write_text(
+        "customers:\n  - id: acme\n    subscriptions: [{plan: gold, start: 2024-01-01}]\n"
+    )
+    arguments = [
+        command,
+        "--catalog",
+        str(tmp_path / "catalog.yaml"),
+        "--customers",
+        str(customers),
+    ]
+    # The events file does not exist: the customers are checked before any event is read.
+    arguments += ["--events", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out")]
+    assert main([*arguments, *(["--as-of", "2024-02-01"] if command == "forecast" else [])]) == 2
+    assert capsys.readouterr().err == (
+        f"pricing-lab: {customers}: 1 problem:\n"
+        "  subscriptions[acme:0].plan_id: unknown plan 'gold'\n"
+    )
+
+
+def test_ctrl_c_that_a_library_raises_as_its_own_error_is_still_an_interrupt() -> None:
+    # DuckDB stops a query on SIGINT and raises RuntimeError("Query interrupted"), not
+    # KeyboardInterrupt (seen in `simulate`, at random moments): the command still ends as
+    # interrupted, not as an internal error. The handler below does what DuckDB does, at once.
+    script = (
+        "import os, signal\n"
+        "import pricing_lab.cli.simulate_cmd as command\n"
+        "from pricing_lab.cli import main\n"
+        "def run(args):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        signal.pause()\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise RuntimeError('Query interrupted') from None\n"
+        "command.run = run\n"
+        "raise SystemExit(main(['simulate', '--catalog', 'c', '--events', 'e', '--out', 'o']))\n"
+    )
+    result = run_script(script)
+    assert (result.returncode, result.stderr) == (130, "pricing-lab: interrupted\n")
+
+
+@pytest.mark.parametrize("command", ["simulate", "forecast"])
+def test_a_catalog_without_currencies_is_bad_input_before_the_events(
+    tmp_path, capsys, command: str
+) -> None:
+    from pricing_lab.cli import main
+
+    (tmp_path / "catalog.yaml").write_text("")  # an empty file, or the wrong one
+    arguments = [command, "--catalog", str(tmp_path / "catalog.yaml"), "--out", str(tmp_path / "o")]
+    arguments += ["--events", str(tmp_path / "missing.csv")]  # not read: the catalog is refused
+    assert main([*arguments, *(["--as-of", "2024-02-01"] if command == "forecast" else [])]) == 2
+    assert capsys.readouterr().err == (
+        f"pricing-lab: {tmp_path / 'catalog.yaml'}: the catalog has no credit currency, so a "
+        "replay has nothing to burn (docs/catalog.md)\n"
+    )

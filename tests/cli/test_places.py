@@ -40,3 +40,19 @@ def test_events_of_an_unknown_source_name_the_sources_there_are(
     err = capsys.readouterr().err
     assert "snowflak:DB.S.T: no such events file, nor an event source 'snowflak'" in err
     assert "(event sources: snowflake)" in err  # registered by the connectors package
+
+
+def test_compare_where_no_customer_has_a_margin_writes_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Blocked without grants, every event is denied: no customer has revenue, breakage or cost,
+    # so the margin tables are empty, and the report still shows its (empty) margin section.
+    paths = write_inputs(tmp_path, random_events(20, seed=1))
+    scenarios = tmp_path / "s.yaml"
+    scenarios.write_text(
+        "scenarios:\n  - name: today\n  - name: chat_x2\n    rate_multipliers: {chat: 2}\n"
+    )
+    arguments = ["compare", "--catalog", paths["catalog"], "--events", paths["events"]]
+    arguments += ["--scenarios", scenarios, "--enforcement", "block", "--out", tmp_path / "out"]
+    assert main([*map(str, arguments), "--quiet"]) == 0
+    assert "No customer has a negative margin" in (tmp_path / "out" / "report.html").read_text()

@@ -207,6 +207,8 @@ def test_polars_frame_and_query_sources(con) -> None:
         ("latin1.csv", f"{HEADER}\na,b,caf\xe9,2024-01-01\n".encode("latin-1"), "not UTF-8"),
         ("nocols.csv", "event_id,customer_id\na,b\n", "missing required columns event_name"),
         ("dup.csv", "event_id,EVENT_ID,customer_id,event_name,timestamp\n", "twice"),
+        ("quote.csv", f'{HEADER}\na,b,"c,2024-01-01\n', "line 2: value with unterminated quote"),
+        ("semicolons.csv", "event_id;customer_id;event_name;timestamp\n", "looks separated by ';'"),
         ("bad.parquet", b"PAR1 not really parquet", "cannot read"),
         ("latin1.ndjson", b'{"event_id": "\xe9"}\n', r"not UTF-8 text \(line 1\)"),
         ("events.txt", "x", "unknown file type"),
@@ -219,6 +221,21 @@ def test_whole_file_problems_are_one_clear_error(
     with pytest.raises(InputError, match=message) as info:
         ingest_events(con, path)
     assert str(path) in str(info.value)
+
+
+def test_a_parquet_file_with_a_repeated_column_name_is_refused(con, tmp_path: Path) -> None:
+    # Two customer_id columns (Arrow writes them; DuckDB would read the second as
+    # customer_id_1 and replay the first without a word): which one is meant cannot be told.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"
+    columns = [pa.array(["e1"]), pa.array(["acme"]), pa.array(["x"]), pa.array(["2024-01-01"])]
+    names = ["event_id", "customer_id", "event_name", "timestamp"]
+    pq.write_table(pa.table([*columns, pa.array(["globex"])], names=[*names, "Customer_ID"]), path)
+    with pytest.raises(InputError) as info:
+        ingest_events(con, path)
+    assert str(info.value) == f"{path}: the file has two columns named 'Customer_ID'"
 
 
 def test_a_folder_is_named_as_a_folder(con, tmp_path: Path) -> None:

@@ -135,3 +135,22 @@ def test_bad_subscriptions_list_every_problem(con) -> None:
     assert "3 problems" in text and "overlap" in text and "end must be after start" in text
     with pytest.raises(InputError, match="unknown period"):
         usage_report(con, CATALOG, period="year")  # type: ignore[arg-type]
+
+
+def test_subscription_times_that_are_not_times_are_problems_not_open_ends(con) -> None:
+    # '2024-13-45' as an end once became a missing end: a subscription without end, silently.
+    load(con, [("c1", "", T(2024, 1, 1), 1)])
+    subs = pl.DataFrame(
+        {
+            "customer_id": ["c1", "c2", "c3"],
+            "plan_id": ["a", "a", "a"],
+            "start": ["2024-01-01", "soon", "2024-01-01"],
+            "end": ["2024-13-45", None, ""],
+        }
+    )
+    with pytest.raises(ValidationError) as info:
+        usage_report(con, CATALOG, period="billing", subscriptions=subs)
+    assert [(p.path, p.message) for p in info.value.problems] == [
+        ("row 1", "end: not a time: '2024-13-45'"),
+        ("row 2", "start: not a time: 'soon'"),
+    ]

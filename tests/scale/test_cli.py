@@ -145,3 +145,36 @@ def test_a_work_dir_that_cannot_be_used_exits_2_naming_it(
     err = capsys.readouterr().err
     assert f"work directory {work_dir}/base: cannot write there" in err
     assert "internal error" not in err
+
+
+def test_ctrl_c_on_a_process_pool_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C reaches the whole process group, pool workers included: the command
+    # says 'interrupted' once, and no worker prints a KeyboardInterrupt traceback.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths = write_inputs(tmp_path, random_events(40, seed=2))
+    command = [sys.executable, "-m", "pricing_lab", "simulate", "--executor", "processes"]
+    command += ["--buckets", "2", "--out", str(tmp_path / "out")]
+    command += ["--catalog", str(paths["catalog"]), "--events", str(paths["events"])]
+
+    def own_group() -> None:  # a process group as a shell's job, Ctrl-C as a terminal sends it
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    running = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=own_group,
+    )  # fmt: skip
+    assert running.stderr is not None
+    while "reading and checking the events: done" not in running.stderr.readline():
+        pass  # progress lines (stderr is no terminal); then the workers start and import
+    time.sleep(0.8)  # the workers are starting: a replay of 40 events in buckets takes seconds
+    os.killpg(running.pid, signal.SIGINT)
+    _, rest = running.communicate(timeout=120)
+    assert (running.returncode, rest.splitlines()[-1:]) == (130, ["pricing-lab: interrupted"])
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    assert not (tmp_path / "out").exists()

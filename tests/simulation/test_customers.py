@@ -167,6 +167,29 @@ def test_yaml_problems_are_all_listed_with_their_paths(tmp_path: Path) -> None:
     assert str(path) in str(error.value)
 
 
+def test_times_before_the_supported_range_are_problems_with_their_place(tmp_path: Path) -> None:
+    # A 0001-01-01 placeholder would start the replay's horizon in year 1 (an offset counts:
+    # 01:00+02:00 is 23:00 UTC the day before); a far-future "never" does nothing within a
+    # horizon and stays accepted.
+    path = tmp_path / "customers.yaml"
+    path.write_text(
+        "customers:\n"
+        "  - id: acme\n"
+        "    subscriptions: [{plan: pro, start: 1900-01-01T01:00:00+02:00}]\n"
+        "    grants:\n"
+        "      - {currency: CR, amount: 5, type: PAID, cost_basis: 1, effective_at: 0001-01-01}\n"
+        "      - {currency: CR, amount: 5, type: PAID, cost_basis: 1, effective_at: 1900-01-01,\n"
+        "         expires_at: 9999-12-31}\n"
+    )
+    with pytest.raises(ValidationError) as error:
+        load_customers(path)
+    earliest = "is before 1900-01-01, the earliest time a replay supports"
+    assert [(p.path, p.message) for p in error.value.problems] == [
+        ("customers[0].subscriptions[0].start", f"1900-01-01 01:00:00+02:00 {earliest}"),
+        ("customers[0].grants[0].effective_at", f"0001-01-01 {earliest}"),
+    ]
+
+
 def test_yaml_file_level_errors(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(InputError, match="no such file"):
@@ -279,6 +302,16 @@ def test_csv_folder(tmp_path: Path) -> None:
     inputs = load_customers(write_csv_folder(tmp_path / "csv"))
     assert inputs == expected_table_inputs()
     assert inputs.customer_ids is None  # tables do not list customers: any customer is accepted
+
+
+def test_a_table_the_csv_reader_cannot_read_names_the_line(tmp_path: Path) -> None:
+    folder = tmp_path / "customers"
+    folder.mkdir()
+    table = folder / "subscriptions.csv"
+    table.write_bytes(b"customer_id,plan_id,start\nacme,pro,2024-01-01\ncaf\xe9,pro,2024-01-01\n")
+    with pytest.raises(InputError) as error:
+        load_customers(folder)
+    assert str(error.value) == f"{table}: line 3: not UTF-8 text"
 
 
 TYPED_TABLES = {

@@ -1,0 +1,118 @@
+"""Output folders written whole or not at all: a command writes into a staging folder inside
+`--out` and moves its files into place only once everything is written.
+
+A run that fails part-way (a full disk, a bad row found late, Ctrl-C) leaves `--out` as it was:
+the earlier run's files stay, all of them, and no file of the new run is there, since a mix of
+two runs' files (this run's ledger beside the last run's summary) would be read as one result.
+The staging folder is on the same file system as `--out`, so moving a file in is a rename: each
+output file is replaced in one step, and the interrupt signal is held back while the files move.
+A run killed outright (SIGKILL, a power cut) leaves its staging folder behind; the next run into
+the same `--out` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# `<--out>/.pricing-lab-partial-<pid>`: the pid says whether the run that made it still runs.
+STAGING_PREFIX = ".pricing-lab-partial-"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StagedOutputs:
+    """Where a command writes (`folder`) and where its files end up (`out`)."""
+
+    folder: Path
+    out: Path
+
+    def final(self, path: Path) -> Path:
+        """Where `path` (a file written under `folder`) is once the run has finished."""
+        return self.out / Path(path).relative_to(self.folder)
+
+
+@contextlib.contextmanager
+def staged_outputs(out: Path) -> Iterator[StagedOutputs]:
+    """A staging folder for a run writing into `out`; its files replace those of `out` when the
+    block ends without an error. On any error (KeyboardInterrupt included) the staging folder is
+    removed, `out` keeps what it held, and a folder `out` this run created is removed again."""
+    out = Path(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_dead_runs_leftovers(out)
+    folder = out / f"{STAGING_PREFIX}{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)  # this pid's own leftover from an earlier life
+    try:
+        folder.mkdir()
+    except OSError as exc:  # not writable: name the folder the user gave
+        raise OSError(exc.errno, exc.strerror, str(out)) from None
+    staged = StagedOutputs(folder=folder, out=out)
+    try:
+        yield staged
+        with _interrupts_held():
+            _move_into_place(folder, out)
+    except BaseException as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: nothing else was put there meanwhile
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A writer's error names no file (Arrow's "No space left on device"): name --out.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _move_into_place(folder: Path, out: Path) -> None:
+    """Each entry of `folder` replaces the one of the same name in `out` (a folder is moved
+    aside first, into `folder`, since a rename cannot replace a folder that holds files)."""
+    aside = folder / ".replaced"
+    for entry in sorted(folder.iterdir()):
+        if entry == aside:
+            continue
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            aside.mkdir(exist_ok=True)
+            target.rename(aside / entry.name)
+        os.replace(entry, target)
+
+
+def _remove_dead_runs_leftovers(out: Path) -> None:
+    """Remove the staging folders of runs that are no longer running (killed outright)."""
+    for entry in out.glob(f"{STAGING_PREFIX}*"):
+        pid_text = entry.name.removeprefix(STAGING_PREFIX)
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        if not _running(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:  # EPERM: it runs, as another user
+        return exc.errno == errno.EPERM
+    return True
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT is delivered after the block, not inside it (main thread only, where Python
+    handles signals): the files move all or, short of a kill, none."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
