@@ -43,7 +43,10 @@ MAX_LISTED = 20  # problems listed per kind of consumption problem, then a count
 
 
 def currency_problems(currencies: Sequence[CreditCurrency]) -> list[Problem]:
-    """Duplicate ids, a precision outside the limits, a negative or too precise unit price."""
+    """None at all (credits are counted in a currency), duplicate ids, a precision outside the
+    limits, a negative or too precise unit price."""
+    if not currencies:
+        return [Problem(path="currencies", message="a replay needs at least one credit currency")]
     problems: list[Problem] = []
     seen: set[str] = set()
     for index, currency in enumerate(currencies):

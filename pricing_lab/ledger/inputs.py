@@ -125,7 +125,7 @@ def prepare(replay_input: ReplayInput) -> PreparedReplay:
     return PreparedReplay(
         currencies=currencies,
         scale=scale,
-        money_places=max(basis_places, *prices),
+        money_places=max([basis_places, *prices]),
         start=start,
         until=until,
         grant_table=grant_table,

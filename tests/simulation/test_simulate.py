@@ -483,20 +483,12 @@ def test_cli_counts_the_events_an_explicit_horizon_leaves_out(
     assert "events_outside_horizon" not in json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pricing_lab/ledger/inputs.py prepare(): max(basis_places, *prices) with no currency "
-    "is max(int): TypeError (the ledger is another engineer's file: left to them; the CLI refuses "
-    "such a catalog before replaying)",
-)
-def test_a_replay_from_python_with_a_catalog_without_currencies_raises_no_type_error() -> None:
-    import contextlib
-
-    from pricing_lab import PricingLabError, simulate
+def test_a_replay_from_python_with_a_catalog_without_currencies_is_refused_clearly() -> None:
+    from pricing_lab import ValidationError, simulate
     from pricing_lab.catalog.yaml_format import load_catalog
     from pricing_lab.events.ingest import ingest_events
 
     con = duckdb.connect()
     ingest_events(con, events_frame(random_events(5, seed=1)))
-    with contextlib.suppress(PricingLabError):  # a clear refusal is as good as an empty replay
+    with pytest.raises(ValidationError, match="at least one credit currency"):
         simulate(con, load_catalog("", source="empty.yaml"))
