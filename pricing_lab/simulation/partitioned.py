@@ -24,6 +24,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -380,19 +381,28 @@ class _PartitionedRun:
         )
         total = sum(span.customers for span in self.spans)
         done = 0
-        for index, span in enumerate(self.spans):
-            [costing] = costings(_costing_span(index, span))
-            range_serving = serving.filter(
-                pl.col("customer_id").is_between(pl.lit(span.first), pl.lit(span.last))
-                | (pl.col("customer_id").is_null() & (index == 0))
-            )
-            result, first, last = self._replay_range(span, horizon, costing, range_serving)
-            totals = feature_totals(costing.consumptions, result.replay)
-            outcome.add(index, result, totals, first, last, grid)
-            del result  # its ledger is on disk now: not held while the next range replays
-            done += span.customers
-            if self.progress is not None:
-                self.progress(done, total)
+        # A range's ledger file is written on a thread of its own while the next range replays
+        # (Arrow's IPC writer and its compression release the GIL); one file at a time, so at
+        # most one finished range's ledger is held besides the range replaying.
+        with ThreadPoolExecutor(max_workers=1) as files:
+            writing: Future[None] | None = None
+            for index, span in enumerate(self.spans):
+                [costing] = costings(_costing_span(index, span))
+                range_serving = serving.filter(
+                    pl.col("customer_id").is_between(pl.lit(span.first), pl.lit(span.last))
+                    | (pl.col("customer_id").is_null() & (index == 0))
+                )
+                result, first, last = self._replay_range(span, horizon, costing, range_serving)
+                totals = feature_totals(costing.consumptions, result.replay)
+                if writing is not None:
+                    writing.result()
+                writing = outcome.add(index, result, totals, first, last, grid, files)
+                del result  # its ledger is the writer's now: not held once its file is written
+                done += span.customers
+                if self.progress is not None:
+                    self.progress(done, total)
+            if writing is not None:
+                writing.result()
         return outcome
 
     def _replay_range(
@@ -463,10 +473,13 @@ class _Outcome:
         first: datetime | None,
         last: datetime | None,
         grid: np.ndarray,
-    ) -> None:
+        files: ThreadPoolExecutor,
+    ) -> Future[None]:
+        """Range `index`'s outputs: its ledger written to a file by `files` (the write's
+        future), the rest kept in memory."""
         ledger = result.ledger
         path = self.scratch / f"range-{index:05d}.arrow"
-        _write_part(ledger, path)
+        writing = files.submit(_write_part, ledger, path)
         micros = ledger["timestamp"].dt.epoch("us")
         bounds = micros.search_sorted(pl.Series(grid), side="left").to_numpy()
         self.window_rows.append(np.diff(np.concatenate([[0], bounds, [len(micros)]])))
@@ -495,6 +508,7 @@ class _Outcome:
             self.first_event = first if self.first_event is None else min(self.first_event, first)
         if last is not None:
             self.last_event = last if self.last_event is None else max(self.last_event, last)
+        return writing
 
     def finish(
         self, folder: Path, *, ingest: IngestReport | None, con: duckdb.DuckDBPyConnection
