@@ -309,11 +309,10 @@ def costed_events(
     distinct: the caller checks them first (`check_event_ids`) unless ingestion made them so.
 
     `spans` (disjoint, in customer id order): the spans that will be asked for, each once. The
-    costed rows are then read from DuckDB once and split into one file per span under `scratch`
-    (a temporary folder in it; the system's when None), and DuckDB's table is dropped: read
-    span by span, every span would scan the whole table (under a partitioned replay's memory
-    cap, from DuckDB's spill files), so the reads would grow with the number of spans times the
-    number of events.
+    costing query's rows then go straight into one file per span under `scratch` (a temporary
+    folder in it; the system's when None) instead of a DuckDB table: read span by span, every
+    span would scan the whole table (under a partitioned replay's memory cap, from DuckDB's
+    spill files), so the reads would grow with the number of spans times the number of events.
     """
     if len(catalogs) != len(subscriptions_per_catalog):
         raise ValueError("cost_events_many: one subscription list per catalog")
@@ -598,7 +597,7 @@ class _SpanFiles:
     paths: tuple[Path, ...]
     rejected: list[pl.DataFrame]  # per rate set, of all spans (few rows: read once)
     everywhere: pa.Array  # ids of the events rejected in every set: their rows leave
-    flagged: dict[int, pa.Array]  # per set rejecting others too: the ids it rejects
+    flagged: dict[int, pa.Array]  # per set rejecting events another set keeps: the ids it rejects
 
     def take(self, span: CustomerSpan | None) -> tuple[pa.Table, list[pl.DataFrame]]:
         """The costed rows (`_costed_rows_sql`) and, per rate set, the rejected events of
