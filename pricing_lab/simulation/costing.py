@@ -285,6 +285,11 @@ class CustomerSpan:
         inside = f"{column} BETWEEN {quote_literal(self.first)} AND {quote_literal(self.last)}"
         return f"({column} IS NULL OR {inside})" if self.null_customer else f"({inside})"
 
+    def expr(self, column: str) -> pl.Expr:
+        """The same condition (`sql`) as a Polars expression."""
+        inside = pl.col(column).is_between(pl.lit(self.first), pl.lit(self.last))
+        return (inside | pl.col(column).is_null()) if self.null_customer else inside
+
 
 CostingsOf = Callable[[CustomerSpan | None], list[Costing]]
 
@@ -342,7 +347,7 @@ def costed_events(
         groups.setdefault((subscriptions, meters, currencies, _rated_where(features)), []).append(
             index
         )
-    tables: list[tuple[list[int], _CostedTables, _SpanFiles | None]] = []
+    tables: list[tuple[list[int], _Costed]] = []
     try:
         with contextlib.ExitStack() as stack:
             folder = (
@@ -352,7 +357,7 @@ def costed_events(
             )
             for number, members in enumerate(groups.values()):
                 catalog, subscriptions, _rates, _meters = prepared[members[0]]
-                built, files = _build_costed(
+                built = _build_costed(
                     con,
                     [rate_sets[i] for i in members],
                     subscriptions,
@@ -363,22 +368,25 @@ def costed_events(
                     spans=spans,
                     folder=None if folder is None else folder / str(number),
                 )
-                tables.append((members, built, files))
+                tables.append((members, built))
 
             def costings(span: CustomerSpan | None) -> list[Costing]:
                 results: dict[int, Costing] = {}
-                for members, built, files in tables:
-                    if files is None:
-                        made = _costings_of(con, built, span, _costed_rows(con, built, span))
+                for members, built in tables:
+                    if built.files is None:
+                        rows, rejected = _costed_rows(con, built.tables, span), None
                     else:
-                        made = _costings_of(con, built, span, *files.take(span))
-                    results.update(zip(members, made))
+                        rows, rejected = built.files.take(span)
+                    rows = built.rejections.applied(rows)
+                    results.update(
+                        zip(members, _costings_of(con, built.tables, span, rows, rejected))
+                    )
                 return [results[i] for i in range(len(catalogs))]
 
             yield costings
     finally:
-        for _members, built, _files in tables:
-            _drop(con, built.costed, built.bad, built.customers)
+        for _members, built in tables:
+            _drop(con, built.tables.costed, built.tables.bad, built.tables.customers)
 
 
 def _rated_where(features: Sequence[FeatureCosting]) -> tuple[Any, ...]:
@@ -407,6 +415,10 @@ class _CostedTables:
     everywhere: int  # events rejected in every set
     source_row: str
 
+    def flagged(self) -> list[int]:
+        """The sets rejecting events another set keeps: their rows are flagged, not removed."""
+        return [k for k in range(self.sets) if self.rejected_counts[k] > self.everywhere]
+
 
 def _build_costed(
     con: duckdb.DuckDBPyConnection,
@@ -419,7 +431,7 @@ def _build_costed(
     name: str,
     spans: Sequence[CustomerSpan] = (),
     folder: Path | None = None,
-) -> tuple[_CostedTables, _SpanFiles | None]:
+) -> _Costed:
     """Cost the rate sets in one query into temporary tables `name` and `name`_bad: the rate
     sets cost the same rows (see `_rated_where`), each in its own raw-cost, cost and (when they
     differ) currency column. `traceable`: the events table has ingestion's `source_row`, copied
@@ -516,11 +528,12 @@ def _build_costed(
         built = replace(
             built, rejected_counts=tuple(int(n) for n in counts[:-1]), everywhere=int(counts[-1])
         )
-        files = None if split is None else _span_files(con, built, spans, split[0])
+        made = _Costed(
+            tables=built,
+            rejections=_rejections(con, built),
+            files=None if split is None else _span_files(con, built, spans, split[0]),
+        )
     except BaseException as exc:
-        if split is not None:
-            con.unregister(_PROBLEMS)
-            split = None
         _drop(con, costed, bad, customers)
         if isinstance(exc, duckdb.Error):
             raise InputError(f"costing events failed: {exc}") from None
@@ -529,7 +542,7 @@ def _build_costed(
         con.unregister("__subscriptions")
         if split is not None:
             con.unregister(_PROBLEMS)
-    return built, files
+    return made
 
 
 def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
@@ -537,25 +550,12 @@ def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _costed_rows_sql(built: _CostedTables, within: str = "", extra: str = "") -> str:
-    """The costed rows of `built` as the engines' costings read them (`_costings_of`), those
-    of events rejected in every rate set left out: event_id, timestamp, the currency column(s)
-    as codes (`_CostedTables.currency_ids`), one cost per set, a rejected flag per set where
-    some but not all sets reject, the customer's and the feature's rank; then `extra`."""
+def _costed_rows_sql(built: _CostedTables, source: str, within: str = "", extra: str = "") -> str:
+    """The costed rows of `source` (`built`'s table, or the query that makes it) as the engines'
+    costings read them (`_costings_of`): event_id, timestamp, the currency column(s) as codes
+    (`_CostedTables.currency_ids`), one cost per set, the customer's and the feature's rank;
+    then `extra`. The rejected events are taken out after (`_Rejections.applied`)."""
     sets = range(built.sets)
-    costed, bad = built.costed, built.bad
-    # Per set: events rejected there; those rejected in every set leave in the query, the
-    # others are flagged and left out of that set's frame only.
-    in_every_set = " AND ".join(f"__bad_{k}" for k in sets)
-    flagged = [k for k in sets if built.rejected_counts[k] > built.everywhere]
-    accepted = (
-        f"ANTI JOIN (SELECT event_id FROM {bad} WHERE {in_every_set}) AS a "
-        "ON a.event_id = c.event_id"
-        if built.everywhere
-        else ""
-    )
-    flags = "".join(f", coalesce(b.__bad_{k}, FALSE) AS __rejected_{k}" for k in flagged)
-    flagging = f"LEFT JOIN {bad} AS b ON b.event_id = c.event_id" if flagged else ""
     # Customer, feature and currency ids are read as numbers and made text once the rows are in
     # order: the text of every row is then built once, not read, converted and gathered.
     currency_codes = {
@@ -570,9 +570,9 @@ def _costed_rows_sql(built: _CostedTables, within: str = "", extra: str = "") ->
     codes = ", ".join(f"{sql} AS {column}" for column, sql in currency_codes.items())
     costs = ", ".join(f"c.__cost_{k}" for k in sets)
     return f"""
-        SELECT c.event_id, c.timestamp, {codes}, {costs}{flags}, c.__customer_rank,
+        SELECT c.event_id, c.timestamp, {codes}, {costs}, c.__customer_rank,
                c.__feature_rank{extra}
-        FROM {costed} AS c {accepted} {flagging}
+        FROM {source} AS c
         {within}
         """
 
@@ -583,21 +583,64 @@ def _costed_rows(
     """The costed rows (`_costed_rows_sql`) of the customers in `span` (all without one)."""
     within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
     try:
-        return con.sql(_costed_rows_sql(built, within)).to_arrow_table()
+        return con.sql(_costed_rows_sql(built, built.costed, within)).to_arrow_table()
     except duckdb.Error as exc:
         raise InputError(f"costing events failed: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
+class _Rejections:
+    """What the costed rows need from the rejected events (`_rejections`): the rows of an event
+    rejected in every rate set leave; in a set that rejects events another set keeps, the rows
+    of the events it rejects are flagged `__rejected_k` (left out of that set's frame only)."""
+
+    everywhere: pa.Array  # ids of the events rejected in every set
+    flagged: dict[int, pa.Array]  # per such set k: the ids it rejects
+
+    def applied(self, rows: pa.Table) -> pa.Table:
+        """`rows` (`_costed_rows_sql`) without the events rejected everywhere, with the flags."""
+        if len(self.everywhere):
+            kept = pc.invert(pc.is_in(rows.column("event_id"), value_set=self.everywhere))
+            rows = rows.filter(kept)
+        at = rows.schema.get_field_index("__customer_rank")
+        for k, ids in self.flagged.items():
+            flags = pc.is_in(rows.column("event_id"), value_set=ids)
+            rows = rows.add_column(at, f"__rejected_{k}", flags)
+            at += 1
+        return rows
+
+
+def _rejections(con: duckdb.DuckDBPyConnection, built: _CostedTables) -> _Rejections:
+    """The rejected events of `built` (its `bad` table) as the costed rows need them."""
+    if not any(built.rejected_counts):
+        return _Rejections(everywhere=pa.array([], pa.string()), flagged={})
+    sets = range(built.sets)
+    bad = pl.from_arrow(con.sql(f"SELECT * FROM {built.bad}").to_arrow_table())
+    assert isinstance(bad, pl.DataFrame)
+    return _Rejections(
+        everywhere=bad.filter(pl.all_horizontal(f"__bad_{k}" for k in sets))["event_id"].to_arrow(),
+        flagged={k: bad.filter(f"__bad_{k}")["event_id"].to_arrow() for k in built.flagged()},
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Costed:
+    """Rate sets costed in one pass (`_build_costed`): its tables, its rejected events and,
+    when split by span, the spans' files."""
+
+    tables: _CostedTables
+    rejections: _Rejections
+    files: _SpanFiles | None
+
+
+@dataclass(frozen=True, slots=True)
 class _SpanFiles:
-    """The costed rows of each span in a file of its own (`_split_by_span`), and what a span's
-    rows need from the rejected events (`_span_files`)."""
+    """The costed rows of each span in a file of its own (`_split_by_span`), and the rejected
+    events of all spans."""
 
     spans: tuple[CustomerSpan, ...]
     paths: tuple[Path, ...]
     rejected: list[pl.DataFrame]  # per rate set, of all spans (few rows: read once)
-    everywhere: pa.Array  # ids of the events rejected in every set: their rows leave
-    flagged: dict[int, pa.Array]  # per set rejecting events another set keeps: the ids it rejects
 
     def take(self, span: CustomerSpan | None) -> tuple[pa.Table, list[pl.DataFrame]]:
         """The costed rows (`_costed_rows_sql`) and, per rate set, the rejected events of
@@ -608,19 +651,7 @@ class _SpanFiles:
         with pa.OSFile(str(path)) as source:
             rows = pa.ipc.open_file(source, memory_pool=small_pages.ARROW_POOL).read_all()
         path.unlink()
-        if len(self.everywhere):
-            kept = pc.invert(pc.is_in(rows.column("event_id"), value_set=self.everywhere))
-            rows = rows.filter(kept)
-        at = rows.schema.get_field_index("__customer_rank")
-        for k, ids in self.flagged.items():
-            flags = pc.is_in(rows.column("event_id"), value_set=ids)
-            rows = rows.add_column(at, f"__rejected_{k}", flags)
-            at += 1
-        customer = pl.col("customer_id")
-        inside = customer.is_between(pl.lit(span.first), pl.lit(span.last))
-        if span.null_customer:
-            inside = inside | customer.is_null()
-        return rows, [frame.filter(inside) for frame in self.rejected]
+        return rows, [frame.filter(span.expr("customer_id")) for frame in self.rejected]
 
 
 # The rows with a problem, kept aside while the costed rows are split (`_split_by_span`), as a
@@ -636,10 +667,10 @@ def _split_by_span(
     spans: Sequence[CustomerSpan],
     folder: Path,
 ) -> tuple[tuple[Path, ...], pa.Table]:
-    """The costed rows of query `rows` (`_build_costed`'s, of `built`, whose rejected events
-    are not known yet), each into the file of its customer's span (rows without a customer:
-    the span with `null_customer`; rows of no span are left out). Returns the files and the
-    rows where `problem` holds: what the rejected events are found in."""
+    """The costed rows of query `rows` (`_build_costed`'s, of `built`), each into the file of
+    its customer's span (rows without a customer: the span with `null_customer`; rows of no
+    span are left out). Returns the files and the rows where `problem` holds: what the
+    rejected events are found in."""
     ranks = con.execute(
         f"SELECT customer_id, __customer_rank FROM {built.customers} "
         "WHERE customer_id IS NOT NULL ORDER BY __customer_rank"
@@ -665,10 +696,8 @@ def _split_by_span(
     # A problem row's columns, null on the others.
     aside = "".join(f", CASE WHEN __problem THEN c.{c} END AS __aside_{c}" for c in kept)
     query = _costed_rows_sql(
-        replace(
-            built,
-            costed=f"(SELECT *, __feature_id IS NOT NULL AND ({problem}) AS __problem FROM {rows})",
-        ),
+        built,
+        f"(SELECT *, __feature_id IS NOT NULL AND ({problem}) AS __problem FROM {rows})",
         extra=f", c.__problem{aside}",
     )
     problems: list[pa.Table] = []
@@ -729,25 +758,8 @@ def _span_files(
     spans: Sequence[CustomerSpan],
     paths: tuple[Path, ...],
 ) -> _SpanFiles:
-    """The files of the costed rows split by span, with what the spans' rows need from the
-    rejected events of `built`: those rejected in every set leave (as `_costed_rows_sql`'s
-    anti join), the others are flagged per set (its left join)."""
-    sets = range(built.sets)
-    bad = pl.from_arrow(con.sql(f"SELECT * FROM {built.bad}").to_arrow_table())
-    assert isinstance(bad, pl.DataFrame)
-    in_every_set = pl.all_horizontal(f"__bad_{k}" for k in sets)
-    flagged = {
-        k: bad.filter(f"__bad_{k}")["event_id"].to_arrow()
-        for k in sets
-        if built.rejected_counts[k] > built.everywhere
-    }
-    return _SpanFiles(
-        spans=tuple(spans),
-        paths=paths,
-        rejected=_rejected_rows(con, built, None),
-        everywhere=bad.filter(in_every_set)["event_id"].to_arrow(),
-        flagged=flagged,
-    )
+    """The files of the costed rows split by span, with the rejected events of all spans."""
+    return _SpanFiles(spans=tuple(spans), paths=paths, rejected=_rejected_rows(con, built, None))
 
 
 def _rejected_rows(
@@ -787,7 +799,7 @@ def _costings_of(
     their costed `rows` (`_costed_rows_sql`) and, per set, their `rejected` events (read here
     when not given)."""
     sets = range(built.sets)
-    flagged = [k for k in sets if built.rejected_counts[k] > built.everywhere]
+    flagged = built.flagged()
     currency_codes = dict.fromkeys(built.currency_columns)
     within = "" if span is None else f"WHERE {span.sql('c.customer_id')}"
     try:

@@ -388,10 +388,7 @@ class _PartitionedRun:
             writing: Future[None] | None = None
             for index, span in enumerate(self.spans):
                 [costing] = costings(_costing_span(index, span))
-                range_serving = serving.filter(
-                    pl.col("customer_id").is_between(pl.lit(span.first), pl.lit(span.last))
-                    | (pl.col("customer_id").is_null() & (index == 0))
-                )
+                range_serving = serving.filter(_costing_span(index, span).expr("customer_id"))
                 result, first, last = self._replay_range(span, horizon, costing, range_serving)
                 totals = feature_totals(costing.consumptions, result.replay)
                 if writing is not None:
