@@ -157,13 +157,12 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
         if len(inputs.currency_ids) == 1:
             constants["currency_id"] = inputs.currency_ids[0]
         currency_column = "currency_id" not in constants
-        # Staged: the kernel's rows are dead, and the output columns take their pages. views:
-        # the string columns; numbers: entry_id, timestamp; money: amount, balance_after as
-        # decimal128.
-        written = int((starts + lengths).max()) * N_OUT
+        # Staged: the kernel's rows are dead, and the output columns take their pages, the
+        # largest first. views: the string columns; money: amount, balance_after as
+        # decimal128; numbers: entry_id, timestamp.
         n_views = len(STRING_COLUMNS) - (not currency_column)
-        views, numbers, money = _in_dead_memory(
-            kernel_rows.pop(), written, [(n_views, n, 2), (2, n), (2, n, 2)]
+        views, money, numbers = _in_dead_memory(
+            kernel_rows.pop(), starts * N_OUT, lengths * N_OUT, [(n_views, n, 2), (2, n, 2), (2, n)]
         )
         # 4. Each bucket sorted, its rows written as output columns.
         tables = [
@@ -222,20 +221,21 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
 
 
 def _in_dead_memory(
-    dead: np.ndarray, written: int, shapes: list[tuple[int, ...]]
+    dead: np.ndarray, starts: np.ndarray, lengths: np.ndarray, shapes: list[tuple[int, ...]]
 ) -> list[np.ndarray]:
     """Uninitialised int64 arrays of `shapes` in the memory of `dead` (an int64 array no longer
-    needed, written up to element `written` of its flat form), one after the other: the pages it
-    wrote are mapped already, where fresh memory costs a page fault and the zeroing of a page
-    on first write. Arrays that do not fit after the others are fresh memory; if the arrays
-    placed would leave more than an eighth of their size in written pages unused (the outputs
-    keep `dead` alive), all are fresh memory."""
+    needed, of which the kernel wrote elements [starts[i], starts[i] + lengths[i]) of its flat
+    form), one after the other: the pages it wrote are mapped already, where fresh memory costs
+    a page fault and the zeroing of a page on first write. Arrays that do not fit after the
+    others are fresh memory. The outputs keep all of `dead` alive: if the written elements they
+    leave unused come to more than an eighth of their size, all are fresh memory."""
     free = dead.reshape(-1)
     sizes = [int(np.prod(shape)) for shape in shapes]
     ends = np.cumsum(sizes)
     fits = ends <= len(free)
     placed = int(ends[fits][-1]) if fits.any() else 0
-    if placed == 0 or written - placed > sum(sizes) // 8:
+    unused = int(np.clip(starts + lengths - np.maximum(starts, placed), 0, None).sum())
+    if placed == 0 or unused > sum(sizes) // 8:
         return [small_pages.empty(shape) for shape in shapes]
     return [
         free[end - size : end].reshape(shape) if fit else small_pages.empty(shape)
@@ -512,9 +512,13 @@ def _emit_ledger(
     and `valid` (event_id, feature_id not null)."""
     customers, entry_types, grant_ids, grant_types, grant_sources = tables[:5]
     event_ids, feature_ids, currencies = tables[5:]
-    times = np.empty(0, dtype=np.int64)  # one bucket's times, their order, sub-bucket counts
+    # One bucket's times, their order, sub-bucket counts, and each row's grant code and event
+    # (-1 for none).
+    times = np.empty(0, dtype=np.int64)
     order = np.empty(0, dtype=np.int64)
     counts = np.empty(0, dtype=np.int64)
+    row_grant = np.empty(0, dtype=np.int64)
+    row_event = np.empty(0, dtype=np.int64)
     for b in range(b_from, b_to):
         lo, hi = bucket_starts[b], bucket_starts[b + 1]
         if hi == lo:
@@ -523,13 +527,14 @@ def _emit_ledger(
             times = np.empty(hi - lo, dtype=np.int64)
             order = np.empty(hi - lo, dtype=np.int64)
             counts = np.empty(hi - lo + 2, dtype=np.int64)
+            row_grant = np.empty(hi - lo, dtype=np.int64)
+            row_event = np.empty(hi - lo, dtype=np.int64)
         for i in range(lo, hi):
             times[i - lo] = staged[i, S_TIME]
         _order_by_time(times[: hi - lo], order, counts)
         for i in range(lo, hi):
             r = lo + order[i - lo]
             grant, codes = staged[r, S_GRANT], staged[r, S_CODES]
-            c, k = grant_pair[grant] // n_currencies, grant_pair[grant] % n_currencies
             numbers[0, i] = i + 1
             numbers[1, i] = staged[r, S_TIME]
             amount, balance = staged[r, S_AMOUNT], staged[r, S_BALANCE]
@@ -537,17 +542,28 @@ def _emit_ledger(
             money[0, i, 1] = amount >> 63
             money[1, i, 0] = balance
             money[1, i, 1] = balance >> 63
-            entry_type, event = (codes >> 2) & 7, (codes >> 5) - 1
+            entry_type = (codes >> 2) & 7
+            for half in range(2):
+                views[1, i, half] = entry_types[entry_type, half]
+            valid[0, i] = codes & 1
+            valid[1, i] = (codes >> 1) & 1
+            row_grant[i - lo] = grant
+            row_event[i - lo] = (codes >> 5) - 1
+        # What the grant and the event give is read at random from tables of every grant and of
+        # every consumption: in loops of their own, many of those reads are in flight at once.
+        for i in range(lo, hi):
+            grant = row_grant[i - lo]
+            c, k = grant_pair[grant] // n_currencies, grant_pair[grant] % n_currencies
             grant_type, source = grant_type_source[grant] >> 3, grant_type_source[grant] & 7
             for half in range(2):
                 views[0, i, half] = customers[c, half]
-                views[1, i, half] = entry_types[entry_type, half]
                 views[2, i, half] = grant_ids[grant, half]
                 views[3, i, half] = grant_types[grant_type, half]
                 views[4, i, half] = grant_sources[source, half]
-                views[5, i, half] = event_ids[event, half] if event >= 0 else 0
-                views[6, i, half] = feature_ids[event, half] if event >= 0 else 0
                 if currency_column:
                     views[7, i, half] = currencies[k, half]
-            valid[0, i] = codes & 1
-            valid[1, i] = (codes >> 1) & 1
+        for i in range(lo, hi):
+            event = row_event[i - lo]
+            for half in range(2):
+                views[5, i, half] = event_ids[event, half] if event >= 0 else 0
+                views[6, i, half] = feature_ids[event, half] if event >= 0 else 0

@@ -136,7 +136,8 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
         )
         above = _above_recharge_ids(grants, recharging)
         rollover = (grants["source"] == ROLLOVER_SOURCE).to_numpy()
-        id_rank = id_ranks(grants["grant_id"], above, rollover)
+        # The ids' rank (a sort of the grant ids) is taken on the second thread too.
+        ranking = pool.submit(id_ranks, grants["grant_id"], above, rollover)
         kept = taking.result()
         customers = pl.concat([kept.run_customers, grant_customers]).unique().sort()
         n_customers = len(customers)
@@ -151,7 +152,7 @@ def kernel_input(prepared: PreparedReplay) -> KernelInput:
             expires=grants["expires_at"].to_physical().fill_null(NEVER_US).to_numpy()[by_customer],
             type_rank=TYPE_RANK_BY_CODE[grant_type],
             effective=effective[takes_part][by_customer],
-            id_rank=id_rank[by_customer],
+            id_rank=ranking.result()[by_customer],
             recharge_number=np.zeros(len(by_customer), dtype=np.int64),
         )
         grant_start = np.searchsorted(owner[by_customer], np.arange(n_customers + 1))
@@ -224,6 +225,9 @@ def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Ke
     customer_column, event_column = table["customer_id"], table["event_id"]
     cost = table["cost_units"]
     n = table.height
+    # Runs of equal ids (a null equal to a null), numbered from 0.
+    customer_run = customer_column.rle_id().to_numpy()
+    run_starts = np.flatnonzero(np.diff(customer_run, prepend=-1))
     row = small_pages.empty(n, index_dtype(n))
     run = small_pages.empty(n, index_dtype(n))
     time = small_pages.empty(n)
@@ -232,8 +236,7 @@ def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Ke
     n_kept = _kept_rows(
         table["timestamp"].to_physical().to_numpy(),  # microseconds (CONSUMPTION_SCHEMA)
         (cost.fill_null(0) if cost.null_count() else cost).to_numpy(),
-        # Runs of equal ids (a null equal to a null), numbered from 0.
-        customer_column.rle_id().to_numpy(),
+        customer_run,
         event_column.rle_id().to_numpy(),
         start_us,
         until_us,
@@ -245,7 +248,7 @@ def _kept_consumptions(table: pl.DataFrame, start_us: int, until_us: int) -> _Ke
     )
     # Views of the kept rows: the room of the rows left out is not worth a copy.
     return _Kept(
-        run_customers=customer_column.rle().struct.field("value"),  # one id per run
+        run_customers=customer_column.gather(run_starts),  # one id per run
         row=row[:n_kept],
         time=time[:n_kept],
         cost=kept_cost[:n_kept],
