@@ -1,13 +1,17 @@
-"""Output folders written whole or not at all: a command writes into a staging folder inside
-`--out` and moves its files into place only once everything is written.
+"""Output folders written whole or not at all: files are written into a staging folder inside
+the output folder and moved into place only once everything is written.
 
-A run that fails part-way (a full disk, a bad row found late, Ctrl-C) leaves `--out` as it was:
-the earlier run's files stay, all of them, and no file of the new run is there, since a mix of
-two runs' files (this run's ledger beside the last run's summary) would be read as one result.
-The staging folder is on the same file system as `--out`, so moving a file in is a rename: each
-output file is replaced in one step, and the interrupt signal is held back while the files move.
-A run killed outright (SIGKILL, a power cut) leaves its staging folder behind; the next run into
-the same `--out` removes it.
+The commands (`simulate`, `compare`, `demo` into `--out`) and the Python API
+(`SimulationResult.write`, `report.build.write_comparison`) write through `staged_outputs`. A
+write that fails part-way (a full disk, an unwritable file, a bad row found late, Ctrl-C) leaves
+the folder as it was: the earlier files stay, all of them, and no new file is there, since a mix
+of two runs' files (this run's ledger beside the last run's summary) would be read as one result.
+The staging folder is on the same file system as the output folder, so moving a file in is a
+rename: each output file is replaced in one step, and the interrupt signal is held back while the
+files move. A run killed outright (SIGKILL, a power cut) leaves its staging folder behind; the
+next write into the same folder removes it. A write staged inside another one (a command's
+`SimulationResult.write` into its own staging folder) moves its files into that folder, and they
+reach the output folder with the command's other files.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ STAGING_PREFIX = ".pricing-lab-partial-"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StagedOutputs:
-    """Where a command writes (`folder`) and where its files end up (`out`)."""
+    """Where a run writes (`folder`) and where its files end up (`out`)."""
 
     folder: Path
     out: Path
@@ -63,11 +67,25 @@ def staged_outputs(out: Path) -> Iterator[StagedOutputs]:
         if created:
             with contextlib.suppress(OSError):
                 out.rmdir()  # only when empty: nothing else was put there meanwhile
-        if isinstance(exc, OSError) and exc.filename is None:
-            # A writer's error names no file (Arrow's "No space left on device"): name --out.
-            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
+        where = _named_outside(exc.filename, folder, out) if isinstance(exc, OSError) else None
+        if where is not None:
+            assert isinstance(exc, OSError)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(where)) from exc
         raise
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _named_outside(filename: object, folder: Path, out: Path) -> Path | None:
+    """What an error naming `filename` should name instead: `out` for an error naming no file
+    (Arrow's "No space left on device") or the staging folder itself (a write staged inside this
+    one), the file's place in `out` for a file being staged; None to leave the error as it is."""
+    if filename is None:
+        return out
+    try:
+        relative = Path(str(filename)).relative_to(folder)
+    except ValueError:
+        return None
+    return out / relative
 
 
 def _move_into_place(folder: Path, out: Path) -> None:
