@@ -22,7 +22,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +73,47 @@ def staged_outputs(out: Path) -> Iterator[StagedOutputs]:
             raise OSError(exc.errno, exc.strerror or str(exc), str(where)) from exc
         raise
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFiles:
+    """Files of one result (`staged_files`), each written under a hidden name beside its place."""
+
+    twins: Mapping[Path, Path]  # place → hidden file written there first
+
+    def twin(self, path: Path) -> Path:
+        """Where to write the file that belongs at `path`."""
+        return self.twins[Path(path)]
+
+
+@contextlib.contextmanager
+def staged_files(paths: Iterable[Path]) -> Iterator[StagedFiles]:
+    """Files read together as one result (a usage report and its rejected rows), written
+    together: the block writes each into `StagedFiles.twin(path)`, a hidden file in the same
+    folder, and they are renamed into place when the block ends without an error. On any error
+    the hidden files are removed and each path keeps what it held (an OSError naming a hidden
+    file names its path). Missing folders are made first."""
+    twins = {
+        Path(path): Path(path).with_name(f".{Path(path).name}.{STAGING_PREFIX[1:]}{os.getpid()}")
+        for path in paths
+    }
+    for path in twins:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    staged = StagedFiles(twins=twins)
+    try:
+        yield staged
+        with _interrupts_held():
+            for path, twin in twins.items():
+                os.replace(twin, path)
+    except BaseException as exc:
+        for twin in twins.values():
+            with contextlib.suppress(OSError):
+                twin.unlink()
+        if isinstance(exc, OSError) and exc.filename is not None:
+            place = {str(twin): path for path, twin in twins.items()}.get(str(exc.filename))
+            if place is not None:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(place)) from exc
+        raise
 
 
 def _named_outside(filename: object, folder: Path, out: Path) -> Path | None:
