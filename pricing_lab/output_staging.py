@@ -11,7 +11,12 @@ rename: each output file is replaced in one step, and the interrupt signal is he
 files move. A run killed outright (SIGKILL, a power cut) leaves its staging folder behind; the
 next write into the same folder removes it. A write staged inside another one (a command's
 `SimulationResult.write` into its own staging folder) moves its files into that folder, and they
-reach the output folder with the command's other files.
+reach the output folder with the command's other files. An error names the place the user asked
+for, never a staging path.
+
+A few files read together but not kept in one folder (`usage report`'s report and its rejected
+rows, `forecast`'s table and its rejected rows) are written through `staged_files`: each under a
+hidden name beside its place, all renamed once every one is written.
 """
 
 from __future__ import annotations
