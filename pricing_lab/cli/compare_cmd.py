@@ -15,8 +15,8 @@ from pricing_lab.cli.simulate_cmd import (
     load_inputs,
     output_folder,
 )
-from pricing_lab.cli.staging import staged_outputs
 from pricing_lab.errors import InputError
+from pricing_lab.output_staging import staged_outputs
 from pricing_lab.scale.cli_options import (
     add_scale_arguments,
     bucket_options,
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         horizon = parse_horizon(horizon_text)
     with ProgressDisplay(enabled=not args.quiet) as progress, staged_outputs(args.out) as staged:
         # Every file is written into `staged.folder` and moved into --out at the block's end:
-        # a run that fails or is interrupted leaves --out as it was (pricing_lab.cli.staging).
+        # a run that fails or is interrupted leaves --out as it was (pricing_lab.output_staging).
         # What is printed is made inside the block too: it may read the scenarios' ledgers.
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args)

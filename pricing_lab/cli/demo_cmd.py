@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pricing_lab.cli.output import comparison_text
-    from pricing_lab.cli.staging import staged_outputs
+    from pricing_lab.output_staging import staged_outputs
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.demo import attribution_line, run_demo
 

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.forecast.backtest import backtest_costed
     from pricing_lab.forecast.history import BurnModel
     from pricing_lab.forecast.run_out import LIKELY_TO_RUN_OUT, forecast_costed
+    from pricing_lab.output_staging import staged_files
     from pricing_lab.simulation.costing import check_dimensions
     from pricing_lab.simulation.simulate import cost, with_ingest_rejected
 
@@ -152,8 +153,11 @@ def run(args: argparse.Namespace) -> int:
                 model=BurnModel(), **common,
             )  # fmt: skip
         progress.phase("writing the backtest" if args.backtest else "writing the forecast")
-        path = _write(rows if args.backtest else table, _output_path(args.out, name))
-        rejected_path = _write(rejected, _rejected_path(args.out))
+        path, rejected_path = _output_path(args.out, name), _rejected_path(args.out)
+        # The forecast and its rejected rows are read together: written together, or neither.
+        with staged_files([path, rejected_path]) as staged:
+            _write(rows if args.backtest else table, path, into=staged.twin(path))
+            _write(rejected, rejected_path, into=staged.twin(rejected_path))
     rejections = rejection_report(
         rejected,
         rows_read=report.rows_read,
@@ -257,14 +261,13 @@ def _rejected_path(out: Path) -> Path:
     return _output_path(out, "rejected_events")
 
 
-def _write(table: Any, path: Path) -> Path:
-    """Write `table` to `path` (.csv or .parquet), creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(table: Any, path: Path, *, into: Path) -> None:
+    """Write `table` as the file `path` (.csv, else Parquet) at `into` (its hidden twin until
+    both files are complete)."""
     if path.suffix.lower() == ".csv":
-        table.write_csv(path)
+        table.write_csv(into)
     else:
-        table.write_parquet(path)
-    return path
+        table.write_parquet(into)
 
 
 def _when(value: datetime | None) -> str:

@@ -14,8 +14,8 @@ from pricing_lab.cli.rejections import (
     print_report,
     rejection_report,
 )
-from pricing_lab.cli.staging import staged_outputs
 from pricing_lab.errors import InputError
+from pricing_lab.output_staging import staged_outputs
 from pricing_lab.scale.cli_options import add_scale_arguments, check_scale_arguments
 from pricing_lab.timeutil import as_utc, naive_utc
 
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     check_scale_arguments(args)
     with ProgressDisplay(enabled=not args.quiet) as progress, staged_outputs(args.out) as staged:
         # Every file is written into `staged.folder` and moved into --out at the block's end:
-        # a run that fails or is interrupted leaves --out as it was (pricing_lab.cli.staging).
+        # a run that fails or is interrupted leaves --out as it was (pricing_lab.output_staging).
         progress.phase("reading and checking the events")
         con, catalog, customers, report = load_inputs(args, spilling=args.partitions != 1)
         partitions = args.partitions or -(-report.accepted // EVENTS_PER_PARTITION)

@@ -75,6 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
     from pricing_lab.events.meters import metered_features, reject_unusable_values
     from pricing_lab.events.report import usage_report
     from pricing_lab.formula import check_formula
+    from pricing_lab.output_staging import staged_files
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.simulation.costing import check_dimensions
 
@@ -102,11 +103,19 @@ def run_report(args: argparse.Namespace) -> int:
         progress.phase(f"aggregating usage per {args.period}")
         frame = usage_report(con, catalog, period=args.period, subscriptions=subscriptions)
         progress.phase("writing the report")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _write(con, frame, out)
-        rejected_path = args.rejected or out.with_name(f"{out.stem}_rejected{suffix}")
+        rejected_path = Path(args.rejected or out.with_name(f"{out.stem}_rejected{suffix}"))
+        reported_path = rejected_path.with_name(
+            rejected_path.stem.replace("_rejected", "") + f"_rejected_reported{suffix}"
+        )
         rejected = con.table(ingested.rejected_table).pl()
-        _write(con, rejected, rejected_path)
+        reported_rows = None if reported is None else con.table(reported.rejected_table).pl()
+        outputs = {out: frame, rejected_path: rejected}
+        if reported_rows is not None:
+            outputs[reported_path] = reported_rows
+        # The report and its rejected rows are read together: written together, or none of them.
+        with staged_files(outputs) as staged:
+            for path, rows in outputs.items():
+                _write(con, rows, path, into=staged.twin(path))
     reports = {
         "events": rejection_report(
             rejected,
@@ -115,12 +124,7 @@ def run_report(args: argparse.Namespace) -> int:
             known_customers=known,
         )
     }
-    if reported is not None:
-        reported_path = rejected_path.with_name(
-            rejected_path.stem.replace("_rejected", "") + f"_rejected_reported{suffix}"
-        )
-        reported_rows = con.table(reported.rejected_table).pl()
-        _write(con, reported_rows, reported_path)
+    if reported is not None and reported_rows is not None:
         reports["reported"] = rejection_report(
             reported_rows, rows_read=reported.rows_read, path=reported_path, known_customers=known
         )
@@ -174,15 +178,20 @@ def _customers(args: argparse.Namespace) -> tuple[list[str] | None, Any]:
     return known, spans
 
 
-def _write(con: Any, frame: Any, path: Path) -> None:
-    """`frame` to `path` (.parquet or .csv) with DuckDB's COPY, so decimals stay exact."""
+def _write(con: Any, frame: Any, path: Path, *, into: Path) -> None:
+    """`frame` as the file `path` (.parquet, else CSV) with DuckDB's COPY, so decimals stay
+    exact, written at `into` (its hidden twin until the report is complete). A DuckDB error
+    names `path`."""
+    import duckdb
+
     from pricing_lab.events.ingest import quote_literal
 
     view = "__pricing_lab_usage_output"
     con.register(view, frame.to_arrow())
     try:
         kind = "PARQUET" if path.suffix.lower() == ".parquet" else "CSV, HEADER TRUE"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY {view} TO {quote_literal(str(path))} (FORMAT {kind})")
+        con.execute(f"COPY {view} TO {quote_literal(str(into))} (FORMAT {kind})")
+    except duckdb.IOException as exc:
+        raise duckdb.IOException(str(exc).replace(str(into), str(path))) from None
     finally:
         con.unregister(view)

@@ -23,13 +23,16 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 
 from pricing_lab.errors import InputError, InvariantViolation
 from pricing_lab.events.plugins import DETAIL_COLUMN, REASON_COLUMN, ROW_COLUMN, STAYED_COLUMN
 from pricing_lab.limits import TIMESTAMP_END, TIMESTAMP_MIN
+
+if TYPE_CHECKING:
+    from pricing_lab.catalog.model import Meter
 
 SourceFormat = Literal["parquet", "csv", "ndjson", "table", "query"]
 EventSource = str | Path | duckdb.DuckDBPyRelation | Any  # Any: a Polars DataFrame or Arrow table
@@ -87,7 +90,12 @@ _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IngestReport:
-    """What one ingestion read, kept and rejected. `accepted + rejected == rows_read` always."""
+    """What one ingestion read, kept and rejected. `accepted + rejected == rows_read` always.
+
+    Ingestion checks what needs no catalog; the meter values a catalog reads as numbers are
+    checked later, against that catalog (`meters.reject_unusable_values`, which `simulate` and
+    `compare` call): an event whose value is not a usable number moves from `table` to
+    `rejected_table` as `bad_value`, and the report it returns counts it there."""
 
     source: str
     table: str
@@ -100,6 +108,9 @@ class IngestReport:
     # The column whose values ingestion left distinct in `table` (`event_id` for events: the
     # first of duplicated ids is kept); None when rows may repeat (reported usage).
     unique_column: str | None = None
+    # The meters whose values `meters.reject_unusable_values` has checked in `table` (the events
+    # whose value is not a usable number moved to `rejected_table`): not checked a second time.
+    checked_meters: frozenset[Meter] = field(default_factory=frozenset, repr=False)
 
     def counts(self) -> str:
         """`N read, M accepted, K rejected`, as the commands print it."""

@@ -282,15 +282,23 @@ def reject_unusable_values(
     A `sum`, `max`, `min` or `avg` meter reads its dimension as DECIMAL(38, 12); an event it
     matches whose value is text that is not a number, NaN, infinite or 10^26 or more is rejected
     as `bad_value` (naming the feature and the value) instead of counting as no usage. Returns
-    the report with the new counts; `timestamp` of these rows is the stored UTC time as text.
+    the report with the counts of its rejected table and the catalog's meters in
+    `checked_meters`: meters the report says were checked are not checked again, so a second
+    call (the commands check before `simulate`, which checks too) reads nothing. `timestamp` of
+    these rows is the stored UTC time as text.
     """
+    meters = frozenset(
+        f.meter for f in metered_features(catalog) if f.meter and f.meter.source == "events"
+    )
+    if meters <= report.checked_meters:
+        return report
     columns = _columns(con, report.table)
     if columns is None:
         return report
     checks = []
     for feature in metered_features(catalog):
         meter = feature.meter
-        if meter is None or meter.source != "events":
+        if meter is None or meter.source != "events" or meter in report.checked_meters:
             continue
         unusable = _out_of_range_sql(feature, columns)
         if unusable == "FALSE":
@@ -303,30 +311,34 @@ def reject_unusable_values(
             f"CAST({quote_ident(found[0])} AS VARCHAR)"
         )
         checks.append((condition, detail))
+    checked = replace(report, checked_meters=report.checked_meters | meters)
     if not checks:
-        return report
+        return checked
     events, rejected = quote_ident(report.table), quote_ident(report.rejected_table)
     bad = " OR ".join(c for c, _ in checks)
     found_rows = con.execute(f"SELECT count(*) FROM {events} WHERE {bad}").fetchall()[0][0]
-    if not found_rows:
-        return report
-    detail = "concat_ws('; ', " + ", ".join(f"CASE WHEN {c} THEN {d} END" for c, d in checks) + ")"
-    row = f"{quote_ident(SOURCE_ROW_COLUMN)}" if SOURCE_ROW_COLUMN in columns else "NULL"
-    con.execute(
-        f"CREATE OR REPLACE TABLE {rejected} AS SELECT * FROM (SELECT * FROM {rejected} UNION ALL "
-        f"SELECT CAST({row} AS BIGINT), event_id, customer_id, event_name, "
-        "strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ'), 'bad_value', "
-        f"{detail} FROM {events} WHERE {bad}) ORDER BY source_row"
-    )
-    con.execute(f"DELETE FROM {events} WHERE {bad}")
-    by_reason = dict(report.rejected_by_reason)
-    by_reason["bad_value"] = by_reason.get("bad_value", 0) + int(found_rows)
-    ordered = {r: by_reason[r] for r in REJECTION_ORDER if r in by_reason}
+    if found_rows:
+        detail = (
+            "concat_ws('; ', " + ", ".join(f"CASE WHEN {c} THEN {d} END" for c, d in checks) + ")"
+        )
+        row = f"{quote_ident(SOURCE_ROW_COLUMN)}" if SOURCE_ROW_COLUMN in columns else "NULL"
+        con.execute(
+            f"CREATE OR REPLACE TABLE {rejected} AS SELECT * FROM (SELECT * FROM {rejected} "
+            f"UNION ALL SELECT CAST({row} AS BIGINT), event_id, customer_id, event_name, "
+            "strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ'), 'bad_value', "
+            f"{detail} FROM {events} WHERE {bad}) ORDER BY source_row"
+        )
+        con.execute(f"DELETE FROM {events} WHERE {bad}")
+    # Counted from the rejected table: right even for a report older than an earlier check.
+    counts = dict(con.execute(f"SELECT reason, count(*) FROM {rejected} GROUP BY ALL").fetchall())
+    by_reason = {r: int(counts.pop(r)) for r in REJECTION_ORDER if r in counts}
+    by_reason |= {str(r): int(n) for r, n in sorted(counts.items(), key=lambda c: str(c[0]))}
+    total = sum(by_reason.values())
     return replace(
-        report,
-        accepted=report.accepted - int(found_rows),
-        rejected=report.rejected + int(found_rows),
-        rejected_by_reason=ordered,
+        checked,
+        accepted=report.rows_read - total,
+        rejected=total,
+        rejected_by_reason=by_reason,
     )
 
 

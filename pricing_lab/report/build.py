@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pricing_lab.output_staging import staged_outputs
 from pricing_lab.report import charts, findings, views
 from pricing_lab.report import format as fmt
 from pricing_lab.report.html import Notes, Part, Report, ReportSection, write_report
@@ -534,34 +535,45 @@ def write_comparison(
     """Write a comparison: customers/features/totals/margin Parquet, each scenario's outputs under
     `scenarios/NAME/`, `comparison.json` (base and scenario names) and `report.html`; with a
     run-out `forecast` table, `forecast.parquet` and the report's run-out section. Returns the
-    paths written."""
+    paths written.
+
+    The files are written together (`output_staging.staged_outputs`): a write that fails
+    part-way leaves `out_dir` as it was, its earlier files all there and no new one. Scenarios a
+    `compare(…, out_dir=out_dir)` wrote there already stay as they are; otherwise `scenarios/`
+    is replaced whole by this comparison's."""
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, frame in (
-        ("comparison_customers.parquet", comparison.customers),
-        ("comparison_features.parquet", comparison.features),
-        ("comparison_totals.parquet", comparison.totals),
-        ("comparison_margin.parquet", comparison.margin),
-        ("comparison_margin_totals.parquet", comparison.margin_totals),
-    ):
-        frame.write_parquet(folder / name, statistics=False)
-        paths.append(folder / name)
-    if forecast is not None:
-        forecast.write_parquet(folder / "forecast.parquet", statistics=False)
-        paths.append(folder / "forecast.parquet")
-    for name, result in comparison.results.items():
-        paths.extend(result.write(scenario_folder(folder, name)))
-    about = folder / "comparison.json"
-    about.write_text(
-        json.dumps({"base": comparison.base, "scenarios": list(comparison.results)}, indent=2)
-        + "\n",
-        encoding="utf-8",
+    in_place = all(
+        result.written_to is not None
+        and result.written_to.resolve() == scenario_folder(folder, name).resolve()
+        for name, result in comparison.results.items()
     )
-    paths.append(about)
-    paths.append(
-        write_report(
-            comparison_report(comparison, footer=footer, forecast=forecast), folder / "report.html"
+    with staged_outputs(folder) as staged:
+        paths = []
+        for name, frame in (
+            ("comparison_customers.parquet", comparison.customers),
+            ("comparison_features.parquet", comparison.features),
+            ("comparison_totals.parquet", comparison.totals),
+            ("comparison_margin.parquet", comparison.margin),
+            ("comparison_margin_totals.parquet", comparison.margin_totals),
+        ):
+            frame.write_parquet(staged.folder / name, statistics=False)
+            paths.append(staged.final(staged.folder / name))
+        if forecast is not None:
+            forecast.write_parquet(staged.folder / "forecast.parquet", statistics=False)
+            paths.append(staged.final(staged.folder / "forecast.parquet"))
+        for name, result in comparison.results.items():
+            if in_place:  # written there already: `write` returns their paths
+                paths.extend(result.write(scenario_folder(folder, name)))
+            else:
+                written = result.write(scenario_folder(staged.folder, name))
+                paths.extend(staged.final(path) for path in written)
+        about = staged.folder / "comparison.json"
+        about.write_text(
+            json.dumps({"base": comparison.base, "scenarios": list(comparison.results)}, indent=2)
+            + "\n",
+            encoding="utf-8",
         )
-    )
+        paths.append(staged.final(about))
+        report = comparison_report(comparison, footer=footer, forecast=forecast)
+        paths.append(staged.final(write_report(report, staged.folder / "report.html")))
     return paths

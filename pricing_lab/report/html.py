@@ -183,8 +183,16 @@ def render_report(report: Report) -> str:
 
 
 def write_report(report: Report, path: str | Path) -> Path:
-    """Write the report to `path` (UTF-8) and return the path."""
+    """Write the report to `path` (UTF-8) and return the path. The page is written beside it
+    under a hidden name and renamed: a write that fails leaves the earlier report whole."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(report), encoding="utf-8")
+    text = render_report(report)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target

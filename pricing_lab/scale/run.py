@@ -68,6 +68,7 @@ from pricing_lab.simulation.partitioned import input_customer_ids
 from pricing_lab.simulation.simulate import (
     SimulationResult,
     customer_problems,
+    unusable_values_rejected,
     with_ingest_rejected,
 )
 from pricing_lab.timeutil import as_utc
@@ -349,6 +350,7 @@ def simulate_in_buckets(
     with its ledger on disk (like `partitioned.simulate_partitioned`).
     """
     customers = customers if customers is not None else CustomerInputs()
+    ingest, costing = unusable_values_rejected(con, catalog, ingest, events=events, costing=costing)
     runner = executor if executor is not None else LocalExecutor()
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

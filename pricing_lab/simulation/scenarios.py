@@ -47,7 +47,7 @@ from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import cost_events, cost_events_many
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.margin import compare_margins
-from pricing_lab.simulation.simulate import SimulationResult, simulate
+from pricing_lab.simulation.simulate import SimulationResult, simulate, unusable_values_rejected
 from pricing_lab.timeutil import as_utc, timestamp_value
 
 Progress = Callable[[str, int, int], None]
@@ -671,7 +671,9 @@ def compare(
     unchanged. Costs are computed once per distinct set of rates, sets costing the same rows in
     one pass over the events (`costing.cost_events_many`).
     `start` / `until` bound every replay's horizon; `ingest` (the report of the ingestion that
-    filled `events`) adds the rows rejected on reading to each scenario's rejected events.
+    filled `events`) adds the rows rejected on reading to each scenario's rejected events, and
+    first moves the events whose meter value is not a usable number there as `bad_value`
+    (`simulate.unusable_values_rejected`).
     `executor`: each scenario replayed in customer buckets on it and written into its folder
     (`scale.run.simulate_in_buckets`, given `bucket_options` such as `buckets`); needs `out_dir`.
     `activity`: each scenario's activity stream (see `simulate`); `Comparison.activity` counts it.
@@ -691,6 +693,9 @@ def compare(
     runs = list(scenarios)
     if base not in {s.name for s in runs}:
         runs.insert(0, Scenario(name=base))
+    # Events whose meter value is not a number leave for the rejected ones before any costing;
+    # scenarios keep the base's meters, so each replay finds them checked.
+    ingest, _ = unusable_values_rejected(con, catalog, ingest, events=events)
     if progress is not None:
         progress(runs[0].name, 0, len(runs))  # costing every scenario comes first
     inputs = [scenario.apply(catalog, customers) for scenario in runs]

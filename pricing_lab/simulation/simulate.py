@@ -27,10 +27,12 @@ from pricing_lab.activity.stream import DEFAULT_ACTIVITY, ActivityOptions, repla
 from pricing_lab.catalog.model import Catalog
 from pricing_lab.errors import PricingLabError, Problem, ValidationError
 from pricing_lab.events.ingest import IngestReport
+from pricing_lab.events.meters import reject_unusable_values
 from pricing_lab.ledger import ReplayInput, ReplayResult, recurring_entitlements, replay
 from pricing_lab.ledger.balances import feature_summary, with_entries
 from pricing_lab.ledger.frames import TIMESTAMP
 from pricing_lab.ledger.model import Enforcement, Subscription
+from pricing_lab.output_staging import staged_outputs
 from pricing_lab.simulation.costing import REJECTED_COLUMNS, Costing, cost_events
 from pricing_lab.simulation.customers import CustomerInputs
 from pricing_lab.simulation.margin import empty_margin, margin_summary, replay_margin
@@ -181,11 +183,20 @@ class SimulationResult:
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write the SPEC §6 output files into `out_dir` (created if missing); returns the paths.
 
-        A result whose outputs are already there (`written(out_dir)`) is not written again."""
+        All or nothing (`output_staging.staged_outputs`): the files are written into a staging
+        folder inside `out_dir` and moved into place once every one is written, so a write that
+        fails part-way (a full disk, an unwritable file) leaves the folder's earlier files as they
+        were and no new file. Other files in `out_dir` are left alone. A result whose outputs are
+        already there (`written(out_dir)`) is not written again."""
         folder = Path(out_dir)
         if self.written_to is not None and self.written_to.resolve() == folder.resolve():
             return [folder / name for name in OUTPUT_FILES]
-        folder.mkdir(parents=True, exist_ok=True)
+        with staged_outputs(folder) as staged:
+            written = self._write_files(staged.folder)
+        return [staged.final(path) for path in written]
+
+    def _write_files(self, folder: Path) -> list[Path]:
+        """Write the output files into `folder`, which exists; returns their paths."""
         frames = {
             "grants.parquet": self.grants,
             "denied_events.parquet": self.denied_events,
@@ -388,9 +399,12 @@ def simulate(
     """Replay the events of table `events` through `catalog` and the customers' grants (SPEC §5/6).
 
     `costing` reuses an earlier costing of the same events (scenario comparisons cost once per
-    distinct set of rates). Rejected events are those of
-    ingestion (when `ingest` names its table) and those whose formulas gave a null or negative
-    cost. `activity`: how the credit activity stream is derived (`ActivityOptions`: low-balance
+    distinct set of rates). Rejected events are those of ingestion (when `ingest`, the report of
+    the ingestion that filled `events`, is given) and those whose formulas gave a null or
+    negative cost. With `ingest`, an event whose meter value is not a usable number (text that
+    is not a number, NaN, infinite) is first moved to the rejected events as `bad_value`, as the
+    commands do (`unusable_values_rejected`); `SimulationResult.ingest` counts it.
+    `activity`: how the credit activity stream is derived (`ActivityOptions`: low-balance
     thresholds, ending-soon days); None derives none. `serving`: the costs to serve of every event
     in the horizon, computed earlier (`cost_to_serve.serve_costs`; those of events not served are
     taken off from table `events`).
@@ -399,6 +413,7 @@ def simulate(
     problems = customer_problems(customers, catalog)
     if problems:
         raise ValidationError(problems, source="customers")
+    ingest, costing = unusable_values_rejected(con, catalog, ingest, events=events, costing=costing)
     costed = costing if costing is not None else cost(con, catalog, customers, events=events)
     replay_input = ReplayInput(
         currencies=catalog.currencies,
@@ -433,6 +448,31 @@ def simulate(
         activity=None if activity is None else replay_activity(result, replay_input, activity),
         margin=margin,
     )
+
+
+def unusable_values_rejected(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    ingest: IngestReport | None,
+    *,
+    events: str = "events",
+    costing: Costing | None = None,
+) -> tuple[IngestReport | None, Costing | None]:
+    """`ingest` after `meters.reject_unusable_values` for `catalog`'s meters, and `costing`.
+
+    When `ingest` reports on table `events`, the events whose meter value is not a usable number
+    move to its rejected table as `bad_value` (SPEC §4: every row accepted or rejected with a
+    reason), so a replay neither counts them as no usage nor costs them. Once per meter: a
+    report whose `checked_meters` hold the catalog's is returned as it is (the commands check on
+    reading; `compare` checks once for every scenario). `costing` is returned as None, to be
+    made again, when it was made before events just moved out of the table.
+    """
+    if ingest is None or ingest.table != events:
+        return ingest, costing
+    checked = reject_unusable_values(con, catalog, ingest)
+    if costing is not None and checked.rejected != ingest.rejected:
+        costing = None
+    return checked, costing
 
 
 def customer_problems(customers: CustomerInputs, catalog: Catalog) -> list[Problem]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,37 @@ def test_usage_report_shows_its_steps_unless_quiet(
     assert "aggregating usage per month: done in" in capsys.readouterr().err
     assert main([*args, "--quiet"]) == 0  # like every long command (README)
     assert capsys.readouterr().err == ""
+
+
+def test_a_report_whose_rejected_rows_cannot_be_written_leaves_both_earlier_files(
+    tmp_path: Path,
+) -> None:
+    # The report and its rejected rows are one result: a run that cannot write the second (a
+    # full disk; here a file-size limit the small report fits in) leaves the earlier pair.
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "event_id,customer_id,event_name,timestamp,model,input_tokens,output_tokens\n"
+        + "".join(f"e{i},c1,llm.request,2024-01-{1 + i:02d},gpt-4o,10,100\n" for i in range(20))
+        + "".join(f"bad{i},c2,llm.request,not-a-time-{i},gpt-4o,1,1\n" for i in range(3000))
+    )
+    out = tmp_path / "out" / "usage.parquet"
+    args = ["usage", "report", "--quiet", "--catalog", str(EXAMPLES / "ai_product.yaml"),
+            "--events", str(events), "--out", str(out)]  # fmt: skip
+    assert run_cli(*args, "--period", "day").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    limit = 16_384
+    assert len(before["usage.parquet"]) < limit < len(before["usage_rejected.parquet"])
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = subprocess.run(
+        [sys.executable, "-m", "pricing_lab", *args, "--period", "month"],
+        capture_output=True, text=True, preexec_fn=small_files, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.splitlines()[-1].endswith("File too large")
+    assert str(out.with_name("usage_rejected.parquet")) in failed.stderr  # names the file
+    # the day report and its rejected rows, byte for byte, and no other file
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before

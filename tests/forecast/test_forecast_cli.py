@@ -11,6 +11,7 @@ import pytest
 
 from pricing_lab.cli import main
 from tests.forecast.helpers import CATALOG, DAY, START
+from tests.simulation.test_simulate import files_limited_to
 
 CUSTOMERS = """
 customers:
@@ -262,3 +263,25 @@ def test_a_formula_reading_a_column_the_events_lack_is_refused(
     )
     assert main(_args(files, "--as-of", "2024-01-11", "--out", str(tmp_path / "f"))) == 2
     assert "tokns" in capsys.readouterr().err  # named, as simulate names it, not 60 null costs
+
+
+def test_a_forecast_whose_rejected_rows_cannot_be_written_leaves_both_earlier_files(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The forecast and its rejected rows are one result: a run that cannot write the second (a
+    # full disk; here a file-size limit the small forecast fits in) leaves the earlier pair.
+    with files["events"].open("a") as events:
+        events.writelines(f"x-{i},stranger,call,2024-01-02 12:00:00\n" for i in range(3000))
+    out = tmp_path / "out"
+    assert main(_args(files, "--as-of", "2024-01-11", "--out", str(out), "--quiet")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = 6_144
+    assert len(before["forecast.parquet"]) < limit < len(before["rejected_events.parquet"])
+    capsys.readouterr()
+
+    with files_limited_to(limit):
+        status = main(_args(files, "--as-of", "2024-01-21", "--out", str(out), "--quiet"))
+
+    assert status == 1
+    # the forecast as of 11 January and its rejected rows, byte for byte, and no other file
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -14,6 +14,7 @@ from pricing_lab.report.build import headline_section, write_comparison
 from pricing_lab.simulation.scenarios import Comparison, Scenario
 from tests.report.browser import render
 from tests.report.handmade import handmade_comparison
+from tests.simulation.test_simulate import files_limited_to
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,21 @@ def test_views_are_short(comparison: Comparison) -> None:
     result = comparison.result("strict_double")
     assert "5 denied" in repr(result) and len(repr(result)) < 2_000
     assert "credits consumed" in result._repr_html_()
+
+
+def test_a_comparison_write_failing_part_way_leaves_the_folder_as_it_was(
+    comparison: Comparison, tmp_path: Path
+) -> None:
+    write_comparison(comparison, tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    # The report (with its charts' JavaScript) is the one file past the limit, written last.
+    limit = 1 << 18
+    assert len(before[tmp_path / "report.html"]) > limit
+    assert all(len(data) < limit for path, data in before.items() if path.suffix != ".html")
+
+    only_base = handmade_comparison((Scenario(name="base", enforcement="block"),))
+    with files_limited_to(limit), pytest.raises(OSError, match="File too large"):
+        write_comparison(only_base, tmp_path)
+
+    # the earlier comparison whole, its three scenarios too; nothing of the failed one
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

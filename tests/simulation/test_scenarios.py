@@ -11,6 +11,7 @@ import pytest
 
 from pricing_lab.cli import main
 from pricing_lab.errors import InputError, ValidationError
+from pricing_lab.events.ingest import ingest_events
 from pricing_lab.report.build import write_comparison
 from pricing_lab.simulation.customers import CustomerInputs, customers_from_mapping
 from pricing_lab.simulation.scenarios import (
@@ -497,3 +498,36 @@ def test_names_that_would_share_an_output_folder_are_refused() -> None:
         "scenarios[1].name: its outputs' folder scenarios/a_b is that of 'a/b': rename one",
         "scenarios[2].name: not usable as a folder name",
     ]
+
+
+def test_compare_from_python_rejects_meter_values_that_are_not_numbers_once(
+    tmp_path: Path,
+) -> None:
+    # Tokens as text: `many` and `1e999` are no number the chat meter can sum. Every scenario
+    # lists those events once, as bad_value (not costed: no cost_out_of_range beside them).
+    frame = pl.DataFrame(
+        {
+            "event_id": ["a1", "a2", "b1", "b2"],
+            "customer_id": ["acme", "acme", "bob", "bob"],
+            "event_name": ["chat"] * 4,
+            "timestamp": [naive(day) for day in (5, 6, 3, 4)],
+            "tokens": ["50", "many", "4", "1e999"],
+        }
+    )
+    con = duckdb.connect()
+    report = ingest_events(con, frame)
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIOS_YAML)
+    base, scenarios = load_scenarios(path)
+    comparison = compare(
+        con, catalog(), customers_from_mapping(customers_doc()), scenarios, base=base,
+        ingest=report,
+    )  # fmt: skip
+    for name, result in comparison.results.items():
+        rows = result.rejected_events.select("event_id", "reason").sort("event_id").rows()
+        assert rows == [("a2", "bad_value"), ("b2", "bad_value")], name
+        consumed = result.read_ledger().filter(pl.col("entry_type") == "CONSUMED")["event_id"]
+        assert set(consumed.to_list()) <= {"a1", "b1"}, name  # free_chat consumes nothing
+    base_ledger = comparison.result(base).ledger
+    consumed = base_ledger.filter(pl.col("entry_type") == "CONSUMED")["event_id"]
+    assert sorted(set(consumed.to_list())) == ["a1", "b1"]

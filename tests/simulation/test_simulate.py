@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import polars as pl
 import pytest
 
 from pricing_lab.cli import main
+from pricing_lab.events.ingest import ingest_events
 from pricing_lab.ledger.frames import grants_schema
 from pricing_lab.simulation.customers import customers_from_mapping
 from pricing_lab.simulation.simulate import OUTPUT_FILES, SimulationResult, simulate
@@ -492,3 +496,91 @@ def test_a_replay_from_python_with_a_catalog_without_currencies_is_refused_clear
     ingest_events(con, events_frame(random_events(5, seed=1)))
     with pytest.raises(ValidationError, match="at least one credit currency"):
         simulate(con, load_catalog("", source="empty.yaml"))
+
+
+# -- from Python: nothing lost, no half-written folder ------------------------------------------
+
+
+def test_a_python_replay_rejects_meter_values_that_are_not_numbers_as_bad_value() -> None:
+    # `tokens` as text, as a CSV or JSON source gives it when one value is not a number: the
+    # command line rejects those events as bad_value; a replay from Python must do the same.
+    frame = pl.DataFrame(
+        {
+            "event_id": ["ok", "word", "nan", "inf"],
+            "customer_id": ["acme"] * 4,
+            "event_name": ["chat"] * 4,
+            "timestamp": [naive(day) for day in (2, 3, 4, 5)],
+            "tokens": ["50", "many", "NaN", "inf"],
+        }
+    )
+    con = duckdb.connect()
+    report = ingest_events(con, frame)
+    customers = customers_from_mapping(CUSTOMERS)
+    for _run in range(2):  # a notebook cell run twice, with the report of the one ingestion
+        result = simulate(con, catalog(), customers, ingest=report)
+        rejected = result.rejected_events.sort("source_row")
+        assert rejected.select("source_row", "event_id", "reason").rows() == [
+            (2, "word", "bad_value"),
+            (3, "nan", "bad_value"),
+            (4, "inf", "bad_value"),
+        ]
+        assert rejected["detail"][0] == "chat: tokens is not a number below 10^26: many"
+        # only `ok` is replayed: basic's 50 × 0.1 = 5.00 credits
+        consumed = result.ledger.filter(pl.col("entry_type") == "CONSUMED")
+        assert consumed.select("event_id", "amount").rows() == [("ok", Decimal("-5.00"))]
+        assert result.summary_dict()["events"] == {
+            "read": 4,
+            "rejected": 3,
+            "rejected_by_reason": {"bad_value": 3},
+            "denied": 0,
+        }
+        assert result.ingest is not None
+        assert (result.ingest.accepted, result.ingest.rejected) == (1, 3)
+
+
+@contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """No file of this process grows past `size` bytes inside the block (writes fail with "File
+    too large", as on a full disk; Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_write_failing_part_way_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    # 2,000 chat events without tokens: rejected (formula_null), so rejected_events.parquet is
+    # the one large file, written after the ledger, the grants and the denied events.
+    rows = [*EVENTS, *(ev(f"n{i}", "acme", "chat", naive(1 + i % 27)) for i in range(2000))]
+    con, report = load_events(rows)
+    customers = customers_from_mapping(CUSTOMERS)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    simulate(con, catalog(), customers, ingest=report, scenario="first").write(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = 8192
+    assert len(before["rejected_events.parquet"]) > limit
+    assert all(len(before[name]) < limit for name in ("ledger.parquet", "grants.parquet"))
+
+    second = simulate(con, catalog(), customers, ingest=report, scenario="second")
+    with files_limited_to(limit), pytest.raises(OSError, match="File too large"):
+        second.write(out)
+
+    # every earlier file as it was, byte for byte; no file of the failed write, no staging folder
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert second.write(out)[0] == out / "ledger.parquet"  # without the limit it is written
+    assert pl.read_parquet(out / "ledger.parquet")["scenario"].unique().to_list() == ["second"]
+    assert (out / "notes.txt").read_text() == "mine\n"  # not an output: left alone
+
+
+def test_a_write_into_a_new_folder_that_fails_leaves_no_folder(tmp_path: Path) -> None:
+    rows = [*EVENTS, *(ev(f"n{i}", "acme", "chat", naive(1 + i % 27)) for i in range(2000))]
+    con, report = load_events(rows)
+    result = simulate(con, catalog(), customers_from_mapping(CUSTOMERS), ingest=report)
+    out = tmp_path / "new" / "out"
+    with files_limited_to(8192), pytest.raises(OSError, match="File too large"):
+        result.write(out)
+    assert not out.exists()
