@@ -79,6 +79,10 @@ STRING_COLUMNS = (
     "currency_id",
 )
 ROWS_PER_BUCKET, MAX_BUCKETS = 8192, 4096  # time buckets of the ledger-order pass
+# A grant's facts (`_facts`): customer code << FACT_CUSTOMER | currency code << FACT_CURRENCY |
+# grant type << 3 | grant source.
+FACT_CURRENCY, FACT_CUSTOMER = 6, 30
+CURRENCY_MASK = (1 << (FACT_CUSTOMER - FACT_CURRENCY)) - 1
 # A string column as Arrow string views: views (int64 pairs), not null, data buffers.
 StringViews = tuple[np.ndarray, np.ndarray, list[pa.Buffer]]
 
@@ -89,8 +93,7 @@ class GrantNames(NamedTuple):
     ids: pl.Series  # grant_id
     recharge_base: np.ndarray  # per customer × currency pair: its first auto-recharge's code
     overdraft_code: np.ndarray  # per customer × currency pair: its OVERDRAFT grant's code
-    pair: np.ndarray  # per code: customer code × currencies + currency code
-    type_source: np.ndarray  # per code: grant type << 3 | grant source (model.GRANT_*)
+    facts: np.ndarray  # per code: its customer, currency, type and source (`_facts`)
 
 
 def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay) -> pl.DataFrame:
@@ -186,10 +189,8 @@ def ledger_frame(made: KernelRows, inputs: KernelInput, prepared: PreparedReplay
                     r[1],
                     staged,
                     bucket_starts,
-                    n_currencies,
                     currency_column,
-                    grants.pair,
-                    grants.type_source,
+                    grants.facts,
                     names,
                     numbers,
                     money,
@@ -283,6 +284,8 @@ def _grant_names(
     `overdraft_code[p]`), named by `order.recharge_grant_id` / `order.overdraft_grant_id`.
     """
     n_currencies = max(len(inputs.currency_ids), 1)
+    if n_currencies > CURRENCY_MASK:  # the facts hold a currency code in that many bits
+        raise ValueError(f"a replay takes at most {CURRENCY_MASK:,} currencies")
     n_table = prepared.grant_table.height
     ends = np.cumsum(recharges)
     recharge_base = n_table + ends - recharges
@@ -290,17 +293,25 @@ def _grant_names(
     overdraft_code = n_table + n_recharges + np.cumsum(overdrafts) - 1
     overdraft_pairs = np.flatnonzero(overdrafts)
     recharge_pairs = np.repeat(np.arange(len(recharges)), recharges)
-    # Codes of table rows that take no part are never named: their pair and kinds stay 0.
+    # Codes of table rows that take no part are never named: their facts stay 0.
     n_names = n_table + n_recharges + len(overdraft_pairs)
-    pair = np.zeros(n_names, dtype=np.int64)
-    type_source = np.zeros(n_names, dtype=np.int64)
+    facts = np.zeros(n_names, dtype=np.int64)
     owner = np.repeat(np.arange(len(inputs.customers)), np.diff(inputs.grants.start))
-    pair[inputs.grant_row] = owner * n_currencies + inputs.grants.currency
-    type_source[inputs.grant_row] = (inputs.grant_type << 3) | inputs.grant_source
-    pair[n_table : n_table + n_recharges] = recharge_pairs
-    type_source[n_table : n_table + n_recharges] = (PAID_CODE << 3) | AUTO_RECHARGE_SOURCE
-    pair[n_table + n_recharges :] = overdraft_pairs
-    type_source[n_table + n_recharges :] = (OVERDRAFT_CODE << 3) | OVERDRAFT_SOURCE
+    facts[inputs.grant_row] = _facts(
+        owner, inputs.grants.currency, inputs.grant_type, inputs.grant_source
+    )
+    facts[n_table : n_table + n_recharges] = _facts(
+        recharge_pairs // n_currencies,
+        recharge_pairs % n_currencies,
+        PAID_CODE,
+        AUTO_RECHARGE_SOURCE,
+    )
+    facts[n_table + n_recharges :] = _facts(
+        overdraft_pairs // n_currencies,
+        overdraft_pairs % n_currencies,
+        OVERDRAFT_CODE,
+        OVERDRAFT_SOURCE,
+    )
     currencies = pl.Series(inputs.currency_ids, dtype=pl.String)
     ids = [prepared.grant_table["grant_id"]]
     if n_recharges:
@@ -324,9 +335,16 @@ def _grant_names(
         ids=pl.concat(ids),
         recharge_base=recharge_base,
         overdraft_code=overdraft_code,
-        pair=pair,
-        type_source=type_source,
+        facts=facts,
     )
+
+
+def _facts(customer: Any, currency: Any, grant_type: Any, source: Any) -> np.ndarray:
+    """A grant's customer and currency codes, type and source (positions in model.GRANT_TYPES
+    and model.GRANT_SOURCES) in one integer: what the output columns read of it, in one read."""
+    packed = np.left_shift(customer, FACT_CUSTOMER, dtype=np.int64)
+    packed |= np.left_shift(currency, FACT_CURRENCY, dtype=np.int64)
+    return packed | (np.left_shift(grant_type, 3, dtype=np.int64) | source)
 
 
 def _string_views(column: pl.Series) -> StringViews:
@@ -495,10 +513,8 @@ def _emit_ledger(
     b_to: int,
     staged: np.ndarray,
     bucket_starts: np.ndarray,
-    n_currencies: int,
     currency_column: bool,
-    grant_pair: np.ndarray,
-    grant_type_source: np.ndarray,
+    grant_facts: np.ndarray,
     tables: Any,
     numbers: np.ndarray,
     money: np.ndarray,
@@ -553,8 +569,9 @@ def _emit_ledger(
         # every consumption: in loops of their own, many of those reads are in flight at once.
         for i in range(lo, hi):
             grant = row_grant[i - lo]
-            c, k = grant_pair[grant] // n_currencies, grant_pair[grant] % n_currencies
-            grant_type, source = grant_type_source[grant] >> 3, grant_type_source[grant] & 7
+            facts = grant_facts[grant]
+            c, k = facts >> FACT_CUSTOMER, (facts >> FACT_CURRENCY) & CURRENCY_MASK
+            grant_type, source = (facts >> 3) & 7, facts & 7
             for half in range(2):
                 views[0, i, half] = customers[c, half]
                 views[2, i, half] = grant_ids[grant, half]
