@@ -171,18 +171,34 @@ _BAD_PATH_ERRNOS = frozenset(
 
 
 def _storage_failure(exc: Exception) -> bool:
-    """DuckDB could not read or write a file (its scratch file on a full disk, an output on a
-    read-only place): not a bug of the code; DuckDB's message names the file."""
+    """DuckDB or Polars could not read or write a file (its scratch file on a full disk, an
+    output on a read-only place): not a bug of the code. DuckDB's message names the file;
+    Polars' carries the OS's error (`… underlying IO error: File too large (os error 27)`)."""
     duckdb = sys.modules.get("duckdb")
-    return duckdb is not None and isinstance(exc, duckdb.IOException)
+    if duckdb is not None and isinstance(exc, duckdb.IOException):
+        return True
+    polars = sys.modules.get("polars")
+    return (
+        polars is not None
+        and isinstance(exc, polars.exceptions.PolarsError)
+        and _OS_ERROR.search(str(exc)) is not None
+    )
+
+
+# The OS's error inside a Polars message: `No space left on device (os error 28)`.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def _storage_text(text: str) -> str:
-    """DuckDB's IO error as one line: an asynchronous write's error carries the OS's message
-    inside JSON (`Async write failed …: {"exception_message":"Could not write file …"}`)."""
+    """DuckDB's or Polars' IO error as one line: an asynchronous DuckDB write's error carries the
+    OS's message inside JSON (`Async write failed …: {"exception_message":"Could not write file
+    …"}`); Polars' is the OS's message at the end of its own."""
     inner = re.search(r'"exception_message":\s*("(?:[^"\\]|\\.)*")', text)
     if inner is not None:
         return f"IO Error: {json.loads(inner.group(1))}"
+    os_error = _OS_ERROR.search(text)
+    if os_error is not None:
+        return f"IO Error: writing or reading a file failed: {os.strerror(int(os_error.group(1)))}"
     return text.strip().splitlines()[0]
 
 

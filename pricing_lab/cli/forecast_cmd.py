@@ -14,7 +14,7 @@ from pricing_lab.cli.rejections import (
     print_report,
     rejection_report,
 )
-from pricing_lab.errors import InputError
+from pricing_lab.errors import InputError, PricingLabError
 
 _CUTS = 4  # backtest cut instants by default
 _TOP = 10  # rows in a forecast's summary
@@ -264,10 +264,15 @@ def _rejected_path(out: Path) -> Path:
 def _write(table: Any, path: Path, *, into: Path) -> None:
     """Write `table` as the file `path` (.csv, else Parquet) at `into` (its hidden twin until
     both files are complete)."""
-    if path.suffix.lower() == ".csv":
-        table.write_csv(into)
-    else:
-        table.write_parquet(into)
+    import polars as pl
+
+    try:
+        if path.suffix.lower() == ".csv":
+            table.write_csv(into)
+        else:
+            table.write_parquet(into)
+    except pl.exceptions.PolarsError as exc:  # Polars' word for a write the OS refused
+        raise PricingLabError(f"{path}: could not be written ({exc})") from None
 
 
 def _when(value: datetime | None) -> str:

@@ -13,6 +13,7 @@ from pricing_lab.activity.catalog_events import catalog_activity
 from pricing_lab.catalog.store import CatalogStore, open_store
 from pricing_lab.catalog.yaml_format import load_catalog
 from pricing_lab.cli import main
+from tests.simulation.test_simulate import files_limited_to
 
 T1 = datetime(2024, 1, 1, tzinfo=UTC)
 T2 = datetime(2024, 2, 1, tzinfo=UTC)
@@ -88,3 +89,16 @@ def test_cli_prints_and_writes_the_catalog_events(
     assert written["kind"].to_list()[-1] == "addon.un_archived"
     assert main(["activity", "catalog", "--db", str(tmp_path / "missing.duckdb")]) == 2
     assert "no catalog store" in capsys.readouterr().err
+
+
+def test_a_catalog_events_file_the_disk_refuses_is_one_readable_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Polars reports the OS's refusal inside its own error: the command says it in one line.
+    db = tmp_path / "store.duckdb"
+    _history(db).close()
+    with files_limited_to(64):
+        status = main(["activity", "catalog", "--db", str(db), "--out", str(tmp_path / "c.pq")])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error == "pricing-lab: IO Error: writing or reading a file failed: File too large\n"

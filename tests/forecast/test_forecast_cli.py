@@ -283,5 +283,9 @@ def test_a_forecast_whose_rejected_rows_cannot_be_written_leaves_both_earlier_fi
         status = main(_args(files, "--as-of", "2024-01-21", "--out", str(out), "--quiet"))
 
     assert status == 1
+    # one readable line naming what went wrong, not an internal error
+    error = capsys.readouterr().err
+    assert error.startswith(f"pricing-lab: {out / 'rejected_events.parquet'}: could not be written")
+    assert error.count("\n") == 1 and "internal error" not in error
     # the forecast as of 11 January and its rejected rows, byte for byte, and no other file
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
