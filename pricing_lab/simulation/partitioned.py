@@ -70,6 +70,7 @@ from pricing_lab.simulation.simulate import (
     customer_problems,
     simulate,
     summary_json,
+    unusable_values_rejected,
     with_ingest_rejected,
 )
 from pricing_lab.timeutil import as_utc, to_micros
@@ -241,6 +242,8 @@ def simulate_partitioned(
     problems = customer_problems(customers, catalog)
     if problems:
         raise ValidationError(problems, source="customers")
+    # As `simulate`: events whose meter value is not a usable number are rejected first.
+    ingest, _ = unusable_values_rejected(con, catalog, ingest, events=events)
     try:
         [(first_event, last_event, rows)] = con.execute(
             f"SELECT min(timestamp), max(timestamp), count(*) FROM {quote_ident(events)}"

@@ -21,7 +21,7 @@ from pricing_lab.simulation.demo import demo_customers, sample_catalog
 from pricing_lab.simulation.partitioned import customer_ranges, simulate_partitioned
 from pricing_lab.simulation.simulate import OUTPUT_FILES, LedgerOnDisk, cost, simulate
 from tests.simulation.helpers import catalog, ev, load_events, naive
-from tests.simulation.test_simulate import cli, random_events, write_inputs
+from tests.simulation.test_simulate import CUSTOMERS, cli, random_events, write_inputs
 
 SMALL_ROW_GROUPS = 5_000  # so that the merge and the writer cross many row groups
 
@@ -275,3 +275,34 @@ def test_feature_totals_from_the_costs_are_those_of_the_ledger(enforcement: Enfo
     totals = feature_totals(costing.consumptions, result.replay)
     assert totals.height > 1
     assert totals.equals(feature_summary(result.ledger))
+
+
+def test_a_partitioned_replay_from_python_rejects_meter_values_that_are_not_numbers(
+    tmp_path: Path,
+) -> None:
+    # As `simulate` from Python and the command line: text that is not a number is bad_value.
+    frame = pl.DataFrame(
+        {
+            "event_id": ["ok", "word", "nan"],
+            "customer_id": ["acme"] * 3,
+            "event_name": ["chat"] * 3,
+            "timestamp": [naive(day) for day in (2, 3, 4)],
+            "tokens": ["50", "many", "NaN"],
+        }
+    )
+    con = duckdb.connect()
+    report = ingest_events(con, frame)
+    customers = customers_from_mapping(CUSTOMERS)
+    result = simulate_partitioned(
+        con, catalog(), customers, ingest=report, out_dir=tmp_path / "out", partitions=2
+    )
+    rejected = pl.read_parquet(tmp_path / "out" / "rejected_events.parquet").sort("source_row")
+    assert rejected.select("event_id", "reason").rows() == [
+        ("word", "bad_value"),
+        ("nan", "bad_value"),
+    ]
+    consumed = pl.read_parquet(tmp_path / "out" / "ledger.parquet").filter(
+        pl.col("entry_type") == "CONSUMED"
+    )
+    assert consumed["event_id"].to_list() == ["ok"]
+    assert result.summary_dict()["events"]["rejected_by_reason"] == {"bad_value": 2}
