@@ -78,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     from pricing_lab.progress import ProgressDisplay
     from pricing_lab.report.build import write_comparison
     from pricing_lab.simulation.costing import check_dimensions
-    from pricing_lab.simulation.output_files import write_table
     from pricing_lab.simulation.scenarios import compare, load_scenarios
 
     check_scale_arguments(args)
@@ -128,8 +127,6 @@ def run(args: argparse.Namespace) -> int:
                 enforcement=args.enforcement,
             )  # fmt: skip
         paths = write_comparison(comparison, staged.folder, forecast=forecast)
-        activity_path = staged.folder / "comparison_activity.parquet"
-        paths.append(write_table(comparison.activity, activity_path))
         output = _output(args, comparison, report, customers, forecast, paths=paths)
     if args.json:
         print_json(output["json"])

@@ -18,6 +18,7 @@ from pricing_lab.report import charts, findings, views
 from pricing_lab.report import format as fmt
 from pricing_lab.report.html import Notes, Part, Report, ReportSection, write_report
 from pricing_lab.report.tables import Column, Table
+from pricing_lab.simulation.output_files import write_table
 from pricing_lab.simulation.scenarios import Comparison, scenario_folder
 
 TRACE_ATTRIBUTION = (
@@ -533,7 +534,8 @@ def write_comparison(
     forecast: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Write a comparison: customers/features/totals/margin Parquet, each scenario's outputs under
-    `scenarios/NAME/`, `comparison.json` (base and scenario names) and `report.html`; with a
+    `scenarios/NAME/`, `comparison_activity.parquet` (activity events per scenario, customer and
+    kind), `comparison.json` (base and scenario names) and `report.html`; with a
     run-out `forecast` table, `forecast.parquet` and the report's run-out section. Returns the
     paths written.
 
@@ -561,6 +563,9 @@ def write_comparison(
         if forecast is not None:
             forecast.write_parquet(staged.folder / "forecast.parquet", statistics=False)
             paths.append(staged.final(staged.folder / "forecast.parquet"))
+        # The report names this file for the activity changes it does not list.
+        activity = write_table(comparison.activity, staged.folder / "comparison_activity.parquet")
+        paths.append(staged.final(activity))
         for name, result in comparison.results.items():
             if in_place:  # written there already: `write` returns their paths
                 paths.extend(result.write(scenario_folder(folder, name)))

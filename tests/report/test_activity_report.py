@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pricing_lab.report import findings
@@ -52,3 +53,15 @@ def test_report_shows_the_activity_section(comparison: Comparison, tmp_path: Pat
     assert "credits.overdraft_started" in section and "grant.ending_soon" in section
     assert "Customers whose notifications change most" in section
     assert section.index("bob") < section.index("carol")
+
+
+def test_a_written_comparison_holds_the_activity_file_its_report_names(
+    comparison: Comparison, tmp_path: Path
+) -> None:
+    # The report sends readers to comparison_activity.parquet for the changes it does not list:
+    # a comparison written from Python has it too, not only one written by `pricing-lab compare`.
+    paths = write_comparison(comparison, tmp_path)
+    assert tmp_path / "comparison_activity.parquet" in paths
+    written = pl.read_parquet(tmp_path / "comparison_activity.parquet")
+    assert written.equals(comparison.activity)
+    assert written.select("scenario").unique().height > 1
