@@ -19,7 +19,6 @@ of things), so the lookup follows each customer and currency's entries as a run.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,15 +115,9 @@ class _Columns:
 
     @staticmethod
     def of(ledger: pl.DataFrame, table_grant_ids: pl.Series, hash_rows: RowHash) -> _Columns:
-        # The key columns are encoded in threads: Polars and the compiled loops release the GIL.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            customers = pool.submit(_codes, ledger["customer_id"], hash_rows)
-            currencies = pool.submit(_codes, ledger["currency_id"], hash_rows)
-            grant, grant_ids, table_grants = _codes(ledger["grant_id"], hash_rows, table_grant_ids)
-            (customer, customer_ids, _), (currency, currency_ids, _) = (
-                customers.result(),
-                currencies.result(),
-            )
+        customer, customer_ids, _ = _codes(ledger["customer_id"], hash_rows)
+        currency, currency_ids, _ = _codes(ledger["currency_id"], hash_rows)
+        grant, grant_ids, table_grants = _codes(ledger["grant_id"], hash_rows, table_grant_ids)
         n_currencies = len(currency_ids)
         flags = ledger.select(
             _unscaled("amount"),

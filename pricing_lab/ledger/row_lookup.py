@@ -125,10 +125,9 @@ def encode(
     two different values of the column with one): the caller then encodes the strings itself."""
     known = pl.Series(dtype=pl.String) if known is None else known.cast(pl.String)
     column = column.cast(pl.String)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the known values' and the column's hashes
-        known_hashes = pool.submit(lambda: np.asarray(hash_rows(known.to_frame()), np.uint64))
-        hashes = np.asarray(hash_rows(column.to_frame()), dtype=np.uint64)
-        codes, first_rows, distinct = _hash_codes(known_hashes.result(), hashes)
+    known_hashes = np.asarray(hash_rows(known.to_frame()), dtype=np.uint64)
+    hashes = np.asarray(hash_rows(column.to_frame()), dtype=np.uint64)
+    codes, first_rows, distinct = _hash_codes(known_hashes, hashes)
     if not distinct:
         return None
     # One chunk: a gather from several chunks is many times slower.
