@@ -19,6 +19,7 @@ of things), so the lookup follows each customer and currency's entries as a run.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from pricing_lab.ledger.grants import recharge_grants
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
 from pricing_lab.ledger.model import ReplayInput
 from pricing_lab.ledger.order import drawdown_sort_keys
-from pricing_lab.ledger.row_lookup import RowHash, encode, lookup, row_hash
+from pricing_lab.ledger.row_lookup import KeyTable, RowHash, encode, key_table, lookup, row_hash
 
 MAX_LISTED = 20
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -64,18 +65,26 @@ def check_invariants(
     prepared = replay_input if isinstance(replay_input, PreparedReplay) else prepare(replay_input)
     if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
         ledger = ledger.sort("entry_id", maintain_order=True)
-    columns = _Columns.of(ledger, prepared.grant_table["grant_id"], hash_rows)
-    problems: list[Problem] = []
-    problems += _entry_ids(ledger)
-    problems += _listed(
-        ledger,
-        columns.beyond,
-        "invariant 1: an amount or balance beyond the 64-bit integers the replay computes with",
-    )
-    problems += _running_sums(ledger, columns)
-    problems += _remaining_never_negative(ledger, columns)
-    problems += _costs_consumed(ledger, columns, denied_events, prepared, hash_rows)
-    problems += _drawdown_order(ledger, columns, prepared)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # On a second thread: the costs side of invariant 3, which reads only the inputs, while
+        # the ledger's columns are read; then invariant 5 while invariant 3 is checked (both
+        # only read `columns`). Polars and the compiled loops let go of the GIL.
+        costs = pool.submit(_Costs.of, prepared, hash_rows)
+        columns = _Columns.of(ledger, prepared.grant_table["grant_id"], hash_rows)
+        drawdown = pool.submit(_drawdown_order, ledger, columns, prepared)
+        problems: list[Problem] = []
+        problems += _entry_ids(ledger)
+        problems += _listed(
+            ledger,
+            columns.beyond,
+            "invariant 1: an amount or balance beyond the 64-bit integers the replay computes with",
+        )
+        problems += _running_sums(ledger, columns)
+        problems += _remaining_never_negative(ledger, columns)
+        problems += _costs_consumed(
+            ledger, columns, denied_events, prepared, costs.result(), hash_rows
+        )
+        problems += drawdown.result()
     problems += _rollovers_conserve(ledger)
     return problems
 
@@ -117,7 +126,10 @@ class _Columns:
     def of(ledger: pl.DataFrame, table_grant_ids: pl.Series, hash_rows: RowHash) -> _Columns:
         customer, customer_ids, _ = _codes(ledger["customer_id"], hash_rows)
         currency, currency_ids, _ = _codes(ledger["currency_id"], hash_rows)
-        grant, grant_ids, table_grants = _codes(ledger["grant_id"], hash_rows, table_grant_ids)
+        # A customer's entries mostly draw from the grant its entry before drew from.
+        grant, grant_ids, table_grants = _codes(
+            ledger["grant_id"], hash_rows, table_grant_ids, runs=customer
+        )
         n_currencies = len(currency_ids)
         flags = ledger.select(
             _unscaled("amount"),
@@ -155,18 +167,22 @@ def _beyond(name: str) -> pl.Expr:
 
 
 def _codes(
-    column: pl.Series, hash_rows: RowHash, known: pl.Series | None = None
+    column: pl.Series,
+    hash_rows: RowHash,
+    known: pl.Series | None = None,
+    runs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pl.Series, int]:
     """Integer codes for a string column (uint32, 0 ≤ code < len(values)), the value of each
     code (None for null's), and how many of the first codes are the values of `known` (distinct),
-    in its order: all of them, or none when the hashes cannot settle it."""
+    in its order: all of them, or none when the hashes cannot settle it (`row_lookup.encode`,
+    `runs` as there)."""
     column = column.cast(pl.String)
     if known is None and column.null_count() == 0 and len(column) and (column == column[0]).all():
         # A single value (the currency, most often): nothing to encode.
         return np.zeros(len(column), dtype=np.uint32), pl.Series([column[0]]), 0
-    if known is not None and (encoded := encode(column, known, hash_rows)) is not None:
+    if known is not None and (encoded := encode(column, known, hash_rows, runs)) is not None:
         return encoded[0], encoded[1], len(known)
-    if (encoded := encode(column, None, hash_rows)) is not None:
+    if (encoded := encode(column, None, hash_rows, runs)) is not None:
         return encoded[0], encoded[1], 0
     # When the hashes cannot settle it: a fresh category mapping (exact, slower). Its codes are
     # dense from 0, and it is freed with the column (the global one would keep every string it
@@ -267,20 +283,36 @@ def _negative_remaining(
 # --- invariant 3 -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Costs:
+    """Invariant 3's side of the inputs: per row of `prepared.consumptions`."""
+
+    keys: KeyTable  # the rows' COST_KEYS, findable by hash (`row_lookup.key_table`)
+    replayed: np.ndarray  # bool: a costed pair that is replayed (in the horizon, cost above 0)
+    cost: np.ndarray  # int64: the cost unscaled at the ledger's scale
+
+    @staticmethod
+    def of(prepared: PreparedReplay, hash_rows: RowHash) -> _Costs:
+        replayed, cost = _costs(prepared)
+        keys = key_table(prepared.consumptions.select(COST_KEYS), hash_rows)
+        return _Costs(keys=keys, replayed=replayed, cost=cost)
+
+
 def _costs_consumed(
     ledger: pl.DataFrame,
     columns: _Columns,
     denied: pl.DataFrame,
     prepared: PreparedReplay,
+    costs: _Costs,
     hash_rows: RowHash,
 ) -> list[Problem]:
     """Invariant 3: compare each (event, feature)'s CONSUMED total with its cost, and check the
     denied events (block mode)."""
     consumptions = prepared.consumptions
-    replayed, cost = _costs(prepared)
+    replayed, cost = costs.replayed, costs.cost
     keys = COST_KEYS
-    table = consumptions.select(keys)
-    match = lookup(table, replayed, ledger.select(keys), columns.consumed, hash_rows, columns.group)
+    queries = ledger.select(keys)
+    match = lookup(costs.keys, replayed, queries, columns.consumed, hash_rows, columns.group)
     if match is None:
         entries, cost_rows = _match_exactly(ledger, columns.consumed, consumptions, replayed)
     else:

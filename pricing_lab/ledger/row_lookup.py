@@ -24,7 +24,6 @@ take the first codes, in their order, so that a code is also their row there.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +48,12 @@ def row_hash(frame: pl.DataFrame) -> np.ndarray:
     for lo in range(0, frame.height, SLICE_ROWS):
         part = hashes[lo : lo + SLICE_ROWS]
         for seed, column in enumerate(frame.slice(lo, SLICE_ROWS).iter_columns()):
-            part *= _MIX  # wraps around modulo 2^64, as intended
-            part ^= column.cast(pl.String).hash(seed=seed).to_numpy()
+            column_hash = column.cast(pl.String).hash(seed=seed).to_numpy()
+            if seed == 0:  # mixing it into zeros would leave it as it is
+                part[:] = column_hash
+            else:
+                part *= _MIX  # wraps around modulo 2^64, as intended
+                part ^= column_hash
     return hashes
 
 
@@ -71,7 +74,7 @@ def key_table(keys: pl.DataFrame, hash_rows: RowHash = row_hash) -> KeyTable:
 
 
 def lookup(
-    table: pl.DataFrame,
+    table: pl.DataFrame | KeyTable,
     in_table: np.ndarray,
     queries: pl.DataFrame,
     asked: np.ndarray,
@@ -81,13 +84,12 @@ def lookup(
     """For each row of `queries` that is `asked`, the row of `table` (among those `in_table`)
     with the same values in every column; -1 if none (or not asked). None when the hashes
     (`hash_rows`) cannot settle it exactly: the caller then compares the strings itself.
+    `table` may be given as its `key_table` (by the same `hash_rows`).
 
     `runs`: optionally, a run number (≥ 0) per query, for queries whose rows of a run follow each
     other in the table (only the speed depends on it)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the table and the queries' hashes
-        built = pool.submit(key_table, table, hash_rows)
-        query_hashes = np.asarray(hash_rows(queries), dtype=np.uint64)
-        keys = built.result()
+    keys = table if isinstance(table, KeyTable) else key_table(table, hash_rows)
+    query_hashes = np.asarray(hash_rows(queries), dtype=np.uint64)
     if not keys.distinct:
         return None
     if runs is None or len(runs) == 0:
@@ -115,19 +117,28 @@ def lookup(
 
 
 def encode(
-    column: pl.Series, known: pl.Series | None = None, hash_rows: RowHash = row_hash
+    column: pl.Series,
+    known: pl.Series | None = None,
+    hash_rows: RowHash = row_hash,
+    runs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pl.Series] | None:
     """Integer codes for a string column: equal values (nulls too) share a code, different
     values have different ones. The values of `known` (distinct, no null) take the codes 0 …
     len(known) − 1 in their order; the column's other values the next ones, in order of first
     appearance. Returns the codes (uint32) and the value of each code (`known` first), or None
     when the hashes (`hash_rows`) cannot settle it exactly (two known values with one hash, or
-    two different values of the column with one): the caller then encodes the strings itself."""
+    two different values of the column with one): the caller then encodes the strings itself.
+
+    `runs`: optionally, a run number (≥ 0) per row, for a column whose rows of a run often repeat
+    the run's value before (only the speed depends on it)."""
     known = pl.Series(dtype=pl.String) if known is None else known.cast(pl.String)
     column = column.cast(pl.String)
     known_hashes = np.asarray(hash_rows(known.to_frame()), dtype=np.uint64)
     hashes = np.asarray(hash_rows(column.to_frame()), dtype=np.uint64)
-    codes, first_rows, distinct = _hash_codes(known_hashes, hashes)
+    if runs is None or len(runs) == 0:
+        runs = np.empty(0, dtype=np.int64)
+    n_runs = int(runs.max()) + 1 if len(runs) else 0
+    codes, first_rows, distinct = _hash_codes(known_hashes, hashes, runs, n_runs)
     if not distinct:
         return None
     # One chunk: a gather from several chunks is many times slower.
@@ -140,56 +151,63 @@ def encode(
 
 @njit(cache=True, nogil=True)
 def _hash_codes(
-    known: np.ndarray, hashes: np.ndarray
+    known: np.ndarray, hashes: np.ndarray, runs: np.ndarray, n_runs: int
 ) -> tuple[np.ndarray, np.ndarray, bool]:  # pragma: no cover - compiled
     """Codes by hash (`encode`): known[k]'s hash is code k, the other hashes numbered on in
-    order of first appearance. Returns the code of each row, the row where each code after the
-    known ones first appears, and whether the known hashes are distinct (if not, the rest is
-    left unfinished)."""
+    order of first appearance, in an open-addressing hash table (at most half full); a row with
+    the hash its run (the previous row, without `runs`) had takes its code without a probe.
+    Returns the code of each row, the row where each code after the known ones first appears,
+    and whether the known hashes are distinct (if not, nothing else)."""
     codes = np.empty(len(hashes), dtype=np.uint32)
     first_rows = np.empty(len(hashes), dtype=np.int64)
     code_hash = np.empty(len(known) + len(hashes), dtype=np.uint64)
     bits = 4
     while (1 << bits) < 2 * len(known):
         bits += 1
-    slot_code = np.full(1 << bits, -1, dtype=np.int64)  # open addressing, at most half full
-    slot_hash = np.zeros(1 << bits, dtype=np.uint64)
+    slot_code = np.full(1 << bits, -1, dtype=np.int32)
+    slot_hash = np.zeros(1 << bits, dtype=np.uint64)  # beside the code: one place to look
     n_codes = 0
-    n_new = 0
+    last_code = np.full(max(n_runs, 1), -1, dtype=np.int64)  # each run's code before
+    last_hash = np.zeros(max(n_runs, 1), dtype=np.uint64)
     for i in range(len(known) + len(hashes)):
-        wanted = known[i] if i < len(known) else hashes[i - len(known)]
-        if i > len(known) and wanted == hashes[i - len(known) - 1]:  # a run of one value
-            codes[i - len(known)] = codes[i - len(known) - 1]
+        row = i - len(known)  # the known hashes first, then the column's rows
+        wanted = known[i] if row < 0 else hashes[row]
+        run = 0 if row < 0 or len(runs) == 0 else runs[row]
+        if row >= 0 and last_code[run] >= 0 and last_hash[run] == wanted:
+            codes[row] = last_code[run]
             continue
-        slot = _slot(wanted, bits)
         mask = np.int64((1 << bits) - 1)
+        slot = _slot(wanted, bits)
         while slot_code[slot] >= 0 and slot_hash[slot] != wanted:
             slot = (slot + np.int64(1)) & mask
-        if slot_code[slot] >= 0:  # a hash met before
-            if i < len(known):
+        if slot_code[slot] >= 0:
+            if row < 0:  # two known values with one hash
                 return codes, first_rows[:0], False
-            codes[i - len(known)] = slot_code[slot]
-            continue
-        slot_code[slot] = n_codes
-        slot_hash[slot] = wanted
-        code_hash[n_codes] = wanted
-        if i >= len(known):
-            codes[i - len(known)] = n_codes
-            first_rows[n_new] = i - len(known)
-            n_new += 1
-        n_codes += 1
-        if 2 * n_codes > (1 << bits):  # more than half full: twice the slots
-            bits += 1
-            mask = np.int64((1 << bits) - 1)
-            slot_code = np.full(1 << bits, -1, dtype=np.int64)
-            slot_hash = np.zeros(1 << bits, dtype=np.uint64)
-            for code in range(n_codes):
-                slot = _slot(code_hash[code], bits)
-                while slot_code[slot] >= 0:
-                    slot = (slot + np.int64(1)) & mask
-                slot_code[slot] = code
-                slot_hash[slot] = code_hash[code]
-    return codes, first_rows[:n_new], True
+            code = np.int64(slot_code[slot])
+        else:  # a new hash
+            code = np.int64(n_codes)
+            slot_code[slot] = code
+            slot_hash[slot] = wanted
+            code_hash[code] = wanted
+            if row >= 0:
+                first_rows[code - len(known)] = row
+            n_codes += 1
+            if 2 * n_codes > (1 << bits):  # more than half full: twice the slots
+                bits += 1
+                mask = np.int64((1 << bits) - 1)
+                slot_code = np.full(1 << bits, -1, dtype=np.int32)
+                slot_hash = np.zeros(1 << bits, dtype=np.uint64)
+                for other in range(n_codes):
+                    slot = _slot(code_hash[other], bits)
+                    while slot_code[slot] >= 0:
+                        slot = (slot + np.int64(1)) & mask
+                    slot_code[slot] = other
+                    slot_hash[slot] = code_hash[other]
+        if row >= 0:
+            codes[row] = code
+            last_code[run] = code
+            last_hash[run] = wanted
+    return codes, first_rows[: n_codes - len(known)], True
 
 
 @njit(cache=True, nogil=True)
