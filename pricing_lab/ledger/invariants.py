@@ -14,7 +14,7 @@ Sums are checked for overflow: a balance or amount beyond the 64-bit integers th
 with (a wrapped value) is reported, never taken at its wrapped value. Invariant 3 matches CONSUMED
 entries to costs (on (event_id, feature_id)) and costs to denied events (on event_id) with
 `row_lookup`, exactly: a customer's CONSUMED entries follow their costs' order (both in the order
-of things), so the lookup follows each customer and currency's entries as a run.
+of things), so the lookup follows each customer's entries as a run.
 """
 
 from __future__ import annotations
@@ -66,25 +66,22 @@ def check_invariants(
     if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
         ledger = ledger.sort("entry_id", maintain_order=True)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # On a second thread: the costs side of invariant 3, which reads only the inputs, while
-        # the ledger's columns are read; then invariant 5 while invariant 3 is checked (both
-        # only read `columns`). Polars and the compiled loops let go of the GIL.
+        # The costs side of invariant 3 reads only the inputs: it is built on a second thread
+        # while the ledger's columns are read (Polars and the compiled loops let go of the GIL).
         costs = pool.submit(_Costs.of, prepared, hash_rows)
         columns = _Columns.of(ledger, prepared.grant_table["grant_id"], hash_rows)
-        drawdown = pool.submit(_drawdown_order, ledger, columns, prepared)
-        problems: list[Problem] = []
-        problems += _entry_ids(ledger)
-        problems += _listed(
-            ledger,
-            columns.beyond,
-            "invariant 1: an amount or balance beyond the 64-bit integers the replay computes with",
-        )
-        problems += _running_sums(ledger, columns)
-        problems += _remaining_never_negative(ledger, columns)
-        problems += _costs_consumed(
-            ledger, columns, denied_events, prepared, costs.result(), hash_rows
-        )
-        problems += drawdown.result()
+        costs_side = costs.result()
+    problems: list[Problem] = []
+    problems += _entry_ids(ledger)
+    problems += _listed(
+        ledger,
+        columns.beyond,
+        "invariant 1: an amount or balance beyond the 64-bit integers the replay computes with",
+    )
+    problems += _running_sums(ledger, columns)
+    problems += _remaining_never_negative(ledger, columns)
+    problems += _costs_consumed(ledger, columns, denied_events, prepared, costs_side, hash_rows)
+    problems += _drawdown_order(ledger, columns, prepared)
     problems += _rollovers_conserve(ledger)
     return problems
 
@@ -114,6 +111,7 @@ class _Columns:
     amount: np.ndarray  # int64 unscaled amounts
     balance: np.ndarray  # int64 unscaled balance_after
     beyond: np.ndarray  # bool: the amount or balance does not fit in int64 (read as 0 above)
+    customer: np.ndarray  # code of customer_id (uint32)
     group: np.ndarray  # code of (customer_id, currency_id), 0 ≤ code < n_groups
     n_groups: int
     grant: np.ndarray  # code of grant_id (uint32), 0 ≤ code < len(grant_ids)
@@ -145,6 +143,7 @@ class _Columns:
             amount=flags["amount"].to_numpy(),
             balance=flags["balance_after"].to_numpy(),
             beyond=flags["beyond"].to_numpy(),
+            customer=customer,
             group=group,
             n_groups=len(customer_ids) * n_currencies,
             grant=grant,
@@ -173,9 +172,9 @@ def _codes(
     runs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pl.Series, int]:
     """Integer codes for a string column (uint32, 0 ≤ code < len(values)), the value of each
-    code (None for null's), and how many of the first codes are the values of `known` (distinct),
-    in its order: all of them, or none when the hashes cannot settle it (`row_lookup.encode`,
-    `runs` as there)."""
+    code (None for the code of null), and how many of the first codes are the values of `known`
+    (distinct), in its order: all of them, or none when the hashes cannot settle it
+    (`row_lookup.encode`, `runs` as there)."""
     column = column.cast(pl.String)
     if known is None and column.null_count() == 0 and len(column) and (column == column[0]).all():
         # A single value (the currency, most often): nothing to encode.
@@ -312,7 +311,7 @@ def _costs_consumed(
     replayed, cost = costs.replayed, costs.cost
     keys = COST_KEYS
     queries = ledger.select(keys)
-    match = lookup(costs.keys, replayed, queries, columns.consumed, hash_rows, columns.group)
+    match = lookup(costs.keys, replayed, queries, columns.consumed, hash_rows, columns.customer)
     if match is None:
         entries, cost_rows = _match_exactly(ledger, columns.consumed, consumptions, replayed)
     else:

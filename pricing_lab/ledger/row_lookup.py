@@ -93,7 +93,7 @@ def lookup(
     if not keys.distinct:
         return None
     if runs is None or len(runs) == 0:
-        runs = np.empty(0, dtype=np.int64)
+        runs = np.empty(0, dtype=np.uint32)
     n_runs = int(runs.max()) + 1 if len(runs) else 0
     match = _hash_probe(keys.slots, keys.hashes, in_table, query_hashes, asked, runs, n_runs)
     matched = match >= 0
@@ -136,7 +136,7 @@ def encode(
     known_hashes = np.asarray(hash_rows(known.to_frame()), dtype=np.uint64)
     hashes = np.asarray(hash_rows(column.to_frame()), dtype=np.uint64)
     if runs is None or len(runs) == 0:
-        runs = np.empty(0, dtype=np.int64)
+        runs = np.empty(0, dtype=np.uint32)
     n_runs = int(runs.max()) + 1 if len(runs) else 0
     codes, first_rows, distinct = _hash_codes(known_hashes, hashes, runs, n_runs)
     if not distinct:
