@@ -5,12 +5,16 @@ Both engines run the check at the end of every replay: a violation is a bug in p
 checks read only the outputs and the inputs (never engine state).
 
 The check runs after every replay, so it is built to be cheap at 10M entries: the string keys are
-encoded once as integer codes (customer and currency, grant), then small compiled loops walk the
-ledger in entry order keeping running state per group in arrays — no sort, no group-by on strings.
+encoded once as integer codes (customer and currency, grant) by their hashes, exactly
+(`row_lookup.encode`), then small compiled loops walk the ledger in entry order keeping running
+state per group in arrays — no sort, no group-by on strings. A grant's code is its row in the
+grant table of the inputs (the grants it does not list, the OVERDRAFT and auto-recharge grants,
+numbered after them), so the draw-down order is sorted on that table as it is, with no join.
 Sums are checked for overflow: a balance or amount beyond the 64-bit integers the engines compute
 with (a wrapped value) is reported, never taken at its wrapped value. Invariant 3 matches CONSUMED
 entries to costs (on (event_id, feature_id)) and costs to denied events (on event_id) with
-`row_lookup`, exactly.
+`row_lookup`, exactly: a customer's CONSUMED entries follow their costs' order (both in the order
+of things), so the lookup follows each customer's entries as a run.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pricing_lab.ledger.grants import recharge_grants
 from pricing_lab.ledger.inputs import PreparedReplay, prepare
 from pricing_lab.ledger.model import ReplayInput
 from pricing_lab.ledger.order import drawdown_sort_keys
-from pricing_lab.ledger.row_lookup import RowHash, lookup, row_hash
+from pricing_lab.ledger.row_lookup import KeyTable, RowHash, encode, key_table, lookup, row_hash
 
 MAX_LISTED = 20
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -55,13 +59,18 @@ def check_invariants(
     for the same customer and currency, the GRANTED entry (+x) of the grant `{its id}:rollover`,
     and every rollover grant's GRANTED entry has its ROLLED_OVER entry.
 
-    `hash_rows`: the 64-bit row hash that matches entries to costs (`row_lookup`); any function
-    gives the same answer, a poor one only makes the check slower.
+    `hash_rows`: the 64-bit row hash that encodes the keys and matches entries to costs
+    (`row_lookup`); any function gives the same answer, a poor one only makes the check slower.
     """
     prepared = replay_input if isinstance(replay_input, PreparedReplay) else prepare(replay_input)
     if not ledger["entry_id"].is_sorted():  # the engines write entries in order: no sort needed
         ledger = ledger.sort("entry_id", maintain_order=True)
-    columns = _Columns.of(ledger)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The costs side of invariant 3 reads only the inputs: it is built on a second thread
+        # while the ledger's columns are read (Polars and the compiled loops let go of the GIL).
+        costs = pool.submit(_Costs.of, prepared, hash_rows)
+        columns = _Columns.of(ledger, prepared.grant_table["grant_id"], hash_rows)
+        costs_side = costs.result()
     problems: list[Problem] = []
     problems += _entry_ids(ledger)
     problems += _listed(
@@ -71,7 +80,7 @@ def check_invariants(
     )
     problems += _running_sums(ledger, columns)
     problems += _remaining_never_negative(ledger, columns)
-    problems += _costs_consumed(ledger, columns, denied_events, prepared, hash_rows)
+    problems += _costs_consumed(ledger, columns, denied_events, prepared, costs_side, hash_rows)
     problems += _drawdown_order(ledger, columns, prepared)
     problems += _rollovers_conserve(ledger)
     return problems
@@ -92,7 +101,6 @@ def assert_invariants(
         )
 
 
-KEY_COLUMNS = ("customer_id", "currency_id", "grant_id")
 COST_KEYS = ["event_id", "feature_id"]  # what a CONSUMED entry and its cost row have in common
 
 
@@ -103,19 +111,24 @@ class _Columns:
     amount: np.ndarray  # int64 unscaled amounts
     balance: np.ndarray  # int64 unscaled balance_after
     beyond: np.ndarray  # bool: the amount or balance does not fit in int64 (read as 0 above)
+    customer: np.ndarray  # code of customer_id (uint32)
     group: np.ndarray  # code of (customer_id, currency_id), 0 ≤ code < n_groups
     n_groups: int
     grant: np.ndarray  # code of grant_id (uint32), 0 ≤ code < len(grant_ids)
     grant_ids: pl.Series  # grant_id of each code (None for the code of a null grant_id)
+    table_grants: int  # codes below it are the rows of the grant table (0 or all of them)
     consumed: np.ndarray  # bool: a CONSUMED entry
     overdraft: np.ndarray  # bool: an entry of the OVERDRAFT grant
 
     @staticmethod
-    def of(ledger: pl.DataFrame) -> _Columns:
-        # The three key columns are encoded in threads: Polars releases the GIL while it works.
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            encoded = pool.map(_codes, [ledger[name] for name in KEY_COLUMNS])
-            (customer, n_customers, _), (currency, n_currencies, _), (grant, _, grant_ids) = encoded
+    def of(ledger: pl.DataFrame, table_grant_ids: pl.Series, hash_rows: RowHash) -> _Columns:
+        customer, customer_ids, _ = _codes(ledger["customer_id"], hash_rows)
+        currency, currency_ids, _ = _codes(ledger["currency_id"], hash_rows)
+        # A customer's entries mostly draw from the grant its entry before drew from.
+        grant, grant_ids, table_grants = _codes(
+            ledger["grant_id"], hash_rows, table_grant_ids, runs=customer
+        )
+        n_currencies = len(currency_ids)
         flags = ledger.select(
             _unscaled("amount"),
             _unscaled("balance_after"),
@@ -130,10 +143,12 @@ class _Columns:
             amount=flags["amount"].to_numpy(),
             balance=flags["balance_after"].to_numpy(),
             beyond=flags["beyond"].to_numpy(),
+            customer=customer,
             group=group,
-            n_groups=n_customers * n_currencies,
+            n_groups=len(customer_ids) * n_currencies,
             grant=grant,
             grant_ids=grant_ids,
+            table_grants=table_grants,
             consumed=flags["consumed"].to_numpy(),
             overdraft=flags["overdraft"].to_numpy(),
         )
@@ -150,16 +165,27 @@ def _beyond(name: str) -> pl.Expr:
     return ((unscaled < INT64_MIN) | (unscaled > INT64_MAX)).fill_null(False)
 
 
-def _codes(column: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
-    """Integer codes for a string column: 0 … k-1 for its k distinct values and k for null.
-    Returns the codes (uint32, the categories' own), k + 1, and the value of each code (None
-    for the last)."""
+def _codes(
+    column: pl.Series,
+    hash_rows: RowHash,
+    known: pl.Series | None = None,
+    runs: np.ndarray | None = None,
+) -> tuple[np.ndarray, pl.Series, int]:
+    """Integer codes for a string column (uint32, 0 ≤ code < len(values)), the value of each
+    code (None for the code of null), and how many of the first codes are the values of `known`
+    (distinct), in its order: all of them, or none when the hashes cannot settle it
+    (`row_lookup.encode`, `runs` as there)."""
     column = column.cast(pl.String)
-    if column.null_count() == 0 and len(column) > 0 and (column == column[0]).all():
+    if known is None and column.null_count() == 0 and len(column) and (column == column[0]).all():
         # A single value (the currency, most often): nothing to encode.
-        return np.zeros(len(column), dtype=np.uint32), 2, pl.Series([column[0], None])
-    # A fresh category mapping: its codes are dense from 0, and it is freed with the column (the
-    # global one would keep every string it ever saw).
+        return np.zeros(len(column), dtype=np.uint32), pl.Series([column[0]]), 0
+    if known is not None and (encoded := encode(column, known, hash_rows, runs)) is not None:
+        return encoded[0], encoded[1], len(known)
+    if (encoded := encode(column, None, hash_rows, runs)) is not None:
+        return encoded[0], encoded[1], 0
+    # When the hashes cannot settle it: a fresh category mapping (exact, slower). Its codes are
+    # dense from 0, and it is freed with the column (the global one would keep every string it
+    # ever saw).
     categorical = column.cast(pl.Categorical(pl.Categories.random()))
     dtype = categorical.dtype
     assert isinstance(dtype, pl.Categorical)
@@ -167,7 +193,7 @@ def _codes(column: pl.Series) -> tuple[np.ndarray, int, pl.Series]:
     codes = categorical.to_physical()
     if codes.null_count():
         codes = codes.fill_null(len(values))
-    return codes.to_numpy(), len(values) + 1, values.extend(pl.Series([None], dtype=pl.String))
+    return codes.to_numpy(), values.extend(pl.Series([None], dtype=pl.String)), 0
 
 
 def _listed(ledger: pl.DataFrame, bad: np.ndarray, message: str) -> list[Problem]:
@@ -256,20 +282,36 @@ def _negative_remaining(
 # --- invariant 3 -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Costs:
+    """Invariant 3's side of the inputs: per row of `prepared.consumptions`."""
+
+    keys: KeyTable  # the rows' COST_KEYS, findable by hash (`row_lookup.key_table`)
+    replayed: np.ndarray  # bool: a costed pair that is replayed (in the horizon, cost above 0)
+    cost: np.ndarray  # int64: the cost unscaled at the ledger's scale
+
+    @staticmethod
+    def of(prepared: PreparedReplay, hash_rows: RowHash) -> _Costs:
+        replayed, cost = _costs(prepared)
+        keys = key_table(prepared.consumptions.select(COST_KEYS), hash_rows)
+        return _Costs(keys=keys, replayed=replayed, cost=cost)
+
+
 def _costs_consumed(
     ledger: pl.DataFrame,
     columns: _Columns,
     denied: pl.DataFrame,
     prepared: PreparedReplay,
+    costs: _Costs,
     hash_rows: RowHash,
 ) -> list[Problem]:
     """Invariant 3: compare each (event, feature)'s CONSUMED total with its cost, and check the
     denied events (block mode)."""
     consumptions = prepared.consumptions
-    replayed, cost = _costs(prepared)
+    replayed, cost = costs.replayed, costs.cost
     keys = COST_KEYS
-    table = consumptions.select(keys)
-    match = lookup(table, replayed, ledger.select(keys), columns.consumed, hash_rows)
+    queries = ledger.select(keys)
+    match = lookup(costs.keys, replayed, queries, columns.consumed, hash_rows, columns.customer)
     if match is None:
         entries, cost_rows = _match_exactly(ledger, columns.consumed, consumptions, replayed)
     else:
@@ -462,25 +504,48 @@ def _drawdown_ranks(
     ledger: pl.DataFrame, columns: _Columns, prepared: PreparedReplay
 ) -> np.ndarray:
     """Each grant code's position in draw-down order (`order.drawdown_sort_keys`): grants of the
-    input and recurring periods, and auto-recharge grants as their GRANTED entry and the recharge
-    settings describe them (`grants.recharge_grants`). Grants known to neither (the OVERDRAFT
-    grant) come last."""
+    input and recurring periods (the grant table), and auto-recharge grants as their GRANTED entry
+    and the recharge settings describe them (`grants.recharge_grants`). Grants known to neither
+    (the OVERDRAFT grant) come last."""
     described = ["grant_id", "priority", "expires_at", "type", "effective_at", "source"]
+    table = prepared.grant_table.select(described)
+    # The codes from `table_grants` on are ids the table does not have (unless no code is the
+    # table's): only their entries can describe an auto-recharge grant that counts.
+    others = ledger.filter(pl.Series(columns.grant >= columns.table_grants))
     known = pl.concat(
         [
-            prepared.grant_table.select(described),
-            recharge_grants(ledger, prepared).select(described),
+            table.clear() if columns.table_grants else table,
+            recharge_grants(others, prepared).select(described),
         ]
     ).unique("grant_id", keep="first", maintain_order=True)
-    codes = pl.DataFrame({"grant_id": columns.grant_ids}).with_row_index("code")
-    order = (
-        codes.join(known, on="grant_id", how="left", maintain_order="left")
-        .sort(drawdown_sort_keys(), nulls_last=True, maintain_order=True)["code"]
-        .to_numpy()
+    rest = pl.DataFrame({"grant_id": columns.grant_ids[columns.table_grants :]})
+    described_codes = pl.concat(
+        [
+            table.head(columns.table_grants),
+            rest.join(known, on="grant_id", how="left", maintain_order="left"),
+        ]
     )
+    order = _sort_order(described_codes, drawdown_sort_keys())
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order))
     return ranks
+
+
+def _sort_order(frame: pl.DataFrame, keys: list[pl.Expr]) -> np.ndarray:
+    """The rows of `frame` in the order `frame.sort(keys, nulls_last=True, maintain_order=True)`
+    puts them, for keys of integers, booleans, times or strings: each key as integers (a string
+    by its rank among the key's strings) after a key of its own saying whether it is null, then a
+    stable `np.lexsort` (a Polars sort on several keys compares encoded rows, slower)."""
+    integers: list[np.ndarray] = []
+    for key in frame.select(key.alias(str(i)) for i, key in enumerate(keys)).iter_columns():
+        if key.dtype == pl.String:
+            key = key.rank("dense")
+        assert key.dtype.is_integer() or key.dtype.is_temporal() or key.dtype == pl.Boolean
+        integers += [
+            key.is_null().to_numpy(),
+            key.to_physical().cast(pl.Int64).fill_null(0).to_numpy(),
+        ]
+    return np.lexsort(integers[::-1])
 
 
 @njit(cache=True)
