@@ -287,19 +287,20 @@ def reject_unusable_values(
     call (the commands check before `simulate`, which checks too) reads nothing. `timestamp` of
     these rows is the stored UTC time as text.
     """
-    meters = frozenset(
-        f.meter for f in metered_features(catalog) if f.meter and f.meter.source == "events"
-    )
-    if meters <= report.checked_meters:
+    features = [
+        f
+        for f in metered_features(catalog)
+        if f.meter is not None
+        and f.meter.source == "events"
+        and f.meter not in report.checked_meters
+    ]
+    if not features:
         return report
     columns = _columns(con, report.table)
     if columns is None:
         return report
     checks = []
-    for feature in metered_features(catalog):
-        meter = feature.meter
-        if meter is None or meter.source != "events" or meter in report.checked_meters:
-            continue
+    for feature in features:
         unusable = _out_of_range_sql(feature, columns)
         if unusable == "FALSE":
             continue
@@ -311,6 +312,7 @@ def reject_unusable_values(
             f"CAST({quote_ident(found[0])} AS VARCHAR)"
         )
         checks.append((condition, detail))
+    meters = frozenset(f.meter for f in features if f.meter is not None)
     checked = replace(report, checked_meters=report.checked_meters | meters)
     if not checks:
         return checked

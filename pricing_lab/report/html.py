@@ -18,6 +18,7 @@ from pathlib import Path
 
 import altair as alt
 
+from pricing_lab.output_staging import staged_files
 from pricing_lab.report.tables import Cell, Table, cell_texts
 
 
@@ -186,13 +187,7 @@ def write_report(report: Report, path: str | Path) -> Path:
     """Write the report to `path` (UTF-8) and return the path. The page is written beside it
     under a hidden name and renamed: a write that fails leaves the earlier report whole."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     text = render_report(report)
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with staged_files([target]) as staged:
+        staged.twin(target).write_text(text, encoding="utf-8")
     return target

@@ -18,7 +18,6 @@ bytes do not depend on the executor or the bucket count.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from pricing_lab.activity.stream import merged_activity
 from pricing_lab.events.ingest import IngestReport
 from pricing_lab.ledger import ReplayResult
 from pricing_lab.ledger.frames import empty_ledger, ledger_schema
+from pricing_lab.output_staging import staged_files
 from pricing_lab.scale.bucket_replay import read_done
 from pricing_lab.scale.buckets import SERVING, Manifest, result_path
 from pricing_lab.scale.storage import Store
@@ -52,8 +52,9 @@ def merge_buckets(
 ) -> SimulationResult:
     """Merge the finished buckets of the job at `store` into the SPEC §6 files of `out_dir`.
 
-    Returns the result with its ledger on disk. The files are written as `.NAME.partial` and
-    renamed when all are written, so a failure leaves the folder's earlier outputs as they were.
+    Returns the result with its ledger on disk. The files are written under hidden names and
+    renamed when all are written (`output_staging.staged_files`), so a failure leaves the
+    folder's earlier outputs as they were.
     `denied_costs(event_ids)`: the costs to serve of denied events (`serve_costs(only=…)` over
     the events table), taken off the job's costs to serve; needed when a bucket denied events.
     Raises `ValueError` when a bucket has not finished, or when `OUTPUT_FILES` names a file the
@@ -130,20 +131,11 @@ def merge_buckets(
     unknown = [name for name in OUTPUT_FILES if name not in writers]
     if unknown:
         raise ValueError(f"the bucket merge has no rule for output file(s) {', '.join(unknown)}")
-    chosen = [(name, writers[name]) for name in OUTPUT_FILES]
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    try:
-        for name, write in chosen:
-            if write is not None:
-                written.append(name)
-                write(folder / f".{name}.partial")
-    except BaseException:
-        for name in written:
-            (folder / f".{name}.partial").unlink(missing_ok=True)
-        raise
-    for name in written:
-        os.replace(folder / f".{name}.partial", folder / name)
+    chosen = {folder / name: writers[name] for name in OUTPUT_FILES if writers[name] is not None}
+    with staged_files(chosen) as staged:
+        for path, write in chosen.items():
+            assert write is not None
+            write(staged.twin(path))
     return result
 
 

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +51,7 @@ from pricing_lab.ledger.model import (
     RecurringEntitlement,
     Subscription,
 )
+from pricing_lab.output_staging import staged_files
 from pricing_lab.simulation import output_files
 from pricing_lab.simulation.cost_to_serve import serve_costs
 from pricing_lab.simulation.costing import (
@@ -551,7 +550,14 @@ class _Outcome:
             feature_totals=_added(self.feature_totals, by=["currency_id", "feature_id"]),
             activity=_activity([r.activity for r in self.results]),
         )
-        with _renamed_when_done(folder) as partial:
+        # Written under hidden names and renamed when all are complete: a failure leaves the
+        # folder's earlier outputs as they were.
+        names = [n for n in OUTPUT_FILES if n != "activity.parquet" or result.activity is not None]
+        with staged_files([folder / name for name in names]) as staged:
+
+            def partial(name: str) -> Path:
+                return staged.twin(folder / name)
+
             self._merge_ledger(partial("ledger.parquet"))
             write_table(result.grants, partial("grants.parquet"))
             write_table(result.denied_events, partial("denied_events.parquet"))
@@ -684,24 +690,3 @@ def _added(frames: list[pl.DataFrame], *, by: list[str]) -> pl.DataFrame:
     if not filled:
         return frames[0]
     return pl.concat(filled).group_by(by).agg(pl.exclude(by).sum()).sort(by)
-
-
-@contextmanager
-def _renamed_when_done(folder: Path) -> Iterator[Callable[[str], Path]]:
-    """Output files are written as `.NAME.partial` and renamed to NAME when all are written; on
-    failure the partial files are removed and the folder's earlier outputs stay as they were."""
-    written: list[str] = []
-
-    def partial(name: str) -> Path:
-        written.append(name)
-        return folder / f".{name}.partial"
-
-    try:
-        yield partial
-    except BaseException:
-        for name in written:
-            (folder / f".{name}.partial").unlink(missing_ok=True)
-        raise
-    for name in OUTPUT_FILES:
-        if name in written:
-            os.replace(folder / f".{name}.partial", folder / name)
